@@ -1,0 +1,151 @@
+"""Every check of the aegis workspace, as nox sessions.
+
+Plain ``nox`` runs what CI needs. Each per-package session builds an environment that
+holds only that package and its declared dependencies (through ``uv sync --package``),
+which is what proves the packages are isolated from one another.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_external_run = True
+nox.options.reuse_existing_virtualenvs = True
+
+# Only the installed interpreter exists here, and none may be downloaded.
+os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+os.environ.setdefault("HYPOTHESIS_PROFILE", "ci")
+
+ROOT = Path(__file__).parent
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+# package name -> (import name, test folder, extra dependency groups for its tests, extras)
+PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
+    "aegis-graph": ("aegis_graph", "tests/graph", (), ()),
+    "aegis-breaker": ("aegis_breaker", "tests/breaker", (), ()),
+    "aegis-adapters": ("aegis_adapters", "tests/adapters", ("http",), ("all",)),
+    "aegis-gov": ("aegis_gov", "tests/gov", ("http",), ("all",)),
+}
+
+
+def _sync(session: nox.Session, *args: str) -> None:
+    """Install the locked environment described by *args* into the session's venv."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--frozen",
+        "--no-default-groups",
+        *args,
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        external=True,
+    )
+
+
+def _sync_package(session: nox.Session, package: str, *groups: str) -> None:
+    _, _, test_groups, extras = PACKAGES[package]
+    args = ["--package", package]
+    for extra in extras:
+        args += ["--extra", extra]
+    for group in (*groups, *test_groups):
+        args += ["--group", group]
+    _sync(session, *args)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check over the whole tree."""
+    _sync(session, "--only-group", "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", list(PACKAGES))
+def mypy_pkg(session: nox.Session, package: str) -> None:
+    """mypy --strict on one package and its tests, alone with its declared dependencies."""
+    module, tests, _, _ = PACKAGES[package]
+    _sync_package(session, package, "test", "typing")
+    session.run("mypy", "-p", module)
+    session.run("mypy", "--python-version", "3.10", "-p", module)
+    session.run("mypy", tests)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", list(PACKAGES))
+def tests_pkg(session: nox.Session, package: str) -> None:
+    """The package's own tests, alone with its declared dependencies."""
+    _, tests, _, _ = PACKAGES[package]
+    _sync_package(session, package, "test")
+    session.run("pytest", tests, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", list(PACKAGES))
+def verifytypes(session: nox.Session, package: str) -> None:
+    """pyright --verifytypes: the public API must be 100% typed."""
+    module, _, _, _ = PACKAGES[package]
+    _sync_package(session, package, "typing")
+    session.run("pyright", "--verifytypes", module, "--ignoreexternal")
+
+
+@nox.session(python=PYTHON)
+def typing(session: nox.Session) -> None:
+    """mypy --strict and pyright on tests/typing: the API as a strict user sees it."""
+    _sync(session, "--all-packages", "--all-extras", "--group", "typing", "--group", "test")
+    session.run("mypy", "tests/typing")
+    session.run("pyright", "tests/typing")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Every test of every package, with branch coverage."""
+    _sync(
+        session,
+        "--all-packages",
+        "--all-extras",
+        "--group",
+        "test",
+        "--group",
+        "http",
+    )
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "report")
+
+
+# Modules that importing each package must not load (isolation and lazy SDK imports).
+FORBIDDEN_ON_IMPORT: dict[str, tuple[str, ...]] = {
+    "aegis-graph": ("aegis_breaker", "aegis_adapters", "aegis_gov", "requests"),
+    "aegis-breaker": ("aegis_graph", "aegis_adapters", "aegis_gov", "requests"),
+    "aegis-adapters": ("aegis_graph", "aegis_breaker", "aegis_gov", "anthropic", "openai"),
+    "aegis-gov": ("anthropic", "openai"),
+}
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build every wheel without workspace sources, then install and import each alone."""
+    dist = Path(session.create_tmp()) / "dist"
+    session.run(
+        "uv", "build", "--all-packages", "--no-sources", "--out-dir", str(dist), external=True
+    )
+    for package, (module, _, _, _) in PACKAGES.items():
+        venv = Path(session.create_tmp()) / f"venv-{package}"
+        session.run("uv", "venv", "--quiet", "--python", sys.executable, str(venv), external=True)
+        python = str(venv / "bin" / "python")
+        session.run(
+            "uv", "pip", "install", "--quiet", "--python", python,
+            "--find-links", str(dist), package, external=True,
+        )
+        check = (
+            f"import sys, {module}; "
+            f"bad = [m for m in {FORBIDDEN_ON_IMPORT[package]!r} if m in sys.modules]; "
+            f"assert not bad, f'importing {module} loaded {{bad}}'; "
+            f"print('{module} imports alone')"
+        )
+        session.run(python, "-c", check, external=True)
