@@ -1,5 +1,65 @@
-"""aegis-adapters: Typed LLM provider adapters (Anthropic, OpenAI-compatible, Ollama) with one error taxonomy."""
+# Copyright (c) 2026 The aegis developers. Licensed under the MIT License.
+"""aegis-adapters: typed LLM provider adapters with one error taxonomy.
+
+Importing this package imports no provider SDK; each adapter loads its SDK on first use.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aegis_adapters._base import BaseChatAdapter
+from aegis_adapters._errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    LLMError,
+    ModelNotFoundError,
+    PermanentError,
+    ProviderUnavailableError,
+    QuotaExceededError,
+    RateLimitError,
+    RetryableError,
+    classify_failure,
+    parse_retry_after,
+)
+from aegis_adapters._offline import EchoAdapter, RecordedCall, ScriptedAdapter, ScriptExhaustedError
+from aegis_adapters._protocols import ChatAdapter, LLMAdapter
+from aegis_adapters._types import (
+    STOP_REASONS,
+    ChatResponse,
+    Endpoint,
+    Message,
+    Role,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = [
+    "STOP_REASONS",
+    "AuthenticationError",
+    "BaseChatAdapter",
+    "ChatAdapter",
+    "ChatResponse",
+    "EchoAdapter",
+    "Endpoint",
+    "InvalidRequestError",
+    "LLMAdapter",
+    "LLMError",
+    "Message",
+    "ModelNotFoundError",
+    "PermanentError",
+    "ProviderUnavailableError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RecordedCall",
+    "RetryableError",
+    "Role",
+    "ScriptExhaustedError",
+    "ScriptedAdapter",
+    "TextDelta",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+    "classify_failure",
+    "parse_retry_after",
+]

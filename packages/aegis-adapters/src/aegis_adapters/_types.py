@@ -1,0 +1,220 @@
+# Copyright (c) 2026 The aegis developers. Licensed under the MIT License.
+"""Value types shared by every adapter: messages, tool calls, usage, responses, endpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "STOP_REASONS",
+    "ChatResponse",
+    "Endpoint",
+    "Message",
+    "Role",
+    "TextDelta",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+]
+
+Role = Literal["user", "assistant", "tool"]
+"""Who a :class:`Message` is from; ``"tool"`` carries a tool's result back to the model."""
+
+STOP_REASONS: frozenset[str] = frozenset(
+    {"end_turn", "max_tokens", "tool_use", "content_filter", "stop_sequence"}
+)
+"""The normalised values of :attr:`ChatResponse.stop_reason` (besides ``None``)."""
+
+
+def _non_negative(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+
+
+def _call_tuple(value: Iterable[ToolCall]) -> tuple[ToolCall, ...]:
+    return tuple(value)
+
+
+def _freeze_mapping(value: Mapping[str, object]) -> Mapping[str, object]:
+    # A defensive copy: the caller's dict may change after the value is built.
+    return dict(value)
+
+
+@attrs.frozen
+class Usage:
+    """Token counts of one call (or the sum of several, with ``+``).
+
+    Attributes:
+        input_tokens: Tokens in the prompt, as the provider counted them.
+        output_tokens: Tokens the model generated.
+    """
+
+    input_tokens: int = attrs.field(default=0, validator=_non_negative)
+    output_tokens: int = attrs.field(default=0, validator=_non_negative)
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        """Sum two usages, field by field."""
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+
+@attrs.frozen
+class ToolSpec:
+    """A tool the model may call.
+
+    Attributes:
+        name: The tool's name, as the model will call it.
+        description: What the tool does, for the model.
+        input_schema: A JSON Schema (an ``object`` schema) of the tool's arguments.
+    """
+
+    name: str = attrs.field(validator=attrs.validators.min_len(1))
+    description: str
+    input_schema: Mapping[str, object] = attrs.field(converter=_freeze_mapping, hash=False)
+
+
+@attrs.frozen
+class ToolCall:
+    """A call of a tool requested by the model.
+
+    Attributes:
+        id: The provider's id of the call, echoed back in the tool's result.
+        name: The tool's name.
+        arguments: The decoded JSON arguments.
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, object] = attrs.field(converter=_freeze_mapping, hash=False)
+
+
+@attrs.frozen
+class Message:
+    """One turn of a conversation.
+
+    Build them with :meth:`user`, :meth:`assistant` and :meth:`tool_result`. The system prompt is
+    not a message: adapters take it as ``system=`` and place it where the provider expects it.
+
+    Attributes:
+        role: ``"user"``, ``"assistant"`` or ``"tool"``.
+        content: The text.
+        tool_calls: Tools the assistant asked to call (assistant messages only).
+        tool_call_id: The id of the call this message answers (tool messages only).
+        tool_name: The name of the tool that produced this result (tool messages only).
+        is_error: Whether the tool failed (tool messages only).
+    """
+
+    role: Role = attrs.field(validator=attrs.validators.in_(("user", "assistant", "tool")))
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_call_tuple)
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    is_error: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        """Reject messages whose fields do not fit their role."""
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"only assistant messages carry tool_calls, not {self.role!r}")
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message needs the tool_call_id it answers")
+
+    @classmethod
+    def user(cls, text: str) -> Message:
+        """A user message."""
+        return cls("user", text)
+
+    @classmethod
+    def assistant(cls, text: str, tool_calls: tuple[ToolCall, ...] = ()) -> Message:
+        """An assistant message, possibly asking for tool calls."""
+        return cls("assistant", text, tool_calls=tool_calls)
+
+    @classmethod
+    def tool_result(cls, call: ToolCall, content: str, *, is_error: bool = False) -> Message:
+        """The result of running *call*, to send back to the model."""
+        return cls("tool", content, tool_call_id=call.id, tool_name=call.name, is_error=is_error)
+
+
+def _stop_reason(_instance: object, _attribute: object, value: str | None) -> None:
+    if value is not None and value not in STOP_REASONS:
+        raise ValueError(
+            f"stop_reason must be one of {sorted(STOP_REASONS)} or None, not {value!r}"
+        )
+
+
+@attrs.frozen
+class ChatResponse:
+    """A complete reply of the model.
+
+    ``stop_reason`` is normalised across providers:
+
+    ============== ========================== ======================== ====================
+    normalised     Anthropic ``stop_reason``  OpenAI ``finish_reason`` Ollama ``done_reason``
+    ============== ========================== ======================== ====================
+    end_turn       end_turn, pause_turn       stop                     stop (no tool calls)
+    max_tokens     max_tokens, context window length                   length
+    tool_use       tool_use                   tool_calls, function_call stop with tool calls
+    content_filter refusal                    content_filter           (never)
+    stop_sequence  stop_sequence              (OpenAI reports stop)    (never)
+    ============== ========================== ======================== ====================
+
+    Attributes:
+        text: The generated text (all text blocks joined).
+        tool_calls: Tools the model asked to call.
+        usage: Tokens used by this call.
+        stop_reason: Why generation stopped, normalised as above; ``None`` if unknown.
+        model: The model that answered, as the provider named it.
+    """
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_call_tuple)
+    usage: Usage = Usage()
+    stop_reason: str | None = attrs.field(default=None, validator=_stop_reason)
+    model: str | None = None
+
+
+@attrs.frozen
+class TextDelta:
+    """A chunk of text from a stream.
+
+    Attributes:
+        text: The new text.
+    """
+
+    text: str
+
+
+@attrs.frozen
+class Endpoint:
+    """Where an adapter sends its calls: hashable, so callers can keep one breaker per endpoint.
+
+    Attributes:
+        provider: ``"anthropic"``, ``"openai"``, ``"ollama"``, ``"scripted"``, ...
+        base_url: The provider's base URL.
+        model: The model name.
+    """
+
+    provider: str
+    base_url: str
+    model: str
+
+    @property
+    def key(self) -> str:
+        """``"provider|base_url|model"``: a stable string key, for breakers and logs."""
+        return f"{self.provider}|{self.base_url}|{self.model}"
+
+    def __str__(self) -> str:
+        """Same as :attr:`key`."""
+        return self.key
