@@ -1,5 +1,39 @@
-"""aegis-graph: A pure, typed task dependency graph with cycle detection and failure cascades."""
+"""aegis-graph: a pure, typed task dependency graph with cycle detection and failure cascades.
+
+Build a `TaskQueue` from `Task` values; it validates the graph at construction, hands out
+ready tasks, and turns the dependents of a failed task into SKIPPED tasks that remember
+the root failure.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aegis_graph._errors import (
+    CyclicDependencyError,
+    DuplicateTaskError,
+    GraphError,
+    InconsistentResumeError,
+    InvalidTaskError,
+    InvalidTransitionError,
+    TaskNotReadyError,
+    UnknownDependencyError,
+    UnknownTaskError,
+)
+from aegis_graph._queue import TaskQueue
+from aegis_graph._state import SkipReason, TaskState
+from aegis_graph._task import Task
+
+__all__ = [
+    "CyclicDependencyError",
+    "DuplicateTaskError",
+    "GraphError",
+    "InconsistentResumeError",
+    "InvalidTaskError",
+    "InvalidTransitionError",
+    "SkipReason",
+    "Task",
+    "TaskNotReadyError",
+    "TaskQueue",
+    "TaskState",
+    "UnknownDependencyError",
+    "UnknownTaskError",
+]
