@@ -2,4 +2,29 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aegis_breaker._breaker import CircuitBreaker, Permit
+from aegis_breaker._bulkhead import Bulkhead
+from aegis_breaker._errors import BreakerError, BulkheadFullError, CircuitOpenError
+from aegis_breaker._events import (
+    BreakerEvent,
+    BreakerListener,
+    CallRejected,
+    CircuitState,
+    StateChanged,
+)
+from aegis_breaker._pool import AgentPool
+
+__all__ = [
+    "AgentPool",
+    "BreakerError",
+    "BreakerEvent",
+    "BreakerListener",
+    "Bulkhead",
+    "BulkheadFullError",
+    "CallRejected",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "Permit",
+    "StateChanged",
+]

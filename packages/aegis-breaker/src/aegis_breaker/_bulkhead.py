@@ -1,0 +1,205 @@
+"""A bulkhead: bounds calls in flight across threads and asyncio tasks together."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from aegis_breaker._errors import BulkheadFullError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Bulkhead"]
+
+
+class _ThreadWaiter:
+    """A blocked thread; granted a permit by `Bulkhead.release` (under the bulkhead's lock)."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.granted = False
+
+    def grant(self) -> bool:
+        self.granted = True
+        self.event.set()
+        return True
+
+
+class _TaskWaiter:
+    """A waiting asyncio task; woken through its loop, which may run in another thread."""
+
+    __slots__ = ("future", "granted", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.granted = False
+
+    def grant(self) -> bool:
+        try:
+            self.loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # its loop is closed: nobody is left to take the permit
+            return False
+        self.granted = True
+        return True
+
+    def _wake(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class Bulkhead:
+    """Limits how many calls run at once, shared by threads and asyncio tasks.
+
+    One counter, guarded by one `threading.Lock`, covers sync and async holders, so the total in
+    flight never exceeds ``max_concurrent``. Waiters are served first come, first served; a
+    released permit is handed straight to the oldest waiter. Async waiting binds to the running
+    loop lazily, so one bulkhead can serve threads and event loops at once.
+
+    Args:
+        max_concurrent: Permits available (>= 1).
+        max_wait_s: Seconds a caller waits for a permit before `BulkheadFullError`; None waits
+            for ever, 0 never waits.
+
+    Raises:
+        ValueError: When *max_concurrent* < 1 or *max_wait_s* is negative.
+    """
+
+    __slots__ = ("_active", "_lock", "_max", "_max_wait_s", "_waiters")
+
+    def __init__(self, max_concurrent: int, *, max_wait_s: float | None = None) -> None:
+        """Build a bulkhead with *max_concurrent* free permits."""
+        if max_concurrent < 1:
+            raise ValueError(f"bulkhead: max_concurrent must be >= 1, got {max_concurrent}")
+        if max_wait_s is not None and not max_wait_s >= 0:
+            raise ValueError(f"bulkhead: max_wait_s must be >= 0 or None, got {max_wait_s}")
+        self._max = max_concurrent
+        self._max_wait_s = max_wait_s
+        self._active = 0
+        self._lock = threading.Lock()
+        self._waiters: collections.deque[_ThreadWaiter | _TaskWaiter] = collections.deque()
+
+    @property
+    def max_concurrent(self) -> int:
+        """The limit on permits held at once."""
+        return self._max
+
+    @property
+    def max_wait_s(self) -> float | None:
+        """Seconds a caller waits for a permit (None: for ever)."""
+        return self._max_wait_s
+
+    @property
+    def active(self) -> int:
+        """Permits held right now."""
+        return self._active
+
+    def acquire(self) -> None:
+        """Take a permit, blocking the thread up to ``max_wait_s``.
+
+        Raises:
+            BulkheadFullError: When no permit came free in time.
+        """
+        with self._lock:
+            if self._active < self._max and not self._waiters:
+                self._active += 1
+                return
+            if self._max_wait_s == 0:
+                raise BulkheadFullError(self._max, 0.0)
+            waiter = _ThreadWaiter()
+            self._waiters.append(waiter)
+        started = time.monotonic()
+        if waiter.event.wait(self._max_wait_s):
+            return
+        with self._lock:
+            if waiter.granted:  # granted just as the wait ran out: keep it
+                return
+            self._waiters.remove(waiter)
+        raise BulkheadFullError(self._max, time.monotonic() - started)
+
+    async def aacquire(self) -> None:
+        """Take a permit, awaiting up to ``max_wait_s`` without blocking the loop.
+
+        If the awaiting task is cancelled, no permit is kept.
+
+        Raises:
+            BulkheadFullError: When no permit came free in time.
+        """
+        with self._lock:
+            if self._active < self._max and not self._waiters:
+                self._active += 1
+                return
+            if self._max_wait_s == 0:
+                raise BulkheadFullError(self._max, 0.0)
+            waiter = _TaskWaiter(asyncio.get_running_loop())
+            self._waiters.append(waiter)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(waiter.future, self._max_wait_s)
+        except asyncio.TimeoutError:
+            with self._lock:
+                if waiter.granted:
+                    return
+                self._waiters.remove(waiter)
+            raise BulkheadFullError(self._max, time.monotonic() - started) from None
+        except BaseException:
+            with self._lock:
+                granted = waiter.granted
+                if not granted:
+                    self._waiters.remove(waiter)
+            if granted:  # the permit arrived as we were cancelled: pass it on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        """Give a permit back; the oldest waiter, if any, receives it.
+
+        Raises:
+            RuntimeError: When no permit is held.
+        """
+        with self._lock:
+            waiters = self._waiters
+            while waiters:
+                if waiters.popleft().grant():
+                    return
+            if self._active <= 0:
+                raise RuntimeError("bulkhead: release() without a matching acquire()")
+            self._active -= 1
+
+    def __enter__(self) -> Bulkhead:  # noqa: PYI034  # typing.Self is 3.11+
+        """Take a permit for the ``with`` body (see `acquire`)."""
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Give the permit back, whatever happened in the body."""
+        self.release()
+
+    async def __aenter__(self) -> Bulkhead:  # noqa: PYI034  # typing.Self is 3.11+
+        """Take a permit for the ``async with`` body (see `aacquire`)."""
+        await self.aacquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Give the permit back, whatever happened in the body, cancellation included."""
+        self.release()
+
+    def __repr__(self) -> str:
+        """Show permits in use and the limit."""
+        return f"Bulkhead(active={self._active}, max_concurrent={self._max})"

@@ -1,0 +1,260 @@
+"""AgentPool: one bulkhead shared by a keyed set of circuit breakers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
+
+from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker
+from aegis_breaker._bulkhead import Bulkhead
+from aegis_breaker._events import BreakerListener, CircuitState
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+__all__ = ["AgentPool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_KEY: Final = "default"
+
+_SEVERITY: Final = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+class AgentPool:
+    """Bounds concurrent agent calls and breaks the circuit on failing endpoints.
+
+    A `Bulkhead` of ``max_concurrent`` permits is shared by one `CircuitBreaker` per key (say, per
+    provider endpoint), each created on first use with the pool's settings and ``name=key``. A
+    call first asks its breaker (so an open circuit rejects at once, without waiting for a
+    permit), then takes a permit; a full bulkhead raises `BulkheadFullError` and is not counted
+    as a breaker failure. The ``"default"`` breaker always exists.
+
+    Args:
+        max_concurrent: Calls allowed in flight across all keys.
+        consecutive_failure_limit: Passed to each breaker.
+        recovery_timeout_s: Passed to each breaker.
+        max_wait_s: Seconds to wait for a permit; None waits for ever, 0 never waits.
+        is_failure: Passed to each breaker.
+        clock: Passed to each breaker.
+        half_open_max_calls: Passed to each breaker.
+        success_threshold: Passed to each breaker.
+        half_open_max_wait_s: Passed to each breaker.
+        listeners: Attached to every breaker, present and future.
+
+    Raises:
+        ValueError: When a setting is out of range.
+    """
+
+    __slots__ = ("_breakers", "_bulkhead", "_default", "_listeners", "_lock", "_make_breaker")
+
+    def __init__(
+        self,
+        max_concurrent: int = 4,
+        consecutive_failure_limit: int = 5,
+        recovery_timeout_s: float = 30.0,
+        *,
+        max_wait_s: float | None = None,
+        is_failure: Callable[[BaseException], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        half_open_max_calls: int = 1,
+        success_threshold: int = 1,
+        half_open_max_wait_s: float | None = None,
+        listeners: Iterable[BreakerListener] = (),
+    ) -> None:
+        """Build a pool whose ``"default"`` breaker is CLOSED and whose bulkhead is empty."""
+        self._bulkhead = Bulkhead(max_concurrent, max_wait_s=max_wait_s)
+        self._lock = threading.Lock()
+        self._listeners: list[BreakerListener] = list(listeners)
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+        def make(key: str) -> CircuitBreaker:
+            return CircuitBreaker(
+                consecutive_failure_limit,
+                recovery_timeout_s,
+                half_open_max_calls=half_open_max_calls,
+                success_threshold=success_threshold,
+                half_open_max_wait_s=half_open_max_wait_s,
+                is_failure=is_failure,
+                clock=clock,
+                name=key,
+                listeners=self._listeners,
+            )
+
+        self._make_breaker = make
+        self._default = self.breaker(DEFAULT_KEY)
+
+    def breaker(self, key: str = DEFAULT_KEY) -> CircuitBreaker:
+        """The breaker for *key*, created with the pool's settings on first use."""
+        found = self._breakers.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._breakers.get(key)
+            if found is None:
+                found = self._make_breaker(key)
+                # Copy on write, so readers iterate a dict that never changes.
+                self._breakers = {**self._breakers, key: found}
+            return found
+
+    @property
+    def breakers(self) -> Mapping[str, CircuitBreaker]:
+        """A read-only snapshot of the breakers by key."""
+        return MappingProxyType(self._breakers)
+
+    @property
+    def bulkhead(self) -> Bulkhead:
+        """The bulkhead every key shares."""
+        return self._bulkhead
+
+    def run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``fn(*args, **kwargs)`` through the ``"default"`` breaker and the bulkhead.
+
+        Raises:
+            CircuitOpenError: When the breaker rejects the call; *fn* is not called.
+            BulkheadFullError: When no permit came free within ``max_wait_s``.
+        """
+        return self._run(self._default, fn, *args, **kwargs)
+
+    def run_on(self, key: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Like `run`, through the breaker for *key* (e.g. one provider endpoint)."""
+        return self._run(self.breaker(key), fn, *args, **kwargs)
+
+    async def arun(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)`` through the ``"default"`` breaker and the bulkhead.
+
+        Raises:
+            CircuitOpenError: When the breaker rejects the call; *fn* is not called.
+            BulkheadFullError: When no permit came free within ``max_wait_s``.
+        """
+        return await self._arun(self._default, fn, *args, **kwargs)
+
+    async def arun_on(
+        self, key: str, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Like `arun`, through the breaker for *key*."""
+        return await self._arun(self.breaker(key), fn, *args, **kwargs)
+
+    # Breaker internals are used directly here: this is the package's own hot path, and it
+    # spares a Permit per call.
+    def _run(
+        self, breaker: CircuitBreaker, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        token = breaker._acquire()  # noqa: SLF001  # see above
+        bulkhead = self._bulkhead
+        try:
+            bulkhead.acquire()
+        except BaseException:
+            breaker._report(token, _IGNORE)  # noqa: SLF001  # see above
+            raise
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            bulkhead.release()
+            breaker._report(token, breaker._classify(exc))  # noqa: SLF001  # see above
+            raise
+        bulkhead.release()
+        breaker._report(token, _SUCCESS)  # noqa: SLF001  # see above
+        return result
+
+    async def _arun(
+        self,
+        breaker: CircuitBreaker,
+        fn: Callable[P, Awaitable[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        token = breaker._acquire()  # noqa: SLF001  # see above
+        bulkhead = self._bulkhead
+        try:
+            await bulkhead.aacquire()
+        except BaseException:
+            breaker._report(token, _IGNORE)  # noqa: SLF001  # see above
+            raise
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            bulkhead.release()
+            breaker._report(token, breaker._classify(exc))  # noqa: SLF001  # see above
+            raise
+        bulkhead.release()
+        breaker._report(token, _SUCCESS)  # noqa: SLF001  # see above
+        return result
+
+    @property
+    def state(self) -> CircuitState:
+        """The worst state over all breakers: OPEN, else HALF_OPEN, else CLOSED.
+
+        With only the ``"default"`` breaker, this is simply its state.
+        """
+        worst = CircuitState.CLOSED
+        for breaker in self._breakers.values():
+            state = breaker.state
+            if _SEVERITY[state] > _SEVERITY[worst]:
+                worst = state
+        return worst
+
+    @property
+    def consecutive_failures(self) -> int:
+        """The largest consecutive-failure count over all breakers."""
+        return max(b.consecutive_failures for b in self._breakers.values())
+
+    @property
+    def active(self) -> int:
+        """Calls in flight now (bulkhead permits held)."""
+        return self._bulkhead.active
+
+    @property
+    def max_concurrent(self) -> int:
+        """The limit on calls in flight."""
+        return self._bulkhead.max_concurrent
+
+    def status(self) -> dict[str, object]:
+        """A plain-dict snapshot.
+
+        Keys: ``state`` (worst state's value), ``consecutive_failures`` (max), ``active``,
+        ``max_concurrent`` and ``breakers`` (key -> `CircuitBreaker.status`).
+        """
+        breakers = {key: b.status() for key, b in self._breakers.items()}
+        worst = max(
+            (CircuitState(str(s["state"])) for s in breakers.values()), key=_SEVERITY.__getitem__
+        )
+        failures = max(b.consecutive_failures for b in self._breakers.values())
+        return {
+            "state": worst.value,
+            "consecutive_failures": failures,
+            "active": self._bulkhead.active,
+            "max_concurrent": self._bulkhead.max_concurrent,
+            "breakers": breakers,
+        }
+
+    def add_listener(self, listener: BreakerListener) -> None:
+        """Attach *listener* to every breaker, present and future."""
+        with self._lock:
+            self._listeners.append(listener)
+            for breaker in self._breakers.values():
+                breaker.add_listener(listener)
+
+    def remove_listener(self, listener: BreakerListener) -> None:
+        """Detach *listener* from every breaker; unknown listeners are ignored."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+            for breaker in self._breakers.values():
+                breaker.remove_listener(listener)
+
+    def reset(self) -> None:
+        """Reset every breaker (see `CircuitBreaker.reset`)."""
+        for breaker in self._breakers.values():
+            breaker.reset()
+
+    def __repr__(self) -> str:
+        """Show the keys, active calls and the limit."""
+        return (
+            f"AgentPool(breakers={sorted(self._breakers)!r}, active={self._bulkhead.active}, "
+            f"max_concurrent={self._bulkhead.max_concurrent})"
+        )
