@@ -33,13 +33,13 @@ def _label(task_id: str) -> str:
 
 def render_mermaid(
     ids: Sequence[str],
-    deps: Sequence[Sequence[int]],
+    edges: Sequence[tuple[int, int]],
     states: Sequence[TaskState] | None,
 ) -> str:
-    """Render the graph; node ``t<i>`` is the i-th task, labelled with its escaped id."""
+    """Render the graph; node ``t<i>`` is the i-th task; an edge ``(d, i)`` means i depends on d."""
     lines = ["flowchart TD"]
     lines.extend(f'    t{i}["{_label(task_id)}"]' for i, task_id in enumerate(ids))
-    lines.extend(f"    t{d} --> t{i}" for i, task_deps in enumerate(deps) for d in task_deps)
+    lines.extend(f"    t{d} --> t{i}" for d, i in edges)
     if states is not None:
         lines.extend(f"    classDef {state.value} {style}" for state, style in _STYLES.items())
         for state in _STYLES:

@@ -10,6 +10,7 @@ import attrs
 from aegis_graph._errors import (
     CyclicDependencyError,
     DuplicateTaskError,
+    GraphError,
     InconsistentResumeError,
     InvalidTaskError,
     InvalidTransitionError,
@@ -50,7 +51,6 @@ class TaskQueue:
     _tasks: tuple[Task, ...]
     _ids: list[str]
     _index: dict[str, int]
-    _deps: list[list[int]]
     _dependents: list[list[int]]
     _remaining: list[int]
     _state: list[TaskState]
@@ -87,34 +87,33 @@ class TaskQueue:
             InconsistentResumeError: A completed task has a dependency that is not completed.
         """
         task_tuple = tuple(tasks)
-        for task in task_tuple:
-            if not isinstance(task, Task):
-                raise InvalidTaskError(f"expected a Task, got {task!r}")
-        ids = [task.id for task in task_tuple]
+        if not set(map(type, task_tuple)) <= {Task}:
+            for task in task_tuple:
+                if not isinstance(task, Task):
+                    raise InvalidTaskError(f"expected a Task, got {task!r}")
+        ids = list(map(_get_id, task_tuple))
         n = len(ids)
         index = dict(zip(ids, range(n), strict=True))
         if len(index) != n:
             _raise_duplicate(ids)
-        getitem = index.__getitem__
+        dependents: list[list[int]] = [[] for _ in range(n)]
         try:
-            deps = [list(map(getitem, task.depends_on)) for task in task_tuple]
+            for i, task in enumerate(task_tuple):
+                for dep in task.depends_on:
+                    dependents[index[dep]].append(i)
         except KeyError:
             _raise_unknown_dependency(task_tuple, index)
-        dependents: list[list[int]] = [[] for _ in range(n)]
-        for i, task_deps in enumerate(deps):
-            for dep in task_deps:
-                dependents[dep].append(i)
         # Fast path: when every task only depends on earlier ones (the usual way to declare a
-        # pipeline), declaration order is topological and there can be no cycle.
-        if not all(not d or max(d) < i for i, d in enumerate(deps)):
-            _check_acyclic(ids, deps, dependents)
+        # pipeline), declaration order is topological and there can be no cycle. Dependents
+        # are appended in increasing order, so the first one is the smallest.
+        if not all(not ds or ds[0] > d for d, ds in enumerate(dependents)):
+            _check_acyclic(task_tuple, index, dependents)
 
         self._tasks = task_tuple
         self._ids = ids
         self._index = index
-        self._deps = deps
         self._dependents = dependents
-        self._remaining = list(map(len, deps))
+        self._remaining = [len(task.depends_on) for task in task_tuple]
         self._state = [_PENDING] * n
         self._skip_reason = {}
         self._blame = {}
@@ -134,7 +133,9 @@ class TaskQueue:
                 raise UnknownTaskError(task_id)
         done = {index[task_id] for task_id in wanted}
         for i in sorted(done):
-            missing = tuple(self._ids[d] for d in self._deps[i] if d not in done)
+            missing = tuple(
+                dep for dep in self._tasks[i].depends_on if self._index[dep] not in done
+            )
             if missing:
                 raise InconsistentResumeError(self._ids[i], missing)
         for i in done:
@@ -216,11 +217,14 @@ class TaskQueue:
         ids = self._ids
         return [ids[i] for layer in self._layers() for i in layer]
 
+    def _remaining_at_start(self) -> list[int]:
+        return [len(task.depends_on) for task in self._tasks]
+
     def _layers(self) -> tuple[tuple[int, ...], ...]:
         # The graph never changes, so the layers are computed once (racing threads would
         # compute the same value).
         if self._generations is None:
-            self._generations = _layers(self._deps, self._dependents)
+            self._generations = _layers(self._remaining_at_start(), self._dependents)
         return self._generations
 
     def to_mermaid(self, *, with_state: bool = False) -> str:
@@ -231,7 +235,9 @@ class TaskQueue:
         """
         with self._lock:
             states = list(self._state) if with_state else None
-        return render_mermaid(self._ids, self._deps, states)
+        index = self._index
+        edges = [(index[dep], i) for i, task in enumerate(self._tasks) for dep in task.depends_on]
+        return render_mermaid(self._ids, edges, states)
 
     # ------------------------------------------------------------------ the run
 
@@ -256,11 +262,11 @@ class TaskQueue:
             InvalidTransitionError: The task is not PENDING (already claimed or finished).
         """
         with self._lock:
-            i = self._position(task_id)
-            ready = self._ready
-            if i not in ready:
-                raise self._not_startable(i, "start")
-            ready.remove(i)
+            try:
+                i = self._index[task_id]
+                self._ready.remove(i)  # only ready PENDING tasks are in the set
+            except (KeyError, TypeError):
+                raise self._not_startable(task_id, "start") from None
             self._state[i] = _RUNNING
             return self._tasks[i]
 
@@ -281,12 +287,13 @@ class TaskQueue:
             InvalidTransitionError: The task is already finished.
         """
         with self._lock:
-            i = self._position(task_id)
-            state = self._state
-            if state[i] is not _RUNNING:
-                if i not in self._ready:
-                    raise self._not_startable(i, "complete")
-                self._ready.remove(i)
+            try:
+                i = self._index[task_id]
+                state = self._state
+                if state[i] is not _RUNNING:
+                    self._ready.remove(i)  # only ready PENDING tasks are in the set
+            except (KeyError, TypeError):
+                raise self._not_startable(task_id, "complete") from None
             self._unfinished -= 1
             if success:
                 state[i] = _DONE
@@ -348,11 +355,15 @@ class TaskQueue:
         ids = self._ids
         return [ids[i] for i in skipped]
 
-    def _not_startable(self, i: int, action: str) -> Exception:
+    def _not_startable(self, task_id: str, action: str) -> GraphError:
+        i = self._position(task_id)
         state = self._state[i]
         if state is _PENDING:
             ids = self._ids
-            waiting = tuple(ids[d] for d in self._deps[i] if self._state[d] is not _DONE)
+            index = self._index
+            waiting = tuple(
+                dep for dep in self._tasks[i].depends_on if self._state[index[dep]] is not _DONE
+            )
             return TaskNotReadyError(ids[i], waiting)
         return InvalidTransitionError(self._ids[i], state, action)
 
@@ -433,6 +444,10 @@ class TaskQueue:
         return {s.value: c for s, c in counts.items() if c}
 
 
+def _get_id(task: Task) -> str:
+    return task.id
+
+
 def _raise_duplicate(ids: Sequence[str]) -> NoReturn:
     seen: set[str] = set()
     for task_id in ids:  # pragma: no branch  # a duplicate exists, so the loop raises
@@ -450,34 +465,34 @@ def _raise_unknown_dependency(tasks: Sequence[Task], index: dict[str, int]) -> N
     raise AssertionError  # pragma: no cover  # unreachable: a KeyError had a cause
 
 
-def _check_acyclic(ids: list[str], deps: list[list[int]], dependents: list[list[int]]) -> None:
+def _check_acyclic(
+    tasks: Sequence[Task], index: dict[str, int], dependents: list[list[int]]
+) -> None:
     """Raise `CyclicDependencyError` if the graph has a cycle (Kahn's algorithm, O(V + E))."""
-    remaining = list(map(len, deps))
+    remaining = [len(task.depends_on) for task in tasks]
     order = [i for i, r in enumerate(remaining) if not r]
     for i in order:  # the list grows while we walk it: a FIFO queue without a deque
         for j in dependents[i]:
             remaining[j] -= 1
             if not remaining[j]:
                 order.append(j)
-    if len(order) == len(ids):
+    if len(order) == len(tasks):
         return
     # Every task left over still waits on a left-over dependency, so following such a
     # dependency from any left-over task must come back to a task already seen.
     left_over = remaining
-    start = next(i for i, r in enumerate(left_over) if r)
+    node = next(i for i, r in enumerate(left_over) if r)
     position: dict[int, int] = {}
     path: list[int] = []
-    node = start
     while node not in position:
         position[node] = len(path)
         path.append(node)
-        node = next(d for d in deps[node] if left_over[d])
+        node = next(j for j in map(index.__getitem__, tasks[node].depends_on) if left_over[j])
     cycle = path[position[node] :]
-    raise CyclicDependencyError(tuple(ids[i] for i in (*cycle, node)))
+    raise CyclicDependencyError(tuple(tasks[i].id for i in (*cycle, node)))
 
 
-def _layers(deps: list[list[int]], dependents: list[list[int]]) -> tuple[tuple[int, ...], ...]:
-    remaining = list(map(len, deps))
+def _layers(remaining: list[int], dependents: list[list[int]]) -> tuple[tuple[int, ...], ...]:
     layer = [i for i, r in enumerate(remaining) if not r]
     layers: list[tuple[int, ...]] = []
     while layer:
