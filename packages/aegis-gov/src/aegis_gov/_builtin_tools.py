@@ -1,0 +1,615 @@
+# Copyright (c) 2026 The aegis developers. Licensed under the MIT License.
+"""The five built-in tools, sandboxed: file_read, http_get, shell, memory_store, memory_retrieve.
+
+Known limits, by design of a library that runs in the caller's process:
+
+- ``file_read`` resolves the path (following symlinks), checks it is inside the root, then opens
+  it with ``O_NOFOLLOW`` and checks it is the same file it checked. A directory *above* the final
+  component swapped for a symlink between check and open is not detected.
+- ``http_get`` connects to the address it checked (the URL is rewritten to the address, the
+  ``Host`` header and, for https, the TLS server name and certificate check keep the hostname), so
+  a DNS answer that changes between check and connect (rebinding) cannot redirect it.
+- ``shell`` resolves the executable on ``PATH`` (absolute entries only) and runs it without a
+  shell, with a minimal environment (``PATH``, ``LANG``, ``HOME`` set to the root), in its own
+  process group, killed as a group on timeout or when its output passes the cap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import requests
+import requests.adapters
+
+from aegis_gov._netguard import (
+    IPAddress,
+    Resolver,
+    blocked_reason,
+    literal_address,
+    system_resolver,
+)
+from aegis_gov._tools import (
+    BlockedAddressError,
+    CommandFailedError,
+    CommandNotAllowedError,
+    ForbiddenShellSyntaxError,
+    HTTPStatusError,
+    MemoryKeyNotFoundError,
+    OutputTooLargeError,
+    PathOutsideRootError,
+    ShellDisabledError,
+    Tool,
+    ToolExecutionError,
+    ToolMemory,
+    ToolTimeoutError,
+    URLNotAllowedError,
+    ValueTooLargeError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Characters a shell would interpret. We run without a shell, but refusing them means a command
+# never *looks* like it does something it does not, and an allowlisted program that re-invokes a
+# shell on its arguments gets nothing to inject.
+SHELL_METACHARACTERS = frozenset(";|&$`<>(){}[]*?!~#\\\n\r\x00")
+_READ_CHUNK = 16_384
+
+
+@attrs.frozen
+class SandboxConfig:
+    """The sandbox settings of one registry's built-ins (see ``ToolRegistry``)."""
+
+    root: Path
+    shell_allowlist: frozenset[str]
+    allow_private_network: bool
+    http_timeout_s: float
+    shell_timeout_s: float
+    max_output_bytes: int
+    resolver: Resolver
+    trusted_addresses: frozenset[IPAddress]
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        root: Path,
+        shell_allowlist: Iterable[str],
+        allow_private_network: bool,
+        http_timeout_s: float,
+        shell_timeout_s: float,
+        max_output_bytes: int,
+        resolver: Resolver | None,
+        trusted_addresses: Iterable[str],
+    ) -> SandboxConfig:
+        """Check and normalise the settings.
+
+        Raises:
+            ValueError: a limit is not positive, an allowlist entry is not a bare name, or the
+                root is not a directory.
+        """
+        resolved_root = root.resolve()
+        if not resolved_root.is_dir():
+            raise ValueError(f"tool root {str(root)!r} is not a directory")
+        for label, value in (
+            ("http_timeout_s", http_timeout_s),
+            ("shell_timeout_s", shell_timeout_s),
+            ("max_output_bytes", max_output_bytes),
+        ):
+            if not value > 0:
+                raise ValueError(f"{label} must be positive, got {value!r}")
+        allow = frozenset(shell_allowlist)
+        for name in allow:
+            if not name or os.sep in name or "/" in name or name in {".", ".."}:
+                raise ValueError(f"shell_allowlist entry {name!r} must be a bare executable name")
+        return cls(
+            root=resolved_root,
+            shell_allowlist=allow,
+            allow_private_network=allow_private_network,
+            http_timeout_s=float(http_timeout_s),
+            shell_timeout_s=float(shell_timeout_s),
+            max_output_bytes=int(max_output_bytes),
+            resolver=system_resolver if resolver is None else resolver,
+            trusted_addresses=frozenset(ipaddress.ip_address(a) for a in trusted_addresses),
+        )
+
+
+def _string_schema(description: str, *, max_length: int | None = None) -> dict[str, object]:
+    schema: dict[str, object] = {"type": "string", "minLength": 1, "description": description}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return schema
+
+
+def _object_schema(**properties: dict[str, object]) -> dict[str, object]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def builtin_tools(config: SandboxConfig, memory: ToolMemory) -> list[Tool]:
+    """Build the five built-in tools over *config* and *memory*."""
+    cap = config.max_output_bytes
+    return [
+        Tool(
+            name="file_read",
+            description=(
+                f"Read a UTF-8 text file under the working directory (at most {cap} bytes). "
+                "Paths are relative to that directory."
+            ),
+            fn=lambda path: file_read(config, path),
+            input_schema=_object_schema(path=_string_schema("Path of the file to read.")),
+        ),
+        Tool(
+            name="http_get",
+            description=(
+                f"Fetch an http(s) URL on the public internet and return the body as text "
+                f"(at most {cap} bytes)."
+            ),
+            fn=lambda url: http_get(config, url),
+            input_schema=_object_schema(
+                url=_string_schema("The http:// or https:// URL.", max_length=2048)
+            ),
+        ),
+        Tool(
+            name="shell",
+            description=(
+                "Run one command (no shell: no pipes, redirections or variables) from an "
+                "allowlist of programs"
+                + (
+                    f" ({', '.join(sorted(config.shell_allowlist))})"
+                    if config.shell_allowlist
+                    else ""
+                )
+                + "; returns its output."
+            ),
+            fn=lambda command: shell(config, command),
+            input_schema=_object_schema(
+                command=_string_schema("The command line, e.g. 'ls -l'.", max_length=4096)
+            ),
+        ),
+        Tool(
+            name="memory_store",
+            description="Remember a text value under a key, shared with the other agents.",
+            fn=lambda key, value: memory_store(memory, key, value),
+            input_schema=_object_schema(
+                key=_string_schema("The key.", max_length=256),
+                value={"type": "string", "description": "The value to remember."},
+            ),
+        ),
+        Tool(
+            name="memory_retrieve",
+            description="Recall the text value stored under a key.",
+            fn=lambda key: memory_retrieve(memory, key),
+            input_schema=_object_schema(key=_string_schema("The key.", max_length=256)),
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- file_read
+
+
+def _confined_target(config: SandboxConfig, path: str) -> Path:
+    tool = "file_read"
+    if "\x00" in path:
+        raise PathOutsideRootError("path contains a NUL byte", tool_name=tool, path=path)
+    try:
+        target = (config.root / path).resolve()
+    except (OSError, RuntimeError) as exc:  # symlink loops
+        raise ToolExecutionError(f"cannot resolve path {path!r}", tool_name=tool) from exc
+    if not target.is_relative_to(config.root):
+        raise PathOutsideRootError(
+            f"path {path!r} resolves outside the root directory", tool_name=tool, path=path
+        )
+    return target
+
+
+def _stat_regular(config: SandboxConfig, path: str, target: Path) -> os.stat_result:
+    tool = "file_read"
+    try:
+        checked = target.stat()
+    except FileNotFoundError as exc:
+        raise ToolExecutionError(f"no such file: {path!r}", tool_name=tool) from exc
+    except OSError as exc:
+        raise ToolExecutionError(f"cannot stat {path!r}: {exc.strerror}", tool_name=tool) from exc
+    if not stat.S_ISREG(checked.st_mode):
+        raise ToolExecutionError(f"{path!r} is not a regular file", tool_name=tool)
+    if checked.st_size > config.max_output_bytes:
+        raise OutputTooLargeError(
+            f"file {path!r} is {checked.st_size} bytes, "
+            f"over the {config.max_output_bytes}-byte cap",
+            tool_name=tool,
+            limit_bytes=config.max_output_bytes,
+        )
+    return checked
+
+
+def file_read(config: SandboxConfig, path: str) -> str:
+    """Read the UTF-8 text file *path* (relative to the root), refusing anything outside it."""
+    tool = "file_read"
+    target = _confined_target(config, path)
+    checked = _stat_regular(config, path, target)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(target, flags)
+    except OSError as exc:
+        raise ToolExecutionError(f"cannot open {path!r}: {exc.strerror}", tool_name=tool) from exc
+    with os.fdopen(fd, "rb") as handle:
+        opened = os.fstat(handle.fileno())
+        if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
+            raise PathOutsideRootError(
+                f"path {path!r} changed while being opened", tool_name=tool, path=path
+            )
+        data = handle.read(config.max_output_bytes + 1)
+    if len(data) > config.max_output_bytes:
+        raise OutputTooLargeError(
+            f"file {path!r} grew over the {config.max_output_bytes}-byte cap",
+            tool_name=tool,
+            limit_bytes=config.max_output_bytes,
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ToolExecutionError(
+            f"file {path!r} is not UTF-8 text (invalid byte at offset {exc.start})",
+            tool_name=tool,
+        ) from exc
+
+
+# --------------------------------------------------------------------------- http_get
+
+
+class _PinnedHostAdapter(requests.adapters.HTTPAdapter):
+    """Connect to an address while TLS uses the hostname for SNI and certificate checks."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(
+        self,
+        connections: int,
+        maxsize: int,
+        block: bool = False,  # noqa: FBT001, FBT002  # mirrors HTTPAdapter.init_poolmanager
+        **pool_kwargs: object,
+    ) -> None:
+        pool_kwargs["server_hostname"] = self._hostname
+        pool_kwargs["assert_hostname"] = self._hostname
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+
+@attrs.frozen
+class _Target:
+    url: str  # the URL as the model (or the redirect) gave it
+    pinned_url: str  # the same URL with the host replaced by the checked address
+    host_header: str
+    hostname: str
+    scheme: str
+
+
+def _parse_address(host: str, text: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError as exc:
+        raise ToolExecutionError(
+            f"resolver returned a non-address for {host!r}", tool_name="http_get"
+        ) from exc
+
+
+def _addresses(config: SandboxConfig, host: str, port: int) -> list[IPAddress]:
+    literal = literal_address(host)
+    if literal is not None:
+        return [literal]
+    try:
+        resolved = config.resolver(host, port)
+    except OSError as exc:
+        raise ToolExecutionError(f"cannot resolve host {host!r}", tool_name="http_get") from exc
+    addresses = [_parse_address(host, text) for text in resolved]
+    if not addresses:
+        raise ToolExecutionError(f"host {host!r} has no address", tool_name="http_get")
+    return addresses
+
+
+def _check_url(config: SandboxConfig, url: str) -> _Target:
+    tool = "http_get"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise URLNotAllowedError(f"malformed URL {url!r}", tool_name=tool) from exc
+    scheme = parts.scheme.lower()
+    if scheme not in {"http", "https"}:
+        raise URLNotAllowedError(
+            f"URL scheme {scheme!r} is not allowed (only http and https)", tool_name=tool
+        )
+    if parts.username is not None or parts.password is not None:
+        raise URLNotAllowedError("URLs with credentials are not allowed", tool_name=tool)
+    host = (parts.hostname or "").rstrip(".")
+    if not host or "%" in host:
+        raise URLNotAllowedError(f"URL {url!r} has no usable host", tool_name=tool)
+    default_port = 443 if scheme == "https" else 80
+    port = port or default_port
+    addresses = _addresses(config, host, port)
+    verb = "is" if literal_address(host) is not None else "resolves to"
+    # Every address must pass: a name that resolves to one public and one private address is
+    # refused, since the connection could land on either.
+    for address in addresses:
+        if address in config.trusted_addresses:
+            continue
+        reason = blocked_reason(address, allow_private_network=config.allow_private_network)
+        if reason is not None:
+            raise BlockedAddressError(
+                f"host {host!r} {verb} {address}, {reason}; refused",
+                tool_name=tool,
+                host=host,
+                address=str(address),
+            )
+    pinned = addresses[0]
+    pinned_host = f"[{pinned}]" if pinned.version == 6 else str(pinned)  # noqa: PLR2004
+    netloc = pinned_host if port == default_port else f"{pinned_host}:{port}"
+    host_header = parts.hostname or host
+    if ":" in host_header:
+        host_header = f"[{host_header}]"
+    if port != default_port:
+        host_header = f"{host_header}:{port}"
+    pinned_url = urllib.parse.urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    return _Target(
+        url=url, pinned_url=pinned_url, host_header=host_header, hostname=host, scheme=scheme
+    )
+
+
+def http_get(config: SandboxConfig, url: str) -> str:
+    """GET *url* after checking its host (and each redirect's) against the address policy."""
+    tool = "http_get"
+    deadline = time.monotonic() + config.http_timeout_s
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        target = _check_url(config, current)
+        with requests.Session() as session:
+            session.trust_env = False  # no proxies or .netrc from the environment
+            session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
+            if target.scheme == "https" and literal_address(target.hostname) is None:
+                session.mount("https://", _PinnedHostAdapter(target.hostname))
+            else:
+                session.mount("https://", requests.adapters.HTTPAdapter(max_retries=0))
+            try:
+                response = session.get(
+                    target.pinned_url,
+                    headers={"Host": target.host_header, "User-Agent": "aegis-gov http_get"},
+                    allow_redirects=False,
+                    stream=True,
+                    timeout=(config.http_timeout_s, config.http_timeout_s),
+                )
+            except requests.Timeout as exc:
+                raise ToolTimeoutError(
+                    f"GET {current!r} timed out after {config.http_timeout_s} s",
+                    tool_name=tool,
+                    timeout_s=config.http_timeout_s,
+                ) from exc
+            except requests.RequestException as exc:
+                raise ToolExecutionError(
+                    f"GET {current!r} failed: {type(exc).__name__}", tool_name=tool
+                ) from exc
+            with response:
+                location = response.headers.get("Location")
+                if response.status_code in _REDIRECT_STATUSES and location:
+                    current = urllib.parse.urljoin(current, location)
+                    continue
+                if not 200 <= response.status_code < 300:  # noqa: PLR2004
+                    raise HTTPStatusError(
+                        f"GET {current!r} returned HTTP {response.status_code}",
+                        tool_name=tool,
+                        status_code=response.status_code,
+                    )
+                body = _read_capped(config, response, current, deadline)
+                return body.decode(response.encoding or "utf-8", errors="replace")
+    raise ToolExecutionError(
+        f"GET {url!r} was redirected more than {MAX_REDIRECTS} times", tool_name=tool
+    )
+
+
+def _read_capped(
+    config: SandboxConfig, response: requests.Response, url: str, deadline: float
+) -> bytes:
+    tool = "http_get"
+    cap = config.max_output_bytes
+    too_large = OutputTooLargeError(
+        f"response from {url!r} is over the {cap}-byte cap", tool_name=tool, limit_bytes=cap
+    )
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise too_large
+    body = bytearray()
+    try:
+        for chunk in response.iter_content(_READ_CHUNK):
+            body += chunk
+            if len(body) > cap:
+                raise too_large
+            if time.monotonic() > deadline:
+                raise ToolTimeoutError(
+                    f"GET {url!r} took longer than {config.http_timeout_s} s",
+                    tool_name=tool,
+                    timeout_s=config.http_timeout_s,
+                )
+    except requests.RequestException as exc:
+        raise ToolExecutionError(
+            f"reading {url!r} failed: {type(exc).__name__}", tool_name=tool
+        ) from exc
+    return bytes(body)
+
+
+# --------------------------------------------------------------------------- shell
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        if sys.platform != "win32":
+            os.killpg(process.pid, signal.SIGKILL)
+        else:  # pragma: no cover
+            process.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _resolve_executable(name: str) -> str | None:
+    search = os.pathsep.join(
+        entry
+        for entry in os.environ.get("PATH", os.defpath).split(os.pathsep)
+        if Path(entry).is_absolute()
+    )
+    return shutil.which(name, path=search)
+
+
+def shell(config: SandboxConfig, command: str) -> str:
+    """Run *command* as an argv (no shell) if its executable is allowlisted; return its output."""
+    tool = "shell"
+    if not config.shell_allowlist:
+        raise ShellDisabledError(
+            "the shell tool is disabled (no shell_allowlist was given)", tool_name=tool
+        )
+    found = sorted(set(command) & SHELL_METACHARACTERS)
+    if found:
+        shown = " ".join(repr(c) for c in found)
+        raise ForbiddenShellSyntaxError(
+            f"command contains shell metacharacters ({shown}); commands run without a shell",
+            tool_name=tool,
+            characters="".join(found),
+        )
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise ForbiddenShellSyntaxError(
+            f"command does not parse: {exc}", tool_name=tool, characters=""
+        ) from exc
+    if not argv:
+        raise ForbiddenShellSyntaxError("command is empty", tool_name=tool, characters="")
+    executable = argv[0]
+    if executable not in config.shell_allowlist:
+        raise CommandNotAllowedError(
+            f"executable {executable!r} is not in the allowlist "
+            f"({', '.join(sorted(config.shell_allowlist))})",
+            tool_name=tool,
+            executable=executable,
+        )
+    path = _resolve_executable(executable)
+    if path is None:
+        raise ToolExecutionError(f"executable {executable!r} was not found on PATH", tool_name=tool)
+    return _run(config, [path, *argv[1:]], executable)
+
+
+def _run(config: SandboxConfig, argv: list[str], executable: str) -> str:
+    tool = "shell"
+    cap = config.max_output_bytes
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "LANG": "C.UTF-8",
+        "HOME": str(config.root),
+    }
+    try:
+        process = subprocess.Popen(  # noqa: S603  # argv, no shell, allowlisted executable
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=config.root,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise ToolExecutionError(
+            f"cannot start {executable!r}: {exc.strerror}", tool_name=tool
+        ) from exc
+    output = bytearray()
+    overflow = threading.Event()
+
+    stdout = process.stdout
+    assert stdout is not None  # noqa: S101  # stdout=PIPE above
+
+    def pump() -> None:
+        while chunk := os.read(stdout.fileno(), _READ_CHUNK):
+            if len(output) + len(chunk) > cap:
+                overflow.set()
+                _kill_group(process)
+                return
+            output.extend(chunk)
+
+    reader = threading.Thread(target=pump, name="aegis-shell-output", daemon=True)
+    reader.start()
+    try:
+        try:
+            returncode = process.wait(timeout=config.shell_timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            _kill_group(process)
+            process.wait()
+            reader.join()
+            raise ToolTimeoutError(
+                f"{executable!r} ran longer than {config.shell_timeout_s} s and was killed",
+                tool_name=tool,
+                timeout_s=config.shell_timeout_s,
+            ) from exc
+        # A grandchild may still hold the pipe open after the child exited: kill the group.
+        reader.join(timeout=config.shell_timeout_s)
+        if reader.is_alive():
+            _kill_group(process)
+            reader.join()
+    finally:
+        stdout.close()
+    if overflow.is_set():
+        raise OutputTooLargeError(
+            f"output of {executable!r} passed the {cap}-byte cap; the command was killed",
+            tool_name=tool,
+            limit_bytes=cap,
+        )
+    text = output.decode("utf-8", errors="replace")
+    if returncode != 0:
+        raise CommandFailedError(
+            f"{executable!r} exited with status {returncode}: {text[-1000:]}",
+            tool_name=tool,
+            returncode=returncode,
+            output=text,
+        )
+    return text
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def memory_store(memory: ToolMemory, key: str, value: str) -> str:
+    """Store *value* under *key* in the shared memory."""
+    try:
+        memory.store(key, value)
+    except ValueError as exc:
+        raise ValueTooLargeError(
+            f"value for key {key!r} is over the {memory.max_value_bytes}-byte limit",
+            tool_name="memory_store",
+            limit_bytes=memory.max_value_bytes,
+        ) from exc
+    return f"stored key {key!r}"
+
+
+def memory_retrieve(memory: ToolMemory, key: str) -> str:
+    """Return the value stored under *key* in the shared memory."""
+    try:
+        return memory.retrieve(key)
+    except KeyError as exc:
+        raise MemoryKeyNotFoundError(
+            f"nothing is stored under key {key!r}", tool_name="memory_retrieve", key=key
+        ) from exc
