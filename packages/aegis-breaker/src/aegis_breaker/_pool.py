@@ -117,11 +117,62 @@ class AgentPool:
             CircuitOpenError: When the breaker rejects the call; *fn* is not called.
             BulkheadFullError: When no permit came free within ``max_wait_s``.
         """
-        return self._run(self._default, fn, *args, **kwargs)
+        # Written out, with the bulkhead's uncontended path inlined, rather than delegating to
+        # run_on: method calls and forwarding *args/**kwargs twice cost more than the locks.
+        breaker = self._default
+        token = breaker._acquire()  # noqa: SLF001  # the package's own hot path
+        bh = self._bulkhead
+        lock = bh._lock  # noqa: SLF001  # the package's own hot path
+        lock.acquire()
+        try:
+            taken = bh._active < bh._max and not bh._waiters  # noqa: SLF001  # hot path
+            if taken:
+                bh._active += 1  # noqa: SLF001  # the package's own hot path
+        finally:
+            lock.release()
+        if not taken:
+            try:
+                bh.acquire()
+            except BaseException:
+                breaker._report(token, _IGNORE)  # noqa: SLF001  # the package's own hot path
+                raise
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            bh.release()
+            breaker._report(token, breaker._classify(exc))  # noqa: SLF001  # the package's own hot path
+            raise
+        lock.acquire()
+        try:
+            handed_off = bool(bh._waiters)  # noqa: SLF001  # the package's own hot path
+            if not handed_off:
+                bh._active -= 1  # noqa: SLF001  # the package's own hot path
+        finally:
+            lock.release()
+        if handed_off:
+            bh.release()
+        breaker._report(token, _SUCCESS)  # noqa: SLF001  # the package's own hot path
+        return result
 
     def run_on(self, key: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Like `run`, through the breaker for *key* (e.g. one provider endpoint)."""
-        return self._run(self.breaker(key), fn, *args, **kwargs)
+        breaker = self.breaker(key)
+        permit = breaker.admit()
+        bulkhead = self._bulkhead
+        try:
+            bulkhead.acquire()
+        except BaseException:
+            permit.ignore()
+            raise
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            bulkhead.release()
+            permit.failure(exc)
+            raise
+        bulkhead.release()
+        permit.success()
+        return result
 
     async def arun(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` through the ``"default"`` breaker and the bulkhead.
@@ -130,59 +181,28 @@ class AgentPool:
             CircuitOpenError: When the breaker rejects the call; *fn* is not called.
             BulkheadFullError: When no permit came free within ``max_wait_s``.
         """
-        return await self._arun(self._default, fn, *args, **kwargs)
+        return await self.arun_on(DEFAULT_KEY, fn, *args, **kwargs)
 
     async def arun_on(
         self, key: str, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        """Like `arun`, through the breaker for *key*."""
-        return await self._arun(self.breaker(key), fn, *args, **kwargs)
-
-    # Breaker internals are used directly here: this is the package's own hot path, and it
-    # spares a Permit per call.
-    def _run(
-        self, breaker: CircuitBreaker, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        token = breaker._acquire()  # noqa: SLF001  # see above
-        bulkhead = self._bulkhead
-        try:
-            bulkhead.acquire()
-        except BaseException:
-            breaker._report(token, _IGNORE)  # noqa: SLF001  # see above
-            raise
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            bulkhead.release()
-            breaker._report(token, breaker._classify(exc))  # noqa: SLF001  # see above
-            raise
-        bulkhead.release()
-        breaker._report(token, _SUCCESS)  # noqa: SLF001  # see above
-        return result
-
-    async def _arun(
-        self,
-        breaker: CircuitBreaker,
-        fn: Callable[P, Awaitable[R]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> R:
-        token = breaker._acquire()  # noqa: SLF001  # see above
+        """Like `arun`, through the breaker for *key*; cancellation is an ignored outcome."""
+        breaker = self.breaker(key)
+        permit = breaker.admit()
         bulkhead = self._bulkhead
         try:
             await bulkhead.aacquire()
         except BaseException:
-            breaker._report(token, _IGNORE)  # noqa: SLF001  # see above
+            permit.ignore()
             raise
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             bulkhead.release()
-            breaker._report(token, breaker._classify(exc))  # noqa: SLF001  # see above
+            permit.failure(exc)
             raise
         bulkhead.release()
-        breaker._report(token, _SUCCESS)  # noqa: SLF001  # see above
+        permit.success()
         return result
 
     @property

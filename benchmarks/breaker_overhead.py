@@ -1,0 +1,148 @@
+"""Per-call overhead of aegis-breaker against pybreaker and circuitbreaker, in one run.
+
+Run: ``.venv/bin/python benchmarks/breaker_overhead.py`` (pybreaker and circuitbreaker come from
+the ``peers`` dependency group). Every breaker is CLOSED and wraps a no-op, timed from one
+thread and from two; then 2 threads x 50 calls of a 10 ms sleep show whether calls run in
+parallel (pybreaker holds its lock during the call, so it takes about twice as long).
+Best of ``REPEATS`` runs is reported, as calls per second and nanoseconds per call.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import circuitbreaker
+import pybreaker
+
+from aegis_breaker import AgentPool, CircuitBreaker
+
+CALLS = 200_000
+REPEATS = 5
+SLOW_CALLS = 50
+SLOW_SLEEP_S = 0.01
+
+
+def noop() -> None:
+    return None
+
+
+def time_threads(body: Callable[[int], None], threads: int, calls: int) -> float:
+    """Seconds for *threads* threads to run body(calls // threads) each, started together."""
+    per_thread = calls // threads
+    barrier = threading.Barrier(threads + 1)
+
+    def worker() -> None:
+        barrier.wait()
+        body(per_thread)
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - start
+
+
+def best(body: Callable[[int], None], threads: int, calls: int = CALLS) -> float:
+    return min(time_threads(body, threads, calls) for _ in range(REPEATS))
+
+
+def make_cases() -> dict[str, Callable[[int], None]]:
+    ours = CircuitBreaker(5, 30.0, name="bench")
+    pool = AgentPool(max_concurrent=4)
+    pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+    ours_decorated = CircuitBreaker(5, 30.0)(noop)
+    cb_decorated = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=30)(noop)
+
+    def plain(n: int) -> None:
+        for _ in range(n):
+            noop()
+
+    def ours_call(n: int) -> None:
+        call = ours.call
+        for _ in range(n):
+            call(noop)
+
+    def ours_deco(n: int) -> None:
+        for _ in range(n):
+            ours_decorated()
+
+    def pool_run(n: int) -> None:
+        run = pool.run
+        for _ in range(n):
+            run(noop)
+
+    def pyb_call(n: int) -> None:
+        call = pyb.call
+        for _ in range(n):
+            call(noop)
+
+    def cb_deco(n: int) -> None:
+        for _ in range(n):
+            cb_decorated()
+
+    return {
+        "plain call (baseline)": plain,
+        "aegis CircuitBreaker.call": ours_call,
+        "aegis @CircuitBreaker decorator": ours_deco,
+        "aegis AgentPool.run": pool_run,
+        "pybreaker.call": pyb_call,
+        "circuitbreaker @circuit": cb_deco,
+    }
+
+
+def slow_cases() -> dict[str, Callable[[int], None]]:
+    ours = CircuitBreaker(5, 30.0)
+    pool = AgentPool(max_concurrent=4)
+    pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+    cb_decorated = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=30)(
+        lambda: time.sleep(SLOW_SLEEP_S)
+    )
+
+    def sleep() -> None:
+        time.sleep(SLOW_SLEEP_S)
+
+    return {
+        "plain call (baseline)": lambda n: [sleep() for _ in range(n)] and None,
+        "aegis CircuitBreaker.call": lambda n: [ours.call(sleep) for _ in range(n)] and None,
+        "aegis AgentPool.run": lambda n: [pool.run(sleep) for _ in range(n)] and None,
+        "pybreaker.call": lambda n: [pyb.call(sleep) for _ in range(n)] and None,
+        "circuitbreaker @circuit": lambda n: [cb_decorated() for _ in range(n)] and None,
+    }
+
+
+def main() -> None:
+    print(f"Python {sys.version.split()[0]}, {CALLS} no-op calls, best of {REPEATS}")
+    results: dict[tuple[str, int], float] = {}
+    for threads in (1, 2):
+        print(f"\n-- CLOSED, no-op, {threads} thread(s) --")
+        print(f"{'':34}{'calls/s':>12}{'ns/call':>10}")
+        for label, body in make_cases().items():
+            seconds = best(body, threads)
+            results[label, threads] = seconds
+            print(f"{label:34}{CALLS / seconds:12,.0f}{seconds / CALLS * 1e9:10.0f}")
+        print("ratios (calls/s, higher is better for aegis):")
+        pyb = results["pybreaker.call", threads]
+        cbd = results["circuitbreaker @circuit", threads]
+        for label in (
+            "aegis CircuitBreaker.call",
+            "aegis @CircuitBreaker decorator",
+            "aegis AgentPool.run",
+        ):
+            ours = results[label, threads]
+            print(f"  {label:32} {pyb / ours:5.2f}x pybreaker   {cbd / ours:5.2f}x circuitbreaker")
+
+    print(f"\n-- 2 threads x {SLOW_CALLS} calls of a {SLOW_SLEEP_S * 1000:.0f} ms sleep --")
+    ideal = SLOW_CALLS * SLOW_SLEEP_S
+    for label, body in slow_cases().items():
+        seconds = time_threads(body, 2, 2 * SLOW_CALLS)
+        print(f"{label:34}{seconds:8.3f} s   {seconds / ideal:5.2f}x the parallel ideal")
+
+
+if __name__ == "__main__":
+    main()
