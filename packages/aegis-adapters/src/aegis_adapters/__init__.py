@@ -6,6 +6,7 @@ Importing this package imports no provider SDK; each adapter loads its SDK on fi
 
 from __future__ import annotations
 
+from aegis_adapters._anthropic import AnthropicAdapter
 from aegis_adapters._base import BaseChatAdapter
 from aegis_adapters._errors import (
     AuthenticationError,
@@ -21,6 +22,8 @@ from aegis_adapters._errors import (
     parse_retry_after,
 )
 from aegis_adapters._offline import EchoAdapter, RecordedCall, ScriptedAdapter, ScriptExhaustedError
+from aegis_adapters._ollama import OllamaAdapter
+from aegis_adapters._openai import OpenAIAdapter
 from aegis_adapters._protocols import ChatAdapter, LLMAdapter
 from aegis_adapters._types import (
     STOP_REASONS,
@@ -36,6 +39,7 @@ from aegis_adapters._types import (
 
 __all__ = [
     "STOP_REASONS",
+    "AnthropicAdapter",
     "AuthenticationError",
     "BaseChatAdapter",
     "ChatAdapter",
@@ -47,6 +51,8 @@ __all__ = [
     "LLMError",
     "Message",
     "ModelNotFoundError",
+    "OllamaAdapter",
+    "OpenAIAdapter",
     "PermanentError",
     "ProviderUnavailableError",
     "QuotaExceededError",

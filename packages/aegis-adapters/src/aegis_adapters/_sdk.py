@@ -1,0 +1,313 @@
+# Copyright (c) 2026 The aegis developers. Licensed under the MIT License.
+"""The shared machinery of the adapters built on an official SDK (Anthropic, OpenAI).
+
+Each provider supplies request building and response parsing; this module owns the lazy,
+thread-safe client creation (one async client per event loop), the translation of every SDK
+failure into the aegis taxonomy, and the sync/async drivers written once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import importlib
+import threading
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from aegis_adapters._base import BaseChatAdapter
+from aegis_adapters._errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    LLMError,
+    ProviderUnavailableError,
+    classify_failure,
+)
+from aegis_adapters._wire import as_map, error_details
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from aegis_adapters._types import ChatResponse, Endpoint, Message, TextDelta, ToolSpec
+
+__all__ = ["SDKAdapter", "StreamAccumulator", "import_sdk", "translate"]
+
+
+def import_sdk(module: str, extra: str, adapter: str) -> ModuleType:
+    """Import an optional SDK, or say which extra installs it.
+
+    Raises:
+        ImportError: the SDK is not installed; the message gives the pip command.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f'{adapter} needs the {module!r} package: pip install "aegis-adapters[{extra}]"'
+        ) from exc
+
+
+def _transport_errors(sdk: ModuleType) -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the connection failed (refused, reset, dropped, timed out)."""
+    errors: list[type[BaseException]] = [OSError, TimeoutError]
+    connection_error = getattr(sdk, "APIConnectionError", None)
+    if isinstance(connection_error, type) and issubclass(connection_error, BaseException):
+        errors.append(connection_error)
+    for http_module in ("httpx2", "httpx"):
+        # The SDKs let the HTTP library's errors escape mid-stream (anthropic 2.x raises a raw
+        # httpx2.RemoteProtocolError when the connection drops).
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(http_module)
+            errors.append(module.HTTPError)
+    return tuple(errors)
+
+
+def translate(
+    provider: str, exc: Exception, transport: tuple[type[BaseException], ...]
+) -> LLMError | None:
+    """Map an SDK exception to the aegis taxonomy, by status code and error type.
+
+    Returns ``None`` for exceptions that are not provider failures (bugs), so they propagate.
+    """
+    if isinstance(exc, LLMError):
+        return exc
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    if isinstance(status, int) or (body is not None and hasattr(exc, "request")):
+        kind, code, message = error_details(body)
+        kind = kind or _attr_str(exc, "type")
+        code = code or _attr_str(exc, "code")
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+        return classify_failure(
+            provider,
+            message or str(exc),
+            status_code=status if isinstance(status, int) else None,
+            error_type=kind,
+            error_code=code,
+            headers=headers if isinstance(headers, Mapping) else None,
+        )
+    if isinstance(exc, transport):
+        return ProviderUnavailableError(provider, f"connection failed: {exc!r}")
+    if isinstance(exc, ValueError):  # JSON decoding and response validation errors
+        return InvalidRequestError(provider, f"malformed response: {exc}")
+    return None
+
+
+def _attr_str(exc: Exception, name: str) -> str | None:
+    value = getattr(exc, name, None)
+    return value if isinstance(value, str) else None
+
+
+class StreamAccumulator(abc.ABC):
+    """Sans-I/O parser of one provider's stream events (as JSON dicts)."""
+
+    @abc.abstractmethod
+    def feed(self, event: Mapping[str, object]) -> Iterator[TextDelta]:
+        """Consume one event, yielding any new text."""
+
+    @abc.abstractmethod
+    def finish(self) -> ChatResponse:
+        """The final response; raises ProviderUnavailableError if the stream was cut short."""
+
+
+def _as_dict(provider: str, value: object) -> Mapping[str, object]:
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return as_map(to_dict())
+    if isinstance(value, Mapping):
+        return as_map(value)
+    raise InvalidRequestError(provider, f"malformed response: {str(value)[:200]!r}")
+
+
+class SDKAdapter(BaseChatAdapter):
+    """Base of the SDK-backed adapters: lazy clients, error translation, sync and async drivers.
+
+    Thread-safe: the sync client is created once under a lock and shared (the SDK clients are
+    thread-safe); async clients are created per event loop, since an HTTP connection pool belongs
+    to the loop that opened it. Picklable: clients are dropped and rebuilt on first use.
+    """
+
+    _provider = ""
+    _module = ""
+    _extra = ""
+
+    def __init__(self, *, endpoint: Endpoint, api_key: str | None, timeout_s: float) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self._endpoint = endpoint
+        self._api_key = api_key
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._transport: tuple[type[BaseException], ...] = ()
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The provider, base URL and model this adapter calls."""
+        return self._endpoint
+
+    # -- provider-specific parts ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _new_client(self, sdk: ModuleType, *, is_async: bool) -> Any:
+        """Build an SDK client (``max_retries=0``)."""
+
+    @abc.abstractmethod
+    def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
+        """Call the SDK's create method (its coroutine for an async client)."""
+
+    @abc.abstractmethod
+    def _request(
+        self,
+        messages: Sequence[Message],
+        system: str | None,
+        tools: Sequence[ToolSpec],
+        *,
+        stream: bool,
+    ) -> dict[str, Any]:
+        """The keyword arguments of the create call."""
+
+    @abc.abstractmethod
+    def _parse(self, response: Mapping[str, object]) -> ChatResponse:
+        """Parse a complete (non-streamed) response."""
+
+    @abc.abstractmethod
+    def _accumulator(self) -> StreamAccumulator:
+        """A fresh stream parser."""
+
+    # -- shared machinery -------------------------------------------------------------------
+
+    def _sdk(self) -> ModuleType:
+        sdk = import_sdk(self._module, self._extra, type(self).__name__)
+        if not self._transport:
+            self._transport = _transport_errors(sdk)
+        return sdk
+
+    def _check_key(self) -> None:
+        if self._api_key is None:
+            raise AuthenticationError(
+                self._provider,
+                f"no API key for {type(self).__name__}: pass api_key= or set the provider's "
+                "API key environment variable",
+            )
+
+    def _sync_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._check_key()
+                self._client = self._new_client(self._sdk(), is_async=False)
+            return self._client
+
+    def _async_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                self._check_key()
+                client = self._new_client(self._sdk(), is_async=True)
+                self._aclients[loop] = client
+            return client
+
+    @contextlib.contextmanager
+    def _translating(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            error = translate(self._provider, exc, self._transport)
+            if error is None or error is exc:
+                raise
+            raise error from exc
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        """Send the conversation and return the complete reply.
+
+        Raises:
+            LLMError: a subclass naming the failure; the SDK's exception is chained.
+        """
+        kwargs = self._request(messages, system, tools, stream=False)
+        with self._translating():
+            raw = self._create(self._sync_client(), kwargs)
+            return self._parse(_as_dict(self._provider, raw))
+
+    def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> Iterator[TextDelta | ChatResponse]:
+        """Stream the reply: text deltas, then one final :class:`ChatResponse`.
+
+        Raises:
+            LLMError: from the iterator, including mid-stream failures and cut-short streams.
+        """
+        kwargs = self._request(messages, system, tools, stream=True)
+        accumulator = self._accumulator()
+        with self._translating():
+            stream = self._create(self._sync_client(), kwargs)
+            try:
+                for event in stream:
+                    yield from accumulator.feed(_as_dict(self._provider, event))
+            finally:
+                stream.close()
+            yield accumulator.finish()
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        """Async twin of :meth:`chat`, on the SDK's async client."""
+        kwargs = self._request(messages, system, tools, stream=False)
+        with self._translating():
+            raw = await self._create(self._async_client(), kwargs)
+            return self._parse(_as_dict(self._provider, raw))
+
+    async def achat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> AsyncIterator[TextDelta | ChatResponse]:
+        """Async twin of :meth:`chat_stream`, on the SDK's async client."""
+        kwargs = self._request(messages, system, tools, stream=True)
+        accumulator = self._accumulator()
+        with self._translating():
+            stream = await self._create(self._async_client(), kwargs)
+            try:
+                async for event in stream:
+                    for delta in accumulator.feed(_as_dict(self._provider, event)):
+                        yield delta
+            finally:
+                await stream.close()
+            yield accumulator.finish()
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the configuration only: clients and the lock are rebuilt on first use."""
+        state = self.__dict__.copy()
+        for name in ("_lock", "_client", "_aclients", "_transport"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a pickled adapter."""
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._client = None
+        self._aclients = weakref.WeakKeyDictionary()
+        self._transport = ()

@@ -1,0 +1,76 @@
+# Copyright (c) 2026 The aegis developers. Licensed under the MIT License.
+"""Helpers to read untyped JSON from providers safely, and to describe failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aegis_adapters._errors import InvalidRequestError
+
+__all__ = ["as_int", "as_list", "as_map", "as_str", "error_details", "load_arguments"]
+
+
+def as_map(value: object) -> Mapping[str, object]:
+    """*value* if it is a JSON object, else an empty mapping."""
+    if isinstance(value, Mapping):
+        return {str(key): item for key, item in value.items()}
+    return {}
+
+
+def as_list(value: object) -> list[object]:
+    """*value* if it is a JSON array, else an empty list."""
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def as_str(value: object, default: str = "") -> str:
+    """*value* if it is a string, else *default*."""
+    return value if isinstance(value, str) else default
+
+
+def as_int(value: object) -> int:
+    """*value* if it is a non-negative integer, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def error_details(body: object) -> tuple[str | None, str | None, str | None]:
+    """Find ``(type, code, message)`` in an error body of any provider's shape.
+
+    Anthropic sends ``{"type": "error", "error": {"type", "message"}}``, OpenAI
+    ``{"error": {"type", "code", "message"}}`` (the SDK may hand over the inner object), Ollama
+    ``{"error": "message"}``.
+    """
+    outer = as_map(body)
+    inner = outer.get("error", outer)
+    if isinstance(inner, str):
+        return None, None, inner
+    detail = as_map(inner)
+    kind = detail.get("type")
+    code = detail.get("code")
+    message = detail.get("message")
+    return (
+        kind if isinstance(kind, str) else None,
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def load_arguments(provider: str, name: str, text: str) -> Mapping[str, object]:
+    """Decode a tool call's JSON arguments (empty text means no arguments).
+
+    Raises:
+        InvalidRequestError: the arguments are not a JSON object (a malformed response).
+    """
+    if not text.strip():
+        return {}
+    try:
+        value: object = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequestError(
+            provider, f"tool call {name!r} has malformed JSON arguments: {text[:200]!r}"
+        ) from exc
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(
+            provider, f"tool call {name!r} arguments are not a JSON object: {text[:200]!r}"
+        )
+    return as_map(value)
