@@ -1,0 +1,83 @@
+"""Agents and teams: who does the work, with which model and tools."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+import attrs
+from aegis_adapters import LLMAdapter
+
+from aegis_gov._errors import DuplicateAgentError
+
+
+def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+
+
+def _tool_names(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        # A bare string would silently become one tool per character.
+        raise TypeError(f"tools must be a sequence of tool names, not the string {value!r}")
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"tool names must be strings, got {name!r}")
+    return names
+
+
+@attrs.frozen
+class AgentConfig:
+    """One agent: a name, a system prompt, an optional adapter and the tools it may call.
+
+    ``adapter=None`` means the run's default adapter. ``tools`` names tools of the
+    :class:`~aegis_gov.ToolRegistry` the agent is offered; the conversation ends with an
+    error after ``max_tool_rounds`` rounds of tool calls.
+    """
+
+    name: str = attrs.field(validator=_non_empty)
+    system_prompt: str = ""
+    adapter: LLMAdapter | None = attrs.field(default=None, eq=False)
+    tools: tuple[str, ...] = attrs.field(default=(), converter=_tool_names)
+    max_tool_rounds: int = attrs.field(default=8)
+
+    @max_tool_rounds.validator
+    def _check_rounds(self, _attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ValueError(f"max_tool_rounds must be >= 1, got {value!r}")
+
+
+def _agents(value: Iterable[AgentConfig]) -> tuple[AgentConfig, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class Team(Mapping[str, AgentConfig]):
+    """A named set of agents with distinct names, looked up by name."""
+
+    name: str = attrs.field(validator=_non_empty)
+    agents: tuple[AgentConfig, ...] = attrs.field(converter=_agents)
+    _by_name: dict[str, AgentConfig] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Index the agents, rejecting a repeated name."""
+        by_name: dict[str, AgentConfig] = {}
+        for agent in self.agents:
+            if not isinstance(agent, AgentConfig):
+                raise TypeError(f"team {self.name!r}: expected AgentConfig, got {agent!r}")
+            if agent.name in by_name:
+                raise DuplicateAgentError(self.name, agent.name)
+            by_name[agent.name] = agent
+        object.__setattr__(self, "_by_name", by_name)
+
+    def __getitem__(self, name: str) -> AgentConfig:
+        """The agent called ``name``; ``KeyError`` if there is none."""
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        """Agent names, in the order they were given."""
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        """How many agents the team has."""
+        return len(self._by_name)

@@ -1,0 +1,110 @@
+"""Typed events a run reports to its ``on_event`` callback: the hook for progress and tracing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import attrs
+from aegis_adapters import Usage
+from aegis_breaker import CircuitState
+
+
+@attrs.frozen
+class TaskStarted:
+    """A task was handed to its agent (``attempt`` counts from 1)."""
+
+    task_id: str
+    agent: str
+    attempt: int
+
+
+@attrs.frozen
+class TaskRetrying:
+    """A task's request failed with a retryable error; it will try again after ``delay_s``."""
+
+    task_id: str
+    agent: str
+    attempt: int
+    delay_s: float
+    error: str
+
+
+@attrs.frozen
+class TaskSucceeded:
+    """A task finished with an answer."""
+
+    task_id: str
+    agent: str
+    output: str
+    usage: Usage
+    attempts: int
+    duration_s: float
+
+
+@attrs.frozen
+class TaskFailed:
+    """A task gave up; ``error_type`` is the exception's class name."""
+
+    task_id: str
+    agent: str
+    error: str
+    error_type: str
+    attempts: int
+    duration_s: float
+
+
+@attrs.frozen
+class TaskSkipped:
+    """A task will not run: ``reason`` is ``upstream_failed``, ``stopped`` or ``cancelled``.
+
+    ``blamed`` names the failed task at the root of an ``upstream_failed`` skip.
+    """
+
+    task_id: str
+    reason: str
+    blamed: str | None
+
+
+@attrs.frozen
+class TaskOutputDelta:
+    """A chunk of a streaming task's answer, as it arrives."""
+
+    task_id: str
+    text: str
+
+
+@attrs.frozen
+class ToolCalled:
+    """An agent called a tool; ``error`` is set when the call failed (the model is told)."""
+
+    task_id: str
+    agent: str
+    tool: str
+    arguments: Mapping[str, object]
+    result: str
+    error: str | None
+
+
+@attrs.frozen
+class CircuitStateChanged:
+    """The breaker in front of one provider endpoint changed state."""
+
+    endpoint: str
+    old: CircuitState
+    new: CircuitState
+
+
+RunEvent = (
+    TaskStarted
+    | TaskRetrying
+    | TaskSucceeded
+    | TaskFailed
+    | TaskSkipped
+    | TaskOutputDelta
+    | ToolCalled
+    | CircuitStateChanged
+)
+"""Any event a run reports."""
+
+EventHandler = Callable[[RunEvent], None]
+"""The type of ``on_event`` callbacks."""

@@ -1,0 +1,448 @@
+"""OpenMultiAgent: the facade that runs agents and teams over task graphs."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Executor
+from typing import cast
+
+import attrs
+from aegis_adapters import (
+    ChatAdapter,
+    ChatResponse,
+    LLMAdapter,
+    RetryableError,
+    ToolCall,
+    ToolSpec,
+)
+from aegis_breaker import AgentPool, BreakerEvent, StateChanged
+from aegis_graph import Task
+
+from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._conversation import (
+    AgentFailedError,
+    ChatRequest,
+    Conversation,
+    adrive,
+    drive,
+    retry_after_hint,
+)
+from aegis_gov._events import CircuitStateChanged, EventHandler, RunEvent
+from aegis_gov._results import AgentResult, RunResult
+from aegis_gov._retry import RetryPolicy
+from aegis_gov._run import Outcome, RunState, Work, run_async, run_threads
+from aegis_gov._tools import ToolRegistry
+
+logger = logging.getLogger(__name__)
+
+
+def adapter_from_environment() -> LLMAdapter:
+    """The adapter the environment asks for.
+
+    ``ANTHROPIC_API_KEY`` set: :class:`AnthropicAdapter`; else ``OPENAI_API_KEY``:
+    :class:`OpenAIAdapter`; else :class:`OllamaAdapter` (``OLLAMA_HOST`` or localhost).
+    ``AEGIS_MODEL`` names the model, otherwise each adapter's ``DEFAULT_MODEL``.
+    """
+    from aegis_adapters import AnthropicAdapter, OllamaAdapter, OpenAIAdapter  # noqa: PLC0415
+
+    model = os.environ.get("AEGIS_MODEL") or None
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        return AnthropicAdapter(model or AnthropicAdapter.DEFAULT_MODEL)
+    if os.environ.get("OPENAI_API_KEY"):
+        return OpenAIAdapter(model or OpenAIAdapter.DEFAULT_MODEL)
+    return OllamaAdapter(model or OllamaAdapter.DEFAULT_MODEL)
+
+
+def endpoint_key(adapter: LLMAdapter) -> str:
+    """The breaker key of an adapter: its endpoint, or its identity for a custom adapter."""
+    if isinstance(adapter, ChatAdapter):
+        return adapter.endpoint.key
+    return f"custom:{type(adapter).__qualname__}@{id(adapter):x}"
+
+
+def _only_retryable_fails(exc: BaseException) -> bool:
+    return isinstance(exc, RetryableError)
+
+
+class _Emitter:
+    """Serialises calls to a user's ``on_event`` and keeps its exceptions out of the run."""
+
+    def __init__(self, handler: EventHandler | None) -> None:
+        self._handler = handler
+        self._lock = threading.Lock()
+
+    def __call__(self, event: RunEvent) -> None:
+        if self._handler is None:
+            return
+        with self._lock:
+            try:
+                self._handler(event)
+            except Exception:
+                logger.exception("on_event handler raised on %r; the run goes on", event)
+
+
+class OpenMultiAgent:
+    """Runs agents, alone or as a team over a task graph, behind an :class:`AgentPool`.
+
+    Args:
+        pool: bounds concurrency and holds one circuit breaker per provider endpoint. The
+            default is ``AgentPool()`` counting only retryable provider errors as failures.
+        default_adapter: used by agents whose ``adapter`` is None; chosen from the
+            environment at first use when not given (see :func:`adapter_from_environment`).
+        tools: the registry agents' tools come from; a default :class:`ToolRegistry` (safe
+            built-ins, shell disabled) is made at first use.
+        retry: how retryable errors are retried.
+        sleep, async_sleep, clock: injected waits and monotonic clock (tests pass fakes).
+        seed: seeds the retry jitter, for reproducible runs.
+
+    Thread-safety: one instance may run several agents and runs at once.
+    """
+
+    def __init__(
+        self,
+        pool: AgentPool | None = None,
+        *,
+        default_adapter: LLMAdapter | None = None,
+        tools: ToolRegistry | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], object] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ) -> None:
+        """Create the facade; nothing is contacted until a run starts."""
+        self._pool = pool if pool is not None else AgentPool(is_failure=_only_retryable_fails)
+        self._default_adapter = default_adapter
+        self._tools = tools
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._clock = clock
+        self._rng = random.Random(seed)  # noqa: S311  # jitter, not cryptography
+        self._lock = threading.Lock()
+        self._watchers: list[_Emitter] = []
+        self._pool.add_listener(self._forward_breaker_event)
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def pool(self) -> AgentPool:
+        """The pool every call goes through."""
+        return self._pool
+
+    @property
+    def tools(self) -> ToolRegistry:
+        """The tool registry agents' tools are looked up in."""
+        with self._lock:
+            if self._tools is None:
+                self._tools = ToolRegistry()
+            return self._tools
+
+    @property
+    def default_adapter(self) -> LLMAdapter:
+        """The adapter of agents without one (chosen from the environment at first use)."""
+        with self._lock:
+            if self._default_adapter is None:
+                self._default_adapter = adapter_from_environment()
+                logger.info("default adapter from the environment: %r", self._default_adapter)
+            return self._default_adapter
+
+    def adapter_for(self, agent: AgentConfig) -> LLMAdapter:
+        """The adapter ``agent`` uses."""
+        return agent.adapter if agent.adapter is not None else self.default_adapter
+
+    @staticmethod
+    def create_team(name: str, *agents: AgentConfig) -> Team:
+        """A team of ``agents``; raises :class:`DuplicateAgentError` on a repeated name."""
+        return Team(name, agents)
+
+    def get_status(self) -> dict[str, object]:
+        """A snapshot of the pool and of each endpoint's breaker.
+
+        ``pool_state`` is the worst state over all endpoints (open > half_open > closed)
+        and ``pool_consecutive_failures`` the highest count among them; ``endpoints`` maps
+        each endpoint key to its breaker's status.
+        """
+        status = self._pool.status()
+        breakers = cast("dict[str, object]", status["breakers"])
+        return {
+            "pool_state": status["state"],
+            "pool_consecutive_failures": status["consecutive_failures"],
+            "pool_active": status["active"],
+            "pool_max_concurrent": status["max_concurrent"],
+            # The pool's "default" breaker guards direct pool.run calls, not an endpoint.
+            "endpoints": {k: v for k, v in breakers.items() if k != "default"},
+        }
+
+    # -- single agents -------------------------------------------------------------------
+
+    def run_agent(self, agent: AgentConfig, task: str) -> AgentResult:
+        """Ask one agent to do ``task``; return its answer (``str(result)`` is the text).
+
+        Raises the adapter's error after retries (a :class:`PermanentError` at once), or
+        :class:`CircuitOpenError` when the endpoint's breaker stays open too long.
+        """
+        emit = _Emitter(None)
+        conversation = self._conversation(agent, task, emit=emit)
+        started = self._clock()
+        try:
+            result = self._drive(agent, conversation)
+        except AgentFailedError as failure:
+            raise failure.error from None
+        return _with_duration(result, self._clock() - started)
+
+    async def arun_agent(self, agent: AgentConfig, task: str) -> AgentResult:
+        """The asyncio twin of :meth:`run_agent`; it never blocks the event loop."""
+        emit = _Emitter(None)
+        conversation = self._conversation(agent, task, emit=emit)
+        started = self._clock()
+        try:
+            result = await self._adrive(agent, conversation)
+        except AgentFailedError as failure:
+            raise failure.error from None
+        return _with_duration(result, self._clock() - started)
+
+    # -- task graphs ---------------------------------------------------------------------
+
+    def run_tasks(
+        self,
+        tasks: Iterable[Task],
+        team: Team,
+        *,
+        stop_on_failure: bool = False,
+        on_event: EventHandler | None = None,
+        resume: RunResult | None = None,
+        executor: Executor | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        """Run a task graph with a team; every task ends DONE, FAILED or SKIPPED.
+
+        Everything is validated before the first call (graph, agents, tools). Each task
+        starts as soon as its dependencies are done, up to the pool's ``max_concurrent``
+        at once, and gets a prompt with its description and its direct dependencies'
+        outputs. A failure skips what depends on it (``stop_on_failure=True`` skips all
+        that is pending). ``on_event`` receives typed events, never two at once.
+        ``resume`` keeps the DONE results of an earlier run and re-runs the rest.
+        Setting ``cancel`` (or Ctrl-C) skips pending tasks as cancelled and lets calls in
+        flight finish; the partial result is returned with ``cancelled=True``.
+        """
+        emit = _Emitter(on_event)
+        state = self._prepare(tasks, team, stop_on_failure, emit, resume)
+        with self._watching(emit):
+            run_threads(
+                state,
+                functools.partial(self._execute, emit=emit),
+                max_concurrent=self._pool.max_concurrent,
+                executor=executor,
+                cancel_event=cancel,
+            )
+        return state.result()
+
+    async def arun_tasks(
+        self,
+        tasks: Iterable[Task],
+        team: Team,
+        *,
+        stop_on_failure: bool = False,
+        on_event: EventHandler | None = None,
+        resume: RunResult | None = None,
+    ) -> RunResult:
+        """The asyncio twin of :meth:`run_tasks`: same semantics, events and result.
+
+        Cancelling the awaiting task cancels calls in flight, skips pending tasks and
+        re-raises :class:`asyncio.CancelledError`.
+        """
+        emit = _Emitter(on_event)
+        state = self._prepare(tasks, team, stop_on_failure, emit, resume)
+        with self._watching(emit):
+            await run_async(
+                state,
+                functools.partial(self._aexecute, emit=emit),
+                max_concurrent=self._pool.max_concurrent,
+            )
+        return state.result()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        tasks: Iterable[Task],
+        team: Team,
+        stop_on_failure: bool,  # noqa: FBT001  # private helper
+        emit: _Emitter,
+        resume: RunResult | None,
+    ) -> RunState:
+        state = RunState.create(
+            tasks,
+            team,
+            stop_on_failure=stop_on_failure,
+            emit=emit,
+            clock=self._clock,
+            resume=resume,
+        )
+        used = {task.agent for task in state.queue.tasks}
+        for agent in team.values():
+            if agent.name in used:
+                self._tool_specs(agent)  # unknown tools fail now, before any call
+        return state
+
+    def _tool_specs(self, agent: AgentConfig) -> tuple[ToolSpec, ...]:
+        if not agent.tools:
+            return ()
+        return tuple(self.tools.specs(agent.tools))
+
+    def _conversation(
+        self, agent: AgentConfig, prompt: str, *, emit: _Emitter, task_id: str = ""
+    ) -> Conversation:
+        adapter = self.adapter_for(agent)
+        return Conversation(
+            agent=agent.name,
+            prompt=prompt,
+            system=agent.system_prompt or None,
+            tools=self._tool_specs(agent),
+            retry=self.retry,
+            rng=self._rng,
+            emit=emit,
+            endpoint=endpoint_key(adapter),
+            task_id=task_id,
+            max_tool_rounds=agent.max_tool_rounds,
+        )
+
+    def _execute(self, work: Work, *, emit: _Emitter) -> Outcome:
+        conversation = self._conversation(work.agent, work.prompt, emit=emit, task_id=work.task.id)
+        try:
+            return self._drive(work.agent, conversation)
+        except AgentFailedError as failure:
+            return failure
+
+    async def _aexecute(self, work: Work, *, emit: _Emitter) -> Outcome:
+        conversation = self._conversation(work.agent, work.prompt, emit=emit, task_id=work.task.id)
+        try:
+            return await self._adrive(work.agent, conversation)
+        except AgentFailedError as failure:
+            return failure
+
+    def _drive(self, agent: AgentConfig, conversation: Conversation) -> AgentResult:
+        adapter = self.adapter_for(agent)
+        key = conversation.endpoint
+        return drive(
+            conversation.steps(),
+            chat=functools.partial(self._chat, adapter, key),
+            run_tool=self._run_tool,
+            sleep=self._sleep,
+        )
+
+    async def _adrive(self, agent: AgentConfig, conversation: Conversation) -> AgentResult:
+        adapter = self.adapter_for(agent)
+        key = conversation.endpoint
+        return await adrive(
+            conversation.steps(),
+            chat=functools.partial(self._achat, adapter, key),
+            run_tool=self._arun_tool,
+            sleep=self._async_sleep,
+        )
+
+    def _chat(self, adapter: LLMAdapter, key: str, request: ChatRequest) -> ChatResponse:
+        def attempt() -> tuple[ChatResponse | None, Exception | None]:
+            # Only retryable errors may count against the endpoint's breaker: a provider
+            # that answers "bad request" is up. Pass other errors out as values.
+            try:
+                return _sync_chat(adapter, request), None
+            except RetryableError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                return None, exc
+
+        try:
+            response, error = self._pool.run_on(key, attempt)
+        except RetryableError as exc:
+            self._apply_retry_after(key, exc)
+            raise
+        if error is not None:
+            raise error
+        assert response is not None  # noqa: S101  # attempt returns one or the other
+        return response
+
+    async def _achat(self, adapter: LLMAdapter, key: str, request: ChatRequest) -> ChatResponse:
+        async def attempt() -> tuple[ChatResponse | None, Exception | None]:
+            try:
+                return await _async_chat(adapter, request), None
+            except RetryableError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                return None, exc
+
+        try:
+            response, error = await self._pool.arun_on(key, attempt)
+        except RetryableError as exc:
+            self._apply_retry_after(key, exc)
+            raise
+        if error is not None:
+            raise error
+        assert response is not None  # noqa: S101
+        return response
+
+    def _apply_retry_after(self, key: str, exc: RetryableError) -> None:
+        hint = retry_after_hint(exc)
+        if hint is not None:
+            # The provider asked every caller to wait: hold the whole endpoint back.
+            self._pool.breaker(key).open_for(hint)
+
+    def _run_tool(self, call: ToolCall) -> str:
+        return self.tools.call(call.name, call.arguments)
+
+    async def _arun_tool(self, call: ToolCall) -> str:
+        return await asyncio.to_thread(self.tools.call, call.name, call.arguments)
+
+    def _forward_breaker_event(self, event: BreakerEvent) -> None:
+        if not isinstance(event, StateChanged):
+            return
+        with self._lock:
+            watchers = list(self._watchers)
+        change = CircuitStateChanged(event.breaker or "default", event.old, event.new)
+        for emit in watchers:
+            emit(change)
+
+    def _watching(self, emit: _Emitter) -> _Watch:
+        return _Watch(self, emit)
+
+
+class _Watch:
+    """Context manager: forward breaker events to one run's handler while it runs."""
+
+    def __init__(self, oma: OpenMultiAgent, emit: _Emitter) -> None:
+        self._oma = oma
+        self._emit = emit
+
+    def __enter__(self) -> None:
+        with self._oma._lock:  # noqa: SLF001
+            self._oma._watchers.append(self._emit)  # noqa: SLF001
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._oma._lock:  # noqa: SLF001
+            self._oma._watchers.remove(self._emit)  # noqa: SLF001
+
+
+def _sync_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse:
+    if isinstance(adapter, ChatAdapter):
+        return adapter.chat(request.messages, system=request.system, tools=request.tools)
+    text = adapter.generate(request.messages[-1].content, system=request.system)
+    return ChatResponse(text=text)
+
+
+async def _async_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse:
+    if isinstance(adapter, ChatAdapter):
+        return await adapter.achat(request.messages, system=request.system, tools=request.tools)
+    # A plain LLMAdapter is synchronous: keep it off the event loop.
+    return await asyncio.to_thread(_sync_chat, adapter, request)
+
+
+def _with_duration(result: AgentResult, duration_s: float) -> AgentResult:
+    return attrs.evolve(result, duration_s=duration_s)

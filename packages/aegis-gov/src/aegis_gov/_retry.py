@@ -1,0 +1,68 @@
+"""Retry policy: exponential backoff with full jitter that honours a provider's Retry-After."""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How a task retries a :class:`~aegis_adapters.RetryableError`.
+
+    The n-th retry waits a random time in ``[0, min(max_delay_s, initial_delay_s *
+    multiplier ** (n - 1))]`` ("full jitter"), but never less than the error's
+    ``retry_after_s``. A task gives up when ``max_attempts`` requests were made, when the
+    next wait would exceed ``max_delay_s`` (a Retry-After too long to honour), or when its
+    waits would add up to more than ``max_total_delay_s``. Times are in seconds.
+    """
+
+    max_attempts: int = attrs.field(default=3)
+    initial_delay_s: float = attrs.field(default=0.5, validator=_positive)
+    multiplier: float = attrs.field(default=2.0, validator=_positive)
+    max_delay_s: float = attrs.field(default=30.0, validator=_positive)
+    max_total_delay_s: float = attrs.field(default=120.0, validator=_non_negative)
+
+    @max_attempts.validator
+    def _check_attempts(self, _attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {value!r}")
+
+    def backoff_cap_s(self, retry_number: int) -> float:
+        """The upper bound of the jittered wait before retry number ``retry_number`` (1-based)."""
+        exponent = max(retry_number - 1, 0)
+        # Cap the exponent so huge attempt numbers cannot overflow a float.
+        return min(self.max_delay_s, self.initial_delay_s * self.multiplier ** min(exponent, 64))
+
+    def next_delay_s(
+        self,
+        retry_number: int,
+        retry_after_s: float | None,
+        *,
+        waited_s: float,
+        rng: random.Random,
+    ) -> float | None:
+        """Seconds to wait before retry ``retry_number``, or ``None`` to give up now.
+
+        ``waited_s`` is what this task already waited; ``retry_after_s`` is the provider's
+        (or an open breaker's) minimum wait.
+        """
+        if retry_after_s is not None and retry_after_s > self.max_delay_s:
+            return None
+        delay = rng.uniform(0.0, self.backoff_cap_s(retry_number))
+        if retry_after_s is not None:
+            delay = max(delay, retry_after_s)
+        if waited_s + delay > self.max_total_delay_s:
+            return None
+        return delay
