@@ -1,5 +1,146 @@
-"""aegis-gov: Coordinate teams of LLM agents over a task graph, with circuit breakers and retries."""
+"""aegis-gov: coordinate teams of LLM agents over a task graph, with breakers and retries.
+
+This package re-exports the public API of aegis-graph, aegis-breaker and aegis-adapters, so
+``from aegis_gov import Task, AgentPool, AnthropicAdapter`` works, and adds the orchestration:
+:class:`OpenMultiAgent`, :class:`AgentConfig`, teams, runs, events and tools.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aegis_adapters import (
+    AnthropicAdapter,
+    AuthenticationError,
+    ChatAdapter,
+    ChatResponse,
+    EchoAdapter,
+    Endpoint,
+    InvalidRequestError,
+    LLMAdapter,
+    LLMError,
+    Message,
+    ModelNotFoundError,
+    OllamaAdapter,
+    OpenAIAdapter,
+    PermanentError,
+    ProviderUnavailableError,
+    QuotaExceededError,
+    RateLimitError,
+    RetryableError,
+    ScriptedAdapter,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from aegis_breaker import (
+    AgentPool,
+    BreakerError,
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+)
+from aegis_graph import (
+    CyclicDependencyError,
+    DuplicateTaskError,
+    GraphError,
+    SkipReason,
+    Task,
+    TaskQueue,
+    TaskState,
+    UnknownDependencyError,
+)
+
+from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._errors import (
+    AegisError,
+    DuplicateAgentError,
+    IncompatibleResumeError,
+    RunCancelledError,
+    ToolLoopError,
+    UnknownAgentError,
+)
+from aegis_gov._events import (
+    CircuitStateChanged,
+    EventHandler,
+    RunEvent,
+    TaskFailed,
+    TaskOutputDelta,
+    TaskRetrying,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+    ToolCalled,
+)
+from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint_key
+from aegis_gov._results import AgentResult, RunResult, TaskResult, ToolCallRecord
+from aegis_gov._retry import RetryPolicy
+from aegis_gov._tools import ToolError, ToolRegistry
+
+__all__ = [
+    "AegisError",
+    "AgentConfig",
+    "AgentPool",
+    "AgentResult",
+    "AnthropicAdapter",
+    "AuthenticationError",
+    "BreakerError",
+    "Bulkhead",
+    "BulkheadFullError",
+    "ChatAdapter",
+    "ChatResponse",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "CircuitStateChanged",
+    "CyclicDependencyError",
+    "DuplicateAgentError",
+    "DuplicateTaskError",
+    "EchoAdapter",
+    "Endpoint",
+    "EventHandler",
+    "GraphError",
+    "IncompatibleResumeError",
+    "InvalidRequestError",
+    "LLMAdapter",
+    "LLMError",
+    "Message",
+    "ModelNotFoundError",
+    "OllamaAdapter",
+    "OpenAIAdapter",
+    "OpenMultiAgent",
+    "PermanentError",
+    "ProviderUnavailableError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RetryPolicy",
+    "RetryableError",
+    "RunCancelledError",
+    "RunEvent",
+    "RunResult",
+    "ScriptedAdapter",
+    "SkipReason",
+    "Task",
+    "TaskFailed",
+    "TaskOutputDelta",
+    "TaskQueue",
+    "TaskResult",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskState",
+    "TaskSucceeded",
+    "Team",
+    "ToolCall",
+    "ToolCallRecord",
+    "ToolCalled",
+    "ToolError",
+    "ToolLoopError",
+    "ToolRegistry",
+    "ToolSpec",
+    "UnknownAgentError",
+    "UnknownDependencyError",
+    "Usage",
+    "adapter_from_environment",
+    "endpoint_key",
+]

@@ -15,9 +15,12 @@ from typing import cast
 
 import attrs
 from aegis_adapters import (
+    AnthropicAdapter,
     ChatAdapter,
     ChatResponse,
     LLMAdapter,
+    OllamaAdapter,
+    OpenAIAdapter,
     RetryableError,
     ToolCall,
     ToolSpec,
@@ -50,8 +53,6 @@ def adapter_from_environment() -> LLMAdapter:
     :class:`OpenAIAdapter`; else :class:`OllamaAdapter` (``OLLAMA_HOST`` or localhost).
     ``AEGIS_MODEL`` names the model, otherwise each adapter's ``DEFAULT_MODEL``.
     """
-    from aegis_adapters import AnthropicAdapter, OllamaAdapter, OpenAIAdapter  # noqa: PLC0415
-
     model = os.environ.get("AEGIS_MODEL") or None
     if os.environ.get("ANTHROPIC_API_KEY"):
         return AnthropicAdapter(model or AnthropicAdapter.DEFAULT_MODEL)
