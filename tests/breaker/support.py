@@ -1,0 +1,51 @@
+"""Fakes shared by the breaker tests."""
+
+from __future__ import annotations
+
+from aegis_breaker import BreakerEvent, CircuitState, StateChanged
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Recorder:
+    """A listener that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[BreakerEvent] = []
+
+    def __call__(self, event: BreakerEvent) -> None:
+        self.events.append(event)
+
+    def transitions(self) -> list[tuple[CircuitState, CircuitState]]:
+        return [(e.old, e.new) for e in self.events if isinstance(e, StateChanged)]
+
+
+class Boom(Exception):
+    """The failure our fake dependency raises."""
+
+
+class Interrupt(BaseException):
+    """A BaseException that is not an Exception, like KeyboardInterrupt."""
+
+
+def ok() -> str:
+    return "ok"
+
+
+def boom() -> str:
+    raise Boom("down")
+
+
+def interrupt() -> str:
+    raise Interrupt
