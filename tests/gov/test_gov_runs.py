@@ -390,5 +390,8 @@ def test_async_run_matches_sync_run(clock: FakeClock) -> None:
     team = OpenMultiAgent.create_team("t", AgentConfig(name="a"))
     sync_result = _oma(clock, ScriptedAdapter(reply)).run_tasks(tasks, team)
     async_result = asyncio.run(_oma(clock, ScriptedAdapter(reply)).arun_tasks(tasks, team))
-    strip = lambda r: {k: (v.status, v.output, v.blamed) for k, v in r.items()}  # noqa: E731
+
+    def strip(r: RunResult) -> dict[str, tuple[TaskState, str | None, str | None]]:
+        return {k: (v.status, v.output, v.blamed) for k, v in r.items()}
+
     assert strip(sync_result) == strip(async_result)
