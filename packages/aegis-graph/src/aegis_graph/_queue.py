@@ -482,9 +482,9 @@ def _check_acyclic(
     # dependency from any left-over task must come back to a task already seen.
     left_over = remaining
     node = next(i for i, r in enumerate(left_over) if r)
-    position: dict[int, int] = {}
+    position = [-1] * len(tasks)
     path: list[int] = []
-    while node not in position:
+    while position[node] < 0:
         position[node] = len(path)
         path.append(node)
         node = next(j for j in map(index.__getitem__, tasks[node].depends_on) if left_over[j])
