@@ -1,0 +1,161 @@
+"""Each provider adapter end to end, through its real SDK (or requests) and a loopback server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from aegis_adapters import ChatAdapter, ChatResponse, LLMAdapter, ToolCall, Usage
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.adapters._support import CONVERSATION, MODES, SYSTEM, WIRES, Mode, Wire, run
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def _serve(httpserver: HTTPServer, wire: Wire, *, stream_body: str | None = None) -> None:
+    def handler(request: Request) -> Response:
+        body = json.loads(request.data)
+        if body.get("stream"):
+            return Response(stream_body or wire.stream_ok, content_type=wire.stream_type)
+        return Response(json.dumps(wire.reply), content_type="application/json")
+
+    httpserver.expect_request(wire.path, method="POST").respond_with_handler(handler)
+
+
+def _sent(httpserver: HTTPServer) -> dict[str, Any]:
+    assert len(httpserver.log) == 1  # max_retries=0: one call, one request
+    body: dict[str, Any] = json.loads(httpserver.log[0][0].data)
+    return body
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
+def test_reply_with_text_tool_call_usage_and_stop_reason(
+    httpserver: HTTPServer, wire: Wire, mode: Mode
+) -> None:
+    _serve(httpserver, wire)
+    adapter = wire.make(httpserver.url_for("").rstrip("/"))
+    deltas: list[str] = []
+
+    response = run(adapter, mode, deltas=deltas)
+
+    assert response.text == "Hello world"
+    assert [(c.name, dict(c.arguments)) for c in response.tool_calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    assert all(c.id for c in response.tool_calls)
+    assert response.usage == Usage(12, 7)
+    assert response.stop_reason == "tool_use"
+    assert response.model is not None
+    assert response.model.endswith("-test")
+    if mode in {"stream", "astream"}:
+        assert deltas == ["Hello", " world"]
+    wire.check_request(_sent(httpserver), mode in {"stream", "astream"})
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
+def test_a_conversation_with_tool_results_is_sent_in_the_providers_shape(
+    httpserver: HTTPServer, wire: Wire
+) -> None:
+    _serve(httpserver, wire)
+    adapter = wire.make(httpserver.url_for("").rstrip("/"))
+
+    adapter.chat(CONVERSATION, system=SYSTEM)
+
+    wire.check_conversation(_sent(httpserver))
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
+def test_prompt_level_api_sync_and_async(httpserver: HTTPServer, wire: Wire) -> None:
+    import asyncio  # noqa: PLC0415
+
+    _serve(httpserver, wire)
+    adapter = wire.make(httpserver.url_for("").rstrip("/"))
+    assert isinstance(adapter, ChatAdapter)
+    assert isinstance(adapter, LLMAdapter)
+
+    async def both() -> tuple[str, list[str]]:
+        return await adapter.agenerate("hi"), [c async for c in adapter.astream("hi")]
+
+    assert adapter.generate("hi", system="s") == "Hello world"
+    assert list(adapter.stream("hi")) == ["Hello", " world"]
+    assert asyncio.run(both()) == ("Hello world", ["Hello", " world"])
+    first = json.loads(httpserver.log[0][0].data)
+    assert "tools" not in first
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
+def test_concurrent_calls_from_threads_share_one_adapter(
+    httpserver: HTTPServer, wire: Wire
+) -> None:
+    _serve(httpserver, wire)
+    adapter = wire.make(httpserver.url_for("").rstrip("/"))
+    barrier = threading.Barrier(6)
+    results: list[ChatResponse] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        barrier.wait()
+        response = run(adapter, "stream")
+        with lock:
+            results.append(response)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [r.text for r in results] == ["Hello world"] * 6
+    assert len(httpserver.log) == 6
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
+def test_adapters_pickle_after_use(httpserver: HTTPServer, wire: Wire) -> None:
+    import pickle  # noqa: PLC0415
+
+    _serve(httpserver, wire)
+    adapter = wire.make(httpserver.url_for("").rstrip("/"))
+    adapter.chat(CONVERSATION)
+
+    clone = pickle.loads(pickle.dumps(adapter))
+
+    assert clone.endpoint == adapter.endpoint
+    assert clone.chat(CONVERSATION).tool_calls[0].name == "get_weather"
+    assert "sk-test" not in repr(clone)
+
+
+def test_openai_stream_usage_can_be_turned_off(httpserver: HTTPServer) -> None:
+    from tests.adapters._support import OPENAI  # noqa: PLC0415
+
+    _serve(httpserver, OPENAI)
+    adapter = OPENAI.make(httpserver.url_for("").rstrip("/"), stream_usage=False)
+
+    run(adapter, "stream")
+
+    assert "stream_options" not in _sent(httpserver)
+
+
+def test_anthropic_text_only_reply_is_end_turn(httpserver: HTTPServer) -> None:
+    from tests.adapters._support import ANTHROPIC  # noqa: PLC0415
+
+    reply = dict(ANTHROPIC.reply)
+    reply["content"] = [{"type": "text", "text": "Hi"}]
+    reply["stop_reason"] = "end_turn"
+    httpserver.expect_request(ANTHROPIC.path).respond_with_json(reply)
+
+    response = ANTHROPIC.make(httpserver.url_for("").rstrip("/")).chat(CONVERSATION[:1])
+
+    assert response == ChatResponse("Hi", usage=Usage(12, 7), stop_reason="end_turn",
+                                    model="claude-test")  # fmt: skip
+
+
+def test_tool_call_values_are_frozen_copies() -> None:
+    arguments = {"city": "Paris"}
+    call = ToolCall("1", "get_weather", arguments)
+    arguments["city"] = "Rome"
+    assert call.arguments == {"city": "Paris"}
