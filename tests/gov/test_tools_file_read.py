@@ -6,9 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from aegis_gov._tools import (
     OutputTooLargeError,
     PathOutsideRootError,
@@ -16,6 +13,8 @@ from aegis_gov._tools import (
     ToolExecutionError,
     ToolRegistry,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 SECRET = "TOP-SECRET-CONTENT"
 
@@ -65,9 +64,7 @@ def test_absolute_path_inside_the_root_is_allowed(sandbox: tuple[ToolRegistry, P
         "a.txt\x00",
     ],
 )
-def test_escapes_are_refused_without_leaking(
-    sandbox: tuple[ToolRegistry, Path], path: str
-) -> None:
+def test_escapes_are_refused_without_leaking(sandbox: tuple[ToolRegistry, Path], path: str) -> None:
     registry, _ = sandbox
     with pytest.raises(PathOutsideRootError) as info:
         read(registry, path)
@@ -110,7 +107,7 @@ def test_oversized_file_is_refused_without_content(sandbox: tuple[ToolRegistry, 
 def test_non_utf8_is_reported_not_raised_raw(sandbox: tuple[ToolRegistry, Path]) -> None:
     registry, tmp_path = sandbox
     (tmp_path / "root" / "bin.dat").write_bytes(b"SECRET\xff\xfe")
-    with pytest.raises(ToolExecutionError, match="not UTF-8.*offset 6") as info:
+    with pytest.raises(ToolExecutionError, match=r"not UTF-8.*offset 6") as info:
         read(registry, "bin.dat")
     assert "SECRET" not in str(info.value)
     assert isinstance(info.value.__cause__, UnicodeDecodeError)

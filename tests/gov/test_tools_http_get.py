@@ -11,11 +11,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
-
 from aegis_gov._netguard import blocked_reason, literal_address, parse_numeric_ipv4
 from aegis_gov._tools import (
     BlockedAddressError,
@@ -26,6 +24,8 @@ from aegis_gov._tools import (
     ToolTimeoutError,
     URLNotAllowedError,
 )
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 BODY_SECRET = "INTERNAL-ONLY-BODY"
 
@@ -60,7 +60,7 @@ def resolver() -> FakeResolver:
 
 
 @pytest.fixture
-def registry(tmp_path, resolver: FakeResolver) -> ToolRegistry:
+def registry(tmp_path: Path, resolver: FakeResolver) -> ToolRegistry:
     return ToolRegistry(
         root=tmp_path,
         max_output_bytes=1000,
@@ -92,13 +92,13 @@ def test_fetches_through_the_checked_address_with_the_host_header(
     assert resolver.lookups == [("public.test", httpserver.port)]
 
 
-def test_allow_private_network_reaches_loopback(tmp_path, httpserver: HTTPServer) -> None:
+def test_allow_private_network_reaches_loopback(tmp_path: Path, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/").respond_with_data("local")
     registry = ToolRegistry(root=tmp_path, allow_private_network=True)
     assert get(registry, f"http://127.0.0.1:{httpserver.port}/") == "local"
 
 
-def test_loopback_is_refused_by_default(tmp_path, httpserver: HTTPServer) -> None:
+def test_loopback_is_refused_by_default(tmp_path: Path, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/").respond_with_data(BODY_SECRET)
     registry = ToolRegistry(root=tmp_path)
     with pytest.raises(BlockedAddressError, match="loopback"):
@@ -153,7 +153,7 @@ def test_loopback_is_refused_by_default(tmp_path, httpserver: HTTPServer) -> Non
     ],
 )
 def test_blocked_addresses_are_refused(
-    tmp_path, resolver: FakeResolver, url: str, address: str
+    tmp_path: Path, resolver: FakeResolver, url: str, address: str
 ) -> None:
     registry = ToolRegistry(root=tmp_path, _resolver=resolver)
     with pytest.raises(BlockedAddressError) as info:
@@ -169,7 +169,7 @@ def test_credentials_in_urls_are_refused(registry: ToolRegistry) -> None:
 
 
 def test_metadata_stays_blocked_with_allow_private_network(
-    tmp_path, resolver: FakeResolver
+    tmp_path: Path, resolver: FakeResolver
 ) -> None:
     registry = ToolRegistry(root=tmp_path, allow_private_network=True, _resolver=resolver)
     for url in ("http://169.254.169.254/", "http://[fd00:ec2::254]/", "http://metadata.test/"):
@@ -298,7 +298,7 @@ def test_non_2xx_is_an_execution_error_without_the_body(
     assert BODY_SECRET not in str(info.value)
 
 
-def test_a_stalled_server_times_out(tmp_path) -> None:
+def test_a_stalled_server_times_out(tmp_path: Path) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)  # accepted by the kernel, never answered
@@ -312,7 +312,7 @@ def test_a_stalled_server_times_out(tmp_path) -> None:
         listener.close()
 
 
-def test_refused_connection_is_an_execution_error(tmp_path) -> None:
+def test_refused_connection_is_an_execution_error(tmp_path: Path) -> None:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 from aegis_adapters import ToolSpec
-from hypothesis import given
-from hypothesis import strategies as st
-
 from aegis_gov._tools import (
     DuplicateToolError,
     InvalidToolArgumentsError,
@@ -25,6 +23,8 @@ from aegis_gov._tools import (
     UnknownToolError,
     ValueTooLargeError,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 BUILTINS = ["file_read", "http_get", "shell", "memory_store", "memory_retrieve"]
 
@@ -34,7 +34,7 @@ def my_search_fn(query: str) -> str:
 
 
 @pytest.fixture
-def registry(tmp_path) -> ToolRegistry:
+def registry(tmp_path: Path) -> ToolRegistry:
     return ToolRegistry(root=tmp_path)
 
 
@@ -50,7 +50,7 @@ def test_builtins_are_registered_with_their_argument_names(registry: ToolRegistr
     }
 
 
-def test_builtins_can_be_left_out(tmp_path) -> None:
+def test_builtins_can_be_left_out(tmp_path: Path) -> None:
     assert len(ToolRegistry(root=tmp_path, builtins=False)) == 0
 
 
@@ -161,7 +161,7 @@ def test_failing_tool_is_wrapped_with_its_cause_and_registry_stays_usable(
         raise RuntimeError(f"broken on {x}")
 
     registry.define_tool("boom", "fails", boom, {"type": "object", "required": ["x"]})
-    with pytest.raises(ToolExecutionError, match="'boom'.*RuntimeError: broken on 3") as info:
+    with pytest.raises(ToolExecutionError, match=r"'boom'.*RuntimeError: broken on 3") as info:
         registry.call("boom", {"x": 3})
     assert isinstance(info.value.__cause__, RuntimeError)
     assert registry.call("memory_store", {"key": "k", "value": "v"})
@@ -206,7 +206,7 @@ def test_arguments_may_be_json_text(registry: ToolRegistry) -> None:
 
 def test_arguments_the_function_cannot_take_are_invalid(registry: ToolRegistry) -> None:
     registry.define_tool("one", "one arg", lambda a: a, {"type": "object"})
-    with pytest.raises(InvalidToolArgumentsError, match="'one'.*function") as info:
+    with pytest.raises(InvalidToolArgumentsError, match=r"'one'.*function") as info:
         registry.call("one", {"a": 1, "b": 2})
     assert info.value.path == "$"
 
@@ -332,7 +332,7 @@ def test_a_missing_argument_is_rejected(
 # ----------------------------------------------------------------- memory and threads
 
 
-def test_memory_is_bounded_lru(tmp_path) -> None:
+def test_memory_is_bounded_lru(tmp_path: Path) -> None:
     registry = ToolRegistry(root=tmp_path, memory_max_entries=2, memory_max_value_bytes=10)
     registry.call("memory_store", {"key": "a", "value": "1"})
     registry.call("memory_store", {"key": "b", "value": "2"})
@@ -354,7 +354,7 @@ def test_memory_rejects_bad_limits() -> None:
         ToolMemory(max_entries=0)
 
 
-def test_registry_and_memory_are_thread_safe(tmp_path) -> None:
+def test_registry_and_memory_are_thread_safe(tmp_path: Path) -> None:
     registry = ToolRegistry(root=tmp_path, memory_max_entries=50)
     workers = 8
     barrier = threading.Barrier(workers)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from aegis_gov._tools import (
     CommandFailedError,
     CommandNotAllowedError,
@@ -41,9 +40,7 @@ def test_runs_in_the_root(registry: ToolRegistry, tmp_path: Path) -> None:
     assert run(registry, "pwd").strip() == str(tmp_path.resolve())
 
 
-def test_environment_is_minimal(
-    registry: ToolRegistry, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_environment_is_minimal(registry: ToolRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AEGIS_TEST_SECRET_KEY", "sk-live-123")
     output = run(registry, "env")
     assert "sk-live-123" not in output
