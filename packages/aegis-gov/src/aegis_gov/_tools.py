@@ -78,8 +78,8 @@ class ToolError(Exception):
     def __init__(self, reason: str, *, tool_name: str) -> None:
         """Build the error for *tool_name* with the human-readable *reason*."""
         super().__init__(f"tool {tool_name!r}: {reason}")
-        self.tool_name = tool_name
-        self.reason = reason
+        self.tool_name: str = tool_name
+        self.reason: str = reason
 
 
 class InvalidToolNameError(ToolError, ValueError):
@@ -109,8 +109,8 @@ class InvalidToolArgumentsError(ToolError, ValueError):
     def __init__(self, reason: str, *, tool_name: str, path: str, validator: str | None) -> None:
         """Build the error; *reason* must not contain the whole argument value."""
         super().__init__(reason, tool_name=tool_name)
-        self.path = path
-        self.validator = validator
+        self.path: str = path
+        self.validator: str | None = validator
 
 
 class ToolRefusedError(ToolError):
@@ -127,7 +127,7 @@ class PathOutsideRootError(ToolRefusedError):
     def __init__(self, reason: str, *, tool_name: str, path: str) -> None:
         """Build the error for the requested *path*."""
         super().__init__(reason, tool_name=tool_name)
-        self.path = path
+        self.path: str = path
 
 
 class URLNotAllowedError(ToolRefusedError):
@@ -145,8 +145,8 @@ class BlockedAddressError(ToolRefusedError):
     def __init__(self, reason: str, *, tool_name: str, host: str, address: str) -> None:
         """Build the error for *host* resolving to *address*."""
         super().__init__(reason, tool_name=tool_name)
-        self.host = host
-        self.address = address
+        self.host: str = host
+        self.address: str = address
 
 
 class ShellDisabledError(ToolRefusedError):
@@ -163,7 +163,7 @@ class CommandNotAllowedError(ToolRefusedError):
     def __init__(self, reason: str, *, tool_name: str, executable: str) -> None:
         """Build the error for *executable*."""
         super().__init__(reason, tool_name=tool_name)
-        self.executable = executable
+        self.executable: str = executable
 
 
 class ForbiddenShellSyntaxError(ToolRefusedError):
@@ -176,7 +176,7 @@ class ForbiddenShellSyntaxError(ToolRefusedError):
     def __init__(self, reason: str, *, tool_name: str, characters: str) -> None:
         """Build the error listing the forbidden *characters*."""
         super().__init__(reason, tool_name=tool_name)
-        self.characters = characters
+        self.characters: str = characters
 
 
 class OutputTooLargeError(ToolRefusedError):
@@ -189,7 +189,7 @@ class OutputTooLargeError(ToolRefusedError):
     def __init__(self, reason: str, *, tool_name: str, limit_bytes: int) -> None:
         """Build the error for the exceeded *limit_bytes*."""
         super().__init__(reason, tool_name=tool_name)
-        self.limit_bytes = limit_bytes
+        self.limit_bytes: int = limit_bytes
 
 
 class ValueTooLargeError(ToolRefusedError):
@@ -202,7 +202,7 @@ class ValueTooLargeError(ToolRefusedError):
     def __init__(self, reason: str, *, tool_name: str, limit_bytes: int) -> None:
         """Build the error for the exceeded *limit_bytes*."""
         super().__init__(reason, tool_name=tool_name)
-        self.limit_bytes = limit_bytes
+        self.limit_bytes: int = limit_bytes
 
 
 class ToolExecutionError(ToolError):
@@ -219,7 +219,7 @@ class ToolTimeoutError(ToolExecutionError, TimeoutError):
     def __init__(self, reason: str, *, tool_name: str, timeout_s: float) -> None:
         """Build the error for the exceeded *timeout_s*."""
         super().__init__(reason, tool_name=tool_name)
-        self.timeout_s = timeout_s
+        self.timeout_s: float = timeout_s
 
 
 class MemoryKeyNotFoundError(ToolExecutionError, LookupError):
@@ -232,7 +232,7 @@ class MemoryKeyNotFoundError(ToolExecutionError, LookupError):
     def __init__(self, reason: str, *, tool_name: str, key: str) -> None:
         """Build the error for the missing *key*."""
         super().__init__(reason, tool_name=tool_name)
-        self.key = key
+        self.key: str = key
 
 
 class CommandFailedError(ToolExecutionError):
@@ -246,8 +246,8 @@ class CommandFailedError(ToolExecutionError):
     def __init__(self, reason: str, *, tool_name: str, returncode: int, output: str) -> None:
         """Build the error for the exit status *returncode* and the command's *output*."""
         super().__init__(reason, tool_name=tool_name)
-        self.returncode = returncode
-        self.output = output
+        self.returncode: int = returncode
+        self.output: str = output
 
 
 class HTTPStatusError(ToolExecutionError):
@@ -260,7 +260,7 @@ class HTTPStatusError(ToolExecutionError):
     def __init__(self, reason: str, *, tool_name: str, status_code: int) -> None:
         """Build the error for *status_code*."""
         super().__init__(reason, tool_name=tool_name)
-        self.status_code = status_code
+        self.status_code: int = status_code
 
 
 # --------------------------------------------------------------------------- Tool
@@ -389,8 +389,8 @@ class ToolMemory:
                 f"memory limits must be positive, got max_entries={max_entries}, "
                 f"max_value_bytes={max_value_bytes}"
             )
-        self.max_entries = max_entries
-        self.max_value_bytes = max_value_bytes
+        self.max_entries: int = max_entries
+        self.max_value_bytes: int = max_value_bytes
         self._entries: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -520,10 +520,10 @@ class ToolRegistry:
 
         self._lock = threading.RLock()
         self._entries: dict[str, _Entry] = {}
-        self.memory = ToolMemory(
+        self.memory: ToolMemory = ToolMemory(
             max_entries=memory_max_entries, max_value_bytes=memory_max_value_bytes
         )
-        self.config = SandboxConfig.build(
+        self._config = SandboxConfig.build(
             root=Path.cwd() if root is None else Path(root),
             shell_allowlist=shell_allowlist,
             allow_private_network=allow_private_network,
@@ -534,13 +534,13 @@ class ToolRegistry:
             trusted_addresses=_trusted_addresses,
         )
         if builtins:
-            for tool in builtin_tools(self.config, self.memory):
+            for tool in builtin_tools(self._config, self.memory):
                 self.register(tool)
 
     @property
     def root(self) -> Path:
         """The resolved root directory of ``file_read`` and ``shell``."""
-        return self.config.root
+        return self._config.root
 
     def define_tool(
         self,
