@@ -12,12 +12,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import circuitbreaker
 import pybreaker
-
 from aegis_breaker import AgentPool, CircuitBreaker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CALLS = 200_000
 REPEATS = 5
@@ -52,47 +54,35 @@ def best(body: Callable[[int], None], threads: int, calls: int = CALLS) -> float
     return min(time_threads(body, threads, calls) for _ in range(REPEATS))
 
 
+def loop_plain(fn: Callable[[], object]) -> Callable[[int], None]:
+    def body(n: int) -> None:
+        for _ in range(n):
+            fn()
+
+    return body
+
+
+def loop_call(call: Callable[[Callable[[], None]], object], fn: Callable[[], None]):
+    def body(n: int) -> None:
+        for _ in range(n):
+            call(fn)
+
+    return body
+
+
 def make_cases() -> dict[str, Callable[[int], None]]:
     ours = CircuitBreaker(5, 30.0, name="bench")
     pool = AgentPool(max_concurrent=4)
     pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
     ours_decorated = CircuitBreaker(5, 30.0)(noop)
     cb_decorated = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=30)(noop)
-
-    def plain(n: int) -> None:
-        for _ in range(n):
-            noop()
-
-    def ours_call(n: int) -> None:
-        call = ours.call
-        for _ in range(n):
-            call(noop)
-
-    def ours_deco(n: int) -> None:
-        for _ in range(n):
-            ours_decorated()
-
-    def pool_run(n: int) -> None:
-        run = pool.run
-        for _ in range(n):
-            run(noop)
-
-    def pyb_call(n: int) -> None:
-        call = pyb.call
-        for _ in range(n):
-            call(noop)
-
-    def cb_deco(n: int) -> None:
-        for _ in range(n):
-            cb_decorated()
-
     return {
-        "plain call (baseline)": plain,
-        "aegis CircuitBreaker.call": ours_call,
-        "aegis @CircuitBreaker decorator": ours_deco,
-        "aegis AgentPool.run": pool_run,
-        "pybreaker.call": pyb_call,
-        "circuitbreaker @circuit": cb_deco,
+        "plain call (baseline)": loop_plain(noop),
+        "aegis CircuitBreaker.call": loop_call(ours.call, noop),
+        "aegis @CircuitBreaker decorator": loop_plain(ours_decorated),
+        "aegis AgentPool.run": loop_call(pool.run, noop),
+        "pybreaker.call": loop_call(pyb.call, noop),
+        "circuitbreaker @circuit": loop_plain(cb_decorated),
     }
 
 

@@ -4,7 +4,6 @@ import asyncio
 import threading
 
 import pytest
-
 from aegis_breaker import BreakerError, Bulkhead, BulkheadFullError
 
 TIMEOUT = 10.0

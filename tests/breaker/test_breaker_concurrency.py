@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from aegis_breaker import CircuitBreaker, CircuitOpenError, CircuitState
@@ -83,10 +84,8 @@ def test_many_threads_calling_and_failing_trip_once() -> None:
         raise ValueError("down")
 
     def worker() -> None:
-        try:
+        with contextlib.suppress(ValueError):
             breaker.call(fail)
-        except ValueError:
-            pass
 
     run_threads(12, worker)
     assert recorder.transitions() == [(CircuitState.CLOSED, CircuitState.OPEN)]

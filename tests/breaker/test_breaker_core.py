@@ -6,7 +6,6 @@ import pickle
 from collections.abc import Callable
 
 import pytest
-
 from aegis_breaker import (
     BreakerError,
     CallRejected,
@@ -16,7 +15,7 @@ from aegis_breaker import (
     StateChanged,
 )
 
-from .support import Boom, FakeClock, Interrupt, Recorder, boom, interrupt, ok
+from .support import BoomError, FakeClock, Interrupt, Recorder, boom, interrupt, ok
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -27,7 +26,7 @@ async def _async(outcome: str) -> str:
     return FUNCS[outcome]()
 
 
-def drive(breaker: CircuitBreaker, driver: str, outcome: str) -> str:
+def drive(breaker: CircuitBreaker, driver: str, outcome: str) -> str:  # noqa: PLR0911  # one return per driver
     """Make one call through *breaker* in the style *driver*; the fake dependency does *outcome*."""
     fn = FUNCS[outcome]
     if driver == "call":
@@ -68,7 +67,7 @@ def attempt(breaker: CircuitBreaker, driver: str, outcome: str) -> str:
         return drive(breaker, driver, outcome)
     except CircuitOpenError:
         return "rejected"
-    except Boom:
+    except BoomError:
         return "boom"
     except Interrupt:
         return "interrupt"
@@ -113,7 +112,7 @@ def test_a_success_resets_the_count(driver: str) -> None:
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_ignored_outcomes_are_neutral(driver: str) -> None:
-    breaker, recorder = make(FakeClock(), is_failure=lambda exc: not isinstance(exc, Boom))
+    breaker, recorder = make(FakeClock(), is_failure=lambda exc: not isinstance(exc, BoomError))
     for _ in range(5):
         assert attempt(breaker, driver, "boom") == "boom"  # declined by is_failure
         assert attempt(breaker, driver, "interrupt") == "interrupt"  # not an Exception
@@ -286,11 +285,11 @@ def test_permit_reports_once() -> None:
     breaker, _ = make(FakeClock(), consecutive_failure_limit=2)
     permit = breaker.admit()
     assert permit.generation == 0
-    assert not permit.reported
+    assert "reported=False" in repr(permit)
     permit.failure()
     permit.failure()
     permit.success()
-    assert permit.reported
+    assert permit.reported is True
     assert breaker.consecutive_failures == 1
     assert "reported=True" in repr(permit)
 
@@ -314,8 +313,8 @@ def test_context_manager_rejects_while_open_and_skips_the_body() -> None:
 def test_context_manager_nests_and_reports_early() -> None:
     breaker, _ = make(FakeClock(), consecutive_failure_limit=2)
     with breaker as outer:
-        with pytest.raises(Boom), breaker:
-            raise Boom
+        with pytest.raises(BoomError), breaker:
+            raise BoomError
         assert breaker.consecutive_failures == 1
         outer.success()
     assert outer.reported

@@ -4,7 +4,6 @@ import asyncio
 import threading
 
 import pytest
-
 from aegis_breaker import (
     AgentPool,
     BulkheadFullError,
@@ -12,7 +11,7 @@ from aegis_breaker import (
     CircuitState,
 )
 
-from .support import Boom, FakeClock, Recorder, boom, ok
+from .support import BoomError, FakeClock, Recorder, boom, ok, state_of
 
 
 def test_run_and_arun_pass_results_through() -> None:
@@ -43,16 +42,16 @@ def test_failures_trip_the_pool_and_open_rejects_without_a_permit() -> None:
     clock = FakeClock()
     pool = AgentPool(max_concurrent=1, consecutive_failure_limit=2, clock=clock, max_wait_s=0)
     for _ in range(2):
-        with pytest.raises(Boom):
+        with pytest.raises(BoomError):
             pool.run(boom)
-    assert pool.state is CircuitState.OPEN
+    assert state_of(pool) is CircuitState.OPEN
     assert pool.consecutive_failures == 2
     pool.bulkhead.acquire()  # the bulkhead is full too: the breaker must answer first
     with pytest.raises(CircuitOpenError):
         pool.run(ok)
     pool.bulkhead.release()
     clock.advance(30.0)
-    assert pool.state is CircuitState.HALF_OPEN
+    assert state_of(pool) is CircuitState.HALF_OPEN
     assert pool.run(ok) == "ok"
     assert pool.status()["state"] == "closed"
 
@@ -68,7 +67,7 @@ def test_a_full_bulkhead_is_not_a_breaker_failure() -> None:
             pool.run_on("k", ok)
         with pytest.raises(BulkheadFullError):
             asyncio.run(pool.arun(asyncio.sleep, 0))
-    assert pool.state is CircuitState.CLOSED
+    assert state_of(pool) is CircuitState.CLOSED
     assert pool.consecutive_failures == 0
     # In HALF_OPEN the probe slot comes back, so the next call may probe.
     pool.breaker().open_for(1.0)
@@ -77,39 +76,39 @@ def test_a_full_bulkhead_is_not_a_breaker_failure() -> None:
         pool.run(ok)
     pool.bulkhead.release()
     assert pool.run(ok) == "ok"
-    assert pool.state is CircuitState.CLOSED
+    assert state_of(pool) is CircuitState.CLOSED
 
 
 def test_keys_have_independent_breakers_and_the_worst_state_wins() -> None:
     clock = FakeClock()
     pool = AgentPool(consecutive_failure_limit=1, clock=clock, recovery_timeout_s=5.0)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         pool.run_on("flaky", boom)
     assert pool.breaker("flaky").state is CircuitState.OPEN
     assert pool.breaker("flaky").name == "flaky"
     assert pool.run_on("steady", ok) == "ok"
     assert pool.run(ok) == "ok"
-    assert pool.state is CircuitState.OPEN
+    assert state_of(pool) is CircuitState.OPEN
     clock.advance(5.0)
-    assert pool.state is CircuitState.HALF_OPEN
+    assert state_of(pool) is CircuitState.HALF_OPEN
     status = pool.status()
     assert status["state"] == "half_open"
     breakers = status["breakers"]
     assert isinstance(breakers, dict)
     assert breakers["steady"]["state"] == "closed"
     with pytest.raises(TypeError):
-        pool.breakers["x"] = pool.breaker()  # type: ignore[index]
+        pool.breakers["x"] = pool.breaker()  # type: ignore[index,unused-ignore]
     pool.reset()
-    assert pool.state is CircuitState.CLOSED
+    assert state_of(pool) is CircuitState.CLOSED
 
 
 def test_listeners_reach_present_and_future_breakers() -> None:
     first, second = Recorder(), Recorder()
     pool = AgentPool(consecutive_failure_limit=1, clock=FakeClock(), listeners=[first])
     pool.add_listener(second)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         pool.run(boom)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         pool.run_on("later", boom)
     assert [e.breaker for e in first.events] == ["default", "later"]
     assert [e.breaker for e in second.events] == ["default", "later"]
@@ -156,7 +155,7 @@ def test_cancelled_arun_counts_nothing_and_frees_its_permit() -> None:
 
     asyncio.run(main())
     assert pool.active == 0
-    assert pool.state is CircuitState.CLOSED
+    assert state_of(pool) is CircuitState.CLOSED
 
 
 def test_invalid_pool_settings() -> None:
