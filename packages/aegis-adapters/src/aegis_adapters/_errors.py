@@ -186,7 +186,9 @@ def classify_failure(  # noqa: PLR0911  # one return per error class reads best
     """
     kinds = {kind for kind in (error_type, error_code) if kind}
     retry_after_s = parse_retry_after(headers) if headers is not None else None
-    status = None if status_code == 200 else status_code  # noqa: PLR2004  # 200: error in a stream
+    if status_code == 200:  # noqa: PLR2004  # the error arrived inside a successful stream
+        status_code = None
+    status = status_code
     if kinds & _QUOTA_TYPES:
         return QuotaExceededError(provider, message, status_code=status_code)
     if status == 429 or (status is None and kinds & _RATE_LIMIT_TYPES):  # noqa: PLR2004

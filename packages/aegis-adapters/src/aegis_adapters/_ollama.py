@@ -349,7 +349,7 @@ def _raise_for_status(response: requests.Response) -> None:
     except ValueError:
         body = response.text
     kind, code, message = error_details(body)
-    raise classify_failure(
+    error = classify_failure(
         _PROVIDER,
         message or (body if isinstance(body, str) and body else response.reason or "error"),
         status_code=response.status_code,
@@ -357,6 +357,8 @@ def _raise_for_status(response: requests.Response) -> None:
         error_code=code,
         headers=response.headers,
     )
+    # Chain requests' own HTTPError, as the SDK adapters chain the SDK's exception.
+    raise error from requests.HTTPError(f"HTTP {response.status_code}", response=response)
 
 
 def _stream_error(line: Mapping[str, object]) -> LLMError:
