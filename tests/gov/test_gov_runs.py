@@ -28,6 +28,7 @@ from aegis_gov import (
     RunResult,
     ScriptedAdapter,
     Task,
+    TaskOutputDelta,
     TaskRetrying,
     TaskSkipped,
     TaskStarted,
@@ -282,9 +283,14 @@ def test_events_tell_the_story_of_a_run(clock: FakeClock) -> None:
     result = _oma(clock, adapter).run_tasks(
         [Task(id="only", description="d", agent="a")], team, on_event=events.append
     )
-    kinds = [type(e) for e in events]
+    kinds = [type(e) for e in events if not isinstance(e, TaskOutputDelta)]
     assert kinds == [TaskStarted, TaskSucceeded]
-    succeeded = events[1]
+    # With on_event given, answers stream: the chunks add up to the recorded output.
+    deltas = [e for e in events if isinstance(e, TaskOutputDelta)]
+    assert deltas
+    assert all(d.task_id == "only" for d in deltas)
+    assert "".join(d.text for d in deltas) == result["only"].output == "r1"
+    succeeded = events[-1]
     assert isinstance(succeeded, TaskSucceeded)
     assert succeeded.usage == Usage(input_tokens=3, output_tokens=5)
     assert result.usage == Usage(input_tokens=3, output_tokens=5)

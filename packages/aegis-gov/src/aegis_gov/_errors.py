@@ -68,3 +68,35 @@ class IncompatibleResumeError(AegisError, ValueError):
         """Record every difference found."""
         super().__init__("cannot resume: " + "; ".join(differences))
         self.differences = tuple(differences)
+
+
+class DeadlineExceededError(AegisError, TimeoutError):
+    """A task ran past its ``task_timeout_s``, or was still running at the run's deadline."""
+
+    def __init__(self, task_id: str, limit_s: float, *, scope: str) -> None:
+        """Record the task, the limit in seconds and whether it was the task's or the run's."""
+        super().__init__(f"task {task_id!r} exceeded the {scope} deadline of {limit_s:g} s")
+        self.task_id = task_id
+        self.limit_s = limit_s
+        self.scope = scope
+
+
+class StreamInterruptedError(AegisError):
+    """A stream failed after chunks had already been handed out, so it cannot be retried.
+
+    The provider's error is chained as ``__cause__``.
+    """
+
+    def __init__(self, agent: str, error: BaseException) -> None:
+        """Record the agent and the provider's error."""
+        super().__init__(f"agent {agent!r}: the stream broke after output was sent: {error}")
+        self.agent = agent
+
+
+class RunCancelledTaskError(AegisError):
+    """A task was still running when its run was cancelled."""
+
+    def __init__(self, task_id: str) -> None:
+        """Record the task."""
+        super().__init__(f"task {task_id!r} was still running when the run was cancelled")
+        self.task_id = task_id

@@ -6,10 +6,11 @@ import asyncio
 import functools
 import logging
 import os
+import queue
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import cast
 
@@ -37,10 +38,11 @@ from aegis_gov._conversation import (
     drive,
     retry_after_hint,
 )
-from aegis_gov._events import CircuitStateChanged, EventHandler, RunEvent
+from aegis_gov._errors import StreamInterruptedError
+from aegis_gov._events import CircuitStateChanged, EventHandler, RunEvent, TaskOutputDelta
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._run import Outcome, RunState, Work, run_async, run_threads
+from aegis_gov._run import Limits, Outcome, RunState, Work, run_async, run_threads
 from aegis_gov._tools import ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -219,9 +221,13 @@ class OpenMultiAgent:
         *,
         stop_on_failure: bool = False,
         on_event: EventHandler | None = None,
+        stream: bool | None = None,
         resume: RunResult | None = None,
-        executor: Executor | None = None,
+        task_timeout_s: float | None = None,
+        run_timeout_s: float | None = None,
         cancel: threading.Event | None = None,
+        cancel_grace_s: float = 10.0,
+        executor: Executor | None = None,
     ) -> RunResult:
         """Run a task graph with a team; every task ends DONE, FAILED or SKIPPED.
 
@@ -229,20 +235,41 @@ class OpenMultiAgent:
         starts as soon as its dependencies are done, up to the pool's ``max_concurrent``
         at once, and gets a prompt with its description and its direct dependencies'
         outputs. A failure skips what depends on it (``stop_on_failure=True`` skips all
-        that is pending). ``on_event`` receives typed events, never two at once.
-        ``resume`` keeps the DONE results of an earlier run and re-runs the rest.
-        Setting ``cancel`` (or Ctrl-C) skips pending tasks as cancelled and lets calls in
-        flight finish; the partial result is returned with ``cancelled=True``.
+        that is pending).
+
+        Args:
+            tasks: the graph; ids unique, dependencies known, no cycles.
+            team: the agents; every task's ``agent`` must name one of them.
+            stop_on_failure: skip everything pending after the first failure.
+            on_event: receives typed events, never two at once (from worker threads).
+            stream: stream answers, reporting chunks as :class:`TaskOutputDelta` events
+                (after a :class:`TaskRetrying`, a task's chunks start again). Defaults to
+                streaming whenever ``on_event`` is given.
+            resume: an earlier result: its DONE tasks are kept, the rest runs again.
+            task_timeout_s: a task still running after this long is recorded FAILED with
+                :class:`DeadlineExceededError` (its thread is abandoned, not killed).
+            run_timeout_s: the run stops after this long, as if cancelled with no grace.
+            cancel: set it to cancel: nothing new starts, pending tasks are skipped as
+                cancelled, calls in flight get ``cancel_grace_s`` to finish, and the partial
+                result comes back with ``cancelled=True``.
+            cancel_grace_s: see ``cancel``.
+            executor: run agent calls on this executor instead of a private thread pool.
+
+        Raises:
+            GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError:
+                before any call. RunCancelledError on Ctrl-C, with the partial result.
         """
         emit = _Emitter(on_event)
         state = self._prepare(tasks, team, stop_on_failure, emit, resume)
+        streaming = on_event is not None if stream is None else stream
+        limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
         with self._watching(emit):
             run_threads(
                 state,
-                functools.partial(self._execute, emit=emit),
+                functools.partial(self._execute, emit=emit, stream=streaming),
                 max_concurrent=self._pool.max_concurrent,
+                limits=limits,
                 executor=executor,
-                cancel_event=cancel,
             )
         return state.result()
 
@@ -253,22 +280,102 @@ class OpenMultiAgent:
         *,
         stop_on_failure: bool = False,
         on_event: EventHandler | None = None,
+        stream: bool | None = None,
         resume: RunResult | None = None,
+        task_timeout_s: float | None = None,
+        run_timeout_s: float | None = None,
+        cancel: asyncio.Event | threading.Event | None = None,
+        cancel_grace_s: float = 10.0,
     ) -> RunResult:
         """The asyncio twin of :meth:`run_tasks`: same semantics, events and result.
 
+        No thread per task: adapters' async methods run on the current loop, and calls
+        past a deadline (or after the cancel grace) are cancelled rather than abandoned.
         Cancelling the awaiting task cancels calls in flight, skips pending tasks and
-        re-raises :class:`asyncio.CancelledError`.
+        re-raises :class:`asyncio.CancelledError`; use ``cancel`` to get the partial
+        result back instead.
         """
         emit = _Emitter(on_event)
         state = self._prepare(tasks, team, stop_on_failure, emit, resume)
+        streaming = on_event is not None if stream is None else stream
+        limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
         with self._watching(emit):
             await run_async(
                 state,
-                functools.partial(self._aexecute, emit=emit),
+                functools.partial(self._aexecute, emit=emit, stream=streaming),
                 max_concurrent=self._pool.max_concurrent,
+                limits=limits,
             )
         return state.result()
+
+    # -- streaming -----------------------------------------------------------------------
+
+    def stream_agent(self, agent: AgentConfig, task: str) -> Iterator[str]:
+        """Yield an agent's answer in chunks as they arrive (a synchronous iterator).
+
+        Retries happen only before the first chunk; a stream that breaks after output was
+        yielded raises :class:`StreamInterruptedError` (chunks cannot be taken back). The
+        call runs on a helper thread; closing the iterator early lets it finish unread.
+        """
+        chunks: queue.SimpleQueue[str | _Done] = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                self._stream_once(agent, task, chunks.put)
+                chunks.put(_Done(None))
+            except BaseException as exc:  # noqa: BLE001  # handed to the consumer
+                chunks.put(_Done(exc))
+
+        threading.Thread(target=work, name=f"aegis-stream-{agent.name}", daemon=True).start()
+        while True:
+            item = chunks.get()
+            if isinstance(item, _Done):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+
+    async def astream_agent(self, agent: AgentConfig, task: str) -> AsyncIterator[str]:
+        """Async twin of :meth:`stream_agent`: chunks as they arrive, on the running loop."""
+        chunks: asyncio.Queue[str | _Done] = asyncio.Queue()
+
+        async def work() -> None:
+            try:
+                await self._astream_once(agent, task, chunks.put_nowait)
+                chunks.put_nowait(_Done(None))
+            except Exception as exc:  # noqa: BLE001  # handed to the consumer
+                chunks.put_nowait(_Done(exc))
+
+        producer = asyncio.ensure_future(work())
+        try:
+            while True:
+                item = await chunks.get()
+                if isinstance(item, _Done):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                yield item
+        finally:
+            if not producer.done():
+                producer.cancel()
+
+    def _stream_once(
+        self, agent: AgentConfig, task: str, on_delta: Callable[[str], None]
+    ) -> AgentResult:
+        conversation = self._conversation(agent, task, emit=_Emitter(None))
+        try:
+            return self._drive(agent, conversation, _Sink(on_delta, restartable=False))
+        except AgentFailedError as failure:
+            raise failure.error from None
+
+    async def _astream_once(
+        self, agent: AgentConfig, task: str, on_delta: Callable[[str], None]
+    ) -> AgentResult:
+        conversation = self._conversation(agent, task, emit=_Emitter(None))
+        try:
+            return await self._adrive(agent, conversation, _Sink(on_delta, restartable=False))
+        except AgentFailedError as failure:
+            raise failure.error from None
 
     # -- internals -----------------------------------------------------------------------
 
@@ -316,46 +423,66 @@ class OpenMultiAgent:
             max_tool_rounds=agent.max_tool_rounds,
         )
 
-    def _execute(self, work: Work, *, emit: _Emitter) -> Outcome:
+    def _execute(self, work: Work, *, emit: _Emitter, stream: bool) -> Outcome:
         conversation = self._conversation(work.agent, work.prompt, emit=emit, task_id=work.task.id)
         try:
-            return self._drive(work.agent, conversation)
+            return self._drive(work.agent, conversation, _delta_emitter(emit, work, stream))
         except AgentFailedError as failure:
             return failure
 
-    async def _aexecute(self, work: Work, *, emit: _Emitter) -> Outcome:
+    async def _aexecute(self, work: Work, *, emit: _Emitter, stream: bool) -> Outcome:
         conversation = self._conversation(work.agent, work.prompt, emit=emit, task_id=work.task.id)
         try:
-            return await self._adrive(work.agent, conversation)
+            return await self._adrive(work.agent, conversation, _delta_emitter(emit, work, stream))
         except AgentFailedError as failure:
             return failure
 
-    def _drive(self, agent: AgentConfig, conversation: Conversation) -> AgentResult:
+    def _drive(
+        self,
+        agent: AgentConfig,
+        conversation: Conversation,
+        on_delta: _Sink | None = None,
+    ) -> AgentResult:
         adapter = self.adapter_for(agent)
         key = conversation.endpoint
         return drive(
             conversation.steps(),
-            chat=functools.partial(self._chat, adapter, key),
+            chat=functools.partial(self._chat, adapter, key, on_delta=on_delta, agent=agent.name),
             run_tool=self._run_tool,
             sleep=self._sleep,
         )
 
-    async def _adrive(self, agent: AgentConfig, conversation: Conversation) -> AgentResult:
+    async def _adrive(
+        self,
+        agent: AgentConfig,
+        conversation: Conversation,
+        on_delta: _Sink | None = None,
+    ) -> AgentResult:
         adapter = self.adapter_for(agent)
         key = conversation.endpoint
         return await adrive(
             conversation.steps(),
-            chat=functools.partial(self._achat, adapter, key),
+            chat=functools.partial(self._achat, adapter, key, on_delta=on_delta, agent=agent.name),
             run_tool=self._arun_tool,
             sleep=self._async_sleep,
         )
 
-    def _chat(self, adapter: LLMAdapter, key: str, request: ChatRequest) -> ChatResponse:
+    def _chat(
+        self,
+        adapter: LLMAdapter,
+        key: str,
+        request: ChatRequest,
+        *,
+        on_delta: _Sink | None = None,
+        agent: str = "",
+    ) -> ChatResponse:
         def attempt() -> tuple[ChatResponse | None, Exception | None]:
             # Only retryable errors may count against the endpoint's breaker: a provider
             # that answers "bad request" is up. Pass other errors out as values.
             try:
-                return _sync_chat(adapter, request), None
+                if on_delta is None:
+                    return _sync_chat(adapter, request), None
+                return _sync_chat_stream(adapter, request, on_delta, agent), None
             except RetryableError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -365,16 +492,27 @@ class OpenMultiAgent:
             response, error = self._pool.run_on(key, attempt)
         except RetryableError as exc:
             self._apply_retry_after(key, exc)
+            _check_restartable(on_delta, agent, exc)
             raise
         if error is not None:
             raise error
         assert response is not None  # noqa: S101  # attempt returns one or the other
         return response
 
-    async def _achat(self, adapter: LLMAdapter, key: str, request: ChatRequest) -> ChatResponse:
+    async def _achat(
+        self,
+        adapter: LLMAdapter,
+        key: str,
+        request: ChatRequest,
+        *,
+        on_delta: _Sink | None = None,
+        agent: str = "",
+    ) -> ChatResponse:
         async def attempt() -> tuple[ChatResponse | None, Exception | None]:
             try:
-                return await _async_chat(adapter, request), None
+                if on_delta is None:
+                    return await _async_chat(adapter, request), None
+                return await _async_chat_stream(adapter, request, on_delta, agent), None
             except RetryableError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -384,6 +522,7 @@ class OpenMultiAgent:
             response, error = await self._pool.arun_on(key, attempt)
         except RetryableError as exc:
             self._apply_retry_after(key, exc)
+            _check_restartable(on_delta, agent, exc)
             raise
         if error is not None:
             raise error
@@ -447,3 +586,78 @@ async def _async_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse
 
 def _with_duration(result: AgentResult, duration_s: float) -> AgentResult:
     return attrs.evolve(result, duration_s=duration_s)
+
+
+def _delta_emitter(emit: _Emitter, work: Work, stream: bool) -> _Sink | None:  # noqa: FBT001
+    if not stream:
+        return None
+    task_id = work.task.id
+
+    def on_delta(text: str) -> None:
+        emit(TaskOutputDelta(task_id, text))
+
+    # In a run, a retried task's chunks simply start again after its TaskRetrying event.
+    return _Sink(on_delta, restartable=True)
+
+
+def _check_restartable(sink: _Sink | None, agent: str, exc: RetryableError) -> None:
+    if sink is not None and sink.emitted and not sink.restartable:
+        raise StreamInterruptedError(agent, exc) from exc
+
+
+def _sync_chat_stream(
+    adapter: LLMAdapter, request: ChatRequest, on_delta: _Sink, agent: str
+) -> ChatResponse:
+    """Stream one request, handing each chunk to ``on_delta``; return the whole response."""
+    if not isinstance(adapter, ChatAdapter):
+        chunks: list[str] = []
+        for chunk in adapter.stream(request.messages[-1].content, system=request.system):
+            chunks.append(chunk)
+            on_delta(chunk)
+        return ChatResponse(text="".join(chunks))
+    response: ChatResponse | None = None
+    for item in adapter.chat_stream(request.messages, system=request.system, tools=request.tools):
+        if isinstance(item, ChatResponse):
+            response = item
+        elif item.text:
+            on_delta(item.text)
+    if response is None:  # the adapter contract promises a final response
+        raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
+    return response
+
+
+async def _async_chat_stream(
+    adapter: LLMAdapter, request: ChatRequest, on_delta: _Sink, agent: str
+) -> ChatResponse:
+    if not isinstance(adapter, ChatAdapter):
+        return await asyncio.to_thread(_sync_chat_stream, adapter, request, on_delta, agent)
+    response: ChatResponse | None = None
+    stream = adapter.achat_stream(request.messages, system=request.system, tools=request.tools)
+    async for item in stream:
+        if isinstance(item, ChatResponse):
+            response = item
+        elif item.text:
+            on_delta(item.text)
+    if response is None:
+        raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
+    return response
+
+
+@attrs.frozen
+class _Done:
+    """End of a stream handed from producer to consumer, with the error that ended it."""
+
+    error: BaseException | None
+
+
+class _Sink:
+    """Where a streamed request's chunks go, remembering whether any went out."""
+
+    def __init__(self, deliver: Callable[[str], None], *, restartable: bool) -> None:
+        self._deliver = deliver
+        self.restartable = restartable
+        self.emitted = False
+
+    def __call__(self, text: str) -> None:
+        self.emitted = True
+        self._deliver(text)

@@ -13,13 +13,20 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from typing import Protocol, cast
 
 import attrs
+from aegis_adapters import Usage
 from aegis_graph import SkipReason, Task, TaskQueue, TaskState
 
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._conversation import AgentFailedError
-from aegis_gov._errors import UnknownAgentError
+from aegis_gov._errors import (
+    DeadlineExceededError,
+    RunCancelledError,
+    RunCancelledTaskError,
+    UnknownAgentError,
+)
 from aegis_gov._events import (
     EventHandler,
     TaskFailed,
@@ -192,45 +199,132 @@ class RunState:
         return RunResult(results=ordered, team=self.team.name, cancelled=self.cancelled)
 
 
+@attrs.frozen
+class Limits:
+    """A run's deadlines and cancellation handle (wall-clock seconds).
+
+    ``cancel`` is anything with ``is_set()`` (a :class:`threading.Event` or an
+    :class:`asyncio.Event`). Once it is set, or ``run_timeout_s`` has passed, no task
+    starts, pending tasks are skipped as cancelled and calls in flight get ``grace_s`` to
+    finish before they are abandoned (threads) or cancelled (asyncio) and recorded FAILED.
+    """
+
+    task_timeout_s: float | None = None
+    run_timeout_s: float | None = None
+    cancel: _Flag | None = None
+    grace_s: float = 10.0
+
+
+class _Flag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+_POLL_S = 0.05
+
+
+@attrs.define
+class _Deadlines:
+    """When each in-flight task must be given up, and when the whole run must stop."""
+
+    limits: Limits
+    started: float = attrs.Factory(time.monotonic)
+    _task: dict[object, float] = attrs.Factory(dict)
+
+    def run_over(self, now: float) -> bool:
+        limit = self.limits.run_timeout_s
+        return limit is not None and now - self.started >= limit
+
+    def cancel_requested(self) -> bool:
+        return self.limits.cancel is not None and self.limits.cancel.is_set()
+
+    def track(self, key: object, now: float) -> None:
+        if self.limits.task_timeout_s is not None:
+            self._task[key] = now + self.limits.task_timeout_s
+
+    def forget(self, key: object) -> None:
+        self._task.pop(key, None)
+
+    def cut_all(self, keys: Iterable[object], until: float) -> None:
+        for key in keys:
+            self._task[key] = min(self._task.get(key, until), until)
+
+    def expired(self, keys: Iterable[object], now: float) -> list[object]:
+        return [key for key in keys if self._task.get(key, now + 1.0) <= now]
+
+    def wait_s(self, now: float) -> float | None:
+        """How long the driver may block before something needs checking."""
+        candidates = [deadline - now for deadline in self._task.values()]
+        if self.limits.run_timeout_s is not None:
+            candidates.append(self.started + self.limits.run_timeout_s - now)
+        if self.limits.cancel is not None:
+            candidates.append(_POLL_S)
+        return max(min(candidates), 0.0) if candidates else None
+
+
+def _overrun(work: Work, limits: Limits, *, cancelled: bool) -> AgentFailedError:
+    if cancelled or limits.task_timeout_s is None:
+        error: Exception = (
+            DeadlineExceededError(work.task.id, limits.run_timeout_s, scope="run")
+            if limits.run_timeout_s is not None and not cancelled
+            else RunCancelledTaskError(work.task.id)
+        )
+    else:
+        error = DeadlineExceededError(work.task.id, limits.task_timeout_s, scope="task")
+    return AgentFailedError(error, 0, Usage(), ())
+
+
 def run_threads(
     state: RunState,
     execute: Callable[[Work], Outcome],
     *,
     max_concurrent: int,
+    limits: Limits,
     executor: Executor | None = None,
-    cancel_event: threading.Event | None = None,
 ) -> None:
     """Drive a run with threads: start each task as soon as it is ready, up to the limit.
 
-    On ``KeyboardInterrupt`` or ``cancel_event``, pending tasks are skipped as cancelled and
-    the calls already in flight are allowed to finish (their results are kept).
+    A thread cannot be interrupted: a task past its deadline is recorded FAILED and its
+    thread is abandoned (its late result is ignored). On ``KeyboardInterrupt`` the run is
+    cancelled with no grace and :class:`RunCancelledError` carries the partial result.
     """
     own = executor is None
     pool = executor or ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="aegis")
     inflight: dict[Future[Outcome], Work] = {}
+    deadlines = _Deadlines(limits)
+    abandoned = False
     try:
         while True:
-            if cancel_event is not None and cancel_event.is_set() and not state.cancelled:
+            now = time.monotonic()
+            if not state.cancelled and (deadlines.cancel_requested() or deadlines.run_over(now)):
                 state.cancel()
+                grace = limits.grace_s if deadlines.cancel_requested() else 0.0
+                deadlines.cut_all(inflight, now + grace)
             for work in state.take_ready(max_concurrent - len(inflight)):
-                inflight[pool.submit(execute, work)] = work
+                future = pool.submit(execute, work)
+                inflight[future] = work
+                deadlines.track(future, now)
             if not inflight:
                 break
-            try:
-                done, _ = wait(inflight, timeout=_poll(cancel_event), return_when=FIRST_COMPLETED)
-            except KeyboardInterrupt:
-                state.cancel()
-                continue
+            done, _ = wait(inflight, timeout=deadlines.wait_s(now), return_when=FIRST_COMPLETED)
             for future in done:
+                deadlines.forget(future)
                 state.finish(inflight.pop(future), future.result())
+            for key in deadlines.expired(inflight, time.monotonic()):
+                future = cast("Future[Outcome]", key)
+                deadlines.forget(future)
+                abandoned = True
+                work = inflight.pop(future)
+                state.finish(work, _overrun(work, limits, cancelled=state.cancelled))
+    except KeyboardInterrupt as interrupt:
+        state.cancel()
+        for future, work in inflight.items():
+            future.cancel()
+            state.finish(work, _overrun(work, limits, cancelled=True))
+        abandoned = True
+        raise RunCancelledError(state.result()) from interrupt
     finally:
         if own:
-            pool.shutdown(wait=True)
-
-
-def _poll(cancel_event: threading.Event | None) -> float | None:
-    # Without a cancel handle nothing but a finishing task can change what to do next.
-    return None if cancel_event is None else 0.05
+            pool.shutdown(wait=not abandoned, cancel_futures=True)
 
 
 async def run_async(
@@ -238,25 +332,45 @@ async def run_async(
     execute: Callable[[Work], Awaitable[Outcome]],
     *,
     max_concurrent: int,
+    limits: Limits,
 ) -> None:
     """Drive a run with asyncio tasks on the running loop, up to ``max_concurrent`` at once.
 
-    If the run itself is cancelled, pending tasks are skipped as cancelled, in-flight calls
-    are cancelled, and the cancellation propagates.
+    Tasks past a deadline are cancelled and recorded FAILED. If the awaiting task itself is
+    cancelled, calls in flight are cancelled, pending tasks skipped, and the cancellation
+    propagates (events already reported everything that finished).
     """
     inflight: dict[asyncio.Task[Outcome], Work] = {}
+    deadlines = _Deadlines(limits)
     try:
         while True:
+            now = time.monotonic()
+            if not state.cancelled and (deadlines.cancel_requested() or deadlines.run_over(now)):
+                state.cancel()
+                grace = limits.grace_s if deadlines.cancel_requested() else 0.0
+                deadlines.cut_all(inflight, now + grace)
             for work in state.take_ready(max_concurrent - len(inflight)):
-                inflight[asyncio.ensure_future(execute(work))] = work
+                task = asyncio.ensure_future(execute(work))
+                inflight[task] = work
+                deadlines.track(task, now)
             if not inflight:
                 break
-            done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                inflight, timeout=deadlines.wait_s(now), return_when=asyncio.FIRST_COMPLETED
+            )
             for task in done:
+                deadlines.forget(task)
                 state.finish(inflight.pop(task), task.result())
+            for key in deadlines.expired(inflight, time.monotonic()):
+                task = cast("asyncio.Task[Outcome]", key)
+                deadlines.forget(task)
+                task.cancel()
+                work = inflight.pop(task)
+                state.finish(work, _overrun(work, limits, cancelled=state.cancelled))
     except asyncio.CancelledError:
         state.cancel()
-        for task in inflight:
+        for task, work in inflight.items():
             task.cancel()
+            state.finish(work, _overrun(work, limits, cancelled=True))
         await asyncio.gather(*inflight, return_exceptions=True)
         raise
