@@ -195,22 +195,20 @@ class OpenMultiAgent:
         emit = _Emitter(None)
         conversation = self._conversation(agent, task, emit=emit)
         started = self._clock()
-        try:
-            result = self._drive(agent, conversation)
-        except AgentFailedError as failure:
-            raise failure.error from None
-        return _with_duration(result, self._clock() - started)
+        outcome = self._drive(agent, conversation)
+        if isinstance(outcome, AgentFailedError):
+            raise outcome.error  # chained to the provider's exception by the adapter
+        return _with_duration(outcome, self._clock() - started)
 
     async def arun_agent(self, agent: AgentConfig, task: str) -> AgentResult:
         """The asyncio twin of :meth:`run_agent`; it never blocks the event loop."""
         emit = _Emitter(None)
         conversation = self._conversation(agent, task, emit=emit)
         started = self._clock()
-        try:
-            result = await self._adrive(agent, conversation)
-        except AgentFailedError as failure:
-            raise failure.error from None
-        return _with_duration(result, self._clock() - started)
+        outcome = await self._adrive(agent, conversation)
+        if isinstance(outcome, AgentFailedError):
+            raise outcome.error
+        return _with_duration(outcome, self._clock() - started)
 
     # -- task graphs ---------------------------------------------------------------------
 
@@ -253,7 +251,10 @@ class OpenMultiAgent:
                 cancelled, calls in flight get ``cancel_grace_s`` to finish, and the partial
                 result comes back with ``cancelled=True``.
             cancel_grace_s: see ``cancel``.
-            executor: run agent calls on this executor instead of a private thread pool.
+            executor: make each request to a provider on this executor (a process pool, a
+                Dask client's executor, ...). The queue, retries, breakers and tools stay
+                here; only ``adapter.chat`` runs there, so adapters must pickle for a
+                process-based executor. Answers are not streamed through an executor.
 
         Raises:
             GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError:
@@ -266,10 +267,14 @@ class OpenMultiAgent:
         with self._watching(emit):
             run_threads(
                 state,
-                functools.partial(self._execute, emit=emit, stream=streaming),
+                functools.partial(
+                    self._execute,
+                    emit=emit,
+                    stream=streaming and executor is None,
+                    executor=executor,
+                ),
                 max_concurrent=self._pool.max_concurrent,
                 limits=limits,
-                executor=executor,
             )
         return state.result()
 
@@ -363,19 +368,19 @@ class OpenMultiAgent:
         self, agent: AgentConfig, task: str, on_delta: Callable[[str], None]
     ) -> AgentResult:
         conversation = self._conversation(agent, task, emit=_Emitter(None))
-        try:
-            return self._drive(agent, conversation, _Sink(on_delta, restartable=False))
-        except AgentFailedError as failure:
-            raise failure.error from None
+        outcome = self._drive(agent, conversation, _Sink(on_delta, restartable=False))
+        if isinstance(outcome, AgentFailedError):
+            raise outcome.error
+        return outcome
 
     async def _astream_once(
         self, agent: AgentConfig, task: str, on_delta: Callable[[str], None]
     ) -> AgentResult:
         conversation = self._conversation(agent, task, emit=_Emitter(None))
-        try:
-            return await self._adrive(agent, conversation, _Sink(on_delta, restartable=False))
-        except AgentFailedError as failure:
-            raise failure.error from None
+        outcome = await self._adrive(agent, conversation, _Sink(on_delta, restartable=False))
+        if isinstance(outcome, AgentFailedError):
+            raise outcome.error
+        return outcome
 
     # -- internals -----------------------------------------------------------------------
 
@@ -423,49 +428,64 @@ class OpenMultiAgent:
             max_tool_rounds=agent.max_tool_rounds,
         )
 
-    def _execute(self, work: Work, *, emit: _Emitter, stream: bool) -> Outcome:
+    def _execute(
+        self, work: Work, *, emit: _Emitter, stream: bool, executor: Executor | None = None
+    ) -> Outcome:
         conversation = self._conversation(work.agent, work.prompt, emit=emit, task_id=work.task.id)
-        try:
-            return self._drive(work.agent, conversation, _delta_emitter(emit, work, stream))
-        except AgentFailedError as failure:
-            return failure
+        sink = _delta_emitter(emit, work, stream)
+        return self._drive(work.agent, conversation, sink, executor=executor)
 
     async def _aexecute(self, work: Work, *, emit: _Emitter, stream: bool) -> Outcome:
         conversation = self._conversation(work.agent, work.prompt, emit=emit, task_id=work.task.id)
-        try:
-            return await self._adrive(work.agent, conversation, _delta_emitter(emit, work, stream))
-        except AgentFailedError as failure:
-            return failure
+        return await self._adrive(work.agent, conversation, _delta_emitter(emit, work, stream))
 
     def _drive(
         self,
         agent: AgentConfig,
         conversation: Conversation,
         on_delta: _Sink | None = None,
-    ) -> AgentResult:
+        *,
+        executor: Executor | None = None,
+    ) -> Outcome:
+        """Run a conversation to its end: the result, or the failure that ended it."""
         adapter = self.adapter_for(agent)
         key = conversation.endpoint
-        return drive(
-            conversation.steps(),
-            chat=functools.partial(self._chat, adapter, key, on_delta=on_delta, agent=agent.name),
-            run_tool=self._run_tool,
-            sleep=self._sleep,
-        )
+        try:
+            return drive(
+                conversation.steps(),
+                chat=functools.partial(
+                    self._chat,
+                    adapter,
+                    key,
+                    on_delta=on_delta,
+                    agent=agent.name,
+                    executor=executor,
+                ),
+                run_tool=self._run_tool,
+                sleep=self._sleep,
+            )
+        except AgentFailedError as failure:
+            return failure
 
     async def _adrive(
         self,
         agent: AgentConfig,
         conversation: Conversation,
         on_delta: _Sink | None = None,
-    ) -> AgentResult:
+    ) -> Outcome:
         adapter = self.adapter_for(agent)
         key = conversation.endpoint
-        return await adrive(
-            conversation.steps(),
-            chat=functools.partial(self._achat, adapter, key, on_delta=on_delta, agent=agent.name),
-            run_tool=self._arun_tool,
-            sleep=self._async_sleep,
-        )
+        try:
+            return await adrive(
+                conversation.steps(),
+                chat=functools.partial(
+                    self._achat, adapter, key, on_delta=on_delta, agent=agent.name
+                ),
+                run_tool=self._arun_tool,
+                sleep=self._async_sleep,
+            )
+        except AgentFailedError as failure:
+            return failure
 
     def _chat(
         self,
@@ -475,11 +495,14 @@ class OpenMultiAgent:
         *,
         on_delta: _Sink | None = None,
         agent: str = "",
+        executor: Executor | None = None,
     ) -> ChatResponse:
         def attempt() -> tuple[ChatResponse | None, Exception | None]:
             # Only retryable errors may count against the endpoint's breaker: a provider
             # that answers "bad request" is up. Pass other errors out as values.
             try:
+                if executor is not None:
+                    return executor.submit(_sync_chat, adapter, request).result(), None
                 if on_delta is None:
                     return _sync_chat(adapter, request), None
                 return _sync_chat_stream(adapter, request, on_delta, agent), None
