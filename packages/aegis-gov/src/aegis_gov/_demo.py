@@ -1,0 +1,327 @@
+"""``aegis demo``: the article's pipeline, on a real provider or on a built-in offline model.
+
+The offline scenario is scripted so that one short run shows everything aegis does: the
+parallel branch (translate and publish), a failure cascading into a skip while the other
+branches finish, a retry that honours a 429's Retry-After, and a circuit breaker opening on a
+flaky endpoint and closing again after a successful probe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import attrs
+from aegis_adapters import (
+    AnthropicAdapter,
+    LLMAdapter,
+    ModelNotFoundError,
+    OllamaAdapter,
+    OpenAIAdapter,
+    ProviderUnavailableError,
+    RateLimitError,
+    RetryableError,
+    ScriptedAdapter,
+)
+from aegis_breaker import AgentPool
+from aegis_graph import Task, TaskState
+
+from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._events import (
+    CircuitStateChanged,
+    RunEvent,
+    TaskRetrying,
+    TaskStarted,
+    TaskSucceeded,
+)
+from aegis_gov._facade import OpenMultiAgent
+from aegis_gov._results import RunResult
+from aegis_gov._retry import RetryPolicy
+
+OLLAMA_PROBE_TIMEOUT_S: Final = 0.5
+"""How long ``aegis demo`` waits for Ollama's ``/api/tags`` before deciding it is not there."""
+
+RETRY_AFTER_S: Final = 1.0
+"""The Retry-After of the offline model's simulated 429."""
+
+OFFLINE_DELAY_S: Final = 0.25
+"""How long each offline model call takes, so the progress can be watched."""
+
+_ARTICLE_AGENTS: Final = (
+    ("researcher", "Research topics thoroughly."),
+    ("writer", "Write clear reports."),
+    ("translator", "Translate to Japanese."),
+    ("publisher", "Format output as Markdown."),
+)
+
+ARTICLE_TASKS: Final = (
+    Task(id="research", description="Research AI trends", agent="researcher"),
+    Task(id="draft", description="Write a report draft", agent="writer", depends_on=["research"]),
+    Task(
+        id="translate",
+        description="Translate to Japanese",
+        agent="translator",
+        depends_on=["draft"],
+    ),
+    Task(id="publish", description="Format as Markdown", agent="publisher", depends_on=["draft"]),
+)
+"""The article's four tasks: research, then draft, then translate and publish in parallel."""
+
+OFFLINE_EXTRA_TASKS: Final = (
+    Task(id="fact_check", description="Check every claim in the findings", agent="fact_checker"),
+    Task(
+        id="cite_sources",
+        description="List the sources behind the checked claims",
+        agent="fact_checker",
+        depends_on=["fact_check"],
+    ),
+    Task(id="headlines", description="Suggest three headlines on AI trends", agent="editor"),
+)
+"""Branches the offline demo adds to show a failure cascade and a breaker recovering."""
+
+_FINDINGS = """Findings on AI trends (offline model):
+- Multi-agent systems move from demos to production pipelines.
+- Small local models handle routine steps; large hosted models the hard ones.
+- Reliability work (retries, breakers, budgets) is now where the effort goes."""
+
+_DRAFT = """# AI trends: a short report
+
+Teams now split LLM work across several agents, each with one job. Routine steps run on
+small local models and hard ones on hosted models, and the engineering effort has moved to
+keeping such pipelines alive when a provider slows down or fails."""
+
+_TRANSLATION = """# AIのトレンド：短いレポート
+
+チームはLLMの作業を複数のエージェントに分担させています。日常的な処理は小さなローカルモデルで、
+難しい処理はホスト型モデルで実行し、プロバイダーが遅延・障害を起こしてもパイプラインを
+動かし続けることに技術的な努力が向けられています。"""
+
+_PUBLISHED = """## AI trends
+
+* **Agents with one job each** now form production pipelines.
+* **Local and hosted models** share the work by difficulty.
+* **Reliability** (retries, circuit breakers, budgets) is where the effort goes."""
+
+_HEADLINES = """1. Many agents, one pipeline
+2. When the model provider says 429
+3. Keeping AI pipelines alive"""
+
+
+@attrs.frozen
+class Demo:
+    """A ready-to-run demo: the facade, the team, the tasks and what the run is on."""
+
+    oma: OpenMultiAgent
+    team: Team
+    tasks: tuple[Task, ...]
+    provider: str
+    offline: bool
+
+
+def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> Demo:
+    """The article's pipeline plus two branches, on scripted offline models.
+
+    * ``research`` gets a 429 with ``Retry-After: 1`` first: the task waits at least that long
+      (and the endpoint's breaker holds every caller back meanwhile), then succeeds.
+    * ``fact_check`` asks for a model that does not exist (a 404, permanent): it fails at
+      once and ``cite_sources`` is skipped, blaming it, while the other branches finish.
+    * ``headlines`` runs on a flaky endpoint that answers 503 twice: its breaker (limit 2,
+      recovery 1 s) opens, rejects, lets one probe through after a second and closes.
+    """
+    main = "offline-model"
+
+    def scripted(replies: Sequence[str | Exception], name: str = main) -> ScriptedAdapter:
+        return ScriptedAdapter(replies, name=name, delay_s=delay_s)
+
+    rate_limited = RateLimitError(
+        "offline",
+        "too many requests (simulated 429, Retry-After: 1)",
+        status_code=429,
+        retry_after_s=RETRY_AFTER_S,
+    )
+    unavailable = ProviderUnavailableError(
+        "offline", "service unavailable (simulated 503)", status_code=503
+    )
+    missing = ModelNotFoundError(
+        "offline", "model 'fact-checker-xl' not found (simulated 404)", status_code=404
+    )
+    adapters: dict[str, LLMAdapter] = {
+        "researcher": scripted([rate_limited, _FINDINGS]),
+        "writer": scripted([_DRAFT]),
+        "translator": scripted([_TRANSLATION]),
+        "publisher": scripted([_PUBLISHED]),
+        "fact_checker": scripted([missing], name="fact-checker-xl"),
+        "editor": scripted([unavailable, unavailable, _HEADLINES], name="offline-flaky"),
+    }
+    prompts = dict(_ARTICLE_AGENTS)
+    prompts["fact_checker"] = "Check facts; cite sources."
+    prompts["editor"] = "Write short, punchy headlines."
+    team = Team(
+        "article-demo",
+        [
+            AgentConfig(name=name, system_prompt=prompts[name], adapter=adapter)
+            for name, adapter in adapters.items()
+        ],
+    )
+    pool = AgentPool(
+        max_concurrent=4,
+        consecutive_failure_limit=2,
+        recovery_timeout_s=1.0,
+        is_failure=_is_retryable,
+    )
+    retry = RetryPolicy(max_attempts=4, initial_delay_s=0.2, max_delay_s=5.0, max_total_delay_s=10.0)
+    oma = OpenMultiAgent(pool=pool, retry=retry, seed=seed)
+    return Demo(oma, team, ARTICLE_TASKS + OFFLINE_EXTRA_TASKS, "offline", offline=True)
+
+
+def provider_demo(adapter: LLMAdapter, provider: str) -> Demo:
+    """The article's four tasks, every agent on ``adapter`` (a real provider)."""
+    team = Team(
+        "article-demo",
+        [AgentConfig(name=n, system_prompt=p, adapter=adapter) for n, p in _ARTICLE_AGENTS],
+    )
+    pool = AgentPool(max_concurrent=4, is_failure=_is_retryable)
+    return Demo(OpenMultiAgent(pool=pool), team, ARTICLE_TASKS, provider, offline=False)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, RetryableError)
+
+
+def ollama_url(environ: Mapping[str, str]) -> str:
+    """Ollama's base URL: ``OLLAMA_HOST`` (``host:port`` accepted) or localhost:11434."""
+    url = environ.get("OLLAMA_HOST") or "http://localhost:11434"
+    if "://" not in url:
+        url = f"http://{url}"
+    return url.rstrip("/")
+
+
+def probe_ollama(base_url: str, *, timeout_s: float = OLLAMA_PROBE_TIMEOUT_S) -> list[str] | None:
+    """The models a reachable Ollama at ``base_url`` has pulled, or ``None`` if unreachable."""
+    if not base_url.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{base_url}/api/tags", timeout=timeout_s) as response:  # noqa: S310  # scheme checked above
+            data = json.loads(response.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        return None
+    return [str(m["name"]) for m in models if isinstance(m, dict) and "name" in m]
+
+
+def detect_provider(environ: Mapping[str, str] | None = None) -> tuple[LLMAdapter, str] | str:
+    """The real provider the environment offers, as ``(adapter, description)``.
+
+    Checks ``ANTHROPIC_API_KEY``, then ``OPENAI_API_KEY``, then a reachable Ollama with at
+    least one model (``AEGIS_MODEL`` picks the model). When none is there, returns the reason
+    as a string instead.
+    """
+    env = os.environ if environ is None else environ
+    model = env.get("AEGIS_MODEL") or None
+    if env.get("ANTHROPIC_API_KEY"):
+        anthropic_model = model or "claude-haiku-4-5-20251001"
+        adapter: LLMAdapter = AnthropicAdapter(anthropic_model, max_tokens=600)
+        return adapter, f"Anthropic ({anthropic_model}), from ANTHROPIC_API_KEY"
+    if env.get("OPENAI_API_KEY"):
+        openai_model = model or OpenAIAdapter.DEFAULT_MODEL
+        return OpenAIAdapter(openai_model, max_tokens=600), f"OpenAI ({openai_model})"
+    url = ollama_url(env)
+    models = probe_ollama(url)
+    if models is None:
+        return f"no ANTHROPIC_API_KEY, no OPENAI_API_KEY and no Ollama answering at {url}"
+    if not models:
+        return f"Ollama at {url} has no model pulled (try: ollama pull {OllamaAdapter.DEFAULT_MODEL})"
+    if model is None:
+        wanted = OllamaAdapter.DEFAULT_MODEL
+        matching = [m for m in models if m == wanted or m.startswith(f"{wanted}:")]
+        model = matching[0] if matching else models[0]
+    return OllamaAdapter(model, base_url=url, max_tokens=600), f"Ollama ({model}) at {url}"
+
+
+OFFLINE_EXPECTED: Final = {
+    "research": TaskState.DONE,
+    "draft": TaskState.DONE,
+    "translate": TaskState.DONE,
+    "publish": TaskState.DONE,
+    "fact_check": TaskState.FAILED,
+    "cite_sources": TaskState.SKIPPED,
+    "headlines": TaskState.DONE,
+}
+"""How every task of the offline demo ends when it behaves as scripted."""
+
+
+@attrs.define
+class DemoWitness:
+    """Collects the events that prove each behaviour the offline demo shows."""
+
+    started: dict[str, float] = attrs.Factory(dict)
+    finished: dict[str, float] = attrs.Factory(dict)
+    retry_waits: dict[str, list[float]] = attrs.Factory(dict)
+    circuits: list[CircuitStateChanged] = attrs.Factory(list)
+    clock: object = None
+
+    def __call__(self, event: RunEvent) -> None:
+        """Record ``event``."""
+        import time  # noqa: PLC0415  # only the witness needs a clock
+
+        now = time.monotonic()
+        if isinstance(event, TaskStarted):
+            self.started.setdefault(event.task_id, now)
+        elif isinstance(event, TaskSucceeded):
+            self.finished[event.task_id] = now
+        elif isinstance(event, TaskRetrying):
+            self.retry_waits.setdefault(event.task_id, []).append(event.delay_s)
+        elif isinstance(event, CircuitStateChanged):
+            self.circuits.append(event)
+
+    def recap(self, result: RunResult) -> list[str]:
+        """What the run showed, one sentence per behaviour, from what really happened."""
+        lines: list[str] = []
+        waits = self.retry_waits.get("research", [])
+        if waits:
+            lines.append(
+                f"Retry-After: 'research' got a 429 asking to wait {RETRY_AFTER_S:.0f} s; it "
+                f"waited {waits[0]:.2f} s, then succeeded on attempt {result['research'].attempts}."
+            )
+        if {"translate", "publish"} <= self.started.keys() and {
+            "translate",
+            "publish",
+        } <= self.finished.keys():
+            overlap = min(self.finished["translate"], self.finished["publish"]) - max(
+                self.started["translate"], self.started["publish"]
+            )
+            if overlap > 0:
+                lines.append(
+                    "Parallel branch: 'translate' and 'publish' both depend only on 'draft' and "
+                    f"ran at the same time (overlapping {overlap:.2f} s)."
+                )
+        cite = result.get("cite_sources")
+        if cite is not None and cite.status is TaskState.SKIPPED:
+            lines.append(
+                f"Failure cascade: 'fact_check' failed ({result['fact_check'].error_type}, not "
+                f"retried), so 'cite_sources' was skipped (blamed: {cite.blamed!r}) while the "
+                "article branch and 'headlines' finished."
+            )
+        flaky = [c for c in self.circuits if c.endpoint.endswith("offline-flaky")]
+        path = " -> ".join([flaky[0].old.value, *(c.new.value for c in flaky)]) if flaky else ""
+        if flaky and flaky[-1].new.value == "closed":
+            lines.append(
+                f"Circuit breaker: the flaky endpoint failed twice, so its circuit went {path}: "
+                "it rejected calls for 1 s, let one probe through, and closed when it succeeded; "
+                f"'headlines' finished after {result['headlines'].attempts} attempts."
+            )
+        return lines
+
+
+def offline_outcome_ok(result: RunResult) -> bool:
+    """True when every task of the offline demo ended as scripted."""
+    return all(
+        result.get(task_id) is not None and result[task_id].status is state
+        for task_id, state in OFFLINE_EXPECTED.items()
+    )

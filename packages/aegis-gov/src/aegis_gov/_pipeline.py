@@ -1,0 +1,661 @@
+"""Pipeline files: a team of agents and a task graph declared in TOML, validated up front.
+
+A pipeline file is what ``aegis run`` and ``aegis graph`` read::
+
+    name = "article"            # the team's name (default: the file's stem)
+    stop_on_failure = false
+    max_concurrent = 4
+
+    [[agents]]
+    name = "researcher"
+    system_prompt = "Research topics thoroughly."
+    provider = "anthropic"      # anthropic | openai | ollama | echo | scripted | auto
+    model = "claude-haiku-4-5-20251001"
+
+    [[tasks]]
+    id = "research"
+    description = "Research AI trends"
+    agent = "researcher"
+    depends_on = []
+
+Every mistake is reported as one :class:`PipelineError` naming the file, the entry and the
+problem, before anything runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Final, cast
+
+import attrs
+from aegis_adapters import (
+    AnthropicAdapter,
+    AuthenticationError,
+    ChatResponse,
+    EchoAdapter,
+    InvalidRequestError,
+    LLMAdapter,
+    Message,
+    ModelNotFoundError,
+    OllamaAdapter,
+    OpenAIAdapter,
+    ProviderUnavailableError,
+    RateLimitError,
+    ScriptedAdapter,
+)
+from aegis_breaker import AgentPool
+from aegis_graph import (
+    CyclicDependencyError,
+    DuplicateTaskError,
+    GraphError,
+    InvalidTaskError,
+    Task,
+    TaskQueue,
+    UnknownDependencyError,
+)
+
+from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._errors import AegisError
+from aegis_gov._retry import RetryPolicy
+from aegis_gov._tools import ToolRegistry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover  # only 3.11 runs here; tomli is the same parser, backported
+    import tomli as tomllib
+
+PROVIDERS: Final = ("anthropic", "openai", "ollama", "echo", "scripted", "auto")
+"""The ``provider`` values an agent may name (``auto``: chosen from the environment)."""
+
+_TOP_FIELDS: Final = frozenset(
+    {"name", "description", "stop_on_failure", "max_concurrent", "agents", "tasks", "retry"}
+    | {"breaker", "tools"}
+)
+_AGENT_FIELDS: Final = frozenset(
+    {"name", "system_prompt", "provider", "model", "base_url", "api_key_env", "tools"}
+    | {"max_tokens", "temperature", "timeout_s", "replies", "delay_s", "max_tool_rounds"}
+)
+_TASK_FIELDS: Final = frozenset({"id", "description", "agent", "depends_on"})
+_RETRY_FIELDS: Final = frozenset(
+    {"max_attempts", "initial_delay_s", "multiplier", "max_delay_s", "max_total_delay_s"}
+)
+_BREAKER_FIELDS: Final = frozenset({"consecutive_failure_limit", "recovery_timeout_s"})
+_TOOLS_FIELDS: Final = frozenset({"root", "shell_allowlist", "allow_private_network"})
+_REPLY_FIELDS: Final = frozenset({"text", "error", "message", "retry_after_s"})
+
+# Simulated provider errors a scripted reply may raise, by the name a pipeline file uses.
+_SCRIPTED_ERRORS: Final = {
+    "rate_limit": (RateLimitError, 429),
+    "unavailable": (ProviderUnavailableError, 503),
+    "auth": (AuthenticationError, 401),
+    "not_found": (ModelNotFoundError, 404),
+    "invalid": (InvalidRequestError, 400),
+}
+
+
+class PipelineError(AegisError, ValueError):
+    """A pipeline file cannot be used; the message names the file, the entry and the problem.
+
+    Attributes:
+        path: The file (as given).
+        entry: What is wrong inside it (``"task 'draft'"``, ``"agents[2]"``), or ``None`` for
+            the file as a whole.
+        problem: What is wrong, in words.
+    """
+
+    def __init__(self, path: str, entry: str | None, problem: str) -> None:
+        """Record where the problem is and what it is."""
+        where = f"{path}: {entry}" if entry else path
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.entry = entry
+        self.problem = problem
+
+
+@attrs.frozen
+class ScriptedReply:
+    """One reply of a ``scripted`` agent: text, or a simulated provider error to raise."""
+
+    text: str = ""
+    error: str | None = None
+    message: str = ""
+    retry_after_s: float | None = None
+
+    def build(self, provider: str) -> str | Exception:
+        """The reply as :class:`~aegis_adapters.ScriptedAdapter` takes it."""
+        if self.error is None:
+            return self.text
+        cls, status = _SCRIPTED_ERRORS[self.error]
+        message = self.message or f"simulated {self.error} error"
+        if cls is RateLimitError:
+            return RateLimitError(
+                provider, message, status_code=status, retry_after_s=self.retry_after_s
+            )
+        return cls(provider, message, status_code=status)
+
+
+@attrs.frozen
+class AgentSpec:
+    """One ``[[agents]]`` entry: who the agent is and which provider and model it uses."""
+
+    name: str
+    system_prompt: str = ""
+    provider: str = "auto"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    tools: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    timeout_s: float | None = None
+    replies: tuple[ScriptedReply, ...] = ()
+    delay_s: float = 0.0
+    max_tool_rounds: int = 8
+
+    def adapter(self) -> LLMAdapter | None:
+        """A new adapter for this agent (``None`` for ``auto``); nothing is contacted.
+
+        Raises:
+            PipelineError: when ``api_key_env`` names an unset environment variable.
+        """
+        if self.provider == "auto":
+            return None
+        if self.provider in {"echo", "scripted"}:
+            return self._offline_adapter()
+        api_key = self._api_key()
+        timeout: dict[str, float] = {} if self.timeout_s is None else {"timeout_s": self.timeout_s}
+        if self.provider == "anthropic":
+            return AnthropicAdapter(
+                self.model or AnthropicAdapter.DEFAULT_MODEL,
+                api_key=api_key,
+                base_url=self.base_url,
+                max_tokens=self.max_tokens or 1024,
+                temperature=self.temperature,
+                **timeout,
+            )
+        if self.provider == "openai":
+            return OpenAIAdapter(
+                self.model or OpenAIAdapter.DEFAULT_MODEL,
+                api_key=api_key,
+                base_url=self.base_url,
+                max_tokens=self.max_tokens or 1024,
+                temperature=self.temperature,
+                **timeout,
+            )
+        return OllamaAdapter(
+            self.model or OllamaAdapter.DEFAULT_MODEL,
+            base_url=self.base_url,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            **timeout,
+        )
+
+    def _offline_adapter(self) -> LLMAdapter:
+        name = self.model or self.provider
+        if self.provider == "echo":
+            return EchoAdapter(name=name, delay_s=self.delay_s)
+        if not self.replies:
+            return ScriptedAdapter(_canned_reply(self.name), name=name, delay_s=self.delay_s)
+        return ScriptedAdapter(
+            [reply.build("scripted") for reply in self.replies], name=name, delay_s=self.delay_s
+        )
+
+    def _api_key(self) -> str | None:
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise PipelineError(
+                "<pipeline>",
+                f"agent {self.name!r}",
+                f"api_key_env names {self.api_key_env!r}, which is not set in the environment",
+            )
+        return value
+
+    def config(self) -> AgentConfig:
+        """The :class:`AgentConfig` of this agent, with a new adapter."""
+        return AgentConfig(
+            name=self.name,
+            system_prompt=self.system_prompt,
+            adapter=self.adapter(),
+            tools=self.tools,
+            max_tool_rounds=self.max_tool_rounds,
+        )
+
+
+def _canned_reply(agent: str) -> Callable[[Sequence[Message]], str | ChatResponse]:
+    def reply(messages: Sequence[Message]) -> str:
+        prompt = messages[-1].content if messages else ""
+        first = prompt.strip().splitlines()[0] if prompt.strip() else "(nothing)"
+        return f"{agent} finished: {first}"
+
+    return reply
+
+
+@attrs.frozen
+class Pipeline:
+    """A validated pipeline file: settings, agents and tasks.
+
+    Build one with :func:`load_pipeline` or :func:`parse_pipeline`; the graph is known to be
+    acyclic, every dependency exists, and every task's agent is declared.
+    """
+
+    name: str
+    agents: tuple[AgentSpec, ...]
+    tasks: tuple[Task, ...]
+    path: str = "<pipeline>"
+    description: str = ""
+    stop_on_failure: bool = False
+    max_concurrent: int = 4
+    retry: RetryPolicy = RetryPolicy()
+    consecutive_failure_limit: int = 5
+    recovery_timeout_s: float = 30.0
+    tools_root: str | None = None
+    shell_allowlist: tuple[str, ...] = ()
+    allow_private_network: bool = False
+
+    def queue(self) -> TaskQueue:
+        """A fresh :class:`~aegis_graph.TaskQueue` of the tasks."""
+        return TaskQueue(self.tasks, stop_on_failure=self.stop_on_failure)
+
+    def team(self) -> Team:
+        """The team, each agent with a new adapter.
+
+        Raises:
+            PipelineError: when an agent's ``api_key_env`` is not set.
+        """
+        try:
+            return Team(self.name, [spec.config() for spec in self.agents])
+        except PipelineError as exc:
+            raise PipelineError(self.path, exc.entry, exc.problem) from None
+
+    def tool_registry(self) -> ToolRegistry:
+        """The tool registry the ``[tools]`` table describes."""
+        return ToolRegistry(
+            root=self.tools_root,
+            shell_allowlist=self.shell_allowlist,
+            allow_private_network=self.allow_private_network,
+        )
+
+    def pool(self, *, max_concurrent: int | None = None) -> AgentPool:
+        """A pool with the file's limits; only retryable errors count against a breaker."""
+        return AgentPool(
+            max_concurrent=max_concurrent if max_concurrent is not None else self.max_concurrent,
+            consecutive_failure_limit=self.consecutive_failure_limit,
+            recovery_timeout_s=self.recovery_timeout_s,
+            is_failure=_is_retryable,
+        )
+
+    def with_provider(self, provider: str, model: str | None = None) -> Pipeline:
+        """The same pipeline with every agent on ``provider`` (and ``model``, if given).
+
+        Provider-specific settings (base URL, key variable, scripted replies) are dropped.
+
+        Raises:
+            PipelineError: for an unknown provider.
+        """
+        if provider not in PROVIDERS:
+            raise PipelineError(self.path, None, f"unknown provider {provider!r}{_one_of(PROVIDERS)}")
+        agents = tuple(
+            attrs.evolve(
+                agent,
+                provider=provider,
+                model=model,
+                base_url=None,
+                api_key_env=None,
+                replies=(),
+            )
+            for agent in self.agents
+        )
+        return attrs.evolve(self, agents=agents)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    from aegis_adapters import RetryableError  # noqa: PLC0415  # keeps the import list short
+
+    return isinstance(exc, RetryableError)
+
+
+def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
+    """Read and validate a pipeline file.
+
+    Raises:
+        PipelineError: the file cannot be read, is not TOML, or declares something invalid;
+            the message names the file, the entry and the problem.
+    """
+    shown = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PipelineError(shown, None, f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(shown, None, f"not UTF-8 text: {exc.reason}") from None
+    base = Path(path).parent
+    return parse_pipeline(text, path=shown, default_name=Path(path).stem, base_dir=base)
+
+
+def parse_pipeline(
+    text: str,
+    *,
+    path: str = "<pipeline>",
+    default_name: str = "pipeline",
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Pipeline:
+    """Validate the TOML ``text`` of a pipeline; ``path`` only names it in errors.
+
+    ``base_dir`` is what a relative ``[tools] root`` is relative to.
+
+    Raises:
+        PipelineError: as :func:`load_pipeline`.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PipelineError(path, None, f"invalid TOML: {exc}") from None
+    return _Reader(path).pipeline(raw, default_name, base_dir)
+
+
+class _Reader:
+    """Turns parsed TOML into a :class:`Pipeline`, naming the culprit of every mistake."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def error(self, entry: str | None, problem: str) -> PipelineError:
+        return PipelineError(self.path, entry, problem)
+
+    def pipeline(
+        self, raw: Mapping[str, object], default_name: str, base_dir: str | os.PathLike[str] | None
+    ) -> Pipeline:
+        self.check_fields(raw, _TOP_FIELDS, None)
+        agents_raw = self.tables(raw, "agents")
+        tasks_raw = self.tables(raw, "tasks")
+        if not agents_raw:
+            raise self.error(None, "declares no agents (add at least one [[agents]] table)")
+        if not tasks_raw:
+            raise self.error(None, "declares no tasks (add at least one [[tasks]] table)")
+        agents = [self.agent(i, table) for i, table in enumerate(agents_raw)]
+        names = [agent.name for agent in agents]
+        seen: set[str] = set()
+        for agent in agents:
+            if agent.name in seen:
+                raise self.error(f"agent {agent.name!r}", "this name is used by more than one agent")
+            seen.add(agent.name)
+        tasks = [self.task(i, table, names) for i, table in enumerate(tasks_raw)]
+        self.check_graph(tasks)
+        retry, breaker, tools = (
+            self.table(raw, key, fields)
+            for key, fields in (
+                ("retry", _RETRY_FIELDS),
+                ("breaker", _BREAKER_FIELDS),
+                ("tools", _TOOLS_FIELDS),
+            )
+        )
+        root = self.opt_str(tools, "root", "[tools]")
+        if root is not None and base_dir is not None:
+            root = os.fspath(Path(base_dir) / root)
+        name = self.opt_str(raw, "name", None) or default_name
+        return Pipeline(
+            name=name,
+            agents=tuple(agents),
+            tasks=tuple(tasks),
+            path=self.path,
+            description=self.opt_str(raw, "description", None) or "",
+            stop_on_failure=self.opt_bool(raw, "stop_on_failure", None, default=False),
+            max_concurrent=self.opt_int(raw, "max_concurrent", None, default=4, minimum=1),
+            retry=self.retry(retry),
+            consecutive_failure_limit=self.opt_int(
+                breaker, "consecutive_failure_limit", "[breaker]", default=5, minimum=1
+            ),
+            recovery_timeout_s=self.opt_float(
+                breaker, "recovery_timeout_s", "[breaker]", default=30.0
+            ),
+            tools_root=root,
+            shell_allowlist=self.str_list(tools, "shell_allowlist", "[tools]"),
+            allow_private_network=self.opt_bool(
+                tools, "allow_private_network", "[tools]", default=False
+            ),
+        )
+
+    # -- entries -------------------------------------------------------------------------
+
+    def agent(self, index: int, table: Mapping[str, object]) -> AgentSpec:
+        entry = f"agents[{index}]"
+        name = self.opt_str(table, "name", entry)
+        if not name:
+            raise self.error(entry, "has no 'name'")
+        entry = f"agent {name!r}"
+        self.check_fields(table, _AGENT_FIELDS, entry)
+        provider = self.opt_str(table, "provider", entry) or "auto"
+        if provider not in PROVIDERS:
+            raise self.error(entry, f"unknown provider {provider!r}{_one_of(PROVIDERS)}")
+        replies = self.replies(table, entry)
+        if replies and provider != "scripted":
+            raise self.error(entry, "'replies' is only for provider = \"scripted\"")
+        tools = self.str_list(table, "tools", entry)
+        known_tools = ToolRegistry(builtins=True).names()
+        for tool in tools:
+            if tool not in known_tools:
+                raise self.error(
+                    entry, f"unknown tool {tool!r}{_suggest(tool, known_tools)}{_one_of(known_tools)}"
+                )
+        max_tokens = self.opt_int(table, "max_tokens", entry, default=0, minimum=1)
+        timeout_s = self.opt_float(table, "timeout_s", entry, default=0.0)
+        temperature = table.get("temperature")
+        if temperature is not None and not _is_number(temperature):
+            raise self.error(entry, f"'temperature' must be a number, got {temperature!r}")
+        return AgentSpec(
+            name=name,
+            system_prompt=self.opt_str(table, "system_prompt", entry) or "",
+            provider=provider,
+            model=self.opt_str(table, "model", entry),
+            base_url=self.opt_str(table, "base_url", entry),
+            api_key_env=self.opt_str(table, "api_key_env", entry),
+            tools=tools,
+            max_tokens=max_tokens or None,
+            temperature=None if temperature is None else float(cast("float", temperature)),
+            timeout_s=timeout_s or None,
+            replies=replies,
+            delay_s=self.opt_float(table, "delay_s", entry, default=0.0, allow_zero=True),
+            max_tool_rounds=self.opt_int(table, "max_tool_rounds", entry, default=8, minimum=1),
+        )
+
+    def replies(self, table: Mapping[str, object], entry: str) -> tuple[ScriptedReply, ...]:
+        value = table.get("replies")
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.error(entry, "'replies' must be a list of strings or tables")
+        out: list[ScriptedReply] = []
+        for i, item in enumerate(cast("list[object]", value)):
+            where = f"{entry}, replies[{i}]"
+            if isinstance(item, str):
+                out.append(ScriptedReply(text=item))
+                continue
+            if not isinstance(item, dict):
+                raise self.error(where, f"must be a string or a table, got {item!r}")
+            reply = cast("dict[str, object]", item)
+            self.check_fields(reply, _REPLY_FIELDS, where)
+            error = self.opt_str(reply, "error", where)
+            if error is not None and error not in _SCRIPTED_ERRORS:
+                raise self.error(where, f"unknown error {error!r}{_one_of(_SCRIPTED_ERRORS)}")
+            text = self.opt_str(reply, "text", where)
+            if (error is None) == (text is None):
+                raise self.error(where, "needs exactly one of 'text' or 'error'")
+            retry_after = reply.get("retry_after_s")
+            if retry_after is not None and (not _is_number(retry_after) or retry_after < 0):  # type: ignore[operator]
+                raise self.error(where, f"'retry_after_s' must be a number >= 0, got {retry_after!r}")
+            out.append(
+                ScriptedReply(
+                    text=text or "",
+                    error=error,
+                    message=self.opt_str(reply, "message", where) or "",
+                    retry_after_s=None if retry_after is None else float(cast("float", retry_after)),
+                )
+            )
+        return tuple(out)
+
+    def task(self, index: int, table: Mapping[str, object], agents: Sequence[str]) -> Task:
+        entry = f"tasks[{index}]"
+        task_id = self.opt_str(table, "id", entry)
+        if not task_id:
+            raise self.error(entry, "has no 'id'")
+        entry = f"task {task_id!r}"
+        self.check_fields(table, _TASK_FIELDS, entry)
+        agent = self.opt_str(table, "agent", entry)
+        if agent is None:
+            if len(agents) != 1:
+                raise self.error(entry, f"has no 'agent'{_one_of(agents)}")
+            agent = agents[0]
+        if agent not in agents:
+            raise self.error(
+                entry, f"agent {agent!r} is not declared{_suggest(agent, agents)}{_one_of(agents)}"
+            )
+        depends_on = self.str_list(table, "depends_on", entry)
+        try:
+            return Task(
+                id=task_id,
+                description=self.opt_str(table, "description", entry) or "",
+                agent=agent,
+                depends_on=depends_on,
+            )
+        except InvalidTaskError as exc:
+            raise self.error(entry, str(exc)) from None
+
+    def check_graph(self, tasks: Sequence[Task]) -> None:
+        ids = [task.id for task in tasks]
+        try:
+            TaskQueue(tasks)
+        except DuplicateTaskError as exc:
+            raise self.error(f"task {exc.task_id!r}", "this id is used by more than one task") from None
+        except UnknownDependencyError as exc:
+            raise self.error(
+                f"task {exc.task_id!r}",
+                f"depends on unknown task {exc.dependency!r}{_suggest(exc.dependency, ids)}",
+            ) from None
+        except CyclicDependencyError as exc:
+            cycle = " -> ".join(exc.cycle)
+            raise self.error(
+                f"task {exc.cycle[0]!r}",
+                f"dependency cycle: {cycle} (each task depends on the next)",
+            ) from None
+        except GraphError as exc:  # pragma: no cover  # Task() already caught the rest
+            raise self.error("tasks", str(exc)) from None
+
+    def retry(self, table: Mapping[str, object]) -> RetryPolicy:
+        values: dict[str, float] = {}
+        for key in _RETRY_FIELDS:
+            value = table.get(key)
+            if value is None:
+                continue
+            if not _is_number(value):
+                raise self.error("[retry]", f"'{key}' must be a number, got {value!r}")
+            values[key] = cast("float", value)
+        try:
+            return RetryPolicy(
+                max_attempts=int(values.pop("max_attempts", 3)),
+                **values,
+            )
+        except (TypeError, ValueError) as exc:
+            raise self.error("[retry]", str(exc)) from None
+
+    # -- field helpers -------------------------------------------------------------------
+
+    def check_fields(
+        self, table: Mapping[str, object], allowed: frozenset[str], entry: str | None
+    ) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.error(
+                    entry, f"unknown field {key!r}{_suggest(key, sorted(allowed))}"
+                )
+
+    def tables(self, raw: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(None, f"'{key}' must be an array of tables ([[{key}]])")
+        return cast("list[Mapping[str, object]]", value)
+
+    def table(
+        self, raw: Mapping[str, object], key: str, fields: frozenset[str]
+    ) -> Mapping[str, object]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise self.error(None, f"'{key}' must be a table ([{key}])")
+        table = cast("Mapping[str, object]", value)
+        self.check_fields(table, fields, f"[{key}]")
+        return table
+
+    def opt_str(self, table: Mapping[str, object], key: str, entry: str | None) -> str | None:
+        value = table.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        raise self.error(entry, f"'{key}' must be a string, got {value!r}")
+
+    def opt_bool(
+        self, table: Mapping[str, object], key: str, entry: str | None, *, default: bool
+    ) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(entry, f"'{key}' must be true or false, got {value!r}")
+        return value
+
+    def opt_int(
+        self,
+        table: Mapping[str, object],
+        key: str,
+        entry: str | None,
+        *,
+        default: int,
+        minimum: int,
+    ) -> int:
+        value = table.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.error(entry, f"'{key}' must be an integer >= {minimum}, got {value!r}")
+        return value
+
+    def opt_float(
+        self,
+        table: Mapping[str, object],
+        key: str,
+        entry: str | None,
+        *,
+        default: float,
+        allow_zero: bool = False,
+    ) -> float:
+        value = table.get(key)
+        if value is None:
+            return default
+        number = float(cast("float", value)) if _is_number(value) else -1.0
+        if number < 0 or (number == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise self.error(entry, f"'{key}' must be a number {bound}, got {value!r}")
+        return number
+
+    def str_list(self, table: Mapping[str, object], key: str, entry: str | None) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(entry, f"'{key}' must be a list of strings, got {value!r}")
+        return tuple(cast("list[str]", value))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _one_of(choices: Iterable[str]) -> str:
+    names = ", ".join(repr(c) for c in choices)
+    return f"; expected one of {names}" if names else ""
