@@ -67,7 +67,7 @@ class IncompatibleResumeError(AegisError, ValueError):
     def __init__(self, differences: Sequence[str]) -> None:
         """Record every difference found."""
         super().__init__("cannot resume: " + "; ".join(differences))
-        self.differences = tuple(differences)
+        self.differences: tuple[str, ...] = tuple(differences)
 
 
 class DeadlineExceededError(AegisError, TimeoutError):

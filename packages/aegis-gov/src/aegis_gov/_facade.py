@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor
-from typing import cast
+from typing import TypeGuard, cast
 
 import attrs
 from aegis_adapters import (
@@ -63,9 +63,21 @@ def adapter_from_environment() -> LLMAdapter:
     return OllamaAdapter(model or OllamaAdapter.DEFAULT_MODEL)
 
 
+_CHAT_ADAPTER_TYPES: dict[type, bool] = {}
+
+
+def _is_chat_adapter(adapter: LLMAdapter) -> TypeGuard[ChatAdapter]:
+    """``isinstance(adapter, ChatAdapter)``, cached per class: protocol checks are slow."""
+    kind = type(adapter)
+    known = _CHAT_ADAPTER_TYPES.get(kind)
+    if known is None:
+        known = _CHAT_ADAPTER_TYPES[kind] = isinstance(adapter, ChatAdapter)
+    return known
+
+
 def endpoint_key(adapter: LLMAdapter) -> str:
     """The breaker key of an adapter: its endpoint, or its identity for a custom adapter."""
-    if isinstance(adapter, ChatAdapter):
+    if _is_chat_adapter(adapter):
         return adapter.endpoint.key
     return f"custom:{type(adapter).__qualname__}@{id(adapter):x}"
 
@@ -124,7 +136,7 @@ class OpenMultiAgent:
         self._pool = pool if pool is not None else AgentPool(is_failure=_only_retryable_fails)
         self._default_adapter = default_adapter
         self._tools = tools
-        self.retry = retry if retry is not None else RetryPolicy()
+        self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._clock = clock
@@ -594,14 +606,14 @@ class _Watch:
 
 
 def _sync_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse:
-    if isinstance(adapter, ChatAdapter):
+    if _is_chat_adapter(adapter):
         return adapter.chat(request.messages, system=request.system, tools=request.tools)
     text = adapter.generate(request.messages[-1].content, system=request.system)
     return ChatResponse(text=text)
 
 
 async def _async_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse:
-    if isinstance(adapter, ChatAdapter):
+    if _is_chat_adapter(adapter):
         return await adapter.achat(request.messages, system=request.system, tools=request.tools)
     # A plain LLMAdapter is synchronous: keep it off the event loop.
     return await asyncio.to_thread(_sync_chat, adapter, request)
@@ -632,7 +644,7 @@ def _sync_chat_stream(
     adapter: LLMAdapter, request: ChatRequest, on_delta: _Sink, agent: str
 ) -> ChatResponse:
     """Stream one request, handing each chunk to ``on_delta``; return the whole response."""
-    if not isinstance(adapter, ChatAdapter):
+    if not _is_chat_adapter(adapter):
         chunks: list[str] = []
         for chunk in adapter.stream(request.messages[-1].content, system=request.system):
             chunks.append(chunk)
@@ -652,7 +664,7 @@ def _sync_chat_stream(
 async def _async_chat_stream(
     adapter: LLMAdapter, request: ChatRequest, on_delta: _Sink, agent: str
 ) -> ChatResponse:
-    if not isinstance(adapter, ChatAdapter):
+    if not _is_chat_adapter(adapter):
         return await asyncio.to_thread(_sync_chat_stream, adapter, request, on_delta, agent)
     response: ChatResponse | None = None
     stream = adapter.achat_stream(request.messages, system=request.system, tools=request.tools)

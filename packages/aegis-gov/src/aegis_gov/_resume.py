@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 
 from aegis_graph import Task, TaskState
@@ -14,8 +13,8 @@ from aegis_gov._results import RunResult, TaskResult
 
 def fingerprint(task: Task) -> str:
     """A short digest of what a task asks for: its description, agent and dependencies."""
-    payload = json.dumps([task.description, task.agent, list(task.depends_on)])
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    payload = repr((task.description, task.agent, task.depends_on))
+    return hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
 
 
 def reusable_results(tasks: Iterable[Task], previous: RunResult) -> dict[str, TaskResult]:
