@@ -102,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument(
-        "--offline", action="store_true", help="use the built-in offline model even if a provider is configured"
+        "--offline",
+        action="store_true",
+        help="use the built-in offline model even if a provider is configured",
     )
     demo.add_argument("--output", metavar="FILE", help="write the run's result as JSON to FILE")
     _display_options(demo)
@@ -129,7 +131,7 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``aegis`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    """Run the ``aegis`` command on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.CRITICAL,
@@ -176,6 +178,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         where = f"{args.resume}: " if resume is not None else f"{args.pipeline}: "
         raise UsageError(f"{where}{exc}") from None
     stop = pipeline.stop_on_failure if args.stop_on_failure is None else args.stop_on_failure
+    if kept:
+        console.file.write(
+            f"resuming from {args.resume}: keeping {len(kept)} done task(s): "
+            f"{', '.join(kept)}; running the rest\n"
+        )
     result = run_with_progress(
         oma,
         pipeline.tasks,
@@ -186,7 +193,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         resume=resume,
         kept=kept,
     )
-    _finish(result, args, console, pipeline_tasks=[t.id for t in pipeline.tasks], sinks=_sinks(pipeline))
+    _finish(
+        result, args, console, pipeline_tasks=[t.id for t in pipeline.tasks], sinks=_sinks(pipeline)
+    )
     return _exit_status(result)
 
 
@@ -194,7 +203,9 @@ def _read_resume(path: str) -> RunResult:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the result to resume: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"{path}: cannot read the result to resume: {exc.strerror or exc}"
+        ) from None
     try:
         return RunResult.from_json(text)
     except ValueError as exc:
@@ -224,7 +235,8 @@ def _finish(
         except OSError as exc:
             sys.stderr.write(f"aegis: error: cannot write {args.output}: {exc.strerror or exc}\n")
     out = console.file
-    summary = ", ".join(f"{count} {state}" for state, count in result.summary().items())
+    counts = result.summary()
+    summary = ", ".join(f"{counts[s.value]} {s.value}" for s in TaskState if s.value in counts)
     usage = result.usage
     out.write(
         f"\n{len(pipeline_tasks)} tasks: {summary}; tokens {usage.input_tokens} in / "
@@ -320,7 +332,9 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     if result.cancelled:
         return EXIT_INTERRUPTED
     if offline_outcome_ok(result):
-        out.write("\n(The failure of 'fact_check' is part of the script: the demo went as planned.)\n")
+        out.write(
+            "\n(The failure of 'fact_check' is part of the script: the demo went as planned.)\n"
+        )
         return EXIT_OK
     out.write("\nThe offline demo did not go as scripted; please report this.\n")
     return EXIT_FAILED

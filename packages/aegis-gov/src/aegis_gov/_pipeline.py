@@ -39,12 +39,14 @@ from aegis_adapters import (
     EchoAdapter,
     InvalidRequestError,
     LLMAdapter,
+    LLMError,
     Message,
     ModelNotFoundError,
     OllamaAdapter,
     OpenAIAdapter,
     ProviderUnavailableError,
     RateLimitError,
+    RetryableError,
     ScriptedAdapter,
 )
 from aegis_breaker import AgentPool
@@ -66,7 +68,7 @@ from aegis_gov._tools import ToolRegistry
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover  # only 3.11 runs here; tomli is the same parser, backported
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]  # dep on 3.10
 
 PROVIDERS: Final = ("anthropic", "openai", "ollama", "echo", "scripted", "auto")
 """The ``provider`` values an agent may name (``auto``: chosen from the environment)."""
@@ -88,7 +90,7 @@ _TOOLS_FIELDS: Final = frozenset({"root", "shell_allowlist", "allow_private_netw
 _REPLY_FIELDS: Final = frozenset({"text", "error", "message", "retry_after_s"})
 
 # Simulated provider errors a scripted reply may raise, by the name a pipeline file uses.
-_SCRIPTED_ERRORS: Final = {
+_SCRIPTED_ERRORS: Final[dict[str, tuple[type[LLMError], int]]] = {
     "rate_limit": (RateLimitError, 429),
     "unavailable": (ProviderUnavailableError, 503),
     "auth": (AuthenticationError, 401),
@@ -167,7 +169,6 @@ class AgentSpec:
         if self.provider in {"echo", "scripted"}:
             return self._offline_adapter()
         api_key = self._api_key()
-        timeout: dict[str, float] = {} if self.timeout_s is None else {"timeout_s": self.timeout_s}
         if self.provider == "anthropic":
             return AnthropicAdapter(
                 self.model or AnthropicAdapter.DEFAULT_MODEL,
@@ -175,7 +176,7 @@ class AgentSpec:
                 base_url=self.base_url,
                 max_tokens=self.max_tokens or 1024,
                 temperature=self.temperature,
-                **timeout,
+                timeout_s=self.timeout_s or 60.0,
             )
         if self.provider == "openai":
             return OpenAIAdapter(
@@ -184,18 +185,19 @@ class AgentSpec:
                 base_url=self.base_url,
                 max_tokens=self.max_tokens or 1024,
                 temperature=self.temperature,
-                **timeout,
+                timeout_s=self.timeout_s or 60.0,
             )
         return OllamaAdapter(
             self.model or OllamaAdapter.DEFAULT_MODEL,
             base_url=self.base_url,
             max_tokens=self.max_tokens,
             temperature=self.temperature,
-            **timeout,
+            timeout_s=self.timeout_s or 300.0,
         )
 
     def _offline_adapter(self) -> LLMAdapter:
-        name = self.model or self.provider
+        # Each offline agent is its own endpoint: one agent's scripted 429 holds back no other.
+        name = self.model or self.name
         if self.provider == "echo":
             return EchoAdapter(name=name, delay_s=self.delay_s)
         if not self.replies:
@@ -299,7 +301,9 @@ class Pipeline:
             PipelineError: for an unknown provider.
         """
         if provider not in PROVIDERS:
-            raise PipelineError(self.path, None, f"unknown provider {provider!r}{_one_of(PROVIDERS)}")
+            raise PipelineError(
+                self.path, None, f"unknown provider {provider!r}{_one_of(PROVIDERS)}"
+            )
         agents = tuple(
             attrs.evolve(
                 agent,
@@ -315,8 +319,6 @@ class Pipeline:
 
 
 def _is_retryable(exc: BaseException) -> bool:
-    from aegis_adapters import RetryableError  # noqa: PLC0415  # keeps the import list short
-
     return isinstance(exc, RetryableError)
 
 
@@ -385,7 +387,9 @@ class _Reader:
         seen: set[str] = set()
         for agent in agents:
             if agent.name in seen:
-                raise self.error(f"agent {agent.name!r}", "this name is used by more than one agent")
+                raise self.error(
+                    f"agent {agent.name!r}", "this name is used by more than one agent"
+                )
             seen.add(agent.name)
         tasks = [self.task(i, table, names) for i, table in enumerate(tasks_raw)]
         self.check_graph(tasks)
@@ -443,7 +447,8 @@ class _Reader:
         for tool in tools:
             if tool not in known_tools:
                 raise self.error(
-                    entry, f"unknown tool {tool!r}{_suggest(tool, known_tools)}{_one_of(known_tools)}"
+                    entry,
+                    f"unknown tool {tool!r}{_suggest(tool, known_tools)}{_one_of(known_tools)}",
                 )
         max_tokens = self.opt_int(table, "max_tokens", entry, default=0, minimum=1)
         timeout_s = self.opt_float(table, "timeout_s", entry, default=0.0)
@@ -489,14 +494,20 @@ class _Reader:
             if (error is None) == (text is None):
                 raise self.error(where, "needs exactly one of 'text' or 'error'")
             retry_after = reply.get("retry_after_s")
-            if retry_after is not None and (not _is_number(retry_after) or retry_after < 0):  # type: ignore[operator]
-                raise self.error(where, f"'retry_after_s' must be a number >= 0, got {retry_after!r}")
+            if retry_after is not None and not (
+                _is_number(retry_after) and float(cast("float", retry_after)) >= 0
+            ):
+                raise self.error(
+                    where, f"'retry_after_s' must be a number >= 0, got {retry_after!r}"
+                )
             out.append(
                 ScriptedReply(
                     text=text or "",
                     error=error,
                     message=self.opt_str(reply, "message", where) or "",
-                    retry_after_s=None if retry_after is None else float(cast("float", retry_after)),
+                    retry_after_s=None
+                    if retry_after is None
+                    else float(cast("float", retry_after)),
                 )
             )
         return tuple(out)
@@ -526,14 +537,17 @@ class _Reader:
                 depends_on=depends_on,
             )
         except InvalidTaskError as exc:
-            raise self.error(entry, str(exc)) from None
+            problem = str(exc).removeprefix(f"task {task_id!r} ")
+            raise self.error(entry, problem) from None
 
     def check_graph(self, tasks: Sequence[Task]) -> None:
         ids = [task.id for task in tasks]
         try:
             TaskQueue(tasks)
         except DuplicateTaskError as exc:
-            raise self.error(f"task {exc.task_id!r}", "this id is used by more than one task") from None
+            raise self.error(
+                f"task {exc.task_id!r}", "this id is used by more than one task"
+            ) from None
         except UnknownDependencyError as exc:
             raise self.error(
                 f"task {exc.task_id!r}",
@@ -572,9 +586,7 @@ class _Reader:
     ) -> None:
         for key in table:
             if key not in allowed:
-                raise self.error(
-                    entry, f"unknown field {key!r}{_suggest(key, sorted(allowed))}"
-                )
+                raise self.error(entry, f"unknown field {key!r}{_suggest(key, sorted(allowed))}")
 
     def tables(self, raw: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
         value = raw.get(key, [])

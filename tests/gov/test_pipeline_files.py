@@ -1,0 +1,275 @@
+"""Pipeline files: what a valid file becomes, and one clear error for every kind of mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aegis_adapters import EchoAdapter, RateLimitError, ScriptedAdapter
+
+from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter
+from aegis_gov._pipeline import Pipeline, PipelineError, load_pipeline, parse_pipeline
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+MINIMAL = """
+[[agents]]
+name = "a"
+provider = "echo"
+
+[[tasks]]
+id = "t1"
+agent = "a"
+
+[[tasks]]
+id = "t2"
+depends_on = ["t1"]
+"""
+
+
+def parse(text: str) -> Pipeline:
+    return parse_pipeline(text, path="p.toml")
+
+
+def error_of(text: str) -> PipelineError:
+    with pytest.raises(PipelineError) as info:
+        parse(text)
+    return info.value
+
+
+def test_minimal_file_fills_in_defaults() -> None:
+    pipeline = parse(MINIMAL)
+    assert pipeline.name == "pipeline"
+    assert [t.id for t in pipeline.tasks] == ["t1", "t2"]
+    # With a single agent, a task may leave out "agent".
+    assert pipeline.tasks[1].agent == "a"
+    assert pipeline.tasks[1].depends_on == ("t1",)
+    assert pipeline.max_concurrent == 4
+    assert pipeline.stop_on_failure is False
+    team = pipeline.team()
+    assert isinstance(team["a"].adapter, EchoAdapter)
+    assert pipeline.queue().generations() == [["t1"], ["t2"]]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_is_valid(path: Path) -> None:
+    pipeline = load_pipeline(path)
+    assert pipeline.tasks
+    assert pipeline.path == str(path)
+    assert {t.agent for t in pipeline.tasks} <= {a.name for a in pipeline.agents}
+
+
+def test_article_example_is_the_articles_graph() -> None:
+    pipeline = load_pipeline(EXAMPLES / "article.toml")
+    assert pipeline.queue().generations() == [["research"], ["draft"], ["translate", "publish"]]
+    assert [a.name for a in pipeline.agents] == ["researcher", "writer", "translator", "publisher"]
+
+
+def test_providers_become_their_adapters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key")
+    pipeline = load_pipeline(EXAMPLES / "mixed-providers.toml")
+    team = pipeline.team()
+    writer, translator, publisher = team["writer"], team["translator"], team["publisher"]
+    assert isinstance(writer.adapter, OllamaAdapter)
+    assert writer.adapter.endpoint.model == "qwen2.5:14b"
+    assert isinstance(translator.adapter, OpenAIAdapter)
+    assert translator.adapter.endpoint.base_url == "http://localhost:1234/v1"
+    assert isinstance(publisher.adapter, OpenAIAdapter)
+    assert publisher.adapter.endpoint.base_url.startswith("https://my-resource.openai.azure.com")
+    pool = pipeline.pool()
+    assert pool.max_concurrent == 3
+    assert pipeline.retry.max_attempts == 4
+    assert pipeline.consecutive_failure_limit == 3
+
+
+def test_unset_api_key_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    pipeline = load_pipeline(EXAMPLES / "mixed-providers.toml")
+    with pytest.raises(PipelineError, match="AZURE_OPENAI_API_KEY") as info:
+        pipeline.team()
+    assert info.value.entry == "agent 'publisher'"
+    assert str(info.value).startswith(str(EXAMPLES / "mixed-providers.toml"))
+
+
+def test_with_provider_puts_every_agent_offline() -> None:
+    pipeline = load_pipeline(EXAMPLES / "mixed-providers.toml").with_provider("echo")
+    team = pipeline.team()
+    assert all(isinstance(agent.adapter, EchoAdapter) for agent in team.values())
+    # Each agent is its own endpoint (named after it).
+    assert len({agent.adapter.endpoint.key for agent in team.values() if agent.adapter}) == 4
+
+
+def test_auto_provider_leaves_the_adapter_to_the_run() -> None:
+    pipeline = parse(MINIMAL.replace('provider = "echo"', 'provider = "auto"'))
+    agent: AgentConfig = pipeline.team()["a"]
+    assert agent.adapter is None
+
+
+def test_scripted_replies_include_simulated_errors() -> None:
+    pipeline = parse(
+        """
+        [[agents]]
+        name = "a"
+        provider = "scripted"
+        replies = [{ error = "rate_limit", retry_after_s = 2.5 }, "fine", { text = "again" }]
+        [[tasks]]
+        id = "t"
+        """
+    )
+    adapter = pipeline.team()["a"].adapter
+    assert isinstance(adapter, ScriptedAdapter)
+    with pytest.raises(RateLimitError) as info:
+        adapter.generate("x")
+    assert info.value.retry_after_s == 2.5
+    assert info.value.status_code == 429
+    assert adapter.generate("x") == "fine"
+    assert adapter.generate("x") == "again"
+
+
+def test_settings_tables() -> None:
+    pipeline = parse(
+        """
+        name = "custom"
+        stop_on_failure = true
+        max_concurrent = 2
+        [retry]
+        max_attempts = 5
+        initial_delay_s = 0.1
+        [breaker]
+        consecutive_failure_limit = 1
+        recovery_timeout_s = 0.5
+        [tools]
+        shell_allowlist = ["echo"]
+        """
+        + MINIMAL
+    )
+    assert pipeline.name == "custom"
+    assert pipeline.stop_on_failure is True
+    assert pipeline.retry.max_attempts == 5
+    assert pipeline.retry.initial_delay_s == 0.1
+    assert pipeline.pool().max_concurrent == 2
+    assert pipeline.pool(max_concurrent=7).max_concurrent == 7
+    assert pipeline.shell_allowlist == ("echo",)
+    assert "shell" in pipeline.tool_registry().names()
+
+
+@pytest.mark.parametrize(
+    ("text", "entry", "problem"),
+    [
+        ("[[agents]\nname = 'a'", None, "invalid TOML"),
+        ('nmae = "x"\n' + MINIMAL, None, "unknown field 'nmae' (did you mean 'name'?)"),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "echo"\nmodle = "m"'),
+            "agent 'a'",
+            "unknown field 'modle' (did you mean 'model'?)",
+        ),
+        (
+            MINIMAL.replace('agent = "a"', 'agent = "a"\ndepend_on = []'),
+            "task 't1'",
+            "unknown field 'depend_on' (did you mean 'depends_on'?)",
+        ),
+        (
+            MINIMAL.replace('agent = "a"', 'agent = "b"'),
+            "task 't1'",
+            "agent 'b' is not declared; expected one of 'a'",
+        ),
+        (
+            MINIMAL.replace('["t1"]', '["t11"]'),
+            "task 't2'",
+            "depends on unknown task 't11' (did you mean 't1'?)",
+        ),
+        (
+            MINIMAL.replace('agent = "a"', 'agent = "a"\ndepends_on = ["t2"]'),
+            "task 't1'",
+            "dependency cycle: t1 -> t2 -> t1",
+        ),
+        (
+            MINIMAL.replace('id = "t2"\ndepends_on = ["t1"]', 'id = "t1"'),
+            "task 't1'",
+            "this id is used by more than one task",
+        ),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "gemini"'),
+            "agent 'a'",
+            "unknown provider 'gemini'",
+        ),
+        (MINIMAL.replace('name = "a"', 'name = 3'), "agents[0]", "'name' must be a string"),
+        (MINIMAL.replace('id = "t2"', 'description = "x"'), "tasks[1]", "has no 'id'"),
+        ("max_concurrent = 0\n" + MINIMAL, None, "'max_concurrent' must be an integer >= 1"),
+        ('stop_on_failure = "yes"\n' + MINIMAL, None, "'stop_on_failure' must be true or false"),
+        (
+            MINIMAL.replace('["t1"]', '"t1"'),
+            "task 't2'",
+            "'depends_on' must be a list of strings",
+        ),
+        (
+            MINIMAL.replace('["t1"]', '["t1", "t1"]'),
+            "task 't2'",
+            "depends on 't1' twice",
+        ),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "echo"\ntools = ["fiel_read"]'),
+            "agent 'a'",
+            "unknown tool 'fiel_read' (did you mean 'file_read'?)",
+        ),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "echo"\nreplies = ["x"]'),
+            "agent 'a'",
+            "'replies' is only for provider = \"scripted\"",
+        ),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = [{error="boom"}]'),
+            "agent 'a', replies[0]",
+            "unknown error 'boom'",
+        ),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = [{}]'),
+            "agent 'a', replies[0]",
+            "needs exactly one of 'text' or 'error'",
+        ),
+        ("[retry]\nmax_attempts = 0\n" + MINIMAL, "[retry]", "max_attempts must be >= 1"),
+        ("[breaker]\nlimit = 1\n" + MINIMAL, "[breaker]", "unknown field 'limit'"),
+        ('[[tasks]]\nid = "t"\n', None, "declares no agents"),
+        ('[[agents]]\nname = "a"\n', None, "declares no tasks"),
+        (
+            '[[agents]]\nname = "a"\n[[agents]]\nname = "a"\n[[tasks]]\nid = "t"\nagent = "a"',
+            "agent 'a'",
+            "this name is used by more than one agent",
+        ),
+        (
+            '[[agents]]\nname = "a"\n[[agents]]\nname = "b"\n[[tasks]]\nid = "t"\n',
+            "task 't'",
+            "has no 'agent'",
+        ),
+    ],
+)
+def test_mistakes_name_the_entry_and_the_problem(
+    text: str, entry: str | None, problem: str
+) -> None:
+    error = error_of(text)
+    assert error.path == "p.toml"
+    assert error.entry == entry
+    assert problem in error.problem
+    assert str(error).startswith("p.toml: ")
+    assert "\n" not in str(error).strip() or "invalid TOML" in str(error)
+
+
+def test_toml_syntax_error_has_the_line() -> None:
+    error = error_of('[[agents]]\nname = "a"\nprovider = \n')
+    assert "line 3" in error.problem
+
+
+def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="cannot read the file") as info:
+        load_pipeline(tmp_path / "nope.toml")
+    assert info.value.path == str(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"name = '\xff'\n")
+    with pytest.raises(PipelineError, match="not UTF-8"):
+        load_pipeline(bad)
+
+
+def test_default_name_is_the_file_stem(tmp_path: Path) -> None:
+    path = tmp_path / "nightly-report.toml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    assert load_pipeline(path).name == "nightly-report"
