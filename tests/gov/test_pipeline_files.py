@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from aegis_adapters import EchoAdapter, RateLimitError, ScriptedAdapter
-
 from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter
 from aegis_gov._pipeline import Pipeline, PipelineError, load_pipeline, parse_pipeline
 
@@ -96,7 +95,8 @@ def test_with_provider_puts_every_agent_offline() -> None:
     team = pipeline.team()
     assert all(isinstance(agent.adapter, EchoAdapter) for agent in team.values())
     # Each agent is its own endpoint (named after it).
-    assert len({agent.adapter.endpoint.key for agent in team.values() if agent.adapter}) == 4
+    keys = {a.adapter.endpoint.key for a in team.values() if isinstance(a.adapter, EchoAdapter)}
+    assert len(keys) == 4
 
 
 def test_auto_provider_leaves_the_adapter_to_the_run() -> None:
@@ -193,7 +193,7 @@ def test_settings_tables() -> None:
             "agent 'a'",
             "unknown provider 'gemini'",
         ),
-        (MINIMAL.replace('name = "a"', 'name = 3'), "agents[0]", "'name' must be a string"),
+        (MINIMAL.replace('name = "a"', "name = 3"), "agents[0]", "'name' must be a string"),
         (MINIMAL.replace('id = "t2"', 'description = "x"'), "tasks[1]", "has no 'id'"),
         ("max_concurrent = 0\n" + MINIMAL, None, "'max_concurrent' must be an integer >= 1"),
         ('stop_on_failure = "yes"\n' + MINIMAL, None, "'stop_on_failure' must be true or false"),
@@ -218,7 +218,9 @@ def test_settings_tables() -> None:
             "'replies' is only for provider = \"scripted\"",
         ),
         (
-            MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = [{error="boom"}]'),
+            MINIMAL.replace(
+                'provider = "echo"', 'provider = "scripted"\nreplies = [{error="boom"}]'
+            ),
             "agent 'a', replies[0]",
             "unknown error 'boom'",
         ),
