@@ -13,6 +13,12 @@ from aegis_breaker._events import (
     StateChanged,
 )
 from aegis_breaker._pool import AgentPool
+from aegis_breaker._redis import (
+    RedisCircuitBreaker,
+    RedisClient,
+    connect_redis,
+    redis_agent_pool,
+)
 
 __all__ = [
     "AgentPool",
@@ -26,5 +32,9 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "Permit",
+    "RedisCircuitBreaker",
+    "RedisClient",
     "StateChanged",
+    "connect_redis",
+    "redis_agent_pool",
 ]

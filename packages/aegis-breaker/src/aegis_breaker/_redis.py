@@ -1,0 +1,643 @@
+"""A circuit breaker whose state lives in Redis, shared by every process using one name."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import importlib
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar, cast
+
+from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker, Permit
+from aegis_breaker._errors import CircuitOpenError
+from aegis_breaker._events import (
+    BreakerEvent,
+    BreakerListener,
+    CallRejected,
+    CircuitState,
+    StateChanged,
+)
+from aegis_breaker._pool import DEFAULT_KEY, AgentPool
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+    from types import TracebackType
+
+__all__ = ["RedisCircuitBreaker", "RedisClient", "connect_redis", "redis_agent_pool"]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_KEY_PREFIX: Final = "aegis:breaker"
+
+# Tokens handed out while Redis is unreachable come from the local (inherited) state machine and
+# are shifted by this offset, so a report always reaches the state that admitted it. Shared
+# tokens keep the local encoding exactly (so `Permit.generation` and `is_probe` hold for them):
+# the shared generation stays far below 2**80.
+_LOCAL_OFFSET: Final = 1 << 120
+_PROBE_BITS: Final = 40
+_PROBE_MASK: Final = (1 << _PROBE_BITS) - 1
+
+_STATES: Final = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN)
+_US: Final = 1_000_000
+
+# Codes in the first element of a script's reply.
+_ADMITTED: Final = 0
+_REJECTED_OPEN: Final = 1
+_REJECTED_HALF_OPEN: Final = 2
+_PROBE_ADMITTED: Final = 3
+
+# Every script reads the whole state and the server's clock first, may make one transition
+# (`move`), and replies {code, generation, value, old state or -1, state, now_us, failures}.
+# State codes: 0 closed, 1 open, 2 half_open. Times are integer microseconds of the Redis server's
+# clock (TIME), formatted with %d because Lua's default number formatting keeps 14 digits only.
+_PRELUDE: Final = """
+local key, probes = KEYS[1], KEYS[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local h = redis.call('HMGET', key, 'state', 'gen', 'failures', 'open_until')
+local state = tonumber(h[1]) or 0
+local gen = tonumber(h[2]) or 0
+local failures = tonumber(h[3]) or 0
+local open_until = tonumber(h[4]) or 0
+local old = -1
+local function move(new, until_us)
+  old = state
+  state = new
+  gen = gen + 1
+  if new == 0 then failures = 0 end
+  open_until = until_us
+  redis.call('DEL', probes)
+  redis.call('HSET', key, 'state', new, 'gen', gen, 'failures', failures, 'successes', 0,
+             'open_until', string.format('%d', until_us))
+end
+local function reply(code, value)
+  return {code, gen, value, old, state, now, failures}
+end
+"""
+
+# ARGV: half_open_max_calls, half_open_max_wait_us
+_ADMIT: Final = (
+    _PRELUDE
+    + """
+if state == 0 then return reply(0, 0) end
+if state == 1 then
+  if now < open_until then return reply(1, open_until - now) end
+  move(2, 0)
+end
+local max_calls, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', probes, '-inf', string.format('%d', now - max_wait))
+if redis.call('ZCARD', probes) >= max_calls then
+  local oldest = redis.call('ZRANGE', probes, 0, 0, 'WITHSCORES')
+  return reply(2, tonumber(oldest[2]) + max_wait - now)
+end
+local seq = redis.call('HINCRBY', key, 'probe_seq', 1)
+redis.call('ZADD', probes, string.format('%d', now), seq)
+return reply(3, seq)
+"""
+)
+
+# ARGV: is_probe (0/1), generation, probe seq, outcome (0 success, 1 failure, 2 ignore),
+# consecutive_failure_limit, recovery_timeout_us, success_threshold
+_REPORT: Final = (
+    _PRELUDE
+    + """
+local is_probe, token_gen, outcome = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+if token_gen ~= gen then return reply(0, 0) end
+if is_probe == 0 then
+  if state ~= 0 or outcome == 2 then return reply(0, 0) end
+  if outcome == 0 then
+    if failures ~= 0 then
+      failures = 0
+      redis.call('HSET', key, 'failures', 0)
+    end
+    return reply(0, 0)
+  end
+  failures = redis.call('HINCRBY', key, 'failures', 1)
+  if failures >= tonumber(ARGV[5]) then move(1, now + tonumber(ARGV[6])) end
+  return reply(0, 0)
+end
+if redis.call('ZREM', probes, ARGV[3]) == 0 or outcome == 2 then return reply(0, 0) end
+if outcome == 1 then
+  failures = failures + 1
+  move(1, now + tonumber(ARGV[6]))
+  return reply(0, 0)
+end
+if redis.call('HINCRBY', key, 'successes', 1) >= tonumber(ARGV[7]) then move(0, 0) end
+return reply(0, 0)
+"""
+)
+
+# Applies the lazy OPEN -> HALF_OPEN change; value: microseconds until HALF_OPEN (0 unless OPEN).
+_OBSERVE: Final = (
+    _PRELUDE
+    + """
+if state == 1 and now >= open_until then move(2, 0) end
+if state == 1 then return reply(0, open_until - now) end
+return reply(0, 0)
+"""
+)
+
+# ARGV: the seconds to stay open, in microseconds
+_OPEN_FOR: Final = (
+    _PRELUDE
+    + """
+local until_us = now + tonumber(ARGV[1])
+if state == 1 then
+  if until_us > open_until then
+    open_until = until_us
+    redis.call('HSET', key, 'open_until', string.format('%d', until_us))
+  end
+else
+  move(1, until_us)
+end
+return reply(0, open_until - now)
+"""
+)
+
+_RESET: Final = (
+    _PRELUDE
+    + """
+if state == 0 then
+  failures = 0
+  redis.call('HSET', key, 'failures', 0)
+else
+  move(0, 0)
+end
+return reply(0, 0)
+"""
+)
+
+
+class RedisClient(Protocol):
+    """The two commands the breaker needs; a `redis.Redis` (or a cluster client) fits."""
+
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        """Run a cached Lua script."""
+        ...
+
+    def script_load(self, script: str, /) -> object:
+        """Cache a Lua script on the server."""
+        ...
+
+
+def connect_redis(url: str = "redis://127.0.0.1:6379/0", *, timeout_s: float = 0.25) -> RedisClient:
+    """A `redis.Redis` set up for a breaker: short socket timeouts and no client-side retries.
+
+    redis-py's defaults (5 s timeouts, 10 retries with backoff) would make every call wait for
+    seconds while Redis is down; a breaker should fall back to local state at once instead.
+    Needs the ``aegis-breaker[redis]`` extra.
+
+    Raises:
+        ModuleNotFoundError: When redis-py is not installed.
+    """
+    redis = importlib.import_module("redis")
+    retry = importlib.import_module("redis.retry").Retry
+    backoff = importlib.import_module("redis.backoff").NoBackoff
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=retry(backoff(), 0),
+    )
+    return cast("RedisClient", client)
+
+
+class _Reply:
+    """One script reply, decoded."""
+
+    __slots__ = ("code", "failures", "generation", "now_s", "old", "state", "value")
+
+    def __init__(self, raw: object) -> None:
+        if not isinstance(raw, list) or len(raw) != 7:  # noqa: PLR2004  # the scripts' reply shape
+            raise TypeError(f"unexpected reply from a breaker script: {raw!r}")
+        code, gen, value, old, state, now_us, failures = (int(x) for x in raw)
+        self.code = code
+        self.generation = gen
+        self.value = value
+        self.old = None if old < 0 else _STATES[old]
+        self.state = _STATES[state]
+        self.now_s = now_us / _US
+        self.failures = failures
+
+    def changed(self, name: str) -> StateChanged | None:
+        if self.old is None:
+            return None
+        return StateChanged(name, self.old, self.state, self.now_s)
+
+
+class RedisCircuitBreaker(CircuitBreaker):
+    """A `CircuitBreaker` whose state is shared, through Redis, by every process using *name*.
+
+    Same semantics and calling surface as `CircuitBreaker` (``call``, ``acall``, decorator,
+    ``with``, ``admit()`` -> `Permit`, ``state``, ``status()``, ``open_for``, ``reset``). Every
+    transition is one Lua script run atomically on the server, so a breaker trips once across
+    processes and exactly ``half_open_max_calls`` probes are admitted across all of them. The
+    open timer and probe expiry use the Redis server's clock, so hosts need not agree on time.
+    Admission is one round trip; reporting is one round trip, skipped for a success while CLOSED
+    with no failure counted (as the local breaker skips its lock). Keys:
+    ``{key_prefix}:{{name}}`` (a hash) and ``{key_prefix}:{{name}}:probes`` (a sorted set), hash
+    tagged so they share a cluster slot. All processes sharing a name should share settings.
+
+    When Redis fails (unreachable, timing out, any error), the breaker falls back to its own
+    local state, logs one warning per outage and tries Redis again after
+    ``reconnect_interval_s``; a call is never refused because Redis is down. Outcomes of calls
+    admitted by Redis but reported during an outage are lost (the shared state does not see them).
+
+    Events: listeners hear the transitions and rejections *this* process makes; their ``at`` is
+    the Redis server's clock in epoch seconds (the local clock during an outage).
+
+    Async: ``acall``, ``async with`` and `aadmit` run the Redis round trips in the event loop's
+    default executor, so the loop never waits on the network; ``admit`` and the permit's reports
+    are blocking calls.
+
+    Args:
+        client: A Redis client, e.g. from `connect_redis`; use short timeouts, no retries.
+        name: The shared breaker's name (its key namespace).
+        consecutive_failure_limit: See `CircuitBreaker`.
+        recovery_timeout_s: See `CircuitBreaker`.
+        half_open_max_calls: See `CircuitBreaker`.
+        success_threshold: See `CircuitBreaker`.
+        half_open_max_wait_s: See `CircuitBreaker`; a crashed process's probe expires after it.
+        is_failure: See `CircuitBreaker`.
+        clock: Monotonic seconds for the local fallback and the reconnect delay.
+        listeners: See `CircuitBreaker`.
+        key_prefix: Prefix of the Redis keys.
+        reconnect_interval_s: Seconds to stay on local state after Redis failed (>= 0).
+
+    Raises:
+        ValueError: When a setting is out of range or *name* is empty.
+    """
+
+    __slots__ = (
+        "_client",
+        "_degraded",
+        "_keys",
+        "_reconnect_interval_s",
+        "_shared_failures",
+        "_store_lock",
+        "_store_retry_at",
+    )
+
+    def __init__(
+        self,
+        client: RedisClient,
+        name: str,
+        consecutive_failure_limit: int = 5,
+        recovery_timeout_s: float = 30.0,
+        *,
+        half_open_max_calls: int = 1,
+        success_threshold: int = 1,
+        half_open_max_wait_s: float | None = None,
+        is_failure: Callable[[BaseException], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        listeners: Iterable[BreakerListener] = (),
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        reconnect_interval_s: float = 1.0,
+    ) -> None:
+        """Build the breaker; nothing is sent to Redis until the first call."""
+        if not name:
+            raise ValueError("a Redis circuit breaker needs a non-empty name")
+        if not reconnect_interval_s >= 0:
+            raise ValueError(
+                f"circuit breaker {name!r}: reconnect_interval_s must be >= 0, "
+                f"got {reconnect_interval_s}"
+            )
+        super().__init__(
+            consecutive_failure_limit,
+            recovery_timeout_s,
+            half_open_max_calls=half_open_max_calls,
+            success_threshold=success_threshold,
+            half_open_max_wait_s=half_open_max_wait_s,
+            is_failure=is_failure,
+            clock=clock,
+            name=name,
+            listeners=listeners,
+        )
+        self._client = client
+        base = f"{key_prefix}:{{{name}}}"
+        self._keys = (base, f"{base}:probes")
+        self._reconnect_interval_s = float(reconnect_interval_s)
+        self._store_lock = threading.Lock()
+        self._store_retry_at = float("-inf")
+        self._degraded = False
+        self._shared_failures = 0
+
+    # -- talking to Redis ----------------------------------------------------------------------
+
+    def _eval(self, script: str, *args: int) -> _Reply | None:
+        """Run *script*; None when Redis failed (the caller falls back to local state)."""
+        if self._store_retry_at > self._clock():
+            return None
+        keys_and_args = (*self._keys, *(str(a) for a in args))
+        try:
+            try:
+                raw = self._client.evalsha(_SHA[script], 2, *keys_and_args)
+            except Exception as exc:
+                if not _is_noscript(exc):
+                    raise
+                # A restarted server has forgotten its scripts: load once and run again.
+                self._client.script_load(script)
+                raw = self._client.evalsha(_SHA[script], 2, *keys_and_args)
+            reply = _Reply(raw)
+        except Exception as exc:  # noqa: BLE001  # any store failure means: use local state
+            self._store_failed(exc)
+            return None
+        if self._degraded:
+            self._store_recovered()
+        self._shared_failures = reply.failures
+        return reply
+
+    def _store_failed(self, exc: Exception) -> None:
+        with self._store_lock:
+            self._store_retry_at = self._clock() + self._reconnect_interval_s
+            first = not self._degraded
+            self._degraded = True
+        if first:
+            logger.warning(
+                "circuit breaker %r: Redis failed (%s: %s); using local state until it is back",
+                self._name,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _store_recovered(self) -> None:
+        with self._store_lock:
+            was = self._degraded
+            self._degraded = False
+        if was:
+            logger.warning("circuit breaker %r: Redis is back; using the shared state", self._name)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the breaker is on the shared Redis state (False during an outage)."""
+        return not self._degraded
+
+    def _emit_reply(self, reply: _Reply) -> None:
+        listeners = self._listeners
+        if not listeners:
+            return
+        name = cast("str", self._name)
+        events: list[BreakerEvent] = []
+        changed = reply.changed(name)
+        if changed is not None:
+            events.append(changed)
+        if reply.code in {_REJECTED_OPEN, _REJECTED_HALF_OPEN}:
+            state = CircuitState.OPEN if reply.code == _REJECTED_OPEN else CircuitState.HALF_OPEN
+            events.append(CallRejected(name, state, reply.value / _US, reply.now_s))
+        _emit_all(listeners, events)
+
+    # -- the core, shared with every inherited driver ------------------------------------------
+
+    def _acquire(self) -> int:
+        reply = self._eval(_ADMIT, self._half_open_max_calls, _micros(self._half_open_max_wait_s))
+        if reply is None:
+            token = super()._acquire()
+            return token + _LOCAL_OFFSET if token >= 0 else token - _LOCAL_OFFSET
+        self._emit_reply(reply)
+        code = reply.code
+        if code == _ADMITTED:
+            return reply.generation
+        if code == _PROBE_ADMITTED:
+            return -((reply.generation << _PROBE_BITS) | (reply.value & _PROBE_MASK))
+        state = "open" if code == _REJECTED_OPEN else "half_open"
+        raise CircuitOpenError(self._name, reply.value / _US, state)
+
+    def _report(self, token: int, outcome: int) -> None:
+        if token >= _LOCAL_OFFSET:
+            super()._report(token - _LOCAL_OFFSET, outcome)
+            return
+        if token <= -_LOCAL_OFFSET:
+            super()._report(token + _LOCAL_OFFSET, outcome)
+            return
+        if token >= 0:
+            # As in the local breaker: a success with no failure seen changes nothing; a failure
+            # racing it is ordered after it, which is allowed since the two calls overlapped.
+            if outcome == _IGNORE or (outcome == _SUCCESS and self._shared_failures == 0):
+                return
+            args = (0, token, 0)
+        else:
+            args = (1, (-token) >> _PROBE_BITS, (-token) & _PROBE_MASK)
+        reply = self._eval(
+            _REPORT,
+            *args,
+            outcome,
+            self._limit,
+            _micros(self._recovery_timeout_s),
+            self._success_threshold,
+        )
+        if reply is None:
+            logger.debug("circuit breaker %r: outcome lost while Redis is down", self._name)
+            return
+        self._emit_reply(reply)
+
+    def _observe(self) -> tuple[CircuitState, int, float]:
+        reply = self._eval(_OBSERVE)
+        if reply is None:
+            return super()._observe()
+        self._emit_reply(reply)
+        return reply.state, reply.failures, reply.value / _US
+
+    # -- async drivers: Redis round trips off the event loop -----------------------------------
+
+    async def aadmit(self) -> Permit:
+        """Like `admit`, with the Redis round trip in the loop's default executor.
+
+        If the awaiting task is cancelled, a permit admitted meanwhile is given back (ignored).
+
+        Raises:
+            CircuitOpenError: When the breaker is OPEN, or HALF_OPEN with every slot taken.
+        """
+        return Permit(self, await self._aacquire())
+
+    async def _aacquire(self) -> int:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._acquire)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, future: asyncio.Future[int]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._report(future.result(), _IGNORE)
+
+    async def _areport(self, token: int, outcome: int) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.shield(loop.run_in_executor(None, self._report, token, outcome))
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)`` through the shared breaker (see `CircuitBreaker.acall`).
+
+        Raises:
+            CircuitOpenError: When the call is rejected; *fn* is not called.
+        """
+        token = await self._aacquire()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            await self._areport(token, self._classify(exc))
+            raise
+        await self._areport(token, _SUCCESS)
+        return result
+
+    async def __aenter__(self) -> Permit:
+        """Admit the ``async with`` body as one call, without blocking the loop."""
+        permit = await self.aadmit()
+        self._cm_permits.set((*self._cm_permits.get(), permit))
+        return permit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Report the body's outcome off the loop; cancellation is ignored."""
+        stack = self._cm_permits.get()
+        self._cm_permits.set(stack[:-1])
+        permit = stack[-1]
+        report = permit.success if exc is None else functools.partial(permit.failure, exc)
+        loop = asyncio.get_running_loop()
+        await asyncio.shield(loop.run_in_executor(None, report))
+
+    # -- control and inspection ----------------------------------------------------------------
+
+    def open_for(self, seconds: float) -> None:
+        """Force the shared breaker OPEN for at least *seconds* (see `CircuitBreaker.open_for`).
+
+        Raises:
+            ValueError: When *seconds* is negative or NaN.
+        """
+        if not seconds >= 0:
+            raise ValueError(f"open_for of circuit breaker {self._name!r}: seconds must be >= 0")
+        reply = self._eval(_OPEN_FOR, _micros(seconds))
+        if reply is None:
+            super().open_for(seconds)
+            return
+        self._emit_reply(reply)
+
+    def reset(self) -> None:
+        """Close the shared breaker and clear its failure count, for every process."""
+        reply = self._eval(_RESET)
+        if reply is None:
+            super().reset()
+            return
+        self._emit_reply(reply)
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failures in a row counted so far, across every process."""
+        return self._observe()[1]
+
+    @property
+    def generation(self) -> int:
+        """The shared generation (the local one during an outage)."""
+        reply = self._eval(_OBSERVE)
+        if reply is None:
+            return self._generation
+        self._emit_reply(reply)
+        return reply.generation
+
+    def status(self) -> dict[str, object]:
+        """Like `CircuitBreaker.status`, plus ``shared``: whether it came from Redis."""
+        snapshot = super().status()
+        snapshot["shared"] = not self._degraded
+        return snapshot
+
+    def __repr__(self) -> str:
+        """Show the name and whether the shared state is in use, without a round trip."""
+        return f"RedisCircuitBreaker(name={self._name!r}, shared={not self._degraded})"
+
+
+_SHA: Final = {
+    script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    for script in (_ADMIT, _REPORT, _OBSERVE, _OPEN_FOR, _RESET)
+}
+
+
+def _is_noscript(exc: Exception) -> bool:
+    """Whether *exc* is Redis's NOSCRIPT reply (redis-py raises NoScriptError without the code)."""
+    return type(exc).__name__ == "NoScriptError" or str(exc).startswith("NOSCRIPT")
+
+
+def _micros(seconds: float) -> int:
+    return round(seconds * _US)
+
+
+def _emit_all(listeners: tuple[BreakerListener, ...], events: list[BreakerEvent]) -> None:
+    for event in events:
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: PERF203  # each listener is isolated from the others
+                logger.exception("breaker listener %r raised on %r; ignored", listener, event)
+
+
+def redis_agent_pool(
+    client: RedisClient,
+    max_concurrent: int = 4,
+    consecutive_failure_limit: int = 5,
+    recovery_timeout_s: float = 30.0,
+    *,
+    max_wait_s: float | None = None,
+    is_failure: Callable[[BaseException], bool] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    half_open_max_calls: int = 1,
+    success_threshold: int = 1,
+    half_open_max_wait_s: float | None = None,
+    listeners: Iterable[BreakerListener] = (),
+    key_prefix: str = DEFAULT_KEY_PREFIX,
+    reconnect_interval_s: float = 1.0,
+) -> AgentPool:
+    """An `AgentPool` whose breakers are `RedisCircuitBreaker` s named by their keys.
+
+    The bulkhead stays local to this process (it bounds this process's calls); each key's
+    breaker state is shared through Redis. Arguments are those of `AgentPool` and
+    `RedisCircuitBreaker`; use *key_prefix* to keep unrelated applications apart.
+
+    Raises:
+        ValueError: When a setting is out of range.
+    """
+    pool = AgentPool(
+        max_concurrent,
+        consecutive_failure_limit,
+        recovery_timeout_s,
+        max_wait_s=max_wait_s,
+        is_failure=is_failure,
+        clock=clock,
+        half_open_max_calls=half_open_max_calls,
+        success_threshold=success_threshold,
+        half_open_max_wait_s=half_open_max_wait_s,
+        listeners=listeners,
+    )
+    pool_listeners = pool._listeners  # noqa: SLF001  # the pool's live list, as its own factory uses
+
+    def make(key: str) -> CircuitBreaker:
+        return RedisCircuitBreaker(
+            client,
+            key,
+            consecutive_failure_limit,
+            recovery_timeout_s,
+            half_open_max_calls=half_open_max_calls,
+            success_threshold=success_threshold,
+            half_open_max_wait_s=half_open_max_wait_s,
+            is_failure=is_failure,
+            clock=clock,
+            listeners=pool_listeners,
+            key_prefix=key_prefix,
+            reconnect_interval_s=reconnect_interval_s,
+        )
+
+    # AgentPool has no breaker-factory hook yet: swap its factory and rebuild the default
+    # breaker before anyone has seen the pool.
+    pool._make_breaker = make  # noqa: SLF001  # see above
+    pool._breakers = {}  # noqa: SLF001  # see above
+    pool._default = pool.breaker(DEFAULT_KEY)  # noqa: SLF001  # see above
+    return pool
