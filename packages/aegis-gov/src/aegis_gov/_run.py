@@ -8,12 +8,17 @@ drivers only decide *how* work runs — a thread pool or asyncio tasks — and f
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import logging
+import math
+import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
-from typing import Protocol, cast
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, Protocol, TypeVar, cast
 
 import attrs
 from aegis_adapters import Usage
@@ -224,11 +229,16 @@ _POLL_S = 0.05
 
 @attrs.define
 class _Deadlines:
-    """When each in-flight task must be given up, and when the whole run must stop."""
+    """When each in-flight task must be given up, and when the whole run must stop.
+
+    A heap keeps the next deadline at hand, so checking costs O(log n), not O(in flight).
+    """
 
     limits: Limits
     started: float = attrs.Factory(time.monotonic)
     _task: dict[object, float] = attrs.Factory(dict)
+    _heap: list[tuple[float, int, object]] = attrs.Factory(list)
+    _seq: Iterator[int] = attrs.Factory(itertools.count)
 
     def run_over(self, now: float) -> bool:
         limit = self.limits.run_timeout_s
@@ -237,23 +247,42 @@ class _Deadlines:
     def cancel_requested(self) -> bool:
         return self.limits.cancel is not None and self.limits.cancel.is_set()
 
+    def _set(self, key: object, deadline: float) -> None:
+        self._task[key] = deadline
+        heapq.heappush(self._heap, (deadline, next(self._seq), key))
+
     def track(self, key: object, now: float) -> None:
         if self.limits.task_timeout_s is not None:
-            self._task[key] = now + self.limits.task_timeout_s
+            self._set(key, now + self.limits.task_timeout_s)
 
     def forget(self, key: object) -> None:
         self._task.pop(key, None)
 
     def cut_all(self, keys: Iterable[object], until: float) -> None:
         for key in keys:
-            self._task[key] = min(self._task.get(key, until), until)
+            if until < self._task.get(key, math.inf):
+                self._set(key, until)
 
-    def expired(self, keys: Iterable[object], now: float) -> list[object]:
-        return [key for key in keys if self._task.get(key, now + 1.0) <= now]
+    def _next(self) -> float | None:
+        # Drop heap entries that were forgotten or superseded by an earlier deadline.
+        heap = self._heap
+        while heap and self._task.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def expired(self, now: float) -> list[object]:
+        """Keys whose deadline has passed (the caller forgets them)."""
+        keys = []
+        while (deadline := self._next()) is not None and deadline <= now:
+            keys.append(heapq.heappop(self._heap)[2])
+        return keys
 
     def wait_s(self, now: float) -> float | None:
         """How long the driver may block before something needs checking."""
-        candidates = [deadline - now for deadline in self._task.values()]
+        candidates = []
+        deadline = self._next()
+        if deadline is not None:
+            candidates.append(deadline - now)
         if self.limits.run_timeout_s is not None:
             candidates.append(self.started + self.limits.run_timeout_s - now)
         if self.limits.cancel is not None:
@@ -273,58 +302,100 @@ def _overrun(work: Work, limits: Limits, *, cancelled: bool) -> AgentFailedError
     return AgentFailedError(error, 0, Usage(), ())
 
 
+H = TypeVar("H", bound=Hashable)
+
+
+class _Flight(Generic[H]):
+    """The calls a driver has in flight, keyed by its handle (a future or an asyncio task).
+
+    Everything the two drivers share lives here: starting work, recording outcomes,
+    deadlines and cancellation. The drivers only decide how to wait.
+    """
+
+    def __init__(self, state: RunState, limits: Limits, max_concurrent: int) -> None:
+        self.state = state
+        self.limits = limits
+        self.max_concurrent = max_concurrent
+        self.inflight: dict[H, Work] = {}
+        self.deadlines = _Deadlines(limits)
+
+    def ready(self, now: float) -> list[Work]:
+        """Apply cancellation and the run deadline, then claim work up to the limit."""
+        deadlines = self.deadlines
+        if not self.state.cancelled and (deadlines.cancel_requested() or deadlines.run_over(now)):
+            self.state.cancel()
+            grace = self.limits.grace_s if deadlines.cancel_requested() else 0.0
+            deadlines.cut_all(self.inflight, now + grace)
+        return self.state.take_ready(self.max_concurrent - len(self.inflight))
+
+    def launched(self, handle: H, work: Work, now: float) -> None:
+        self.inflight[handle] = work
+        self.deadlines.track(handle, now)
+
+    def landed(self, handle: H, outcome: Callable[[], Outcome]) -> None:
+        """A call finished; ignore it if it was already given up on."""
+        work = self.inflight.pop(handle, None)
+        if work is not None:
+            self.deadlines.forget(handle)
+            self.state.finish(work, outcome())
+
+    def expire(self, now: float) -> list[H]:
+        """Give up on calls past their deadline; return their handles."""
+        expired = cast("list[H]", self.deadlines.expired(now))
+        for handle in expired:
+            self.deadlines.forget(handle)
+            work = self.inflight.pop(handle)
+            self.state.finish(work, _overrun(work, self.limits, cancelled=self.state.cancelled))
+        return expired
+
+    def abort(self) -> list[H]:
+        """Cancel the run and give up on every call in flight; return their handles."""
+        self.state.cancel()
+        handles = list(self.inflight)
+        for handle in handles:
+            work = self.inflight.pop(handle)
+            self.state.finish(work, _overrun(work, self.limits, cancelled=True))
+        return handles
+
+
 def run_threads(
     state: RunState,
     execute: Callable[[Work], Outcome],
     *,
     max_concurrent: int,
     limits: Limits,
-    executor: Executor | None = None,
 ) -> None:
     """Drive a run with threads: start each task as soon as it is ready, up to the limit.
 
-    A thread cannot be interrupted: a task past its deadline is recorded FAILED and its
-    thread is abandoned (its late result is ignored). On ``KeyboardInterrupt`` the run is
-    cancelled with no grace and :class:`RunCancelledError` carries the partial result.
+    Finished calls report through a completion queue, so each costs O(1) however many are
+    in flight. A thread cannot be interrupted: a task past its deadline is recorded FAILED
+    and its thread abandoned (its late result is ignored). On ``KeyboardInterrupt`` the run
+    is cancelled with no grace and :class:`RunCancelledError` carries the partial result.
     """
-    own = executor is None
-    pool = executor or ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="aegis")
-    inflight: dict[Future[Outcome], Work] = {}
-    deadlines = _Deadlines(limits)
+    pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="aegis")
+    finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
+    flight: _Flight[Future[Outcome]] = _Flight(state, limits, max_concurrent)
     abandoned = False
     try:
         while True:
             now = time.monotonic()
-            if not state.cancelled and (deadlines.cancel_requested() or deadlines.run_over(now)):
-                state.cancel()
-                grace = limits.grace_s if deadlines.cancel_requested() else 0.0
-                deadlines.cut_all(inflight, now + grace)
-            for work in state.take_ready(max_concurrent - len(inflight)):
+            for work in flight.ready(now):
                 future = pool.submit(execute, work)
-                inflight[future] = work
-                deadlines.track(future, now)
-            if not inflight:
+                flight.launched(future, work, now)
+                future.add_done_callback(finished.put)
+            if not flight.inflight:
                 break
-            done, _ = wait(inflight, timeout=deadlines.wait_s(now), return_when=FIRST_COMPLETED)
-            for future in done:
-                deadlines.forget(future)
-                state.finish(inflight.pop(future), future.result())
-            for key in deadlines.expired(inflight, time.monotonic()):
-                future = cast("Future[Outcome]", key)
-                deadlines.forget(future)
-                abandoned = True
-                work = inflight.pop(future)
-                state.finish(work, _overrun(work, limits, cancelled=state.cancelled))
+            with contextlib.suppress(queue.Empty):
+                done = finished.get(timeout=flight.deadlines.wait_s(now))
+                flight.landed(done, done.result)
+            abandoned = bool(flight.expire(time.monotonic())) or abandoned
     except KeyboardInterrupt as interrupt:
-        state.cancel()
-        for future, work in inflight.items():
+        for future in flight.abort():
             future.cancel()
-            state.finish(work, _overrun(work, limits, cancelled=True))
         abandoned = True
         raise RunCancelledError(state.result()) from interrupt
     finally:
-        if own:
-            pool.shutdown(wait=not abandoned, cancel_futures=True)
+        pool.shutdown(wait=not abandoned, cancel_futures=True)
 
 
 async def run_async(
@@ -340,37 +411,29 @@ async def run_async(
     cancelled, calls in flight are cancelled, pending tasks skipped, and the cancellation
     propagates (events already reported everything that finished).
     """
-    inflight: dict[asyncio.Task[Outcome], Work] = {}
-    deadlines = _Deadlines(limits)
+    finished: asyncio.Queue[asyncio.Task[Outcome]] = asyncio.Queue()
+    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, max_concurrent)
     try:
         while True:
             now = time.monotonic()
-            if not state.cancelled and (deadlines.cancel_requested() or deadlines.run_over(now)):
-                state.cancel()
-                grace = limits.grace_s if deadlines.cancel_requested() else 0.0
-                deadlines.cut_all(inflight, now + grace)
-            for work in state.take_ready(max_concurrent - len(inflight)):
+            for work in flight.ready(now):
                 task = asyncio.ensure_future(execute(work))
-                inflight[task] = work
-                deadlines.track(task, now)
-            if not inflight:
+                flight.launched(task, work, now)
+                task.add_done_callback(finished.put_nowait)
+            if not flight.inflight:
                 break
-            done, _ = await asyncio.wait(
-                inflight, timeout=deadlines.wait_s(now), return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                deadlines.forget(task)
-                state.finish(inflight.pop(task), task.result())
-            for key in deadlines.expired(inflight, time.monotonic()):
-                task = cast("asyncio.Task[Outcome]", key)
-                deadlines.forget(task)
+            timeout = flight.deadlines.wait_s(now)
+            with contextlib.suppress(asyncio.TimeoutError):
+                done = await (
+                    finished.get() if timeout is None else asyncio.wait_for(finished.get(), timeout)
+                )
+                if not done.cancelled():
+                    flight.landed(done, done.result)
+            for task in flight.expire(time.monotonic()):
                 task.cancel()
-                work = inflight.pop(task)
-                state.finish(work, _overrun(work, limits, cancelled=state.cancelled))
     except asyncio.CancelledError:
-        state.cancel()
-        for task, work in inflight.items():
+        handles = flight.abort()
+        for task in handles:
             task.cancel()
-            state.finish(work, _overrun(work, limits, cancelled=True))
-        await asyncio.gather(*inflight, return_exceptions=True)
+        await asyncio.gather(*handles, return_exceptions=True)
         raise
