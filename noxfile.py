@@ -118,6 +118,14 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "report")
 
 
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with mkdocs --strict (any warning fails)."""
+    _sync(session, "--all-packages", "--all-extras", "--group", "docs")
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site))
+
+
 # Modules that importing each package must not load (isolation and lazy SDK imports).
 FORBIDDEN_ON_IMPORT: dict[str, tuple[str, ...]] = {
     "aegis-graph": ("aegis_breaker", "aegis_adapters", "aegis_gov", "requests"),
