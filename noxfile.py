@@ -115,6 +115,7 @@ def tests(session: nox.Session) -> None:
     )
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")
 
 
