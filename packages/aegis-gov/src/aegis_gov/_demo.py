@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -94,7 +95,7 @@ Teams now split LLM work across several agents, each with one job. Routine steps
 small local models and hard ones on hosted models, and the engineering effort has moved to
 keeping such pipelines alive when a provider slows down or fails."""
 
-_TRANSLATION = """# AIのトレンド：短いレポート
+_TRANSLATION = """# AIのトレンド: 短いレポート
 
 チームはLLMの作業を複数のエージェントに分担させています。日常的な処理は小さなローカルモデルで、
 難しい処理はホスト型モデルで実行し、プロバイダーが遅延・障害を起こしてもパイプラインを
@@ -173,7 +174,9 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
         recovery_timeout_s=1.0,
         is_failure=_is_retryable,
     )
-    retry = RetryPolicy(max_attempts=4, initial_delay_s=0.2, max_delay_s=5.0, max_total_delay_s=10.0)
+    retry = RetryPolicy(
+        max_attempts=4, initial_delay_s=0.2, max_delay_s=5.0, max_total_delay_s=10.0
+    )
     oma = OpenMultiAgent(pool=pool, retry=retry, seed=seed)
     return Demo(oma, team, ARTICLE_TASKS + OFFLINE_EXTRA_TASKS, "offline", offline=True)
 
@@ -236,7 +239,9 @@ def detect_provider(environ: Mapping[str, str] | None = None) -> tuple[LLMAdapte
     if models is None:
         return f"no ANTHROPIC_API_KEY, no OPENAI_API_KEY and no Ollama answering at {url}"
     if not models:
-        return f"Ollama at {url} has no model pulled (try: ollama pull {OllamaAdapter.DEFAULT_MODEL})"
+        return (
+            f"Ollama at {url} has no model pulled (try: ollama pull {OllamaAdapter.DEFAULT_MODEL})"
+        )
     if model is None:
         wanted = OllamaAdapter.DEFAULT_MODEL
         matching = [m for m in models if m == wanted or m.startswith(f"{wanted}:")]
@@ -264,13 +269,11 @@ class DemoWitness:
     finished: dict[str, float] = attrs.Factory(dict)
     retry_waits: dict[str, list[float]] = attrs.Factory(dict)
     circuits: list[CircuitStateChanged] = attrs.Factory(list)
-    clock: object = None
+    clock: Callable[[], float] = time.monotonic
 
     def __call__(self, event: RunEvent) -> None:
         """Record ``event``."""
-        import time  # noqa: PLC0415  # only the witness needs a clock
-
-        now = time.monotonic()
+        now = self.clock()
         if isinstance(event, TaskStarted):
             self.started.setdefault(event.task_id, now)
         elif isinstance(event, TaskSucceeded):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final, TextIO
+from typing import IO, Final
 
 import attrs
 from aegis_breaker import CircuitState
@@ -113,7 +113,7 @@ class ProgressTracker:
         with self._lock:
             self._record(event)
 
-    def _record(self, event: RunEvent) -> None:  # noqa: C901  # one branch per event type
+    def _record(self, event: RunEvent) -> None:
         if isinstance(event, CircuitStateChanged):
             self._circuits[event.endpoint] = event.new
             return
@@ -215,7 +215,7 @@ def _skip_note(reason: str, blamed: str | None) -> str:
     return reason.replace("_", " ")
 
 
-def describe_event(event: RunEvent) -> str | None:
+def describe_event(event: RunEvent) -> str | None:  # noqa: PLR0911  # one return per event type
     """One human line for ``event`` (``None`` for events not worth a line, like deltas)."""
     if isinstance(event, TaskStarted):
         return f"{event.task_id}: started ({event.agent})"
@@ -247,7 +247,7 @@ def describe_event(event: RunEvent) -> str | None:
 class PlainLog:
     """An event handler that writes one timestamped line per event to ``stream``."""
 
-    def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stream: IO[str], *, clock: Callable[[], float] = time.monotonic) -> None:
         """Lines are stamped with seconds since this log was made."""
         self._stream = stream
         self._clock = clock
