@@ -39,6 +39,9 @@ from aegis_breaker import (
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    RedisCircuitBreaker,
+    connect_redis,
+    redis_agent_pool,
 )
 from aegis_graph import (
     CyclicDependencyError,
@@ -52,6 +55,7 @@ from aegis_graph import (
 )
 
 from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._dask import DaskClient, DaskExecutor, dask_executor
 from aegis_gov._errors import (
     AegisError,
     DeadlineExceededError,
@@ -125,6 +129,8 @@ __all__ = [
     "CommandFailedError",
     "CommandNotAllowedError",
     "CyclicDependencyError",
+    "DaskClient",
+    "DaskExecutor",
     "DeadlineExceededError",
     "DuplicateAgentError",
     "DuplicateTaskError",
@@ -154,6 +160,7 @@ __all__ = [
     "ProviderUnavailableError",
     "QuotaExceededError",
     "RateLimitError",
+    "RedisCircuitBreaker",
     "RetryPolicy",
     "RetryableError",
     "RunCancelledError",
@@ -195,5 +202,8 @@ __all__ = [
     "Usage",
     "ValueTooLargeError",
     "adapter_from_environment",
+    "connect_redis",
+    "dask_executor",
     "endpoint_key",
+    "redis_agent_pool",
 ]

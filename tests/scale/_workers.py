@@ -1,0 +1,82 @@
+"""Functions the scale-out tests run in child processes (module level: spawn imports them)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+
+from aegis_breaker import (
+    BreakerEvent,
+    CircuitOpenError,
+    CircuitState,
+    Permit,
+    RedisCircuitBreaker,
+    StateChanged,
+    connect_redis,
+)
+
+
+class BoomError(Exception):
+    """The failure of the fake dependency."""
+
+
+def _fail() -> None:
+    raise BoomError
+
+
+def hammer(  # noqa: PLR0917  # a Process target takes positional arguments
+    url: str, name: str, limit: int, calls: int, barrier: Barrier, out: Queue[tuple[int, int, int]]
+) -> None:
+    """Make *calls* failing calls through the shared breaker; report (admitted, rejected, trips)."""
+    events: list[BreakerEvent] = []
+    breaker = RedisCircuitBreaker(connect_redis(url), name, limit, 60.0, listeners=[events.append])
+    admitted = rejected = 0
+    barrier.wait()
+    for _ in range(calls):
+        try:
+            breaker.call(_fail)
+        except BoomError:  # noqa: PERF203  # the exception is the point
+            admitted += 1
+        except CircuitOpenError:
+            rejected += 1
+    trips = sum(1 for e in events if isinstance(e, StateChanged) and e.new is CircuitState.OPEN)
+    out.put((admitted, rejected, trips))
+
+
+def probe(  # noqa: PLR0917  # a Process target takes positional arguments
+    url: str,
+    name: str,
+    max_calls: int,
+    attempts: int,
+    barrier: Barrier,
+    out: Queue[int],
+) -> None:
+    """Try to admit *attempts* half-open probes; report how many; after a barrier, succeed them."""
+    breaker = RedisCircuitBreaker(
+        connect_redis(url), name, 1, 0.0, half_open_max_calls=max_calls, half_open_max_wait_s=60.0
+    )
+    permits: list[Permit] = []
+    barrier.wait()
+    for _ in range(attempts):
+        with contextlib.suppress(CircuitOpenError):
+            permits.append(breaker.admit())
+    out.put(len(permits))
+    barrier.wait()
+    for permit in permits:
+        permit.success()
+
+
+def crash_during_probe(url: str, name: str, max_wait_s: float, out: Queue[bool]) -> None:
+    """Get admitted as the half-open probe, say so, then die without reporting."""
+    breaker = RedisCircuitBreaker(connect_redis(url), name, 1, 0.0, half_open_max_wait_s=max_wait_s)
+
+    def die() -> None:
+        out.put(True)
+        out.close()
+        out.join_thread()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    breaker.call(die)

@@ -1,0 +1,409 @@
+"""RedisCircuitBreaker against a real redis-server: semantics, drivers, outages, the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import pytest
+from aegis_breaker import (
+    AgentPool,
+    BreakerEvent,
+    CallRejected,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    Permit,
+    RedisCircuitBreaker,
+    RedisClient,
+    StateChanged,
+    connect_redis,
+    redis_agent_pool,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.scale.conftest import RedisServer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class BoomError(Exception):
+    pass
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fail() -> None:
+    raise BoomError
+
+
+def state_of(breaker: CircuitBreaker | AgentPool) -> CircuitState:
+    """Read the state through a call, so mypy does not narrow it across assertions."""
+    return breaker.state
+
+
+def is_shared(breaker: RedisCircuitBreaker) -> bool:
+    """Read `shared` through a call, so mypy does not narrow it across assertions."""
+    return breaker.shared
+
+
+def _ok() -> int:
+    return 42
+
+
+@pytest.fixture(scope="module")
+def client(redis_server: RedisServer) -> RedisClient:
+    return connect_redis(redis_server.url)
+
+
+@pytest.fixture
+def name() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+def _pair(
+    client: RedisClient, name: str, limit: int = 3, recovery_s: float = 60.0, **kwargs: object
+) -> tuple[RedisCircuitBreaker, RedisCircuitBreaker]:
+    """Two breakers on one name: two processes' views of one shared state."""
+    one = RedisCircuitBreaker(client, name, limit, recovery_s, **kwargs)  # type: ignore[arg-type]
+    two = RedisCircuitBreaker(client, name, limit, recovery_s, **kwargs)  # type: ignore[arg-type]
+    return one, two
+
+
+def _trip(breaker: CircuitBreaker, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(BoomError):
+            breaker.call(_fail)
+
+
+def test_failures_anywhere_trip_it_everywhere(client: RedisClient, name: str) -> None:
+    one, two = _pair(client, name, limit=3, recovery_s=60.0)
+    _trip(one, 2)
+    _trip(two, 1)
+    assert state_of(one) is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError) as rejected:
+        two.call(_ok)
+    assert rejected.value.state == "open"
+    assert rejected.value.breaker_name == name
+    assert 59.0 < rejected.value.retry_after_s <= 60.0
+    status = one.status()
+    assert status["state"] == "open"
+    assert status["consecutive_failures"] == 3
+    assert status["shared"] is True
+
+
+def test_a_success_anywhere_resets_the_count(client: RedisClient, name: str) -> None:
+    one, two = _pair(client, name, limit=3)
+    _trip(one, 2)
+    assert two.call(_ok) == 42
+    _trip(one, 2)
+    assert state_of(two) is CircuitState.CLOSED
+    assert two.consecutive_failures == 2
+
+
+def test_late_results_never_transition(client: RedisClient, name: str) -> None:
+    one, two = _pair(client, name, limit=1)
+    late = one.admit()
+    two.reset()  # no state change while CLOSED: the permit is still current
+    assert late.generation == two.generation
+    two.open_for(60.0)
+    two.reset()  # OPEN -> CLOSED: two generations later
+    late.failure(BoomError())
+    assert state_of(one) is CircuitState.CLOSED
+    assert one.consecutive_failures == 0
+
+
+def test_probe_successes_close_and_a_probe_failure_reopens(client: RedisClient, name: str) -> None:
+    one, two = _pair(client, name, limit=1, recovery_s=0.0, success_threshold=2,
+                     half_open_max_calls=2)  # fmt: skip
+    one.open_for(0.0)
+    first, second = one.admit(), two.admit()
+    assert first.is_probe
+    assert second.is_probe
+    with pytest.raises(CircuitOpenError) as full:
+        one.admit()
+    assert full.value.state == "half_open"
+    first.success()
+    assert state_of(two) is CircuitState.HALF_OPEN
+    second.success()
+    assert state_of(two) is CircuitState.CLOSED
+    events: list[BreakerEvent] = []
+    watcher = RedisCircuitBreaker(client, name, 1, 0.0, listeners=[events.append])
+    one.open_for(0.0)
+    probe = watcher.admit()
+    probe.failure(BoomError())
+    assert [(e.old, e.new) for e in events if isinstance(e, StateChanged)] == [
+        (CircuitState.OPEN, CircuitState.HALF_OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.OPEN),  # reopened, with a fresh (zero) timer
+    ]
+
+
+def test_an_ignored_probe_gives_its_slot_back(client: RedisClient, name: str) -> None:
+    one, two = _pair(client, name, limit=1, recovery_s=0.0)
+    one.open_for(0.0)
+    permit = one.admit()
+    with pytest.raises(CircuitOpenError):
+        two.admit()
+    permit.ignore()
+    again = two.admit()
+    assert again.is_probe
+    again.success()
+    assert state_of(one) is CircuitState.CLOSED
+
+
+def test_open_for_extends_but_never_shortens(client: RedisClient, name: str) -> None:
+    one, two = _pair(client, name)
+    one.open_for(30.0)
+    two.open_for(5.0)
+    assert 29.0 < one.retry_after_s <= 30.0
+    two.open_for(90.0)
+    assert 89.0 < one.retry_after_s <= 90.0
+    with pytest.raises(ValueError, match="seconds must be >= 0"):
+        one.open_for(-1.0)
+    two.reset()
+    assert state_of(one) is CircuitState.CLOSED
+    assert one.retry_after_s == 0.0
+
+
+def test_listeners_hear_this_process_transitions_on_the_server_clock(
+    client: RedisClient, name: str
+) -> None:
+    events: list[BreakerEvent] = []
+    one = RedisCircuitBreaker(client, name, 1, 60.0, listeners=[events.append])
+    with pytest.raises(BoomError):
+        one.call(_fail)
+    with pytest.raises(CircuitOpenError):
+        one.call(_ok)
+    changed, rejected = events
+    assert isinstance(changed, StateChanged)
+    assert (changed.old, changed.new, changed.breaker) == (
+        CircuitState.CLOSED, CircuitState.OPEN, name,
+    )  # fmt: skip
+    assert changed.at > 1e9  # epoch seconds from Redis TIME
+    assert isinstance(rejected, CallRejected)
+    assert rejected.state is CircuitState.OPEN
+    assert 59.0 < rejected.retry_after_s <= 60.0
+
+
+def test_decorator_and_context_manager(client: RedisClient, name: str) -> None:
+    breaker = RedisCircuitBreaker(client, name, 2, 60.0)
+
+    @breaker
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(4) == 8
+    with breaker as permit:
+        assert isinstance(permit, Permit)
+    with pytest.raises(BoomError), breaker:
+        raise BoomError
+    assert breaker.consecutive_failures == 1
+    with pytest.raises(BoomError), breaker:
+        raise BoomError
+    with pytest.raises(CircuitOpenError):
+        double(1)
+
+
+def test_async_drivers(client: RedisClient, name: str) -> None:
+    breaker = RedisCircuitBreaker(client, name, 2, 0.0)
+
+    async def ok() -> str:
+        await asyncio.sleep(0)
+        return "ok"
+
+    @breaker
+    async def boom() -> None:
+        raise BoomError
+
+    async def scenario() -> None:
+        assert await breaker.acall(ok) == "ok"
+        with pytest.raises(BoomError):
+            await boom()
+        with pytest.raises(BoomError):
+            async with breaker:
+                raise BoomError
+        assert breaker.consecutive_failures == 2  # tripped; its zero timer is due at once
+        permit = await breaker.aadmit()
+        assert permit.is_probe
+        with pytest.raises(CircuitOpenError):
+            await breaker.aadmit()
+        permit.success()
+        async with breaker as inner:
+            assert not inner.is_probe
+
+    asyncio.run(scenario())
+    assert state_of(breaker) is CircuitState.CLOSED
+
+
+def test_a_cancelled_async_admission_gives_the_probe_back(client: RedisClient, name: str) -> None:
+    breaker = RedisCircuitBreaker(client, name, 1, 0.0)
+    breaker.open_for(0.0)
+
+    async def scenario() -> None:
+        waiting = asyncio.ensure_future(breaker.aadmit())
+        await asyncio.sleep(0)  # let it start its round trip on the executor thread
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # The give-back runs when the round trip ends; the default executor is then idle.
+        loop = asyncio.get_running_loop()
+        await loop.shutdown_default_executor()
+
+    asyncio.run(scenario())
+    permit = breaker.admit()
+    assert permit.is_probe
+
+
+def test_unreachable_redis_falls_back_to_local_state_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = connect_redis("redis://127.0.0.1:9/0", timeout_s=0.2)  # discard port: refused
+    breaker = RedisCircuitBreaker(dead, "nowhere", 2, 60.0, reconnect_interval_s=0.0)
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis"):
+        assert breaker.call(_ok) == 42  # never worse than no breaker
+        _trip(breaker, 2)
+        with pytest.raises(CircuitOpenError):  # the local state still protects
+            breaker.call(_ok)
+    assert breaker.shared is False
+    assert breaker.status()["shared"] is False
+    warnings = [r for r in caplog.records if "using local state" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "'nowhere'" in warnings[0].getMessage()
+
+
+def test_redis_restarting_mid_run(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    client = connect_redis(own_redis_server.url)
+    breaker = RedisCircuitBreaker(client, "restart", 2, 60.0, clock=clock, reconnect_interval_s=5.0)
+    other = RedisCircuitBreaker(client, "restart", 2, 60.0, clock=clock, reconnect_interval_s=5.0)
+    assert breaker.call(_ok) == 42
+    held = breaker.admit()  # admitted by Redis, reported during the outage
+    other.open_for(60.0)
+    assert state_of(breaker) is CircuitState.OPEN
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis"):
+        own_redis_server.stop()
+        # Down: the local state (CLOSED) takes over; calls go through, one warning.
+        assert [breaker.call(_ok) for _ in range(5)] == [42] * 5
+        local = breaker.admit()
+        held.failure(BoomError())  # lost: the shared state is unreachable
+        assert not is_shared(breaker)
+        own_redis_server.start()  # back, empty (no persistence), scripts forgotten
+        assert breaker.call(_ok) == 42  # still within reconnect_interval_s: local
+        assert not is_shared(breaker)
+        clock.now += 5.0
+        assert breaker.call(_ok) == 42  # tried again: shared state, NOSCRIPT handled
+        assert is_shared(breaker)
+        local.failure(BoomError())  # a local permit reports to the local state
+        assert breaker.status()["consecutive_failures"] == 0  # the shared count
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("using local state" in m for m in messages) == 1
+    assert sum("Redis is back" in m for m in messages) == 1
+    _trip(other, 2)
+    assert state_of(breaker) is CircuitState.OPEN  # sharing again
+
+
+def test_redis_agent_pool_shares_each_keys_breaker(client: RedisClient, name: str) -> None:
+    events: list[BreakerEvent] = []
+    prefix = f"aegis:test:{name}"
+    pool = redis_agent_pool(client, 2, 2, 60.0, key_prefix=prefix)
+    twin = redis_agent_pool(client, 2, 2, 60.0, key_prefix=prefix, listeners=[events.append])
+    assert isinstance(pool, AgentPool)
+    assert isinstance(pool.breaker(), RedisCircuitBreaker)
+    assert pool.run(_ok) == 42
+    for _ in range(2):
+        with pytest.raises(BoomError):
+            pool.run_on("endpoint-a", _fail)
+    with pytest.raises(CircuitOpenError):
+        twin.run_on("endpoint-a", _ok)
+    assert twin.run_on("endpoint-b", _ok) == 42
+    assert state_of(twin) is CircuitState.OPEN
+    # The twin hears its own rejection; the transition was made (and heard) by the other pool.
+    assert [type(e) for e in events] == [CallRejected]
+    twin.reset()
+    assert state_of(pool.breaker("endpoint-a")) is CircuitState.CLOSED
+
+    async def arun() -> int:
+        async def ok() -> int:
+            return 7
+
+        return await pool.arun_on("endpoint-a", ok)
+
+    assert asyncio.run(arun()) == 7
+
+
+def test_settings_are_validated(client: RedisClient) -> None:
+    with pytest.raises(ValueError, match="non-empty name"):
+        RedisCircuitBreaker(client, "")
+    with pytest.raises(ValueError, match="reconnect_interval_s"):
+        RedisCircuitBreaker(client, "x", reconnect_interval_s=-1.0)
+    with pytest.raises(ValueError, match="consecutive_failure_limit"):
+        RedisCircuitBreaker(client, "x", 0)
+    assert repr(RedisCircuitBreaker(client, "x")) == "RedisCircuitBreaker(name='x', shared=True)"
+
+
+# -- the shared breaker behaves like the local one ------------------------------------------------
+
+_OPS = st.lists(
+    st.one_of(
+        st.just(("admit", 0)),
+        st.tuples(st.sampled_from(["success", "failure", "ignore"]), st.integers(0, 7)),
+        st.just(("reset", 0)),
+        st.just(("open", 0)),
+        st.just(("state", 0)),
+    ),
+    max_size=30,
+)
+
+
+@given(ops=_OPS)
+def test_same_decisions_as_the_local_breaker(
+    client: RedisClient, ops: list[tuple[str, int]]
+) -> None:
+    # A zero recovery timeout and no probe expiry make both independent of time.
+    settings = {"half_open_max_calls": 2, "success_threshold": 2, "half_open_max_wait_s": 1e6}
+    local = CircuitBreaker(3, 0.0, clock=FakeClock(), **settings)  # type: ignore[arg-type]
+    shared = RedisCircuitBreaker(client, f"model-{uuid.uuid4().hex}", 3, 0.0, **settings)  # type: ignore[arg-type]
+    permits: list[tuple[Permit, Permit]] = []
+    for op, index in ops:
+        if op == "admit":
+            outcomes: list[Permit | CircuitOpenError] = []
+            for breaker in (local, shared):
+                try:
+                    outcomes.append(breaker.admit())
+                except CircuitOpenError as exc:  # noqa: PERF203  # the rejection is compared
+                    outcomes.append(exc)
+            a, b = outcomes
+            if isinstance(a, Permit):
+                assert isinstance(b, Permit)
+                assert a.is_probe == b.is_probe
+                permits.append((a, b))
+            else:
+                assert isinstance(b, CircuitOpenError)
+                assert a.state == b.state
+        elif op in {"success", "failure", "ignore"} and permits:
+            a, b = permits[index % len(permits)]
+            for permit in (a, b):
+                if op == "success":
+                    permit.success()
+                elif op == "failure":
+                    permit.failure(BoomError())
+                else:
+                    permit.ignore()
+        elif op == "reset":
+            local.reset()
+            shared.reset()
+        elif op == "open":
+            local.open_for(0.0)
+            shared.open_for(0.0)
+        assert state_of(local) is shared.state
+        assert local.consecutive_failures == shared.consecutive_failures
