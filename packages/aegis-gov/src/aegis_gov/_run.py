@@ -388,6 +388,9 @@ def run_threads(
             with contextlib.suppress(queue.Empty):
                 done = finished.get(timeout=flight.deadlines.wait_s(now))
                 flight.landed(done, done.result)
+                while True:  # take every call that finished meanwhile before looking again
+                    done = finished.get_nowait()
+                    flight.landed(done, done.result)
             abandoned = bool(flight.expire(time.monotonic())) or abandoned
     except KeyboardInterrupt as interrupt:
         for future in flight.abort():
@@ -427,8 +430,12 @@ async def run_async(
                 done = await (
                     finished.get() if timeout is None else asyncio.wait_for(finished.get(), timeout)
                 )
-                if not done.cancelled():
-                    flight.landed(done, done.result)
+                while True:  # take every call that finished meanwhile before looking again
+                    if not done.cancelled():
+                        flight.landed(done, done.result)
+                    if finished.empty():
+                        break
+                    done = finished.get_nowait()
             for task in flight.expire(time.monotonic()):
                 task.cancel()
     except asyncio.CancelledError:
