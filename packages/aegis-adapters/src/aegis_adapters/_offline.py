@@ -176,7 +176,7 @@ class ScriptedAdapter(_OfflineAdapter):
     Raises:
         ScriptExhaustedError: from a call when the script has no reply left (unless ``cycle``).
 
-    Example:
+    Examples:
         >>> adapter = ScriptedAdapter(["hello", "world"])
         >>> adapter.generate("hi")
         'hello'
@@ -237,7 +237,7 @@ class ScriptedAdapter(_OfflineAdapter):
 class EchoAdapter(_OfflineAdapter):
     """Answers with the last user message, unchanged: the simplest adapter for demos and tests.
 
-    Example:
+    Examples:
         >>> EchoAdapter().generate("ping")
         'ping'
     """

@@ -14,7 +14,7 @@ import contextlib
 import importlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aegis_adapters._base import BaseChatAdapter
@@ -142,9 +142,9 @@ class SDKAdapter(BaseChatAdapter):
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._client: Any = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._aclients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
         self._transport: tuple[type[BaseException], ...] = ()
 
     @property
@@ -204,15 +204,21 @@ class SDKAdapter(BaseChatAdapter):
                 self._client = self._new_client(self._sdk(), is_async=False)
             return self._client
 
-    def _async_client(self) -> Any:
+    async def _async_client(self) -> Any:
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._aclients.get(loop)
-            if client is None:
-                self._check_key()
-                client = self._new_client(self._sdk(), is_async=True)
-                self._aclients[loop] = client
-            return client
+            entry = self._aclients.get(loop)
+            if entry is not None:
+                return entry[0]
+            self._check_key()
+            client = self._new_client(self._sdk(), is_async=True)
+            closer = _close_at_loop_shutdown(client)
+            self._aclients[loop] = (client, closer)
+        # Starting the generator registers it with the loop, whose shutdown (asyncio.run
+        # ends with shutdown_asyncgens) closes the client on its own loop. Otherwise the
+        # SDK's __del__ would later try to close its connections on another, running loop.
+        await closer.asend(None)
+        return client
 
     @contextlib.contextmanager
     def _translating(self) -> Iterator[None]:
@@ -274,7 +280,7 @@ class SDKAdapter(BaseChatAdapter):
         """Async twin of :meth:`chat`, on the SDK's async client."""
         kwargs = self._request(messages, system, tools, stream=False)
         with self._translating():
-            raw = await self._create(self._async_client(), kwargs)
+            raw = await self._create(await self._async_client(), kwargs)
             return self._parse(_as_dict(self._provider, raw))
 
     async def achat_stream(
@@ -288,7 +294,7 @@ class SDKAdapter(BaseChatAdapter):
         kwargs = self._request(messages, system, tools, stream=True)
         accumulator = self._accumulator()
         with self._translating():
-            stream = await self._create(self._async_client(), kwargs)
+            stream = await self._create(await self._async_client(), kwargs)
             try:
                 async for event in stream:
                     for delta in accumulator.feed(_as_dict(self._provider, event)):
@@ -311,3 +317,12 @@ class SDKAdapter(BaseChatAdapter):
         self._client = None
         self._aclients = weakref.WeakKeyDictionary()
         self._transport = ()
+
+
+async def _close_at_loop_shutdown(client: Any) -> AsyncGenerator[None, None]:
+    """Suspend until the event loop shuts its async generators down, then close *client*."""
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()

@@ -114,7 +114,9 @@ class OpenMultiAgent:
         tools: the registry agents' tools come from; a default :class:`ToolRegistry` (safe
             built-ins, shell disabled) is made at first use.
         retry: how retryable errors are retried.
-        sleep, async_sleep, clock: injected waits and monotonic clock (tests pass fakes).
+        sleep: how the sync API waits between retries (tests pass a fake).
+        async_sleep: how the async API waits between retries.
+        clock: monotonic seconds, for durations.
         seed: seeds the retry jitter, for reproducible runs.
 
     Thread-safety: one instance may run several agents and runs at once.
