@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import uuid
+from collections.abc import Sequence
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 
+from aegis_adapters import InvalidRequestError, Message, ProviderUnavailableError
 from aegis_breaker import (
     BreakerEvent,
     CircuitOpenError,
@@ -80,3 +84,35 @@ def crash_during_probe(url: str, name: str, max_wait_s: float, out: Queue[bool])
         os.kill(os.getpid(), signal.SIGKILL)
 
     breaker.call(die)
+
+
+# -- replies computed on Dask workers (module level, so they pickle by reference) ----------------
+
+
+def unique_reply(messages: Sequence[Message]) -> str:
+    """A reply no other call gets: the worker's pid and a fresh uuid."""
+    del messages
+    return f"{os.getpid()}:{uuid.uuid4().hex}"
+
+
+def flaky_reply(messages: Sequence[Message]) -> str:
+    """``result:<first word>``; a transient 503 one time in five; a 400 for "permanent" tasks."""
+    first_line = messages[-1].content.split("\n", 1)[0]
+    if "permanent" in first_line:
+        raise InvalidRequestError("scripted", f"cannot do {first_line!r}", status_code=400)
+    if random.random() < FLAKY_RATE:  # simulated faults, not cryptography
+        raise ProviderUnavailableError("scripted", "flaky upstream", status_code=503)
+    return f"result:{first_line.split()[0]}"
+
+
+FLAKY_RATE = 0.2
+
+
+def keyword_echo(text: str, *, key: str, pure: str) -> str:
+    """Return its arguments: `key` and `pure` are also names of Dask's submit options."""
+    return f"{text}/{key}/{pure}"
+
+
+def worker_pid() -> int:
+    """The process the call ran in."""
+    return os.getpid()
