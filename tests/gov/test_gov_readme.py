@@ -11,7 +11,15 @@ from pytest_httpserver import HTTPServer
 from tests.gov.fake_providers import serve_anthropic
 
 README = Path(__file__).parents[2] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+PACKAGE_README = Path(__file__).parents[2] / "packages" / "aegis-gov" / "README.md"
+
+
+def _blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
+BLOCKS = _blocks(README)
+PACKAGE_BLOCKS = _blocks(PACKAGE_README)
 
 
 def test_the_readme_has_the_article_examples() -> None:
@@ -20,7 +28,12 @@ def test_the_readme_has_the_article_examples() -> None:
         assert needle in text
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.parametrize(
+    "block",
+    BLOCKS + PACKAGE_BLOCKS,
+    ids=[f"block{i}" for i in range(len(BLOCKS))]
+    + [f"package{i}" for i in range(len(PACKAGE_BLOCKS))],
+)
 def test_readme_example_runs(
     block: str,
     httpserver: HTTPServer,
