@@ -1,0 +1,68 @@
+"""Checked by mypy --strict and pyright, never run for behaviour: aegis_gov as a strict user
+sees it, including the names it re-exports from the other packages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aegis_gov import (
+    AgentConfig,
+    AgentPool,
+    AgentResult,
+    CircuitOpenError,
+    OpenMultiAgent,
+    RetryPolicy,
+    RunEvent,
+    RunResult,
+    ScriptedAdapter,
+    Task,
+    TaskFailed,
+    TaskResult,
+    TaskState,
+    Team,
+    Usage,
+)
+
+failures: list[tuple[str, str]] = []
+
+
+def on_event(event: RunEvent) -> None:
+    if isinstance(event, TaskFailed):
+        failures.append((event.task_id, event.error_type))
+
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+    from typing import assert_type
+
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=4), default_adapter=ScriptedAdapter(["hi"]), retry=RetryPolicy()
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="a"))
+    assert_type(team, Team)
+    tasks = [Task(id="x", agent="a")]
+
+    result = oma.run_tasks(tasks, team, on_event=on_event, task_timeout_s=30.0)
+    assert_type(result, RunResult)
+    assert_type(result["x"], TaskResult)
+    assert_type(result["x"].status, TaskState)
+    assert_type(result["x"].output, str | None)
+    assert_type(result.summary(), dict[str, int])
+    assert_type(result.usage, Usage)
+    assert_type(RunResult.from_json(result.to_json()), RunResult)
+
+    answer = oma.run_agent(AgentConfig(name="a"), "question")
+    assert_type(answer, AgentResult)
+    assert_type(str(answer), str)
+    assert_type(oma.stream_agent(AgentConfig(name="a"), "q"), Iterator[str])
+    assert_type(oma.astream_agent(AgentConfig(name="a"), "q"), AsyncIterator[str])
+    assert_type(oma.get_status(), dict[str, object])
+
+    async def async_user() -> None:
+        assert_type(await oma.arun_tasks(tasks, team), RunResult)
+        assert_type(await oma.arun_agent(AgentConfig(name="a"), "q"), AgentResult)
+
+    try:
+        oma.run_agent(AgentConfig(name="a"), "q")
+    except CircuitOpenError as exc:
+        assert_type(exc.retry_after_s, float)
