@@ -27,22 +27,32 @@ from collections.abc import Callable
 from aegis_graph import CyclicDependencyError, Task, TaskQueue
 
 N = 100_000
-REPEATS = 3
+REPEATS = 5
 
 
-def best_of(fn: Callable[[], object]) -> float:
-    """Best wall time over REPEATS runs, with the collector off as timeit does."""
-    times = []
+def timed(fn: Callable[[], object]) -> float:
+    """Wall time of one run, with the collector off as timeit does."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
+def best_of_each(ours: Callable[[], object], theirs: Callable[[], object]) -> tuple[float, float]:
+    """Best wall time of each over REPEATS runs, alternating the two.
+
+    Alternating spreads the noise of a shared machine evenly over both sides.
+    """
+    ours_times: list[float] = []
+    theirs_times: list[float] = []
     for _ in range(REPEATS):
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        finally:
-            gc.enable()
-    return min(times)
+        ours_times.append(timed(ours))
+        theirs_times.append(timed(theirs))
+    return min(ours_times), min(theirs_times)
 
 
 def random_dag(n: int, seed: int = 42) -> list[list[int]]:
@@ -72,8 +82,7 @@ def graphlib_drain(graph: dict[str, list[str]]) -> None:
 
 def compare(name: str, tasks: list[Task]) -> None:
     graph = {t.id: list(t.depends_on) for t in tasks}
-    ours = best_of(lambda: ours_drain(tasks))
-    theirs = best_of(lambda: graphlib_drain(graph))
+    ours, theirs = best_of_each(lambda: ours_drain(tasks), lambda: graphlib_drain(graph))
     edges = sum(len(t.depends_on) for t in tasks)
     print(
         f"{name:<28} {len(tasks):>7} tasks {edges:>7} edges   aegis {ours * 1e3:7.1f} ms   "
@@ -104,7 +113,7 @@ def cycle() -> None:
         else:
             raise AssertionError("no cycle found")
 
-    a, b = best_of(ours), best_of(theirs)
+    a, b = best_of_each(ours, theirs)
     print(
         f"{'cycle detection':<28} {N:>7} tasks {N:>7} edges   aegis {a * 1e3:7.1f} ms   "
         f"graphlib {b * 1e3:7.1f} ms   speed-up x{b / a:.2f}"
