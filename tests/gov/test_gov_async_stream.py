@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -16,6 +18,7 @@ from aegis_gov import (
     Message,
     OpenMultiAgent,
     ProviderUnavailableError,
+    RunCancelledError,
     RunEvent,
     RunResult,
     ScriptedAdapter,
@@ -260,3 +263,21 @@ def test_async_run_streams_deltas_per_task_and_resumes() -> None:
     second = asyncio.run(oma.arun_tasks(_chain_and_island(), TEAM, resume=first))
     assert second.summary() == {"done": 4}
     assert len(adapter.calls) - before == 2  # only b and c ran again
+
+
+def test_ctrl_c_cancels_the_run_and_keeps_the_partial_result() -> None:
+    def reply(messages: Sequence[Message]) -> str:
+        if _last_user(messages).startswith("b"):
+            # A real SIGINT, as from Ctrl-C, delivered while the main thread waits for calls.
+            os.kill(os.getpid(), signal.SIGINT)
+        return "ok"
+
+    oma = OpenMultiAgent(AgentPool(max_concurrent=1), default_adapter=ScriptedAdapter(reply))
+    with pytest.raises(RunCancelledError) as info:
+        oma.run_tasks(_chain_and_island(), TEAM)
+    partial = info.value.result
+    assert partial.cancelled
+    assert partial["a"].status is TaskState.DONE
+    assert partial["c"].status is TaskState.SKIPPED
+    assert partial["c"].skip_reason == "cancelled"
+    assert isinstance(info.value.__cause__, KeyboardInterrupt)
