@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from itertools import chain, compress, repeat
-from operator import lt, not_
+from itertools import accumulate, chain, compress, count, islice, repeat
+from operator import eq, lt, not_
 from typing import TYPE_CHECKING, NoReturn
 
 import attrs
@@ -106,19 +106,19 @@ class TaskQueue:
             targets = list(map(index.__getitem__, chain.from_iterable(depends_on)))
         except KeyError:
             _raise_unknown_dependency(task_tuple, index)
+        if 0 not in counts and n:
+            # No task is free of dependencies, so every task is on or after a cycle: find one
+            # without building the reverse edges.
+            _raise_cycle(ids, targets, counts, None)
+        roots = list(compress(range(n), map(not_, counts)))
         owners = list(chain.from_iterable(map(repeat, range(n), counts)))
-        # When every task only depends on earlier ones (the usual way to declare a pipeline),
-        # declaration order is topological and there can be no cycle.
-        in_order = all(map(lt, targets, owners))
-        if not in_order and not any(map(not_, counts)):
-            # No task is free of dependencies, so there is a cycle and no need for the
-            # reverse edges.
-            _raise_cycle(ids, depends_on, index, counts.copy())
         dependents: list[list[int]] = [[] for _ in range(n)]
         for target, owner in zip(targets, owners, strict=True):
             dependents[target].append(owner)
-        if not in_order:
-            _check_acyclic(ids, depends_on, index, dependents, counts)
+        # When every task only depends on earlier ones (the usual way to declare a pipeline),
+        # declaration order is topological and there can be no cycle.
+        if not all(map(lt, targets, owners)):
+            _check_acyclic(ids, targets, counts, dependents, roots)
 
         self._tasks = task_tuple
         self._ids = ids
@@ -136,7 +136,7 @@ class TaskQueue:
             state = self._state
             self._ready = {i for i in range(n) if not counts[i] and state[i] is _PENDING}
         else:
-            self._ready = set(compress(range(n), map(not_, counts)))
+            self._ready = set(roots)
 
     def _resume(self, completed: Iterable[str]) -> bool:
         """Mark *completed* DONE; whether there was any."""
@@ -496,14 +496,14 @@ def _raise_unknown_dependency(tasks: Sequence[Task], index: dict[str, int]) -> N
 
 def _check_acyclic(
     ids: list[str],
-    depends_on: list[tuple[str, ...]],
-    index: dict[str, int],
-    dependents: list[list[int]],
+    targets: list[int],
     counts: list[int],
+    dependents: list[list[int]],
+    roots: list[int],
 ) -> None:
     """Raise `CyclicDependencyError` if the graph has a cycle (Kahn's algorithm, O(V + E))."""
     remaining = counts.copy()
-    order = list(compress(range(len(counts)), map(not_, counts)))
+    order = roots.copy()
     append = order.append
     for i in order:  # the list grows while we walk it: a FIFO queue without a deque
         for j in dependents[i]:
@@ -512,34 +512,53 @@ def _check_acyclic(
             if not left:
                 append(j)
     if len(order) != len(counts):
-        _raise_cycle(ids, depends_on, index, remaining)
+        _raise_cycle(ids, targets, counts, remaining)
 
 
 def _raise_cycle(
-    ids: list[str],
-    depends_on: list[tuple[str, ...]],
-    index: dict[str, int],
-    left_over: list[int],
+    ids: list[str], targets: list[int], counts: list[int], left_over: list[int] | None
 ) -> NoReturn:
-    """Raise `CyclicDependencyError` for one cycle among the left-over tasks.
+    """Raise `CyclicDependencyError` for one cycle among the tasks Kahn's algorithm left over.
 
-    *left_over* is positive exactly for the tasks Kahn's algorithm could not order (it is
-    used as scratch space). Each of them waits on a left-over dependency, so following such
-    dependencies from any left-over task must come back to a task already seen: O(V) steps.
+    Args:
+        ids: The ids, in declaration order.
+        targets: The dependencies of every task, as indices, task after task.
+        counts: How many dependencies each task has.
+        left_over: Positive exactly for the left-over tasks; ``None`` when every task is.
+
+    Every left-over task waits on a left-over dependency: pick one for each (its *next*).
+    Following *next* from a left-over task for as many steps as there are left-over tasks
+    must end on a cycle, which the walk has gone round once just before its end. O(V + E).
     """
-    node = next(compress(range(len(left_over)), left_over))
-    following: dict[int, int] = {}
-    while node not in following:
-        for dep in depends_on[node]:  # pragma: no branch  # a left-over dependency exists
-            j = index[dep]
-            if left_over[j]:
-                following[node] = j
-                node = j
-                break
-    cycle = list(following)
-    cycle = cycle[cycle.index(node) :]
-    cycle.append(node)
-    raise CyclicDependencyError(tuple(map(ids.__getitem__, cycle)))
+    if left_over is None and len(targets) == len(counts):
+        # Each task has exactly one dependency: *targets* already is *next*.
+        following = targets
+        first = 0
+        steps = len(counts)
+    elif left_over is None:
+        starts = list(accumulate(counts, initial=0))
+        starts.pop()
+        following = list(map(targets.__getitem__, starts))
+        first = 0
+        steps = len(counts)
+    else:
+        starts = list(accumulate(counts, initial=0))
+        following = [-1] * len(counts)
+        for i in compress(range(len(counts)), left_over):
+            k = starts[i]
+            while not left_over[targets[k]]:  # an ordered dependency: try the next one
+                k += 1
+            following[i] = targets[k]
+        first = next(compress(range(len(counts)), left_over))
+        steps = sum(map(bool, left_over))
+    # The walk in C: map reads the path list while extend appends to it.
+    path = [first]
+    path.extend(islice(map(following.__getitem__, path), steps))
+    length = path[-2::-1].index(path[-1]) + 1
+    # Report the cycle from where the walk entered it, as a walk that stops at the first
+    # repeat would: the first position whose task comes back *length* steps later.
+    entry = next(compress(count(), map(eq, path, islice(path, length, None))))
+    raise CyclicDependencyError(tuple(map(ids.__getitem__, path[entry : entry + length + 1])))
 
 
 def _layers(remaining: list[int], dependents: list[list[int]]) -> tuple[tuple[int, ...], ...]:
