@@ -8,6 +8,7 @@ which is what proves the packages are isolated from one another.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -140,17 +141,20 @@ FORBIDDEN_ON_IMPORT: dict[str, tuple[str, ...]] = {
 def build(session: nox.Session) -> None:
     """Build every wheel without workspace sources, then install and import each alone."""
     dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)  # never install a stale wheel
     session.run(
         "uv", "build", "--all-packages", "--no-sources", "--out-dir", str(dist), external=True
     )
     for package, (module, _, _, _) in PACKAGES.items():
         venv = Path(session.create_tmp()) / f"venv-{package}"
-        session.run("uv", "venv", "--quiet", "--python", sys.executable, str(venv), external=True)
-        python = str(venv / "bin" / "python")
         session.run(
-            "uv", "pip", "install", "--quiet", "--python", python,
-            "--find-links", str(dist), package, external=True,
+            "uv", "venv", "--quiet", "--clear", "--python", sys.executable, str(venv), external=True
         )
+        python = str(venv / "bin" / "python")
+        # Install our wheels by path: "aegis-gov" on the index is somebody else's package.
+        ours = [module] if package != "aegis-gov" else [m for m, *_ in PACKAGES.values()]
+        wheels = [str(next(dist.glob(f"{m}-*.whl"))) for m in ours]
+        session.run("uv", "pip", "install", "--quiet", "--python", python, *wheels, external=True)
         check = (
             f"import sys, {module}; "
             f"bad = [m for m in {FORBIDDEN_ON_IMPORT[package]!r} if m in sys.modules]; "
@@ -158,3 +162,6 @@ def build(session: nox.Session) -> None:
             f"print('{module} imports alone')"
         )
         session.run(python, "-c", check, external=True)
+    # The console script from the wheel works on a machine with no provider configured.
+    aegis = str(Path(session.create_tmp()) / "venv-aegis-gov" / "bin" / "aegis")
+    session.run(aegis, "graph", str(ROOT / "examples" / "article.toml"), external=True)
