@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from itertools import accumulate, chain, compress, count, islice, repeat
 from operator import eq, lt, not_
 from typing import TYPE_CHECKING, NoReturn
@@ -113,8 +114,8 @@ class TaskQueue:
         roots = list(compress(range(n), map(not_, counts)))
         owners = list(chain.from_iterable(map(repeat, range(n), counts)))
         dependents: list[list[int]] = [[] for _ in range(n)]
-        for target, owner in zip(targets, owners, strict=True):
-            dependents[target].append(owner)
+        # dependents[target].append(owner) for every edge, looping in C.
+        deque(map(list.append, map(dependents.__getitem__, targets), owners), maxlen=0)
         # When every task only depends on earlier ones (the usual way to declare a pipeline),
         # declaration order is topological and there can be no cycle.
         if not all(map(lt, targets, owners)):
@@ -269,7 +270,8 @@ class TaskQueue:
             ready = sorted(self._ready)
         finally:
             lock.release()
-        return list(map(self._tasks.__getitem__, ready))
+        tasks = self._tasks
+        return [tasks[i] for i in ready]
 
     def start(self, task_id: str) -> Task:
         """Claim a ready PENDING task: it becomes RUNNING.
