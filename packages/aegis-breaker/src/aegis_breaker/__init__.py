@@ -12,7 +12,7 @@ from aegis_breaker._events import (
     CircuitState,
     StateChanged,
 )
-from aegis_breaker._pool import AgentPool
+from aegis_breaker._pool import AgentPool, BreakerFactory
 from aegis_breaker._redis import (
     RedisCircuitBreaker,
     RedisClient,
@@ -24,6 +24,7 @@ __all__ = [
     "AgentPool",
     "BreakerError",
     "BreakerEvent",
+    "BreakerFactory",
     "BreakerListener",
     "Bulkhead",
     "BulkheadFullError",

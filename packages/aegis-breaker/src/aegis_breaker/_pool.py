@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
@@ -12,9 +13,9 @@ from aegis_breaker._bulkhead import Bulkhead
 from aegis_breaker._events import BreakerListener, CircuitState
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from collections.abc import Awaitable, Iterable, Mapping
 
-__all__ = ["AgentPool"]
+__all__ = ["AgentPool", "BreakerFactory"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -22,6 +23,10 @@ R = TypeVar("R")
 DEFAULT_KEY: Final = "default"
 
 _SEVERITY: Final = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+BreakerFactory = Callable[[str, Sequence[BreakerListener]], CircuitBreaker]
+"""Makes the breaker for a key, attaching the given listeners (see :class:`AgentPool`)."""
 
 
 class AgentPool:
@@ -64,8 +69,14 @@ class AgentPool:
         success_threshold: int = 1,
         half_open_max_wait_s: float | None = None,
         listeners: Iterable[BreakerListener] = (),
+        breaker_factory: BreakerFactory | None = None,
     ) -> None:
-        """Build a pool whose ``"default"`` breaker is CLOSED and whose bulkhead is empty."""
+        """Build a pool whose ``"default"`` breaker is CLOSED and whose bulkhead is empty.
+
+        ``breaker_factory(key, listeners)``, when given, makes each key's breaker instead
+        of a local :class:`CircuitBreaker` with the settings above (for example a breaker
+        whose state is shared between processes); it must attach ``listeners``.
+        """
         self._bulkhead = Bulkhead(max_concurrent, max_wait_s=max_wait_s)
         self._lock = threading.Lock()
         self._listeners: list[BreakerListener] = list(listeners)
@@ -83,6 +94,12 @@ class AgentPool:
                 name=key,
                 listeners=self._listeners,
             )
+
+        if breaker_factory is not None:
+            listeners_now = self._listeners
+
+            def make(key: str) -> CircuitBreaker:
+                return breaker_factory(key, listeners_now)
 
         self._make_breaker = make
         self._default = self.breaker(DEFAULT_KEY)

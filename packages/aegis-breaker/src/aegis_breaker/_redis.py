@@ -20,10 +20,10 @@ from aegis_breaker._events import (
     CircuitState,
     StateChanged,
 )
-from aegis_breaker._pool import DEFAULT_KEY, AgentPool
+from aegis_breaker._pool import AgentPool
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
     from types import TracebackType
 
 __all__ = ["RedisCircuitBreaker", "RedisClient", "connect_redis", "redis_agent_pool"]
@@ -605,21 +605,8 @@ def redis_agent_pool(
     Raises:
         ValueError: When a setting is out of range.
     """
-    pool = AgentPool(
-        max_concurrent,
-        consecutive_failure_limit,
-        recovery_timeout_s,
-        max_wait_s=max_wait_s,
-        is_failure=is_failure,
-        clock=clock,
-        half_open_max_calls=half_open_max_calls,
-        success_threshold=success_threshold,
-        half_open_max_wait_s=half_open_max_wait_s,
-        listeners=listeners,
-    )
-    pool_listeners = pool._listeners  # noqa: SLF001  # the pool's live list, as its own factory uses
 
-    def make(key: str) -> CircuitBreaker:
+    def make(key: str, pool_listeners: Sequence[BreakerListener]) -> CircuitBreaker:
         return RedisCircuitBreaker(
             client,
             key,
@@ -635,9 +622,16 @@ def redis_agent_pool(
             reconnect_interval_s=reconnect_interval_s,
         )
 
-    # AgentPool has no breaker-factory hook yet: swap its factory and rebuild the default
-    # breaker before anyone has seen the pool.
-    pool._make_breaker = make  # noqa: SLF001  # see above
-    pool._breakers = {}  # noqa: SLF001  # see above
-    pool._default = pool.breaker(DEFAULT_KEY)  # noqa: SLF001  # see above
-    return pool
+    return AgentPool(
+        max_concurrent,
+        consecutive_failure_limit,
+        recovery_timeout_s,
+        max_wait_s=max_wait_s,
+        is_failure=is_failure,
+        clock=clock,
+        half_open_max_calls=half_open_max_calls,
+        success_threshold=success_threshold,
+        half_open_max_wait_s=half_open_max_wait_s,
+        listeners=listeners,
+        breaker_factory=make,
+    )
