@@ -78,6 +78,7 @@ class _OfflineAdapter(BaseChatAdapter):
         self.delay_s = delay_s
         self._lock = threading.Lock()
         self._calls: list[RecordedCall] = []
+        self._offset = 0  # calls made before this copy was unpickled
 
     @property
     def endpoint(self) -> Endpoint:
@@ -98,7 +99,7 @@ class _OfflineAdapter(BaseChatAdapter):
     ) -> ChatResponse:
         call = RecordedCall(tuple(messages), system, tuple(tools))
         with self._lock:
-            index = len(self._calls)
+            index = self._offset + len(self._calls)
             self._calls.append(call)
         return self._reply(call, index)
 
@@ -153,9 +154,16 @@ class _OfflineAdapter(BaseChatAdapter):
         yield response
 
     def __getstate__(self) -> dict[str, object]:
-        """Pickle without the lock."""
+        """Pickle without the lock or the recorded calls.
+
+        A copy sent to a worker would otherwise carry every call made so far with each
+        request. The copy's script goes on from where this adapter is.
+        """
         state = self.__dict__.copy()
         del state["_lock"]
+        with self._lock:
+            state["_offset"] = self._offset + len(self._calls)
+        state["_calls"] = []
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
