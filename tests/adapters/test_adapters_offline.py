@@ -168,4 +168,3 @@ def test_echo_answers_the_last_user_message() -> None:
     )
     assert response.text == "last"
     assert asyncio.run(EchoAdapter().agenerate("ping")) == "ping"
-
