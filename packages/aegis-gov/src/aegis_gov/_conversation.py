@@ -150,7 +150,7 @@ class Conversation:
                 yield from self._wait_or_raise(exc, exc.retry_after_s, rejected=False)
                 continue
             assert isinstance(answer, ChatResponse)  # noqa: S101  # the drivers' contract
-            self.usage = self.usage + answer.usage
+            self.usage = self.usage + answer.usage if self.usage.total_tokens else answer.usage
             return answer
 
     def _wait_or_raise(

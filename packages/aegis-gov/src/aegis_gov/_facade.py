@@ -165,6 +165,9 @@ class OpenMultiAgent:
     @property
     def default_adapter(self) -> LLMAdapter:
         """The adapter of agents without one (chosen from the environment at first use)."""
+        chosen = self._default_adapter
+        if chosen is not None:  # the common case needs no lock: it never changes once set
+            return chosen
         with self._lock:
             if self._default_adapter is None:
                 self._default_adapter = adapter_from_environment()

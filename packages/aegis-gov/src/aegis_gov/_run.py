@@ -118,7 +118,7 @@ class RunState:
             return []
         work: list[Work] = []
         with self._lock:
-            for task in self.queue.ready()[:limit]:
+            for task in self.queue.ready(limit):
                 self.queue.start(task.id)
                 self._started_at[task.id] = self.clock()
                 prompt = build_prompt(task, self._outputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import deque
 from itertools import accumulate, chain, compress, count, islice, repeat
@@ -259,15 +260,20 @@ class TaskQueue:
 
     # ------------------------------------------------------------------ the run
 
-    def ready(self) -> list[Task]:
+    def ready(self, limit: int | None = None) -> list[Task]:
         """The PENDING tasks whose dependencies are all DONE, in declaration order.
 
-        A pure query: nothing changes. Costs O(k log k) for k ready tasks, not a graph scan.
+        With ``limit``, only the first ``limit`` of them (what a scheduler with that many free
+        slots needs). A pure query: nothing changes. Costs O(k log k) for k ready tasks, or
+        O(k log limit) with a limit, never a graph scan.
         """
         lock = self._lock
         lock.acquire()
         try:
-            ready = sorted(self._ready)
+            if limit is None or limit >= len(self._ready):
+                ready = sorted(self._ready)
+            else:
+                ready = heapq.nsmallest(max(limit, 0), self._ready)
         finally:
             lock.release()
         tasks = self._tasks
