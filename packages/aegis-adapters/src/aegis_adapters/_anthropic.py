@@ -21,7 +21,6 @@ from aegis_adapters._wire import as_int, as_list, as_map, as_str, load_arguments
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
-    from types import ModuleType
 
 __all__ = ["AnthropicAdapter"]
 
@@ -169,6 +168,7 @@ class AnthropicAdapter(SDKAdapter):
     _provider = _PROVIDER
     _module = "anthropic"
     _extra = "anthropic"
+    _client_classes = ("Anthropic", "AsyncAnthropic")
 
     def __init__(
         self,
@@ -203,20 +203,10 @@ class AnthropicAdapter(SDKAdapter):
             endpoint=Endpoint(_PROVIDER, resolved_url, model),
             api_key=api_key or os.environ.get("ANTHROPIC_API_KEY"),
             timeout_s=timeout_s,
+            default_headers=default_headers,
         )
         self.max_tokens = max_tokens
         self.temperature = temperature
-        self.default_headers: dict[str, str] = dict(default_headers or {})
-
-    def _new_client(self, sdk: ModuleType, *, is_async: bool) -> Any:
-        factory = sdk.AsyncAnthropic if is_async else sdk.Anthropic
-        return factory(
-            api_key=self._api_key,
-            base_url=self._endpoint.base_url,
-            timeout=self.timeout_s,
-            max_retries=0,
-            default_headers=self.default_headers or None,
-        )
 
     def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
         return client.messages.create(**kwargs)

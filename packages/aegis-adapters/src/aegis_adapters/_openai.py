@@ -22,7 +22,6 @@ from aegis_adapters._wire import as_int, as_list, as_map, as_str, load_arguments
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
-    from types import ModuleType
 
 __all__ = ["OpenAIAdapter"]
 
@@ -163,6 +162,7 @@ class OpenAIAdapter(SDKAdapter):
     _provider = _PROVIDER
     _module = "openai"
     _extra = "openai"
+    _client_classes = ("OpenAI", "AsyncOpenAI")
 
     def __init__(
         self,
@@ -203,22 +203,12 @@ class OpenAIAdapter(SDKAdapter):
             endpoint=Endpoint(_PROVIDER, configured_url or _DEFAULT_URL, model),
             api_key=key,
             timeout_s=timeout_s,
+            default_headers=default_headers,
         )
         self.max_tokens = max_tokens
         self.max_tokens_param = max_tokens_param
         self.temperature = temperature
         self.stream_usage = stream_usage
-        self.default_headers: dict[str, str] = dict(default_headers or {})
-
-    def _new_client(self, sdk: ModuleType, *, is_async: bool) -> Any:
-        factory = sdk.AsyncOpenAI if is_async else sdk.OpenAI
-        return factory(
-            api_key=self._api_key,
-            base_url=self._endpoint.base_url,
-            timeout=self.timeout_s,
-            max_retries=0,
-            default_headers=self.default_headers or None,
-        )
 
     def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
         return client.chat.completions.create(**kwargs)

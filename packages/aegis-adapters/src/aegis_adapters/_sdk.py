@@ -133,13 +133,22 @@ class SDKAdapter(BaseChatAdapter):
     _provider = ""
     _module = ""
     _extra = ""
+    _client_classes: tuple[str, str] = ("", "")  # the SDK's (sync, async) client class names
 
-    def __init__(self, *, endpoint: Endpoint, api_key: str | None, timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: Endpoint,
+        api_key: str | None,
+        timeout_s: float,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self._endpoint = endpoint
         self._api_key = api_key
         self.timeout_s = timeout_s
+        self.default_headers: dict[str, str] = dict(default_headers or {})
         self._lock = threading.Lock()
         self._client: Any = None
         self._aclients: weakref.WeakKeyDictionary[
@@ -154,9 +163,16 @@ class SDKAdapter(BaseChatAdapter):
 
     # -- provider-specific parts ------------------------------------------------------------
 
-    @abc.abstractmethod
     def _new_client(self, sdk: ModuleType, *, is_async: bool) -> Any:
-        """Build an SDK client (``max_retries=0``)."""
+        """Build an SDK client with ``max_retries=0``: retrying is the caller's job."""
+        factory = getattr(sdk, self._client_classes[is_async])
+        return factory(
+            api_key=self._api_key,
+            base_url=self._endpoint.base_url,
+            timeout=self.timeout_s,
+            max_retries=0,
+            default_headers=self.default_headers or None,
+        )
 
     @abc.abstractmethod
     def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
