@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -590,24 +591,16 @@ class OpenMultiAgent:
         for emit in watchers:
             emit(change)
 
-    def _watching(self, emit: _Emitter) -> _Watch:
-        return _Watch(self, emit)
-
-
-class _Watch:
-    """Context manager: forward breaker events to one run's handler while it runs."""
-
-    def __init__(self, oma: OpenMultiAgent, emit: _Emitter) -> None:
-        self._oma = oma
-        self._emit = emit
-
-    def __enter__(self) -> None:
-        with self._oma._lock:  # noqa: SLF001
-            self._oma._watchers.append(self._emit)  # noqa: SLF001
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._oma._lock:  # noqa: SLF001
-            self._oma._watchers.remove(self._emit)  # noqa: SLF001
+    @contextlib.contextmanager
+    def _watching(self, emit: _Emitter) -> Iterator[None]:
+        """Forward breaker events to one run's handler while the run lasts."""
+        with self._lock:
+            self._watchers.append(emit)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._watchers.remove(emit)
 
 
 def _sync_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse:
