@@ -232,6 +232,13 @@ class CircuitBreaker:
 
     def _acquire(self) -> int:
         """Admit one call and return its token, or raise CircuitOpenError."""
+        # CLOSED admits everyone and changes nothing, so it needs no lock. Reading the
+        # generation before the state makes the token safe: every transition bumps the
+        # generation, so if one slipped in between the two reads the token is stale and
+        # the call's outcome is ignored as a late result (never a wrong transition).
+        generation = self._generation
+        if self._state is _CLOSED:
+            return generation
         # acquire/release with try/finally costs half of a `with` block on CPython 3.11.
         lock = self._lock
         lock.acquire()
