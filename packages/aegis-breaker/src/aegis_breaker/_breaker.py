@@ -237,7 +237,8 @@ class CircuitBreaker:
         # generation, so if one slipped in between the two reads the token is stale and
         # the call's outcome is ignored as a late result (never a wrong transition).
         generation = self._generation
-        if self._state is _CLOSED:
+        state = self._state
+        if state is _CLOSED:
             return generation
         # acquire/release with try/finally costs half of a `with` block on CPython 3.11.
         lock = self._lock

@@ -57,10 +57,12 @@ class _TaskWaiter:
 class Bulkhead:
     """Limits how many calls run at once, shared by threads and asyncio tasks.
 
-    One counter, guarded by one `threading.Lock`, covers sync and async holders, so the total in
-    flight never exceeds ``max_concurrent``. Waiters are served first come, first served; a
-    released permit is handed straight to the oldest waiter. Async waiting binds to the running
-    loop lazily, so one bulkhead can serve threads and event loops at once.
+    Exactly ``max_concurrent`` permit tokens exist, shared by sync and async holders, so the
+    total in flight never exceeds the limit. Free tokens sit in a deque whose ``pop`` and
+    ``append`` are atomic, so an uncontended acquire or release takes no lock; waiting and
+    waking happen under one `threading.Lock`. Waiters are served first come, first served: a
+    released permit is handed straight to the oldest waiter. Async waiting binds to the
+    running loop lazily, so one bulkhead can serve threads and event loops at once.
 
     Args:
         max_concurrent: Permits available (>= 1).
@@ -71,7 +73,7 @@ class Bulkhead:
         ValueError: When *max_concurrent* < 1 or *max_wait_s* is negative.
     """
 
-    __slots__ = ("_active", "_lock", "_max", "_max_wait_s", "_waiters")
+    __slots__ = ("_free", "_lock", "_max", "_max_wait_s", "_waiters")
 
     def __init__(self, max_concurrent: int, *, max_wait_s: float | None = None) -> None:
         """Build a bulkhead with *max_concurrent* free permits."""
@@ -81,7 +83,7 @@ class Bulkhead:
             raise ValueError(f"bulkhead: max_wait_s must be >= 0 or None, got {max_wait_s}")
         self._max = max_concurrent
         self._max_wait_s = max_wait_s
-        self._active = 0
+        self._free: collections.deque[None] = collections.deque([None] * max_concurrent)
         self._lock = threading.Lock()
         self._waiters: collections.deque[_ThreadWaiter | _TaskWaiter] = collections.deque()
 
@@ -98,7 +100,25 @@ class Bulkhead:
     @property
     def active(self) -> int:
         """Permits held right now."""
-        return self._active
+        return self._max - len(self._free)
+
+    def _try_take(self) -> bool:
+        """Take a free permit unless someone is queued for one (no lock needed)."""
+        if self._waiters:
+            return False
+        try:
+            self._free.pop()
+        except IndexError:
+            return False
+        return True
+
+    def _serve_waiters(self) -> None:
+        """Hand free permits to the oldest waiters (lock held)."""
+        waiters, free = self._waiters, self._free
+        while waiters and free:
+            free.pop()
+            if not waiters.popleft().grant():  # its loop is closed: the permit stays free
+                free.append(None)
 
     def acquire(self) -> None:
         """Take a permit, blocking the thread up to ``max_wait_s``.
@@ -106,18 +126,16 @@ class Bulkhead:
         Raises:
             BulkheadFullError: When no permit came free in time.
         """
-        lock = self._lock
-        lock.acquire()  # cheaper than `with` on the hot path
-        try:
-            if self._active < self._max and not self._waiters:
-                self._active += 1
+        if self._try_take():
+            return
+        with self._lock:
+            if self._try_take():
                 return
             if self._max_wait_s == 0:
                 raise BulkheadFullError(self._max, 0.0)
             waiter = _ThreadWaiter()
             self._waiters.append(waiter)
-        finally:
-            lock.release()
+            self._serve_waiters()  # a permit freed since our first look goes to the oldest
         started = time.monotonic()
         if waiter.event.wait(self._max_wait_s):
             return
@@ -135,14 +153,16 @@ class Bulkhead:
         Raises:
             BulkheadFullError: When no permit came free in time.
         """
+        if self._try_take():
+            return
         with self._lock:
-            if self._active < self._max and not self._waiters:
-                self._active += 1
+            if self._try_take():
                 return
             if self._max_wait_s == 0:
                 raise BulkheadFullError(self._max, 0.0)
             waiter = _TaskWaiter(asyncio.get_running_loop())
             self._waiters.append(waiter)
+            self._serve_waiters()
         started = time.monotonic()
         try:
             await asyncio.wait_for(waiter.future, self._max_wait_s)
@@ -167,18 +187,15 @@ class Bulkhead:
         Raises:
             RuntimeError: When no permit is held.
         """
-        lock = self._lock
-        lock.acquire()  # cheaper than `with` on the hot path
-        try:
-            waiters = self._waiters
-            while waiters:
-                if waiters.popleft().grant():
-                    return
-            if self._active <= 0:
-                raise RuntimeError("bulkhead: release() without a matching acquire()")
-            self._active -= 1
-        finally:
-            lock.release()
+        free = self._free
+        if len(free) >= self._max:
+            raise RuntimeError("bulkhead: release() without a matching acquire()")
+        free.append(None)
+        # Looking after the append closes the race with a waiter queuing meanwhile: either
+        # it saw this permit when it queued, or we see it now and hand the permit over.
+        if self._waiters:
+            with self._lock:
+                self._serve_waiters()
 
     def __enter__(self) -> Bulkhead:  # noqa: PYI034  # typing.Self is 3.11+
         """Take a permit for the ``with`` body (see `acquire`)."""
@@ -210,4 +227,4 @@ class Bulkhead:
 
     def __repr__(self) -> str:
         """Show permits in use and the limit."""
-        return f"Bulkhead(active={self._active}, max_concurrent={self._max})"
+        return f"Bulkhead(active={self.active}, max_concurrent={self._max})"

@@ -134,20 +134,12 @@ class AgentPool:
             CircuitOpenError: When the breaker rejects the call; *fn* is not called.
             BulkheadFullError: When no permit came free within ``max_wait_s``.
         """
-        # Written out, with the bulkhead's uncontended path inlined, rather than delegating to
-        # run_on: method calls and forwarding *args/**kwargs twice cost more than the locks.
+        # Written out rather than delegating to run_on: method calls and forwarding
+        # *args/**kwargs twice cost more than the bulkhead's lock-free permits.
         breaker = self._default
         token = breaker._acquire()  # noqa: SLF001  # the package's own hot path
         bh = self._bulkhead
-        lock = bh._lock  # noqa: SLF001  # the package's own hot path
-        lock.acquire()
-        try:
-            taken = bh._active < bh._max and not bh._waiters  # noqa: SLF001  # hot path
-            if taken:
-                bh._active += 1  # noqa: SLF001  # the package's own hot path
-        finally:
-            lock.release()
-        if not taken:
+        if not bh._try_take():  # noqa: SLF001  # the package's own hot path
             try:
                 bh.acquire()
             except BaseException:
@@ -159,15 +151,7 @@ class AgentPool:
             bh.release()
             breaker._report(token, breaker._classify(exc))  # noqa: SLF001  # the package's own hot path
             raise
-        lock.acquire()
-        try:
-            handed_off = bool(bh._waiters)  # noqa: SLF001  # the package's own hot path
-            if not handed_off:
-                bh._active -= 1  # noqa: SLF001  # the package's own hot path
-        finally:
-            lock.release()
-        if handed_off:
-            bh.release()
+        bh.release()
         breaker._report(token, _SUCCESS)  # noqa: SLF001  # the package's own hot path
         return result
 
