@@ -92,14 +92,14 @@ def aegis_run(tasks: list[Task], adapter: ScriptedAdapter, workers: int) -> floa
     return elapsed
 
 
-def best(fn: object, *args: object, repeat: int = 3) -> float:
+def best(fn: object, *args: object, repeat: int = 5) -> float:
     return min(fn(*args) for _ in range(repeat))  # type: ignore[operator]
 
 
 def main() -> None:
     n = 10_000
     workers = 8
-    print(f"1. overhead: {n} tasks, instant ScriptedAdapter, {workers} workers, best of 3")
+    print(f"1. overhead: {n} tasks, instant ScriptedAdapter, {workers} workers, best of 5")
     for name, tasks in (("wide", wide(n)), ("deep", deep(n))):
         adapter = ScriptedAdapter(reply)
         bare = best(bare_loop, tasks, adapter, workers)
