@@ -6,7 +6,13 @@ from itertools import pairwise
 
 import hypothesis.strategies as st
 import pytest
-from aegis_graph import CyclicDependencyError, Task, TaskQueue, UnknownDependencyError
+from aegis_graph import (
+    CyclicDependencyError,
+    DuplicateTaskError,
+    Task,
+    TaskQueue,
+    UnknownDependencyError,
+)
 from hypothesis import given
 
 Graph = dict[str, list[str]]
@@ -90,6 +96,36 @@ def test_unknown_dependency_wins_over_a_cycle_without_roots() -> None:
     with pytest.raises(UnknownDependencyError) as info:
         TaskQueue(tasks)
     assert (info.value.task_id, info.value.dependency) == ("b", "ghost")
+
+
+@pytest.mark.parametrize(
+    ("tasks", "culprit"),
+    [
+        # Every task has one dependency; the walk from "a" meets the unknown id itself.
+        ([Task("a", depends_on=["ghost"]), Task("b", depends_on=["a"])], ("a", "ghost")),
+        # The walk closes the cycle a -> b -> a without visiting "c", whose id is unknown.
+        (
+            [
+                Task("a", depends_on=["b"]),
+                Task("b", depends_on=["a"]),
+                Task("c", depends_on=["ghost"]),
+            ],
+            ("c", "ghost"),
+        ),
+    ],
+)
+def test_unknown_dependency_wins_when_every_task_has_one_dependency(
+    tasks: list[Task], culprit: tuple[str, str]
+) -> None:
+    with pytest.raises(UnknownDependencyError) as info:
+        TaskQueue(tasks)
+    assert (info.value.task_id, info.value.dependency) == culprit
+
+
+def test_duplicate_wins_over_a_cycle_without_roots() -> None:
+    tasks = [Task("a", depends_on=["b"]), Task("b", depends_on=["a"]), Task("a", depends_on=["b"])]
+    with pytest.raises(DuplicateTaskError, match="'a'"):
+        TaskQueue(tasks)
 
 
 def test_empty_queue_is_finished() -> None:

@@ -6,8 +6,8 @@ import heapq
 import threading
 from collections import deque
 from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import eq, lt, not_
-from typing import TYPE_CHECKING, NoReturn
+from operator import eq, itemgetter, lt, not_
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import attrs
 
@@ -27,9 +27,11 @@ from aegis_graph._state import SkipReason, TaskState
 from aegis_graph._task import Task
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 
 __all__ = ["TaskQueue"]
+
+_T = TypeVar("_T")
 
 _PENDING = TaskState.PENDING
 _RUNNING = TaskState.RUNNING
@@ -97,21 +99,21 @@ class TaskQueue:
                     raise InvalidTaskError(f"expected a Task, got {task!r}")
         ids = [task.id for task in task_tuple]
         n = len(ids)
+        depends_on = [task.depends_on for task in task_tuple]
+        counts = list(map(len, depends_on))
+        if 0 not in counts and n:
+            # No task is free of dependencies, so every task is on or after a cycle (or names
+            # an unknown id): find one without numbering the tasks or building any edges.
+            _raise_without_roots(task_tuple, ids, depends_on, counts)
         index = dict(zip(ids, range(n), strict=True))
         if len(index) != n:
             _raise_duplicate(ids)
         # Edges are handled as two parallel int lists (dependency, dependent) built with
         # C-level iteration: one dict lookup per edge and no per-edge Python bytecode.
-        depends_on = [task.depends_on for task in task_tuple]
-        counts = list(map(len, depends_on))
         try:
             targets = list(map(index.__getitem__, chain.from_iterable(depends_on)))
         except KeyError:
             _raise_unknown_dependency(task_tuple, index)
-        if 0 not in counts and n:
-            # No task is free of dependencies, so every task is on or after a cycle: find one
-            # without building the reverse edges.
-            _raise_cycle(ids, targets, counts, None)
         roots = list(compress(range(n), map(not_, counts)))
         owners = list(chain.from_iterable(map(repeat, range(n), counts)))
         dependents: list[list[int]] = [[] for _ in range(n)]
@@ -494,10 +496,10 @@ def _raise_duplicate(ids: Sequence[str]) -> NoReturn:
     raise AssertionError  # pragma: no cover  # unreachable: the lengths differed
 
 
-def _raise_unknown_dependency(tasks: Sequence[Task], index: dict[str, int]) -> NoReturn:
+def _raise_unknown_dependency(tasks: Sequence[Task], known: Container[str]) -> NoReturn:
     for task in tasks:  # pragma: no branch  # an unknown id exists, so the loop raises
         for dep in task.depends_on:
-            if dep not in index:
+            if dep not in known:
                 raise UnknownDependencyError(task.id, dep)
     raise AssertionError  # pragma: no cover  # unreachable: a KeyError had a cause
 
@@ -523,8 +525,38 @@ def _check_acyclic(
         _raise_cycle(ids, targets, counts, remaining)
 
 
+def _raise_without_roots(
+    tasks: Sequence[Task],
+    ids: list[str],
+    depends_on: list[tuple[str, ...]],
+    counts: list[int],
+) -> NoReturn:
+    """Raise the error of a graph in which every task has a dependency.
+
+    Such a graph has a cycle unless it names an unknown id. The checks decide which error
+    wins as the general path does: a duplicate id, then an unknown dependency, then the
+    cycle, found by following each task's first dependency from the first task. O(V + E),
+    with one dict keyed by id and no numbering of the tasks.
+    """
+    n = len(ids)
+    following = dict(zip(ids, map(itemgetter(0), depends_on), strict=True))
+    if len(following) != n:
+        _raise_duplicate(ids)
+    single = sum(counts) == n  # every task has exactly one dependency
+    if not single and not all(map(following.__contains__, chain.from_iterable(depends_on))):
+        _raise_unknown_dependency(tasks, following)
+    try:
+        cycle = _walk_to_cycle([ids[0]], following.__getitem__, n)
+    except KeyError:
+        _raise_unknown_dependency(tasks, following)
+    if single and len(cycle) <= n and not all(map(following.__contains__, following.values())):
+        # The cycle is not every task, so the walk may have missed an unknown dependency.
+        _raise_unknown_dependency(tasks, following)
+    raise CyclicDependencyError(tuple(cycle))
+
+
 def _raise_cycle(
-    ids: list[str], targets: list[int], counts: list[int], left_over: list[int] | None
+    ids: list[str], targets: list[int], counts: list[int], left_over: list[int]
 ) -> NoReturn:
     """Raise `CyclicDependencyError` for one cycle among the tasks Kahn's algorithm left over.
 
@@ -532,41 +564,36 @@ def _raise_cycle(
         ids: The ids, in declaration order.
         targets: The dependencies of every task, as indices, task after task.
         counts: How many dependencies each task has.
-        left_over: Positive exactly for the left-over tasks; ``None`` when every task is.
+        left_over: Positive exactly for the left-over tasks.
 
-    Every left-over task waits on a left-over dependency: pick one for each (its *next*).
-    Following *next* from a left-over task for as many steps as there are left-over tasks
-    must end on a cycle, which the walk has gone round once just before its end. O(V + E).
+    Every left-over task waits on a left-over dependency: pick one for each (its *next*)
+    and walk. O(V + E).
     """
-    if left_over is None and len(targets) == len(counts):
-        # Each task has exactly one dependency: *targets* already is *next*.
-        following = targets
-        first = 0
-        steps = len(counts)
-    elif left_over is None:
-        starts = list(accumulate(counts, initial=0))
-        starts.pop()
-        following = list(map(targets.__getitem__, starts))
-        first = 0
-        steps = len(counts)
-    else:
-        starts = list(accumulate(counts, initial=0))
-        following = [-1] * len(counts)
-        for i in compress(range(len(counts)), left_over):
-            k = starts[i]
-            while not left_over[targets[k]]:  # an ordered dependency: try the next one
-                k += 1
-            following[i] = targets[k]
-        first = next(compress(range(len(counts)), left_over))
-        steps = sum(map(bool, left_over))
-    # The walk in C: map reads the path list while extend appends to it.
-    path = [first]
-    path.extend(islice(map(following.__getitem__, path), steps))
+    starts = list(accumulate(counts, initial=0))
+    following = [-1] * len(counts)
+    for i in compress(range(len(counts)), left_over):
+        k = starts[i]
+        while not left_over[targets[k]]:  # an ordered dependency: try the next one
+            k += 1
+        following[i] = targets[k]
+    first = next(compress(range(len(counts)), left_over))
+    cycle = _walk_to_cycle([first], following.__getitem__, sum(map(bool, left_over)))
+    raise CyclicDependencyError(tuple(map(ids.__getitem__, cycle)))
+
+
+def _walk_to_cycle(path: list[_T], step: Callable[[_T], _T], steps: int) -> list[_T]:
+    """The cycle a walk of *steps* steps from ``path[0]`` ends on, first element repeated last.
+
+    Every node the walk reaches can step again, so a walk as long as the number of nodes it
+    may visit must end on a cycle, which it has gone round once just before its end. The
+    walk runs in C: map reads the path list while extend appends to it.
+    """
+    path.extend(islice(map(step, path), steps))
     length = path[-2::-1].index(path[-1]) + 1
     # Report the cycle from where the walk entered it, as a walk that stops at the first
-    # repeat would: the first position whose task comes back *length* steps later.
+    # repeat would: the first position whose node comes back *length* steps later.
     entry = next(compress(count(), map(eq, path, islice(path, length, None))))
-    raise CyclicDependencyError(tuple(map(ids.__getitem__, path[entry : entry + length + 1])))
+    return path[entry : entry + length + 1]
 
 
 def _layers(remaining: list[int], dependents: list[list[int]]) -> tuple[tuple[int, ...], ...]:
