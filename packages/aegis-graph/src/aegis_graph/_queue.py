@@ -7,7 +7,7 @@ import threading
 from collections import deque
 from itertools import accumulate, chain, compress, count, islice, repeat
 from operator import eq, itemgetter, lt, not_
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 
 import attrs
 
@@ -108,14 +108,17 @@ class TaskQueue:
         index = dict(zip(ids, range(n), strict=True))
         if len(index) != n:
             _raise_duplicate(ids)
-        # Edges are handled as two parallel int lists (dependency, dependent) built with
-        # C-level iteration: one dict lookup per edge and no per-edge Python bytecode.
+        # Edges are handled as two parallel int sequences (dependency, dependent) built with
+        # C-level iteration: one dict lookup per edge and no per-edge Python bytecode. Every
+        # sequence shares the index's int objects: the work is bound by memory traffic, and
+        # fewer objects touched is measurably faster.
         try:
-            targets = list(map(index.__getitem__, chain.from_iterable(depends_on)))
+            targets = _resolve(index, depends_on, sum(counts))
         except KeyError:
             _raise_unknown_dependency(task_tuple, index)
-        roots = list(compress(range(n), map(not_, counts)))
-        owners = list(chain.from_iterable(map(repeat, range(n), counts)))
+        numbers = list(index.values())
+        roots = list(compress(numbers, map(not_, counts)))
+        owners = list(chain.from_iterable(map(repeat, numbers, counts)))
         dependents: list[list[int]] = [[] for _ in range(n)]
         # dependents[target].append(owner) for every edge, looping in C.
         deque(map(list.append, map(dependents.__getitem__, targets), owners), maxlen=0)
@@ -506,7 +509,7 @@ def _raise_unknown_dependency(tasks: Sequence[Task], known: Container[str]) -> N
 
 def _check_acyclic(
     ids: list[str],
-    targets: list[int],
+    targets: Sequence[int],
     counts: list[int],
     dependents: list[list[int]],
     roots: list[int],
@@ -523,6 +526,14 @@ def _check_acyclic(
                 append(j)
     if len(order) != len(counts):
         _raise_cycle(ids, targets, counts, remaining)
+
+
+def _resolve(index: dict[str, int], depends_on: list[tuple[str, ...]], edges: int) -> Sequence[int]:
+    """The index of every dependency, task after task; `KeyError` for an unknown id."""
+    if edges > 1:
+        # One C call does every lookup (a little faster than mapping ``__getitem__``).
+        return cast("tuple[int, ...]", itemgetter(*chain.from_iterable(depends_on))(index))
+    return list(map(index.__getitem__, chain.from_iterable(depends_on)))
 
 
 def _raise_without_roots(
@@ -556,7 +567,7 @@ def _raise_without_roots(
 
 
 def _raise_cycle(
-    ids: list[str], targets: list[int], counts: list[int], left_over: list[int]
+    ids: list[str], targets: Sequence[int], counts: list[int], left_over: list[int]
 ) -> NoReturn:
     """Raise `CyclicDependencyError` for one cycle among the tasks Kahn's algorithm left over.
 
