@@ -7,6 +7,7 @@ import logging
 import uuid
 
 import pytest
+import redis
 from aegis_breaker import (
     AgentPool,
     BreakerEvent,
@@ -341,7 +342,53 @@ def test_redis_agent_pool_shares_each_keys_breaker(client: RedisClient, name: st
     assert asyncio.run(arun()) == 7
 
 
+def _ttl_ms(redis_server: RedisServer, key: str) -> int:
+    """The key's remaining time to live in ms (-1: no expiry, -2: no key), read with redis-py."""
+    return int(redis.Redis.from_url(redis_server.url).pttl(key))
+
+
+def test_written_keys_expire_after_the_idle_expiry(
+    redis_server: RedisServer, client: RedisClient, name: str
+) -> None:
+    key = f"aegis:breaker:{{{name}}}"
+    breaker = RedisCircuitBreaker(client, name, 3, 60.0, idle_expiry_s=120.0)
+    assert breaker.call(_ok) == 42
+    assert _ttl_ms(redis_server, key) == -2  # reads and clean successes write nothing
+    _trip(breaker, 1)
+    assert 119_000 < _ttl_ms(redis_server, key) <= 120_000
+    # While OPEN the keys outlive the open timer by the idle expiry.
+    breaker.open_for(600.0)
+    assert 719_000 < _ttl_ms(redis_server, key) <= 720_000
+    # A probe's sorted set expires with the hash.
+    breaker.reset()
+    breaker.open_for(0.0)
+    permit = breaker.admit()
+    assert permit.is_probe
+    assert 119_000 < _ttl_ms(redis_server, f"{key}:probes") <= 120_000
+    permit.success()
+    assert state_of(breaker) is CircuitState.CLOSED
+    # An expired key reads as a fresh breaker, which is what every process then sees.
+    _trip(breaker, 3)
+    assert state_of(breaker) is CircuitState.OPEN
+    redis.Redis.from_url(redis_server.url).delete(key)  # what the expiry does
+    assert state_of(breaker) is CircuitState.CLOSED
+    assert breaker.consecutive_failures == 0
+
+
+def test_idle_expiry_none_keeps_keys_forever(
+    redis_server: RedisServer, client: RedisClient, name: str
+) -> None:
+    pool = redis_agent_pool(client, 2, 1, 60.0, key_prefix=f"aegis:test:{name}", idle_expiry_s=None)
+    with pytest.raises(BoomError):
+        pool.run_on("endpoint", _fail)
+    assert state_of(pool.breaker("endpoint")) is CircuitState.OPEN
+    assert _ttl_ms(redis_server, f"aegis:test:{name}:{{endpoint}}") == -1
+
+
 def test_settings_are_validated(client: RedisClient) -> None:
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="idle_expiry_s must be > 0 or None"):
+            RedisCircuitBreaker(client, "x", idle_expiry_s=bad)
     with pytest.raises(ValueError, match="non-empty name"):
         RedisCircuitBreaker(client, "")
     with pytest.raises(ValueError, match="reconnect_interval_s"):

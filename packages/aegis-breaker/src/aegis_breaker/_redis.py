@@ -7,6 +7,7 @@ import functools
 import hashlib
 import importlib
 import logging
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar, cast
@@ -34,6 +35,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_KEY_PREFIX: Final = "aegis:breaker"
+DEFAULT_IDLE_EXPIRY_S: Final = 7 * 24 * 3600.0
+"""How long a shared breaker's keys live after their last write, by default: a week."""
 
 # Tokens handed out while Redis is unreachable come from the local (inherited) state machine and
 # are shifted by this offset, so a report always reaches the state that admitted it. Shared
@@ -56,8 +59,12 @@ _PROBE_ADMITTED: Final = 3
 # (`move`), and replies {code, generation, value, old state or -1, state, now_us, failures}.
 # State codes: 0 closed, 1 open, 2 half_open. Times are integer microseconds of the Redis server's
 # clock (TIME), formatted with %d because Lua's default number formatting keeps 14 digits only.
+# The last ARGV of every script is the idle expiry in milliseconds (0: never): a script that
+# wrote sets both keys to expire that long after the write, or after the open timer if later.
 _PRELUDE: Final = """
 local key, probes = KEYS[1], KEYS[2]
+local idle_ms = tonumber(ARGV[#ARGV])
+local dirty = false
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', key, 'state', 'gen', 'failures', 'open_until')
@@ -72,11 +79,19 @@ local function move(new, until_us)
   gen = gen + 1
   if new == 0 then failures = 0 end
   open_until = until_us
+  dirty = true
   redis.call('DEL', probes)
   redis.call('HSET', key, 'state', new, 'gen', gen, 'failures', failures, 'successes', 0,
              'open_until', string.format('%d', until_us))
 end
 local function reply(code, value)
+  if dirty and idle_ms > 0 then
+    local ms = idle_ms
+    if state == 1 and open_until > now then ms = ms + math.ceil((open_until - now) / 1000) end
+    ms = string.format('%d', ms)
+    redis.call('PEXPIRE', key, ms)
+    redis.call('PEXPIRE', probes, ms)
+  end
   return {code, gen, value, old, state, now, failures}
 end
 """
@@ -98,6 +113,7 @@ if redis.call('ZCARD', probes) >= max_calls then
 end
 local seq = redis.call('HINCRBY', key, 'probe_seq', 1)
 redis.call('ZADD', probes, string.format('%d', now), seq)
+dirty = true
 return reply(3, seq)
 """
 )
@@ -115,10 +131,12 @@ if is_probe == 0 then
     if failures ~= 0 then
       failures = 0
       redis.call('HSET', key, 'failures', 0)
+      dirty = true
     end
     return reply(0, 0)
   end
   failures = redis.call('HINCRBY', key, 'failures', 1)
+  dirty = true
   if failures >= tonumber(ARGV[5]) then move(1, now + tonumber(ARGV[6])) end
   return reply(0, 0)
 end
@@ -128,6 +146,7 @@ if outcome == 1 then
   move(1, now + tonumber(ARGV[6]))
   return reply(0, 0)
 end
+dirty = true
 if redis.call('HINCRBY', key, 'successes', 1) >= tonumber(ARGV[7]) then move(0, 0) end
 return reply(0, 0)
 """
@@ -152,6 +171,7 @@ if state == 1 then
   if until_us > open_until then
     open_until = until_us
     redis.call('HSET', key, 'open_until', string.format('%d', until_us))
+    dirty = true
   end
 else
   move(1, until_us)
@@ -166,6 +186,7 @@ _RESET: Final = (
 if state == 0 then
   failures = 0
   redis.call('HSET', key, 'failures', 0)
+  dirty = true
 else
   move(0, 0)
 end
@@ -243,6 +264,9 @@ class RedisCircuitBreaker(CircuitBreaker):
     with no failure counted (as the local breaker skips its lock). Keys:
     ``{key_prefix}:{{name}}`` (a hash) and ``{key_prefix}:{{name}}:probes`` (a sorted set), hash
     tagged so they share a cluster slot. All processes sharing a name should share settings.
+    Every write sets both keys to expire ``idle_expiry_s`` later (or that long after the open
+    timer ends, if later), so the names of endpoints that are gone do not pile up in Redis; a
+    breaker nobody wrote to for that long reads as CLOSED with no failure counted.
 
     When Redis fails (unreachable, timing out, any error), the breaker falls back to its own
     local state, logs one warning per outage and tries Redis again after
@@ -269,6 +293,8 @@ class RedisCircuitBreaker(CircuitBreaker):
         listeners: See `CircuitBreaker`.
         key_prefix: Prefix of the Redis keys.
         reconnect_interval_s: Seconds to stay on local state after Redis failed (>= 0).
+        idle_expiry_s: Seconds after the last write at which the keys expire (> 0), or
+            ``None`` to keep them forever.
 
     Raises:
         ValueError: When a setting is out of range or *name* is empty.
@@ -277,6 +303,7 @@ class RedisCircuitBreaker(CircuitBreaker):
     __slots__ = (
         "_client",
         "_degraded",
+        "_idle_expiry_ms",
         "_keys",
         "_reconnect_interval_s",
         "_shared_failures",
@@ -299,6 +326,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         listeners: Iterable[BreakerListener] = (),
         key_prefix: str = DEFAULT_KEY_PREFIX,
         reconnect_interval_s: float = 1.0,
+        idle_expiry_s: float | None = DEFAULT_IDLE_EXPIRY_S,
     ) -> None:
         """Build the breaker; nothing is sent to Redis until the first call."""
         if not name:
@@ -307,6 +335,10 @@ class RedisCircuitBreaker(CircuitBreaker):
             raise ValueError(
                 f"circuit breaker {name!r}: reconnect_interval_s must be >= 0, "
                 f"got {reconnect_interval_s}"
+            )
+        if idle_expiry_s is not None and not idle_expiry_s > 0:
+            raise ValueError(
+                f"circuit breaker {name!r}: idle_expiry_s must be > 0 or None, got {idle_expiry_s}"
             )
         super().__init__(
             consecutive_failure_limit,
@@ -323,6 +355,10 @@ class RedisCircuitBreaker(CircuitBreaker):
         base = f"{key_prefix}:{{{name}}}"
         self._keys = (base, f"{base}:probes")
         self._reconnect_interval_s = float(reconnect_interval_s)
+        # At least 1 ms: 0 is the scripts' "never".
+        self._idle_expiry_ms = (
+            0 if idle_expiry_s is None else max(1, math.ceil(idle_expiry_s * 1e3))
+        )
         self._store_lock = threading.Lock()
         self._store_retry_at = float("-inf")
         self._degraded = False
@@ -334,7 +370,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         """Run *script*; None when Redis failed (the caller falls back to local state)."""
         if self._store_retry_at > self._clock():
             return None
-        keys_and_args = (*self._keys, *(str(a) for a in args))
+        keys_and_args = (*self._keys, *(str(a) for a in args), str(self._idle_expiry_ms))
         try:
             try:
                 raw = self._client.evalsha(_SHA[script], 2, *keys_and_args)
@@ -595,6 +631,7 @@ def redis_agent_pool(
     listeners: Iterable[BreakerListener] = (),
     key_prefix: str = DEFAULT_KEY_PREFIX,
     reconnect_interval_s: float = 1.0,
+    idle_expiry_s: float | None = DEFAULT_IDLE_EXPIRY_S,
 ) -> AgentPool:
     """An `AgentPool` whose breakers are `RedisCircuitBreaker` s named by their keys.
 
@@ -620,6 +657,7 @@ def redis_agent_pool(
             listeners=pool_listeners,
             key_prefix=key_prefix,
             reconnect_interval_s=reconnect_interval_s,
+            idle_expiry_s=idle_expiry_s,
         )
 
     return AgentPool(
