@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 
 import pytest
@@ -340,6 +341,65 @@ def test_redis_agent_pool_shares_each_keys_breaker(client: RedisClient, name: st
         return await pool.arun_on("endpoint-a", ok)
 
     assert asyncio.run(arun()) == 7
+
+
+class GatedClient:
+    """A real client whose every command waits for ``gate``: a call made on the event loop's
+    thread would stall the loop, which is the only thing that can open the gate."""
+
+    def __init__(self, inner: RedisClient) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.timed_out = False
+
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        self.entered.set()
+        if not self.gate.wait(10):
+            self.timed_out = True  # the breaker falls back to local state; the test fails below
+            raise ConnectionError("the gate never opened: the loop was blocked")
+        return self.inner.evalsha(sha, numkeys, *keys_and_args)
+
+    def script_load(self, script: str, /) -> object:
+        return self.inner.script_load(script)
+
+
+def test_pool_arun_on_keeps_redis_round_trips_off_the_loop(client: RedisClient, name: str) -> None:
+    gated = GatedClient(client)
+    pool = redis_agent_pool(gated, 2, 1, 60.0, key_prefix=f"aegis:test:{name}")
+
+    async def fail() -> int:
+        raise BoomError
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        call = asyncio.create_task(pool.arun_on("endpoint", fail))
+        # The admission is now waiting in an executor thread; the loop runs on meanwhile.
+        assert await loop.run_in_executor(None, gated.entered.wait, 10)
+        gated.gate.set()
+        with pytest.raises(BoomError):
+            await call  # the failure's report also went through the executor
+        with pytest.raises(CircuitOpenError):
+            await pool.arun_on("endpoint", fail)
+
+    asyncio.run(main())
+    assert not gated.timed_out
+    # The failure reached Redis: a pool on an ungated client sees the endpoint OPEN.
+    other = redis_agent_pool(client, 2, 1, 60.0, key_prefix=f"aegis:test:{name}")
+    assert state_of(other.breaker("endpoint")) is CircuitState.OPEN
+
+
+def test_aadmit_of_a_local_breaker_never_awaits() -> None:
+    breaker = CircuitBreaker(1, 60.0)
+
+    async def main() -> None:
+        permit = await breaker.aadmit()
+        permit.failure(BoomError())
+        with pytest.raises(CircuitOpenError):
+            await breaker.aadmit()
+
+    asyncio.run(main())
+    assert state_of(breaker) is CircuitState.OPEN
 
 
 def _ttl_ms(redis_server: RedisServer, key: str) -> int:

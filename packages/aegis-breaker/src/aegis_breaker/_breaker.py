@@ -377,6 +377,26 @@ class CircuitBreaker:
         """
         return Permit(self, self._acquire())
 
+    async def aadmit(self) -> Permit:
+        """Like `admit`, for async code.
+
+        This breaker admits at once. One whose state lives elsewhere (`RedisCircuitBreaker`)
+        does its round trip in the loop's default executor, and if the awaiting task is
+        cancelled meanwhile, the permit it was given is handed back (ignored).
+
+        Raises:
+            CircuitOpenError: When the breaker is OPEN, or HALF_OPEN with every probe slot taken.
+        """
+        return Permit(self, await self._aacquire())
+
+    async def _aacquire(self) -> int:
+        """`_acquire` for async drivers; subclasses that do I/O keep it off the loop."""
+        return self._acquire()
+
+    async def _areport(self, token: int, outcome: int) -> None:
+        """`_report` for async drivers; subclasses that do I/O keep it off the loop."""
+        self._report(token, outcome)
+
     # -- drivers -------------------------------------------------------------------------------
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

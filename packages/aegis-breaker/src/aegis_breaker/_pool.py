@@ -179,23 +179,27 @@ class AgentPool:
     async def arun_on(
         self, key: str, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        """Like `arun`, through the breaker for *key*; cancellation is an ignored outcome."""
+        """Like `arun`, through the breaker for *key*; cancellation is an ignored outcome.
+
+        A breaker whose state lives elsewhere (`RedisCircuitBreaker`) admits and reports off
+        the event loop, so its round trips never block other tasks.
+        """
         breaker = self.breaker(key)
-        permit = breaker.admit()
+        token = await breaker._aacquire()  # noqa: SLF001  # the package's own async hot path
         bulkhead = self._bulkhead
         try:
             await bulkhead.aacquire()
         except BaseException:
-            permit.ignore()
+            await breaker._areport(token, _IGNORE)  # noqa: SLF001  # the package's own async hot path
             raise
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             bulkhead.release()
-            permit.failure(exc)
+            await breaker._areport(token, breaker._classify(exc))  # noqa: SLF001  # the package's own async hot path
             raise
         bulkhead.release()
-        permit.success()
+        await breaker._areport(token, _SUCCESS)  # noqa: SLF001  # the package's own async hot path
         return result
 
     @property

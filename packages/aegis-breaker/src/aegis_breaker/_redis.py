@@ -276,9 +276,9 @@ class RedisCircuitBreaker(CircuitBreaker):
     Events: listeners hear the transitions and rejections *this* process makes; their ``at`` is
     the Redis server's clock in epoch seconds (the local clock during an outage).
 
-    Async: ``acall``, ``async with`` and `aadmit` run the Redis round trips in the event loop's
-    default executor, so the loop never waits on the network; ``admit`` and the permit's reports
-    are blocking calls.
+    Async: ``acall``, ``async with``, `aadmit` and an `AgentPool`'s ``arun``/``arun_on`` run
+    the Redis round trips in the event loop's default executor, so the loop never waits on the
+    network; ``admit`` and the permit's reports are blocking calls.
 
     Args:
         client: A Redis client, e.g. from `connect_redis`; use short timeouts, no retries.
@@ -480,16 +480,6 @@ class RedisCircuitBreaker(CircuitBreaker):
         return reply.state, reply.failures, reply.value / _US
 
     # -- async drivers: Redis round trips off the event loop -----------------------------------
-
-    async def aadmit(self) -> Permit:
-        """Like `admit`, with the Redis round trip in the loop's default executor.
-
-        If the awaiting task is cancelled, a permit admitted meanwhile is given back (ignored).
-
-        Raises:
-            CircuitOpenError: When the breaker is OPEN, or HALF_OPEN with every slot taken.
-        """
-        return Permit(self, await self._aacquire())
 
     async def _aacquire(self) -> int:
         loop = asyncio.get_running_loop()
