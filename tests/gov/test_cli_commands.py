@@ -116,6 +116,7 @@ def test_demo_output_file_records_the_scripted_outcome(
         ("failure-cascade.toml", (), 1, {"failed": 1, "skipped": 2, "done": 1}),
         ("article.toml", ("--provider", "echo"), 0, {"done": 4}),
         ("mixed-providers.toml", ("--provider", "scripted"), 0, {"done": 4}),
+        ("tools.toml", (), 0, {"done": 2}),
     ],
 )
 def test_examples_run(  # noqa: PLR0917  # pytest passes parameters positionally
@@ -143,6 +144,23 @@ def test_plain_lines_show_retries_circuits_and_tokens(offline_env: dict[str, str
     assert "research: done" in out
     assert "tokens" in out
     assert "--- review ---" in out  # the final task's output
+
+
+def test_tools_example_reads_the_file_through_the_sandbox(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    output = tmp_path / "result.json"
+    proc = aegis(offline_env, "run", str(EXAMPLES / "tools.toml"), "--output", str(output))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lookup: tool file_read ok" in proc.stdout
+    (call,) = RunResult.from_json(output.read_text(encoding="utf-8"))["lookup"].tool_calls
+    assert (call.tool, dict(call.arguments), call.error) == (
+        "file_read",
+        {"path": "trends.txt"},
+        None,
+    )
+    expected = (EXAMPLES / "notes" / "trends.txt").read_text(encoding="utf-8")
+    assert call.result == expected
 
 
 def test_failure_cascade_reports_blame(offline_env: dict[str, str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from aegis_adapters import EchoAdapter, RateLimitError, ScriptedAdapter
+from aegis_adapters import EchoAdapter, Message, RateLimitError, ScriptedAdapter
 from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter
 from aegis_gov._pipeline import Pipeline, PipelineError, load_pipeline, parse_pipeline
 
@@ -24,6 +24,13 @@ agent = "a"
 id = "t2"
 depends_on = ["t1"]
 """
+
+
+def scripted_with_file_read(reply: str) -> str:
+    """MINIMAL with agent a scripted, allowed file_read, and *reply* as its only reply."""
+    return MINIMAL.replace(
+        'provider = "echo"', f'provider = "scripted"\ntools = ["file_read"]\nreplies = [{reply}]'
+    )
 
 
 def parse(text: str) -> Pipeline:
@@ -124,6 +131,40 @@ def test_scripted_replies_include_simulated_errors() -> None:
     assert info.value.status_code == 429
     assert adapter.generate("x") == "fine"
     assert adapter.generate("x") == "again"
+
+
+def test_scripted_replies_can_call_tools() -> None:
+    pipeline = parse(
+        """
+        [[agents]]
+        name = "a"
+        provider = "scripted"
+        tools = ["file_read", "memory_store"]
+        replies = [
+            { text = "Looking.", tool_calls = [
+                { name = "file_read", arguments = { path = "notes.txt" } },
+                { name = "memory_store", arguments = { key = "k", value = "v" } },
+            ] },
+            { tool_calls = [{ name = "file_read" }] },
+        ]
+        [[tasks]]
+        id = "t"
+        """
+    )
+    adapter = pipeline.team()["a"].adapter
+    assert isinstance(adapter, ScriptedAdapter)
+    first = adapter.chat([Message("user", "x")])
+    assert first.text == "Looking."
+    assert first.stop_reason == "tool_use"
+    assert [(c.id, c.name, dict(c.arguments)) for c in first.tool_calls] == [
+        ("call_0_0", "file_read", {"path": "notes.txt"}),
+        ("call_0_1", "memory_store", {"key": "k", "value": "v"}),
+    ]
+    second = adapter.chat([Message("user", "x")])
+    assert second.text == ""
+    assert [(c.id, c.name, dict(c.arguments)) for c in second.tool_calls] == [
+        ("call_1_0", "file_read", {})
+    ]
 
 
 def test_settings_tables() -> None:
@@ -227,7 +268,47 @@ def test_settings_tables() -> None:
         (
             MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = [{}]'),
             "agent 'a', replies[0]",
-            "needs exactly one of 'text' or 'error'",
+            "needs 'text', 'tool_calls' or 'error'",
+        ),
+        (
+            scripted_with_file_read('{ error = "auth", tool_calls = [{ name = "file_read" }] }'),
+            "agent 'a', replies[0]",
+            "'error' cannot be combined with 'text' or 'tool_calls'",
+        ),
+        (
+            scripted_with_file_read("{ tool_calls = [] }"),
+            "agent 'a', replies[0]",
+            "'tool_calls' must be a non-empty list of tables",
+        ),
+        (
+            scripted_with_file_read('{ tool_calls = ["file_read"] }'),
+            "agent 'a', replies[0], tool_calls[0]",
+            "must be a table, got 'file_read'",
+        ),
+        (
+            scripted_with_file_read("{ tool_calls = [{ arguments = {} }] }"),
+            "agent 'a', replies[0], tool_calls[0]",
+            "has no 'name'",
+        ),
+        (
+            scripted_with_file_read('{ tool_calls = [{ name = "file_read", args = {} }] }'),
+            "agent 'a', replies[0], tool_calls[0]",
+            "unknown field 'args' (did you mean 'arguments'?)",
+        ),
+        (
+            scripted_with_file_read(
+                '{ tool_calls = [{ name = "file_read", arguments = "x.txt" }] }'
+            ),
+            "agent 'a', replies[0], tool_calls[0]",
+            "'arguments' must be a table, got 'x.txt'",
+        ),
+        (
+            scripted_with_file_read('{ tool_calls = [{ name = "file_reed" }] }'),
+            "agent 'a', replies[0]",
+            (
+                "calls tool 'file_reed', which the agent does not list in 'tools' "
+                "(did you mean 'file_read'?)"
+            ),
         ),
         ("[retry]\nmax_attempts = 0\n" + MINIMAL, "[retry]", "max_attempts must be >= 1"),
         ("[breaker]\nlimit = 1\n" + MINIMAL, "[breaker]", "unknown field 'limit'"),

@@ -48,6 +48,7 @@ from aegis_adapters import (
     RateLimitError,
     RetryableError,
     ScriptedAdapter,
+    ToolCall,
 )
 from aegis_breaker import AgentPool
 from aegis_graph import (
@@ -87,7 +88,8 @@ _RETRY_FIELDS: Final = frozenset(
 )
 _BREAKER_FIELDS: Final = frozenset({"consecutive_failure_limit", "recovery_timeout_s"})
 _TOOLS_FIELDS: Final = frozenset({"root", "shell_allowlist", "allow_private_network"})
-_REPLY_FIELDS: Final = frozenset({"text", "error", "message", "retry_after_s"})
+_REPLY_FIELDS: Final = frozenset({"text", "tool_calls", "error", "message", "retry_after_s"})
+_TOOL_CALL_FIELDS: Final = frozenset({"name", "arguments"})
 
 # Simulated provider errors a scripted reply may raise, by the name a pipeline file uses.
 _SCRIPTED_ERRORS: Final[dict[str, tuple[type[LLMError], int]]] = {
@@ -120,15 +122,18 @@ class PipelineError(AegisError, ValueError):
 
 @attrs.frozen
 class ScriptedReply:
-    """One reply of a ``scripted`` agent: text, or a simulated provider error to raise."""
+    """One reply of a ``scripted`` agent: text and tool calls, or a simulated provider error."""
 
     text: str = ""
     error: str | None = None
     message: str = ""
     retry_after_s: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
-    def build(self, provider: str) -> str | Exception:
+    def build(self, provider: str) -> str | ChatResponse | Exception:
         """The reply as :class:`~aegis_adapters.ScriptedAdapter` takes it."""
+        if self.tool_calls:
+            return ChatResponse(self.text, tool_calls=self.tool_calls, stop_reason="tool_use")
         if self.error is None:
             return self.text
         cls, status = _SCRIPTED_ERRORS[self.error]
@@ -450,6 +455,14 @@ class _Reader:
                     entry,
                     f"unknown tool {tool!r}{_suggest(tool, known_tools)}{_one_of(known_tools)}",
                 )
+        for i, reply in enumerate(replies):
+            for call in reply.tool_calls:
+                if call.name not in tools:
+                    raise self.error(
+                        f"{entry}, replies[{i}]",
+                        f"calls tool {call.name!r}, which the agent does not list in 'tools'"
+                        f"{_suggest(call.name, tools)}",
+                    )
         max_tokens = self.opt_int(table, "max_tokens", entry, default=0, minimum=1)
         timeout_s = self.opt_float(table, "timeout_s", entry, default=0.0)
         temperature = table.get("temperature")
@@ -491,8 +504,11 @@ class _Reader:
             if error is not None and error not in _SCRIPTED_ERRORS:
                 raise self.error(where, f"unknown error {error!r}{_one_of(_SCRIPTED_ERRORS)}")
             text = self.opt_str(reply, "text", where)
-            if (error is None) == (text is None):
-                raise self.error(where, "needs exactly one of 'text' or 'error'")
+            tool_calls = self.tool_calls(reply, where, i)
+            if error is not None and (text is not None or tool_calls):
+                raise self.error(where, "'error' cannot be combined with 'text' or 'tool_calls'")
+            if error is None and text is None and not tool_calls:
+                raise self.error(where, "needs 'text', 'tool_calls' or 'error'")
             retry_after = reply.get("retry_after_s")
             if retry_after is not None and not (
                 _is_number(retry_after) and float(cast("float", retry_after)) >= 0
@@ -508,9 +524,35 @@ class _Reader:
                     retry_after_s=None
                     if retry_after is None
                     else float(cast("float", retry_after)),
+                    tool_calls=tool_calls,
                 )
             )
         return tuple(out)
+
+    def tool_calls(
+        self, reply: Mapping[str, object], where: str, index: int
+    ) -> tuple[ToolCall, ...]:
+        """The reply's ``tool_calls``, each ``{ name = "...", arguments = { ... } }``."""
+        value = reply.get("tool_calls")
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not value:
+            raise self.error(where, "'tool_calls' must be a non-empty list of tables")
+        calls: list[ToolCall] = []
+        for k, item in enumerate(cast("list[object]", value)):
+            at = f"{where}, tool_calls[{k}]"
+            if not isinstance(item, dict):
+                raise self.error(at, f"must be a table, got {item!r}")
+            call = cast("dict[str, object]", item)
+            self.check_fields(call, _TOOL_CALL_FIELDS, at)
+            name = self.opt_str(call, "name", at)
+            if not name:
+                raise self.error(at, "has no 'name'")
+            arguments = call.get("arguments", {})
+            if not isinstance(arguments, dict):
+                raise self.error(at, f"'arguments' must be a table, got {arguments!r}")
+            calls.append(ToolCall(f"call_{index}_{k}", name, cast("dict[str, object]", arguments)))
+        return tuple(calls)
 
     def task(self, index: int, table: Mapping[str, object], agents: Sequence[str]) -> Task:
         entry = f"tasks[{index}]"
