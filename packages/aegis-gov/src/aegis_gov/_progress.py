@@ -57,7 +57,9 @@ class TaskRow:
     """What the display knows about one task.
 
     ``state`` is ``pending``, ``running``, ``retrying``, ``done``, ``kept`` (a DONE result
-    reused from ``--resume``), ``failed`` or ``skipped``.
+    reused from ``--resume``), ``failed`` or ``skipped``. While a task streams its answer,
+    ``note`` shows the end of its last line, ``streamed_chars`` counts what arrived and
+    ``stream_tail`` keeps the last few hundred characters.
     """
 
     task_id: str
@@ -71,6 +73,8 @@ class TaskRow:
     started_at: float | None = None
     duration_s: float | None = None
     note: str = ""
+    streamed_chars: int = 0
+    stream_tail: str = attrs.field(default="", repr=False)
 
 
 class ProgressTracker:
@@ -124,6 +128,7 @@ class ProgressTracker:
             row.state, row.attempts, row.started_at = "running", event.attempt, self._clock()
         elif isinstance(event, TaskRetrying):
             row.state, row.retries = "retrying", row.retries + 1
+            row.streamed_chars, row.stream_tail = 0, ""
             row.attempts = max(row.attempts, event.attempt - 1)
             row.note = f"retry in {event.delay_s:.2f}s: {event.error}"
         elif isinstance(event, TaskSucceeded):
@@ -139,8 +144,12 @@ class ProgressTracker:
             row.note = _skip_note(event.reason, event.blamed)
         elif isinstance(event, ToolCalled):
             row.note = f"tool {event.tool}" + (f" failed: {event.error}" if event.error else "")
-        elif isinstance(event, TaskOutputDelta):  # pragma: no cover  # runs do not stream yet
+        elif isinstance(event, TaskOutputDelta):
             row.state = "running"
+            row.streamed_chars += len(event.text)
+            # Keep only what the note can show: the end of the last line so far.
+            row.stream_tail = (row.stream_tail + event.text)[-4 * _NOTE_WIDTH :]
+            row.note = _last_line_end(row.stream_tail)
 
     def observe_circuits(self, endpoints: Mapping[str, Mapping[str, object]]) -> None:
         """Take circuit states and failure counts from ``OpenMultiAgent.get_status()``."""
@@ -207,6 +216,13 @@ class ProgressTracker:
 def _first_line(text: str) -> str:
     stripped = text.strip()
     return stripped.splitlines()[0] if stripped else ""
+
+
+def _last_line_end(text: str) -> str:
+    """The last non-blank line of *text*, cut from the left to fit the note column."""
+    lines = text.rstrip().splitlines()
+    line = lines[-1].strip() if lines else ""
+    return line if len(line) <= _NOTE_WIDTH else "…" + line[-(_NOTE_WIDTH - 1) :]
 
 
 def _skip_note(reason: str, blamed: str | None) -> str:
