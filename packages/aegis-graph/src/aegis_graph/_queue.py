@@ -491,10 +491,6 @@ class TaskQueue:
         return {s.value: c for s, c in counts.items() if c}
 
 
-def _get_id(task: Task) -> str:
-    return task.id
-
-
 def _raise_duplicate(ids: Sequence[str]) -> NoReturn:
     seen: set[str] = set()
     for task_id in ids:  # pragma: no branch  # a duplicate exists, so the loop raises
