@@ -422,13 +422,13 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: When the call is rejected; *fn* is not called.
         """
-        token = self._acquire()
+        token = await self._aacquire()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._report(token, self._classify(exc))
+            await self._areport(token, self._classify(exc))
             raise
-        self._report(token, _SUCCESS)
+        await self._areport(token, _SUCCESS)
         return result
 
     @overload
@@ -497,8 +497,10 @@ class CircuitBreaker:
             permit.failure(exc)
 
     async def __aenter__(self) -> Permit:
-        """Like ``with breaker:``, for ``async with``; admission never awaits."""
-        return self.__enter__()
+        """Like ``with breaker:``, for ``async with``; admission goes through `aadmit`."""
+        permit = await self.aadmit()
+        self._cm_permits.set((*self._cm_permits.get(), permit))
+        return permit
 
     async def __aexit__(
         self,

@@ -10,9 +10,9 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
-from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker, Permit
+from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker
 from aegis_breaker._errors import CircuitOpenError
 from aegis_breaker._events import (
     BreakerEvent,
@@ -24,15 +24,13 @@ from aegis_breaker._events import (
 from aegis_breaker._pool import AgentPool
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from types import TracebackType
 
 __all__ = ["RedisCircuitBreaker", "RedisClient", "connect_redis", "redis_agent_pool"]
 
 logger = logging.getLogger(__name__)
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 DEFAULT_KEY_PREFIX: Final = "aegis:breaker"
 DEFAULT_IDLE_EXPIRY_S: Final = 7 * 24 * 3600.0
@@ -497,27 +495,6 @@ class RedisCircuitBreaker(CircuitBreaker):
     async def _areport(self, token: int, outcome: int) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.shield(loop.run_in_executor(None, self._report, token, outcome))
-
-    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Await ``fn(*args, **kwargs)`` through the shared breaker (see `CircuitBreaker.acall`).
-
-        Raises:
-            CircuitOpenError: When the call is rejected; *fn* is not called.
-        """
-        token = await self._aacquire()
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            await self._areport(token, self._classify(exc))
-            raise
-        await self._areport(token, _SUCCESS)
-        return result
-
-    async def __aenter__(self) -> Permit:
-        """Admit the ``async with`` body as one call, without blocking the loop."""
-        permit = await self.aadmit()
-        self._cm_permits.set((*self._cm_permits.get(), permit))
-        return permit
 
     async def __aexit__(
         self,
