@@ -14,6 +14,7 @@ from aegis_graph import (
     TaskNotReadyError,
     TaskQueue,
     TaskState,
+    UnknownDependencyError,
     UnknownTaskError,
 )
 from hypothesis import assume, given
@@ -255,3 +256,44 @@ class QueueMachine(RuleBasedStateMachine):
 
 
 TestQueueMachine = QueueMachine.TestCase
+
+
+@st.composite
+def graphs_with_unknown_ids(draw: st.DrawFn) -> list[Task]:
+    """Any graph over a few ids, cycles allowed, where dependencies may name missing ids.
+
+    Graphs in which every task has a dependency are drawn often on purpose: they take the
+    construction path that has no dependency-free task to start from.
+    """
+    n = draw(st.integers(1, 6))
+    ids = [f"t{i}" for i in range(n)]
+    every_task_has_one = draw(st.booleans())
+    tasks = []
+    for task_id in ids:
+        others = st.sampled_from([*(i for i in ids if i != task_id), "ghost", "phantom"])
+        depends_on = draw(
+            st.lists(others, min_size=int(every_task_has_one), max_size=3, unique=True)
+        )
+        tasks.append(Task(task_id, depends_on=depends_on))
+    return tasks
+
+
+@given(graphs_with_unknown_ids())
+def test_an_unknown_dependency_is_always_reported_as_such(tasks: list[Task]) -> None:
+    known = {task.id for task in tasks}
+    unknown = [(t.id, dep) for t in tasks for dep in t.depends_on if dep not in known]
+    if unknown:
+        with pytest.raises(UnknownDependencyError) as unknown_info:
+            TaskQueue(tasks)
+        # The first unknown id in declaration order is the one named.
+        assert (unknown_info.value.task_id, unknown_info.value.dependency) == unknown[0]
+        return
+    try:
+        TaskQueue(tasks)
+    except CyclicDependencyError as err:
+        cycle = err.cycle
+    else:
+        return
+    assert cycle[0] == cycle[-1]
+    deps = {task.id: task.depends_on for task in tasks}
+    assert all(b in deps[a] for a, b in pairwise(cycle))

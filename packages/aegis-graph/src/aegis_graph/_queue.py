@@ -105,7 +105,7 @@ class TaskQueue:
         if 0 not in counts and n:
             # No task is free of dependencies, so every task is on or after a cycle (or names
             # an unknown id): find one without numbering the tasks or building any edges.
-            _raise_without_roots(task_tuple, ids, depends_on, counts)
+            _raise_without_roots(task_tuple, ids, depends_on)
         index = dict(zip(ids, range(n), strict=True))
         if len(index) != n:
             _raise_duplicate(ids)
@@ -541,7 +541,6 @@ def _raise_without_roots(
     tasks: Sequence[Task],
     ids: list[str],
     depends_on: list[tuple[str, ...]],
-    counts: list[int],
 ) -> NoReturn:
     """Raise the error of a graph in which every task has a dependency.
 
@@ -554,16 +553,11 @@ def _raise_without_roots(
     following = dict(zip(ids, map(itemgetter(0), depends_on), strict=True))
     if len(following) != n:
         _raise_duplicate(ids)
-    single = sum(counts) == n  # every task has exactly one dependency
-    if not single and not all(map(following.__contains__, chain.from_iterable(depends_on))):
+    # Check every dependency is known before walking: a walk of n steps may end on an unknown
+    # id it never had to look up (a single task depending on a missing one does).
+    if not all(map(following.__contains__, chain.from_iterable(depends_on))):
         _raise_unknown_dependency(tasks, following)
-    try:
-        cycle = _walk_to_cycle([ids[0]], following.__getitem__, n)
-    except KeyError:
-        _raise_unknown_dependency(tasks, following)
-    if single and len(cycle) <= n and not all(map(following.__contains__, following.values())):
-        # The cycle is not every task, so the walk may have missed an unknown dependency.
-        _raise_unknown_dependency(tasks, following)
+    cycle = _walk_to_cycle([ids[0]], following.__getitem__, n)
     raise CyclicDependencyError(tuple(cycle))
 
 
