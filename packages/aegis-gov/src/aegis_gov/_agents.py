@@ -26,25 +26,34 @@ def _tool_names(value: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
+def _positive_count(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
 @attrs.frozen
 class AgentConfig:
     """One agent: a name, a system prompt, an optional adapter and the tools it may call.
 
     ``adapter=None`` means the run's default adapter. ``tools`` names tools of the
-    :class:`~aegis_gov.ToolRegistry` the agent is offered; the conversation ends with an
-    error after ``max_tool_rounds`` rounds of tool calls.
+    :class:`~aegis_gov.ToolRegistry` the agent is offered, and the only ones it can run: a
+    call to any other tool is refused (:class:`~aegis_gov.ToolNotOfferedError`) and the
+    model is told. The conversation ends with an error after ``max_tool_rounds`` rounds of
+    tool calls. One reply may ask for at most ``max_tool_calls_per_reply`` calls, and the
+    tools' results fed back to the model add up to at most ``max_tool_output_chars``
+    characters over the conversation; calls past either limit are refused
+    (:class:`~aegis_gov.ToolCallLimitError`) without running, and the model is told.
     """
 
     name: str = attrs.field(validator=_non_empty)
     system_prompt: str = ""
     adapter: LLMAdapter | None = attrs.field(default=None, eq=False)
     tools: tuple[str, ...] = attrs.field(default=(), converter=_tool_names)
-    max_tool_rounds: int = attrs.field(default=8)
-
-    @max_tool_rounds.validator
-    def _check_rounds(self, _attribute: attrs.Attribute[int], value: int) -> None:
-        if value < 1:
-            raise ValueError(f"max_tool_rounds must be >= 1, got {value!r}")
+    max_tool_rounds: int = attrs.field(default=8, validator=_positive_count)
+    max_tool_calls_per_reply: int = attrs.field(default=16, validator=_positive_count)
+    max_tool_output_chars: int = attrs.field(default=256_000, validator=_positive_count)
 
 
 def _agents(value: Iterable[AgentConfig]) -> tuple[AgentConfig, ...]:

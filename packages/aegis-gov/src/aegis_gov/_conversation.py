@@ -27,7 +27,7 @@ from aegis_gov._errors import ToolLoopError
 from aegis_gov._events import EventHandler, TaskRetrying, ToolCalled
 from aegis_gov._results import AgentResult, ToolCallRecord
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._tools import ToolError
+from aegis_gov._tools import ToolCallLimitError, ToolError, ToolNotOfferedError
 
 
 @attrs.frozen
@@ -83,11 +83,14 @@ class Conversation:
     endpoint: str
     task_id: str = ""
     max_tool_rounds: int = 8
+    max_tool_calls_per_reply: int = 16
+    max_tool_output_chars: int = 256_000
     attempts: int = 0
     usage: Usage = Usage()
     tool_calls: list[ToolCallRecord] = attrs.Factory(list)
     _waited_s: float = 0.0
     _failures: int = 0
+    _tool_output_chars: int = 0
 
     def steps(self) -> Generator[Command, object, AgentResult]:
         """The conversation: yields commands, receives their answers, returns the result."""
@@ -116,17 +119,64 @@ class Conversation:
             if rounds > self.max_tool_rounds:
                 raise ToolLoopError(self.agent, self.max_tool_rounds)
             messages.append(Message.assistant(response.text, response.tool_calls))
-            for call in response.tool_calls:
-                try:
-                    result = yield RunTool(call)
-                    text, error = str(result), None
-                except ToolError as exc:
-                    text, error = f"error: {exc}", str(exc)
+            offered = frozenset(spec.name for spec in self.tools)
+            for index, call in enumerate(response.tool_calls):
+                # Every call gets an answer (providers require one per call), but only calls
+                # within the agent's tools and limits are run.
+                refusal = self._refusal(call, index, len(response.tool_calls), offered)
+                if refusal is not None:
+                    text, error = f"error: {refusal}", str(refusal)
+                else:
+                    try:
+                        result = yield RunTool(call)
+                        text, error = self._within_budget(str(result)), None
+                    except ToolError as exc:
+                        text, error = self._within_budget(f"error: {exc}"), str(exc)
                 self.tool_calls.append(ToolCallRecord(call.name, call.arguments, text, error))
                 self.emit(
                     ToolCalled(self.task_id, self.agent, call.name, call.arguments, text, error)
                 )
                 messages.append(Message.tool_result(call, text, is_error=error is not None))
+
+    def _refusal(
+        self, call: ToolCall, index: int, calls: int, offered: frozenset[str]
+    ) -> ToolError | None:
+        """Why *call* must not run, or None when it may."""
+        if call.name not in offered:
+            given = ", ".join(sorted(offered)) or "none"
+            return ToolNotOfferedError(
+                f"refused: agent {self.agent!r} was not given this tool (its tools: {given})",
+                tool_name=call.name[:64],
+                agent=self.agent,
+            )
+        if index >= self.max_tool_calls_per_reply:
+            return ToolCallLimitError(
+                f"refused: the reply asked for {calls} tool calls and only the first "
+                f"{self.max_tool_calls_per_reply} are run (max_tool_calls_per_reply)",
+                tool_name=call.name,
+                limit="max_tool_calls_per_reply",
+            )
+        if self._tool_output_chars >= self.max_tool_output_chars:
+            return ToolCallLimitError(
+                f"refused: the tools' results already add up to {self.max_tool_output_chars} "
+                "characters, the most this conversation feeds back (max_tool_output_chars)",
+                tool_name=call.name,
+                limit="max_tool_output_chars",
+            )
+        return None
+
+    def _within_budget(self, text: str) -> str:
+        """*text*, cut to what is left of the conversation's tool-output budget."""
+        left = self.max_tool_output_chars - self._tool_output_chars
+        if len(text) > left:
+            text = text[:left] + (
+                f"\n[cut: the tools' results reached {self.max_tool_output_chars} characters, "
+                "the most this conversation feeds back (max_tool_output_chars)]"
+            )
+            self._tool_output_chars = self.max_tool_output_chars
+        else:
+            self._tool_output_chars += len(text)
+        return text
 
     def _request(self, request: ChatRequest) -> Generator[Command, object, ChatResponse]:
         """One request, retried as the policy allows."""

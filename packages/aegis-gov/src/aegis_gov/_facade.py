@@ -44,7 +44,7 @@ from aegis_gov._events import CircuitStateChanged, EventHandler, RunEvent, TaskO
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Limits, Outcome, RunState, Work, run_async, run_threads
-from aegis_gov._tools import ToolRegistry
+from aegis_gov._tools import ToolNotOfferedError, ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -444,6 +444,8 @@ class OpenMultiAgent:
             endpoint=endpoint_key(adapter),
             task_id=task_id,
             max_tool_rounds=agent.max_tool_rounds,
+            max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
+            max_tool_output_chars=agent.max_tool_output_chars,
         )
 
     def _execute(
@@ -479,7 +481,7 @@ class OpenMultiAgent:
                     agent=agent.name,
                     executor=executor,
                 ),
-                run_tool=self._run_tool,
+                run_tool=functools.partial(self._run_tool, agent),
                 sleep=self._sleep,
             )
         except AgentFailedError as failure:
@@ -499,7 +501,7 @@ class OpenMultiAgent:
                 chat=functools.partial(
                     self._achat, adapter, key, on_delta=on_delta, agent=agent.name
                 ),
-                run_tool=self._arun_tool,
+                run_tool=functools.partial(self._arun_tool, agent),
                 sleep=self._async_sleep,
             )
         except AgentFailedError as failure:
@@ -576,11 +578,19 @@ class OpenMultiAgent:
             # The provider asked every caller to wait: hold the whole endpoint back.
             self._pool.breaker(key).open_for(hint)
 
-    def _run_tool(self, call: ToolCall) -> str:
+    def _run_tool(self, agent: AgentConfig, call: ToolCall) -> str:
+        # The conversation refuses tools its agent was not given; this second check keeps
+        # the rule even if a driver is ever handed a call some other way.
+        if call.name not in agent.tools:
+            raise ToolNotOfferedError(
+                f"refused: agent {agent.name!r} was not given this tool",
+                tool_name=call.name[:64],
+                agent=agent.name,
+            )
         return self.tools.call(call.name, call.arguments)
 
-    async def _arun_tool(self, call: ToolCall) -> str:
-        return await asyncio.to_thread(self.tools.call, call.name, call.arguments)
+    async def _arun_tool(self, agent: AgentConfig, call: ToolCall) -> str:
+        return await asyncio.to_thread(self._run_tool, agent, call)
 
     def _forward_breaker_event(self, event: BreakerEvent) -> None:
         if not isinstance(event, StateChanged):

@@ -42,9 +42,11 @@ __all__ = [
     "PathOutsideRootError",
     "ShellDisabledError",
     "Tool",
+    "ToolCallLimitError",
     "ToolError",
     "ToolExecutionError",
     "ToolMemory",
+    "ToolNotOfferedError",
     "ToolOutcome",
     "ToolRefusedError",
     "ToolRegistry",
@@ -177,6 +179,31 @@ class ForbiddenShellSyntaxError(ToolRefusedError):
         """Build the error listing the forbidden *characters*."""
         super().__init__(reason, tool_name=tool_name)
         self.characters: str = characters
+
+
+class ToolNotOfferedError(ToolRefusedError):
+    """The model asked for a tool its agent was not given (``AgentConfig.tools``).
+
+    The tool is never run, whether or not the registry has it; the model is told.
+    """
+
+    def __init__(self, reason: str, *, tool_name: str, agent: str) -> None:
+        """Record the refused tool and the agent that asked for it."""
+        super().__init__(reason, tool_name=tool_name)
+        self.agent = agent
+
+
+class ToolCallLimitError(ToolRefusedError):
+    """A reply asked for more tool calls, or more tool output, than the agent's limits allow.
+
+    ``limit`` names the setting that was reached (``max_tool_calls_per_reply`` or
+    ``max_tool_output_chars``); the call is not run and the model is told.
+    """
+
+    def __init__(self, reason: str, *, tool_name: str, limit: str) -> None:
+        """Record the refused tool and the limit it ran into."""
+        super().__init__(reason, tool_name=tool_name)
+        self.limit = limit
 
 
 class OutputTooLargeError(ToolRefusedError):
