@@ -162,8 +162,11 @@ def test_missing_api_key_is_an_authentication_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    for adapter in (AnthropicAdapter(), OpenAIAdapter()):
-        with pytest.raises(AuthenticationError, match="no API key"):
+    for adapter, variable in (
+        (AnthropicAdapter(), "ANTHROPIC_API_KEY"),
+        (OpenAIAdapter(), "OPENAI_API_KEY"),
+    ):
+        with pytest.raises(AuthenticationError, match=f"no API key.*set {variable}"):
             adapter.generate("hi")
 
 

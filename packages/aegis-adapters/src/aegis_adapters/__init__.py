@@ -25,6 +25,7 @@ from aegis_adapters._offline import EchoAdapter, RecordedCall, ScriptedAdapter, 
 from aegis_adapters._ollama import OllamaAdapter
 from aegis_adapters._openai import OpenAIAdapter
 from aegis_adapters._protocols import ChatAdapter, LLMAdapter
+from aegis_adapters._redact import redact_text, redact_url
 from aegis_adapters._types import (
     STOP_REASONS,
     ChatResponse,
@@ -68,4 +69,6 @@ __all__ = [
     "Usage",
     "classify_failure",
     "parse_retry_after",
+    "redact_text",
+    "redact_url",
 ]

@@ -169,6 +169,7 @@ class AnthropicAdapter(SDKAdapter):
     _module = "anthropic"
     _extra = "anthropic"
     _client_classes = ("Anthropic", "AsyncAnthropic")
+    _key_variable = "ANTHROPIC_API_KEY"
 
     def __init__(
         self,
@@ -201,6 +202,7 @@ class AnthropicAdapter(SDKAdapter):
         )
         super().__init__(
             endpoint=Endpoint(_PROVIDER, resolved_url, model),
+            base_url=resolved_url,
             api_key=api_key or os.environ.get("ANTHROPIC_API_KEY"),
             timeout_s=timeout_s,
             default_headers=default_headers,

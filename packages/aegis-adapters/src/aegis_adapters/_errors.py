@@ -8,6 +8,8 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from aegis_adapters._redact import redact_text
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -33,7 +35,8 @@ class LLMError(Exception):
         provider: The provider that failed (``"anthropic"``, ``"openai"``, ``"ollama"``, ...).
         status_code: The HTTP status, or ``None`` when there was no HTTP response (or the error
             arrived inside a 200 stream).
-        provider_message: The provider's own error message, or a description of the failure.
+        provider_message: The provider's own error message, or a description of the failure,
+            with any credentials written in a URL replaced by ``***``.
     """
 
     def __init__(
@@ -42,6 +45,8 @@ class LLMError(Exception):
         """Build the error; the message names the provider and the status code."""
         self.provider = provider
         self.status_code = status_code
+        # Messages often quote a library's exception text, which may quote a URL.
+        provider_message = redact_text(provider_message)
         self.provider_message = provider_message
         status = f" (HTTP {status_code})" if status_code is not None else ""
         super().__init__(f"{provider}{status}: {provider_message}")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import requests
+import urllib3.exceptions
 
 from aegis_adapters._base import BaseChatAdapter
 from aegis_adapters._errors import (
@@ -166,7 +167,8 @@ class OllamaAdapter(BaseChatAdapter):
                 f"timeouts must be > 0, got timeout_s={timeout_s}, "
                 f"connect_timeout_s={connect_timeout_s}"
             )
-        self._endpoint = Endpoint(_PROVIDER, _base_url(base_url), model)
+        self._base_url = _base_url(base_url)  # may hold credentials; the endpoint's never does
+        self._endpoint = Endpoint(_PROVIDER, self._base_url, model)
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.timeout_s = timeout_s
@@ -228,7 +230,7 @@ class OllamaAdapter(BaseChatAdapter):
         """POST to /api/chat; translate every failure; raise on an HTTP error status."""
         try:
             with self._session().post(
-                f"{self._endpoint.base_url}/api/chat",
+                f"{self._base_url}/api/chat",
                 json=payload,
                 stream=bool(payload["stream"]),
                 timeout=(self.connect_timeout_s, self.timeout_s),
@@ -241,6 +243,12 @@ class OllamaAdapter(BaseChatAdapter):
         except _CONFIG_ERRORS as exc:
             raise InvalidRequestError(_PROVIDER, f"bad request configuration: {exc}") from exc
         except (requests.exceptions.RequestException, OSError) as exc:
+            if isinstance(exc, requests.ConnectTimeout):
+                message = f"timed out after {self.connect_timeout_s:g} s connecting"
+                raise ProviderUnavailableError(_PROVIDER, message) from exc
+            if _timed_out(exc):
+                message = f"timed out after {self.timeout_s:g} s waiting for the server"
+                raise ProviderUnavailableError(_PROVIDER, message) from exc
             raise ProviderUnavailableError(_PROVIDER, f"connection failed: {exc!r}") from exc
 
     def chat(
@@ -341,6 +349,13 @@ class OllamaAdapter(BaseChatAdapter):
         """Restore a pickled adapter."""
         self.__dict__.update(state)
         self._local = threading.local()
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether *exc* is a read timeout (requests wraps one met mid-stream in ConnectionError)."""
+    if isinstance(exc, (requests.exceptions.Timeout, TimeoutError)):
+        return True
+    return any(isinstance(arg, urllib3.exceptions.TimeoutError) for arg in exc.args)
 
 
 def _raise_for_status(response: requests.Response) -> None:

@@ -163,6 +163,7 @@ class OpenAIAdapter(SDKAdapter):
     _module = "openai"
     _extra = "openai"
     _client_classes = ("OpenAI", "AsyncOpenAI")
+    _key_variable = "OPENAI_API_KEY"
 
     def __init__(
         self,
@@ -201,6 +202,7 @@ class OpenAIAdapter(SDKAdapter):
             key = _PLACEHOLDER_KEY
         super().__init__(
             endpoint=Endpoint(_PROVIDER, configured_url or _DEFAULT_URL, model),
+            base_url=configured_url or _DEFAULT_URL,
             api_key=key,
             timeout_s=timeout_s,
             default_headers=default_headers,

@@ -65,7 +65,11 @@ def _transport_errors(sdk: ModuleType) -> tuple[type[BaseException], ...]:
 
 
 def translate(
-    provider: str, exc: Exception, transport: tuple[type[BaseException], ...]
+    provider: str,
+    exc: Exception,
+    transport: tuple[type[BaseException], ...],
+    *,
+    timeout_s: float | None = None,
 ) -> LLMError | None:
     """Map an SDK exception to the aegis taxonomy, by status code and error type.
 
@@ -90,10 +94,17 @@ def translate(
             headers=headers if isinstance(headers, Mapping) else None,
         )
     if isinstance(exc, transport):
+        if timeout_s is not None and _is_timeout(exc):
+            return ProviderUnavailableError(provider, f"timed out after {timeout_s:g} s")
         return ProviderUnavailableError(provider, f"connection failed: {exc!r}")
     if isinstance(exc, ValueError):  # JSON decoding and response validation errors
         return InvalidRequestError(provider, f"malformed response: {exc}")
     return None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether *exc* is a timeout (the SDKs' APITimeoutError, httpx's, or a socket's)."""
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
 def _attr_str(exc: Exception, name: str) -> str | None:
@@ -134,11 +145,13 @@ class SDKAdapter(BaseChatAdapter):
     _module = ""
     _extra = ""
     _client_classes: tuple[str, str] = ("", "")  # the SDK's (sync, async) client class names
+    _key_variable = ""  # the environment variable the API key comes from by default
 
     def __init__(
         self,
         *,
         endpoint: Endpoint,
+        base_url: str,
         api_key: str | None,
         timeout_s: float,
         default_headers: Mapping[str, str] | None = None,
@@ -146,6 +159,7 @@ class SDKAdapter(BaseChatAdapter):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self._endpoint = endpoint
+        self._base_url = base_url  # the endpoint's URL is redacted; this one may hold a secret
         self._api_key = api_key
         self.timeout_s = timeout_s
         self.default_headers: dict[str, str] = dict(default_headers or {})
@@ -168,7 +182,7 @@ class SDKAdapter(BaseChatAdapter):
         factory = getattr(sdk, self._client_classes[is_async])
         return factory(
             api_key=self._api_key,
-            base_url=self._endpoint.base_url,
+            base_url=self._base_url,
             timeout=self.timeout_s,
             max_retries=0,
             default_headers=self.default_headers or None,
@@ -209,8 +223,8 @@ class SDKAdapter(BaseChatAdapter):
         if self._api_key is None:
             raise AuthenticationError(
                 self._provider,
-                f"no API key for {type(self).__name__}: pass api_key= or set the provider's "
-                "API key environment variable",
+                f"no API key for {type(self).__name__}: pass api_key= or set "
+                f"{self._key_variable or 'the provider API key environment variable'}",
             )
 
     def _sync_client(self) -> Any:
@@ -241,7 +255,7 @@ class SDKAdapter(BaseChatAdapter):
         try:
             yield
         except Exception as exc:
-            error = translate(self._provider, exc, self._transport)
+            error = translate(self._provider, exc, self._transport, timeout_s=self.timeout_s)
             if error is None or error is exc:
                 raise
             raise error from exc

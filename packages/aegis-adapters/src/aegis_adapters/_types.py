@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from aegis_adapters._redact import redact_url
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
@@ -202,12 +204,15 @@ class Endpoint:
 
     Attributes:
         provider: ``"anthropic"``, ``"openai"``, ``"ollama"``, ``"scripted"``, ...
-        base_url: The provider's base URL.
+        base_url: The provider's base URL, with any credentials in it (userinfo, a key in the
+            query) replaced by ``***`` (see :func:`redact_url`): an endpoint goes into breaker
+            names, messages, logs and results, so it never carries a secret. Adapters keep the
+            real URL to themselves.
         model: The model name.
     """
 
     provider: str
-    base_url: str
+    base_url: str = attrs.field(converter=redact_url)
     model: str
 
     @property

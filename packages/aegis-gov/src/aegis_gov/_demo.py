@@ -27,6 +27,7 @@ from aegis_adapters import (
     RateLimitError,
     RetryableError,
     ScriptedAdapter,
+    redact_url,
 )
 from aegis_breaker import AgentPool
 from aegis_graph import Task, TaskState
@@ -246,7 +247,8 @@ def detect_provider(environ: Mapping[str, str] | None = None) -> tuple[LLMAdapte
         wanted = OllamaAdapter.DEFAULT_MODEL
         matching = [m for m in models if m == wanted or m.startswith(f"{wanted}:")]
         model = matching[0] if matching else models[0]
-    return OllamaAdapter(model, base_url=url, max_tokens=600), f"Ollama ({model}) at {url}"
+    described = f"Ollama ({model}) at {redact_url(url)}"
+    return OllamaAdapter(model, base_url=url, max_tokens=600), described
 
 
 OFFLINE_EXPECTED: Final = {

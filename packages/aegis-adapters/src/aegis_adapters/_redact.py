@@ -1,0 +1,67 @@
+"""Keep credentials written into URLs out of keys, messages, logs and results."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import Final
+
+__all__ = ["REDACTED", "redact_text", "redact_url"]
+
+REDACTED: Final = "***"
+"""What a redacted credential is replaced with."""
+
+# Query parameters whose values are credentials (matched anywhere in the name, any case):
+# api_key, api-key, key, access_token, sig (Azure SAS), password, ...
+_SECRET_PARAM: Final = re.compile(
+    r"key|token|secret|passw|pwd|sig|auth|credential|session|code", re.IGNORECASE
+)
+# "scheme://userinfo@" anywhere in a text; userinfo cannot hold '/', '@' or whitespace.
+_USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
+# "?name=value" or "&name=value" anywhere in a text, with a credential-like name.
+_QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&;](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)")
+
+
+def redact_url(url: str) -> str:
+    """*url* with its userinfo and credential-like query values replaced by ``***``.
+
+    ``http://user:sk-1@host:8080/v1?api_key=k&api-version=2`` becomes
+    ``http://***@host:8080/v1?api_key=***&api-version=2``. Everything else is kept, so the
+    result still names the server. Text that is not a URL is returned as
+    :func:`redact_text` leaves it.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = _redact_query(parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        return redact_text(url)  # nothing structured to hide; still catch embedded URLs
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """*text* with the credentials of every URL written in it replaced by ``***``.
+
+    For messages built from a library's exception text, which may quote a URL.
+    """
+    if "@" in text:
+        text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_redact_param, text)
+    return text
+
+
+def _redact_param(match: re.Match[str]) -> str:
+    if _SECRET_PARAM.search(match["name"]) and match["value"]:
+        return f"{match['lead']}{REDACTED}"
+    return match[0]
+
+
+def _redact_query(query: str) -> str:
+    if not query:
+        return query
+    return _QUERY_PARAM.sub(_redact_param, f"?{query}")[1:]

@@ -1,0 +1,117 @@
+"""Credentials written into a base URL never leave the adapter: keys, messages, reprs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import hypothesis.strategies as st
+import pytest
+from aegis_adapters import (
+    AnthropicAdapter,
+    Endpoint,
+    LLMError,
+    Message,
+    OllamaAdapter,
+    OpenAIAdapter,
+    ProviderUnavailableError,
+    redact_text,
+    redact_url,
+)
+from hypothesis import given
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.adapters._support import refused_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://user:sk-1@host:8080/v1", "http://***@host:8080/v1"),
+        ("https://sk-only@api.example.com", "https://***@api.example.com"),
+        (
+            "https://h/v1?api_key=k1&api-version=2024-10-21",
+            "https://h/v1?api_key=***&api-version=2024-10-21",
+        ),
+        ("https://h/v1?token=t&sig=s&x=1", "https://h/v1?token=***&sig=***&x=1"),
+        ("http://u:p@[::1]:11434?key=k", "http://***@[::1]:11434?key=***"),
+        ("http://localhost:11434", "http://localhost:11434"),
+        ("https://api.anthropic.com", "https://api.anthropic.com"),
+        ("scripted://writer", "scripted://writer"),
+        ("not a url at all", "not a url at all"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+    assert redact_url(expected) == expected  # idempotent
+
+
+def test_redact_text_finds_urls_inside_messages() -> None:
+    text = (
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: "
+        "/v1?api_key=sk-SECRET/api/chat (see http://bob:hunter2@h/ for details)"
+    )
+    redacted = redact_text(text)
+    assert "sk-SECRET" not in redacted
+    assert "hunter2" not in redacted
+    assert "host='h', port=1" in redacted
+
+
+secrets = st.text(
+    alphabet=st.characters(
+        min_codepoint=0x30, max_codepoint=0x7A, exclude_characters="@/?#&=;:[]\\`^"
+    ),
+    min_size=6,
+    max_size=30,
+)
+
+
+@given(password=secrets, key=secrets)
+def test_no_secret_survives_in_an_endpoint(password: str, key: str) -> None:
+    url = f"http://user:{password}@example.test:8080/v1?api_key={key}&api-version=1"
+    for adapter in (
+        OpenAIAdapter("m", base_url=url, api_key="sk-x"),
+        AnthropicAdapter("m", base_url=url, api_key="sk-x"),
+        OllamaAdapter("m", base_url=url),
+    ):
+        shown = " ".join((adapter.endpoint.key, str(adapter.endpoint), repr(adapter)))
+        shown += repr(adapter.endpoint)
+        assert password not in shown.replace("example.test", "")
+        assert key not in shown.replace("example.test", "").replace("api-version", "")
+        assert "example.test:8080" in shown
+    endpoint = Endpoint("openai", url, "m")
+    assert endpoint == Endpoint("openai", redact_url(url), "m")
+
+
+def test_ollama_still_sends_the_credentials_it_hides(httpserver: HTTPServer) -> None:
+    seen: list[str | None] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request.headers.get("Authorization"))
+        body = {"model": "m", "message": {"role": "assistant", "content": "hi"}, "done": True}
+        return Response(json.dumps(body), content_type="application/json")
+
+    httpserver.expect_request("/api/chat", method="POST").respond_with_handler(handler)
+    url = httpserver.url_for("/").rstrip("/").replace("://", "://alice:s3cr3t-pw@")
+    adapter = OllamaAdapter("m", base_url=url)
+    assert adapter.chat([Message.user("x")]).text == "hi"
+    assert seen
+    assert seen[0] is not None
+    assert seen[0].startswith("Basic ")
+    assert "s3cr3t-pw" not in repr(adapter)
+    # A pickled adapter (for process executors) keeps the real URL and still hides it.
+    clone = pickle.loads(pickle.dumps(adapter))
+    assert clone.chat([Message.user("x")]).text == "hi"
+    assert "s3cr3t-pw" not in repr(clone)
+
+
+@pytest.mark.parametrize("make", [OllamaAdapter, OpenAIAdapter, AnthropicAdapter])
+def test_connection_errors_do_not_quote_credentials(make: type) -> None:
+    url = refused_url().replace("://", "://bob:pw-SECRET@") + "/v1?api_key=key-SECRET"
+    adapter = make("m", base_url=url, **({} if make is OllamaAdapter else {"api_key": "sk-x"}))
+    with pytest.raises(LLMError) as info:
+        adapter.chat([Message.user("x")])
+    assert isinstance(info.value, ProviderUnavailableError)
+    assert "SECRET" not in str(info.value)
+    assert "SECRET" not in info.value.provider_message
