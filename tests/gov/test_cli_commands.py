@@ -139,7 +139,7 @@ def test_examples_run(  # noqa: PLR0917  # pytest passes parameters positionally
 def test_plain_lines_show_retries_circuits_and_tokens(offline_env: dict[str, str]) -> None:
     proc = aegis(offline_env, "run", str(EXAMPLES / "offline.toml"))
     out = proc.stdout
-    assert "research: retrying in 0.20s (attempt 2) after: scripted (HTTP 429)" in out
+    assert "research: retrying in 0.20s (attempt 2 next) after: scripted (HTTP 429)" in out
     assert "circuit scripted|scripted://researcher|researcher: closed -> open" in out
     assert "research: done" in out
     assert "tokens" in out

@@ -62,3 +62,13 @@ def test_readme_example_runs(
     if "get_status()" in block:
         assert "'pool_state': 'closed'" in out
         assert "'pool_consecutive_failures': 0" in out
+
+
+def test_no_doc_tells_users_to_install_the_index_name_that_is_not_ours() -> None:
+    root = Path(__file__).parents[2]
+    pages = [README, PACKAGE_README, *sorted((root / "docs").rglob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert 'pip install "aegis-gov' not in text, page
+        assert "pip install aegis-gov\n" not in text, page
+    assert '"./packages/aegis-adapters[all]"' in README.read_text(encoding="utf-8")

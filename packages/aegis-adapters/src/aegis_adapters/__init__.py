@@ -6,6 +6,8 @@ Importing this package imports no provider SDK; each adapter loads its SDK on fi
 
 from __future__ import annotations
 
+import logging
+
 from aegis_adapters._anthropic import AnthropicAdapter
 from aegis_adapters._base import BaseChatAdapter
 from aegis_adapters._errors import (
@@ -37,6 +39,10 @@ from aegis_adapters._types import (
     ToolSpec,
     Usage,
 )
+
+# A library adds no handler of its own: records reach whatever the application set up, and
+# nothing is printed through logging's last-resort handler in apps that set up none.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "STOP_REASONS",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aegis_breaker._breaker import CircuitBreaker, Permit
 from aegis_breaker._bulkhead import Bulkhead
 from aegis_breaker._errors import BreakerError, BulkheadFullError, CircuitOpenError
@@ -19,6 +21,10 @@ from aegis_breaker._redis import (
     connect_redis,
     redis_agent_pool,
 )
+
+# A library adds no handler of its own: records reach whatever the application set up, and
+# nothing is printed through logging's last-resort handler in apps that set up none.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AgentPool",

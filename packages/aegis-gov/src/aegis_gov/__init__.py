@@ -7,6 +7,8 @@ This package re-exports the public API of aegis-graph, aegis-breaker and aegis-a
 
 from __future__ import annotations
 
+import logging
+
 from aegis_adapters import (
     AnthropicAdapter,
     AuthenticationError,
@@ -110,6 +112,10 @@ from aegis_gov._tools import (
     URLNotAllowedError,
     ValueTooLargeError,
 )
+
+# A library adds no handler of its own: records reach whatever the application set up, and
+# nothing is printed through logging's last-resort handler in apps that set up none.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AegisError",

@@ -206,17 +206,30 @@ class Conversation:
     def _wait_or_raise(
         self, exc: Exception, retry_after_s: float | None, *, rejected: bool
     ) -> Generator[Command, object, None]:
-        delay = self.retry.next_delay_s(
-            max(self._failures, 1), retry_after_s, waited_s=self._waited_s, rng=self.rng
-        )
-        if delay is not None and rejected:
-            # A rejection costs nothing, so never spin: wait at least the initial delay.
-            delay = max(delay, self.retry.initial_delay_s)
-            if self._waited_s + delay > self.retry.max_total_delay_s:
-                delay = None
+        if rejected and retry_after_s is not None:
+            # Turned away without a request (an open breaker): wait as long as it says, and
+            # never spin. No backoff: nothing failed, so there is nothing to back off from.
+            wait = max(retry_after_s, self.retry.initial_delay_s)
+            too_long = retry_after_s > self.retry.max_delay_s
+            delay = (
+                None if too_long or self._waited_s + wait > self.retry.max_total_delay_s else wait
+            )
+        else:
+            delay = self.retry.next_delay_s(
+                max(self._failures, 1), retry_after_s, waited_s=self._waited_s, rng=self.rng
+            )
+            if delay is not None and rejected:
+                # A full bulkhead costs nothing either: wait at least the initial delay.
+                delay = max(delay, self.retry.initial_delay_s)
+                if self._waited_s + delay > self.retry.max_total_delay_s:
+                    delay = None
         if delay is None:
             raise exc
-        self.emit(TaskRetrying(self.task_id, self.agent, self.attempts + 1, delay, str(exc)))
+        self.emit(
+            TaskRetrying(
+                self.task_id, self.agent, self.attempts + 1, delay, str(exc), rejected=rejected
+            )
+        )
         self._waited_s += delay
         yield Sleep(delay)
 

@@ -29,10 +29,8 @@ class UnknownAgentError(AegisError, ValueError):
     def __init__(self, task_id: str, agent: str | None, team: str, known: Sequence[str]) -> None:
         """Record the task, the agent it asked for and the agents the team has."""
         wanted = "no agent" if agent is None else f"agent {agent!r}"
-        super().__init__(
-            f"task {task_id!r} asks for {wanted}, but team {team!r} has only "
-            f"{', '.join(map(repr, known)) or 'no agents'}"
-        )
+        has = f"has only {', '.join(map(repr, known))}" if known else "has no agents"
+        super().__init__(f"task {task_id!r} asks for {wanted}, but team {team!r} {has}")
         self.task_id = task_id
         self.agent = agent
         self.team = team

@@ -20,13 +20,19 @@ class TaskStarted:
 
 @attrs.frozen
 class TaskRetrying:
-    """A task's request failed with a retryable error; it will try again after ``delay_s``."""
+    """A task waits ``delay_s`` before making request number ``attempt``.
+
+    ``rejected`` is False when its last request failed with a retryable ``error``, and True
+    when no request was made: the endpoint's breaker or bulkhead turned the task away
+    (``error`` says which), so ``attempt`` is the same number as before the wait.
+    """
 
     task_id: str
     agent: str
     attempt: int
     delay_s: float
     error: str
+    rejected: bool = False
 
 
 @attrs.frozen

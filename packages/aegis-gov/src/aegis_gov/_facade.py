@@ -64,6 +64,14 @@ def adapter_from_environment() -> LLMAdapter:
     return OllamaAdapter(model or OllamaAdapter.DEFAULT_MODEL)
 
 
+def _environment_reason() -> str:
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        return "ANTHROPIC_API_KEY is set"
+    if os.environ.get("OPENAI_API_KEY"):
+        return "OPENAI_API_KEY is set"
+    return "neither ANTHROPIC_API_KEY nor OPENAI_API_KEY is set"
+
+
 _CHAT_ADAPTER_TYPES: dict[type, bool] = {}
 
 
@@ -172,7 +180,15 @@ class OpenMultiAgent:
         with self._lock:
             if self._default_adapter is None:
                 self._default_adapter = adapter_from_environment()
-                logger.info("default adapter from the environment: %r", self._default_adapter)
+                # Said once per facade, loudly: a team whose agents name no adapter quietly
+                # talking to a local Ollama surprised users.
+                logger.warning(
+                    "agents without an adapter use %r, chosen from the environment (%s); "
+                    "pass OpenMultiAgent(default_adapter=...) or AgentConfig(adapter=...) "
+                    "to choose",
+                    self._default_adapter,
+                    _environment_reason(),
+                )
             return self._default_adapter
 
     def adapter_for(self, agent: AgentConfig) -> LLMAdapter:
@@ -410,6 +426,13 @@ class OpenMultiAgent:
         emit: _Emitter,
         resume: RunResult | None,
     ) -> RunState:
+        if not isinstance(team, Team):
+            raise TypeError(
+                f"team must be a Team (make one with OpenMultiAgent.create_team), "
+                f"got {type(team).__name__}: {team!r:.80}"
+            )
+        if isinstance(cast("object", tasks), (str, bytes)):
+            raise TypeError(f"tasks must be an iterable of Task, not the string {tasks!r:.80}")
         state = RunState.create(
             tasks,
             team,
@@ -432,6 +455,12 @@ class OpenMultiAgent:
     def _conversation(
         self, agent: AgentConfig, prompt: str, *, emit: _Emitter, task_id: str = ""
     ) -> Conversation:
+        if not isinstance(agent, AgentConfig):
+            raise TypeError(
+                f"agent must be an AgentConfig, got {type(agent).__name__}: {agent!r:.80}"
+            )
+        if not isinstance(prompt, str):
+            raise TypeError(f"task must be a string, got {type(prompt).__name__}: {prompt!r:.80}")
         adapter = self.adapter_for(agent)
         return Conversation(
             agent=agent.name,

@@ -236,9 +236,14 @@ def describe_event(event: RunEvent) -> str | None:  # noqa: PLR0911  # one retur
     if isinstance(event, TaskStarted):
         return f"{event.task_id}: started ({event.agent})"
     if isinstance(event, TaskRetrying):
+        if event.rejected:
+            return (
+                f"{event.task_id}: waiting {event.delay_s:.2f}s before attempt "
+                f"{event.attempt}, turned away without a request: {event.error}"
+            )
         return (
             f"{event.task_id}: retrying in {event.delay_s:.2f}s "
-            f"(attempt {event.attempt}) after: {event.error}"
+            f"(attempt {event.attempt} next) after: {event.error}"
         )
     if isinstance(event, TaskSucceeded):
         return (

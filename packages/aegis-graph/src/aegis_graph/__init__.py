@@ -7,6 +7,8 @@ the root failure.
 
 from __future__ import annotations
 
+import logging
+
 from aegis_graph._errors import (
     CyclicDependencyError,
     DuplicateTaskError,
@@ -21,6 +23,10 @@ from aegis_graph._errors import (
 from aegis_graph._queue import TaskQueue
 from aegis_graph._state import SkipReason, TaskState
 from aegis_graph._task import Task
+
+# A library adds no handler of its own: records reach whatever the application set up, and
+# nothing is printed through logging's last-resort handler in apps that set up none.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "CyclicDependencyError",

@@ -1,0 +1,66 @@
+"""The conversation's waits, driven by hand: no adapter, no clock, no sleeping."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from aegis_adapters import ChatResponse, ProviderUnavailableError
+from aegis_breaker import CircuitOpenError
+from aegis_gov import RetryPolicy, RunEvent, TaskRetrying
+from aegis_gov._conversation import AgentFailedError, ChatRequest, Conversation, Sleep
+from aegis_gov._progress import describe_event
+
+
+def _conversation(events: list[RunEvent]) -> Conversation:
+    return Conversation(
+        agent="a",
+        prompt="hi",
+        system=None,
+        tools=(),
+        retry=RetryPolicy(max_attempts=3, initial_delay_s=0.1, max_delay_s=30.0),
+        rng=random.Random(0),
+        emit=events.append,
+        endpoint="e",
+        task_id="t",
+    )
+
+
+def test_an_open_breaker_is_waited_out_as_long_as_it_says_and_is_not_an_attempt() -> None:
+    events: list[RunEvent] = []
+    conversation = _conversation(events)
+    steps = conversation.steps()
+    assert isinstance(next(steps), ChatRequest)
+    # Two rejections in a row: each is waited out for the breaker's time, and neither
+    # counts as an attempt, so both announce the same next attempt.
+    for retry_after in (0.593, 0.02):
+        command = steps.throw(CircuitOpenError("e", retry_after))
+        assert isinstance(command, Sleep)
+        assert command.seconds == max(retry_after, 0.1)
+        assert isinstance(steps.send(None), ChatRequest)
+    command = steps.throw(ProviderUnavailableError("p", "down"))
+    assert isinstance(command, Sleep)
+    assert isinstance(steps.send(None), ChatRequest)
+    with pytest.raises(StopIteration) as stop:
+        steps.send(ChatResponse(text="ok"))
+    assert stop.value.value.output == "ok"
+    assert stop.value.value.attempts == 2
+
+    retrying = [e for e in events if isinstance(e, TaskRetrying)]
+    assert [(e.attempt, e.rejected) for e in retrying] == [(1, True), (1, True), (2, False)]
+    lines = [describe_event(e) or "" for e in retrying]
+    assert lines[0].startswith("t: waiting 0.59s before attempt 1, turned away without a request")
+    assert "retry in 0.593 s" in lines[0]  # the breaker's own words agree with the wait
+    assert lines[2].startswith("t: retrying in ")
+    assert "(attempt 2 next) after: p: down" in lines[2]
+
+
+def test_a_breaker_open_longer_than_the_policy_allows_fails_at_once() -> None:
+    events: list[RunEvent] = []
+    steps = _conversation(events).steps()
+    next(steps)
+    error = CircuitOpenError("e", 31.0)
+    with pytest.raises(AgentFailedError) as failed:
+        steps.throw(error)
+    assert failed.value.error is error
+    assert events == []
