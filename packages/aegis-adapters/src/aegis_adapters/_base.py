@@ -87,6 +87,18 @@ class BaseChatAdapter(abc.ABC):
             if isinstance(item, TextDelta):
                 yield item.text
 
+    def warm_up(self) -> None:  # noqa: B027  # an optional hook: most adapters need nothing
+        """Do the slow one-off work of a first call now (import an SDK, build a client).
+
+        Callers that time calls (task deadlines, durations) call this before their clocks
+        start. It never raises: a problem it meets (a missing SDK or key) is left for the
+        first call to report. The default does nothing.
+        """
+
+    async def awarm_up(self) -> None:
+        """:meth:`warm_up` for async callers: also builds the running loop's client."""
+        self.warm_up()
+
     def __repr__(self) -> str:
         """Class name and endpoint; never the API key."""
         return f"{type(self).__name__}({self.endpoint.key!r})"

@@ -219,6 +219,17 @@ class SDKAdapter(BaseChatAdapter):
             self._transport = _transport_errors(sdk)
         return sdk
 
+    def warm_up(self) -> None:
+        """Import the SDK and build the sync client now; any error waits for the first call."""
+        with contextlib.suppress(ImportError, LLMError):
+            self._sync_client()
+
+    async def awarm_up(self) -> None:
+        """Import the SDK (off the loop) and build this loop's client now."""
+        with contextlib.suppress(ImportError, LLMError):
+            await asyncio.to_thread(self._sdk)
+            await self._async_client()
+
     def _check_key(self) -> None:
         if self._api_key is None:
             raise AuthenticationError(

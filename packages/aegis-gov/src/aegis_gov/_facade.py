@@ -228,6 +228,7 @@ class OpenMultiAgent:
         """
         emit = _Emitter(None)
         conversation = self._conversation(agent, task, emit=emit)
+        _warm_up(self.adapter_for(agent))
         started = self._clock()
         outcome = self._drive(agent, conversation)
         if isinstance(outcome, AgentFailedError):
@@ -238,6 +239,7 @@ class OpenMultiAgent:
         """The asyncio twin of :meth:`run_agent`; it never blocks the event loop."""
         emit = _Emitter(None)
         conversation = self._conversation(agent, task, emit=emit)
+        await _awarm_up(self.adapter_for(agent))
         started = self._clock()
         outcome = await self._adrive(agent, conversation)
         if isinstance(outcome, AgentFailedError):
@@ -298,6 +300,8 @@ class OpenMultiAgent:
         state = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = on_event is not None if stream is None else stream
         limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
+        for adapter in self._adapters_of(state):
+            _warm_up(adapter)
         with self._watching(emit):
             run_threads(
                 state,
@@ -338,6 +342,8 @@ class OpenMultiAgent:
         state = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = on_event is not None if stream is None else stream
         limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
+        for adapter in self._adapters_of(state):
+            await _awarm_up(adapter)
         with self._watching(emit):
             await run_async(
                 state,
@@ -446,6 +452,12 @@ class OpenMultiAgent:
             if agent.name in used:
                 self._tool_specs(agent)  # unknown tools fail now, before any call
         return state
+
+    def _adapters_of(self, state: RunState) -> list[LLMAdapter]:
+        """Each adapter the run's pending tasks use, once."""
+        used = {task.agent for task in state.queue.tasks}
+        adapters = (self.adapter_for(a) for a in state.team.values() if a.name in used)
+        return list({id(adapter): adapter for adapter in adapters}.values())
 
     def _tool_specs(self, agent: AgentConfig) -> tuple[ToolSpec, ...]:
         if not agent.tools:
@@ -640,6 +652,25 @@ class OpenMultiAgent:
         finally:
             with self._lock:
                 self._watchers.remove(emit)
+
+
+def _warm_up(adapter: LLMAdapter) -> None:
+    """Let the adapter import its SDK and build its client before any task clock starts."""
+    warm_up = getattr(adapter, "warm_up", None)
+    if callable(warm_up):
+        try:
+            warm_up()
+        except Exception:  # noqa: BLE001  # a user's adapter: its first call reports it
+            logger.debug("warm_up of %r raised; its first call will report it", adapter)
+
+
+async def _awarm_up(adapter: LLMAdapter) -> None:
+    awarm_up = getattr(adapter, "awarm_up", None)
+    if callable(awarm_up):
+        try:
+            await awarm_up()
+        except Exception:  # noqa: BLE001  # (same)
+            logger.debug("awarm_up of %r raised; its first call will report it", adapter)
 
 
 def _sync_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse:
