@@ -8,7 +8,8 @@ import pytest
 from aegis_adapters import ChatResponse, ProviderUnavailableError
 from aegis_breaker import CircuitOpenError
 from aegis_gov import RetryPolicy, RunEvent, TaskRetrying
-from aegis_gov._conversation import AgentFailedError, ChatRequest, Conversation, Sleep
+from aegis_gov._conversation import ChatRequest, Conversation, Sleep
+from aegis_gov._outcome import Failure, Raised
 from aegis_gov._progress import describe_event
 
 
@@ -34,11 +35,11 @@ def test_an_open_breaker_is_waited_out_as_long_as_it_says_and_is_not_an_attempt(
     # Two rejections in a row: each is waited out for the breaker's time, and neither
     # counts as an attempt, so both announce the same next attempt.
     for retry_after in (0.593, 0.02):
-        command = steps.throw(CircuitOpenError("e", retry_after))
+        command = steps.send(Raised(CircuitOpenError("e", retry_after)))
         assert isinstance(command, Sleep)
         assert command.seconds == max(retry_after, 0.1)
         assert isinstance(steps.send(None), ChatRequest)
-    command = steps.throw(ProviderUnavailableError("p", "down"))
+    command = steps.send(Raised(ProviderUnavailableError("p", "down")))
     assert isinstance(command, Sleep)
     assert isinstance(steps.send(None), ChatRequest)
     with pytest.raises(StopIteration) as stop:
@@ -60,7 +61,10 @@ def test_a_breaker_open_longer_than_the_policy_allows_fails_at_once() -> None:
     steps = _conversation(events).steps()
     next(steps)
     error = CircuitOpenError("e", 31.0)
-    with pytest.raises(AgentFailedError) as failed:
-        steps.throw(error)
-    assert failed.value.error is error
+    with pytest.raises(StopIteration) as stop:
+        steps.send(Raised(error))
+    failure = stop.value.value
+    assert isinstance(failure, Failure)
+    assert failure.error is error
+    assert failure.attempts == 0  # turned away: no request was made
     assert events == []

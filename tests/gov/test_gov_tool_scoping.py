@@ -135,7 +135,9 @@ def test_the_driver_refuses_a_tool_the_agent_was_not_given() -> None:
     # The second layer, under the conversation's own check.
     oma = OpenMultiAgent(default_adapter=ScriptedAdapter(["x"]), tools=ToolRegistry())
     with pytest.raises(ToolNotOfferedError) as info:
-        oma._run_tool(AgentConfig(name="a"), ToolCall(id="1", name="file_read", arguments={}))
+        oma._caller.run_tool(
+            AgentConfig(name="a"), ToolCall(id="1", name="file_read", arguments={})
+        )
     assert (info.value.tool_name, info.value.agent) == ("file_read", "a")
 
 

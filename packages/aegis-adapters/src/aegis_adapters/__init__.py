@@ -23,8 +23,16 @@ from aegis_adapters._errors import (
     classify_failure,
     parse_retry_after,
 )
+from aegis_adapters._factory import (
+    PROVIDERS,
+    Provider,
+    adapter_from_environment,
+    as_chat_adapter,
+    is_chat_adapter,
+    make_adapter,
+)
 from aegis_adapters._offline import EchoAdapter, RecordedCall, ScriptedAdapter, ScriptExhaustedError
-from aegis_adapters._ollama import OllamaAdapter
+from aegis_adapters._ollama import OllamaAdapter, ollama_base_url
 from aegis_adapters._openai import OpenAIAdapter
 from aegis_adapters._protocols import ChatAdapter, LLMAdapter
 from aegis_adapters._redact import redact_text, redact_url
@@ -45,6 +53,7 @@ from aegis_adapters._types import (
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "PROVIDERS",
     "STOP_REASONS",
     "AnthropicAdapter",
     "AuthenticationError",
@@ -61,6 +70,7 @@ __all__ = [
     "OllamaAdapter",
     "OpenAIAdapter",
     "PermanentError",
+    "Provider",
     "ProviderUnavailableError",
     "QuotaExceededError",
     "RateLimitError",
@@ -73,7 +83,12 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "adapter_from_environment",
+    "as_chat_adapter",
     "classify_failure",
+    "is_chat_adapter",
+    "make_adapter",
+    "ollama_base_url",
     "parse_retry_after",
     "redact_text",
     "redact_url",

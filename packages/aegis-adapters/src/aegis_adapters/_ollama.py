@@ -33,7 +33,7 @@ from aegis_adapters._types import (
 )
 from aegis_adapters._wire import as_int, as_list, as_map, as_str, error_details
 
-__all__ = ["OllamaAdapter"]
+__all__ = ["OllamaAdapter", "ollama_base_url"]
 
 _PROVIDER = "ollama"
 _DEFAULT_URL = "http://localhost:11434"
@@ -48,8 +48,13 @@ _CONFIG_ERRORS = (
 )
 
 
-def _base_url(value: str | None) -> str:
-    url = value or os.environ.get("OLLAMA_HOST") or _DEFAULT_URL
+def ollama_base_url(value: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
+    """Ollama's base URL: *value*, else ``OLLAMA_HOST`` (``host:port`` accepted), else localhost.
+
+    The one place ``OLLAMA_HOST`` is read and normalised (a scheme added, a trailing slash cut).
+    """
+    env = os.environ if environ is None else environ
+    url = value or env.get("OLLAMA_HOST") or _DEFAULT_URL
     if "://" not in url:  # OLLAMA_HOST is often "host:port"
         url = f"http://{url}"
     return url.rstrip("/")
@@ -167,7 +172,8 @@ class OllamaAdapter(BaseChatAdapter):
                 f"timeouts must be > 0, got timeout_s={timeout_s}, "
                 f"connect_timeout_s={connect_timeout_s}"
             )
-        self._base_url = _base_url(base_url)  # may hold credentials; the endpoint's never does
+        # The real URL may hold credentials; the endpoint's copy never does.
+        self._base_url = ollama_base_url(base_url)
         self._endpoint = Endpoint(_PROVIDER, self._base_url, model)
         self.max_tokens = max_tokens
         self.temperature = temperature

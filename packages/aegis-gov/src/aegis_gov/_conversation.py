@@ -3,19 +3,21 @@
 The generator decides everything — retries and their waits, the tool-calling loop, the
 events — and only *asks* for I/O by yielding a command: make a request (:class:`ChatRequest`),
 wait (:class:`Sleep`) or run a tool (:class:`RunTool`). :func:`drive` and :func:`adrive`
-carry the commands out with threads or asyncio, so both share one behaviour.
+carry the commands out with threads or asyncio, so both share one behaviour. A command's
+answer is its result, or the exception it raised as a :class:`Raised` value; the
+conversation ends with an :data:`Outcome` value, never by raising.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Generator
+from typing import cast
 
 import attrs
 from aegis_adapters import (
     ChatResponse,
     Message,
-    RateLimitError,
     RetryableError,
     ToolCall,
     ToolSpec,
@@ -25,9 +27,12 @@ from aegis_breaker import BreakerError, CircuitOpenError
 
 from aegis_gov._errors import ToolLoopError
 from aegis_gov._events import EventHandler, TaskRetrying, ToolCalled
+from aegis_gov._outcome import Failure, Outcome, Raised
 from aegis_gov._results import AgentResult, ToolCallRecord
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._tools import ToolCallLimitError, ToolError, ToolNotOfferedError
+
+__all__ = ["ChatRequest", "Command", "Conversation", "RunTool", "Sleep", "adrive", "drive"]
 
 
 @attrs.frozen
@@ -56,19 +61,6 @@ class RunTool:
 Command = ChatRequest | Sleep | RunTool
 
 
-class AgentFailedError(Exception):
-    """Internal: carries the error that ended a conversation plus what it had done so far."""
-
-    def __init__(
-        self, error: Exception, attempts: int, usage: Usage, tool_calls: tuple[ToolCallRecord, ...]
-    ) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.attempts = attempts
-        self.usage = usage
-        self.tool_calls = tool_calls
-
-
 @attrs.define
 class Conversation:
     """The state and rules of one agent answering one prompt."""
@@ -92,20 +84,16 @@ class Conversation:
     _failures: int = 0
     _tool_output_chars: int = 0
 
-    def steps(self) -> Generator[Command, object, AgentResult]:
-        """The conversation: yields commands, receives their answers, returns the result."""
-        try:
-            return (yield from self._talk())
-        except Exception as exc:
-            raise AgentFailedError(exc, self.attempts, self.usage, tuple(self.tool_calls)) from exc
-
-    def _talk(self) -> Generator[Command, object, AgentResult]:
+    def steps(self) -> Generator[Command, object, Outcome]:
+        """The conversation: yields commands, receives their answers, returns the outcome."""
         messages: list[Message] = [Message.user(self.prompt)]
         rounds = 0
         while True:
             response = yield from self._request(
                 ChatRequest(tuple(messages), self.system, self.tools)
             )
+            if isinstance(response, Failure):
+                return response
             if not response.tool_calls:
                 return AgentResult(
                     output=response.text,
@@ -117,7 +105,7 @@ class Conversation:
                 )
             rounds += 1
             if rounds > self.max_tool_rounds:
-                raise ToolLoopError(self.agent, self.max_tool_rounds)
+                return self._failure(ToolLoopError(self.agent, self.max_tool_rounds))
             messages.append(Message.assistant(response.text, response.tool_calls))
             offered = frozenset(spec.name for spec in self.tools)
             for index, call in enumerate(response.tool_calls):
@@ -127,11 +115,14 @@ class Conversation:
                 if refusal is not None:
                     text, error = f"error: {refusal}", str(refusal)
                 else:
-                    try:
-                        result = yield RunTool(call)
+                    result = yield RunTool(call)
+                    if isinstance(result, Raised):
+                        if not isinstance(result.error, ToolError):
+                            return self._failure(result.error)  # a bug, not the model's doing
+                        text = self._within_budget(f"error: {result.error}")
+                        error = str(result.error)
+                    else:
                         text, error = self._within_budget(str(result)), None
-                    except ToolError as exc:
-                        text, error = self._within_budget(f"error: {exc}"), str(exc)
                 self.tool_calls.append(ToolCallRecord(call.name, call.arguments, text, error))
                 self.emit(
                     ToolCalled(self.task_id, self.agent, call.name, call.arguments, text, error)
@@ -178,118 +169,119 @@ class Conversation:
             self._tool_output_chars += len(text)
         return text
 
-    def _request(self, request: ChatRequest) -> Generator[Command, object, ChatResponse]:
+    def _request(self, request: ChatRequest) -> Generator[Command, object, ChatResponse | Failure]:
         """One request, retried as the policy allows."""
         while True:
-            try:
-                self.attempts += 1
-                answer = yield request
-            except CircuitOpenError as exc:
+            self.attempts += 1
+            answer = yield request
+            if isinstance(answer, ChatResponse):
+                self.usage = self.usage + answer.usage if self.usage.total_tokens else answer.usage
+                return answer
+            error = answer.error if isinstance(answer, Raised) else TypeError(repr(answer))
+            if isinstance(error, CircuitOpenError):
                 # Rejected without a request: not an attempt, but it spends the delay budget.
                 self.attempts -= 1
-                yield from self._wait_or_raise(exc, exc.retry_after_s, rejected=True)
-                continue
-            except BreakerError as exc:  # a full bulkhead: no request was made either
+                delay = self._delay(error.retry_after_s, rejected=True)
+            elif isinstance(error, BreakerError):  # a full bulkhead: no request was made either
                 self.attempts -= 1
-                yield from self._wait_or_raise(exc, None, rejected=True)
-                continue
-            except RetryableError as exc:
+                delay = self._delay(None, rejected=True)
+            elif isinstance(error, RetryableError):
                 self._failures += 1
                 if self._failures >= self.retry.max_attempts:
-                    raise
-                yield from self._wait_or_raise(exc, exc.retry_after_s, rejected=False)
-                continue
-            assert isinstance(answer, ChatResponse)  # noqa: S101  # the drivers' contract
-            self.usage = self.usage + answer.usage if self.usage.total_tokens else answer.usage
-            return answer
+                    return self._failure(error)
+                delay = self._delay(error.retry_after_s, rejected=False)
+            else:
+                return self._failure(error)
+            if delay is None:
+                return self._failure(error)
+            rejected = isinstance(error, BreakerError)
+            self.emit(
+                TaskRetrying(
+                    self.task_id,
+                    self.agent,
+                    self.attempts + 1,
+                    delay,
+                    str(error),
+                    rejected=rejected,
+                )
+            )
+            self._waited_s += delay
+            yield Sleep(delay)
 
-    def _wait_or_raise(
-        self, exc: Exception, retry_after_s: float | None, *, rejected: bool
-    ) -> Generator[Command, object, None]:
+    def _failure(self, error: Exception) -> Failure:
+        return Failure(error, self.attempts, self.usage, tuple(self.tool_calls))
+
+    def _delay(self, retry_after_s: float | None, *, rejected: bool) -> float | None:
+        """How long to wait before the next request, or None to give up."""
         if rejected and retry_after_s is not None:
             # Turned away without a request (an open breaker): wait as long as it says, and
             # never spin. No backoff: nothing failed, so there is nothing to back off from.
             wait = max(retry_after_s, self.retry.initial_delay_s)
             too_long = retry_after_s > self.retry.max_delay_s
-            delay = (
+            return (
                 None if too_long or self._waited_s + wait > self.retry.max_total_delay_s else wait
             )
-        else:
-            delay = self.retry.next_delay_s(
-                max(self._failures, 1), retry_after_s, waited_s=self._waited_s, rng=self.rng
-            )
-            if delay is not None and rejected:
-                # A full bulkhead costs nothing either: wait at least the initial delay.
-                delay = max(delay, self.retry.initial_delay_s)
-                if self._waited_s + delay > self.retry.max_total_delay_s:
-                    delay = None
-        if delay is None:
-            raise exc
-        self.emit(
-            TaskRetrying(
-                self.task_id, self.agent, self.attempts + 1, delay, str(exc), rejected=rejected
-            )
+        delay = self.retry.next_delay_s(
+            max(self._failures, 1), retry_after_s, waited_s=self._waited_s, rng=self.rng
         )
-        self._waited_s += delay
-        yield Sleep(delay)
-
-
-def retry_after_hint(exc: BaseException) -> float | None:
-    """The wait a rate limit asks every caller of that endpoint to respect, if any."""
-    if isinstance(exc, RateLimitError) and exc.retry_after_s:
-        return exc.retry_after_s
-    return None
+        if delay is not None and rejected:
+            # A full bulkhead costs nothing either: wait at least the initial delay.
+            delay = max(delay, self.retry.initial_delay_s)
+            if self._waited_s + delay > self.retry.max_total_delay_s:
+                return None
+        return delay
 
 
 def drive(
-    steps: Generator[Command, object, AgentResult],
+    steps: Generator[Command, object, Outcome],
     *,
     chat: Callable[[ChatRequest], ChatResponse],
     run_tool: Callable[[ToolCall], str],
     sleep: Callable[[float], object],
-) -> AgentResult:
-    """Carry out a conversation's commands synchronously; return its result."""
+) -> Outcome:
+    """Carry out a conversation's commands synchronously; return its outcome.
+
+    An exception a command raises is caught here, once, and sent to the conversation as a
+    :class:`Raised` value.
+    """
     answer: object = None
-    error: Exception | None = None
     while True:
         try:
-            command = steps.throw(error) if error is not None else steps.send(answer)
+            command = steps.send(answer)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        answer, error = None, None
+            return cast("Outcome", stop.value)
+        if isinstance(command, Sleep):
+            sleep(command.seconds)
+            answer = None
+            continue
         try:
-            if isinstance(command, ChatRequest):
-                answer = chat(command)
-            elif isinstance(command, Sleep):
-                sleep(command.seconds)
-            else:
-                answer = run_tool(command.call)
+            answer = chat(command) if isinstance(command, ChatRequest) else run_tool(command.call)
         except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
-            error = exc
+            answer = Raised(exc)
 
 
 async def adrive(
-    steps: Generator[Command, object, AgentResult],
+    steps: Generator[Command, object, Outcome],
     *,
     chat: Callable[[ChatRequest], Awaitable[ChatResponse]],
     run_tool: Callable[[ToolCall], Awaitable[str]],
     sleep: Callable[[float], Awaitable[object]],
-) -> AgentResult:
-    """Carry out a conversation's commands on the running event loop; return its result."""
+) -> Outcome:
+    """Carry out a conversation's commands on the running event loop; return its outcome."""
     answer: object = None
-    error: Exception | None = None
     while True:
         try:
-            command = steps.throw(error) if error is not None else steps.send(answer)
+            command = steps.send(answer)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        answer, error = None, None
+            return cast("Outcome", stop.value)
+        if isinstance(command, Sleep):
+            await sleep(command.seconds)
+            answer = None
+            continue
         try:
             if isinstance(command, ChatRequest):
                 answer = await chat(command)
-            elif isinstance(command, Sleep):
-                await sleep(command.seconds)
             else:
                 answer = await run_tool(command.call)
         except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
-            error = exc
+            answer = Raised(exc)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Mapping
 
 import attrs
 from aegis_adapters import Usage
 from aegis_breaker import CircuitState
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -114,3 +118,27 @@ RunEvent = (
 
 EventHandler = Callable[[RunEvent], None]
 """The type of ``on_event`` callbacks."""
+
+
+class Emitter:
+    """Serialises calls to a user's ``on_event`` and keeps its exceptions out of the run.
+
+    Calling an emitter without a handler does nothing; ``active`` says whether there is one,
+    so callers can skip building events nobody will see.
+    """
+
+    def __init__(self, handler: EventHandler | None) -> None:
+        """Deliver events to *handler* (None: drop them)."""
+        self._handler = handler
+        self._lock = threading.Lock()
+        self.active = handler is not None
+
+    def __call__(self, event: RunEvent) -> None:
+        """Deliver *event*, one at a time; a handler that raises is logged and ignored."""
+        if self._handler is None:
+            return
+        with self._lock:
+            try:
+                self._handler(event)
+            except Exception:
+                logger.exception("on_event handler raised on %r; the run goes on", event)

@@ -1,67 +1,46 @@
-"""OpenMultiAgent: the facade that runs agents and teams over task graphs."""
+"""OpenMultiAgent: the front door that runs agents and teams over task graphs.
+
+It validates what it is given, resolves each agent's route (adapter, endpoint key, tools) once,
+and hands the work to the :class:`~aegis_gov._caller.EndpointCaller` (all provider I/O) and the
+run drivers in :mod:`aegis_gov._run`. It makes no request itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
-import queue
 import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor
-from typing import TypeGuard, cast
+from typing import cast
 
 import attrs
-from aegis_adapters import (
-    AnthropicAdapter,
-    ChatAdapter,
-    ChatResponse,
-    LLMAdapter,
-    OllamaAdapter,
-    OpenAIAdapter,
-    RetryableError,
-    ToolCall,
-    ToolSpec,
-)
+from aegis_adapters import LLMAdapter, RetryableError, ToolSpec, adapter_from_environment
 from aegis_breaker import AgentPool, BreakerEvent, StateChanged
 from aegis_graph import Task
 
 from aegis_gov._agents import AgentConfig, Team
-from aegis_gov._conversation import (
-    AgentFailedError,
-    ChatRequest,
-    Conversation,
-    adrive,
-    drive,
-    retry_after_hint,
+from aegis_gov._caller import EndpointCaller, Route, Sink, endpoint_key
+from aegis_gov._events import (
+    CircuitStateChanged,
+    Emitter,
+    EventHandler,
+    TaskOutputDelta,
 )
-from aegis_gov._errors import StreamInterruptedError
-from aegis_gov._events import CircuitStateChanged, EventHandler, RunEvent, TaskOutputDelta
+from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._run import Limits, Outcome, RunState, Work, run_async, run_threads
-from aegis_gov._tools import ToolNotOfferedError, ToolRegistry
+from aegis_gov._run import Limits, RunState, Work, run_async, run_threads
+from aegis_gov._streams import astream_chunks, stream_chunks
+from aegis_gov._tools import ToolRegistry
+
+__all__ = ["OpenMultiAgent", "adapter_from_environment", "endpoint_key"]
 
 logger = logging.getLogger(__name__)
-
-
-def adapter_from_environment() -> LLMAdapter:
-    """The adapter the environment asks for.
-
-    ``ANTHROPIC_API_KEY`` set: :class:`AnthropicAdapter`; else ``OPENAI_API_KEY``:
-    :class:`OpenAIAdapter`; else :class:`OllamaAdapter` (``OLLAMA_HOST`` or localhost).
-    ``AEGIS_MODEL`` names the model, otherwise each adapter's ``DEFAULT_MODEL``.
-    """
-    model = os.environ.get("AEGIS_MODEL") or None
-    if os.environ.get("ANTHROPIC_API_KEY"):
-        return AnthropicAdapter(model or AnthropicAdapter.DEFAULT_MODEL)
-    if os.environ.get("OPENAI_API_KEY"):
-        return OpenAIAdapter(model or OpenAIAdapter.DEFAULT_MODEL)
-    return OllamaAdapter(model or OllamaAdapter.DEFAULT_MODEL)
 
 
 def _environment_reason() -> str:
@@ -72,44 +51,8 @@ def _environment_reason() -> str:
     return "neither ANTHROPIC_API_KEY nor OPENAI_API_KEY is set"
 
 
-_CHAT_ADAPTER_TYPES: dict[type, bool] = {}
-
-
-def _is_chat_adapter(adapter: LLMAdapter) -> TypeGuard[ChatAdapter]:
-    """``isinstance(adapter, ChatAdapter)``, cached per class: protocol checks are slow."""
-    kind = type(adapter)
-    known = _CHAT_ADAPTER_TYPES.get(kind)
-    if known is None:
-        known = _CHAT_ADAPTER_TYPES[kind] = isinstance(adapter, ChatAdapter)
-    return known
-
-
-def endpoint_key(adapter: LLMAdapter) -> str:
-    """The breaker key of an adapter: its endpoint, or its identity for a custom adapter."""
-    if _is_chat_adapter(adapter):
-        return adapter.endpoint.key
-    return f"custom:{type(adapter).__qualname__}@{id(adapter):x}"
-
-
 def _only_retryable_fails(exc: BaseException) -> bool:
     return isinstance(exc, RetryableError)
-
-
-class _Emitter:
-    """Serialises calls to a user's ``on_event`` and keeps its exceptions out of the run."""
-
-    def __init__(self, handler: EventHandler | None) -> None:
-        self._handler = handler
-        self._lock = threading.Lock()
-
-    def __call__(self, event: RunEvent) -> None:
-        if self._handler is None:
-            return
-        with self._lock:
-            try:
-                self._handler(event)
-            except Exception:
-                logger.exception("on_event handler raised on %r; the run goes on", event)
 
 
 class OpenMultiAgent:
@@ -147,13 +90,17 @@ class OpenMultiAgent:
         self._pool = pool if pool is not None else AgentPool(is_failure=_only_retryable_fails)
         self._default_adapter = default_adapter
         self._tools = tools
-        self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
-        self._sleep = sleep
-        self._async_sleep = async_sleep
         self._clock = clock
-        self._rng = random.Random(seed)  # noqa: S311  # jitter, not cryptography
         self._lock = threading.Lock()
-        self._watchers: list[_Emitter] = []
+        self._watchers: list[Emitter] = []
+        self._caller = EndpointCaller(
+            self._pool,
+            lambda: self.tools,
+            retry=retry if retry is not None else RetryPolicy(),
+            rng=random.Random(seed),  # noqa: S311  # jitter, not cryptography
+            sleep=sleep,
+            async_sleep=async_sleep,
+        )
         self._pool.add_listener(self._forward_breaker_event)
 
     # -- configuration -------------------------------------------------------------------
@@ -162,6 +109,15 @@ class OpenMultiAgent:
     def pool(self) -> AgentPool:
         """The pool every call goes through."""
         return self._pool
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How retryable errors are retried (assign a new policy to change it)."""
+        return self._caller.retry
+
+    @retry.setter
+    def retry(self, policy: RetryPolicy) -> None:
+        self._caller.retry = policy
 
     @property
     def tools(self) -> ToolRegistry:
@@ -226,25 +182,19 @@ class OpenMultiAgent:
         Raises the adapter's error after retries (a :class:`PermanentError` at once), or
         :class:`CircuitOpenError` when the endpoint's breaker stays open too long.
         """
-        emit = _Emitter(None)
-        conversation = self._conversation(agent, task, emit=emit)
-        _warm_up(self.adapter_for(agent))
+        route = self._route(agent, task)
+        _warm_up(route.adapter)
         started = self._clock()
-        outcome = self._drive(agent, conversation)
-        if isinstance(outcome, AgentFailedError):
-            raise outcome.error  # chained to the provider's exception by the adapter
-        return _with_duration(outcome, self._clock() - started)
+        outcome = self._caller.run(route, task, Emitter(None))
+        return _answer(outcome, self._clock() - started)
 
     async def arun_agent(self, agent: AgentConfig, task: str) -> AgentResult:
         """The asyncio twin of :meth:`run_agent`; it never blocks the event loop."""
-        emit = _Emitter(None)
-        conversation = self._conversation(agent, task, emit=emit)
-        await _awarm_up(self.adapter_for(agent))
+        route = self._route(agent, task)
+        await _awarm_up(route.adapter)
         started = self._clock()
-        outcome = await self._adrive(agent, conversation)
-        if isinstance(outcome, AgentFailedError):
-            raise outcome.error
-        return _with_duration(outcome, self._clock() - started)
+        outcome = await self._caller.arun(route, task, Emitter(None))
+        return _answer(outcome, self._clock() - started)
 
     # -- task graphs ---------------------------------------------------------------------
 
@@ -296,24 +246,23 @@ class OpenMultiAgent:
             GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError:
                 before any call. RunCancelledError on Ctrl-C, with the partial result.
         """
-        emit = _Emitter(on_event)
-        state = self._prepare(tasks, team, stop_on_failure, emit, resume)
-        streaming = on_event is not None if stream is None else stream
+        emit = Emitter(on_event)
+        state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
+        streaming = (on_event is not None if stream is None else stream) and executor is None
         limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
-        for adapter in self._adapters_of(state):
-            _warm_up(adapter)
-        with self._watching(emit):
-            run_threads(
-                state,
-                functools.partial(
-                    self._execute,
-                    emit=emit,
-                    stream=streaming and executor is None,
-                    executor=executor,
-                ),
-                max_concurrent=self._pool.max_concurrent,
-                limits=limits,
+        for route in _distinct_adapters(routes):
+            _warm_up(route.adapter)
+        caller = self._caller
+
+        def execute(work: Work) -> Outcome:
+            sink = _delta_sink(emit, work) if streaming else None
+            route = routes[work.agent.name]
+            return caller.run(
+                route, work.prompt, emit, task_id=work.task.id, sink=sink, executor=executor
             )
+
+        with self._watching(emit):
+            run_threads(state, execute, max_concurrent=self._pool.max_concurrent, limits=limits)
         return state.result()
 
     async def arun_tasks(
@@ -338,19 +287,21 @@ class OpenMultiAgent:
         re-raises :class:`asyncio.CancelledError`; use ``cancel`` to get the partial
         result back instead.
         """
-        emit = _Emitter(on_event)
-        state = self._prepare(tasks, team, stop_on_failure, emit, resume)
+        emit = Emitter(on_event)
+        state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = on_event is not None if stream is None else stream
         limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
-        for adapter in self._adapters_of(state):
-            await _awarm_up(adapter)
+        for route in _distinct_adapters(routes):
+            await _awarm_up(route.adapter)
+        caller = self._caller
+
+        async def execute(work: Work) -> Outcome:
+            sink = _delta_sink(emit, work) if streaming else None
+            route = routes[work.agent.name]
+            return await caller.arun(route, work.prompt, emit, task_id=work.task.id, sink=sink)
+
         with self._watching(emit):
-            await run_async(
-                state,
-                functools.partial(self._aexecute, emit=emit, stream=streaming),
-                max_concurrent=self._pool.max_concurrent,
-                limits=limits,
-            )
+            await run_async(state, execute, max_concurrent=self._pool.max_concurrent, limits=limits)
         return state.result()
 
     # -- streaming -----------------------------------------------------------------------
@@ -362,76 +313,46 @@ class OpenMultiAgent:
         yielded raises :class:`StreamInterruptedError` (chunks cannot be taken back). The
         call runs on a helper thread; closing the iterator early lets it finish unread.
         """
-        chunks: queue.SimpleQueue[str | _Done] = queue.SimpleQueue()
+        route = self._route(agent, task)
+        caller = self._caller
 
-        def work() -> None:
-            try:
-                self._stream_once(agent, task, chunks.put)
-                chunks.put(_Done(None))
-            except BaseException as exc:  # noqa: BLE001  # handed to the consumer
-                chunks.put(_Done(exc))
+        def produce(deliver: Callable[[str], None]) -> Outcome:
+            return caller.run(route, task, Emitter(None), sink=Sink(deliver, restartable=False))
 
-        threading.Thread(target=work, name=f"aegis-stream-{agent.name}", daemon=True).start()
-        while True:
-            item = chunks.get()
-            if isinstance(item, _Done):
-                if item.error is not None:
-                    raise item.error
-                return
-            yield item
+        return stream_chunks(produce, name=f"aegis-stream-{agent.name}")
 
-    async def astream_agent(self, agent: AgentConfig, task: str) -> AsyncIterator[str]:
+    def astream_agent(self, agent: AgentConfig, task: str) -> AsyncIterator[str]:
         """Async twin of :meth:`stream_agent`: chunks as they arrive, on the running loop."""
-        chunks: asyncio.Queue[str | _Done] = asyncio.Queue()
+        route = self._route(agent, task)
+        caller = self._caller
 
-        async def work() -> None:
-            try:
-                await self._astream_once(agent, task, chunks.put_nowait)
-                chunks.put_nowait(_Done(None))
-            except Exception as exc:  # noqa: BLE001  # handed to the consumer
-                chunks.put_nowait(_Done(exc))
+        async def produce(deliver: Callable[[str], None]) -> Outcome:
+            sink = Sink(deliver, restartable=False)
+            return await caller.arun(route, task, Emitter(None), sink=sink)
 
-        producer = asyncio.ensure_future(work())
-        try:
-            while True:
-                item = await chunks.get()
-                if isinstance(item, _Done):
-                    if item.error is not None:
-                        raise item.error
-                    return
-                yield item
-        finally:
-            if not producer.done():
-                producer.cancel()
-
-    def _stream_once(
-        self, agent: AgentConfig, task: str, on_delta: Callable[[str], None]
-    ) -> AgentResult:
-        conversation = self._conversation(agent, task, emit=_Emitter(None))
-        outcome = self._drive(agent, conversation, _Sink(on_delta, restartable=False))
-        if isinstance(outcome, AgentFailedError):
-            raise outcome.error
-        return outcome
-
-    async def _astream_once(
-        self, agent: AgentConfig, task: str, on_delta: Callable[[str], None]
-    ) -> AgentResult:
-        conversation = self._conversation(agent, task, emit=_Emitter(None))
-        outcome = await self._adrive(agent, conversation, _Sink(on_delta, restartable=False))
-        if isinstance(outcome, AgentFailedError):
-            raise outcome.error
-        return outcome
+        return astream_chunks(produce)
 
     # -- internals -----------------------------------------------------------------------
+
+    def _route(self, agent: AgentConfig, task: str) -> Route:
+        """Check a single-agent call's arguments and resolve the agent's route."""
+        if not isinstance(agent, AgentConfig):
+            raise TypeError(
+                f"agent must be an AgentConfig, got {type(agent).__name__}: {agent!r:.80}"
+            )
+        if not isinstance(task, str):
+            raise TypeError(f"task must be a string, got {type(task).__name__}: {task!r:.80}")
+        return Route.resolve(agent, self.adapter_for(agent), self._tool_specs(agent))
 
     def _prepare(
         self,
         tasks: Iterable[Task],
         team: Team,
         stop_on_failure: bool,  # noqa: FBT001  # private helper
-        emit: _Emitter,
+        emit: Emitter,
         resume: RunResult | None,
-    ) -> RunState:
+    ) -> tuple[RunState, dict[str, Route]]:
+        """Validate a run (graph, agents, tools) before any call; resolve each agent's route."""
         if not isinstance(team, Team):
             raise TypeError(
                 f"team must be a Team (make one with OpenMultiAgent.create_team), "
@@ -448,190 +369,17 @@ class OpenMultiAgent:
             resume=resume,
         )
         used = {task.agent for task in state.queue.tasks}
-        for agent in team.values():
-            if agent.name in used:
-                self._tool_specs(agent)  # unknown tools fail now, before any call
-        return state
-
-    def _adapters_of(self, state: RunState) -> list[LLMAdapter]:
-        """Each adapter the run's pending tasks use, once."""
-        used = {task.agent for task in state.queue.tasks}
-        adapters = (self.adapter_for(a) for a in state.team.values() if a.name in used)
-        return list({id(adapter): adapter for adapter in adapters}.values())
+        routes = {
+            agent.name: Route.resolve(agent, self.adapter_for(agent), self._tool_specs(agent))
+            for agent in team.values()
+            if agent.name in used  # unknown tools fail now, before any call
+        }
+        return state, routes
 
     def _tool_specs(self, agent: AgentConfig) -> tuple[ToolSpec, ...]:
         if not agent.tools:
             return ()
         return tuple(self.tools.specs(agent.tools))
-
-    def _conversation(
-        self, agent: AgentConfig, prompt: str, *, emit: _Emitter, task_id: str = ""
-    ) -> Conversation:
-        if not isinstance(agent, AgentConfig):
-            raise TypeError(
-                f"agent must be an AgentConfig, got {type(agent).__name__}: {agent!r:.80}"
-            )
-        if not isinstance(prompt, str):
-            raise TypeError(f"task must be a string, got {type(prompt).__name__}: {prompt!r:.80}")
-        adapter = self.adapter_for(agent)
-        return Conversation(
-            agent=agent.name,
-            prompt=prompt,
-            system=agent.system_prompt or None,
-            tools=self._tool_specs(agent),
-            retry=self.retry,
-            rng=self._rng,
-            emit=emit,
-            endpoint=endpoint_key(adapter),
-            task_id=task_id,
-            max_tool_rounds=agent.max_tool_rounds,
-            max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
-            max_tool_output_chars=agent.max_tool_output_chars,
-        )
-
-    def _execute(
-        self, work: Work, *, emit: _Emitter, stream: bool, executor: Executor | None = None
-    ) -> Outcome:
-        conversation = self._conversation(work.agent, work.prompt, emit=emit, task_id=work.task.id)
-        sink = _delta_emitter(emit, work, stream)
-        return self._drive(work.agent, conversation, sink, executor=executor)
-
-    async def _aexecute(self, work: Work, *, emit: _Emitter, stream: bool) -> Outcome:
-        conversation = self._conversation(work.agent, work.prompt, emit=emit, task_id=work.task.id)
-        return await self._adrive(work.agent, conversation, _delta_emitter(emit, work, stream))
-
-    def _drive(
-        self,
-        agent: AgentConfig,
-        conversation: Conversation,
-        on_delta: _Sink | None = None,
-        *,
-        executor: Executor | None = None,
-    ) -> Outcome:
-        """Run a conversation to its end: the result, or the failure that ended it."""
-        adapter = self.adapter_for(agent)
-        key = conversation.endpoint
-        try:
-            return drive(
-                conversation.steps(),
-                chat=functools.partial(
-                    self._chat,
-                    adapter,
-                    key,
-                    on_delta=on_delta,
-                    agent=agent.name,
-                    executor=executor,
-                ),
-                run_tool=functools.partial(self._run_tool, agent),
-                sleep=self._sleep,
-            )
-        except AgentFailedError as failure:
-            return failure
-
-    async def _adrive(
-        self,
-        agent: AgentConfig,
-        conversation: Conversation,
-        on_delta: _Sink | None = None,
-    ) -> Outcome:
-        adapter = self.adapter_for(agent)
-        key = conversation.endpoint
-        try:
-            return await adrive(
-                conversation.steps(),
-                chat=functools.partial(
-                    self._achat, adapter, key, on_delta=on_delta, agent=agent.name
-                ),
-                run_tool=functools.partial(self._arun_tool, agent),
-                sleep=self._async_sleep,
-            )
-        except AgentFailedError as failure:
-            return failure
-
-    def _chat(
-        self,
-        adapter: LLMAdapter,
-        key: str,
-        request: ChatRequest,
-        *,
-        on_delta: _Sink | None = None,
-        agent: str = "",
-        executor: Executor | None = None,
-    ) -> ChatResponse:
-        def attempt() -> tuple[ChatResponse | None, Exception | None]:
-            # Only retryable errors may count against the endpoint's breaker: a provider
-            # that answers "bad request" is up. Pass other errors out as values.
-            try:
-                if executor is not None:
-                    return executor.submit(_sync_chat, adapter, request).result(), None
-                if on_delta is None:
-                    return _sync_chat(adapter, request), None
-                return _sync_chat_stream(adapter, request, on_delta, agent), None
-            except RetryableError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                return None, exc
-
-        try:
-            response, error = self._pool.run_on(key, attempt)
-        except RetryableError as exc:
-            self._apply_retry_after(key, exc)
-            _check_restartable(on_delta, agent, exc)
-            raise
-        if error is not None:
-            raise error
-        assert response is not None  # noqa: S101  # attempt returns one or the other
-        return response
-
-    async def _achat(
-        self,
-        adapter: LLMAdapter,
-        key: str,
-        request: ChatRequest,
-        *,
-        on_delta: _Sink | None = None,
-        agent: str = "",
-    ) -> ChatResponse:
-        async def attempt() -> tuple[ChatResponse | None, Exception | None]:
-            try:
-                if on_delta is None:
-                    return await _async_chat(adapter, request), None
-                return await _async_chat_stream(adapter, request, on_delta, agent), None
-            except RetryableError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                return None, exc
-
-        try:
-            response, error = await self._pool.arun_on(key, attempt)
-        except RetryableError as exc:
-            self._apply_retry_after(key, exc)
-            _check_restartable(on_delta, agent, exc)
-            raise
-        if error is not None:
-            raise error
-        assert response is not None  # noqa: S101
-        return response
-
-    def _apply_retry_after(self, key: str, exc: RetryableError) -> None:
-        hint = retry_after_hint(exc)
-        if hint is not None:
-            # The provider asked every caller to wait: hold the whole endpoint back.
-            self._pool.breaker(key).open_for(hint)
-
-    def _run_tool(self, agent: AgentConfig, call: ToolCall) -> str:
-        # The conversation refuses tools its agent was not given; this second check keeps
-        # the rule even if a driver is ever handed a call some other way.
-        if call.name not in agent.tools:
-            raise ToolNotOfferedError(
-                f"refused: agent {agent.name!r} was not given this tool",
-                tool_name=call.name[:64],
-                agent=agent.name,
-            )
-        return self.tools.call(call.name, call.arguments)
-
-    async def _arun_tool(self, agent: AgentConfig, call: ToolCall) -> str:
-        return await asyncio.to_thread(self._run_tool, agent, call)
 
     def _forward_breaker_event(self, event: BreakerEvent) -> None:
         if not isinstance(event, StateChanged):
@@ -643,7 +391,7 @@ class OpenMultiAgent:
             emit(change)
 
     @contextlib.contextmanager
-    def _watching(self, emit: _Emitter) -> Iterator[None]:
+    def _watching(self, emit: Emitter) -> Iterator[None]:
         """Forward breaker events to one run's handler while the run lasts."""
         with self._lock:
             self._watchers.append(emit)
@@ -652,6 +400,28 @@ class OpenMultiAgent:
         finally:
             with self._lock:
                 self._watchers.remove(emit)
+
+
+def _answer(outcome: Outcome, duration_s: float) -> AgentResult:
+    """A single-agent call's result, or its error raised (chained to the provider's)."""
+    if isinstance(outcome, Failure):
+        raise outcome.error
+    return attrs.evolve(outcome, duration_s=duration_s)
+
+
+def _distinct_adapters(routes: dict[str, Route]) -> list[Route]:
+    """One route per adapter object, in the team's order."""
+    return list({id(route.adapter): route for route in routes.values()}.values())
+
+
+def _delta_sink(emit: Emitter, work: Work) -> Sink:
+    task_id = work.task.id
+
+    def on_delta(text: str) -> None:
+        emit(TaskOutputDelta(task_id, text))
+
+    # In a run, a retried task's chunks simply start again after its TaskRetrying event.
+    return Sink(on_delta, restartable=True)
 
 
 def _warm_up(adapter: LLMAdapter) -> None:
@@ -671,96 +441,3 @@ async def _awarm_up(adapter: LLMAdapter) -> None:
             await awarm_up()
         except Exception:  # noqa: BLE001  # (same)
             logger.debug("awarm_up of %r raised; its first call will report it", adapter)
-
-
-def _sync_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse:
-    if _is_chat_adapter(adapter):
-        return adapter.chat(request.messages, system=request.system, tools=request.tools)
-    text = adapter.generate(request.messages[-1].content, system=request.system)
-    return ChatResponse(text=text)
-
-
-async def _async_chat(adapter: LLMAdapter, request: ChatRequest) -> ChatResponse:
-    if _is_chat_adapter(adapter):
-        return await adapter.achat(request.messages, system=request.system, tools=request.tools)
-    # A plain LLMAdapter is synchronous: keep it off the event loop.
-    return await asyncio.to_thread(_sync_chat, adapter, request)
-
-
-def _with_duration(result: AgentResult, duration_s: float) -> AgentResult:
-    return attrs.evolve(result, duration_s=duration_s)
-
-
-def _delta_emitter(emit: _Emitter, work: Work, stream: bool) -> _Sink | None:  # noqa: FBT001
-    if not stream:
-        return None
-    task_id = work.task.id
-
-    def on_delta(text: str) -> None:
-        emit(TaskOutputDelta(task_id, text))
-
-    # In a run, a retried task's chunks simply start again after its TaskRetrying event.
-    return _Sink(on_delta, restartable=True)
-
-
-def _check_restartable(sink: _Sink | None, agent: str, exc: RetryableError) -> None:
-    if sink is not None and sink.emitted and not sink.restartable:
-        raise StreamInterruptedError(agent, exc) from exc
-
-
-def _sync_chat_stream(
-    adapter: LLMAdapter, request: ChatRequest, on_delta: _Sink, agent: str
-) -> ChatResponse:
-    """Stream one request, handing each chunk to ``on_delta``; return the whole response."""
-    if not _is_chat_adapter(adapter):
-        chunks: list[str] = []
-        for chunk in adapter.stream(request.messages[-1].content, system=request.system):
-            chunks.append(chunk)
-            on_delta(chunk)
-        return ChatResponse(text="".join(chunks))
-    response: ChatResponse | None = None
-    for item in adapter.chat_stream(request.messages, system=request.system, tools=request.tools):
-        if isinstance(item, ChatResponse):
-            response = item
-        elif item.text:
-            on_delta(item.text)
-    if response is None:  # the adapter contract promises a final response
-        raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
-    return response
-
-
-async def _async_chat_stream(
-    adapter: LLMAdapter, request: ChatRequest, on_delta: _Sink, agent: str
-) -> ChatResponse:
-    if not _is_chat_adapter(adapter):
-        return await asyncio.to_thread(_sync_chat_stream, adapter, request, on_delta, agent)
-    response: ChatResponse | None = None
-    stream = adapter.achat_stream(request.messages, system=request.system, tools=request.tools)
-    async for item in stream:
-        if isinstance(item, ChatResponse):
-            response = item
-        elif item.text:
-            on_delta(item.text)
-    if response is None:
-        raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
-    return response
-
-
-@attrs.frozen
-class _Done:
-    """End of a stream handed from producer to consumer, with the error that ended it."""
-
-    error: BaseException | None
-
-
-class _Sink:
-    """Where a streamed request's chunks go, remembering whether any went out."""
-
-    def __init__(self, deliver: Callable[[str], None], *, restartable: bool) -> None:
-        self._deliver = deliver
-        self.restartable = restartable
-        self.emitted = False
-
-    def __call__(self, text: str) -> None:
-        self.emitted = True
-        self._deliver(text)

@@ -25,7 +25,6 @@ from aegis_adapters import Usage
 from aegis_graph import SkipReason, Task, TaskQueue, TaskState
 
 from aegis_gov._agents import AgentConfig, Team
-from aegis_gov._conversation import AgentFailedError
 from aegis_gov._errors import (
     DeadlineExceededError,
     RunCancelledError,
@@ -39,12 +38,11 @@ from aegis_gov._events import (
     TaskStarted,
     TaskSucceeded,
 )
+from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult, TaskResult
 from aegis_gov._resume import fingerprint, reusable_results
 
 logger = logging.getLogger(__name__)
-
-Outcome = AgentResult | AgentFailedError
 
 
 @attrs.frozen
@@ -290,7 +288,7 @@ class _Deadlines:
         return max(min(candidates), 0.0) if candidates else None
 
 
-def _overrun(work: Work, limits: Limits, *, cancelled: bool) -> AgentFailedError:
+def _overrun(work: Work, limits: Limits, *, cancelled: bool) -> Failure:
     if cancelled or limits.task_timeout_s is None:
         error: Exception = (
             DeadlineExceededError(work.task.id, limits.run_timeout_s, scope="run")
@@ -299,7 +297,7 @@ def _overrun(work: Work, limits: Limits, *, cancelled: bool) -> AgentFailedError
         )
     else:
         error = DeadlineExceededError(work.task.id, limits.task_timeout_s, scope="task")
-    return AgentFailedError(error, 0, Usage(), ())
+    return Failure(error, 0, Usage(), ())
 
 
 H = TypeVar("H", bound=Hashable)
@@ -337,7 +335,12 @@ class _Flight(Generic[H]):
         work = self.inflight.pop(handle, None)
         if work is not None:
             self.deadlines.forget(handle)
-            self.state.finish(work, outcome())
+            try:
+                result = outcome()
+            except Exception as exc:  # a bug below; the run still accounts for it
+                logger.exception("task %r crashed", work.task.id)
+                result = Failure(exc)
+            self.state.finish(work, result)
 
     def expire(self, now: float) -> list[H]:
         """Give up on calls past their deadline; return their handles."""

@@ -1,0 +1,304 @@
+"""The endpoint caller: everything between an agent's request and the provider's answer.
+
+One :class:`EndpointCaller` per :class:`~aegis_gov.OpenMultiAgent` owns the I/O of a run:
+it sends each :class:`ChatRequest` through the pool's bulkhead and the endpoint's breaker,
+decides (once, here) which errors count against the breaker, holds an endpoint back when a
+provider asks for a Retry-After, streams deltas, and runs tool calls within the agent's
+tools. :meth:`EndpointCaller.run` and :meth:`EndpointCaller.arun` drive one agent's
+:class:`Conversation` with threads or asyncio; both end in an :data:`Outcome` value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+
+import attrs
+from aegis_adapters import (
+    ChatAdapter,
+    ChatResponse,
+    LLMAdapter,
+    RateLimitError,
+    RetryableError,
+    ToolCall,
+    ToolSpec,
+    as_chat_adapter,
+    is_chat_adapter,
+)
+from aegis_breaker import AgentPool
+
+from aegis_gov._agents import AgentConfig
+from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
+from aegis_gov._errors import StreamInterruptedError
+from aegis_gov._events import EventHandler
+from aegis_gov._outcome import Outcome
+from aegis_gov._retry import RetryPolicy
+from aegis_gov._tools import ToolNotOfferedError, ToolRegistry
+
+__all__ = ["EndpointCaller", "Route", "Sink", "endpoint_key"]
+
+
+def endpoint_key(adapter: LLMAdapter) -> str:
+    """The breaker key of an adapter: its endpoint, or its identity for a custom adapter."""
+    if is_chat_adapter(adapter):
+        return adapter.endpoint.key
+    return f"custom:{type(adapter).__qualname__}@{id(adapter):x}"
+
+
+@attrs.frozen
+class Route:
+    """Where one agent's requests go, resolved once per run (or per single-agent call)."""
+
+    agent: AgentConfig
+    adapter: ChatAdapter  # a plain LLMAdapter arrives wrapped, once, here
+    key: str
+    tools: tuple[ToolSpec, ...]
+
+    @classmethod
+    def resolve(cls, agent: AgentConfig, adapter: LLMAdapter, tools: tuple[ToolSpec, ...]) -> Route:
+        """The route of *agent* talking to *adapter* with *tools* offered."""
+        return cls(agent, as_chat_adapter(adapter), endpoint_key(adapter), tools)
+
+
+class Sink:
+    """Where a streamed request's chunks go, remembering whether any went out.
+
+    ``restartable`` sinks (a run's live output) may see a retried request's chunks start
+    again; a user's iterator may not, so a stream broken after output raises instead.
+    """
+
+    def __init__(self, deliver: Callable[[str], None], *, restartable: bool) -> None:
+        """Deliver chunks to *deliver*."""
+        self._deliver = deliver
+        self.restartable = restartable
+        self.emitted = False
+
+    def __call__(self, text: str) -> None:
+        """Hand one chunk on."""
+        self.emitted = True
+        self._deliver(text)
+
+
+@attrs.frozen
+class _Declined:
+    """An error that must not count against the breaker, carried out of the guarded call."""
+
+    error: Exception
+
+
+def _only_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, RetryableError)
+
+
+class EndpointCaller:
+    """Sends requests through a pool and runs conversations to their outcome.
+
+    Which errors count against an endpoint's breaker is decided here and nowhere else: the
+    pool's own ``is_failure`` when it has one, otherwise only
+    :class:`~aegis_adapters.RetryableError` — a provider that answers "bad request" is up.
+    An error that does not count is reported to the breaker as a success (the endpoint
+    answered) and then raised to the conversation as usual.
+
+    Thread-safe: one caller serves every run of its facade at once.
+    """
+
+    def __init__(
+        self,
+        pool: AgentPool,
+        tools: Callable[[], ToolRegistry],
+        *,
+        retry: RetryPolicy,
+        rng: random.Random,
+        sleep: Callable[[float], object] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        """Call through *pool*; *tools* gives the registry when a tool is first needed."""
+        self.pool = pool
+        self._tools = tools
+        self.retry = retry
+        self._rng = rng
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        own_rule = getattr(pool, "is_failure", None)
+        self._counts: Callable[[BaseException], bool] = (
+            own_rule if callable(own_rule) else _only_retryable
+        )
+
+    # -- conversations -------------------------------------------------------------------
+
+    def conversation(
+        self, route: Route, prompt: str, emit: EventHandler, *, task_id: str = ""
+    ) -> Conversation:
+        """A new conversation of *route*'s agent answering *prompt*."""
+        agent = route.agent
+        return Conversation(
+            agent=agent.name,
+            prompt=prompt,
+            system=agent.system_prompt or None,
+            tools=route.tools,
+            retry=self.retry,
+            rng=self._rng,
+            emit=emit,
+            endpoint=route.key,
+            task_id=task_id,
+            max_tool_rounds=agent.max_tool_rounds,
+            max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
+            max_tool_output_chars=agent.max_tool_output_chars,
+        )
+
+    def run(
+        self,
+        route: Route,
+        prompt: str,
+        emit: EventHandler,
+        *,
+        task_id: str = "",
+        sink: Sink | None = None,
+        executor: Executor | None = None,
+    ) -> Outcome:
+        """Run one agent's conversation with threads; return its outcome."""
+        return drive(
+            self.conversation(route, prompt, emit, task_id=task_id).steps(),
+            chat=functools.partial(self.chat, route, sink=sink, executor=executor),
+            run_tool=functools.partial(self.run_tool, route.agent),
+            sleep=self._sleep,
+        )
+
+    async def arun(
+        self,
+        route: Route,
+        prompt: str,
+        emit: EventHandler,
+        *,
+        task_id: str = "",
+        sink: Sink | None = None,
+    ) -> Outcome:
+        """Run one agent's conversation on the running event loop; return its outcome."""
+        return await adrive(
+            self.conversation(route, prompt, emit, task_id=task_id).steps(),
+            chat=functools.partial(self.achat, route, sink=sink),
+            run_tool=functools.partial(self.arun_tool, route.agent),
+            sleep=self._async_sleep,
+        )
+
+    # -- requests ------------------------------------------------------------------------
+
+    def chat(
+        self,
+        route: Route,
+        request: ChatRequest,
+        *,
+        sink: Sink | None = None,
+        executor: Executor | None = None,
+    ) -> ChatResponse:
+        """Send *request* through the pool to *route*'s endpoint; raise what it raised."""
+
+        def attempt() -> ChatResponse | _Declined:
+            try:
+                if executor is not None:
+                    return executor.submit(_send, route.adapter, request).result()
+                if sink is None:
+                    return _send(route.adapter, request)
+                return _send_streaming(route.adapter, request, sink, route.agent.name)
+            except Exception as exc:
+                if self._counts(exc):
+                    raise
+                return _Declined(exc)
+
+        try:
+            answer = self.pool.run_on(route.key, attempt)
+        except RetryableError as exc:
+            self._after_retryable(route, exc, sink)
+            raise
+        if isinstance(answer, _Declined):
+            raise answer.error
+        return answer
+
+    async def achat(
+        self, route: Route, request: ChatRequest, *, sink: Sink | None = None
+    ) -> ChatResponse:
+        """The asyncio twin of :meth:`chat`."""
+
+        async def attempt() -> ChatResponse | _Declined:
+            try:
+                if sink is None:
+                    return await route.adapter.achat(
+                        request.messages, system=request.system, tools=request.tools
+                    )
+                return await _asend_streaming(route.adapter, request, sink, route.agent.name)
+            except Exception as exc:
+                if self._counts(exc):
+                    raise
+                return _Declined(exc)
+
+        try:
+            answer = await self.pool.arun_on(route.key, attempt)
+        except RetryableError as exc:
+            self._after_retryable(route, exc, sink)
+            raise
+        if isinstance(answer, _Declined):
+            raise answer.error
+        return answer
+
+    def _after_retryable(self, route: Route, exc: RetryableError, sink: Sink | None) -> None:
+        if isinstance(exc, RateLimitError) and exc.retry_after_s:
+            # The provider asked every caller to wait: hold the whole endpoint back.
+            self.pool.breaker(route.key).open_for(exc.retry_after_s)
+        if sink is not None and sink.emitted and not sink.restartable:
+            raise StreamInterruptedError(route.agent.name, exc) from exc
+
+    # -- tools ---------------------------------------------------------------------------
+
+    def run_tool(self, agent: AgentConfig, call: ToolCall) -> str:
+        """Run *call* for *agent*, only if the agent was given that tool."""
+        # The conversation refuses tools its agent was not given; this second check keeps
+        # the rule even if a driver is ever handed a call some other way.
+        if call.name not in agent.tools:
+            raise ToolNotOfferedError(
+                f"refused: agent {agent.name!r} was not given this tool",
+                tool_name=call.name[:64],
+                agent=agent.name,
+            )
+        return self._tools().call(call.name, call.arguments)
+
+    async def arun_tool(self, agent: AgentConfig, call: ToolCall) -> str:
+        """:meth:`run_tool` on a thread (tools are synchronous)."""
+        return await asyncio.to_thread(self.run_tool, agent, call)
+
+
+def _send(adapter: ChatAdapter, request: ChatRequest) -> ChatResponse:
+    return adapter.chat(request.messages, system=request.system, tools=request.tools)
+
+
+def _send_streaming(
+    adapter: ChatAdapter, request: ChatRequest, sink: Sink, agent: str
+) -> ChatResponse:
+    """Stream one request, handing each chunk to *sink*; return the whole response."""
+    response: ChatResponse | None = None
+    for item in adapter.chat_stream(request.messages, system=request.system, tools=request.tools):
+        if isinstance(item, ChatResponse):
+            response = item
+        elif item.text:
+            sink(item.text)
+    if response is None:  # the adapter contract promises a final response
+        raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
+    return response
+
+
+async def _asend_streaming(
+    adapter: ChatAdapter, request: ChatRequest, sink: Sink, agent: str
+) -> ChatResponse:
+    response: ChatResponse | None = None
+    stream = adapter.achat_stream(request.messages, system=request.system, tools=request.tools)
+    async for item in stream:
+        if isinstance(item, ChatResponse):
+            response = item
+        elif item.text:
+            sink(item.text)
+    if response is None:
+        raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
+    return response
