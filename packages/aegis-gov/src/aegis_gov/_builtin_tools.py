@@ -9,14 +9,27 @@ Known limits, by design of a library that runs in the caller's process:
 - ``http_get`` connects to the address it checked (the URL is rewritten to the address, the
   ``Host`` header and, for https, the TLS server name and certificate check keep the hostname), so
   a DNS answer that changes between check and connect (rebinding) cannot redirect it.
-- ``shell`` resolves the executable on ``PATH`` (absolute entries only) and runs it without a
-  shell, with a minimal environment (``PATH``, ``LANG``, ``HOME`` set to the root), in its own
-  process group, killed as a group on timeout or when its output passes the cap.
+- ``shell`` has two layers. The first is the allowlist of program names and the refusal of
+  shell syntax; it cannot stop an allowed program from running others (``env``, ``xargs``,
+  ``git -c core.fsmonitor=...``, ``find -fprint``), so it is not the boundary. The boundary is a
+  bubblewrap sandbox around every command (``bwrap_argv``): new namespaces (no network unless
+  ``shell_allow_network``), no capabilities, a fresh ``/proc``, a clean environment (bwrap itself
+  is started with it, since its init stays in the sandbox as PID 1), only the system directories
+  and a short list of ``/etc`` files visible read-only, a private ``/tmp``, and the root the only
+  host directory that can be written. Home directories and every file outside the root are not
+  visible at all. Killing bwrap at the timeout ends its PID namespace, so nothing a command
+  started outlives it. Where bubblewrap is missing or cannot create namespaces (some containers),
+  ``shell`` refuses with ``SandboxUnavailableError``; ``shell_sandbox="none-UNSAFE"`` runs
+  commands on the host instead, with the allowlist as the only barrier.
+  Not covered: CPU and memory (a command may use all of either until the timeout), the kernel's
+  own attack surface (no seccomp filter), and the root itself, which a command can read and
+  change whole (keep secrets out of it).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import shlex
 import shutil
@@ -50,6 +63,7 @@ from aegis_gov._tools import (
     MemoryKeyNotFoundError,
     OutputTooLargeError,
     PathOutsideRootError,
+    SandboxUnavailableError,
     ShellDisabledError,
     Tool,
     ToolExecutionError,
@@ -62,6 +76,8 @@ from aegis_gov._tools import (
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+logger = logging.getLogger(__name__)
+
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Characters a shell would interpret. We run without a shell, but refusing them means a command
@@ -69,6 +85,8 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # shell on its arguments gets nothing to inject.
 SHELL_METACHARACTERS = frozenset(";|&$`<>(){}[]*?!~#\\\n\r\x00")
 _READ_CHUNK = 16_384
+SANDBOX_BWRAP = "bwrap"
+SANDBOX_NONE_UNSAFE = "none-UNSAFE"
 
 
 @attrs.frozen
@@ -80,6 +98,8 @@ class SandboxConfig:
     allow_private_network: bool
     http_timeout_s: float
     shell_timeout_s: float
+    shell_sandbox: str
+    shell_allow_network: bool
     max_output_bytes: int
     resolver: Resolver
     trusted_addresses: frozenset[IPAddress]
@@ -95,13 +115,15 @@ class SandboxConfig:
         shell_timeout_s: float,
         max_output_bytes: int,
         resolver: Resolver | None,
+        shell_sandbox: str = SANDBOX_BWRAP,
+        shell_allow_network: bool = False,
         trusted_addresses: Iterable[str],
     ) -> SandboxConfig:
         """Check and normalise the settings.
 
         Raises:
-            ValueError: a limit is not positive, an allowlist entry is not a bare name, or the
-                root is not a directory.
+            ValueError: a limit is not positive, an allowlist entry is not a bare name, the
+                sandbox kind is unknown, or the root is not a directory.
         """
         resolved_root = root.resolve()
         if not resolved_root.is_dir():
@@ -113,16 +135,30 @@ class SandboxConfig:
         ):
             if not value > 0:
                 raise ValueError(f"{label} must be positive, got {value!r}")
+        if shell_sandbox not in {SANDBOX_BWRAP, SANDBOX_NONE_UNSAFE}:
+            raise ValueError(
+                f"shell_sandbox must be {SANDBOX_BWRAP!r} or {SANDBOX_NONE_UNSAFE!r}, "
+                f"got {shell_sandbox!r}"
+            )
         allow = frozenset(shell_allowlist)
         for name in allow:
             if not name or os.sep in name or "/" in name or name in {".", ".."}:
                 raise ValueError(f"shell_allowlist entry {name!r} must be a bare executable name")
+        if allow and shell_sandbox == SANDBOX_NONE_UNSAFE:
+            logger.warning(
+                "the shell tool runs %s WITHOUT a sandbox (shell_sandbox=%r): a command can read "
+                "and write anything this process can",
+                ", ".join(sorted(allow)),
+                shell_sandbox,
+            )
         return cls(
             root=resolved_root,
             shell_allowlist=allow,
             allow_private_network=allow_private_network,
             http_timeout_s=float(http_timeout_s),
             shell_timeout_s=float(shell_timeout_s),
+            shell_sandbox=shell_sandbox,
+            shell_allow_network=bool(shell_allow_network),
             max_output_bytes=int(max_output_bytes),
             resolver=system_resolver if resolver is None else resolver,
             trusted_addresses=frozenset(ipaddress.ip_address(a) for a in trusted_addresses),
@@ -458,6 +494,44 @@ def _read_capped(
 
 # --------------------------------------------------------------------------- shell
 
+# Directories a sandboxed program sees, read-only: the system's programs and libraries. Home
+# directories, /root, /opt, /srv, /var, /run, /mnt and the rest of the host are not there at all,
+# so a secret outside the root (a .env, ~/.aws/credentials, an SSH key) cannot even be read.
+_SANDBOX_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# From /etc, only the world-readable files programs need to start, find users, time zones,
+# certificates and (with network) names. Never shadow, sudoers, ssh keys or system gitconfig.
+_SANDBOX_ETC_ENTRIES = (
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "gai.conf",
+    "group",
+    "host.conf",
+    "hostname",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "magic",
+    "mime.types",
+    "nsswitch.conf",
+    "passwd",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+    "timezone",
+)
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_INSTALL_HINT = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
+    "bubblewrap; Linux only), or, only if every command the model may choose is harmless on "
+    "this machine, build the registry with shell_sandbox='none-UNSAFE'"
+)
+_probed_ok: set[str] = set()
+_probe_lock = threading.Lock()
+
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     try:
@@ -469,17 +543,109 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _resolve_executable(name: str) -> str | None:
-    search = os.pathsep.join(
+def _host_path_search() -> str:
+    return os.pathsep.join(
         entry
         for entry in os.environ.get("PATH", os.defpath).split(os.pathsep)
         if Path(entry).is_absolute()
     )
+
+
+def _resolve_executable(name: str, search: str) -> str | None:
     return shutil.which(name, path=search)
 
 
+def bwrap_argv(config: SandboxConfig, bwrap: str) -> list[str]:
+    """The bubblewrap command line (up to ``--``) that confines one command to *config*'s root.
+
+    New user, PID, IPC, UTS, mount, cgroup and network namespaces (the network only when
+    ``shell_allow_network``), no capabilities, its own session (no terminal injection), killed
+    with its parent; a fresh ``/proc`` that shows only the sandbox's processes, a minimal
+    ``/dev``, a private ``/tmp``; the system directories and a few ``/etc`` files read-only, the
+    root read-write at its own path as the working directory, everything else absent; and a
+    clean environment.
+    """
+    root = str(config.root)
+    argv = [bwrap, "--unshare-all"]
+    if config.shell_allow_network:
+        argv.append("--share-net")
+    argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+    for name, value in _sandbox_env(config).items():
+        argv += ["--setenv", name, value]
+    for directory in map(Path, _SANDBOX_SYSTEM_DIRS):
+        if directory.is_symlink():  # /bin -> usr/bin on merged-/usr systems
+            argv += ["--symlink", str(directory.readlink()), str(directory)]
+        elif directory.is_dir():
+            argv += ["--ro-bind", str(directory), str(directory)]
+    for entry in _SANDBOX_ETC_ENTRIES:
+        argv += ["--ro-bind-try", f"/etc/{entry}", f"/etc/{entry}"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108  # private
+    # After /tmp, so a root below /tmp is bound over the fresh tmpfs; then everything but the
+    # root and /tmp is made read-only, the directories bubblewrap created included.
+    argv += ["--bind", root, root, "--remount-ro", "/", "--chdir", root]
+    return argv
+
+
+def _sandbox_env(config: SandboxConfig) -> dict[str, str]:
+    return {
+        "PATH": SANDBOX_PATH,
+        "LANG": "C.UTF-8",
+        "HOME": str(config.root),
+        "TMPDIR": "/tmp",  # noqa: S108  # the sandbox's private tmpfs
+    }
+
+
+def _find_bwrap() -> str:
+    """Return a bubblewrap that can create a sandbox here, or raise SandboxUnavailableError."""
+    found = shutil.which("bwrap", path=_host_path_search())
+    if found is None:
+        raise SandboxUnavailableError(
+            f"the shell tool runs commands only inside a sandbox, and bubblewrap (bwrap) was "
+            f"not found on PATH: {_INSTALL_HINT}",
+            tool_name="shell",
+        )
+    return found
+
+
+def _probe(config: SandboxConfig, bwrap: str) -> None:
+    """Check once per (bwrap, network setting) that the sandbox starts; successes are cached."""
+    key = f"{bwrap}\x00{config.shell_allow_network}"
+    with _probe_lock:
+        if key in _probed_ok:
+            return
+    true = _resolve_executable("true", SANDBOX_PATH) or "/bin/true"
+    try:
+        probe = subprocess.run(  # noqa: S603  # fixed argv, no shell
+            [*bwrap_argv(config, bwrap), "--", true],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=_sandbox_env(config),
+            timeout=max(config.shell_timeout_s, 10.0),
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxUnavailableError(
+            f"bubblewrap at {bwrap!r} could not be started ({exc}): {_INSTALL_HINT}",
+            tool_name="shell",
+        ) from exc
+    if probe.returncode != 0:
+        detail = probe.stderr.decode("utf-8", errors="replace").strip()[-300:]
+        raise SandboxUnavailableError(
+            f"bubblewrap at {bwrap!r} cannot create a sandbox here ({detail or 'no message'}); "
+            "it needs unprivileged user namespaces or to run as root (in a container: allow "
+            f"namespaces, e.g. a seccomp profile that permits them): {_INSTALL_HINT}",
+            tool_name="shell",
+        )
+    with _probe_lock:
+        _probed_ok.add(key)
+
+
 def shell(config: SandboxConfig, command: str) -> str:
-    """Run *command* as an argv (no shell) if its executable is allowlisted; return its output."""
+    """Run *command* as an argv (no shell) if its executable is allowlisted; return its output.
+
+    Two layers: the program allowlist, then (unless ``shell_sandbox="none-UNSAFE"``) a
+    bubblewrap sandbox around the process and everything it starts (see ``bwrap_argv``).
+    """
     tool = "shell"
     if not config.shell_allowlist:
         raise ShellDisabledError(
@@ -509,20 +675,33 @@ def shell(config: SandboxConfig, command: str) -> str:
             tool_name=tool,
             executable=executable,
         )
-    path = _resolve_executable(executable)
+    if config.shell_sandbox == SANDBOX_NONE_UNSAFE:
+        path = _resolve_executable(executable, _host_path_search())
+        if path is None:
+            raise ToolExecutionError(
+                f"executable {executable!r} was not found on PATH", tool_name=tool
+            )
+        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
+        env["HOME"] = str(config.root)
+        return _run(config, [path, *argv[1:]], executable, env)
+    bwrap = _find_bwrap()
+    _probe(config, bwrap)
+    # Only the system directories exist in the sandbox: look the program up there.
+    path = _resolve_executable(executable, SANDBOX_PATH)
     if path is None:
-        raise ToolExecutionError(f"executable {executable!r} was not found on PATH", tool_name=tool)
-    return _run(config, [path, *argv[1:]], executable)
+        raise ToolExecutionError(
+            f"executable {executable!r} was not found in the sandbox's PATH ({SANDBOX_PATH})",
+            tool_name=tool,
+        )
+    # bwrap itself gets the clean environment too: its first process stays in the sandbox as
+    # PID 1, and anything there can read /proc/1/environ.
+    sandboxed = [*bwrap_argv(config, bwrap), "--", path, *argv[1:]]
+    return _run(config, sandboxed, executable, _sandbox_env(config))
 
 
-def _run(config: SandboxConfig, argv: list[str], executable: str) -> str:
+def _run(config: SandboxConfig, argv: list[str], executable: str, env: dict[str, str]) -> str:
     tool = "shell"
     cap = config.max_output_bytes
-    env = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "LANG": "C.UTF-8",
-        "HOME": str(config.root),
-    }
     try:
         process = subprocess.Popen(  # noqa: S603  # argv, no shell, allowlisted executable
             argv,
@@ -551,6 +730,9 @@ def _run(config: SandboxConfig, argv: list[str], executable: str) -> str:
                 return
             output.extend(chunk)
 
+    # Killing the process group reaches bwrap, whose sandbox init dies with it
+    # (--die-with-parent); the kernel then kills every process left in the PID namespace,
+    # including those that called setsid. Unsandboxed, a process that left the group survives.
     reader = threading.Thread(target=pump, name="aegis-shell-output", daemon=True)
     reader.start()
     try:
