@@ -480,8 +480,9 @@ class ToolRegistry:
     Five safe built-ins are registered unless ``builtins=False``: ``file_read`` (``{"path"}``,
     confined to ``root``), ``http_get`` (``{"url"}``, global addresses only unless
     ``allow_private_network``), ``shell`` (``{"command"}``, disabled until ``shell_allowlist``
-    names executables, then run inside a bubblewrap sandbox), ``memory_store`` (``{"key", "value"}``) and ``memory_retrieve``
-    (``{"key"}``), the last two backed by ``memory``.
+    names executables, then run inside a bubblewrap sandbox), ``memory_store``
+    (``{"key", "value"}``) and ``memory_retrieve`` (``{"key"}``), the last two backed by
+    ``memory``.
 
     Thread-safe: tools may be defined, removed and called from several threads; the lock is never
     held while a tool runs. Every error leaves the registry usable.
