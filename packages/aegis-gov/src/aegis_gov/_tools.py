@@ -493,7 +493,8 @@ class ToolRegistry:
         shell_allowlist: Executable names (no paths) ``shell`` may run; empty disables ``shell``.
         allow_private_network: Let ``http_get`` reach loopback, private, link-local... addresses.
             Cloud metadata endpoints stay blocked.
-        http_timeout_s: ``http_get`` connect and read timeout, and its overall deadline.
+        http_timeout_s: One deadline for a whole ``http_get`` call: resolving, connecting,
+            headers, body and redirects.
         shell_timeout_s: How long a ``shell`` command may run before it is killed (with every
             process it started).
         shell_sandbox: ``"bwrap"`` (the default) runs every command inside a bubblewrap sandbox
