@@ -333,3 +333,21 @@ def test_hard_links_are_read_as_the_file_they_are(sandbox: tuple[ToolRegistry, P
     except OSError:
         pytest.skip("hard links are not supported here")
     assert read(registry, "hard") == SECRET
+
+
+def test_a_symlink_replaced_before_it_is_read_is_refused(
+    sandbox: tuple[ToolRegistry, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, tmp_path = sandbox
+    real_stat = os.stat
+
+    def stat_then_replace(name: str, *args: object, **kwargs: object) -> os.stat_result:
+        result = real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
+        if name == "link_in" and kwargs.get("dir_fd") is not None:
+            (tmp_path / "root" / "link_in").unlink()
+            (tmp_path / "root" / "link_in").write_text("now a file", encoding="utf-8")
+        return result
+
+    monkeypatch.setattr(os, "stat", stat_then_replace)
+    with pytest.raises(PathOutsideRootError, match="changed while being opened"):
+        read(registry, "link_in")

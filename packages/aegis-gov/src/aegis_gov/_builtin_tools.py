@@ -36,7 +36,9 @@ Known limits, by design of a library that runs in the caller's process:
   commands on the host instead, with the allowlist as the only barrier.
   Not covered: CPU and memory (a command may use all of either until the timeout), the kernel's
   own attack surface (no seccomp filter), and the root itself, which a command can read and
-  change whole (keep secrets out of it).
+  change whole (keep secrets out of it). Commands run as the calling user without
+  capabilities: run agents as an unprivileged user, since a command run by root could leave a
+  setuid-root file in the root.
 """
 
 from __future__ import annotations
@@ -363,7 +365,14 @@ class _BeneathWalk:
             raise ToolExecutionError(
                 f"too many levels of symbolic links in {self.path!r}", tool_name="file_read"
             )
-        target = os.readlink(name, dir_fd=self.dirs[-1])
+        try:
+            target = os.readlink(name, dir_fd=self.dirs[-1])
+        except OSError as exc:  # no longer a link: it changed under us
+            raise PathOutsideRootError(
+                f"path {self.path!r} changed while being opened",
+                tool_name="file_read",
+                path=self.path,
+            ) from exc
         if Path(target).is_absolute():
             parts = self.below_root(target)
             while len(self.dirs) > 1:
