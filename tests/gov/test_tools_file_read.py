@@ -351,3 +351,50 @@ def test_a_symlink_replaced_before_it_is_read_is_refused(
     monkeypatch.setattr(os, "stat", stat_then_replace)
     with pytest.raises(PathOutsideRootError, match="changed while being opened"):
         read(registry, "link_in")
+
+
+def test_an_absolute_link_deeper_down_restarts_from_the_root(
+    sandbox: tuple[ToolRegistry, Path],
+) -> None:
+    registry, tmp_path = sandbox
+    (tmp_path / "root" / "sub" / "to_a").symlink_to(tmp_path / "root" / "a.txt")
+    assert read(registry, "sub/to_a") == "hello"
+
+
+@pytest.mark.parametrize("swap", ["remove", "replace"])
+def test_a_file_removed_or_replaced_after_the_check_is_reported(
+    sandbox: tuple[ToolRegistry, Path], monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    registry, tmp_path = sandbox
+    real_stat = os.stat
+    target = tmp_path / "root" / "a.txt"
+
+    def stat_then_swap(name: str, *args: object, **kwargs: object) -> os.stat_result:
+        result = real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
+        if name == "a.txt" and kwargs.get("dir_fd") is not None:
+            if swap == "replace":  # a different inode: written before the old one is gone
+                other = tmp_path / "root" / "other.txt"
+                other.write_text("another file", encoding="utf-8")
+                other.replace(target)
+            else:
+                target.unlink()
+        return result
+
+    monkeypatch.setattr(os, "stat", stat_then_swap)
+    expected = "no such file" if swap == "remove" else "changed while being opened"
+    with pytest.raises(ToolError, match=expected):
+        read(registry, "a.txt")
+
+
+def test_unusable_names_and_a_vanished_root_are_execution_errors(
+    sandbox: tuple[ToolRegistry, Path],
+) -> None:
+    registry, tmp_path = sandbox
+    with pytest.raises(ToolExecutionError, match="cannot stat"):
+        read(registry, "x" * 300)  # ENAMETOOLONG
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    vanished = ToolRegistry(root=gone)
+    gone.rmdir()
+    with pytest.raises(ToolExecutionError, match="cannot open the root directory"):
+        read(vanished, "a.txt")

@@ -208,3 +208,24 @@ def test_a_prompt_answer_is_unaffected_and_leaves_no_timer(
     for timer in timers:
         timer.join(timeout=5)
     assert not any(t.is_alive() for t in timers)
+
+
+def test_sockets_registered_late_or_closed_are_handled() -> None:
+    from aegis_gov._builtin_tools import _Deadline  # noqa: PLC0415  # private, tested directly
+
+    closed = socket.socket()
+    closed.close()
+    left, right = socket.socketpair()
+    other, peer = socket.socketpair()
+    with left, right, other, peer:
+        deadline = _Deadline(0.01)
+        deadline.watch(closed)  # nothing to stop
+        while not deadline.expired:
+            time.sleep(0.01)
+        time.sleep(0.05)  # the timer has run
+        deadline.watch(left)  # after the deadline: shut down at once
+        assert left.recv(1) == b""
+        deadline.close()
+        deadline.watch(other)  # after close: neither kept nor shut down
+        peer.sendall(b"x")
+        assert other.recv(1) == b"x"

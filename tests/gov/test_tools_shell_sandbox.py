@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from aegis_gov import SandboxUnavailableError
 from aegis_gov._builtin_tools import SANDBOX_PATH
-from aegis_gov._tools import ToolRegistry, ToolTimeoutError
+from aegis_gov._tools import ToolExecutionError, ToolRegistry, ToolTimeoutError
 
 SECRET = "sk-live-SANDBOX-TEST-SECRET"
 
@@ -265,3 +265,30 @@ def _which_without_bwrap(
 def test_unknown_sandbox_kinds_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shell_sandbox"):
         ToolRegistry(root=tmp_path, shell_sandbox="none")  # type: ignore[arg-type]
+
+
+@needs_bwrap
+def test_programs_outside_the_sandboxs_path_are_not_found(layout: tuple[Path, Path]) -> None:
+    root, _ = layout
+    with pytest.raises(ToolExecutionError, match="sandbox's PATH"):
+        sandboxed(root, "aegis-no-such-program").call("shell", {"command": "aegis-no-such-program"})
+
+
+def test_unsafe_mode_reports_a_missing_program(layout: tuple[Path, Path]) -> None:
+    root, _ = layout
+    registry = sandboxed(root, "aegis-no-such-program", shell_sandbox="none-UNSAFE")
+    with pytest.raises(ToolExecutionError, match="not found on PATH"):
+        registry.call("shell", {"command": "aegis-no-such-program"})
+
+
+def test_a_bubblewrap_that_cannot_start_is_refused(
+    layout: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, outside = layout
+    fake = outside / "bin"
+    fake.mkdir()
+    (fake / "bwrap").write_text("#!/nonexistent/interpreter\n", encoding="utf-8")
+    (fake / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    with pytest.raises(SandboxUnavailableError, match="could not be started"):
+        sandboxed(root, "echo").call("shell", {"command": "echo hi"})
