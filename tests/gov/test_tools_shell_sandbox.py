@@ -292,3 +292,13 @@ def test_a_bubblewrap_that_cannot_start_is_refused(
     monkeypatch.setenv("PATH", str(fake))
     with pytest.raises(SandboxUnavailableError, match="could not be started"):
         sandboxed(root, "echo").call("shell", {"command": "echo hi"})
+
+
+def test_the_model_is_told_what_the_sandbox_allows(tmp_path: Path) -> None:
+    offline = ToolRegistry(root=tmp_path, shell_allowlist=["ls"]).get("shell").description
+    assert "sandbox" in offline
+    assert "no network" in offline
+    online = ToolRegistry(root=tmp_path, shell_allowlist=["ls"], shell_allow_network=True)
+    assert "network is reachable" in online.get("shell").description
+    unsafe = ToolRegistry(root=tmp_path, shell_allowlist=["ls"], shell_sandbox="none-UNSAFE")
+    assert "sandbox" not in unsafe.get("shell").description

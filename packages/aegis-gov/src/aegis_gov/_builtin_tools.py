@@ -185,6 +185,16 @@ class SandboxConfig:
         )
 
 
+def _sandbox_description(config: SandboxConfig) -> str:
+    if config.shell_sandbox == SANDBOX_NONE_UNSAFE:
+        return ""
+    network = "the network is reachable" if config.shell_allow_network else "there is no network"
+    return (
+        " It runs in a sandbox: only the working directory is writable, /tmp is private and "
+        f"empty, files outside the working directory are not visible, and {network}."
+    )
+
+
 def _string_schema(description: str, *, max_length: int | None = None) -> dict[str, object]:
     schema: dict[str, object] = {"type": "string", "minLength": 1, "description": description}
     if max_length is not None:
@@ -236,6 +246,7 @@ def builtin_tools(config: SandboxConfig, memory: ToolMemory) -> list[Tool]:
                     else ""
                 )
                 + "; returns its output."
+                + _sandbox_description(config)
             ),
             fn=lambda command: shell(config, command),
             input_schema=_object_schema(
