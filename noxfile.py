@@ -81,6 +81,8 @@ def mypy_pkg(session: nox.Session, package: str) -> None:
 def tests_pkg(session: nox.Session, package: str) -> None:
     """The package's own tests, alone with its declared dependencies."""
     _, tests, _, _ = PACKAGES[package]
+    if package == "aegis-gov":
+        _ensure_bubblewrap(session)
     _sync_package(session, package, "test")
     session.run("pytest", tests, *session.posargs)
 
@@ -114,10 +116,23 @@ def _ensure_redis_server(session: nox.Session) -> None:
         session.warn("redis-server is not installed: tests/scale's Redis tests will be skipped")
 
 
+def _ensure_bubblewrap(session: nox.Session) -> None:
+    """The shell tool runs commands inside bubblewrap (bwrap); install Debian's if missing."""
+    if shutil.which("bwrap"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "bubblewrap", external=True, env=env)
+    else:
+        session.warn("bubblewrap is not installed: the shell sandbox tests will be skipped")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test of every package, with branch coverage."""
     _ensure_redis_server(session)
+    _ensure_bubblewrap(session)
     _sync(
         session,
         "--all-packages",

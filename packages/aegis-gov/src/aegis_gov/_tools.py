@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 import jsonschema
@@ -40,6 +40,7 @@ __all__ = [
     "MemoryKeyNotFoundError",
     "OutputTooLargeError",
     "PathOutsideRootError",
+    "SandboxUnavailableError",
     "ShellDisabledError",
     "Tool",
     "ToolCallLimitError",
@@ -153,6 +154,13 @@ class BlockedAddressError(ToolRefusedError):
 
 class ShellDisabledError(ToolRefusedError):
     """``shell`` was called on a registry built without a ``shell_allowlist``."""
+
+
+class SandboxUnavailableError(ToolRefusedError):
+    """``shell`` refused to run: no working OS sandbox (bubblewrap) is available.
+
+    The message says why (not installed, or it cannot create namespaces here) and how to get one.
+    """
 
 
 class CommandNotAllowedError(ToolRefusedError):
@@ -499,8 +507,9 @@ class ToolRegistry:
     Five safe built-ins are registered unless ``builtins=False``: ``file_read`` (``{"path"}``,
     confined to ``root``), ``http_get`` (``{"url"}``, global addresses only unless
     ``allow_private_network``), ``shell`` (``{"command"}``, disabled until ``shell_allowlist``
-    names executables), ``memory_store`` (``{"key", "value"}``) and ``memory_retrieve``
-    (``{"key"}``), the last two backed by ``memory``.
+    names executables, then run inside a bubblewrap sandbox), ``memory_store``
+    (``{"key", "value"}``) and ``memory_retrieve`` (``{"key"}``), the last two backed by
+    ``memory``.
 
     Thread-safe: tools may be defined, removed and called from several threads; the lock is never
     held while a tool runs. Every error leaves the registry usable.
@@ -511,8 +520,15 @@ class ToolRegistry:
         shell_allowlist: Executable names (no paths) ``shell`` may run; empty disables ``shell``.
         allow_private_network: Let ``http_get`` reach loopback, private, link-local... addresses.
             Cloud metadata endpoints stay blocked.
-        http_timeout_s: ``http_get`` connect and read timeout, and its overall deadline.
-        shell_timeout_s: How long a ``shell`` command may run before it is killed.
+        http_timeout_s: One deadline for a whole ``http_get`` call: resolving, connecting,
+            headers, body and redirects.
+        shell_timeout_s: How long a ``shell`` command may run before it is killed (with every
+            process it started).
+        shell_sandbox: ``"bwrap"`` (the default) runs every command inside a bubblewrap sandbox
+            and refuses with ``SandboxUnavailableError`` where none works.
+            ``"none-UNSAFE"`` runs commands directly on the host, where the allowlist is the only
+            barrier; never use it with a model you do not fully trust.
+        shell_allow_network: Give sandboxed commands the host's network (default: none).
         max_output_bytes: Cap on a file read, a response body and a command's output.
         memory_max_entries: Entries the shared memory holds before evicting the LRU one.
         memory_max_value_bytes: Largest value ``memory_store`` accepts (UTF-8 bytes).
@@ -527,6 +543,8 @@ class ToolRegistry:
         allow_private_network: bool = False,
         http_timeout_s: float = 10.0,
         shell_timeout_s: float = 30.0,
+        shell_sandbox: Literal["bwrap", "none-UNSAFE"] = "bwrap",
+        shell_allow_network: bool = False,
         max_output_bytes: int = 64_000,
         memory_max_entries: int = 1000,
         memory_max_value_bytes: int = 64_000,
@@ -538,7 +556,7 @@ class ToolRegistry:
 
         Raises:
             ValueError: a limit or timeout is not positive, an allowlist entry is not a bare
-                executable name, or *root* is not a directory.
+                executable name, *shell_sandbox* is unknown, or *root* is not a directory.
         """
         from aegis_gov._builtin_tools import (  # noqa: PLC0415  # it imports this module
             SandboxConfig,
@@ -556,6 +574,8 @@ class ToolRegistry:
             allow_private_network=allow_private_network,
             http_timeout_s=http_timeout_s,
             shell_timeout_s=shell_timeout_s,
+            shell_sandbox=shell_sandbox,
+            shell_allow_network=shell_allow_network,
             max_output_bytes=max_output_bytes,
             resolver=_resolver,
             trusted_addresses=_trusted_addresses,
