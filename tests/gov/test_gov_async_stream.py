@@ -143,19 +143,38 @@ def test_cancel_skips_pending_and_keeps_what_finished() -> None:
     assert RunResult.from_json(result.to_json()) == result
 
 
+class _SteppingClock:
+    """A fake monotonic clock that jumps ``step_s`` at every reading once ``moving`` is set."""
+
+    def __init__(self, step_s: float) -> None:
+        self.now = 0.0
+        self.step_s = step_s
+        self.moving = threading.Event()
+
+    def __call__(self) -> float:
+        if self.moving.is_set():
+            self.now += self.step_s
+        return self.now
+
+
 def test_cancel_grace_runs_out_and_the_call_is_abandoned() -> None:
+    # Measured on the injected clock: no real grace period is waited out.
     release = threading.Event()
     cancel = threading.Event()
+    clock = _SteppingClock(step_s=100.0)
 
     def reply(messages: Sequence[Message]) -> str:
         if _last_user(messages).startswith("b"):
             cancel.set()
+            clock.moving.set()
             release.wait(timeout=30)
         return "ok"
 
-    oma = OpenMultiAgent(AgentPool(max_concurrent=1), default_adapter=ScriptedAdapter(reply))
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1), default_adapter=ScriptedAdapter(reply), clock=clock
+    )
     try:
-        result = oma.run_tasks(_chain_and_island(), TEAM, cancel=cancel, cancel_grace_s=0.05)
+        result = oma.run_tasks(_chain_and_island(), TEAM, cancel=cancel, cancel_grace_s=10.0)
     finally:
         release.set()
     assert result["b"].status is TaskState.FAILED
@@ -165,16 +184,26 @@ def test_cancel_grace_runs_out_and_the_call_is_abandoned() -> None:
 
 
 def test_task_deadline_fails_the_task_and_spares_the_rest() -> None:
+    # The slow call moves the injected clock past its deadline; the quick one then wakes
+    # the driver, which gives up on the slow one at once. No real time is waited.
     release = threading.Event()
+    past_deadline = threading.Event()
+    clock = _SteppingClock(step_s=0.0)
 
     def reply(messages: Sequence[Message]) -> str:
         if _last_user(messages).startswith("a"):
+            clock.now += 100.0
+            past_deadline.set()
             release.wait(timeout=30)
+        elif _last_user(messages).startswith("island"):
+            past_deadline.wait(timeout=30)
         return "ok"
 
-    oma = OpenMultiAgent(AgentPool(max_concurrent=2), default_adapter=ScriptedAdapter(reply))
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=2), default_adapter=ScriptedAdapter(reply), clock=clock
+    )
     try:
-        result = oma.run_tasks(_chain_and_island(), TEAM, task_timeout_s=0.1)
+        result = oma.run_tasks(_chain_and_island(), TEAM, task_timeout_s=30.0)
     finally:
         release.set()
     assert result["a"].status is TaskState.FAILED
@@ -281,3 +310,39 @@ def test_ctrl_c_cancels_the_run_and_keeps_the_partial_result() -> None:
     assert partial["c"].status is TaskState.SKIPPED
     assert partial["c"].skip_reason == "cancelled"
     assert isinstance(info.value.__cause__, KeyboardInterrupt)
+    # Every task is accounted for, whatever moment the signal arrived at.
+    assert set(partial) == {"a", "b", "c", "island"}
+
+
+def test_ctrl_c_at_any_moment_leaves_every_task_in_one_final_state() -> None:
+    # The cause of an old flake: a KeyboardInterrupt raised at an arbitrary bytecode of the
+    # driver could land between claiming a task and tracking it, leaving it RUNNING and
+    # missing from the result. The driver now takes SIGINT as a request and stops at a
+    # point of its choosing. Deliver the signal at many different moments.
+    tasks = [Task(id=f"t{i}", description="x", agent="w") for i in range(12)]
+    tasks += [Task(id=f"d{i}", description="x", agent="w", depends_on=[f"t{i}"]) for i in range(12)]
+    for moment in range(40):
+        calls = 0
+        lock = threading.Lock()
+
+        def reply(
+            messages: Sequence[Message], stop_after: int = moment % 20, lock: threading.Lock = lock
+        ) -> str:
+            nonlocal calls
+            with lock:
+                calls += 1
+                if calls == stop_after + 1:
+                    os.kill(os.getpid(), signal.SIGINT)
+            return "ok"
+
+        oma = OpenMultiAgent(AgentPool(max_concurrent=3), default_adapter=ScriptedAdapter(reply))
+        try:
+            result = oma.run_tasks(tasks, TEAM)
+        except RunCancelledError as cancelled:
+            result = cancelled.result
+        assert set(result) == {t.id for t in tasks}, moment
+        assert {r.status for r in result.values()} <= {
+            TaskState.DONE,
+            TaskState.FAILED,
+            TaskState.SKIPPED,
+        }

@@ -262,7 +262,13 @@ class OpenMultiAgent:
             )
 
         with self._watching(emit):
-            run_threads(state, execute, max_concurrent=self._pool.max_concurrent, limits=limits)
+            run_threads(
+                state,
+                execute,
+                max_concurrent=self._pool.max_concurrent,
+                limits=limits,
+                clock=self._clock,
+            )
         return state.result()
 
     async def arun_tasks(
@@ -301,7 +307,13 @@ class OpenMultiAgent:
             return await caller.arun(route, work.prompt, emit, task_id=work.task.id, sink=sink)
 
         with self._watching(emit):
-            await run_async(state, execute, max_concurrent=self._pool.max_concurrent, limits=limits)
+            await run_async(
+                state,
+                execute,
+                max_concurrent=self._pool.max_concurrent,
+                limits=limits,
+                clock=self._clock,
+            )
         return state.result()
 
     # -- streaming -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import queue
+import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
@@ -223,6 +224,7 @@ class _Flag(Protocol):
 
 
 _POLL_S = 0.05
+_WAKE_S = 0.25  # the longest the thread driver blocks without looking at its flags
 
 
 @attrs.define
@@ -233,7 +235,7 @@ class _Deadlines:
     """
 
     limits: Limits
-    started: float = attrs.Factory(time.monotonic)
+    started: float
     _task: dict[object, float] = attrs.Factory(dict)
     _heap: list[tuple[float, int, object]] = attrs.Factory(list)
     _seq: Iterator[int] = attrs.Factory(itertools.count)
@@ -310,12 +312,14 @@ class _Flight(Generic[H]):
     deadlines and cancellation. The drivers only decide how to wait.
     """
 
-    def __init__(self, state: RunState, limits: Limits, max_concurrent: int) -> None:
+    def __init__(
+        self, state: RunState, limits: Limits, max_concurrent: int, *, started: float
+    ) -> None:
         self.state = state
         self.limits = limits
         self.max_concurrent = max_concurrent
         self.inflight: dict[H, Work] = {}
-        self.deadlines = _Deadlines(limits)
+        self.deadlines = _Deadlines(limits, started)
 
     def ready(self, now: float) -> list[Work]:
         """Apply cancellation and the run deadline, then claim work up to the limit."""
@@ -367,41 +371,95 @@ def run_threads(
     *,
     max_concurrent: int,
     limits: Limits,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Drive a run with threads: start each task as soon as it is ready, up to the limit.
 
     Finished calls report through a completion queue, so each costs O(1) however many are
     in flight. A thread cannot be interrupted: a task past its deadline is recorded FAILED
-    and its thread abandoned (its late result is ignored). On ``KeyboardInterrupt`` the run
-    is cancelled with no grace and :class:`RunCancelledError` carries the partial result.
+    and its thread abandoned (its late result is ignored). Deadlines and the cancel grace
+    are measured on *clock*.
+
+    Ctrl-C: while the run lasts on the main thread with Python's default SIGINT handler, a
+    SIGINT only *asks* the loop to stop, and the loop stops at a point of its choosing — the
+    run is cancelled with no grace and :class:`RunCancelledError` carries the partial result,
+    in which every task is DONE, FAILED or SKIPPED. (A KeyboardInterrupt raised at an
+    arbitrary bytecode could land between claiming a task and tracking it.)
     """
     pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="aegis")
-    finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
-    flight: _Flight[Future[Outcome]] = _Flight(state, limits, max_concurrent)
+    finished: queue.SimpleQueue[Future[Outcome] | None] = queue.SimpleQueue()
+    flight: _Flight[Future[Outcome]] = _Flight(state, limits, max_concurrent, started=clock())
+    interrupted = threading.Event()
+    interrupt: KeyboardInterrupt | None = None
     abandoned = False
     try:
-        while True:
-            now = time.monotonic()
-            for work in flight.ready(now):
-                future = pool.submit(execute, work)
-                flight.launched(future, work, now)
-                future.add_done_callback(finished.put)
-            if not flight.inflight:
-                break
-            with contextlib.suppress(queue.Empty):
-                done = finished.get(timeout=flight.deadlines.wait_s(now))
-                flight.landed(done, done.result)
-                while True:  # take every call that finished meanwhile before looking again
-                    done = finished.get_nowait()
-                    flight.landed(done, done.result)
-            abandoned = bool(flight.expire(time.monotonic())) or abandoned
-    except KeyboardInterrupt as interrupt:
-        for future in flight.abort():
-            future.cancel()
-        abandoned = True
-        raise RunCancelledError(state.result()) from interrupt
+        with _sigint_as_request(interrupted, finished):
+            while True:
+                now = clock()
+                for work in flight.ready(now):
+                    future = pool.submit(execute, work)
+                    flight.launched(future, work, now)
+                    future.add_done_callback(finished.put)
+                if not flight.inflight:
+                    break
+                _land(flight, finished, flight.deadlines.wait_s(now))
+                if interrupted.is_set():
+                    interrupt = KeyboardInterrupt()
+                    break
+                abandoned = bool(flight.expire(clock())) or abandoned
+    except KeyboardInterrupt as exc:  # raised where a handler of the application's runs
+        interrupt = exc
     finally:
+        if interrupt is not None:
+            for future in flight.abort():
+                future.cancel()
+            abandoned = True
         pool.shutdown(wait=not abandoned, cancel_futures=True)
+    if interrupt is not None:
+        raise RunCancelledError(state.result()) from interrupt
+
+
+def _land(
+    flight: _Flight[Future[Outcome]],
+    finished: queue.SimpleQueue[Future[Outcome] | None],
+    wait_s: float | None,
+) -> None:
+    """Wait up to *wait_s* for calls to finish; record every one that has."""
+    with contextlib.suppress(queue.Empty):
+        # Wake now and then even with nothing due: a signal received by another thread does
+        # not interrupt this wait.
+        done = finished.get(timeout=_WAKE_S if wait_s is None else min(wait_s, _WAKE_S))
+        while True:  # take every call that finished meanwhile before looking again
+            if done is not None:
+                flight.landed(done, done.result)
+            done = finished.get_nowait()
+
+
+@contextlib.contextmanager
+def _sigint_as_request(
+    interrupted: threading.Event, wake: queue.SimpleQueue[Future[Outcome] | None]
+) -> Iterator[None]:
+    """Turn SIGINT into a flag (and a wake-up) while the block runs, when that is ours to do.
+
+    Only on the main thread and only over Python's default handler: an application (or the
+    ``aegis`` command) that installed its own keeps it.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        interrupted.set()
+        wake.put(None)  # SimpleQueue.put is safe to call from a signal handler
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 async def run_async(
@@ -410,6 +468,7 @@ async def run_async(
     *,
     max_concurrent: int,
     limits: Limits,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Drive a run with asyncio tasks on the running loop, up to ``max_concurrent`` at once.
 
@@ -418,10 +477,10 @@ async def run_async(
     propagates (events already reported everything that finished).
     """
     finished: asyncio.Queue[asyncio.Task[Outcome]] = asyncio.Queue()
-    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, max_concurrent)
+    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, max_concurrent, started=clock())
     try:
         while True:
-            now = time.monotonic()
+            now = clock()
             for work in flight.ready(now):
                 task = asyncio.ensure_future(execute(work))
                 flight.launched(task, work, now)
@@ -439,7 +498,7 @@ async def run_async(
                     if finished.empty():
                         break
                     done = finished.get_nowait()
-            for task in flight.expire(time.monotonic()):
+            for task in flight.expire(clock()):
                 task.cancel()
     except asyncio.CancelledError:
         handles = flight.abort()
