@@ -1,0 +1,163 @@
+"""The sans-I/O pieces on their own: the endpoint caller with a fake adapter and clock,
+and RunState without any driver."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+from aegis_adapters import (
+    ChatResponse,
+    InvalidRequestError,
+    Message,
+    ProviderUnavailableError,
+    RateLimitError,
+    ScriptedAdapter,
+)
+from aegis_breaker import AgentPool, CircuitOpenError, CircuitState
+from aegis_gov import AgentConfig, RetryPolicy, RunEvent, Team, ToolRegistry
+from aegis_gov._caller import EndpointCaller, Route, Sink
+from aegis_gov._conversation import ChatRequest
+from aegis_gov._outcome import Failure
+from aegis_gov._results import AgentResult
+from aegis_gov._run import RunState
+from aegis_graph import SkipReason, Task, TaskState
+
+from tests.gov.conftest import FakeClock
+
+
+def _caller(pool: AgentPool, clock: FakeClock, **retry: float) -> EndpointCaller:
+    return EndpointCaller(
+        pool,
+        ToolRegistry,
+        retry=RetryPolicy(**retry),  # type: ignore[arg-type]
+        rng=random.Random(0),
+        sleep=clock.sleep,
+    )
+
+
+def _route(adapter: ScriptedAdapter, agent: AgentConfig | None = None) -> Route:
+    return Route.resolve(agent or AgentConfig(name="a"), adapter, ())
+
+
+REQUEST = ChatRequest((Message.user("hi"),), None, ())
+
+
+def test_a_bad_request_does_not_count_against_the_breaker(clock: FakeClock) -> None:
+    pool = AgentPool(consecutive_failure_limit=1, clock=clock)
+    adapter = ScriptedAdapter([InvalidRequestError("p", "bad")] * 3)
+    caller = _caller(pool, clock)
+    route = _route(adapter)
+    for _ in range(3):
+        with pytest.raises(InvalidRequestError):
+            caller.chat(route, REQUEST)
+    assert pool.breaker(route.key).state is CircuitState.CLOSED
+
+
+def test_a_retryable_error_counts_and_a_retry_after_holds_the_endpoint(clock: FakeClock) -> None:
+    pool = AgentPool(consecutive_failure_limit=5, clock=clock)
+    adapter = ScriptedAdapter([RateLimitError("p", "slow", retry_after_s=7.0)])
+    caller = _caller(pool, clock)
+    route = _route(adapter)
+    with pytest.raises(RateLimitError):
+        caller.chat(route, REQUEST)
+    with pytest.raises(CircuitOpenError) as info:
+        caller.chat(route, REQUEST)
+    assert info.value.retry_after_s == pytest.approx(7.0)
+
+
+def test_a_pool_with_its_own_rule_decides_what_counts(clock: FakeClock) -> None:
+    # A pool that counts bad requests too: its rule is honoured, not overridden.
+    class _Pool(AgentPool):
+        @property
+        def is_failure(self) -> object:
+            return lambda exc: True
+
+    pool = _Pool(consecutive_failure_limit=1, clock=clock, is_failure=lambda exc: True)
+    caller = _caller(pool, clock)
+    route = _route(ScriptedAdapter([InvalidRequestError("p", "bad")]))
+    with pytest.raises(InvalidRequestError):
+        caller.chat(route, REQUEST)
+    assert pool.breaker(route.key).state is CircuitState.OPEN
+
+
+def test_a_conversation_retries_on_the_fake_clock_and_ends_in_a_value(clock: FakeClock) -> None:
+    events: list[RunEvent] = []
+    pool = AgentPool(clock=clock)
+    adapter = ScriptedAdapter([ProviderUnavailableError("p", "down"), "fine"])
+    caller = _caller(pool, clock, initial_delay_s=2.0, multiplier=1.0, max_delay_s=2.0)
+    outcome = caller.run(_route(adapter), "hi", events.append)
+    assert isinstance(outcome, AgentResult)
+    assert outcome.output == "fine"
+    assert outcome.attempts == 2
+    assert 0.0 <= clock.now <= 2.0  # the wait happened on the fake clock
+
+
+def test_a_failed_conversation_is_a_failure_value_not_an_exception(clock: FakeClock) -> None:
+    pool = AgentPool(clock=clock)
+    adapter = ScriptedAdapter([ProviderUnavailableError("p", "down")] * 3)
+    outcome = _caller(pool, clock, max_attempts=3).run(_route(adapter), "hi", lambda _e: None)
+    assert isinstance(outcome, Failure)
+    assert isinstance(outcome.error, ProviderUnavailableError)
+    assert outcome.attempts == 3
+
+
+def test_a_stream_broken_after_output_cannot_restart_for_a_user(clock: FakeClock) -> None:
+    chunks: list[str] = []
+
+    def reply(_messages: Sequence[Message]) -> ChatResponse:
+        if chunks:
+            return ChatResponse("again")
+        chunks.append("x")
+        raise ProviderUnavailableError("p", "dropped")
+
+    caller = _caller(AgentPool(clock=clock), clock)
+    sink = Sink(chunks.append, restartable=False)
+    sink.emitted = True  # output already went to the user
+    outcome = caller.run(_route(ScriptedAdapter(reply)), "hi", lambda _e: None, sink=sink)
+    assert isinstance(outcome, Failure)
+    assert type(outcome.error).__name__ == "StreamInterruptedError"
+
+
+def _state(tasks: list[Task], clock: FakeClock) -> tuple[RunState, list[RunEvent]]:
+    events: list[RunEvent] = []
+    team = Team("t", [AgentConfig(name="w")])
+    state = RunState.create(tasks, team, stop_on_failure=False, emit=events.append, clock=clock)
+    return state, events
+
+
+def test_run_state_records_outcomes_and_cascades_without_a_driver(clock: FakeClock) -> None:
+    tasks = [
+        Task("a", agent="w"),
+        Task("b", agent="w", depends_on=["a"]),
+        Task("c", agent="w"),
+    ]
+    state, _events = _state(tasks, clock)
+    first = state.take_ready(10)
+    assert [w.task.id for w in first] == ["a", "c"]
+    clock.sleep(3.0)
+    a, c = first
+    state.finish(a, Failure(ProviderUnavailableError("p", "down"), attempts=2))
+    state.finish(c, AgentResult(output="done", agent="w"))
+    assert state.finished
+    result = state.result()
+    assert result["a"].status is TaskState.FAILED
+    assert result["a"].duration_s == 3.0
+    assert result["a"].error_type == "ProviderUnavailableError"
+    assert result["b"].status is TaskState.SKIPPED
+    assert result["b"].skip_reason == SkipReason.UPSTREAM_FAILED.value
+    assert result["b"].blamed == "a"
+    assert result["c"].output == "done"
+
+
+def test_run_state_cancel_skips_what_is_pending(clock: FakeClock) -> None:
+    state, _ = _state([Task("a", agent="w"), Task("b", agent="w", depends_on=["a"])], clock)
+    (work,) = state.take_ready(1)
+    state.cancel()
+    assert state.take_ready(5) == []
+    state.finish(work, AgentResult(output="late", agent="w"))
+    result = state.result()
+    assert result.cancelled
+    assert result["a"].status is TaskState.DONE
+    assert result["b"].skip_reason == "cancelled"
