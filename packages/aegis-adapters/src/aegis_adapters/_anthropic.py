@@ -12,6 +12,7 @@ from aegis_adapters._types import (
     ChatResponse,
     Endpoint,
     Message,
+    StopReason,
     TextDelta,
     ToolCall,
     ToolSpec,
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["AnthropicAdapter"]
 
 _PROVIDER = "anthropic"
-_STOP_REASONS = {
+_STOP_REASONS: dict[str, StopReason] = {
     "end_turn": "end_turn",
     "pause_turn": "end_turn",
     "max_tokens": "max_tokens",
@@ -36,7 +37,7 @@ _STOP_REASONS = {
 }
 
 
-def _stop_reason(value: object) -> str | None:
+def _stop_reason(value: object) -> StopReason | None:
     return _STOP_REASONS.get(value) if isinstance(value, str) else None
 
 
@@ -85,7 +86,7 @@ class _Accumulator(StreamAccumulator):
         self.blocks: dict[int, dict[str, Any]] = {}
         self.input_tokens = 0
         self.output_tokens = 0
-        self.stop_reason: str | None = None
+        self.stop_reason: StopReason | None = None
         self.model: str | None = None
         self.stopped = False
 

@@ -26,6 +26,7 @@ from aegis_adapters._types import (
     ChatResponse,
     Endpoint,
     Message,
+    StopReason,
     TextDelta,
     ToolCall,
     ToolSpec,
@@ -37,7 +38,7 @@ __all__ = ["OllamaAdapter", "ollama_base_url"]
 
 _PROVIDER = "ollama"
 _DEFAULT_URL = "http://localhost:11434"
-_DONE_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+_DONE_REASONS: dict[str, StopReason] = {"stop": "end_turn", "length": "max_tokens"}
 _END = object()
 # Mistakes in the configuration, not an unavailable server.
 _CONFIG_ERRORS = (
@@ -98,7 +99,7 @@ def _tool_calls(message: Mapping[str, object]) -> list[ToolCall]:
     return calls
 
 
-def _stop_reason(value: object, *, has_calls: bool) -> str | None:
+def _stop_reason(value: object, *, has_calls: bool) -> StopReason | None:
     if has_calls:
         return "tool_use"
     if not isinstance(value, str):

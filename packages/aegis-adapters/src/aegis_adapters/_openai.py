@@ -13,6 +13,7 @@ from aegis_adapters._types import (
     ChatResponse,
     Endpoint,
     Message,
+    StopReason,
     TextDelta,
     ToolCall,
     ToolSpec,
@@ -28,7 +29,7 @@ __all__ = ["OpenAIAdapter"]
 _PROVIDER = "openai"
 _DEFAULT_URL = "https://api.openai.com/v1"
 _PLACEHOLDER_KEY = "not-needed"  # local OpenAI-compatible servers ignore the key
-_FINISH_REASONS = {
+_FINISH_REASONS: dict[str, StopReason] = {
     "stop": "end_turn",
     "length": "max_tokens",
     "tool_calls": "tool_use",
@@ -37,7 +38,7 @@ _FINISH_REASONS = {
 }
 
 
-def _stop_reason(value: object) -> str | None:
+def _stop_reason(value: object) -> StopReason | None:
     return _FINISH_REASONS.get(value) if isinstance(value, str) else None
 
 
@@ -85,7 +86,7 @@ class _Accumulator(StreamAccumulator):
         self.text: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.usage = Usage()
-        self.finish_reason: str | None = None
+        self.finish_reason: StopReason | None = None
         self.finished = False
         self.model: str | None = None
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import attrs
 
@@ -18,6 +18,7 @@ __all__ = [
     "Endpoint",
     "Message",
     "Role",
+    "StopReason",
     "TextDelta",
     "ToolCall",
     "ToolSpec",
@@ -27,9 +28,10 @@ __all__ = [
 Role = Literal["user", "assistant", "tool"]
 """Who a :class:`Message` is from; ``"tool"`` carries a tool's result back to the model."""
 
-STOP_REASONS: frozenset[str] = frozenset(
-    {"end_turn", "max_tokens", "tool_use", "content_filter", "stop_sequence"}
-)
+StopReason = Literal["end_turn", "max_tokens", "tool_use", "content_filter", "stop_sequence"]
+"""Why generation stopped, normalised across providers (see :class:`ChatResponse`)."""
+
+STOP_REASONS: frozenset[str] = frozenset(get_args(StopReason))
 """The normalised values of :attr:`ChatResponse.stop_reason` (besides ``None``)."""
 
 
@@ -149,7 +151,7 @@ class Message:
         return cls("tool", content, tool_call_id=call.id, tool_name=call.name, is_error=is_error)
 
 
-def _stop_reason(_instance: object, _attribute: object, value: str | None) -> None:
+def _stop_reason(_instance: object, _attribute: object, value: object) -> None:
     if value is not None and value not in STOP_REASONS:
         raise ValueError(
             f"stop_reason must be one of {sorted(STOP_REASONS)} or None, not {value!r}"
@@ -183,7 +185,7 @@ class ChatResponse:
     text: str
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_call_tuple)
     usage: Usage = Usage()
-    stop_reason: str | None = attrs.field(default=None, validator=_stop_reason)
+    stop_reason: StopReason | None = attrs.field(default=None, validator=_stop_reason)
     model: str | None = None
 
 
