@@ -18,8 +18,8 @@ from aegis_gov import (
     ToolCalled,
     ToolLoopError,
     ToolRegistry,
+    UnknownToolError,
 )
-from aegis_gov._tools import UnknownToolError
 
 
 def _registry() -> ToolRegistry:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from aegis_gov._tools import (
+from aegis_gov import (
     OutputTooLargeError,
     PathOutsideRootError,
     ToolError,

@@ -14,8 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from aegis_gov._netguard import blocked_reason, literal_address, parse_numeric_ipv4
-from aegis_gov._tools import (
+from aegis_gov import (
     BlockedAddressError,
     HTTPStatusError,
     OutputTooLargeError,
@@ -24,6 +23,7 @@ from aegis_gov._tools import (
     ToolTimeoutError,
     URLNotAllowedError,
 )
+from aegis_gov._netguard import blocked_reason, literal_address, parse_numeric_ipv4
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from aegis_gov._tools import ToolRegistry, ToolTimeoutError
+from aegis_gov import ToolRegistry, ToolTimeoutError
 
 TIMEOUT_S = 0.5
 BOUND_S = 3.0  # far below what the drips below would take: 40 bytes x 0.25 s = 10 s
@@ -211,7 +211,7 @@ def test_a_prompt_answer_is_unaffected_and_leaves_no_timer(
 
 
 def test_sockets_registered_late_or_closed_are_handled() -> None:
-    from aegis_gov._builtin_tools import _Deadline  # noqa: PLC0415  # private, tested directly
+    from aegis_gov._http_get import _Deadline  # noqa: PLC0415  # private, tested directly
 
     closed = socket.socket()
     closed.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from aegis_adapters import ToolSpec
-from aegis_gov._tools import (
+from aegis_gov import (
     DuplicateToolError,
     InvalidToolArgumentsError,
     InvalidToolNameError,

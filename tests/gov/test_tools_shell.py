@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from aegis_gov._tools import (
+from aegis_gov import (
     CommandFailedError,
     CommandNotAllowedError,
     ForbiddenShellSyntaxError,

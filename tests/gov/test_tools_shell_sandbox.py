@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aegis_gov import SandboxUnavailableError
-from aegis_gov._builtin_tools import SANDBOX_PATH
-from aegis_gov._tools import ToolExecutionError, ToolRegistry, ToolTimeoutError
+from aegis_gov import SandboxUnavailableError, ToolExecutionError, ToolRegistry, ToolTimeoutError
+from aegis_gov._shell import SANDBOX_PATH
 
 SECRET = "sk-live-SANDBOX-TEST-SECRET"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import assert_type
 
 from aegis_adapters import ToolSpec
-from aegis_gov._tools import (
+from aegis_gov import (
     BlockedAddressError,
     InvalidToolArgumentsError,
     Tool,

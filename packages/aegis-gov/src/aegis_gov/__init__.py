@@ -82,9 +82,11 @@ from aegis_gov._events import (
     ToolCalled,
 )
 from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint_key
+from aegis_gov._memory import ToolMemory
 from aegis_gov._results import AgentResult, RunResult, TaskResult, ToolCallRecord
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._tools import (
+from aegis_gov._tool import Tool, ToolOutcome
+from aegis_gov._tool_errors import (
     BlockedAddressError,
     CommandFailedError,
     CommandNotAllowedError,
@@ -99,20 +101,17 @@ from aegis_gov._tools import (
     PathOutsideRootError,
     SandboxUnavailableError,
     ShellDisabledError,
-    Tool,
     ToolCallLimitError,
     ToolError,
     ToolExecutionError,
-    ToolMemory,
     ToolNotOfferedError,
-    ToolOutcome,
     ToolRefusedError,
-    ToolRegistry,
     ToolTimeoutError,
     UnknownToolError,
     URLNotAllowedError,
     ValueTooLargeError,
 )
+from aegis_gov._tools import ToolRegistry
 
 # A library adds no handler of its own: records reach whatever the application set up, and
 # nothing is printed through logging's last-resort handler in apps that set up none.

@@ -1,14 +1,11 @@
 # Copyright (c) 2026 The aegis developers. Licensed under the MIT License.
-"""Tools agents may call: the ``Tool`` value, its errors, the shared memory and ``ToolRegistry``."""
+"""``ToolRegistry``: the tools agents may call, by name, with validated arguments."""
 
 from __future__ import annotations
 
-import collections
-import copy
 import inspect
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -19,6 +16,24 @@ import jsonschema
 import jsonschema.exceptions
 from aegis_adapters import ToolSpec
 
+from aegis_gov._builtins import builtin_tools
+from aegis_gov._memory import ToolMemory
+from aegis_gov._sandbox import SandboxConfig
+from aegis_gov._tool import Tool, ToolOutcome, clip, to_text
+from aegis_gov._tool_errors import (
+    DuplicateToolError,
+    InvalidToolArgumentsError,
+    ToolExecutionError,
+    UnknownToolError,
+)
+
+# _caller.py and _conversation.py still import these three from here, so they are re-exported
+# (the `as` form), though not in __all__. Once those import them from aegis_gov._tool_errors,
+# drop ToolCallLimitError and ToolNotOfferedError and import ToolError plainly above.
+from aegis_gov._tool_errors import ToolCallLimitError as ToolCallLimitError  # noqa: PLC0414
+from aegis_gov._tool_errors import ToolError as ToolError  # noqa: PLC0414
+from aegis_gov._tool_errors import ToolNotOfferedError as ToolNotOfferedError  # noqa: PLC0414
+
 if TYPE_CHECKING:
     import os
     from typing import TypeAlias
@@ -27,457 +42,9 @@ if TYPE_CHECKING:
 
     _JsonObject: TypeAlias = Mapping[str, Any]
 
-__all__ = [
-    "BlockedAddressError",
-    "CommandFailedError",
-    "CommandNotAllowedError",
-    "DuplicateToolError",
-    "ForbiddenShellSyntaxError",
-    "HTTPStatusError",
-    "InvalidToolArgumentsError",
-    "InvalidToolNameError",
-    "InvalidToolSchemaError",
-    "MemoryKeyNotFoundError",
-    "OutputTooLargeError",
-    "PathOutsideRootError",
-    "SandboxUnavailableError",
-    "ShellDisabledError",
-    "Tool",
-    "ToolCallLimitError",
-    "ToolError",
-    "ToolExecutionError",
-    "ToolMemory",
-    "ToolNotOfferedError",
-    "ToolOutcome",
-    "ToolRefusedError",
-    "ToolRegistry",
-    "ToolTimeoutError",
-    "URLNotAllowedError",
-    "UnknownToolError",
-    "ValueTooLargeError",
-]
+__all__ = ["ToolRegistry"]
 
 logger = logging.getLogger(__name__)
-
-TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_MAX_DETAIL_CHARS = 200
-
-
-def _clip(text: str, limit: int = _MAX_DETAIL_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ToolError(Exception):
-    """Base of every tool error; ``str(error)`` starts with the tool's name.
-
-    Attributes:
-        tool_name: The tool the error is about.
-        reason: The message without the ``tool 'name':`` prefix.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str) -> None:
-        """Build the error for *tool_name* with the human-readable *reason*."""
-        super().__init__(f"tool {tool_name!r}: {reason}")
-        self.tool_name: str = tool_name
-        self.reason: str = reason
-
-
-class InvalidToolNameError(ToolError, ValueError):
-    """A tool name does not match ``^[a-zA-Z0-9_-]{1,64}$`` (the providers' rule)."""
-
-
-class DuplicateToolError(ToolError, ValueError):
-    """A tool with this name is already registered."""
-
-
-class InvalidToolSchemaError(ToolError, ValueError):
-    """A tool's schema is not a valid JSON Schema (Draft 2020-12) for an object."""
-
-
-class UnknownToolError(ToolError, LookupError):
-    """No tool of this name is registered."""
-
-
-class InvalidToolArgumentsError(ToolError, ValueError):
-    """The arguments do not match the tool's schema; nothing was called.
-
-    Attributes:
-        path: JSON path of the failing part of the arguments, ``$`` for the whole object.
-        validator: The failing JSON Schema keyword (``"type"``, ``"required"``...) or None.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, path: str, validator: str | None) -> None:
-        """Build the error; *reason* must not contain the whole argument value."""
-        super().__init__(reason, tool_name=tool_name)
-        self.path: str = path
-        self.validator: str | None = validator
-
-
-class ToolRefusedError(ToolError):
-    """A sandbox rule refused the call. The message never contains the refused content."""
-
-
-class PathOutsideRootError(ToolRefusedError):
-    """``file_read`` was asked for a path that resolves outside the registry's root.
-
-    Attributes:
-        path: The path as requested (the resolved target is not disclosed).
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, path: str) -> None:
-        """Build the error for the requested *path*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.path: str = path
-
-
-class URLNotAllowedError(ToolRefusedError):
-    """``http_get`` was given a URL it will not fetch (scheme, credentials, malformed host)."""
-
-
-class BlockedAddressError(ToolRefusedError):
-    """``http_get`` refused a host that is or resolves to a blocked address.
-
-    Attributes:
-        host: The host from the URL (or from a redirect).
-        address: The blocked address, as text.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, host: str, address: str) -> None:
-        """Build the error for *host* resolving to *address*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.host: str = host
-        self.address: str = address
-
-
-class ShellDisabledError(ToolRefusedError):
-    """``shell`` was called on a registry built without a ``shell_allowlist``."""
-
-
-class SandboxUnavailableError(ToolRefusedError):
-    """``shell`` refused to run: no working OS sandbox (bubblewrap) is available.
-
-    The message says why (not installed, or it cannot create namespaces here) and how to get one.
-    """
-
-
-class CommandNotAllowedError(ToolRefusedError):
-    """``shell`` was asked to run an executable outside the allowlist.
-
-    Attributes:
-        executable: The executable as written in the command.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, executable: str) -> None:
-        """Build the error for *executable*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.executable: str = executable
-
-
-class ForbiddenShellSyntaxError(ToolRefusedError):
-    """``shell`` was given shell metacharacters or a command that does not parse.
-
-    Attributes:
-        characters: The forbidden characters found, sorted (empty when the command did not parse).
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, characters: str) -> None:
-        """Build the error listing the forbidden *characters*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.characters: str = characters
-
-
-class ToolNotOfferedError(ToolRefusedError):
-    """The model asked for a tool its agent was not given (``AgentConfig.tools``).
-
-    The tool is never run, whether or not the registry has it; the model is told.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, agent: str) -> None:
-        """Record the refused tool and the agent that asked for it."""
-        super().__init__(reason, tool_name=tool_name)
-        self.agent = agent
-
-
-class ToolCallLimitError(ToolRefusedError):
-    """A reply asked for more tool calls, or more tool output, than the agent's limits allow.
-
-    ``limit`` names the setting that was reached (``max_tool_calls_per_reply`` or
-    ``max_tool_output_chars``); the call is not run and the model is told.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, limit: str) -> None:
-        """Record the refused tool and the limit it ran into."""
-        super().__init__(reason, tool_name=tool_name)
-        self.limit = limit
-
-
-class OutputTooLargeError(ToolRefusedError):
-    """A file, response body or command output exceeded the size cap; none of it is returned.
-
-    Attributes:
-        limit_bytes: The cap that was exceeded.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, limit_bytes: int) -> None:
-        """Build the error for the exceeded *limit_bytes*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.limit_bytes: int = limit_bytes
-
-
-class ValueTooLargeError(ToolRefusedError):
-    """``memory_store`` was given a value larger than the memory's per-value cap.
-
-    Attributes:
-        limit_bytes: The cap (UTF-8 bytes).
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, limit_bytes: int) -> None:
-        """Build the error for the exceeded *limit_bytes*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.limit_bytes: int = limit_bytes
-
-
-class ToolExecutionError(ToolError):
-    """The tool ran and failed; the original exception, if any, is chained as ``__cause__``."""
-
-
-class ToolTimeoutError(ToolExecutionError, TimeoutError):
-    """A built-in tool ran past its time limit.
-
-    Attributes:
-        timeout_s: The limit, in seconds.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, timeout_s: float) -> None:
-        """Build the error for the exceeded *timeout_s*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.timeout_s: float = timeout_s
-
-
-class MemoryKeyNotFoundError(ToolExecutionError, LookupError):
-    """``memory_retrieve`` found nothing under the key.
-
-    Attributes:
-        key: The key asked for.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, key: str) -> None:
-        """Build the error for the missing *key*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.key: str = key
-
-
-class CommandFailedError(ToolExecutionError):
-    """``shell`` ran the command and it exited with a non-zero status.
-
-    Attributes:
-        returncode: The exit status (negative: killed by that signal).
-        output: The combined stdout and stderr, decoded as UTF-8 with replacement.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, returncode: int, output: str) -> None:
-        """Build the error for the exit status *returncode* and the command's *output*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.returncode: int = returncode
-        self.output: str = output
-
-
-class HTTPStatusError(ToolExecutionError):
-    """``http_get`` got a final response whose status is not 2xx (the body is not included).
-
-    Attributes:
-        status_code: The HTTP status.
-    """
-
-    def __init__(self, reason: str, *, tool_name: str, status_code: int) -> None:
-        """Build the error for *status_code*."""
-        super().__init__(reason, tool_name=tool_name)
-        self.status_code: int = status_code
-
-
-# --------------------------------------------------------------------------- Tool
-
-
-def _validate_name(name: object) -> None:
-    if not isinstance(name, str) or not TOOL_NAME_PATTERN.match(name):
-        raise InvalidToolNameError(
-            "a tool name must be 1 to 64 characters among letters, digits, '_' and '-'",
-            tool_name=_clip(str(name), 64),
-        )
-
-
-def _validate_schema(name: str, schema: object) -> None:
-    if not isinstance(schema, Mapping):
-        raise InvalidToolSchemaError(
-            f"schema must be a mapping, not {type(schema).__name__}", tool_name=name
-        )
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "(top level)"
-        raise InvalidToolSchemaError(
-            f"schema is not valid JSON Schema at {where}: {_clip(exc.message)}", tool_name=name
-        ) from exc
-    if schema.get("type") != "object":
-        raise InvalidToolSchemaError(
-            'schema must describe an object: its top level needs "type": "object"', tool_name=name
-        )
-
-
-def _frozen_schema(schema: Mapping[str, object]) -> Mapping[str, object]:
-    # A private deep copy: later changes to the caller's dict cannot change the tool.
-    # Untyped callers may pass a non-mapping: keep it as is for _validate_schema to report.
-    value: object = schema
-    return copy.deepcopy(dict(schema)) if isinstance(value, Mapping) else schema
-
-
-def _check_name(_instance: object, _attribute: object, value: str) -> None:
-    _validate_name(value)
-
-
-@attrs.frozen
-class Tool:
-    """A callable tool: what a model sees (name, description, schema) and the function to run.
-
-    ``fn`` is called with the validated arguments as keyword arguments. Its result becomes the
-    tool's text output: a ``str`` as is, ``None`` as ``""``, a mapping, list, tuple, bool, int or
-    float as JSON, anything else through ``str()``. ``fn`` may raise a ``ToolError`` subclass
-    itself; any other exception becomes ``ToolExecutionError``.
-
-    Raises:
-        InvalidToolNameError: the name breaks the providers' rule.
-        InvalidToolSchemaError: the schema is not a valid JSON Schema object schema.
-    """
-
-    name: str = attrs.field(validator=_check_name)
-    description: str
-    fn: Callable[..., object]
-    input_schema: Mapping[str, object] = attrs.field(converter=_frozen_schema)
-
-    def __attrs_post_init__(self) -> None:
-        """Reject an invalid schema, so an invalid Tool cannot exist."""
-        _validate_schema(self.name, self.input_schema)
-
-    @property
-    def spec(self) -> ToolSpec:
-        """What an adapter offers the model: name, description and input schema."""
-        return ToolSpec(
-            name=self.name,
-            description=self.description,
-            input_schema=copy.deepcopy(dict(self.input_schema)),
-        )
-
-
-@attrs.frozen
-class ToolOutcome:
-    """The result of ``ToolRegistry.try_call``: the text for the model and the error, if any.
-
-    Attributes:
-        tool_name: The tool that was called.
-        output: The tool's output, or the error message when the call failed.
-        error: The ``ToolError`` raised, or None on success.
-    """
-
-    tool_name: str
-    output: str
-    error: ToolError | None = None
-
-    @property
-    def is_error(self) -> bool:
-        """True when the call failed (send ``output`` back to the model as an error result)."""
-        return self.error is not None
-
-
-def _to_text(result: object) -> str:
-    if isinstance(result, str):
-        return result
-    if result is None:
-        return ""
-    if isinstance(result, (Mapping, list, tuple, bool, int, float)):
-        return json.dumps(result, ensure_ascii=False, default=str)
-    return str(result)
-
-
-# --------------------------------------------------------------------------- memory
-
-
-class ToolMemory:
-    """A bounded, thread-safe key-value store of strings shared by the agents of one registry.
-
-    When full, storing a new key evicts the least recently used entry (stored or retrieved).
-    A value larger than ``max_value_bytes`` (UTF-8) is refused; nothing is evicted for it.
-    """
-
-    __slots__ = ("_entries", "_lock", "max_entries", "max_value_bytes")
-
-    def __init__(self, *, max_entries: int = 1000, max_value_bytes: int = 64_000) -> None:
-        """Build an empty memory holding at most *max_entries* values of *max_value_bytes* each.
-
-        Raises:
-            ValueError: a limit is not positive.
-        """
-        if max_entries < 1 or max_value_bytes < 1:
-            raise ValueError(
-                f"memory limits must be positive, got max_entries={max_entries}, "
-                f"max_value_bytes={max_value_bytes}"
-            )
-        self.max_entries: int = max_entries
-        self.max_value_bytes: int = max_value_bytes
-        self._entries: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def store(self, key: str, value: str) -> None:
-        """Store *value* under *key*, replacing any previous value; may evict the LRU entry.
-
-        Raises:
-            ValueError: *value* is larger than ``max_value_bytes`` in UTF-8.
-        """
-        size = len(value.encode("utf-8"))
-        if size > self.max_value_bytes:
-            raise ValueError(f"value of {size} bytes exceeds the {self.max_value_bytes}-byte limit")
-        with self._lock:
-            self._entries[key] = value
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                evicted, _ = self._entries.popitem(last=False)
-                logger.debug("tool memory full: evicted key %r", evicted)
-
-    def retrieve(self, key: str) -> str:
-        """Return the value under *key* and mark it recently used.
-
-        Raises:
-            KeyError: nothing is stored under *key*.
-        """
-        with self._lock:
-            value = self._entries[key]
-            self._entries.move_to_end(key)
-            return value
-
-    def keys(self) -> list[str]:
-        """The stored keys, least recently used first."""
-        with self._lock:
-            return list(self._entries)
-
-    def clear(self) -> None:
-        """Forget every entry."""
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        """How many entries are stored."""
-        with self._lock:
-            return len(self._entries)
-
-    def __contains__(self, key: object) -> bool:
-        """Whether *key* is stored (does not count as a use)."""
-        with self._lock:
-            return key in self._entries
-
-
-# --------------------------------------------------------------------------- registry
 
 
 @attrs.frozen
@@ -558,11 +125,6 @@ class ToolRegistry:
             ValueError: a limit or timeout is not positive, an allowlist entry is not a bare
                 executable name, *shell_sandbox* is unknown, or *root* is not a directory.
         """
-        from aegis_gov._builtin_tools import (  # noqa: PLC0415  # it imports this module
-            SandboxConfig,
-            builtin_tools,
-        )
-
         self._lock = threading.RLock()
         self._entries: dict[str, _Entry] = {}
         self.memory: ToolMemory = ToolMemory(
@@ -678,9 +240,9 @@ class ToolRegistry:
             raise
         except Exception as exc:
             raise ToolExecutionError(
-                f"failed with {type(exc).__name__}: {_clip(str(exc))}", tool_name=name
+                f"failed with {type(exc).__name__}: {clip(str(exc))}", tool_name=name
             ) from exc
-        return _to_text(result)
+        return to_text(result)
 
     def try_call(self, name: str, arguments: Mapping[str, object] | str) -> ToolOutcome:
         """Like ``call`` but return a ``ToolError`` as an outcome: the body of a tool-calling loop.
@@ -718,7 +280,7 @@ class ToolRegistry:
             entry = self._entries.get(name)
         if entry is None:
             raise UnknownToolError(
-                "no tool of this name is registered", tool_name=_clip(str(name), 64)
+                "no tool of this name is registered", tool_name=clip(str(name), 64)
             )
         return entry
 
@@ -749,7 +311,7 @@ class ToolRegistry:
         if error is not None:
             path = _json_path(error.absolute_path)
             raise InvalidToolArgumentsError(
-                f"invalid arguments at {path}: {_clip(error.message)}",
+                f"invalid arguments at {path}: {clip(error.message)}",
                 tool_name=name,
                 path=path,
                 validator=str(error.validator),
@@ -759,7 +321,7 @@ class ToolRegistry:
                 entry.signature.bind(**kwargs)
             except TypeError as exc:
                 raise InvalidToolArgumentsError(
-                    f"arguments do not fit the tool's function: {_clip(str(exc))}",
+                    f"arguments do not fit the tool's function: {clip(str(exc))}",
                     tool_name=name,
                     path="$",
                     validator=None,
