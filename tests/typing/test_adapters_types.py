@@ -20,11 +20,15 @@ if TYPE_CHECKING:
         RateLimitError,
         RecordedCall,
         ScriptedAdapter,
+        StopReason,
         TextDelta,
         ToolCall,
         ToolSpec,
         Usage,
+        as_chat_adapter,
+        make_adapter,
         parse_retry_after,
+        redact_url,
     )
     from typing_extensions import assert_type
 
@@ -41,7 +45,7 @@ if TYPE_CHECKING:
         assert_type(response.usage, Usage)
         assert_type(response.usage + Usage(1, 2), Usage)
         assert_type(response.usage.total_tokens, int)
-        assert_type(response.stop_reason, str | None)
+        assert_type(response.stop_reason, StopReason | None)
         assert_type(response.tool_calls[0].arguments, Mapping[str, object])
         assert_type(adapter.chat_stream([Message.user("hi")]), Iterator[TextDelta | ChatResponse])
         assert_type(
@@ -76,3 +80,8 @@ if TYPE_CHECKING:
         if isinstance(error, RateLimitError):
             assert_type(error.retry_after_s, float | None)
         assert_type(parse_retry_after({"retry-after": "3"}), float | None)
+
+    def check_factory() -> None:
+        assert_type(make_adapter("ollama"), ChatAdapter)
+        assert_type(as_chat_adapter(make_adapter("openai", "gpt-4o-mini")), ChatAdapter)
+        assert_type(redact_url("http://u:p@h"), str)

@@ -37,7 +37,8 @@ from aegis_gov._errors import StreamInterruptedError
 from aegis_gov._events import EventHandler
 from aegis_gov._outcome import Outcome
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._tools import ToolNotOfferedError, ToolRegistry
+from aegis_gov._tool_errors import ToolNotOfferedError
+from aegis_gov._tools import ToolRegistry
 
 __all__ = ["EndpointCaller", "Route", "Sink", "endpoint_key"]
 

@@ -30,7 +30,7 @@ from aegis_gov._events import EventHandler, TaskRetrying, ToolCalled
 from aegis_gov._outcome import Failure, Outcome, Raised
 from aegis_gov._results import AgentResult, ToolCallRecord
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._tools import ToolCallLimitError, ToolError, ToolNotOfferedError
+from aegis_gov._tool_errors import ToolCallLimitError, ToolError, ToolNotOfferedError
 
 __all__ = ["ChatRequest", "Command", "Conversation", "RunTool", "Sleep", "adrive", "drive"]
 

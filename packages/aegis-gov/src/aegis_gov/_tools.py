@@ -23,16 +23,10 @@ from aegis_gov._tool import Tool, ToolOutcome, clip, to_text
 from aegis_gov._tool_errors import (
     DuplicateToolError,
     InvalidToolArgumentsError,
+    ToolError,
     ToolExecutionError,
     UnknownToolError,
 )
-
-# _caller.py and _conversation.py still import these three from here, so they are re-exported
-# (the `as` form), though not in __all__. Once those import them from aegis_gov._tool_errors,
-# drop ToolCallLimitError and ToolNotOfferedError and import ToolError plainly above.
-from aegis_gov._tool_errors import ToolCallLimitError as ToolCallLimitError  # noqa: PLC0414
-from aegis_gov._tool_errors import ToolError as ToolError  # noqa: PLC0414
-from aegis_gov._tool_errors import ToolNotOfferedError as ToolNotOfferedError  # noqa: PLC0414
 
 if TYPE_CHECKING:
     import os
