@@ -9,6 +9,8 @@ from aegis_adapters import LLMAdapter
 
 from aegis_gov._errors import DuplicateAgentError
 
+__all__ = ["AgentConfig", "Team"]
+
 
 def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str) or not value:

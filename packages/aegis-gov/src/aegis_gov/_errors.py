@@ -5,6 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+__all__ = [
+    "AegisError",
+    "DeadlineExceededError",
+    "DuplicateAgentError",
+    "IncompatibleResumeError",
+    "RunCancelledError",
+    "RunCancelledTaskError",
+    "StreamInterruptedError",
+    "ToolLoopError",
+    "UnknownAgentError",
+]
+
 if TYPE_CHECKING:
     from aegis_gov._results import RunResult
 

@@ -10,6 +10,20 @@ import attrs
 from aegis_adapters import Usage
 from aegis_breaker import CircuitState
 
+__all__ = [
+    "CircuitStateChanged",
+    "Emitter",
+    "EventHandler",
+    "RunEvent",
+    "TaskFailed",
+    "TaskOutputDelta",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskSucceeded",
+    "ToolCalled",
+]
+
 logger = logging.getLogger(__name__)
 
 

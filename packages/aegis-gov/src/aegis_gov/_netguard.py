@@ -17,6 +17,16 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Union
 
+__all__ = [
+    "METADATA_ADDRESSES",
+    "IPAddress",
+    "Resolver",
+    "blocked_reason",
+    "literal_address",
+    "parse_numeric_ipv4",
+    "system_resolver",
+]
+
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]  # noqa: UP007  # 3.10 runtime alias
 Resolver = Callable[[str, int], Sequence[str]]
 

@@ -6,6 +6,8 @@ import random
 
 import attrs
 
+__all__ = ["RetryPolicy"]
+
 
 def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if value <= 0:

@@ -43,6 +43,8 @@ from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult, TaskResult
 from aegis_gov._resume import fingerprint, reusable_results
 
+__all__ = ["Limits", "RunState", "Work", "build_prompt", "run_async", "run_threads"]
+
 logger = logging.getLogger(__name__)
 
 
