@@ -9,6 +9,7 @@ from aegis_adapters import ChatResponse, ProviderUnavailableError
 from aegis_breaker import CircuitOpenError
 from aegis_gov import RetryPolicy, RunEvent, TaskRetrying
 from aegis_gov._conversation import ChatRequest, Conversation, Sleep
+from aegis_gov._errors import CircuitWaitTooLongError
 from aegis_gov._outcome import Failure, Raised
 from aegis_gov._progress import describe_event
 
@@ -65,6 +66,42 @@ def test_a_breaker_open_longer_than_the_policy_allows_fails_at_once() -> None:
         steps.send(Raised(error))
     failure = stop.value.value
     assert isinstance(failure, Failure)
-    assert failure.error is error
+    assert isinstance(failure.error, CircuitOpenError)  # still one, for those who catch it
+    assert isinstance(failure.error, CircuitWaitTooLongError)
+    assert "more than RetryPolicy.max_delay_s=30" in str(failure.error)
     assert failure.attempts == 0  # turned away: no request was made
-    assert events == []
+
+
+def test_a_half_open_circuit_is_waited_for_at_the_backoff_cadence() -> None:
+    # The probe's worst case (60 s here) is no reason to fail: look again soon, as often as
+    # the total budget allows, then fail saying which budget ran out.
+    events: list[RunEvent] = []
+    conversation = _conversation(events)
+    conversation.retry = RetryPolicy(initial_delay_s=0.1, max_delay_s=30.0, max_total_delay_s=2.0)
+    steps = conversation.steps()
+    next(steps)
+    waited = 0.0
+    while True:
+        try:
+            command = steps.send(Raised(CircuitOpenError("e", 60.0, "half_open")))
+        except StopIteration as stop:
+            failure = stop.value
+            break
+        assert isinstance(command, Sleep)
+        assert 0.1 <= command.seconds <= 30.0
+        waited += command.seconds
+        assert isinstance(steps.send(None), ChatRequest)
+    assert waited <= 2.0
+    assert len([e for e in events if isinstance(e, TaskRetrying)]) >= 2
+    assert isinstance(failure, Failure)
+    assert "RetryPolicy.max_total_delay_s=2 would be exceeded" in str(failure.error)
+
+
+def test_a_half_open_circuit_that_closes_lets_the_task_through() -> None:
+    steps = _conversation([]).steps()
+    next(steps)
+    assert isinstance(steps.send(Raised(CircuitOpenError("e", 60.0, "half_open"))), Sleep)
+    assert isinstance(steps.send(None), ChatRequest)
+    with pytest.raises(StopIteration) as stop:
+        steps.send(ChatResponse(text="recovered"))
+    assert stop.value.value.output == "recovered"

@@ -60,6 +60,7 @@ from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._dask import DaskClient, DaskExecutor, dask_executor
 from aegis_gov._errors import (
     AegisError,
+    CircuitWaitTooLongError,
     DeadlineExceededError,
     DuplicateAgentError,
     IncompatibleResumeError,
@@ -134,6 +135,7 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "CircuitStateChanged",
+    "CircuitWaitTooLongError",
     "CommandFailedError",
     "CommandNotAllowedError",
     "CyclicDependencyError",

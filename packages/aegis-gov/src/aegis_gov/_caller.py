@@ -37,6 +37,7 @@ from aegis_gov._errors import StreamInterruptedError
 from aegis_gov._events import EventHandler
 from aegis_gov._outcome import Outcome
 from aegis_gov._retry import RetryPolicy
+from aegis_gov._slots import Slot
 from aegis_gov._tool_errors import ToolNotOfferedError
 from aegis_gov._tools import ToolRegistry
 
@@ -160,13 +161,18 @@ class EndpointCaller:
         task_id: str = "",
         sink: Sink | None = None,
         executor: Executor | None = None,
+        slot: Slot | None = None,
     ) -> Outcome:
-        """Run one agent's conversation with threads; return its outcome."""
+        """Run one agent's conversation with threads; return its outcome.
+
+        With a *slot*, the task gives it up while it waits between requests.
+        """
+        sleep = self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
         return drive(
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
             chat=functools.partial(self.chat, route, sink=sink, executor=executor),
             run_tool=functools.partial(self.run_tool, route.agent),
-            sleep=self._sleep,
+            sleep=sleep,
         )
 
     async def arun(
@@ -177,13 +183,17 @@ class EndpointCaller:
         *,
         task_id: str = "",
         sink: Sink | None = None,
+        slot: Slot | None = None,
     ) -> Outcome:
         """Run one agent's conversation on the running event loop; return its outcome."""
+        sleep = self._async_sleep
+        if slot is not None:
+            sleep = functools.partial(slot.asleep, sleep=self._async_sleep)
         return await adrive(
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
             chat=functools.partial(self.achat, route, sink=sink),
             run_tool=functools.partial(self.arun_tool, route.agent),
-            sleep=self._async_sleep,
+            sleep=sleep,
         )
 
     # -- requests ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from aegis_adapters import (
 )
 from aegis_breaker import BreakerError, CircuitOpenError
 
-from aegis_gov._errors import ToolLoopError
+from aegis_gov._errors import CircuitWaitTooLongError, ToolLoopError
 from aegis_gov._events import EventHandler, TaskRetrying, ToolCalled
 from aegis_gov._outcome import Failure, Outcome, Raised
 from aegis_gov._results import AgentResult, ToolCallRecord
@@ -83,6 +83,7 @@ class Conversation:
     _waited_s: float = 0.0
     _failures: int = 0
     _tool_output_chars: int = 0
+    _rejections: int = 0
 
     def steps(self) -> Generator[Command, object, Outcome]:
         """The conversation: yields commands, receives their answers, returns the outcome."""
@@ -181,7 +182,13 @@ class Conversation:
             if isinstance(error, CircuitOpenError):
                 # Rejected without a request: not an attempt, but it spends the delay budget.
                 self.attempts -= 1
-                delay = self._delay(error.retry_after_s, rejected=True)
+                delay, budget = self._circuit_delay(error)
+                if delay is None:
+                    return self._failure(
+                        CircuitWaitTooLongError(
+                            error.breaker_name, error.retry_after_s, error.state, budget
+                        )
+                    )
             elif isinstance(error, BreakerError):  # a full bulkhead: no request was made either
                 self.attempts -= 1
                 delay = self._delay(None, rejected=True)
@@ -211,21 +218,38 @@ class Conversation:
     def _failure(self, error: Exception) -> Failure:
         return Failure(error, self.attempts, self.usage, tuple(self.tool_calls))
 
+    def _circuit_delay(self, error: CircuitOpenError) -> tuple[float | None, str]:
+        """How long to wait for an open circuit, or None and the budget that forbids it."""
+        left = self.retry.max_total_delay_s - self._waited_s
+        if error.state == "half_open":
+            # A probe is deciding: its worst case (half_open_max_wait_s) is no guide, as it
+            # usually settles at once. Look again at the backoff cadence.
+            wait = max(
+                self.rng.uniform(0.0, self.retry.backoff_cap_s(self._rejections + 1)),
+                self.retry.initial_delay_s,
+            )
+            self._rejections += 1
+        else:
+            wait = max(error.retry_after_s, self.retry.initial_delay_s)
+            if error.retry_after_s > self.retry.max_delay_s:
+                return None, (
+                    f"the circuit asks for {error.retry_after_s:.3g} s, more than "
+                    f"RetryPolicy.max_delay_s={self.retry.max_delay_s:g}"
+                )
+        if wait > left:
+            return None, (
+                f"RetryPolicy.max_total_delay_s={self.retry.max_total_delay_s:g} would be "
+                f"exceeded (already waited {self._waited_s:.3g} s)"
+            )
+        return wait, ""
+
     def _delay(self, retry_after_s: float | None, *, rejected: bool) -> float | None:
         """How long to wait before the next request, or None to give up."""
-        if rejected and retry_after_s is not None:
-            # Turned away without a request (an open breaker): wait as long as it says, and
-            # never spin. No backoff: nothing failed, so there is nothing to back off from.
-            wait = max(retry_after_s, self.retry.initial_delay_s)
-            too_long = retry_after_s > self.retry.max_delay_s
-            return (
-                None if too_long or self._waited_s + wait > self.retry.max_total_delay_s else wait
-            )
         delay = self.retry.next_delay_s(
             max(self._failures, 1), retry_after_s, waited_s=self._waited_s, rng=self.rng
         )
         if delay is not None and rejected:
-            # A full bulkhead costs nothing either: wait at least the initial delay.
+            # A full bulkhead costs nothing: wait at least the initial delay, never spin.
             delay = max(delay, self.retry.initial_delay_s)
             if self._waited_s + delay > self.retry.max_total_delay_s:
                 return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from aegis_breaker import CircuitOpenError
+
 __all__ = [
     "AegisError",
     "DeadlineExceededError",
@@ -110,3 +112,25 @@ class RunCancelledTaskError(AegisError):
         """Record the task."""
         super().__init__(f"task {task_id!r} was still running when the run was cancelled")
         self.task_id = task_id
+
+
+class CircuitWaitTooLongError(CircuitOpenError, AegisError):
+    """A task stopped waiting for an endpoint's circuit: its retry budget cannot cover the wait.
+
+    A :class:`~aegis_breaker.CircuitOpenError` (catch either); ``budget`` names the setting of
+    :class:`~aegis_gov.RetryPolicy` that the wait would break.
+    """
+
+    def __init__(
+        self, breaker_name: str | None, retry_after_s: float, state: str, budget: str
+    ) -> None:
+        """Record the breaker's answer and the budget it would break."""
+        super().__init__(breaker_name, retry_after_s, state)
+        self.budget = budget
+        self.args = (f"{self.args[0]}; gave up waiting: {budget}",)
+
+    def __reduce__(  # type: ignore[override]
+        self,
+    ) -> tuple[type[CircuitWaitTooLongError], tuple[str | None, float, str, str]]:
+        """Pickle with the constructor arguments."""
+        return (type(self), (self.breaker_name, self.retry_after_s, self.state, self.budget))

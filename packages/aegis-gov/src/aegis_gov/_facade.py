@@ -35,6 +35,7 @@ from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Limits, RunState, Work, run_async, run_threads
+from aegis_gov._slots import Slot
 from aegis_gov._streams import astream_chunks, stream_chunks
 from aegis_gov._tools import ToolRegistry
 
@@ -254,11 +255,17 @@ class OpenMultiAgent:
             _warm_up(route.adapter)
         caller = self._caller
 
-        def execute(work: Work) -> Outcome:
+        def execute(work: Work, slot: Slot) -> Outcome:
             sink = _delta_sink(emit, work) if streaming else None
             route = routes[work.agent.name]
             return caller.run(
-                route, work.prompt, emit, task_id=work.task.id, sink=sink, executor=executor
+                route,
+                work.prompt,
+                emit,
+                task_id=work.task.id,
+                sink=sink,
+                executor=executor,
+                slot=slot,
             )
 
         with self._watching(emit):
@@ -301,10 +308,12 @@ class OpenMultiAgent:
             await _awarm_up(route.adapter)
         caller = self._caller
 
-        async def execute(work: Work) -> Outcome:
+        async def execute(work: Work, slot: Slot) -> Outcome:
             sink = _delta_sink(emit, work) if streaming else None
             route = routes[work.agent.name]
-            return await caller.arun(route, work.prompt, emit, task_id=work.task.id, sink=sink)
+            return await caller.arun(
+                route, work.prompt, emit, task_id=work.task.id, sink=sink, slot=slot
+            )
 
         with self._watching(emit):
             await run_async(

@@ -42,6 +42,7 @@ from aegis_gov._events import (
 from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult, TaskResult
 from aegis_gov._resume import fingerprint, reusable_results
+from aegis_gov._slots import Slot, Slots
 
 __all__ = ["Limits", "RunState", "Work", "build_prompt", "run_async", "run_threads"]
 
@@ -311,36 +312,37 @@ class _Flight(Generic[H]):
     """The calls a driver has in flight, keyed by its handle (a future or an asyncio task).
 
     Everything the two drivers share lives here: starting work, recording outcomes,
-    deadlines and cancellation. The drivers only decide how to wait.
+    deadlines, cancellation and the run's slots. The drivers only decide how to wait.
     """
 
-    def __init__(
-        self, state: RunState, limits: Limits, max_concurrent: int, *, started: float
-    ) -> None:
+    def __init__(self, state: RunState, limits: Limits, slots: Slots, *, started: float) -> None:
         self.state = state
         self.limits = limits
-        self.max_concurrent = max_concurrent
-        self.inflight: dict[H, Work] = {}
+        self.slots = slots
+        self.inflight: dict[H, tuple[Work, Slot]] = {}
         self.deadlines = _Deadlines(limits, started)
 
-    def ready(self, now: float) -> list[Work]:
-        """Apply cancellation and the run deadline, then claim work up to the limit."""
+    def ready(self, now: float) -> list[tuple[Work, Slot]]:
+        """Apply cancellation and the run deadline, then claim work for the free slots."""
         deadlines = self.deadlines
         if not self.state.cancelled and (deadlines.cancel_requested() or deadlines.run_over(now)):
             self.state.cancel()
             grace = self.limits.grace_s if deadlines.cancel_requested() else 0.0
             deadlines.cut_all(self.inflight, now + grace)
-        return self.state.take_ready(self.max_concurrent - len(self.inflight))
+        work = self.state.take_ready(self.slots.claimable())
+        return [(item, self.slots.claim()) for item in work]
 
-    def launched(self, handle: H, work: Work, now: float) -> None:
-        self.inflight[handle] = work
+    def launched(self, handle: H, work: Work, slot: Slot, now: float) -> None:
+        self.inflight[handle] = (work, slot)
         self.deadlines.track(handle, now)
 
     def landed(self, handle: H, outcome: Callable[[], Outcome]) -> None:
         """A call finished; ignore it if it was already given up on."""
-        work = self.inflight.pop(handle, None)
-        if work is not None:
+        entry = self.inflight.pop(handle, None)
+        if entry is not None:
+            work, slot = entry
             self.deadlines.forget(handle)
+            slot.leave()
             try:
                 result = outcome()
             except Exception as exc:  # a bug below; the run still accounts for it
@@ -353,7 +355,8 @@ class _Flight(Generic[H]):
         expired = cast("list[H]", self.deadlines.expired(now))
         for handle in expired:
             self.deadlines.forget(handle)
-            work = self.inflight.pop(handle)
+            work, slot = self.inflight.pop(handle)
+            slot.leave()
             self.state.finish(work, _overrun(work, self.limits, cancelled=self.state.cancelled))
         return expired
 
@@ -362,14 +365,20 @@ class _Flight(Generic[H]):
         self.state.cancel()
         handles = list(self.inflight)
         for handle in handles:
-            work = self.inflight.pop(handle)
+            work, slot = self.inflight.pop(handle)
+            slot.leave()
             self.state.finish(work, _overrun(work, self.limits, cancelled=True))
         return handles
 
 
+def max_parked(max_concurrent: int) -> int:
+    """How many tasks of a run may wait without a slot (each keeps a thread in a thread run)."""
+    return max(16, 4 * max_concurrent)
+
+
 def run_threads(
     state: RunState,
-    execute: Callable[[Work], Outcome],
+    execute: Callable[[Work, Slot], Outcome],
     *,
     max_concurrent: int,
     limits: Limits,
@@ -388,9 +397,11 @@ def run_threads(
     in which every task is DONE, FAILED or SKIPPED. (A KeyboardInterrupt raised at an
     arbitrary bytecode could land between claiming a task and tracking it.)
     """
-    pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="aegis")
+    parked = max_parked(max_concurrent)
+    pool = ThreadPoolExecutor(max_workers=max_concurrent + parked, thread_name_prefix="aegis")
     finished: queue.SimpleQueue[Future[Outcome] | None] = queue.SimpleQueue()
-    flight: _Flight[Future[Outcome]] = _Flight(state, limits, max_concurrent, started=clock())
+    slots = Slots(max_concurrent, max_parked=parked, wake=lambda: finished.put(None))
+    flight: _Flight[Future[Outcome]] = _Flight(state, limits, slots, started=clock())
     interrupted = threading.Event()
     interrupt: KeyboardInterrupt | None = None
     abandoned = False
@@ -398,9 +409,9 @@ def run_threads(
         with _sigint_as_request(interrupted, finished):
             while True:
                 now = clock()
-                for work in flight.ready(now):
-                    future = pool.submit(execute, work)
-                    flight.launched(future, work, now)
+                for work, slot in flight.ready(now):
+                    future = pool.submit(execute, work, slot)
+                    flight.launched(future, work, slot, now)
                     future.add_done_callback(finished.put)
                 if not flight.inflight:
                     break
@@ -466,7 +477,7 @@ def _sigint_as_request(
 
 async def run_async(
     state: RunState,
-    execute: Callable[[Work], Awaitable[Outcome]],
+    execute: Callable[[Work, Slot], Awaitable[Outcome]],
     *,
     max_concurrent: int,
     limits: Limits,
@@ -478,14 +489,20 @@ async def run_async(
     cancelled, calls in flight are cancelled, pending tasks skipped, and the cancellation
     propagates (events already reported everything that finished).
     """
-    finished: asyncio.Queue[asyncio.Task[Outcome]] = asyncio.Queue()
-    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, max_concurrent, started=clock())
+    finished: asyncio.Queue[asyncio.Task[Outcome] | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    slots = Slots(
+        max_concurrent,
+        max_parked=max_parked(max_concurrent),
+        wake=lambda: loop.call_soon_threadsafe(finished.put_nowait, None),
+    )
+    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, slots, started=clock())
     try:
         while True:
             now = clock()
-            for work in flight.ready(now):
-                task = asyncio.ensure_future(execute(work))
-                flight.launched(task, work, now)
+            for work, slot in flight.ready(now):
+                task = asyncio.ensure_future(execute(work, slot))
+                flight.launched(task, work, slot, now)
                 task.add_done_callback(finished.put_nowait)
             if not flight.inflight:
                 break
@@ -495,7 +512,7 @@ async def run_async(
                     finished.get() if timeout is None else asyncio.wait_for(finished.get(), timeout)
                 )
                 while True:  # take every call that finished meanwhile before looking again
-                    if not done.cancelled():
+                    if done is not None and not done.cancelled():
                         flight.landed(done, done.result)
                     if finished.empty():
                         break

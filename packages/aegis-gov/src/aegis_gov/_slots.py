@@ -1,0 +1,159 @@
+"""A run's concurrency slots: held by a task while it works, given up while it waits.
+
+A task waiting out a retry delay, a Retry-After or an open circuit does nothing useful with
+its slot, so it *parks*: the slot goes to a task of another endpoint (a waiting task first,
+then new work), and the parked task queues for a slot again when its wait is over. Slots are
+handed over first come, first served, so a task back from a wait never starves behind new
+work. Thread-safe; async waiters are woken through their loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Awaitable, Callable
+
+__all__ = ["Slot", "Slots"]
+
+_ACTIVE = "active"
+_PARKED = "parked"
+_WAITING = "waiting"
+_GONE = "gone"
+
+
+class Slots:
+    """``limit`` slots shared by the tasks of one run; ``wake`` nudges its driver."""
+
+    def __init__(self, limit: int, *, max_parked: int, wake: Callable[[], object]) -> None:
+        """Build *limit* free slots; at most *max_parked* tasks may wait without one."""
+        self.limit = limit
+        self.max_parked = max_parked
+        self.active = 0
+        self.parked = 0  # parked or waiting for a slot back
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._waiters: collections.deque[tuple[Slot, Callable[[], None]]] = collections.deque()
+
+    def claimable(self) -> int:
+        """How many new tasks may start now (none while a returning task waits for a slot)."""
+        with self._lock:
+            if self._waiters or self.parked >= self.max_parked:
+                return 0
+            return self.limit - self.active
+
+    def claim(self) -> Slot:
+        """A slot for a task the driver is starting (it checked :meth:`claimable`)."""
+        with self._lock:
+            self.active += 1
+        return Slot(self)
+
+    def _hand_over(self) -> None:
+        # Under the lock: give free slots to the tasks that have waited longest.
+        while self._waiters and self.active < self.limit:
+            slot, grant = self._waiters.popleft()
+            slot.state = _ACTIVE
+            self.active += 1
+            self.parked -= 1
+            grant()
+
+
+class Slot:
+    """One task's hold on a slot of its run."""
+
+    __slots__ = ("_slots", "state")
+
+    def __init__(self, slots: Slots) -> None:
+        """Hold a slot of *slots* (see :meth:`Slots.claim`)."""
+        self._slots = slots
+        self.state = _ACTIVE
+
+    def park(self) -> None:
+        """Give the slot up for a wait."""
+        slots = self._slots
+        with slots._lock:  # noqa: SLF001  # Slot and Slots are one mechanism
+            if self.state != _ACTIVE:
+                return
+            self.state = _PARKED
+            slots.active -= 1
+            slots.parked += 1
+            slots._hand_over()  # noqa: SLF001
+        slots._wake()  # noqa: SLF001  # the freed slot may start new work
+
+    def _queue(self, grant: Callable[[], None]) -> bool:
+        """Take a slot back now (True) or queue for one, to be granted by *grant*."""
+        slots = self._slots
+        with slots._lock:  # noqa: SLF001
+            if self.state != _PARKED:
+                return True  # gone (abandoned by its run) or never parked: carry on
+            if not slots._waiters and slots.active < slots.limit:  # noqa: SLF001
+                self.state = _ACTIVE
+                slots.active += 1
+                slots.parked -= 1
+                return True
+            self.state = _WAITING
+            slots._waiters.append((self, grant))  # noqa: SLF001
+            return False
+
+    def unpark(self) -> None:
+        """Wait (blocking) until the task holds a slot again."""
+        event = threading.Event()
+        if not self._queue(event.set):
+            event.wait()
+
+    async def aunpark(self) -> None:
+        """Wait (on the running loop) until the task holds a slot again."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def grant() -> None:
+            loop.call_soon_threadsafe(_resolve, future)
+
+        if self._queue(grant):
+            return
+        try:
+            await future
+        except asyncio.CancelledError:
+            self.leave()
+            raise
+
+    def leave(self) -> None:
+        """The task is over (done, abandoned or cancelled): free whatever it holds."""
+        slots = self._slots
+        with slots._lock:  # noqa: SLF001
+            state, self.state = self.state, _GONE
+            if state == _ACTIVE:
+                slots.active -= 1
+            elif state == _PARKED:
+                slots.parked -= 1
+            elif state == _WAITING:
+                slots.parked -= 1
+                slots._waiters = collections.deque(  # noqa: SLF001
+                    (s, g)
+                    for s, g in slots._waiters  # noqa: SLF001
+                    if s is not self
+                )
+            slots._hand_over()  # noqa: SLF001
+        if state in {_ACTIVE, _PARKED, _WAITING}:
+            slots._wake()  # noqa: SLF001
+
+    def sleep(self, seconds: float, sleep: Callable[[float], object]) -> None:
+        """Wait *seconds* with *sleep*, parked, then take a slot back."""
+        self.park()
+        try:
+            sleep(seconds)
+        finally:
+            self.unpark()
+
+    async def asleep(self, seconds: float, sleep: Callable[[float], Awaitable[object]]) -> None:
+        """The async twin of :meth:`sleep`."""
+        self.park()
+        try:
+            await sleep(seconds)
+        finally:
+            await self.aunpark()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

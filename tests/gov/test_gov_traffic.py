@@ -1,0 +1,131 @@
+"""Runs keep flowing when a provider degrades: parked waits and half-open circuits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+from aegis_gov import (
+    AgentConfig,
+    AgentPool,
+    CircuitState,
+    Message,
+    OpenMultiAgent,
+    ProviderUnavailableError,
+    RetryPolicy,
+    RunEvent,
+    ScriptedAdapter,
+    Task,
+    TaskRetrying,
+    TaskState,
+    TaskSucceeded,
+)
+
+from tests.gov.conftest import FakeClock
+
+
+def _down(_messages: Sequence[Message]) -> str:
+    raise ProviderUnavailableError("bad", "HTTP 500")
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_tasks_waiting_on_a_failing_provider_do_not_hold_the_healthy_ones_back(
+    use_async: bool,
+) -> None:
+    # Two slots, both first taken by tasks of a failing endpoint. While they wait out their
+    # retry delays they give their slots up, so the healthy endpoint's task runs meanwhile.
+    # (Before, it waited for the failing tasks to give up: their waits below would time out.)
+    healthy_done = threading.Event()
+    waits_cut_short: list[bool] = []
+
+    def sleep(_seconds: float) -> None:
+        waits_cut_short.append(healthy_done.wait(timeout=10))
+
+    async def async_sleep(seconds: float) -> None:
+        await asyncio.to_thread(sleep, seconds)
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, TaskSucceeded) and event.task_id == "good":
+            healthy_done.set()
+
+    team = OpenMultiAgent.create_team(
+        "t",
+        AgentConfig(name="bad", adapter=ScriptedAdapter(_down, name="bad")),
+        AgentConfig(name="fine", adapter=ScriptedAdapter(["ok"], name="fine")),
+    )
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=2, consecutive_failure_limit=100),
+        retry=RetryPolicy(max_attempts=2, initial_delay_s=1.0),
+        sleep=sleep,
+        async_sleep=async_sleep,
+    )
+    tasks = [Task("bad1", agent="bad"), Task("bad2", agent="bad"), Task("good", agent="fine")]
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, on_event=on_event))
+    else:
+        result = oma.run_tasks(tasks, team, on_event=on_event)
+    assert result["good"].status is TaskState.DONE
+    assert result["bad1"].status is TaskState.FAILED
+    assert waits_cut_short == [True, True]
+
+
+def test_tasks_arriving_while_a_circuit_is_half_open_wait_for_the_probe(clock: FakeClock) -> None:
+    # The endpoint fails once, its breaker opens, and recovers. Tasks turned away while the
+    # probe is in flight used to fail at once ("retry in 60 s" > max_delay_s) without making
+    # a request; now they look again and finish.
+    others_turned_away = threading.Event()
+    turned_away: set[str] = set()
+    calls = 0
+    lock = threading.Lock()
+
+    def reply(_messages: Sequence[Message]) -> str:
+        nonlocal calls
+        with lock:
+            calls += 1
+            call = calls
+        if call == 1:
+            raise ProviderUnavailableError("p", "HTTP 503")
+        if call == 2:  # the probe: hold it until the other tasks were turned away
+            others_turned_away.wait(timeout=10)
+        return "ok"
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, TaskRetrying) and "half-open" in event.error:
+            turned_away.add(event.task_id)
+            if len(turned_away) >= 2:
+                others_turned_away.set()
+
+    pool = AgentPool(
+        max_concurrent=4,
+        consecutive_failure_limit=1,
+        recovery_timeout_s=5.0,
+        clock=clock,
+        half_open_max_wait_s=1000.0,
+    )
+    adapter = ScriptedAdapter(reply)
+
+    def sleep(seconds: float) -> None:
+        # Waits take time: model it by letting the probe settle while a task waits (the
+        # fake clock alone would let waiting tasks spin through their budget at once).
+        clock.sleep(seconds)
+        if turned_away:
+            breaker = pool.breaker(adapter.endpoint.key)
+            for _ in range(5000):
+                if breaker.state is not CircuitState.HALF_OPEN:
+                    break
+                threading.Event().wait(0.001)
+
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=3, initial_delay_s=1.0, max_delay_s=30.0),
+        sleep=sleep,
+        clock=clock,
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(4)]
+    result = oma.run_tasks(tasks, team, on_event=on_event)
+    assert others_turned_away.is_set()
+    assert {r.status for r in result.values()} == {TaskState.DONE}
