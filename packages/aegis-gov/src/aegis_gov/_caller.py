@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -31,9 +32,10 @@ from aegis_adapters import (
 )
 from aegis_breaker import AgentPool
 
+from aegis_gov._adaptive import AdaptiveLimit, AdaptiveStatus
 from aegis_gov._agents import AgentConfig
 from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
-from aegis_gov._errors import StreamInterruptedError
+from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
 from aegis_gov._events import EventHandler
 from aegis_gov._outcome import Outcome
 from aegis_gov._retry import RetryPolicy
@@ -92,6 +94,16 @@ class _Declined:
     error: Exception
 
 
+_OVERLOAD_STATUSES = frozenset({429, 503, 529})
+
+
+def _is_overload(exc: RetryableError) -> bool:
+    """Whether *exc* says the endpoint has more than it can take (not that it is down)."""
+    if isinstance(exc, RateLimitError) or exc.status_code in _OVERLOAD_STATUSES:
+        return True
+    return "timed out" in exc.provider_message
+
+
 def _only_retryable(exc: BaseException) -> bool:
     return isinstance(exc, RetryableError)
 
@@ -125,6 +137,8 @@ class EndpointCaller:
         self._rng = rng
         self._sleep = sleep
         self._async_sleep = async_sleep
+        self._adaptive: dict[str, AdaptiveLimit] = {}
+        self._adaptive_lock = threading.Lock()
         own_rule = getattr(pool, "is_failure", None)
         self._counts: Callable[[BaseException], bool] = (
             own_rule if callable(own_rule) else _only_retryable
@@ -220,11 +234,17 @@ class EndpointCaller:
                     raise
                 return _Declined(exc)
 
+        limit = self._admit(route.key)
+        overloaded: bool | None = None
         try:
             answer = self.pool.run_on(route.key, attempt)
+            overloaded = False if isinstance(answer, ChatResponse) else None
         except RetryableError as exc:
+            overloaded = _is_overload(exc)
             self._after_retryable(route, exc, sink)
             raise
+        finally:
+            limit.release(overloaded=overloaded)
         if isinstance(answer, _Declined):
             raise answer.error
         return answer
@@ -246,14 +266,38 @@ class EndpointCaller:
                     raise
                 return _Declined(exc)
 
+        limit = self._admit(route.key)
+        overloaded: bool | None = None
         try:
             answer = await self.pool.arun_on(route.key, attempt)
+            overloaded = False if isinstance(answer, ChatResponse) else None
         except RetryableError as exc:
+            overloaded = _is_overload(exc)
             self._after_retryable(route, exc, sink)
             raise
+        finally:
+            limit.release(overloaded=overloaded)
         if isinstance(answer, _Declined):
             raise answer.error
         return answer
+
+    def adaptive_limit(self, key: str) -> AdaptiveLimit:
+        """The adaptive concurrency limit of the endpoint *key* (made at first use)."""
+        found = self._adaptive.get(key)
+        if found is None:
+            with self._adaptive_lock:
+                found = self._adaptive.setdefault(key, AdaptiveLimit(self.pool.max_concurrent))
+        return found
+
+    def adaptive_status(self) -> dict[str, AdaptiveStatus]:
+        """A snapshot of every endpoint's adaptive limit, by endpoint key."""
+        return {key: limit.status() for key, limit in list(self._adaptive.items())}
+
+    def _admit(self, key: str) -> AdaptiveLimit:
+        limit = self.adaptive_limit(key)
+        if not limit.try_acquire():
+            raise EndpointBusyError(key, limit.limit)
+        return limit
 
     def _after_retryable(self, route: Route, exc: RetryableError, sink: Sink | None) -> None:
         if isinstance(exc, RateLimitError) and exc.retry_after_s:

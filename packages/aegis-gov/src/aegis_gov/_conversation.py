@@ -25,7 +25,7 @@ from aegis_adapters import (
 )
 from aegis_breaker import BreakerError, CircuitOpenError
 
-from aegis_gov._errors import CircuitWaitTooLongError, ToolLoopError
+from aegis_gov._errors import CircuitWaitTooLongError, EndpointBusyError, ToolLoopError
 from aegis_gov._events import EventHandler, TaskRetrying, ToolCalled
 from aegis_gov._outcome import Failure, Outcome, Raised
 from aegis_gov._results import AgentResult, ToolCallRecord
@@ -189,6 +189,12 @@ class Conversation:
                             error.breaker_name, error.retry_after_s, error.state, budget
                         )
                     )
+            elif isinstance(error, EndpointBusyError):
+                # The endpoint is at its adaptive limit: others' calls are in flight. Look
+                # again soon; this wait is a queue, not a failure, so it spends no budget.
+                self.attempts -= 1
+                delay = self.rng.uniform(0.5, 1.0) * self.retry.initial_delay_s
+                self._waited_s -= delay
             elif isinstance(error, BreakerError):  # a full bulkhead: no request was made either
                 self.attempts -= 1
                 delay = self._delay(None, rejected=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from aegis_breaker import CircuitOpenError
+from aegis_breaker import BreakerError, CircuitOpenError
 
 __all__ = [
     "AegisError",
@@ -134,3 +134,21 @@ class CircuitWaitTooLongError(CircuitOpenError, AegisError):
     ) -> tuple[type[CircuitWaitTooLongError], tuple[str | None, float, str, str]]:
         """Pickle with the constructor arguments."""
         return (type(self), (self.breaker_name, self.retry_after_s, self.state, self.budget))
+
+
+class EndpointBusyError(BreakerError, AegisError):
+    """An endpoint already has as many calls in flight as its adaptive limit allows.
+
+    No request was made; a task waits (parked) and tries again. It reaches a caller only
+    from the lower-level :class:`~aegis_gov._caller.EndpointCaller`.
+    """
+
+    def __init__(self, endpoint: str, limit: int) -> None:
+        """Record the endpoint and its limit at the time."""
+        super().__init__(f"endpoint {endpoint!r} has its {limit} call(s) in flight")
+        self.endpoint = endpoint
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type[EndpointBusyError], tuple[str, int]]:
+        """Pickle with the constructor arguments."""
+        return (type(self), (self.endpoint, self.limit))

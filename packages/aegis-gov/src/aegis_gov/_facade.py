@@ -162,17 +162,26 @@ class OpenMultiAgent:
 
         ``pool_state`` is the worst state over all endpoints (open > half_open > closed)
         and ``pool_consecutive_failures`` the highest count among them; ``endpoints`` maps
-        each endpoint key to its breaker's status.
+        each endpoint key to its breaker's status, with its adaptive concurrency limit under
+        ``"adaptive"`` once it has been called (``limit``, ``in_flight``, ``overloads``).
         """
         status = self._pool.status()
-        breakers = cast("dict[str, object]", status["breakers"])
+        breakers = cast("dict[str, dict[str, object]]", status["breakers"])
+        adaptive = self._caller.adaptive_status()
+        endpoints: dict[str, object] = {}
+        for key, breaker in breakers.items():
+            if key == "default":  # it guards direct pool.run calls, not an endpoint
+                continue
+            entry = dict(breaker)
+            if key in adaptive:
+                entry["adaptive"] = adaptive[key].to_dict()
+            endpoints[key] = entry
         return {
             "pool_state": status["state"],
             "pool_consecutive_failures": status["consecutive_failures"],
             "pool_active": status["active"],
             "pool_max_concurrent": status["max_concurrent"],
-            # The pool's "default" breaker guards direct pool.run calls, not an endpoint.
-            "endpoints": {k: v for k, v in breakers.items() if k != "default"},
+            "endpoints": endpoints,
         }
 
     # -- single agents -------------------------------------------------------------------
