@@ -301,3 +301,27 @@ def test_the_model_is_told_what_the_sandbox_allows(tmp_path: Path) -> None:
     assert "network is reachable" in online.get("shell").description
     unsafe = ToolRegistry(root=tmp_path, shell_allowlist=["ls"], shell_sandbox="none-UNSAFE")
     assert "sandbox" not in unsafe.get("shell").description
+
+
+@needs_bwrap
+def test_kernel_settings_stay_read_only_even_for_root(layout: tuple[Path, Path]) -> None:
+    # Started by root, a sandboxed program could write /proc/sys (host-wide sysctls, and
+    # kernel/core_pattern runs a program as root). It writes back the value it read, so a
+    # failure of this test changes nothing on the host.
+    root, _outside = layout
+    (root / "knob.py").write_text(
+        "import os\n"
+        "v = open('/proc/sys/kernel/printk_ratelimit').read()\n"
+        "try:\n"
+        "    open('/proc/sys/kernel/printk_ratelimit', 'w').write(v)\n"
+        "    print('WRITABLE')\n"
+        "except OSError as e:\n"
+        "    print('refused', e.errno)\n"
+        "print('core_pattern writable:', os.access('/proc/sys/kernel/core_pattern', os.W_OK))\n"
+        "print('ssl/private visible:', os.path.exists('/etc/ssl/private'))\n"
+    )
+    out = attempt(sandboxed(root, "python3"), "python3 knob.py")
+    assert "WRITABLE" not in out
+    assert "refused" in out
+    assert "core_pattern writable: False" in out
+    assert "ssl/private visible: False" in out

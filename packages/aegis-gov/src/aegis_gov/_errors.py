@@ -127,7 +127,10 @@ class CircuitWaitTooLongError(CircuitOpenError, AegisError):
         """Record the breaker's answer and the budget it would break."""
         super().__init__(breaker_name, retry_after_s, state)
         self.budget = budget
-        self.args = (f"{self.args[0]}; gave up waiting: {budget}",)
+
+    def __str__(self) -> str:
+        """The breaker's words, then the budget that ran out."""
+        return f"{super().__str__()}; gave up waiting: {self.budget}"
 
     def __reduce__(  # type: ignore[override]
         self,

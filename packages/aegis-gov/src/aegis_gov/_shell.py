@@ -79,9 +79,14 @@ _SANDBOX_ETC_ENTRIES = (
     "protocols",
     "resolv.conf",
     "services",
-    "ssl",
+    "ssl/certs",  # not ssl/private: its keys are readable to root, who may run us
+    "ssl/openssl.cnf",
     "timezone",
 )
+# Kernel knobs a fresh /proc exposes read-write to a process that is root outside: a sandbox
+# started by root could otherwise change host-wide settings (/proc/sys/kernel/core_pattern
+# would even run a program as root). Bound read-only over themselves.
+_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
@@ -139,6 +144,8 @@ def bwrap_argv(config: SandboxConfig, bwrap: str) -> list[str]:
     for entry in _SANDBOX_ETC_ENTRIES:
         argv += ["--ro-bind-try", f"/etc/{entry}", f"/etc/{entry}"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108  # private
+    for knob in _PROC_READ_ONLY:
+        argv += ["--ro-bind-try", knob, knob]
     # After /tmp, so a root below /tmp is bound over the fresh tmpfs; then everything but the
     # root and /tmp is made read-only, the directories bubblewrap created included.
     argv += ["--bind", root, root, "--remount-ro", "/", "--chdir", root]
