@@ -141,9 +141,7 @@ def test_the_driver_refuses_a_tool_the_agent_was_not_given() -> None:
     assert (info.value.tool_name, info.value.agent) == ("file_read", "a")
 
 
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-def test_a_reply_asking_for_thousands_of_calls_runs_only_the_first_few(use_async: bool) -> None:
-    ran: list[int] = []
+def _reader(ran: list[int]) -> ToolRegistry:
     registry = ToolRegistry(builtins=False)
     registry.define_tool(
         "read",
@@ -151,24 +149,81 @@ def test_a_reply_asking_for_thousands_of_calls_runs_only_the_first_few(use_async
         lambda n: _noted(ran, n, "y" * 1000),
         {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
     )
-    flood = tuple(ToolCall(id=str(n), name="read", arguments={"n": n}) for n in range(5000))
+    return registry
+
+
+def _asking_for(calls: int) -> ScriptedAdapter:
+    many = tuple(ToolCall(id=str(n), name="read", arguments={"n": n}) for n in range(calls))
 
     def reply(messages: Sequence[Message]) -> ChatResponse:
         if messages[-1].role == "tool":
             return ChatResponse(text="ok")
-        return ChatResponse(text="", tool_calls=flood)
+        return ChatResponse(text="", tool_calls=many)
 
-    adapter = ScriptedAdapter(reply)
-    oma = OpenMultiAgent(default_adapter=adapter, tools=registry)
+    return ScriptedAdapter(reply)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_a_reply_asking_for_too_many_calls_runs_only_the_first_few(use_async: bool) -> None:
+    ran: list[int] = []
+    adapter = _asking_for(40)
+    oma = OpenMultiAgent(default_adapter=adapter, tools=_reader(ran))
     result, _ = _run(oma, AgentConfig(name="a", tools=["read"]), use_async=use_async)
 
     assert ran == list(range(16))  # the default max_tool_calls_per_reply
     records = result["t"].tool_calls
-    assert len(records) == 5000  # every call is answered, as providers require
-    refused = records[16:]
-    assert all("max_tool_calls_per_reply" in (r.error or "") for r in refused)
-    # What went back to the model is bounded by the results that ran, not by the flood.
-    assert len(_all_text(adapter)) < 16 * 1000 + 5000 * 200
+    assert len(records) == 40  # every call is answered, as providers require
+    assert all("max_tool_calls_per_reply" in (r.error or "") for r in records[16:])
+    assert result["t"].output == "ok"
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_a_reply_flooding_thousands_of_calls_ends_the_task_unanswered(use_async: bool) -> None:
+    ran: list[int] = []
+    adapter = _asking_for(5000)
+    oma = OpenMultiAgent(default_adapter=adapter, tools=_reader(ran))
+    result, _ = _run(oma, AgentConfig(name="a", tools=["read"]), use_async=use_async)
+
+    assert ran == []
+    assert len(adapter.calls) == 1  # no second request carrying 5,000 answers
+    assert result["t"].status is TaskState.FAILED
+    assert result["t"].error_type == "ToolCallLimitError"
+    assert "5000 tool calls, more than 4 x max_tool_calls_per_reply=16" in (result["t"].error or "")
+
+
+def test_huge_tool_call_arguments_end_the_task_instead_of_being_echoed_back() -> None:
+    ran: list[int] = []
+    big = ToolCall(id="1", name="read", arguments={"n": 1, "pad": "z" * 300_000})
+
+    def reply(messages: Sequence[Message]) -> ChatResponse:
+        return ChatResponse(text="", tool_calls=(big,))
+
+    adapter = ScriptedAdapter(reply)
+    oma = OpenMultiAgent(default_adapter=adapter, tools=_reader(ran))
+    result, _ = _run(oma, AgentConfig(name="a", tools=["read"]), use_async=False)
+    assert len(adapter.calls) == 1
+    assert result["t"].error_type == "ToolCallLimitError"
+    assert "more than max_tool_output_chars=256000" in (result["t"].error or "")
+
+
+def test_refusals_count_against_the_output_budget() -> None:
+    def reply(messages: Sequence[Message]) -> ChatResponse:
+        rounds = sum(m.role == "assistant" for m in messages)
+        if rounds == 5:
+            return ChatResponse(text="done")
+        calls = tuple(ToolCall(id=f"{rounds}-{n}", name="nope", arguments={}) for n in range(8))
+        return ChatResponse(text="", tool_calls=calls)
+
+    adapter = ScriptedAdapter(reply)
+    oma = OpenMultiAgent(default_adapter=adapter, tools=ToolRegistry(builtins=False))
+    agent = AgentConfig(name="a", max_tool_output_chars=1000)
+    answer = oma.run_agent(agent, "go")
+    answers = [m.content for m in adapter.calls[-1].messages if m.role == "tool"]
+    spent = "error: refused (max_tool_output_chars reached)"
+    # Up to the budget (plus the note on the piece that crossed it), then a short constant.
+    assert sum(len(a) for a in answers if a != spent) <= 1000 + 200
+    assert answers[-1] == spent
+    assert answer.output == "done"
 
 
 def test_tool_results_fed_back_are_capped_over_the_conversation() -> None:

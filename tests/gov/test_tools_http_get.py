@@ -358,3 +358,26 @@ def test_literal_address_parses_ipv6_and_numeric_forms() -> None:
     assert literal_address("::1") == ipaddress.ip_address("::1")
     assert literal_address("0x7f.1") == ipaddress.ip_address("127.0.0.1")
     assert literal_address("public.test") is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "fd20:ce::254",  # GCP metadata over IPv6
+        "64:ff9b::a9fe:a9fe",  # 169.254.169.254 through NAT64
+        "64:ff9b:1::a9fe:a9fe",  # the local-use NAT64 prefix
+        "::a9fe:a9fe",  # the same, IPv4-compatible form
+        "::ffff:a9fe:a9fe",  # IPv4-mapped
+    ],
+)
+def test_metadata_addresses_in_any_ipv6_dress_stay_blocked_even_on_private_networks(
+    address: str,
+) -> None:
+    ip = ipaddress.ip_address(address)
+    assert blocked_reason(ip, allow_private_network=True) == "a cloud metadata endpoint"
+
+
+def test_deprecated_site_local_ipv6_is_not_public() -> None:
+    assert blocked_reason(ipaddress.ip_address("fec0::1"), allow_private_network=False) == (
+        "a site-local address"
+    )

@@ -100,8 +100,8 @@ class ToolCall:
         arguments: The decoded JSON arguments.
     """
 
-    id: str
-    name: str
+    id: str = attrs.field(validator=attrs.validators.instance_of(str))
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
     arguments: Mapping[str, object] = attrs.field(converter=_freeze_mapping, hash=False)
 
 

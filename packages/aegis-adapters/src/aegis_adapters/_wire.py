@@ -65,7 +65,7 @@ def load_arguments(provider: str, name: str, text: str) -> Mapping[str, object]:
         return {}
     try:
         value: object = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested beyond reason
         raise InvalidRequestError(
             provider, f"tool call {name!r} has malformed JSON arguments: {text[:200]!r}"
         ) from exc

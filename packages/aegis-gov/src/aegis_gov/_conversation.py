@@ -10,6 +10,7 @@ conversation ends with an :data:`Outcome` value, never by raising.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Awaitable, Callable, Generator
 from typing import cast
@@ -33,6 +34,18 @@ from aegis_gov._retry import RetryPolicy
 from aegis_gov._tool_errors import ToolCallLimitError, ToolError, ToolNotOfferedError
 
 __all__ = ["ChatRequest", "Command", "Conversation", "RunTool", "Sleep", "adrive", "drive"]
+
+# A reply asking for more than this many times max_tool_calls_per_reply calls ends the task.
+_FLOOD_FACTOR = 4
+_MAX_LISTED_CHARS = 200  # a refusal names the agent's tools only while the list is short
+_SPENT = "error: refused (max_tool_output_chars reached)"
+
+
+def _json_size(arguments: object) -> int:
+    try:
+        return len(json.dumps(arguments, default=repr))
+    except (TypeError, ValueError, RecursionError):
+        return len(repr(arguments))
 
 
 @attrs.frozen
@@ -107,6 +120,9 @@ class Conversation:
             rounds += 1
             if rounds > self.max_tool_rounds:
                 return self._failure(ToolLoopError(self.agent, self.max_tool_rounds))
+            flood = self._flood(response.tool_calls)
+            if flood is not None:
+                return self._failure(flood)
             messages.append(Message.assistant(response.text, response.tool_calls))
             offered = frozenset(spec.name for spec in self.tools)
             for index, call in enumerate(response.tool_calls):
@@ -114,7 +130,8 @@ class Conversation:
                 # within the agent's tools and limits are run.
                 refusal = self._refusal(call, index, len(response.tool_calls), offered)
                 if refusal is not None:
-                    text, error = f"error: {refusal}", str(refusal)
+                    # Refusals are fed back too, so they are short and counted.
+                    text, error = self._within_budget(f"error: {refusal}"), str(refusal)
                 else:
                     result = yield RunTool(call)
                     if isinstance(result, Raised):
@@ -130,12 +147,38 @@ class Conversation:
                 )
                 messages.append(Message.tool_result(call, text, is_error=error is not None))
 
+    def _flood(self, calls: tuple[ToolCall, ...]) -> ToolCallLimitError | None:
+        """Why a reply's tool calls are too many or too big to even answer, if they are.
+
+        Every call needs an answer, and the calls are echoed back with the answers, so a
+        reply far past the limits would make the next request huge: it ends the
+        conversation instead.
+        """
+        if len(calls) > _FLOOD_FACTOR * self.max_tool_calls_per_reply:
+            return ToolCallLimitError(
+                f"the reply asked for {len(calls)} tool calls, more than {_FLOOD_FACTOR} x "
+                f"max_tool_calls_per_reply={self.max_tool_calls_per_reply}; not answered",
+                tool_name=calls[0].name[:64],
+                limit="max_tool_calls_per_reply",
+            )
+        size = sum(len(c.id) + len(c.name) + _json_size(c.arguments) for c in calls)
+        if size > self.max_tool_output_chars:
+            return ToolCallLimitError(
+                f"the reply's tool calls take {size} characters, more than "
+                f"max_tool_output_chars={self.max_tool_output_chars}; not answered",
+                tool_name=calls[0].name[:64],
+                limit="max_tool_output_chars",
+            )
+        return None
+
     def _refusal(
         self, call: ToolCall, index: int, calls: int, offered: frozenset[str]
     ) -> ToolError | None:
         """Why *call* must not run, or None when it may."""
         if call.name not in offered:
             given = ", ".join(sorted(offered)) or "none"
+            if len(given) > _MAX_LISTED_CHARS:
+                given = f"{len(offered)} tools"
             return ToolNotOfferedError(
                 f"refused: agent {self.agent!r} was not given this tool (its tools: {given})",
                 tool_name=call.name[:64],
@@ -158,16 +201,21 @@ class Conversation:
         return None
 
     def _within_budget(self, text: str) -> str:
-        """*text*, cut to what is left of the conversation's tool-output budget."""
+        """*text*, cut to what is left of the conversation's tool-output budget.
+
+        Once the budget is spent, every later answer (each call still needs one) is the
+        same short refusal.
+        """
         left = self.max_tool_output_chars - self._tool_output_chars
+        if left <= 0:
+            return _SPENT
         if len(text) > left:
-            text = text[:left] + (
+            self._tool_output_chars = self.max_tool_output_chars
+            return text[:left] + (
                 f"\n[cut: the tools' results reached {self.max_tool_output_chars} characters, "
                 "the most this conversation feeds back (max_tool_output_chars)]"
             )
-            self._tool_output_chars = self.max_tool_output_chars
-        else:
-            self._tool_output_chars += len(text)
+        self._tool_output_chars += len(text)
         return text
 
     def _request(self, request: ChatRequest) -> Generator[Command, object, ChatResponse | Failure]:

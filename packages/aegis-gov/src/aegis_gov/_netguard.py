@@ -38,6 +38,7 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
         "169.254.169.254",  # AWS, GCP, Azure IMDS, OpenStack, DigitalOcean
         "169.254.170.2",  # AWS ECS task metadata
         "fd00:ec2::254",  # AWS IMDS over IPv6
+        "fd20:ce::254",  # GCP metadata over IPv6
         "100.100.100.200",  # Alibaba Cloud
         "192.0.0.192",  # Oracle Cloud (legacy)
         "168.63.129.16",  # Azure wire server
@@ -78,12 +79,23 @@ def literal_address(host: str) -> IPAddress | None:
         return parse_numeric_ipv4(host)
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
 def _embedded_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64, compatible), if any."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address.sixtofour is not None:
             return address.sixtofour
+        if address.teredo is not None:
+            return address.teredo[1]
+        if any(address in net for net in _NAT64) or (
+            address in _IPV4_COMPATIBLE and int(address) > 1  # not :: or ::1
+        ):
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 
 
@@ -95,6 +107,7 @@ def blocked_reason(address: IPAddress, *, allow_private_network: bool) -> str | 
     if allow_private_network:
         return None
     checks = (
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("unspecified", inner.is_unspecified),
         ("loopback", inner.is_loopback),
         ("link-local", inner.is_link_local),
