@@ -40,6 +40,13 @@ from tests.adapters._support import refused_url
         ("https://api.anthropic.com", "https://api.anthropic.com"),
         ("scripted://writer", "scripted://writer"),
         ("not a url at all", "not a url at all"),
+        # Shapes an adversarial review found getting through:
+        ("http://user:ab/cdSECRET@127.0.0.1:1/v1", "http://***@127.0.0.1:1/v1"),
+        ("https://h/v1?k%65y=SECRET", "https://h/v1?k%65y=***"),
+        ("https://h/v1#api_key=SECRET", "https://h/v1#api_key=***"),
+        ("https://h/v1?a=1&bearer=SECRET", "https://h/v1?a=1&bearer=***"),
+        ("https://h/v1?private=SECRET", "https://h/v1?private=***"),
+        ("https://h/sk-SECRET12345678/v1", "https://h/***/v1"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:

@@ -14,12 +14,18 @@ REDACTED: Final = "***"
 # Query parameters whose values are credentials (matched anywhere in the name, any case):
 # api_key, api-key, key, access_token, sig (Azure SAS), password, ...
 _SECRET_PARAM: Final = re.compile(
-    r"key|token|secret|passw|pwd|sig|auth|credential|session|code", re.IGNORECASE
+    r"key|token|secret|passw|pwd|sig|auth|credential|session|code|bearer|private|jwt|cookie",
+    re.IGNORECASE,
 )
-# "scheme://userinfo@" anywhere in a text; userinfo cannot hold '/', '@' or whitespace.
-_USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
-# "?name=value" or "&name=value" anywhere in a text, with a credential-like name.
-_QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&;](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)")
+# "scheme://userinfo@" anywhere in a text. A careless password may hold an unencoded '/', so
+# everything up to the '@' counts (a URL whose path holds an '@' loses its host: a fair price).
+_USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@\s'\"?#]+@")
+# "?name=value", "&name=value" or "#name=value" anywhere in a text, credential-like names.
+_QUERY_PARAM: Final = re.compile(
+    r"(?P<lead>[?&;#](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)"
+)
+# API keys written into a path: "/sk-...", "/sk_live_..." and the like.
+_PATH_KEY: Final = re.compile(r"(?<=/)(?:sk|rk|pk)[-_][A-Za-z0-9_-]{8,}")
 
 
 def redact_url(url: str) -> str:
@@ -38,9 +44,8 @@ def redact_url(url: str) -> str:
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
     query = _redact_query(parts.query)
-    if netloc == parts.netloc and query == parts.query:
-        return redact_text(url)  # nothing structured to hide; still catch embedded URLs
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    rebuilt = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return redact_text(rebuilt)  # and whatever the structure missed (fragments, paths, ...)
 
 
 def redact_text(text: str) -> str:
@@ -52,11 +57,14 @@ def redact_text(text: str) -> str:
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
     if "=" in text:
         text = _QUERY_PARAM.sub(_redact_param, text)
+    if "k-" in text or "k_" in text:
+        text = _PATH_KEY.sub(REDACTED, text)
     return text
 
 
 def _redact_param(match: re.Match[str]) -> str:
-    if _SECRET_PARAM.search(match["name"]) and match["value"]:
+    name = urllib.parse.unquote(match["name"])  # "k%65y" is "key"
+    if _SECRET_PARAM.search(name) and match["value"]:
         return f"{match['lead']}{REDACTED}"
     return match[0]
 
