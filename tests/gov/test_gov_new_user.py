@@ -13,9 +13,12 @@ from aegis_gov import (
     AgentConfig,
     EchoAdapter,
     OllamaAdapter,
+    OpenAIAdapter,
     OpenMultiAgent,
+    RetryPolicy,
     Task,
     Team,
+    ToolRegistry,
     UnknownAgentError,
 )
 
@@ -49,7 +52,7 @@ def test_a_string_instead_of_an_agent_is_a_type_error(oma: OpenMultiAgent) -> No
 
 def test_a_string_instead_of_tasks_is_a_type_error(oma: OpenMultiAgent) -> None:
     team = Team("t", [AgentConfig(name="a")])
-    with pytest.raises(TypeError, match="tasks must be an iterable of Task, not the string"):
+    with pytest.raises(TypeError, match="tasks must be an iterable of Task, got 'research'"):
         oma.run_tasks("research", team)  # type: ignore[arg-type]
 
 
@@ -97,3 +100,56 @@ def test_no_package_prints_through_logging_last_resort() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_one_task_instead_of_a_list_is_a_type_error(oma: OpenMultiAgent) -> None:
+    team = Team("t", [AgentConfig(name="a")])
+    with pytest.raises(TypeError, match="tasks must be an iterable of Task, got Task"):
+        oma.run_tasks(Task("t", agent="a"), team)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"allow_private_network": "false"}, TypeError, "allow_private_network must be True"),
+        ({"shell_allowlist": "ls"}, TypeError, "not the string 'ls'"),
+        ({"http_timeout_s": float("inf")}, ValueError, "http_timeout_s must be finite"),
+        ({"max_output_bytes": 1.5}, TypeError, "max_output_bytes must be an int"),
+        ({"http_timeout_s": "5"}, TypeError, "http_timeout_s must be a number"),
+        ({"memory_max_entries": "3"}, TypeError, "memory_max_entries must be an int"),
+    ],
+)
+def test_tool_registry_settings_of_the_wrong_type_fail_closed(
+    kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        ToolRegistry(**kwargs)  # type: ignore[arg-type]
+
+
+def test_constructors_and_runs_name_the_wrong_argument(oma: OpenMultiAgent) -> None:
+    with pytest.raises(TypeError, match="pool must be a AgentPool or None, got 5"):
+        OpenMultiAgent(pool=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="tools must be a ToolRegistry or None"):
+        OpenMultiAgent(tools="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="default_adapter must be an adapter"):
+        OpenMultiAgent(default_adapter="openai")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="adapter must be an adapter"):
+        AgentConfig(name="a", adapter="openai")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max_attempts must be an int"):
+        RetryPolicy(max_attempts="3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="initial_delay_s must be finite"):
+        RetryPolicy(initial_delay_s=float("nan"))
+    with pytest.raises(TypeError, match="fn"):
+        ToolRegistry(builtins=False).define_tool("x", "d", None, {"type": "object"})  # type: ignore[arg-type]
+    team = Team("t", [AgentConfig(name="a")])
+    tasks = [Task("t", agent="a")]
+    with pytest.raises(TypeError, match="on_event must be a callable"):
+        oma.run_tasks(tasks, team, on_event=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cancel must be an Event"):
+        oma.run_tasks(tasks, team, cancel=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="executor must be an Executor"):
+        oma.run_tasks(tasks, team, executor=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="resume must be a RunResult or None"):
+        oma.run_tasks(tasks, team, resume="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="base_url must be a string, got 5"):
+        OpenAIAdapter("m", base_url=5)  # type: ignore[arg-type]

@@ -21,9 +21,7 @@ _SECRET_PARAM: Final = re.compile(
 # everything up to the '@' counts (a URL whose path holds an '@' loses its host: a fair price).
 _USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@\s'\"?#]+@")
 # "?name=value", "&name=value" or "#name=value" anywhere in a text, credential-like names.
-_QUERY_PARAM: Final = re.compile(
-    r"(?P<lead>[?&;#](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)"
-)
+_QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&;#](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)")
 # API keys written into a path: "/sk-...", "/sk_live_..." and the like.
 _PATH_KEY: Final = re.compile(r"(?<=/)(?:sk|rk|pk)[-_][A-Za-z0-9_-]{8,}")
 

@@ -200,6 +200,12 @@ class TextDelta:
     text: str
 
 
+def _redacted_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"base_url must be a string, got {value!r}")
+    return redact_url(value)
+
+
 @attrs.frozen
 class Endpoint:
     """Where an adapter sends its calls: hashable, so callers can keep one breaker per endpoint.
@@ -214,7 +220,7 @@ class Endpoint:
     """
 
     provider: str
-    base_url: str = attrs.field(converter=redact_url)
+    base_url: str = attrs.field(converter=_redacted_url)
     model: str
 
     @property

@@ -35,6 +35,13 @@ def _positive_count(_instance: object, attribute: attrs.Attribute[int], value: o
         raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
 
 
+def _adapter(_instance: object, _attribute: object, value: LLMAdapter | None) -> None:
+    if value is not None and not isinstance(value, LLMAdapter):
+        raise TypeError(
+            f"adapter must be an adapter (with generate and stream) or None, got {value!r:.80}"
+        )
+
+
 @attrs.frozen
 class AgentConfig:
     """One agent: a name, a system prompt, an optional adapter and the tools it may call.
@@ -51,7 +58,7 @@ class AgentConfig:
 
     name: str = attrs.field(validator=_non_empty)
     system_prompt: str = ""
-    adapter: LLMAdapter | None = attrs.field(default=None, eq=False)
+    adapter: LLMAdapter | None = attrs.field(default=None, eq=False, validator=_adapter)
     tools: tuple[str, ...] = attrs.field(default=(), converter=_tool_names)
     max_tool_rounds: int = attrs.field(default=8, validator=_positive_count)
     max_tool_calls_per_reply: int = attrs.field(default=16, validator=_positive_count)

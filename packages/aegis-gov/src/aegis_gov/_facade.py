@@ -87,7 +87,19 @@ class OpenMultiAgent:
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
     ) -> None:
-        """Create the facade; nothing is contacted until a run starts."""
+        """Create the facade; nothing is contacted until a run starts.
+
+        Raises:
+            TypeError: an argument has the wrong type (a string for an adapter, ...).
+        """
+        _check_type("pool", pool, AgentPool)
+        _check_type("tools", tools, ToolRegistry)
+        _check_type("retry", retry, RetryPolicy)
+        if default_adapter is not None and not isinstance(default_adapter, LLMAdapter):
+            raise TypeError(
+                "default_adapter must be an adapter (with generate and stream), "
+                f"got {default_adapter!r:.80}"
+            )
         self._pool = pool if pool is not None else AgentPool(is_failure=_only_retryable_fails)
         self._default_adapter = default_adapter
         self._tools = tools
@@ -256,6 +268,7 @@ class OpenMultiAgent:
             GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError:
                 before any call. RunCancelledError on Ctrl-C, with the partial result.
         """
+        _check_run_options(on_event, cancel, executor)
         emit = Emitter(on_event)
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = (on_event is not None if stream is None else stream) and executor is None
@@ -309,6 +322,7 @@ class OpenMultiAgent:
         re-raises :class:`asyncio.CancelledError`; use ``cancel`` to get the partial
         result back instead.
         """
+        _check_run_options(on_event, cancel, None)
         emit = Emitter(on_event)
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = on_event is not None if stream is None else stream
@@ -388,8 +402,9 @@ class OpenMultiAgent:
                 f"team must be a Team (make one with OpenMultiAgent.create_team), "
                 f"got {type(team).__name__}: {team!r:.80}"
             )
-        if isinstance(cast("object", tasks), (str, bytes)):
-            raise TypeError(f"tasks must be an iterable of Task, not the string {tasks!r:.80}")
+        if isinstance(cast("object", tasks), (str, bytes, Task)):
+            raise TypeError(f"tasks must be an iterable of Task, got {tasks!r:.80}")
+        _check_type("resume", resume, RunResult)
         state = RunState.create(
             tasks,
             team,
@@ -430,6 +445,20 @@ class OpenMultiAgent:
         finally:
             with self._lock:
                 self._watchers.remove(emit)
+
+
+def _check_type(name: str, value: object, kind: type) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__} or None, got {value!r:.80}")
+
+
+def _check_run_options(on_event: object, cancel: object, executor: object) -> None:
+    if on_event is not None and not callable(on_event):
+        raise TypeError(f"on_event must be a callable taking an event, got {on_event!r:.80}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise TypeError(f"cancel must be an Event (with is_set), got {cancel!r:.80}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"executor must be an Executor (with submit), got {executor!r:.80}")
 
 
 def _answer(outcome: Outcome, duration_s: float) -> AgentResult:

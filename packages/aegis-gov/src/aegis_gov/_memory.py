@@ -7,6 +7,7 @@ import collections
 import logging
 import threading
 
+from aegis_gov._checks import check_number
 from aegis_gov._tool_errors import MemoryKeyNotFoundError, ValueTooLargeError
 
 __all__ = ["ToolMemory", "memory_retrieve", "memory_store"]
@@ -28,12 +29,10 @@ class ToolMemory:
 
         Raises:
             ValueError: a limit is not positive.
+            TypeError: a limit is not an int.
         """
-        if max_entries < 1 or max_value_bytes < 1:
-            raise ValueError(
-                f"memory limits must be positive, got max_entries={max_entries}, "
-                f"max_value_bytes={max_value_bytes}"
-            )
+        check_number("memory_max_entries", max_entries, integer=True)
+        check_number("memory_max_value_bytes", max_value_bytes, integer=True)
         self.max_entries: int = max_entries
         self.max_value_bytes: int = max_value_bytes
         self._entries: collections.OrderedDict[str, str] = collections.OrderedDict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import attrs
@@ -10,13 +11,22 @@ __all__ = ["RetryPolicy"]
 
 
 def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _finite(attribute.name, value)
     if value <= 0:
         raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _finite(attribute.name, value)
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _finite(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
 
 
 @attrs.frozen
@@ -38,6 +48,8 @@ class RetryPolicy:
 
     @max_attempts.validator
     def _check_attempts(self, _attribute: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"max_attempts must be an int, got {value!r}")
         if value < 1:
             raise ValueError(f"max_attempts must be >= 1, got {value!r}")
 

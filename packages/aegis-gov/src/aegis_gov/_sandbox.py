@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from aegis_gov._checks import check_bool, check_not_text, check_number
 from aegis_gov._netguard import IPAddress, Resolver, system_resolver
 
 if TYPE_CHECKING:
@@ -57,19 +58,20 @@ class SandboxConfig:
         """Check and normalise the settings.
 
         Raises:
-            ValueError: a limit is not positive, an allowlist entry is not a bare name, the
-                sandbox kind is unknown, or the root is not a directory.
+            ValueError: a limit is not positive and finite, an allowlist entry is not a bare
+                name, the sandbox kind is unknown, or the root is not a directory.
+            TypeError: a setting has the wrong type (``"false"`` for a bool, a string for
+                the allowlist, ...).
         """
         resolved_root = root.resolve()
         if not resolved_root.is_dir():
             raise ValueError(f"tool root {str(root)!r} is not a directory")
-        for label, value in (
-            ("http_timeout_s", http_timeout_s),
-            ("shell_timeout_s", shell_timeout_s),
-            ("max_output_bytes", max_output_bytes),
-        ):
-            if not value > 0:
-                raise ValueError(f"{label} must be positive, got {value!r}")
+        check_number("http_timeout_s", http_timeout_s)
+        check_number("shell_timeout_s", shell_timeout_s)
+        check_number("max_output_bytes", max_output_bytes, integer=True)
+        check_bool("allow_private_network", allow_private_network)
+        check_bool("shell_allow_network", shell_allow_network)
+        check_not_text("shell_allowlist", shell_allowlist)
         if shell_sandbox not in {SANDBOX_BWRAP, SANDBOX_NONE_UNSAFE}:
             raise ValueError(
                 f"shell_sandbox must be {SANDBOX_BWRAP!r} or {SANDBOX_NONE_UNSAFE!r}, "

@@ -79,11 +79,12 @@ class Tool:
     Raises:
         InvalidToolNameError: the name breaks the providers' rule.
         InvalidToolSchemaError: the schema is not a valid JSON Schema object schema.
+        TypeError: *description* is not a string or *fn* is not callable.
     """
 
     name: str = attrs.field(validator=_check_name)
-    description: str
-    fn: Callable[..., object]
+    description: str = attrs.field(validator=attrs.validators.instance_of(str))
+    fn: Callable[..., object] = attrs.field(validator=attrs.validators.is_callable())
     input_schema: Mapping[str, object] = attrs.field(converter=_frozen_schema)
 
     def __attrs_post_init__(self) -> None:
