@@ -398,3 +398,23 @@ def test_unusable_names_and_a_vanished_root_are_execution_errors(
     gone.rmdir()
     with pytest.raises(ToolExecutionError, match="cannot open the root directory"):
         read(vanished, "a.txt")
+
+
+def test_a_path_deeper_than_the_limit_is_refused_without_exhausting_descriptors(
+    tmp_path: Path,
+) -> None:
+    # Every level of the walk holds a directory descriptor; a hostile tree thousands of
+    # levels deep would starve the process of them. Past 64 levels the read is refused.
+    deep = tmp_path
+    for _ in range(70):
+        deep = deep / "a"
+    deep.mkdir(parents=True)
+    (deep / "f.txt").write_text("deep")
+    registry = ToolRegistry(root=tmp_path)
+    outcome = registry.try_call("file_read", {"path": "/".join(["a"] * 70) + "/f.txt"})
+    assert outcome.is_error
+    assert "more than 64 directories deep" in outcome.output
+    shallow = tmp_path / "b"
+    shallow.mkdir()
+    (shallow / "f.txt").write_text("ok")
+    assert registry.call("file_read", {"path": "b/f.txt"}) == "ok"

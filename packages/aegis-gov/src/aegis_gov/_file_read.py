@@ -75,6 +75,9 @@ def _open_beneath(config: SandboxConfig, path: str) -> tuple[int, os.stat_result
         walk.close()
 
 
+_MAX_DEPTH = 64  # directories below the root a path may descend through
+
+
 class _BeneathWalk:
     """One path walked beneath the root, one component at a time.
 
@@ -116,6 +119,12 @@ class _BeneathWalk:
             if stat.S_ISLNK(found.st_mode):
                 self.follow(name)
             elif stat.S_ISDIR(found.st_mode):
+                if len(self.dirs) > _MAX_DEPTH:
+                    # Each level holds a descriptor: a deep tree would exhaust the process's.
+                    raise ToolExecutionError(
+                        f"{self.path!r} is more than {_MAX_DEPTH} directories deep",
+                        tool_name=tool,
+                    )
                 self.dirs.append(_open_checked(name, self.dirs[-1], _DIR_FLAGS, found, self.path))
             elif not stat.S_ISREG(found.st_mode):
                 raise ToolExecutionError(f"{self.path!r} is not a regular file", tool_name=tool)
