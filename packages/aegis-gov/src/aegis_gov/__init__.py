@@ -74,6 +74,7 @@ from aegis_gov._errors import (
 from aegis_gov._events import (
     CircuitStateChanged,
     EventHandler,
+    FellBack,
     RunEvent,
     TaskFailed,
     TaskOutputDelta,
@@ -150,6 +151,7 @@ __all__ = [
     "Endpoint",
     "EndpointBusyError",
     "EventHandler",
+    "FellBack",
     "ForbiddenShellSyntaxError",
     "GraphError",
     "HTTPStatusError",

@@ -42,6 +42,16 @@ def _adapter(_instance: object, _attribute: object, value: LLMAdapter | None) ->
         )
 
 
+def _fallbacks(value: Iterable[LLMAdapter]) -> tuple[LLMAdapter, ...]:
+    if isinstance(value, LLMAdapter):
+        raise TypeError("fallbacks must be a sequence of adapters, not one adapter")
+    adapters = tuple(value)
+    for adapter in adapters:
+        if not isinstance(adapter, LLMAdapter):
+            raise TypeError(f"fallbacks must be adapters, got {adapter!r:.80}")
+    return adapters
+
+
 @attrs.frozen
 class AgentConfig:
     """One agent: a name, a system prompt, an optional adapter and the tools it may call.
@@ -54,12 +64,22 @@ class AgentConfig:
     tools' results fed back to the model add up to at most ``max_tool_output_chars``
     characters over the conversation; calls past either limit are refused
     (:class:`~aegis_gov.ToolCallLimitError`) without running, and the model is told.
+
+    ``fallbacks`` are adapters tried in order when the agent's own is out: its retry budget
+    spent on retryable errors, or its circuit open. Each gets a fresh retry budget; a
+    :class:`~aegis_gov.FellBack` event says when a task moves on, and the result's
+    ``endpoint`` names the one that answered. A permanent error (400, 401, 404) ends the task
+    instead, unless ``fall_back_on_permanent_errors``.
     """
 
     name: str = attrs.field(validator=_non_empty)
     system_prompt: str = ""
     adapter: LLMAdapter | None = attrs.field(default=None, eq=False, validator=_adapter)
     tools: tuple[str, ...] = attrs.field(default=(), converter=_tool_names)
+    fallbacks: tuple[LLMAdapter, ...] = attrs.field(default=(), converter=_fallbacks, eq=False)
+    fall_back_on_permanent_errors: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
+    )
     max_tool_rounds: int = attrs.field(default=8, validator=_positive_count)
     max_tool_calls_per_reply: int = attrs.field(default=16, validator=_positive_count)
     max_tool_output_chars: int = attrs.field(default=256_000, validator=_positive_count)

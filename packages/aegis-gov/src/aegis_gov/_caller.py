@@ -61,11 +61,17 @@ class Route:
     adapter: ChatAdapter  # a plain LLMAdapter arrives wrapped, once, here
     key: str
     tools: tuple[ToolSpec, ...]
+    fallbacks: tuple[tuple[ChatAdapter, str], ...] = ()
 
     @classmethod
     def resolve(cls, agent: AgentConfig, adapter: LLMAdapter, tools: tuple[ToolSpec, ...]) -> Route:
-        """The route of *agent* talking to *adapter* with *tools* offered."""
-        return cls(agent, as_chat_adapter(adapter), endpoint_key(adapter), tools)
+        """The route of *agent* talking to *adapter* (then its fallbacks) with *tools*."""
+        fallbacks = tuple((as_chat_adapter(a), endpoint_key(a)) for a in agent.fallbacks)
+        return cls(agent, as_chat_adapter(adapter), endpoint_key(adapter), tools, fallbacks)
+
+    def target(self, index: int) -> tuple[ChatAdapter, str]:
+        """The adapter and endpoint key of endpoint *index* (0: the agent's own)."""
+        return (self.adapter, self.key) if index == 0 else self.fallbacks[index - 1]
 
 
 class Sink:
@@ -161,6 +167,8 @@ class EndpointCaller:
             emit=emit,
             endpoint=route.key,
             task_id=task_id,
+            fallbacks=tuple(key for _adapter, key in route.fallbacks),
+            fall_back_on_permanent_errors=agent.fall_back_on_permanent_errors,
             max_tool_rounds=agent.max_tool_rounds,
             max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
             max_tool_output_chars=agent.max_tool_output_chars,
@@ -221,27 +229,28 @@ class EndpointCaller:
         executor: Executor | None = None,
     ) -> ChatResponse:
         """Send *request* through the pool to *route*'s endpoint; raise what it raised."""
+        adapter, key = route.target(request.endpoint)
 
         def attempt() -> ChatResponse | _Declined:
             try:
                 if executor is not None:
-                    return executor.submit(_send, route.adapter, request).result()
+                    return executor.submit(_send, adapter, request).result()
                 if sink is None:
-                    return _send(route.adapter, request)
-                return _send_streaming(route.adapter, request, sink, route.agent.name)
+                    return _send(adapter, request)
+                return _send_streaming(adapter, request, sink, route.agent.name)
             except Exception as exc:
                 if self._counts(exc):
                     raise
                 return _Declined(exc)
 
-        limit = self._admit(route.key)
+        limit = self._admit(key)
         overloaded: bool | None = None
         try:
-            answer = self.pool.run_on(route.key, attempt)
+            answer = self.pool.run_on(key, attempt)
             overloaded = False if isinstance(answer, ChatResponse) else None
         except RetryableError as exc:
             overloaded = _is_overload(exc)
-            self._after_retryable(route, exc, sink)
+            self._after_retryable(route, key, exc, sink)
             raise
         finally:
             limit.release(overloaded=overloaded)
@@ -253,27 +262,28 @@ class EndpointCaller:
         self, route: Route, request: ChatRequest, *, sink: Sink | None = None
     ) -> ChatResponse:
         """The asyncio twin of :meth:`chat`."""
+        adapter, key = route.target(request.endpoint)
 
         async def attempt() -> ChatResponse | _Declined:
             try:
                 if sink is None:
-                    return await route.adapter.achat(
+                    return await adapter.achat(
                         request.messages, system=request.system, tools=request.tools
                     )
-                return await _asend_streaming(route.adapter, request, sink, route.agent.name)
+                return await _asend_streaming(adapter, request, sink, route.agent.name)
             except Exception as exc:
                 if self._counts(exc):
                     raise
                 return _Declined(exc)
 
-        limit = self._admit(route.key)
+        limit = self._admit(key)
         overloaded: bool | None = None
         try:
-            answer = await self.pool.arun_on(route.key, attempt)
+            answer = await self.pool.arun_on(key, attempt)
             overloaded = False if isinstance(answer, ChatResponse) else None
         except RetryableError as exc:
             overloaded = _is_overload(exc)
-            self._after_retryable(route, exc, sink)
+            self._after_retryable(route, key, exc, sink)
             raise
         finally:
             limit.release(overloaded=overloaded)
@@ -299,10 +309,12 @@ class EndpointCaller:
             raise EndpointBusyError(key, limit.limit)
         return limit
 
-    def _after_retryable(self, route: Route, exc: RetryableError, sink: Sink | None) -> None:
+    def _after_retryable(
+        self, route: Route, key: str, exc: RetryableError, sink: Sink | None
+    ) -> None:
         if isinstance(exc, RateLimitError) and exc.retry_after_s:
             # The provider asked every caller to wait: hold the whole endpoint back.
-            self.pool.breaker(route.key).open_for(exc.retry_after_s)
+            self.pool.breaker(key).open_for(exc.retry_after_s)
         if sink is not None and sink.emitted and not sink.restartable:
             raise StreamInterruptedError(route.agent.name, exc) from exc
 

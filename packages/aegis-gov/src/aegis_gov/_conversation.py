@@ -27,7 +27,7 @@ from aegis_adapters import (
 from aegis_breaker import BreakerError, CircuitOpenError
 
 from aegis_gov._errors import CircuitWaitTooLongError, EndpointBusyError, ToolLoopError
-from aegis_gov._events import EventHandler, TaskRetrying, ToolCalled
+from aegis_gov._events import EventHandler, FellBack, TaskRetrying, ToolCalled
 from aegis_gov._outcome import Failure, Outcome, Raised
 from aegis_gov._results import AgentResult, ToolCallRecord
 from aegis_gov._retry import RetryPolicy
@@ -39,6 +39,7 @@ __all__ = ["ChatRequest", "Command", "Conversation", "RunTool", "Sleep", "adrive
 _FLOOD_FACTOR = 4
 _MAX_LISTED_CHARS = 200  # a refusal names the agent's tools only while the list is short
 _SPENT = "error: refused (max_tool_output_chars reached)"
+_FELL_OVER = -1.0  # what _after returns when the conversation moved to its next endpoint
 
 
 def _json_size(arguments: object) -> int:
@@ -50,11 +51,15 @@ def _json_size(arguments: object) -> int:
 
 @attrs.frozen
 class ChatRequest:
-    """Command: make one request to the agent's adapter."""
+    """Command: make one request to endpoint number ``endpoint`` of the agent.
+
+    0 is the agent's own adapter; 1 and on are its fallbacks, in order.
+    """
 
     messages: tuple[Message, ...]
     system: str | None
     tools: tuple[ToolSpec, ...]
+    endpoint: int = 0
 
 
 @attrs.frozen
@@ -87,6 +92,8 @@ class Conversation:
     emit: EventHandler
     endpoint: str
     task_id: str = ""
+    fallbacks: tuple[str, ...] = ()
+    fall_back_on_permanent_errors: bool = False
     max_tool_rounds: int = 8
     max_tool_calls_per_reply: int = 16
     max_tool_output_chars: int = 256_000
@@ -97,15 +104,14 @@ class Conversation:
     _failures: int = 0
     _tool_output_chars: int = 0
     _rejections: int = 0
+    _using: int = 0  # which endpoint: 0 the agent's own, then its fallbacks
 
     def steps(self) -> Generator[Command, object, Outcome]:
         """The conversation: yields commands, receives their answers, returns the outcome."""
         messages: list[Message] = [Message.user(self.prompt)]
         rounds = 0
         while True:
-            response = yield from self._request(
-                ChatRequest(tuple(messages), self.system, self.tools)
-            )
+            response = yield from self._request(tuple(messages))
             if isinstance(response, Failure):
                 return response
             if not response.tool_calls:
@@ -114,7 +120,7 @@ class Conversation:
                     agent=self.agent,
                     usage=self.usage,
                     attempts=self.attempts,
-                    endpoint=self.endpoint,
+                    endpoint=self._endpoint_key(),
                     tool_calls=tuple(self.tool_calls),
                 )
             rounds += 1
@@ -218,42 +224,25 @@ class Conversation:
         self._tool_output_chars += len(text)
         return text
 
-    def _request(self, request: ChatRequest) -> Generator[Command, object, ChatResponse | Failure]:
-        """One request, retried as the policy allows."""
+    def _request(
+        self, messages: tuple[Message, ...]
+    ) -> Generator[Command, object, ChatResponse | Failure]:
+        """One request, retried as the policy allows, falling over to the next endpoint."""
         while True:
             self.attempts += 1
-            answer = yield request
+            answer = yield ChatRequest(messages, self.system, self.tools, self._using)
             if isinstance(answer, ChatResponse):
                 self.usage = self.usage + answer.usage if self.usage.total_tokens else answer.usage
                 return answer
             error = answer.error if isinstance(answer, Raised) else TypeError(repr(answer))
-            if isinstance(error, CircuitOpenError):
-                # Rejected without a request: not an attempt, but it spends the delay budget.
-                self.attempts -= 1
-                delay, budget = self._circuit_delay(error)
-                if delay is None:
-                    return self._failure(
-                        CircuitWaitTooLongError(
-                            error.breaker_name, error.retry_after_s, error.state, budget
-                        )
-                    )
-            elif isinstance(error, EndpointBusyError):
-                # The endpoint is at its adaptive limit: others' calls are in flight. Look
-                # again soon; this wait is a queue, not a failure, so it spends no budget.
-                self.attempts -= 1
-                delay = self.rng.uniform(0.5, 1.0) * self.retry.initial_delay_s
-                self._waited_s -= delay
-            elif isinstance(error, BreakerError):  # a full bulkhead: no request was made either
-                self.attempts -= 1
-                delay = self._delay(None, rejected=True)
-            elif isinstance(error, RetryableError):
-                self._failures += 1
-                if self._failures >= self.retry.max_attempts:
-                    return self._failure(error)
-                delay = self._delay(error.retry_after_s, rejected=False)
-            else:
-                return self._failure(error)
+            delay = self._after(error)
+            if isinstance(delay, Failure):
+                return delay
+            if delay == _FELL_OVER:
+                continue
             if delay is None:
+                if self._fall_over(error):
+                    continue
                 return self._failure(error)
             rejected = isinstance(error, BreakerError)
             self.emit(
@@ -268,6 +257,58 @@ class Conversation:
             )
             self._waited_s += delay
             yield Sleep(delay)
+
+    def _after(self, error: Exception) -> float | Failure | None:  # noqa: PLR0911  # one per kind
+        """What a failed request leads to.
+
+        A wait, None (no wait allowed), a fall-over (:data:`_FELL_OVER`) or the conversation's
+        end (a :class:`Failure`).
+        """
+        if isinstance(error, CircuitOpenError):
+            # Rejected without a request: not an attempt, but it spends the delay budget.
+            self.attempts -= 1
+            if self._fall_over(error):
+                return _FELL_OVER
+            delay, budget = self._circuit_delay(error)
+            if delay is None:
+                return self._failure(
+                    CircuitWaitTooLongError(
+                        error.breaker_name, error.retry_after_s, error.state, budget
+                    )
+                )
+            return delay
+        if isinstance(error, EndpointBusyError):
+            # The endpoint is at its adaptive limit: others' calls are in flight. Look again
+            # soon; this wait is a queue, not a failure, so it spends no budget.
+            self.attempts -= 1
+            delay = self.rng.uniform(0.5, 1.0) * self.retry.initial_delay_s
+            self._waited_s -= delay
+            return delay
+        if isinstance(error, BreakerError):  # a full bulkhead: no request was made either
+            self.attempts -= 1
+            return self._delay(None, rejected=True)
+        if isinstance(error, RetryableError):
+            self._failures += 1
+            if self._failures < self.retry.max_attempts:
+                return self._delay(error.retry_after_s, rejected=False)
+        elif not self.fall_back_on_permanent_errors:
+            return self._failure(error)
+        return _FELL_OVER if self._fall_over(error) else self._failure(error)
+
+    def _endpoint_key(self) -> str:
+        return self.endpoint if self._using == 0 else self.fallbacks[self._using - 1]
+
+    def _fall_over(self, error: Exception) -> bool:
+        """Move to the next fallback endpoint, with a fresh retry budget; False if none is left."""
+        if self._using >= len(self.fallbacks):
+            return False
+        was = self._endpoint_key()
+        self._using += 1
+        self._failures = 0
+        self._waited_s = 0.0
+        self._rejections = 0
+        self.emit(FellBack(self.task_id, self.agent, was, self._endpoint_key(), str(error)))
+        return True
 
     def _failure(self, error: Exception) -> Failure:
         return Failure(error, self.attempts, self.usage, tuple(self.tool_calls))

@@ -14,6 +14,7 @@ __all__ = [
     "CircuitStateChanged",
     "Emitter",
     "EventHandler",
+    "FellBack",
     "RunEvent",
     "TaskFailed",
     "TaskOutputDelta",
@@ -110,6 +111,21 @@ class ToolCalled:
 
 
 @attrs.frozen
+class FellBack:
+    """A task's agent moved from one endpoint to its next fallback.
+
+    ``error`` is what ended its tries on ``from_endpoint``: its retry budget spent on
+    retryable errors, an open circuit, or (when so configured) a permanent error.
+    """
+
+    task_id: str
+    agent: str
+    from_endpoint: str
+    to_endpoint: str
+    error: str
+
+
+@attrs.frozen
 class CircuitStateChanged:
     """The breaker in front of one provider endpoint changed state."""
 
@@ -121,6 +137,7 @@ class CircuitStateChanged:
 RunEvent = (
     TaskStarted
     | TaskRetrying
+    | FellBack
     | TaskSucceeded
     | TaskFailed
     | TaskSkipped

@@ -19,7 +19,13 @@ from concurrent.futures import Executor
 from typing import cast
 
 import attrs
-from aegis_adapters import LLMAdapter, RetryableError, ToolSpec, adapter_from_environment
+from aegis_adapters import (
+    ChatAdapter,
+    LLMAdapter,
+    RetryableError,
+    ToolSpec,
+    adapter_from_environment,
+)
 from aegis_breaker import AgentPool, BreakerEvent, StateChanged
 from aegis_graph import Task
 
@@ -273,8 +279,8 @@ class OpenMultiAgent:
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = (on_event is not None if stream is None else stream) and executor is None
         limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
-        for route in _distinct_adapters(routes):
-            _warm_up(route.adapter)
+        for adapter in _distinct_adapters(routes):
+            _warm_up(adapter)
         caller = self._caller
 
         def execute(work: Work, slot: Slot) -> Outcome:
@@ -327,8 +333,8 @@ class OpenMultiAgent:
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = on_event is not None if stream is None else stream
         limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
-        for route in _distinct_adapters(routes):
-            await _awarm_up(route.adapter)
+        for adapter in _distinct_adapters(routes):
+            await _awarm_up(adapter)
         caller = self._caller
 
         async def execute(work: Work, slot: Slot) -> Outcome:
@@ -468,9 +474,14 @@ def _answer(outcome: Outcome, duration_s: float) -> AgentResult:
     return attrs.evolve(outcome, duration_s=duration_s)
 
 
-def _distinct_adapters(routes: dict[str, Route]) -> list[Route]:
-    """One route per adapter object, in the team's order."""
-    return list({id(route.adapter): route for route in routes.values()}.values())
+def _distinct_adapters(routes: dict[str, Route]) -> list[ChatAdapter]:
+    """Every adapter the routes use (fallbacks included), each once, in the team's order."""
+    adapters = (
+        adapter
+        for route in routes.values()
+        for adapter in (route.adapter, *(a for a, _key in route.fallbacks))
+    )
+    return list({id(adapter): adapter for adapter in adapters}.values())
 
 
 def _delta_sink(emit: Emitter, work: Work) -> Sink:
