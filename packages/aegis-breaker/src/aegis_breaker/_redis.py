@@ -10,24 +10,32 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker
+from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker, merge_settings
 from aegis_breaker._errors import CircuitOpenError
 from aegis_breaker._events import (
     BreakerEvent,
     BreakerListener,
+    CallEvent,
+    CallFailed,
+    CallListener,
     CallRejected,
+    CallSucceeded,
     CircuitState,
     StateChanged,
 )
-from aegis_breaker._pool import AgentPool
+from aegis_breaker._policy import ConsecutiveFailures
+from aegis_breaker._status import BreakerStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable
     from types import TracebackType
 
-__all__ = ["RedisCircuitBreaker", "RedisClient", "connect_redis", "redis_agent_pool"]
+    from aegis_breaker._policy import TripPolicy
+    from aegis_breaker._settings import BreakerSettings
+
+__all__ = ["RedisCircuitBreaker", "RedisClient", "connect_redis"]
 
 logger = logging.getLogger(__name__)
 
@@ -293,9 +301,13 @@ class RedisCircuitBreaker(CircuitBreaker):
         reconnect_interval_s: Seconds to stay on local state after Redis failed (>= 0).
         idle_expiry_s: Seconds after the last write at which the keys expire (> 0), or
             ``None`` to keep them forever.
+        policy: Only `ConsecutiveFailures` (or None) for now: the shared state keeps no window.
+        settings: The settings in one `BreakerSettings`, instead of the keywords.
+        call_listeners: See `CircuitBreaker`; they hear this process's calls.
 
     Raises:
-        ValueError: When a setting is out of range or *name* is empty.
+        ValueError: When a setting is out of range or *name* is empty, or *policy* is a
+            window policy.
     """
 
     __slots__ = (
@@ -325,6 +337,9 @@ class RedisCircuitBreaker(CircuitBreaker):
         key_prefix: str = DEFAULT_KEY_PREFIX,
         reconnect_interval_s: float = 1.0,
         idle_expiry_s: float | None = DEFAULT_IDLE_EXPIRY_S,
+        policy: TripPolicy | None = None,
+        settings: BreakerSettings | None = None,
+        call_listeners: Iterable[CallListener] = (),
     ) -> None:
         """Build the breaker; nothing is sent to Redis until the first call."""
         if not name:
@@ -338,16 +353,28 @@ class RedisCircuitBreaker(CircuitBreaker):
             raise ValueError(
                 f"circuit breaker {name!r}: idle_expiry_s must be > 0 or None, got {idle_expiry_s}"
             )
-        super().__init__(
-            consecutive_failure_limit,
-            recovery_timeout_s,
+        settings = merge_settings(
+            settings,
+            f"circuit breaker {name!r}",
+            consecutive_failure_limit=consecutive_failure_limit,
+            recovery_timeout_s=recovery_timeout_s,
             half_open_max_calls=half_open_max_calls,
             success_threshold=success_threshold,
             half_open_max_wait_s=half_open_max_wait_s,
             is_failure=is_failure,
+            policy=policy,
+        )
+        if not isinstance(settings.trip_policy, ConsecutiveFailures):
+            raise ValueError(  # noqa: TRY004  # a wrong setting value, like any other setting
+                f"circuit breaker {name!r}: RedisCircuitBreaker supports only the "
+                f"ConsecutiveFailures policy, got {settings.trip_policy!r}"
+            )
+        super().__init__(
+            settings=settings,
             clock=clock,
             name=name,
             listeners=listeners,
+            call_listeners=call_listeners,
         )
         self._client = client
         base = f"{key_prefix}:{{{name}}}"
@@ -439,16 +466,35 @@ class RedisCircuitBreaker(CircuitBreaker):
             return reply.generation
         if code == _PROBE_ADMITTED:
             return -((reply.generation << _PROBE_BITS) | (reply.value & _PROBE_MASK))
-        state = "open" if code == _REJECTED_OPEN else "half_open"
+        state = CircuitState.OPEN if code == _REJECTED_OPEN else CircuitState.HALF_OPEN
+        with self._lock:
+            self._rejected += 1
+        if self._call_listeners:
+            event = CallRejected(self._name, state, reply.value / _US, reply.now_s)
+            _emit_all(self._call_listeners, [event])
         raise CircuitOpenError(self._name, reply.value / _US, state)
 
-    def _report(self, token: int, outcome: int) -> None:
+    def _report(
+        self,
+        token: int,
+        outcome: int,
+        duration_s: float = 0.0,
+        error: BaseException | None = None,
+    ) -> None:
         if token >= _LOCAL_OFFSET:
-            super()._report(token - _LOCAL_OFFSET, outcome)
+            super()._report(token - _LOCAL_OFFSET, outcome, duration_s, error)
             return
         if token <= -_LOCAL_OFFSET:
-            super()._report(token + _LOCAL_OFFSET, outcome)
+            super()._report(token + _LOCAL_OFFSET, outcome, duration_s, error)
             return
+        if self._call_listeners and outcome != _IGNORE:
+            now = self._clock()
+            event: CallEvent = (
+                CallSucceeded(self._name, duration_s, False, now)  # noqa: FBT003  # not timed for slowness
+                if outcome == _SUCCESS
+                else CallFailed(self._name, duration_s, False, error, now)  # noqa: FBT003
+            )
+            _emit_all(self._call_listeners, [event])
         if token >= 0:
             # As in the local breaker: a success with no failure seen changes nothing; a failure
             # racing it is ordered after it, which is allowed since the two calls overlapped.
@@ -492,9 +538,16 @@ class RedisCircuitBreaker(CircuitBreaker):
         if not future.cancelled() and future.exception() is None:
             self._report(future.result(), _IGNORE)
 
-    async def _areport(self, token: int, outcome: int) -> None:
+    async def _areport(
+        self,
+        token: int,
+        outcome: int,
+        duration_s: float = 0.0,
+        error: BaseException | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.shield(loop.run_in_executor(None, self._report, token, outcome))
+        report = functools.partial(self._report, token, outcome, duration_s, error)
+        await asyncio.shield(loop.run_in_executor(None, report))
 
     async def __aexit__(
         self,
@@ -548,11 +601,57 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._emit_reply(reply)
         return reply.generation
 
+    def snapshot(self) -> BreakerStatus:
+        """The shared state as a `BreakerStatus` (rejections counted by this process)."""
+        state, failures, retry = self._observe()
+        return BreakerStatus(
+            name=self._name,
+            state=state,
+            failure_rate=None,
+            slow_call_rate=None,
+            calls_in_window=0,
+            failed_calls=0,
+            slow_calls=0,
+            consecutive_failures=failures,
+            rejected_calls=self._rejected,
+            retry_after_s=retry,
+        )
+
     def status(self) -> dict[str, object]:
         """Like `CircuitBreaker.status`, plus ``shared``: whether it came from Redis."""
         snapshot = super().status()
         snapshot["shared"] = not self._degraded
         return snapshot
+
+    def _unsupported(self, what: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"circuit breaker {self._name!r}: {what} is not supported by RedisCircuitBreaker "
+            "yet; use open_for and reset"
+        )
+
+    def force_open(self) -> None:
+        """Not supported on the shared state yet.
+
+        Raises:
+            NotImplementedError: Always; use ``open_for`` with a long duration instead.
+        """
+        raise self._unsupported("force_open")
+
+    def disable(self) -> None:
+        """Not supported on the shared state yet.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise self._unsupported("disable")
+
+    def transition_to_half_open(self) -> None:
+        """Not supported on the shared state yet.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise self._unsupported("transition_to_half_open")
 
     def __repr__(self) -> str:
         """Show the name and whether the shared state is in use, without a round trip."""
@@ -574,69 +673,10 @@ def _micros(seconds: float) -> int:
     return round(seconds * _US)
 
 
-def _emit_all(listeners: tuple[BreakerListener, ...], events: list[BreakerEvent]) -> None:
+def _emit_all(listeners: Iterable[Callable[[Any], None]], events: list[Any]) -> None:
     for event in events:
         for listener in listeners:
             try:
                 listener(event)
             except Exception:  # noqa: PERF203  # each listener is isolated from the others
                 logger.exception("breaker listener %r raised on %r; ignored", listener, event)
-
-
-def redis_agent_pool(
-    client: RedisClient,
-    max_concurrent: int = 4,
-    consecutive_failure_limit: int = 5,
-    recovery_timeout_s: float = 30.0,
-    *,
-    max_wait_s: float | None = None,
-    is_failure: Callable[[BaseException], bool] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    half_open_max_calls: int = 1,
-    success_threshold: int = 1,
-    half_open_max_wait_s: float | None = None,
-    listeners: Iterable[BreakerListener] = (),
-    key_prefix: str = DEFAULT_KEY_PREFIX,
-    reconnect_interval_s: float = 1.0,
-    idle_expiry_s: float | None = DEFAULT_IDLE_EXPIRY_S,
-) -> AgentPool:
-    """An `AgentPool` whose breakers are `RedisCircuitBreaker` s named by their keys.
-
-    The bulkhead stays local to this process (it bounds this process's calls); each key's
-    breaker state is shared through Redis. Arguments are those of `AgentPool` and
-    `RedisCircuitBreaker`; use *key_prefix* to keep unrelated applications apart.
-
-    Raises:
-        ValueError: When a setting is out of range.
-    """
-
-    def make(key: str, pool_listeners: Sequence[BreakerListener]) -> CircuitBreaker:
-        return RedisCircuitBreaker(
-            client,
-            key,
-            consecutive_failure_limit,
-            recovery_timeout_s,
-            half_open_max_calls=half_open_max_calls,
-            success_threshold=success_threshold,
-            half_open_max_wait_s=half_open_max_wait_s,
-            is_failure=is_failure,
-            clock=clock,
-            listeners=pool_listeners,
-            key_prefix=key_prefix,
-            reconnect_interval_s=reconnect_interval_s,
-            idle_expiry_s=idle_expiry_s,
-        )
-
-    return AgentPool(
-        max_concurrent,
-        consecutive_failure_limit,
-        recovery_timeout_s,
-        max_wait_s=max_wait_s,
-        is_failure=is_failure,
-        clock=clock,
-        half_open_max_calls=half_open_max_calls,
-        success_threshold=success_threshold,
-        half_open_max_wait_s=half_open_max_wait_s,
-        listeners=listeners,
-        breaker_factory=make,
-    )
