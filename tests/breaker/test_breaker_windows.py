@@ -8,6 +8,8 @@ evaluated as their own window. Rates here are fractions (0.5), where resilience4
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from aegis_breaker import (
     AgentPool,
@@ -368,3 +370,83 @@ def test_invalid_policies_cannot_exist(build: object, match: str) -> None:
 def test_a_policy_must_be_a_policy() -> None:
     with pytest.raises(TypeError, match="policy"):
         BreakerSettings(policy="50%")  # type: ignore[arg-type]
+
+
+# -- the lock-free success path: successes noted on a tally, folded in before any read ------
+
+
+def test_many_noted_successes_overwrite_the_whole_count_window() -> None:
+    breaker = make(CountWindow(size=4, minimum_calls=2, failure_rate_threshold=0.6))
+    fail(breaker)
+    succeed(breaker)  # warm: 1 of 2 failed, below 60%; successes no longer need the lock
+    succeed(breaker, 2)
+    assert breaker.snapshot().failed_calls == 1  # [F, S, S, S]
+    succeed(breaker, 10)
+    status = breaker.snapshot()
+    assert (status.calls_in_window, status.failed_calls, status.failure_rate) == (4, 0, 0.0)
+    fail(breaker, 2)  # [S, S, F, F]: 50%
+    assert state_of(breaker) is CLOSED
+    fail(breaker)  # [S, F, F, F]: 75%
+    assert state_of(breaker) is OPEN
+
+
+def test_noted_successes_leave_the_time_window_with_their_bucket() -> None:
+    clock = FakeClock(0.0)
+    breaker = make(
+        TimeWindow(window_s=3.0, buckets=3, minimum_calls=2, failure_rate_threshold=0.5), clock
+    )
+    succeed(breaker, 2)  # warm
+    succeed(breaker, 5)  # noted without the lock, in bucket 0
+    assert breaker.snapshot().calls_in_window == 7
+    clock.advance(1.0)
+    fail(breaker)  # bucket 1: 1 of 8
+    assert state_of(breaker) is CLOSED
+    clock.advance(2.0)  # bucket 3: bucket 0 (7 successes) has left, bucket 1 stays
+    status = breaker.snapshot()
+    assert (status.calls_in_window, status.failed_calls) == (1, 1)
+    succeed(breaker)  # a new bucket since the last verdict: this success is judged
+    assert (
+        state_of(breaker) is OPEN
+    )  # 1 failure of 2 = 50%, tripped by a success as in resilience4j
+
+
+def test_a_success_after_a_failure_resets_the_consecutive_count_under_a_window() -> None:
+    breaker = make(CountWindow(size=10, minimum_calls=1, failure_rate_threshold=1.0))
+    succeed(breaker, 3)
+    fail(breaker)
+    assert breaker.consecutive_failures == 1
+    succeed(breaker)
+    assert breaker.consecutive_failures == 0
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        CountWindow(size=1000, minimum_calls=10, failure_rate_threshold=1.0),
+        TimeWindow(window_s=1e6, buckets=10, minimum_calls=10, failure_rate_threshold=1.0),
+    ],
+    ids=["count", "time"],
+)
+def test_threads_lose_no_outcome(policy: TripPolicy) -> None:
+    threads, calls = 4, 200
+    breaker = CircuitBreaker(policy=policy)
+    barrier = threading.Barrier(threads)
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            if (i + index) % 10 == 0:
+                with pytest.raises(BoomError):
+                    breaker.call(boom)
+            else:
+                breaker.call(ok)
+
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    status = breaker.snapshot()
+    assert status.state is CLOSED
+    assert status.calls_in_window == threads * calls
+    assert status.failed_calls == threads * calls // 10

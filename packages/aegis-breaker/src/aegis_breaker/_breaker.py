@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         Coroutine,
         Generator,
         Iterable,
+        Iterator,
     )
     from types import TracebackType
 
@@ -237,18 +238,22 @@ class CircuitBreaker:
         "_lock",
         "_name",
         "_needs_now",
+        "_note_success",
         "_open_until",
         "_plain",
         "_policy",
         "_probe_number",
         "_probes",
+        "_quiet_window",
         "_recovery_timeout_s",
         "_rejected",
         "_settings",
+        "_slow_limit",
         "_slow_s",
         "_state",
         "_success_threshold",
         "_successes",
+        "_tally",
         "_timed",
         "_window",
     )
@@ -288,6 +293,9 @@ class CircuitBreaker:
         self._policy: TripPolicy = trip
         self._limit = trip.limit if isinstance(trip, ConsecutiveFailures) else 0
         self._slow_s = trip.slow_call_duration_s
+        self._slow_limit = math.inf if self._slow_s is None else self._slow_s
+        self._tally: Iterator[int] | None = None
+        self._note_success: Callable[[float], bool] | None = None
         self._recovery_timeout_s = settings.recovery_timeout_s
         self._half_open_max_calls = settings.half_open_max_calls
         self._success_threshold = settings.success_threshold
@@ -308,7 +316,7 @@ class CircuitBreaker:
         self._probes: dict[int, float] = {}  # probe token -> admission time
         self._window: WindowCounts | None = new_window(trip)
         self._half_window: WindowCounts | None = None
-        self._plain = self._timed = self._needs_now = False
+        self._plain = self._quiet_window = self._timed = self._needs_now = False
         self._retune()
         self._cm_permits: ContextVar[tuple[Permit, ...]] = ContextVar(
             f"aegis_breaker_permits_{id(self)}", default=()
@@ -321,7 +329,9 @@ class CircuitBreaker:
         listening = bool(self._call_listeners)
         # A consecutive-failure breaker nobody times skips the lock on a success that
         # changes nothing; window policies must record every outcome.
-        self._plain = isinstance(self._policy, ConsecutiveFailures) and not listening
+        consecutive = isinstance(self._policy, ConsecutiveFailures)
+        self._plain = consecutive and not listening
+        self._quiet_window = not consecutive and not listening
         self._timed = self._slow_s is not None or listening
         self._needs_now = isinstance(self._policy, TimeWindow) or listening
 
@@ -393,27 +403,52 @@ class CircuitBreaker:
         probes[token] = now
         return token, None, 0.0, changed
 
-    def _report(
+    def _report(  # noqa: C901, PLR0912  # the hot path stays one function: a call costs ~50 ns
         self,
         token: int,
         outcome: int,
         duration_s: float = 0.0,
         error: BaseException | None = None,
+        now: float | None = None,
     ) -> None:
-        """Record the *outcome* of the call admitted with *token*, which took *duration_s*."""
-        # A success with no failures counted changes nothing for a consecutive-failure
-        # breaker, whatever the generation: skip the lock. A racing failure is then ordered
-        # after this success, which is allowed since the two calls overlapped.
-        if (
-            token >= 0
-            and self._plain
-            and (outcome == _IGNORE or (outcome == _SUCCESS and self._failures == 0))
-        ):
-            return
+        """Record the *outcome* of the call admitted with *token*, which took *duration_s*.
+
+        *now* is the clock reading at the end of the call, when the driver has one.
+        """
+        if token >= 0:
+            if self._plain:
+                # A success with no failures counted changes nothing for a consecutive-failure
+                # breaker, whatever the generation: skip the lock. A racing failure is then
+                # ordered after this success, which is allowed since the two calls overlapped.
+                if outcome == _IGNORE or (outcome == _SUCCESS and self._failures == 0):
+                    return
+            elif self._quiet_window:
+                if (
+                    outcome == _SUCCESS
+                    and duration_s <= self._slow_limit
+                    and token == self._generation
+                    and not self._failures
+                ):
+                    # No lock when the success cannot trip the window (see success_tally and
+                    # note_success). Racing a transition, it may land in the next window.
+                    tally = self._tally
+                    if tally is not None:
+                        next(tally)
+                        return
+                    note = self._note_success
+                    if note is not None:
+                        if now is None:
+                            now = self._clock()
+                        if note(now):
+                            return
+                if outcome != _IGNORE:
+                    self._record_closed(token, outcome, duration_s, now)
+                return
         slow_s = self._slow_s
         slow = slow_s is not None and duration_s > slow_s
         slow_bit = 2 if slow else 0
-        now = self._clock() if self._needs_now else 0.0
+        if now is None:
+            now = self._clock() if self._needs_now else 0.0
         lock = self._lock
         lock.acquire()
         try:
@@ -427,12 +462,48 @@ class CircuitBreaker:
         if changed is not None:
             _emit(self._listeners, (changed,))
         if call_listeners and outcome != _IGNORE:
-            event: CallEvent
-            if outcome == _SUCCESS:
-                event = CallSucceeded(self._name, duration_s, slow, now)
-            else:
-                event = CallFailed(self._name, duration_s, slow, error, now)
-            _emit(call_listeners, (event,))
+            _emit(call_listeners, (self._call_event(outcome, duration_s, slow, error, now),))
+
+    def _call_event(
+        self,
+        outcome: int,
+        duration_s: float,
+        slow: bool,  # noqa: FBT001  # private, positional for speed
+        error: BaseException | None,
+        now: float,
+    ) -> CallEvent:
+        if outcome == _SUCCESS:
+            return CallSucceeded(self._name, duration_s, slow, now)
+        return CallFailed(self._name, duration_s, slow, error, now)
+
+    def _record_closed(
+        self, token: int, outcome: int, duration_s: float, now: float | None
+    ) -> None:
+        """`_report_closed` for a window breaker nobody listens to calls of: the hot path."""
+        slow_s = self._slow_s
+        code = outcome | 2 if slow_s is not None and duration_s > slow_s else outcome
+        if now is None:
+            now = self._clock() if self._needs_now else 0.0
+        lock = self._lock
+        lock.acquire()
+        try:
+            if token != self._generation:
+                return  # a late result from an earlier state period
+            self._failures = self._failures + 1 if outcome else 0
+            window = self._window
+            if window is None:
+                return
+            if not window.record(code, now):
+                self._tally = window.success_tally()
+                self._note_success = window.note_success
+                return
+            if self._state is not _CLOSED:
+                return
+            changed = self._transition(_OPEN, self._clock())
+        finally:
+            lock.release()
+        if changed is not None:
+            _emit(self._listeners, (changed,))
 
     def _report_closed(
         self, token: int, outcome: int, slow_bit: int, now: float
@@ -489,6 +560,7 @@ class CircuitBreaker:
 
     def _enter(self, new: CircuitState, now: float) -> None:
         """Set the state to *new* and start its period (lock held, or during __init__)."""
+        self._tally = self._note_success = None
         self._state = new
         self._generation += 1
         self._probes.clear()
@@ -555,9 +627,10 @@ class CircuitBreaker:
         outcome: int,
         duration_s: float = 0.0,
         error: BaseException | None = None,
+        now: float | None = None,
     ) -> None:
         """`_report` for async drivers; subclasses that do I/O keep it off the loop."""
-        self._report(token, outcome, duration_s, error)
+        self._report(token, outcome, duration_s, error, now)
 
     # -- drivers: `call` and `acall` are the one guarded path every wrapper goes through ------
 
@@ -569,31 +642,23 @@ class CircuitBreaker:
         """
         token = self._acquire()
         if self._timed:
-            return self._call_timed(token, fn, args, kwargs)
+            clock = self._clock
+            started = clock()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                ended = clock()
+                self._report(token, self._classify(exc), ended - started, exc, ended)
+                raise
+            ended = clock()
+            self._report(token, _SUCCESS, ended - started, None, ended)
+            return result
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self._report(token, self._classify(exc), 0.0, exc)
             raise
         self._report(token, _SUCCESS)
-        return result
-
-    def _call_timed(
-        self,
-        token: int,
-        fn: Callable[..., R],
-        args: tuple[object, ...],
-        kwargs: dict[str, object],
-    ) -> R:
-        """`call` for a breaker that measures durations (slow calls, call listeners)."""
-        clock = self._clock
-        started = clock()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._report(token, self._classify(exc), clock() - started, exc)
-            raise
-        self._report(token, _SUCCESS, clock() - started)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -606,14 +671,17 @@ class CircuitBreaker:
         """
         token = await self._aacquire()
         clock = self._clock
-        started = clock() if self._timed else 0.0
+        timed = self._timed
+        started = clock() if timed else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            duration = clock() - started if self._timed else 0.0
-            await self._areport(token, self._classify(exc), duration, exc)
+            ended = clock() if timed else None
+            duration = 0.0 if ended is None else ended - started
+            await self._areport(token, self._classify(exc), duration, exc, ended)
             raise
-        await self._areport(token, _SUCCESS, clock() - started if self._timed else 0.0)
+        ended = clock() if timed else None
+        await self._areport(token, _SUCCESS, 0.0 if ended is None else ended - started, None, ended)
         return result
 
     @overload
@@ -814,6 +882,7 @@ class CircuitBreaker:
             changed = None
             if self._state is _CLOSED:
                 self._failures = 0
+                self._tally = self._note_success = None
                 self._window = new_window(self._policy)
             else:
                 changed = self._transition(_CLOSED, self._clock())

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 import attrs
 
@@ -106,6 +110,7 @@ TripPolicy = ConsecutiveFailures | CountWindow | TimeWindow
 
 _FAILED: Final = 1
 _SLOW: Final = 2
+_EMPTY: Final = 4
 
 
 class WindowCounts(Protocol):
@@ -119,67 +124,115 @@ class WindowCounts(Protocol):
         """(calls, failed, slow) in the window at *now*."""
         ...
 
+    def success_tally(self) -> Iterator[int] | None:
+        """A counter whose ``next`` records one success without a lock, or None.
 
-def exceeded(
-    calls: int, failed: int, slow: int, *, minimum: int, failure_rate: float, slow_rate: float
-) -> bool:
-    """Whether a window of *calls* reaches a threshold (never below *minimum* calls)."""
-    if calls < minimum:
-        return False
-    # Division is correctly rounded, so a rate exactly at the threshold compares equal.
-    return failed / calls >= failure_rate or slow / calls >= slow_rate
+        Offered only once no success can reach a threshold any more (so a success needs no
+        verdict); the tally is folded into the window before it is next read.
+        """
+        ...
+
+    def note_success(self, now: float) -> bool:
+        """Record a success at *now* without a lock if it cannot trip; else return False."""
+        ...
 
 
 class CountMetrics:
-    """The last *size* outcomes in a ring, with running totals."""
+    """The last *size* outcomes in a ring, with a running count of each kind of outcome."""
 
     __slots__ = (
-        "_failed",
+        "_by_code",
         "_failure_rate",
         "_i",
         "_minimum",
-        "_n",
         "_ring",
+        "_seen",
         "_size",
-        "_slow",
         "_slow_rate",
+        "_tally",
     )
 
     def __init__(self, size: int, minimum: int, failure_rate: float, slow_rate: float) -> None:
-        self._ring = bytearray(size)
+        self._ring = bytearray([_EMPTY]) * size
+        # Outcomes in the ring by code: success, failed, slow, slow and failed, empty slot.
+        self._by_code = [0, 0, 0, 0, size]
         self._size = size
         self._minimum = min(minimum, size)
         self._failure_rate = failure_rate
         self._slow_rate = slow_rate
         self._i = 0
-        self._n = 0
-        self._failed = 0
-        self._slow = 0
+        # `next` on an itertools.count is atomic under the GIL, so successes can be noted
+        # without the breaker's lock and folded in later, in order, before the next read.
+        self._tally = itertools.count()
+        self._seen = 0
+
+    def success_tally(self) -> Iterator[int] | None:
+        # Once the window holds `minimum` calls, a success only replaces an older outcome:
+        # neither rate can rise, so it can never trip the breaker and needs no verdict.
+        if self._size - self._by_code[_EMPTY] >= self._minimum:
+            return self._tally
+        return None
+
+    def note_success(self, now: float) -> bool:  # noqa: ARG002  # count windows ignore time
+        tally = self.success_tally()
+        if tally is None:
+            return False
+        next(tally)
+        return True
+
+    def _fold(self, noted: int) -> None:
+        """Write the successes noted on the tally (read as *noted*) into the ring."""
+        pending = noted - self._seen
+        self._seen = noted + 1  # this read counts too
+        if not pending:
+            return
+        size, ring, by_code = self._size, self._ring, self._by_code
+        i = self._i
+        if pending >= size:
+            ring[:] = bytes(size)
+            by_code[:] = [size, 0, 0, 0, 0]
+            self._i = (i + pending) % size
+            return
+        for _ in range(pending):
+            by_code[ring[i]] -= 1
+            ring[i] = 0
+            i = i + 1 if i + 1 < size else 0
+        by_code[0] += pending
+        self._i = i
 
     def record(self, code: int, now: float) -> bool:  # noqa: ARG002  # count windows ignore time
-        ring, i = self._ring, self._i
-        if self._n == self._size:
-            old = ring[i]
-            self._failed -= old & _FAILED
-            self._slow -= old >> 1
-        else:
-            self._n += 1
+        self._fold(next(self._tally))
+        ring = self._ring
+        i = self._i
+        old = ring[i]
         ring[i] = code
-        self._failed += code & _FAILED
-        self._slow += code >> 1
         i += 1
-        self._i = 0 if i == self._size else i
-        return exceeded(
-            self._n,
-            self._failed,
-            self._slow,
-            minimum=self._minimum,
-            failure_rate=self._failure_rate,
-            slow_rate=self._slow_rate,
-        )
+        self._i = i if i < self._size else 0
+        if old == code:
+            # Same totals as after the last record, whose verdict was "below the thresholds":
+            # a verdict above them makes the breaker leave CLOSED and stop recording here.
+            return False
+        by_code = self._by_code
+        by_code[old] -= 1
+        by_code[code] += 1
+        calls = self._size - by_code[_EMPTY]
+        if calls < self._minimum:
+            return False
+        both = by_code[_FAILED | _SLOW]
+        # Division is correctly rounded, so a rate exactly at the threshold compares equal.
+        return (by_code[_FAILED] + both) / calls >= self._failure_rate or (
+            by_code[_SLOW] + both
+        ) / calls >= self._slow_rate
 
     def counts(self, now: float) -> tuple[int, int, int]:  # noqa: ARG002  # count windows ignore time
-        return self._n, self._failed, self._slow
+        self._fold(next(self._tally))
+        by_code = self._by_code
+        both = by_code[_FAILED | _SLOW]
+        return (
+            self._size - by_code[_EMPTY],
+            by_code[_FAILED] + both,
+            by_code[_SLOW] + both,
+        )
 
 
 class TimeMetrics:
@@ -194,8 +247,12 @@ class TimeMetrics:
         "_n",
         "_nf",
         "_ns",
+        "_seen",
+        "_slot",
         "_slow",
         "_slow_rate",
+        "_tally",
+        "_warm_head",
         "_width",
     )
 
@@ -210,52 +267,88 @@ class TimeMetrics:
         self._failure_rate = failure_rate
         self._slow_rate = slow_rate
         self._head: int | None = None  # the bucket number (time // width) of the newest bucket
+        self._slot = 0  # its index in the ring
         self._n = self._nf = self._ns = 0
+        # Successes noted without the lock (see note_success), folded into the newest bucket.
+        self._tally = itertools.count()
+        self._seen = 0
+        self._warm_head: int | None = None
 
-    def _roll(self, now: float) -> int:
-        """Move the window to *now*, emptying buckets that fell out; return the current slot."""
-        number = int(now // self._width)
+    def note_success(self, now: float) -> bool:
+        """Note a success without a lock when it cannot trip the window; else return False.
+
+        That holds while the newest bucket is the one of the last verdict (nothing has left
+        the window since) and that verdict had enough calls and was below the thresholds:
+        one more success then lowers both rates. Racing a roll, the success may land one
+        bucket late, which keeps it in the window a little longer and can never trip it.
+        """
+        if int(now // self._width) != self._warm_head:
+            return False
+        next(self._tally)
+        return True
+
+    def _fold(self) -> None:
+        """Add the successes noted on the tally to the newest bucket."""
+        noted = next(self._tally)
+        pending = noted - self._seen
+        self._seen = noted + 1  # this read counts too
+        if pending:
+            self._calls[self._slot] += pending
+            self._n += pending
+
+    def _roll(self, number: int) -> None:
+        """Make bucket *number* the newest, emptying the buckets that fell out of the window."""
         head = self._head
         size = len(self._calls)
         if head is None:
             self._head = number
-        elif number > head:
-            # At most `size` buckets to clear, however far the clock jumped: O(buckets) worst
-            # case, O(1) amortised since each bucket is cleared once per width of time.
-            calls, failed, slow = self._calls, self._failed, self._slow
-            for k in range(head + 1, head + 1 + min(number - head, size)):
-                slot = k % size
-                if calls[slot]:
-                    self._n -= calls[slot]
-                    self._nf -= failed[slot]
-                    self._ns -= slow[slot]
-                    calls[slot] = failed[slot] = slow[slot] = 0
-            self._head = number
-        else:
-            number = head  # a clock that went back records into the newest bucket
-        return number % size
+            self._slot = number % size
+            return
+        if number < head:
+            return  # a clock that went back records into the newest bucket
+        self._warm_head = None
+        # At most `size` buckets to clear, however far the clock jumped: O(buckets) worst
+        # case, O(1) amortised since each bucket is cleared once per width of time.
+        calls, failed, slow = self._calls, self._failed, self._slow
+        for k in range(head + 1, head + 1 + min(number - head, size)):
+            slot = k % size
+            if calls[slot]:
+                self._n -= calls[slot]
+                self._nf -= failed[slot]
+                self._ns -= slow[slot]
+                calls[slot] = failed[slot] = slow[slot] = 0
+        self._head = number
+        self._slot = number % size
 
     def record(self, code: int, now: float) -> bool:
-        slot = self._roll(now)
+        self._fold()
+        number = int(now // self._width)
+        if number != self._head:
+            self._roll(number)
+        slot = self._slot
         self._calls[slot] += 1
-        self._n += 1
+        calls = self._n = self._n + 1
         if code:
             failed, slow = code & _FAILED, code >> 1
             self._failed[slot] += failed
             self._slow[slot] += slow
             self._nf += failed
             self._ns += slow
-        return exceeded(
-            self._n,
-            self._nf,
-            self._ns,
-            minimum=self._minimum,
-            failure_rate=self._failure_rate,
-            slow_rate=self._slow_rate,
-        )
+        if calls < self._minimum:
+            return False
+        if self._nf / calls >= self._failure_rate or self._ns / calls >= self._slow_rate:
+            return True
+        self._warm_head = self._head
+        return False
+
+    def success_tally(self) -> Iterator[int] | None:
+        return None  # successes go through note_success, which checks the bucket
 
     def counts(self, now: float) -> tuple[int, int, int]:
-        self._roll(now)
+        self._fold()
+        number = int(now // self._width)
+        if number != self._head:
+            self._roll(number)
         return self._n, self._nf, self._ns
 
 

@@ -480,12 +480,13 @@ class RedisCircuitBreaker(CircuitBreaker):
         outcome: int,
         duration_s: float = 0.0,
         error: BaseException | None = None,
+        now: float | None = None,
     ) -> None:
         if token >= _LOCAL_OFFSET:
-            super()._report(token - _LOCAL_OFFSET, outcome, duration_s, error)
+            super()._report(token - _LOCAL_OFFSET, outcome, duration_s, error, now)
             return
         if token <= -_LOCAL_OFFSET:
-            super()._report(token + _LOCAL_OFFSET, outcome, duration_s, error)
+            super()._report(token + _LOCAL_OFFSET, outcome, duration_s, error, now)
             return
         if self._call_listeners and outcome != _IGNORE:
             now = self._clock()
@@ -544,9 +545,10 @@ class RedisCircuitBreaker(CircuitBreaker):
         outcome: int,
         duration_s: float = 0.0,
         error: BaseException | None = None,
+        now: float | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        report = functools.partial(self._report, token, outcome, duration_s, error)
+        report = functools.partial(self._report, token, outcome, duration_s, error, now)
         await asyncio.shield(loop.run_in_executor(None, report))
 
     async def __aexit__(
