@@ -296,7 +296,7 @@ class CircuitBreaker:
         self._slow_limit = math.inf if self._slow_s is None else self._slow_s
         self._tally: Iterator[int] | None = None
         self._note_success: Callable[[float], bool] | None = None
-        self._recovery_timeout_s = settings.recovery_timeout_s
+        self._recovery_timeout_s = float(settings.recovery_timeout_s)
         self._half_open_max_calls = settings.half_open_max_calls
         self._success_threshold = settings.success_threshold
         self._half_open_max_wait_s = settings.probe_max_wait_s

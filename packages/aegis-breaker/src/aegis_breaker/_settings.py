@@ -50,7 +50,7 @@ class BreakerSettings:
 
     consecutive_failure_limit: int = attrs.field(default=5, validator=_at_least_one)
     """Failures in a row, while CLOSED, that trip the default policy (>= 1)."""
-    recovery_timeout_s: float = attrs.field(default=30.0, converter=float, validator=_non_negative)
+    recovery_timeout_s: float = attrs.field(default=30.0, validator=_non_negative)
     """Seconds OPEN before the breaker turns HALF_OPEN (>= 0)."""
     half_open_max_calls: int = attrs.field(default=1, validator=_at_least_one)
     """Probes allowed in flight while HALF_OPEN (>= 1); a window policy's half-open window size."""
