@@ -514,3 +514,113 @@ def test_same_decisions_as_the_local_breaker(
             shared.open_for(0.0)
         assert state_of(local) is shared.state
         assert local.consecutive_failures == shared.consecutive_failures
+
+
+_TIMED_OPS = st.lists(
+    st.one_of(
+        st.just(("admit", 0)),
+        st.tuples(st.sampled_from(["success", "failure", "ignore"]), st.integers(0, 7)),
+        st.just(("reset", 0)),
+        st.tuples(st.just("open"), st.sampled_from([0, 1, 20])),
+        st.tuples(st.just("advance"), st.sampled_from([0, 1, 5, 10, 25, 30])),
+    ),
+    max_size=40,
+)
+
+
+@given(ops=_TIMED_OPS)
+def test_same_decisions_as_the_local_breaker_as_time_passes(
+    client: RedisClient, ops: list[tuple[str, int]]
+) -> None:
+    # Both breakers read one fake clock (the shared one with server_clock=False), so the open
+    # timer, half-open and probe expiry are compared too.
+    clock = FakeClock()
+    settings = {"half_open_max_calls": 2, "success_threshold": 2, "half_open_max_wait_s": 25.0}
+    local = CircuitBreaker(3, 10.0, clock=clock, **settings)  # type: ignore[arg-type]
+    shared = RedisCircuitBreaker(
+        client,
+        f"timed-{uuid.uuid4().hex}",
+        3,
+        10.0,
+        clock=clock,
+        server_clock=False,
+        **settings,  # type: ignore[arg-type]
+    )
+    permits: list[tuple[Permit, Permit]] = []
+    for op, value in ops:
+        if op == "admit":
+            outcomes: list[Permit | CircuitOpenError] = []
+            for breaker in (local, shared):
+                try:
+                    outcomes.append(breaker.admit())
+                except CircuitOpenError as exc:  # noqa: PERF203  # the rejection is compared
+                    outcomes.append(exc)
+            a, b = outcomes
+            if isinstance(a, Permit):
+                assert isinstance(b, Permit)
+                assert a.is_probe == b.is_probe
+                permits.append((a, b))
+            else:
+                assert isinstance(b, CircuitOpenError)
+                assert (a.state, a.retry_after_s) == (b.state, b.retry_after_s)
+        elif op in {"success", "failure", "ignore"} and permits:
+            for permit in permits[value % len(permits)]:
+                if op == "success":
+                    permit.success()
+                elif op == "failure":
+                    permit.failure(BoomError())
+                else:
+                    permit.ignore()
+        elif op == "reset":
+            local.reset()
+            shared.reset()
+        elif op == "open":
+            local.open_for(float(value))
+            shared.open_for(float(value))
+        elif op == "advance":
+            clock.now += value
+        assert state_of(local) is shared.state
+        assert local.consecutive_failures == shared.consecutive_failures
+        assert local.retry_after_s == shared.retry_after_s
+
+
+def test_listeners_hear_other_processes_transitions(client: RedisClient, name: str) -> None:
+    heard: list[BreakerEvent] = []
+    remote_arrived = threading.Event()
+
+    def listen(event: BreakerEvent) -> None:
+        heard.append(event)
+        if isinstance(event, StateChanged) and event.remote:
+            remote_arrived.set()
+
+    mine = RedisCircuitBreaker(client, name, 1, 60.0, listeners=[listen])
+    other = RedisCircuitBreaker(client, name, 1, 60.0)  # another process's view
+    assert state_of(mine) is CircuitState.CLOSED  # the first round trip subscribes
+    with pytest.raises(BoomError):
+        other.call(_fail)
+    assert remote_arrived.wait(10.0)
+    remote_arrived.clear()
+    mine.reset()  # our own transition: emitted once, not heard back
+    with pytest.raises(BoomError):
+        other.call(_fail)
+    assert remote_arrived.wait(10.0)
+    changes = [(e.old, e.new, e.remote) for e in heard if isinstance(e, StateChanged)]
+    CLOSED, OPEN = CircuitState.CLOSED, CircuitState.OPEN  # noqa: N806  # short names
+    assert changes == [(CLOSED, OPEN, True), (OPEN, CLOSED, False), (CLOSED, OPEN, True)]
+    remote = [e for e in heard if isinstance(e, StateChanged) and e.remote]
+    assert all(e.at > 1e9 and e.breaker == name for e in remote)  # the server's clock
+    mine.close()
+    mine.close()  # closing twice is fine
+    mine.reset()  # the breaker works on without its subscription
+    assert mine.call(_ok) == 42
+
+
+def test_a_breaker_added_a_listener_later_subscribes_then(client: RedisClient, name: str) -> None:
+    arrived = threading.Event()
+    mine = RedisCircuitBreaker(client, name, 1, 60.0)
+    other = RedisCircuitBreaker(client, name, 1, 60.0)
+    mine.add_listener(lambda e: arrived.set() if isinstance(e, StateChanged) else None)
+    assert state_of(mine) is CircuitState.CLOSED  # subscribes on this round trip
+    other.open_for(5.0)
+    assert arrived.wait(10.0)
+    mine.close()

@@ -51,6 +51,8 @@ class StateChanged:
     """State after the change."""
     at: float
     """The breaker's clock reading (monotonic seconds) when it changed."""
+    remote: bool = False
+    """True when another process made the change (a `RedisCircuitBreaker` hears them)."""
 
 
 @attrs.frozen

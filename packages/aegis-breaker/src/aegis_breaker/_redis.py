@@ -10,6 +10,8 @@ import logging
 import math
 import threading
 import time
+import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker, merge_settings
@@ -65,14 +67,21 @@ _PROBE_ADMITTED: Final = 3
 # (`move`), and replies {code, generation, value, old state or -1, state, now_us, failures}.
 # State codes: 0 closed, 1 open, 2 half_open. Times are integer microseconds of the Redis server's
 # clock (TIME), formatted with %d because Lua's default number formatting keeps 14 digits only.
-# The last ARGV of every script is the idle expiry in milliseconds (0: never): a script that
+# The last three ARGV of every script are: the time in microseconds ('' for the server's TIME),
+# the calling breaker's origin id, and the idle expiry in milliseconds (0: never). A script that
 # wrote sets both keys to expire that long after the write, or after the open timer if later.
+# Every transition is published on `{key}:events` as "origin old new now_us", so the listeners
+# of other processes hear it.
 _PRELUDE: Final = """
 local key, probes = KEYS[1], KEYS[2]
 local idle_ms = tonumber(ARGV[#ARGV])
+local origin = ARGV[#ARGV - 1]
 local dirty = false
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(ARGV[#ARGV - 2])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local h = redis.call('HMGET', key, 'state', 'gen', 'failures', 'open_until')
 local state = tonumber(h[1]) or 0
 local gen = tonumber(h[2]) or 0
@@ -89,6 +98,7 @@ local function move(new, until_us)
   redis.call('DEL', probes)
   redis.call('HSET', key, 'state', new, 'gen', gen, 'failures', failures, 'successes', 0,
              'open_until', string.format('%d', until_us))
+  redis.call('PUBLISH', key .. ':events', string.format('%s %d %d %d', origin, old, new, now))
 end
 local function reply(code, value)
   if dirty and idle_ms > 0 then
@@ -258,6 +268,43 @@ class _Reply:
         return StateChanged(name, self.old, self.state, self.now_s)
 
 
+class _Subscription:
+    """One pub/sub connection and its thread, delivering a breaker's channel to it."""
+
+    __slots__ = ("_pubsub", "_thread")
+
+    def __init__(
+        self,
+        pubsub_factory: Callable[..., Any],
+        channel: str,
+        breaker: weakref.ReferenceType[RedisCircuitBreaker],
+        retry_s: float,
+    ) -> None:
+        def on_message(message: dict[str, object]) -> None:
+            target = breaker()  # a weak reference: the thread keeps no breaker alive
+            if target is not None:
+                target._heard(message.get("data"))  # noqa: SLF001  # the breaker's own helper
+
+        def on_error(exc: BaseException, pubsub: object, thread: object) -> None:
+            del pubsub, thread
+            logger.debug("breaker subscription to %s failed (%r); reconnecting", channel, exc)
+            time.sleep(max(retry_s, 0.05))  # this thread only; redis-py resubscribes on reconnect
+
+        self._pubsub = pubsub_factory()
+        self._pubsub.subscribe(**{channel: on_message})
+        # Wait for the server's confirmation, so every transition after this returns is heard.
+        self._pubsub.get_message(timeout=1.0)
+        self._pubsub.ignore_subscribe_messages = True
+        self._thread = self._pubsub.run_in_thread(
+            sleep_time=0.05, daemon=True, exception_handler=on_error
+        )
+
+    def close(self) -> None:
+        self._thread.stop()
+        self._thread.join(timeout=5.0)
+        self._pubsub.close()
+
+
 class RedisCircuitBreaker(CircuitBreaker):
     """A `CircuitBreaker` whose state is shared, through Redis, by every process using *name*.
 
@@ -279,8 +326,11 @@ class RedisCircuitBreaker(CircuitBreaker):
     ``reconnect_interval_s``; a call is never refused because Redis is down. Outcomes of calls
     admitted by Redis but reported during an outage are lost (the shared state does not see them).
 
-    Events: listeners hear the transitions and rejections *this* process makes; their ``at`` is
-    the Redis server's clock in epoch seconds (the local clock during an outage).
+    Events: listeners hear the transitions and rejections *this* process makes, and (through
+    Redis pub/sub, on channel ``{key_prefix}:{{name}}:events``) the transitions every other
+    process makes, delivered from a background thread started once the breaker has a listener;
+    `close` stops it. Their ``at`` is the Redis server's clock in epoch seconds (the local clock
+    during an outage, or with ``server_clock=False``).
 
     Async: ``acall``, ``async with``, `aadmit` and an `AgentPool`'s ``arun``/``arun_on`` run
     the Redis round trips in the event loop's default executor, so the loop never waits on the
@@ -304,6 +354,8 @@ class RedisCircuitBreaker(CircuitBreaker):
         policy: Only `ConsecutiveFailures` (or None) for now: the shared state keeps no window.
         settings: The settings in one `BreakerSettings`, instead of the keywords.
         call_listeners: See `CircuitBreaker`; they hear this process's calls.
+        server_clock: Time the shared state on the Redis server's clock (the default); False
+            uses *clock* instead, which every process must then share (tests, one host).
 
     Raises:
         ValueError: When a setting is out of range or *name* is empty, or *policy* is a
@@ -311,14 +363,19 @@ class RedisCircuitBreaker(CircuitBreaker):
     """
 
     __slots__ = (
+        "_channel",
         "_client",
         "_degraded",
         "_idle_expiry_ms",
         "_keys",
+        "_origin",
         "_reconnect_interval_s",
+        "_server_clock",
         "_shared_failures",
         "_store_lock",
         "_store_retry_at",
+        "_subscription",
+        "_wants_subscription",
     )
 
     def __init__(
@@ -340,6 +397,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         policy: TripPolicy | None = None,
         settings: BreakerSettings | None = None,
         call_listeners: Iterable[CallListener] = (),
+        server_clock: bool = True,
     ) -> None:
         """Build the breaker; nothing is sent to Redis until the first call."""
         if not name:
@@ -388,6 +446,11 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._store_retry_at = float("-inf")
         self._degraded = False
         self._shared_failures = 0
+        self._server_clock = server_clock
+        self._origin = uuid.uuid4().hex
+        self._channel = f"{base}:events"
+        self._subscription: _Subscription | None = None
+        self._wants_subscription = bool(self._listeners)
 
     # -- talking to Redis ----------------------------------------------------------------------
 
@@ -395,7 +458,14 @@ class RedisCircuitBreaker(CircuitBreaker):
         """Run *script*; None when Redis failed (the caller falls back to local state)."""
         if self._store_retry_at > self._clock():
             return None
-        keys_and_args = (*self._keys, *(str(a) for a in args), str(self._idle_expiry_ms))
+        now = "" if self._server_clock else str(_micros(self._clock()))
+        keys_and_args = (
+            *self._keys,
+            *(str(a) for a in args),
+            now,
+            self._origin,
+            str(self._idle_expiry_ms),
+        )
         try:
             try:
                 raw = self._client.evalsha(_SHA[script], 2, *keys_and_args)
@@ -411,8 +481,64 @@ class RedisCircuitBreaker(CircuitBreaker):
             return None
         if self._degraded:
             self._store_recovered()
+        if self._wants_subscription:
+            self._subscribe()
         self._shared_failures = reply.failures
         return reply
+
+    # -- hearing other processes' transitions --------------------------------------------------
+
+    def _subscribe(self) -> None:
+        """Start hearing the transitions other processes publish (once, when listened to)."""
+        with self._store_lock:
+            if not self._wants_subscription:
+                return
+            self._wants_subscription = False
+        pubsub_factory = getattr(self._client, "pubsub", None)
+        if pubsub_factory is None:
+            return  # a client without pub/sub: listeners hear this process only
+        try:
+            self._subscription = _Subscription(
+                pubsub_factory, self._channel, weakref.ref(self), self._reconnect_interval_s
+            )
+        except Exception as exc:  # noqa: BLE001  # retried after the next successful round trip
+            logger.warning(
+                "circuit breaker %r: cannot subscribe to %s (%s: %s); retrying later",
+                self._name,
+                self._channel,
+                type(exc).__name__,
+                exc,
+            )
+            self._wants_subscription = True
+
+    def _heard(self, data: object) -> None:
+        """Tell the listeners about a transition published by another process."""
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        try:
+            origin, old, new, now_us = text.split()
+            event = StateChanged(
+                self._name, _STATES[int(old)], _STATES[int(new)], int(now_us) / _US, remote=True
+            )
+        except (ValueError, IndexError):
+            logger.warning("circuit breaker %r: unreadable event %r; ignored", self._name, text)
+            return
+        if origin != self._origin:  # our own transitions were emitted when we made them
+            _emit_all(self._listeners, [event])
+
+    def add_listener(self, listener: BreakerListener) -> None:
+        """Like `CircuitBreaker.add_listener`; it also hears other processes' transitions."""
+        super().add_listener(listener)
+        with self._store_lock:
+            if self._subscription is None:
+                self._wants_subscription = True
+
+    def close(self) -> None:
+        """Stop hearing other processes (ends the subscriber thread); the breaker still works."""
+        with self._store_lock:
+            subscription, self._subscription = self._subscription, None
+            self._wants_subscription = False
+        if subscription is not None:
+            subscription.close()
 
     def _store_failed(self, exc: Exception) -> None:
         with self._store_lock:
