@@ -271,6 +271,9 @@ def test_unreachable_redis_falls_back_to_local_state_and_warns_once(
     breaker = RedisCircuitBreaker(dead, "nowhere", 2, 60.0, reconnect_interval_s=0.0)
     with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis"):
         assert breaker.call(_ok) == 42  # never worse than no breaker
+        permit = breaker.admit()  # from the local state: its own generation, not an offset
+        assert (permit.generation, permit.is_probe) == (0, False)
+        permit.success()
         _trip(breaker, 2)
         with pytest.raises(CircuitOpenError):  # the local state still protects
             breaker.call(_ok)

@@ -11,6 +11,8 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
+import attrs
+
 from aegis_breaker._errors import BulkheadFullError, CircuitOpenError
 from aegis_breaker._events import (
     BreakerEvent,
@@ -65,13 +67,23 @@ _SUCCESS: Final = 0
 _FAILURE: Final = 1
 _IGNORE: Final = 2
 
-# A token is the int that ties a report to its admission. A call admitted while CLOSED (or
-# DISABLED) gets the breaker's generation (>= 0); a half-open probe gets
-# -(generation << _PROBE_BITS | probe number) (< 0), which is also its key among the probes in
-# flight. Every state change bumps the generation, so a report whose token is stale changes
-# nothing: late results never transition.
-_PROBE_BITS: Final = 40
-_PROBE_MASK: Final = (1 << _PROBE_BITS) - 1
+
+@attrs.frozen
+class Token:
+    """What ties a report to its admission: the state period and, for a probe, its number.
+
+    Every state change bumps the generation, so a report whose token is stale changes
+    nothing: late results never transition. Calls admitted while CLOSED share one token per
+    generation, so admission allocates nothing.
+    """
+
+    generation: int
+    """The state period (generation) the call was admitted in."""
+    probe: int = 0
+    """0 for a call admitted while CLOSED or DISABLED; else the half-open probe's number."""
+    local: bool = False
+    """True when a `RedisCircuitBreaker` admitted it from its local fallback state."""
+
 
 _SETTING_DEFAULTS: Final = BreakerSettings()
 
@@ -116,7 +128,7 @@ class Permit:
 
     __slots__ = ("_breaker", "_reported", "_started", "_token")
 
-    def __init__(self, breaker: CircuitBreaker, token: int, started: float | None = None) -> None:
+    def __init__(self, breaker: CircuitBreaker, token: Token, started: float | None = None) -> None:
         """Wrap *token*, as issued by *breaker*; use `CircuitBreaker.admit` instead."""
         self._breaker = breaker
         self._token = token
@@ -126,13 +138,12 @@ class Permit:
     @property
     def generation(self) -> int:
         """The breaker generation (state period) in which this permit was admitted."""
-        token = self._token
-        return token if token >= 0 else (-token) >> _PROBE_BITS
+        return self._token.generation
 
     @property
     def is_probe(self) -> bool:
         """Whether this permit is a half-open probe."""
-        return self._token < 0
+        return self._token.probe != 0
 
     @property
     def reported(self) -> bool:
@@ -226,6 +237,7 @@ class CircuitBreaker:
         "__weakref__",
         "_call_listeners",
         "_clock",
+        "_closed_token",
         "_cm_permits",
         "_failures",
         "_generation",
@@ -313,7 +325,8 @@ class CircuitBreaker:
         self._rejected = 0
         self._open_until = 0.0
         self._probe_number = 0
-        self._probes: dict[int, float] = {}  # probe token -> admission time
+        self._probes: dict[int, float] = {}  # probe number -> admission time
+        self._closed_token = Token(0)
         self._window: WindowCounts | None = new_window(trip)
         self._half_window: WindowCounts | None = None
         self._plain = self._quiet_window = self._timed = self._needs_now = False
@@ -337,23 +350,23 @@ class CircuitBreaker:
 
     # -- the core: every driver goes through _acquire and _report ------------------------------
 
-    def _acquire(self) -> int:
+    def _acquire(self) -> Token:
         """Admit one call and return its token, or raise CircuitOpenError."""
         # CLOSED admits everyone and changes nothing, so it needs no lock. Reading the
         # generation before the state makes the token safe: every transition bumps the
         # generation, so if one slipped in between the two reads the token is stale and
         # the call's outcome is ignored as a late result (never a wrong transition).
-        generation = self._generation
+        token = self._closed_token
         state = self._state
         if state is _CLOSED or state is _DISABLED:
-            return generation
+            return token
         # acquire/release with try/finally costs half of a `with` block on CPython 3.11.
         lock = self._lock
         lock.acquire()
         try:
             state = self._state
             if state is _CLOSED or state is _DISABLED:
-                return self._generation
+                return self._closed_token
             now = self._clock()
             token, rejected_in, retry_after_s, changed = self._admit_locked(now)
             if rejected_in is not None:
@@ -375,17 +388,17 @@ class CircuitBreaker:
 
     def _admit_locked(
         self, now: float
-    ) -> tuple[int, CircuitState | None, float, StateChanged | None]:
+    ) -> tuple[Token, CircuitState | None, float, StateChanged | None]:
         """Admit or reject while OPEN, FORCED_OPEN or HALF_OPEN (lock held).
 
         Returns (token, state rejected in or None, retry_after_s, state-change event or None).
         """
         state = self._state
         if state is _FORCED_OPEN:
-            return 0, _FORCED_OPEN, math.inf, None
+            return self._closed_token, _FORCED_OPEN, math.inf, None
         if state is _OPEN:
             if now < self._open_until:
-                return 0, _OPEN, self._open_until - now, None
+                return self._closed_token, _OPEN, self._open_until - now, None
             changed = self._transition(_HALF_OPEN, now)
         else:
             changed = None
@@ -397,15 +410,14 @@ class CircuitBreaker:
         if len(probes) >= self._half_open_max_calls:
             # A slot frees at the latest when the oldest probe expires.
             retry_after_s = min(probes.values()) + self._half_open_max_wait_s - now
-            return 0, _HALF_OPEN, retry_after_s, changed
+            return self._closed_token, _HALF_OPEN, retry_after_s, changed
         self._probe_number += 1
-        token = -((self._generation << _PROBE_BITS) | (self._probe_number & _PROBE_MASK))
-        probes[token] = now
-        return token, None, 0.0, changed
+        probes[self._probe_number] = now
+        return Token(self._generation, self._probe_number), None, 0.0, changed
 
     def _report(  # noqa: C901, PLR0912  # the hot path stays one function: a call costs ~50 ns
         self,
-        token: int,
+        token: Token,
         outcome: int,
         duration_s: float = 0.0,
         error: BaseException | None = None,
@@ -415,7 +427,7 @@ class CircuitBreaker:
 
         *now* is the clock reading at the end of the call, when the driver has one.
         """
-        if token >= 0:
+        if not token.probe:
             if self._plain:
                 # A success with no failures counted changes nothing for a consecutive-failure
                 # breaker, whatever the generation: skip the lock. A racing failure is then
@@ -426,7 +438,7 @@ class CircuitBreaker:
                 if (
                     outcome == _SUCCESS
                     and duration_s <= self._slow_limit
-                    and token == self._generation
+                    and token.generation == self._generation
                     and not self._failures
                 ):
                     # No lock when the success cannot trip the window (see success_tally and
@@ -452,7 +464,7 @@ class CircuitBreaker:
         lock = self._lock
         lock.acquire()
         try:
-            if token >= 0:
+            if not token.probe:
                 changed = self._report_closed(token, outcome, slow_bit, now)
             else:
                 changed = self._report_probe(token, outcome, slow_bit, now)
@@ -477,7 +489,7 @@ class CircuitBreaker:
         return CallFailed(self._name, duration_s, slow, error, now)
 
     def _record_closed(
-        self, token: int, outcome: int, duration_s: float, now: float | None
+        self, token: Token, outcome: int, duration_s: float, now: float | None
     ) -> None:
         """`_report_closed` for a window breaker nobody listens to calls of: the hot path."""
         slow_s = self._slow_s
@@ -487,7 +499,7 @@ class CircuitBreaker:
         lock = self._lock
         lock.acquire()
         try:
-            if token != self._generation:
+            if token.generation != self._generation:
                 return  # a late result from an earlier state period
             self._failures = self._failures + 1 if outcome else 0
             window = self._window
@@ -506,10 +518,10 @@ class CircuitBreaker:
             _emit(self._listeners, (changed,))
 
     def _report_closed(
-        self, token: int, outcome: int, slow_bit: int, now: float
+        self, token: Token, outcome: int, slow_bit: int, now: float
     ) -> StateChanged | None:
         """Count an outcome admitted while CLOSED or DISABLED (lock held)."""
-        if token != self._generation or outcome == _IGNORE:
+        if token.generation != self._generation or outcome == _IGNORE:
             return None  # a late result from an earlier state period, or nothing to count
         failed = outcome == _FAILURE
         if failed:
@@ -526,10 +538,14 @@ class CircuitBreaker:
         return None
 
     def _report_probe(
-        self, token: int, outcome: int, slow_bit: int, now: float
+        self, token: Token, outcome: int, slow_bit: int, now: float
     ) -> StateChanged | None:
         """Settle a half-open probe (lock held)."""
-        if self._probes.pop(token, None) is None or outcome == _IGNORE:
+        if (
+            token.generation != self._generation  # its half-open period is over
+            or self._probes.pop(token.probe, None) is None  # expired
+            or outcome == _IGNORE
+        ):
             return None  # expired, its half-open period is over, or it says nothing
         failed = outcome == _FAILURE
         window = self._half_window
@@ -563,6 +579,7 @@ class CircuitBreaker:
         self._tally = self._note_success = None
         self._state = new
         self._generation += 1
+        self._closed_token = Token(self._generation)
         self._probes.clear()
         self._successes = 0
         if new is _OPEN:
@@ -617,13 +634,13 @@ class CircuitBreaker:
         token = await self._aacquire()
         return Permit(self, token, self._clock() if self._timed else None)
 
-    async def _aacquire(self) -> int:
+    async def _aacquire(self) -> Token:
         """`_acquire` for async drivers; subclasses that do I/O keep it off the loop."""
         return self._acquire()
 
     async def _areport(
         self,
-        token: int,
+        token: Token,
         outcome: int,
         duration_s: float = 0.0,
         error: BaseException | None = None,

@@ -14,7 +14,7 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker, merge_settings
+from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker, Token, merge_settings
 from aegis_breaker._errors import CircuitOpenError
 from aegis_breaker._events import (
     BreakerEvent,
@@ -46,13 +46,6 @@ DEFAULT_KEY_PREFIX: Final = "aegis:breaker"
 DEFAULT_IDLE_EXPIRY_S: Final = 7 * 24 * 3600.0
 """How long a shared breaker's keys live after their last write, by default: a week."""
 
-# Tokens handed out while Redis is unreachable come from the local (inherited) state machine and
-# are shifted by this offset, so a report always reaches the state that admitted it. Shared
-# tokens keep the local encoding exactly (so `Permit.generation` and `is_probe` hold for them):
-# the shared generation stays far below 2**80.
-_LOCAL_OFFSET: Final = 1 << 120
-_PROBE_BITS: Final = 40
-_PROBE_MASK: Final = (1 << _PROBE_BITS) - 1
 
 _STATES: Final = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN)
 _US: Final = 1_000_000
@@ -581,17 +574,18 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     # -- the core, shared with every inherited driver ------------------------------------------
 
-    def _acquire(self) -> int:
+    def _acquire(self) -> Token:
         reply = self._eval(_ADMIT, self._half_open_max_calls, _micros(self._half_open_max_wait_s))
         if reply is None:
+            # Admitted by the local fallback state: the report must go back to it.
             token = super()._acquire()
-            return token + _LOCAL_OFFSET if token >= 0 else token - _LOCAL_OFFSET
+            return Token(token.generation, token.probe, local=True)
         self._emit_reply(reply)
         code = reply.code
         if code == _ADMITTED:
-            return reply.generation
+            return Token(reply.generation)
         if code == _PROBE_ADMITTED:
-            return -((reply.generation << _PROBE_BITS) | (reply.value & _PROBE_MASK))
+            return Token(reply.generation, reply.value)
         state = CircuitState.OPEN if code == _REJECTED_OPEN else CircuitState.HALF_OPEN
         with self._lock:
             self._rejected += 1
@@ -602,17 +596,14 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def _report(
         self,
-        token: int,
+        token: Token,
         outcome: int,
         duration_s: float = 0.0,
         error: BaseException | None = None,
         now: float | None = None,
     ) -> None:
-        if token >= _LOCAL_OFFSET:
-            super()._report(token - _LOCAL_OFFSET, outcome, duration_s, error, now)
-            return
-        if token <= -_LOCAL_OFFSET:
-            super()._report(token + _LOCAL_OFFSET, outcome, duration_s, error, now)
+        if token.local:
+            super()._report(token, outcome, duration_s, error, now)
             return
         if self._call_listeners and outcome != _IGNORE:
             now = self._clock()
@@ -622,14 +613,14 @@ class RedisCircuitBreaker(CircuitBreaker):
                 else CallFailed(self._name, duration_s, False, error, now)  # noqa: FBT003
             )
             _emit_all(self._call_listeners, [event])
-        if token >= 0:
+        if not token.probe:
             # As in the local breaker: a success with no failure seen changes nothing; a failure
             # racing it is ordered after it, which is allowed since the two calls overlapped.
             if outcome == _IGNORE or (outcome == _SUCCESS and self._shared_failures == 0):
                 return
-            args = (0, token, 0)
+            args = (0, token.generation, 0)
         else:
-            args = (1, (-token) >> _PROBE_BITS, (-token) & _PROBE_MASK)
+            args = (1, token.generation, token.probe)
         reply = self._eval(
             _REPORT,
             *args,
@@ -652,7 +643,7 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     # -- async drivers: Redis round trips off the event loop -----------------------------------
 
-    async def _aacquire(self) -> int:
+    async def _aacquire(self) -> Token:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._acquire)
         try:
@@ -661,13 +652,13 @@ class RedisCircuitBreaker(CircuitBreaker):
             future.add_done_callback(self._give_back)
             raise
 
-    def _give_back(self, future: asyncio.Future[int]) -> None:
+    def _give_back(self, future: asyncio.Future[Token]) -> None:
         if not future.cancelled() and future.exception() is None:
             self._report(future.result(), _IGNORE)
 
     async def _areport(
         self,
-        token: int,
+        token: Token,
         outcome: int,
         duration_s: float = 0.0,
         error: BaseException | None = None,
