@@ -112,31 +112,38 @@ class Bulkhead:
         """Permits held right now."""
         return self._max - len(self._free) - self._unminted
 
+    def _mint(self) -> bool:
+        """Make a new token if some were never made (none is free); False when all exist."""
+        if not self._unminted:
+            return False
+        with self._mint_lock:
+            if not self._unminted:
+                return False
+            self._unminted -= 1
+        return True
+
     def _take(self) -> bool:
         """Take a free token, minting one if none is free but some were never minted."""
         try:
             self._free.pop()
         except IndexError:
-            if not self._unminted:
-                return False
-            with self._mint_lock:
-                if not self._unminted:
-                    return False
-                self._unminted -= 1
+            return self._mint()
         return True
-
-    def _try_take(self) -> bool:
-        """Take a free permit unless someone is queued for one (no lock needed)."""
-        if self._waiters:
-            return False
-        return self._take()
 
     def try_acquire(self) -> bool:
         """Take a permit if one is free and nobody is queued for one; never waits.
 
         Returns whether a permit was taken (give it back with `release`).
         """
-        return self._try_take()
+        if self._waiters:
+            return False
+        try:
+            self._free.pop()
+        except IndexError:
+            return self._mint()
+        return True
+
+    _try_take = try_acquire
 
     def _serve_waiters(self) -> None:
         """Hand free permits to the oldest waiters (lock held)."""

@@ -165,28 +165,20 @@ class AgentPool:
             CircuitOpenError: When the breaker rejects the call; *fn* is not called.
             BulkheadFullError: When no permit came free within ``max_wait_s``.
         """
-        return self._call(self._default, fn, args, kwargs)
+        return self._default.call(self._in_bulkhead, fn, args, kwargs)
 
     def run_on(self, key: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Like `run`, through the breaker for *key* (e.g. one provider endpoint)."""
-        return self._call(self.breaker(key), fn, args, kwargs)
-
-    def _call(
-        self,
-        breaker: CircuitBreaker,
-        fn: Callable[..., R],
-        args: tuple[object, ...],
-        kwargs: dict[str, object],
-    ) -> R:
-        """The breaker first (an open circuit rejects at once), then a bulkhead permit.
-
-        A full bulkhead's `BulkheadFullError` is an ignored outcome for the breaker.
-        """
-        return breaker.call(self._in_bulkhead, fn, args, kwargs)
+        return self.breaker(key).call(self._in_bulkhead, fn, args, kwargs)
 
     def _in_bulkhead(
         self, fn: Callable[..., R], args: tuple[object, ...], kwargs: dict[str, object]
     ) -> R:
+        """Run *fn* holding a bulkhead permit; the breaker's `call` wraps this.
+
+        The breaker comes first, so an open circuit rejects at once without waiting for a
+        permit; a full bulkhead's `BulkheadFullError` is an ignored outcome for the breaker.
+        """
         bulkhead = self._bulkhead
         if not bulkhead.try_acquire():
             bulkhead.acquire()
