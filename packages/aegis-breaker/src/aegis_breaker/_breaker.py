@@ -250,7 +250,6 @@ class CircuitBreaker:
         "_lock",
         "_name",
         "_needs_now",
-        "_note_success",
         "_open_until",
         "_plain",
         "_policy",
@@ -266,6 +265,7 @@ class CircuitBreaker:
         "_success_threshold",
         "_successes",
         "_tally",
+        "_tally_bucket",
         "_timed",
         "_window",
     )
@@ -307,7 +307,7 @@ class CircuitBreaker:
         self._slow_s = trip.slow_call_duration_s
         self._slow_limit = math.inf if self._slow_s is None else self._slow_s
         self._tally: Iterator[int] | None = None
-        self._note_success: Callable[[float], bool] | None = None
+        self._tally_bucket: tuple[int, float] | None = None
         self._recovery_timeout_s = float(settings.recovery_timeout_s)
         self._half_open_max_calls = settings.half_open_max_calls
         self._success_threshold = settings.success_threshold
@@ -441,17 +441,18 @@ class CircuitBreaker:
                     and token.generation == self._generation
                     and not self._failures
                 ):
-                    # No lock when the success cannot trip the window (see success_tally and
-                    # note_success). Racing a transition, it may land in the next window.
+                    # No lock when the success cannot trip the window (see success_tally).
+                    # Racing a transition, it may land in the next window, never trip it.
                     tally = self._tally
                     if tally is not None:
-                        next(tally)
-                        return
-                    note = self._note_success
-                    if note is not None:
+                        bucket = self._tally_bucket
+                        if bucket is None:
+                            next(tally)
+                            return
                         if now is None:
                             now = self._clock()
-                        if note(now):
+                        if now // bucket[1] == bucket[0]:
+                            next(tally)
                             return
                 if outcome != _IGNORE:
                     self._record_closed(token, outcome, duration_s, now)
@@ -507,7 +508,7 @@ class CircuitBreaker:
                 return
             if not window.record(code, now):
                 self._tally = window.success_tally()
-                self._note_success = window.note_success
+                self._tally_bucket = window.tally_bucket()
                 return
             if self._state is not _CLOSED:
                 return
@@ -576,7 +577,7 @@ class CircuitBreaker:
 
     def _enter(self, new: CircuitState, now: float) -> None:
         """Set the state to *new* and start its period (lock held, or during __init__)."""
-        self._tally = self._note_success = None
+        self._tally = self._tally_bucket = None
         self._state = new
         self._generation += 1
         self._closed_token = Token(self._generation)
@@ -899,7 +900,7 @@ class CircuitBreaker:
             changed = None
             if self._state is _CLOSED:
                 self._failures = 0
-                self._tally = self._note_success = None
+                self._tally = self._tally_bucket = None
                 self._window = new_window(self._policy)
             else:
                 changed = self._transition(_CLOSED, self._clock())

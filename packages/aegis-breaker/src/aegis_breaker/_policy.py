@@ -127,13 +127,14 @@ class WindowCounts(Protocol):
     def success_tally(self) -> Iterator[int] | None:
         """A counter whose ``next`` records one success without a lock, or None.
 
-        Offered only once no success can reach a threshold any more (so a success needs no
-        verdict); the tally is folded into the window before it is next read.
+        Offered only while a success cannot reach a threshold (so it needs no verdict), and
+        for a time window only for successes in `tally_bucket`; the tally is folded into the
+        window before the window is next read.
         """
         ...
 
-    def note_success(self, now: float) -> bool:
-        """Record a success at *now* without a lock if it cannot trip; else return False."""
+    def tally_bucket(self) -> tuple[int, float] | None:
+        """(bucket number, bucket width) a success's time must fall in to use the tally."""
         ...
 
 
@@ -173,12 +174,8 @@ class CountMetrics:
             return self._tally
         return None
 
-    def note_success(self, now: float) -> bool:  # noqa: ARG002  # count windows ignore time
-        tally = self.success_tally()
-        if tally is None:
-            return False
-        next(tally)
-        return True
+    def tally_bucket(self) -> tuple[int, float] | None:
+        return None  # any time: a count window has no buckets
 
     def _fold(self, noted: int) -> None:
         """Write the successes noted on the tally (read as *noted*) into the ring."""
@@ -269,23 +266,20 @@ class TimeMetrics:
         self._head: int | None = None  # the bucket number (time // width) of the newest bucket
         self._slot = 0  # its index in the ring
         self._n = self._nf = self._ns = 0
-        # Successes noted without the lock (see note_success), folded into the newest bucket.
+        # Successes noted without the lock (see success_tally), folded into the newest bucket.
         self._tally = itertools.count()
         self._seen = 0
         self._warm_head: int | None = None
 
-    def note_success(self, now: float) -> bool:
-        """Note a success without a lock when it cannot trip the window; else return False.
+    def success_tally(self) -> Iterator[int] | None:
+        # A success cannot trip the window while the newest bucket is the one of the last
+        # verdict (nothing has left the window since) and that verdict had enough calls and
+        # was below the thresholds: one more success then lowers both rates. Racing a roll,
+        # it may land one bucket late, which keeps it in the window longer and never trips it.
+        return None if self._warm_head is None else self._tally
 
-        That holds while the newest bucket is the one of the last verdict (nothing has left
-        the window since) and that verdict had enough calls and was below the thresholds:
-        one more success then lowers both rates. Racing a roll, the success may land one
-        bucket late, which keeps it in the window a little longer and can never trip it.
-        """
-        if int(now // self._width) != self._warm_head:
-            return False
-        next(self._tally)
-        return True
+    def tally_bucket(self) -> tuple[int, float] | None:
+        return None if self._warm_head is None else (self._warm_head, self._width)
 
     def _fold(self) -> None:
         """Add the successes noted on the tally to the newest bucket."""
@@ -340,9 +334,6 @@ class TimeMetrics:
             return True
         self._warm_head = self._head
         return False
-
-    def success_tally(self) -> Iterator[int] | None:
-        return None  # successes go through note_success, which checks the bucket
 
     def counts(self, now: float) -> tuple[int, int, int]:
         self._fold()
