@@ -22,7 +22,7 @@ from aegis_breaker import (
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from .support import FakeClock
+from .support import BoomError, FakeClock, Interrupt
 
 LIMIT, RECOVERY, MAX_CALLS, THRESHOLD, MAX_WAIT = 3, 10.0, 2, 2, 25.0
 SLOW_S = 2.0
@@ -237,6 +237,36 @@ class BreakerMachine(RuleBasedStateMachine):
             self.outstanding.remove((permit, expected))
         self.model.report(expected, outcome, self.clock.now)
         {"success": permit.success, "failure": permit.failure, "ignore": permit.ignore}[outcome]()
+
+    @rule(
+        outcome=st.sampled_from(["success", "failure", "ignore"]),
+        takes=st.sampled_from([0.0, 0.5, 2.5]),
+    )
+    def call(self, outcome: str, takes: float) -> None:
+        """A whole call through `call` (the drivers' path), taking *takes* seconds."""
+        expected = self.model.admit(self.clock.now)
+
+        def body() -> str:
+            self.clock.advance(takes)
+            if outcome == "failure":
+                raise BoomError
+            if outcome == "ignore":
+                raise Interrupt
+            return "ok"
+
+        rejection: CircuitOpenError | None = None
+        try:
+            self.breaker.call(body)
+        except CircuitOpenError as exc:
+            rejection = exc
+        except (BoomError, Interrupt):
+            pass
+        if rejection is not None:
+            assert expected is None
+            assert rejection.state is self.model.state
+            return
+        assert expected is not None
+        self.model.report(expected, outcome, self.clock.now)
 
     @rule(seconds=st.sampled_from([0.0, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 30.0]))
     def advance(self, seconds: float) -> None:

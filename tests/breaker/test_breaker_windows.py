@@ -393,21 +393,36 @@ def test_many_noted_successes_overwrite_the_whole_count_window() -> None:
 def test_noted_successes_leave_the_time_window_with_their_bucket() -> None:
     clock = FakeClock(0.0)
     breaker = make(
-        TimeWindow(window_s=3.0, buckets=3, minimum_calls=2, failure_rate_threshold=0.5), clock
+        TimeWindow(window_s=3.0, buckets=3, minimum_calls=2, failure_rate_threshold=0.3), clock
     )
     succeed(breaker, 2)  # warm
     succeed(breaker, 5)  # noted without the lock, in bucket 0
     assert breaker.snapshot().calls_in_window == 7
     clock.advance(1.0)
     fail(breaker)  # bucket 1: 1 of 8
+    succeed(breaker)  # 1 of 9, and the consecutive count is back to 0
     assert state_of(breaker) is CLOSED
     clock.advance(2.0)  # bucket 3: bucket 0 (7 successes) has left, bucket 1 stays
     status = breaker.snapshot()
-    assert (status.calls_in_window, status.failed_calls) == (1, 1)
-    succeed(breaker)  # a new bucket since the last verdict: this success is judged
-    assert (
-        state_of(breaker) is OPEN
-    )  # 1 failure of 2 = 50%, tripped by a success as in resilience4j
+    assert (status.calls_in_window, status.failed_calls) == (2, 1)
+    # A new bucket since the last verdict: this success is judged, and 1 failure in 3 calls
+    # reaches 30%, so a success trips the breaker, as in resilience4j.
+    succeed(breaker)
+    assert state_of(breaker) is OPEN
+
+
+def test_a_success_in_a_new_bucket_is_judged_even_without_a_look_in_between() -> None:
+    clock = FakeClock(0.0)
+    breaker = make(
+        TimeWindow(window_s=2.0, buckets=2, minimum_calls=2, failure_rate_threshold=0.3), clock
+    )
+    succeed(breaker, 4)  # bucket 0, warm
+    clock.advance(1.0)
+    fail(breaker)
+    succeed(breaker)  # bucket 1: 1 failure in 6 calls
+    clock.advance(1.0)  # bucket 2: bucket 0 leaves, nobody looks
+    succeed(breaker)  # [F, S, S]: 33%
+    assert state_of(breaker) is OPEN
 
 
 def test_a_success_after_a_failure_resets_the_consecutive_count_under_a_window() -> None:
