@@ -526,9 +526,15 @@ _TIMED_OPS = st.lists(
         st.just(("reset", 0)),
         st.tuples(st.just("open"), st.sampled_from([0, 1, 20])),
         st.tuples(st.just("advance"), st.sampled_from([0, 1, 5, 10, 25, 30])),
+        st.tuples(st.just("operator"), st.sampled_from([2, 3, 4])),
     ),
     max_size=40,
 )
+_OPERATOR = {
+    2: "transition_to_half_open",
+    3: "force_open",
+    4: "disable",
+}
 
 
 @given(ops=_TIMED_OPS)
@@ -582,6 +588,9 @@ def test_same_decisions_as_the_local_breaker_as_time_passes(
             shared.open_for(float(value))
         elif op == "advance":
             clock.now += value
+        elif op == "operator":
+            getattr(local, _OPERATOR[value])()
+            getattr(shared, _OPERATOR[value])()
         assert state_of(local) is shared.state
         assert local.consecutive_failures == shared.consecutive_failures
         assert local.retry_after_s == shared.retry_after_s
@@ -627,3 +636,26 @@ def test_a_breaker_added_a_listener_later_subscribes_then(client: RedisClient, n
     other.open_for(5.0)
     assert arrived.wait(10.0)
     mine.close()
+
+
+def test_operator_controls_reach_every_process(client: RedisClient, name: str) -> None:
+    one, two = _pair(client, name, limit=1)
+    one.force_open()
+    with pytest.raises(CircuitOpenError) as caught:
+        two.call(_ok)
+    assert caught.value.state is CircuitState.FORCED_OPEN
+    assert caught.value.retry_after_s == float("inf")
+    assert two.retry_after_s == float("inf")
+    two.open_for(5.0)  # the operator's choice wins
+    assert state_of(one) is CircuitState.FORCED_OPEN
+    one.disable()
+    for _ in range(3):
+        with pytest.raises(BoomError):
+            two.call(_fail)  # admitted and measured, never tripping
+    assert state_of(two) is CircuitState.DISABLED
+    assert two.consecutive_failures == 3
+    two.transition_to_half_open()
+    permit = one.admit()
+    assert permit.is_probe
+    permit.success()
+    assert state_of(two) is CircuitState.CLOSED

@@ -47,7 +47,14 @@ DEFAULT_IDLE_EXPIRY_S: Final = 7 * 24 * 3600.0
 """How long a shared breaker's keys live after their last write, by default: a week."""
 
 
-_STATES: Final = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN)
+_STATES: Final = (
+    CircuitState.CLOSED,
+    CircuitState.OPEN,
+    CircuitState.HALF_OPEN,
+    CircuitState.FORCED_OPEN,
+    CircuitState.DISABLED,
+)
+_STATE_CODES: Final = {state: code for code, state in enumerate(_STATES)}
 _US: Final = 1_000_000
 
 # Codes in the first element of a script's reply.
@@ -55,6 +62,12 @@ _ADMITTED: Final = 0
 _REJECTED_OPEN: Final = 1
 _REJECTED_HALF_OPEN: Final = 2
 _PROBE_ADMITTED: Final = 3
+_REJECTED_FORCED: Final = 4
+_REJECTED: Final = {
+    _REJECTED_OPEN: CircuitState.OPEN,
+    _REJECTED_HALF_OPEN: CircuitState.HALF_OPEN,
+    _REJECTED_FORCED: CircuitState.FORCED_OPEN,
+}
 
 # Every script reads the whole state and the server's clock first, may make one transition
 # (`move`), and replies {code, generation, value, old state or -1, state, now_us, failures}.
@@ -85,7 +98,7 @@ local function move(new, until_us)
   old = state
   state = new
   gen = gen + 1
-  if new == 0 then failures = 0 end
+  if new == 0 or new == 4 then failures = 0 end
   open_until = until_us
   dirty = true
   redis.call('DEL', probes)
@@ -109,7 +122,8 @@ end
 _ADMIT: Final = (
     _PRELUDE
     + """
-if state == 0 then return reply(0, 0) end
+if state == 0 or state == 4 then return reply(0, 0) end
+if state == 3 then return reply(4, 0) end
 if state == 1 then
   if now < open_until then return reply(1, open_until - now) end
   move(2, 0)
@@ -135,7 +149,7 @@ _REPORT: Final = (
 local is_probe, token_gen, outcome = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 if token_gen ~= gen then return reply(0, 0) end
 if is_probe == 0 then
-  if state ~= 0 or outcome == 2 then return reply(0, 0) end
+  if (state ~= 0 and state ~= 4) or outcome == 2 then return reply(0, 0) end
   if outcome == 0 then
     if failures ~= 0 then
       failures = 0
@@ -146,7 +160,7 @@ if is_probe == 0 then
   end
   failures = redis.call('HINCRBY', key, 'failures', 1)
   dirty = true
-  if failures >= tonumber(ARGV[5]) then move(1, now + tonumber(ARGV[6])) end
+  if state == 0 and failures >= tonumber(ARGV[5]) then move(1, now + tonumber(ARGV[6])) end
   return reply(0, 0)
 end
 if redis.call('ZREM', probes, ARGV[3]) == 0 or outcome == 2 then return reply(0, 0) end
@@ -161,10 +175,12 @@ return reply(0, 0)
 """
 )
 
-# Applies the lazy OPEN -> HALF_OPEN change; value: microseconds until HALF_OPEN (0 unless OPEN).
+# Applies the lazy OPEN -> HALF_OPEN change; value: microseconds until HALF_OPEN (0 unless OPEN,
+# -1 when FORCED_OPEN: never by itself).
 _OBSERVE: Final = (
     _PRELUDE
     + """
+if state == 3 then return reply(0, -1) end
 if state == 1 and now >= open_until then move(2, 0) end
 if state == 1 then return reply(0, open_until - now) end
 return reply(0, 0)
@@ -176,6 +192,7 @@ _OPEN_FOR: Final = (
     _PRELUDE
     + """
 local until_us = now + tonumber(ARGV[1])
+if state == 3 or state == 4 then return reply(0, 0) end
 if state == 1 then
   if until_us > open_until then
     open_until = until_us
@@ -186,6 +203,16 @@ else
   move(1, until_us)
 end
 return reply(0, open_until - now)
+"""
+)
+
+# ARGV: the state to move to (an operator's control): 2 half_open, 3 forced_open, 4 disabled
+_MOVE: Final = (
+    _PRELUDE
+    + """
+local target = tonumber(ARGV[1])
+if state ~= target then move(target, 0) end
+return reply(0, 0)
 """
 )
 
@@ -255,6 +282,13 @@ class _Reply:
         self.now_s = now_us / _US
         self.failures = failures
 
+    @property
+    def retry_after_s(self) -> float:
+        """The reply's value as seconds to wait: infinite when FORCED_OPEN."""
+        if self.state is CircuitState.FORCED_OPEN:
+            return math.inf
+        return self.value / _US
+
     def changed(self, name: str) -> StateChanged | None:
         if self.old is None:
             return None
@@ -302,7 +336,8 @@ class RedisCircuitBreaker(CircuitBreaker):
     """A `CircuitBreaker` whose state is shared, through Redis, by every process using *name*.
 
     Same semantics and calling surface as `CircuitBreaker` (``call``, ``acall``, decorator,
-    ``with``, ``admit()`` -> `Permit`, ``state``, ``status()``, ``open_for``, ``reset``). Every
+    ``with``, ``admit()`` -> `Permit`, ``state``, ``status()``, ``open_for``, ``reset`` and the
+    operator controls), for the `ConsecutiveFailures` policy only. Every
     transition is one Lua script run atomically on the server, so a breaker trips once across
     processes and exactly ``half_open_max_calls`` probes are admitted across all of them. The
     open timer and probe expiry use the Redis server's clock, so hosts need not agree on time.
@@ -567,9 +602,9 @@ class RedisCircuitBreaker(CircuitBreaker):
         changed = reply.changed(name)
         if changed is not None:
             events.append(changed)
-        if reply.code in {_REJECTED_OPEN, _REJECTED_HALF_OPEN}:
-            state = CircuitState.OPEN if reply.code == _REJECTED_OPEN else CircuitState.HALF_OPEN
-            events.append(CallRejected(name, state, reply.value / _US, reply.now_s))
+        rejected_in = _REJECTED.get(reply.code)
+        if rejected_in is not None:
+            events.append(CallRejected(name, rejected_in, reply.retry_after_s, reply.now_s))
         _emit_all(listeners, events)
 
     # -- the core, shared with every inherited driver ------------------------------------------
@@ -586,13 +621,13 @@ class RedisCircuitBreaker(CircuitBreaker):
             return Token(reply.generation)
         if code == _PROBE_ADMITTED:
             return Token(reply.generation, reply.value)
-        state = CircuitState.OPEN if code == _REJECTED_OPEN else CircuitState.HALF_OPEN
+        state = _REJECTED[code]
         with self._lock:
             self._rejected += 1
         if self._call_listeners:
-            event = CallRejected(self._name, state, reply.value / _US, reply.now_s)
+            event = CallRejected(self._name, state, reply.retry_after_s, reply.now_s)
             _emit_all(self._call_listeners, [event])
-        raise CircuitOpenError(self._name, reply.value / _US, state)
+        raise CircuitOpenError(self._name, reply.retry_after_s, state)
 
     def _report(
         self,
@@ -639,7 +674,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         if reply is None:
             return super()._observe()
         self._emit_reply(reply)
-        return reply.state, reply.failures, reply.value / _US
+        return reply.state, reply.failures, reply.retry_after_s
 
     # -- async drivers: Redis round trips off the event loop -----------------------------------
 
@@ -742,35 +777,27 @@ class RedisCircuitBreaker(CircuitBreaker):
         snapshot["shared"] = not self._degraded
         return snapshot
 
-    def _unsupported(self, what: str) -> NotImplementedError:
-        return NotImplementedError(
-            f"circuit breaker {self._name!r}: {what} is not supported by RedisCircuitBreaker "
-            "yet; use open_for and reset"
-        )
+    def _move_shared(self, new: CircuitState) -> None:
+        reply = self._eval(_MOVE, _STATE_CODES[new])
+        if reply is None:
+            super()._move(new)  # Redis is down: the local state obeys the operator
+            return
+        self._emit_reply(reply)
 
     def force_open(self) -> None:
-        """Not supported on the shared state yet.
+        """Reject every call, in every process, until `reset` (see `CircuitBreaker.force_open`).
 
-        Raises:
-            NotImplementedError: Always; use ``open_for`` with a long duration instead.
+        The shared keys still expire ``idle_expiry_s`` after the last write, which ends it.
         """
-        raise self._unsupported("force_open")
+        self._move_shared(CircuitState.FORCED_OPEN)
 
     def disable(self) -> None:
-        """Not supported on the shared state yet.
-
-        Raises:
-            NotImplementedError: Always.
-        """
-        raise self._unsupported("disable")
+        """Admit every call in every process and never trip (see `CircuitBreaker.disable`)."""
+        self._move_shared(CircuitState.DISABLED)
 
     def transition_to_half_open(self) -> None:
-        """Not supported on the shared state yet.
-
-        Raises:
-            NotImplementedError: Always.
-        """
-        raise self._unsupported("transition_to_half_open")
+        """Make the next calls, in any process, half-open probes."""
+        self._move_shared(CircuitState.HALF_OPEN)
 
     def __repr__(self) -> str:
         """Show the name and whether the shared state is in use, without a round trip."""
@@ -779,7 +806,7 @@ class RedisCircuitBreaker(CircuitBreaker):
 
 _SHA: Final = {
     script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-    for script in (_ADMIT, _REPORT, _OBSERVE, _OPEN_FOR, _RESET)
+    for script in (_ADMIT, _REPORT, _OBSERVE, _OPEN_FOR, _MOVE, _RESET)
 }
 
 
