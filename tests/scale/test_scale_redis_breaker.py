@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -16,6 +17,7 @@ from aegis_breaker import (
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    CountWindow,
     Permit,
     RedisCircuitBreaker,
     RedisClient,
@@ -537,14 +539,29 @@ _OPERATOR = {
 }
 
 
+_WINDOW = CountWindow(
+    size=4,
+    minimum_calls=2,
+    failure_rate_threshold=0.5,
+    slow_call_duration_s=2.0,
+    slow_call_rate_threshold=0.75,
+)
+
+
+@pytest.mark.parametrize("policy", [None, _WINDOW], ids=["consecutive", "count-window"])
 @given(ops=_TIMED_OPS)
 def test_same_decisions_as_the_local_breaker_as_time_passes(
-    client: RedisClient, ops: list[tuple[str, int]]
+    client: RedisClient, policy: CountWindow | None, ops: list[tuple[str, int]]
 ) -> None:
     # Both breakers read one fake clock (the shared one with server_clock=False), so the open
-    # timer, half-open and probe expiry are compared too.
+    # timer, half-open, probe expiry and slow calls are compared too.
     clock = FakeClock()
-    settings = {"half_open_max_calls": 2, "success_threshold": 2, "half_open_max_wait_s": 25.0}
+    settings = {
+        "half_open_max_calls": 2,
+        "success_threshold": 2,
+        "half_open_max_wait_s": 25.0,
+        "policy": policy,
+    }
     local = CircuitBreaker(3, 10.0, clock=clock, **settings)  # type: ignore[arg-type]
     shared = RedisCircuitBreaker(
         client,
@@ -594,6 +611,10 @@ def test_same_decisions_as_the_local_breaker_as_time_passes(
         assert state_of(local) is shared.state
         assert local.consecutive_failures == shared.consecutive_failures
         assert local.retry_after_s == shared.retry_after_s
+        mine, theirs = local.snapshot().to_dict(), shared.snapshot().to_dict()
+        assert mine.pop("name") is None
+        assert theirs.pop("name") == shared.name
+        assert mine == theirs
 
 
 def test_listeners_hear_other_processes_transitions(client: RedisClient, name: str) -> None:
@@ -659,3 +680,94 @@ def test_operator_controls_reach_every_process(client: RedisClient, name: str) -
     assert permit.is_probe
     permit.success()
     assert state_of(two) is CircuitState.CLOSED
+
+
+# Mostly calls, mostly successes: windows fill, roll over and reach half-open.
+_CALL = st.tuples(
+    st.just("call"),
+    st.sampled_from(["success", "success", "success", "failure", "ignore"]),
+    st.sampled_from([0.0, 0.0, 2.5]),
+)
+_CALL_OPS = st.lists(
+    st.one_of(
+        _CALL,
+        _CALL,
+        _CALL,
+        st.tuples(st.just("advance"), st.just(""), st.sampled_from([1.0, 10.0, 30.0])),
+        st.tuples(st.just("reset"), st.just(""), st.just(0.0)),
+    ),
+    max_size=60,
+)
+
+
+@given(ops=_CALL_OPS)
+def test_a_shared_count_window_decides_as_the_local_one(
+    client: RedisClient, ops: list[tuple[str, str, float]]
+) -> None:
+    _same_windows(client, ops)
+
+
+def _calls(pattern: str) -> list[tuple[str, str, float]]:
+    """S/F/I: a quick success, failure or ignored call; s/f: a slow one; '+': 10 s pass."""
+    names = {"s": "success", "f": "failure", "i": "ignore"}
+    return [
+        ("advance", "", 10.0)
+        if c == "+"
+        else ("call", names[c.lower()], 0.0 if c.isupper() else 2.5)
+        for c in pattern
+    ]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "SSFSSSSSS",  # a failure rolls out of the full window
+        "SSsSSsSSSS",  # slow calls roll out too
+        "SSFSF+sS",  # trip, half-open: a slow probe and a quick one (2 of 2 permitted)
+        "SSFSF+SF+SS",  # half-open reopens at 50%, then closes
+        "SISIFIS",  # ignored calls never enter the window
+    ],
+)
+def test_a_shared_count_window_rolls_over_as_the_local_one(
+    client: RedisClient, pattern: str
+) -> None:
+    _same_windows(client, _calls(pattern))
+
+
+def _same_windows(client: RedisClient, ops: list[tuple[str, str, float]]) -> None:
+    # Whole calls, some slow, through both: the shared window (a string of outcomes in Redis)
+    # and the local ring must hold the same outcomes and trip and close on the same call.
+    clock = FakeClock()
+    settings = {"half_open_max_calls": 2, "policy": _WINDOW}
+    local = CircuitBreaker(recovery_timeout_s=10.0, clock=clock, **settings)  # type: ignore[arg-type]
+    shared = RedisCircuitBreaker(
+        client,
+        f"window-{uuid.uuid4().hex}",
+        recovery_timeout_s=10.0,
+        clock=clock,
+        server_clock=False,
+        **settings,  # type: ignore[arg-type]
+    )
+    for op, outcome, seconds in ops:
+        if op == "call":
+            admitted: list[Permit] = []
+            for breaker in (local, shared):
+                with contextlib.suppress(CircuitOpenError):  # both must reject alike
+                    admitted.append(breaker.admit())
+            assert len(admitted) in {0, 2}
+            clock.now += seconds
+            for permit in admitted:
+                if outcome == "success":
+                    permit.success()
+                elif outcome == "failure":
+                    permit.failure(BoomError())
+                else:
+                    permit.ignore()
+        elif op == "advance":
+            clock.now += seconds
+        else:
+            local.reset()
+            shared.reset()
+        mine, theirs = local.snapshot().to_dict(), shared.snapshot().to_dict()
+        del mine["name"], theirs["name"]
+        assert mine == theirs

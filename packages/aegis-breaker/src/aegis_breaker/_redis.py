@@ -27,7 +27,7 @@ from aegis_breaker._events import (
     CircuitState,
     StateChanged,
 )
-from aegis_breaker._policy import ConsecutiveFailures
+from aegis_breaker._policy import CountWindow, TimeWindow
 from aegis_breaker._status import BreakerStatus
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ _REJECTED: Final = {
 # Every transition is published on `{key}:events` as "origin old new now_us", so the listeners
 # of other processes hear it.
 _PRELUDE: Final = """
-local key, probes = KEYS[1], KEYS[2]
+local key, probes, window = KEYS[1], KEYS[2], KEYS[3]
 local idle_ms = tonumber(ARGV[#ARGV])
 local origin = ARGV[#ARGV - 1]
 local dirty = false
@@ -93,12 +93,27 @@ local state = tonumber(h[1]) or 0
 local gen = tonumber(h[2]) or 0
 local failures = tonumber(h[3]) or 0
 local open_until = tonumber(h[4]) or 0
+-- A count window's counts are read only by the scripts that use them (load_counts).
+local wn, wf, ws, hn, hf, hs = 0, 0, 0, 0, 0, 0
+local function load_counts()
+  local c = redis.call('HMGET', key, 'w_n', 'w_f', 'w_s', 'h_n', 'h_f', 'h_s')
+  wn, wf, ws = tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0
+  hn, hf, hs = tonumber(c[4]) or 0, tonumber(c[5]) or 0, tonumber(c[6]) or 0
+end
 local old = -1
 local function move(new, until_us)
   old = state
   state = new
   gen = gen + 1
-  if new == 0 or new == 4 then failures = 0 end
+  if new == 0 or new == 4 then
+    failures = 0
+    wn, wf, ws = 0, 0, 0
+    redis.call('DEL', window)
+    redis.call('HSET', key, 'w_i', 0, 'w_n', 0, 'w_f', 0, 'w_s', 0)
+  elseif new == 2 then
+    hn, hf, hs = 0, 0, 0
+    redis.call('HSET', key, 'h_n', 0, 'h_f', 0, 'h_s', 0)
+  end
   open_until = until_us
   dirty = true
   redis.call('DEL', probes)
@@ -113,8 +128,10 @@ local function reply(code, value)
     ms = string.format('%d', ms)
     redis.call('PEXPIRE', key, ms)
     redis.call('PEXPIRE', probes, ms)
+    redis.call('PEXPIRE', window, ms)
   end
-  return {code, gen, value, old, state, now, failures}
+  if state == 2 then return {code, gen, value, old, state, now, failures, hn, hf, hs} end
+  return {code, gen, value, old, state, now, failures, wn, wf, ws}
 end
 """
 
@@ -142,12 +159,46 @@ return reply(3, seq)
 )
 
 # ARGV: is_probe (0/1), generation, probe seq, outcome (0 success, 1 failure, 2 ignore),
-# consecutive_failure_limit, recovery_timeout_us, success_threshold
+# consecutive_failure_limit, recovery_timeout_us, success_threshold, then only for a count
+# window: window size, minimum calls, failure rate threshold, slow-call rate threshold,
+# slow (0/1), half_open_max_calls. The window is a string of one digit per call (bit 1:
+# failed, bit 2: slow) in KEYS[3], with its running counts in the hash (w_*; h_* for the
+# half-open probes), as the local CountWindow keeps them.
 _REPORT: Final = (
     _PRELUDE
     + """
 local is_probe, token_gen, outcome = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 if token_gen ~= gen then return reply(0, 0) end
+-- The window arguments are sent only for a count window (16 ARGV in all, else 10).
+local size = 0
+if #ARGV > 10 then size = tonumber(ARGV[8]) end
+if size > 0 then load_counts() end
+local code = outcome + 2 * (tonumber(ARGV[12]) or 0)
+local function exceeded(n, f, s)
+  return f / n >= tonumber(ARGV[10]) or s / n >= tonumber(ARGV[11])
+end
+if is_probe == 0 and size > 0 then
+  if (state ~= 0 and state ~= 4) or outcome == 2 then return reply(0, 0) end
+  if outcome == 1 then failures = failures + 1 else failures = 0 end
+  local i = tonumber(redis.call('HGET', key, 'w_i')) or 0
+  if wn >= size then
+    local gone = tonumber(redis.call('GETRANGE', window, i, i))
+    wf = wf - gone % 2
+    ws = ws - math.floor(gone / 2)
+  else
+    wn = wn + 1
+  end
+  redis.call('SETRANGE', window, i, string.format('%d', code))
+  wf = wf + code % 2
+  ws = ws + math.floor(code / 2)
+  redis.call('HSET', key, 'w_i', (i + 1) % size, 'w_n', wn, 'w_f', wf, 'w_s', ws,
+             'failures', failures)
+  dirty = true
+  if state == 0 and wn >= math.min(tonumber(ARGV[9]), size) and exceeded(wn, wf, ws) then
+    move(1, now + tonumber(ARGV[6]))
+  end
+  return reply(0, 0)
+end
 if is_probe == 0 then
   if (state ~= 0 and state ~= 4) or outcome == 2 then return reply(0, 0) end
   if outcome == 0 then
@@ -164,6 +215,18 @@ if is_probe == 0 then
   return reply(0, 0)
 end
 if redis.call('ZREM', probes, ARGV[3]) == 0 or outcome == 2 then return reply(0, 0) end
+if size > 0 then
+  if outcome == 1 then failures = failures + 1 else failures = 0 end
+  hn = hn + 1
+  hf = hf + code % 2
+  hs = hs + math.floor(code / 2)
+  redis.call('HSET', key, 'h_n', hn, 'h_f', hf, 'h_s', hs, 'failures', failures)
+  dirty = true
+  if hn >= tonumber(ARGV[13]) then
+    if exceeded(hn, hf, hs) then move(1, now + tonumber(ARGV[6])) else move(0, 0) end
+  end
+  return reply(0, 0)
+end
 if outcome == 1 then
   failures = failures + 1
   move(1, now + tonumber(ARGV[6]))
@@ -180,6 +243,7 @@ return reply(0, 0)
 _OBSERVE: Final = (
     _PRELUDE
     + """
+load_counts()
 if state == 3 then return reply(0, -1) end
 if state == 1 and now >= open_until then move(2, 0) end
 if state == 1 then return reply(0, open_until - now) end
@@ -221,7 +285,9 @@ _RESET: Final = (
     + """
 if state == 0 then
   failures = 0
-  redis.call('HSET', key, 'failures', 0)
+  wn, wf, ws = 0, 0, 0
+  redis.call('DEL', window)
+  redis.call('HSET', key, 'failures', 0, 'w_i', 0, 'w_n', 0, 'w_f', 0, 'w_s', 0)
   dirty = true
 else
   move(0, 0)
@@ -268,12 +334,13 @@ def connect_redis(url: str = "redis://127.0.0.1:6379/0", *, timeout_s: float = 0
 class _Reply:
     """One script reply, decoded."""
 
-    __slots__ = ("code", "failures", "generation", "now_s", "old", "state", "value")
+    __slots__ = ("code", "counts", "failures", "generation", "now_s", "old", "state", "value")
 
     def __init__(self, raw: object) -> None:
-        if not isinstance(raw, list) or len(raw) != 7:  # noqa: PLR2004  # the scripts' reply shape
+        if not isinstance(raw, list) or len(raw) != 10:  # noqa: PLR2004  # the scripts' reply shape
             raise TypeError(f"unexpected reply from a breaker script: {raw!r}")
-        code, gen, value, old, state, now_us, failures = (int(x) for x in raw)
+        code, gen, value, old, state, now_us, failures, calls, failed, slow = (int(x) for x in raw)
+        self.counts = (calls, failed, slow)
         self.code = code
         self.generation = gen
         self.value = value
@@ -337,7 +404,7 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     Same semantics and calling surface as `CircuitBreaker` (``call``, ``acall``, decorator,
     ``with``, ``admit()`` -> `Permit`, ``state``, ``status()``, ``open_for``, ``reset`` and the
-    operator controls), for the `ConsecutiveFailures` policy only. Every
+    operator controls), for `ConsecutiveFailures` and `CountWindow`. Every
     transition is one Lua script run atomically on the server, so a breaker trips once across
     processes and exactly ``half_open_max_calls`` probes are admitted across all of them. The
     open timer and probe expiry use the Redis server's clock, so hosts need not agree on time.
@@ -379,7 +446,8 @@ class RedisCircuitBreaker(CircuitBreaker):
         reconnect_interval_s: Seconds to stay on local state after Redis failed (>= 0).
         idle_expiry_s: Seconds after the last write at which the keys expire (> 0), or
             ``None`` to keep them forever.
-        policy: Only `ConsecutiveFailures` (or None) for now: the shared state keeps no window.
+        policy: `ConsecutiveFailures` (None) or `CountWindow`, whose window is shared too (every
+            outcome is then one round trip); `TimeWindow` is not supported yet.
         settings: The settings in one `BreakerSettings`, instead of the keywords.
         call_listeners: See `CircuitBreaker`; they hear this process's calls.
         server_clock: Time the shared state on the Redis server's clock (the default); False
@@ -387,7 +455,7 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     Raises:
         ValueError: When a setting is out of range or *name* is empty, or *policy* is a
-            window policy.
+            `TimeWindow`.
     """
 
     __slots__ = (
@@ -404,6 +472,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         "_store_retry_at",
         "_subscription",
         "_wants_subscription",
+        "_window_args",
     )
 
     def __init__(
@@ -450,10 +519,11 @@ class RedisCircuitBreaker(CircuitBreaker):
             is_failure=is_failure,
             policy=policy,
         )
-        if not isinstance(settings.trip_policy, ConsecutiveFailures):
+        trip = settings.trip_policy
+        if isinstance(trip, TimeWindow):
             raise ValueError(  # noqa: TRY004  # a wrong setting value, like any other setting
-                f"circuit breaker {name!r}: RedisCircuitBreaker supports only the "
-                f"ConsecutiveFailures policy, got {settings.trip_policy!r}"
+                f"circuit breaker {name!r}: RedisCircuitBreaker supports ConsecutiveFailures "
+                f"and CountWindow, not {trip!r}"
             )
         super().__init__(
             settings=settings,
@@ -464,7 +534,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         )
         self._client = client
         base = f"{key_prefix}:{{{name}}}"
-        self._keys = (base, f"{base}:probes")
+        self._keys = (base, f"{base}:probes", f"{base}:window")
         self._reconnect_interval_s = float(reconnect_interval_s)
         # At least 1 ms: 0 is the scripts' "never".
         self._idle_expiry_ms = (
@@ -475,14 +545,24 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._degraded = False
         self._shared_failures = 0
         self._server_clock = server_clock
-        self._origin = uuid.uuid4().hex
+        self._window_args: tuple[int, int, float, float] | None = (
+            (
+                trip.size,
+                trip.minimum_calls,
+                trip.failure_rate_threshold,
+                trip.slow_call_rate_threshold,
+            )
+            if isinstance(trip, CountWindow)
+            else None
+        )
+        self._origin = uuid.uuid4().hex[:12]  # tells our own published transitions apart
         self._channel = f"{base}:events"
         self._subscription: _Subscription | None = None
         self._wants_subscription = bool(self._listeners)
 
     # -- talking to Redis ----------------------------------------------------------------------
 
-    def _eval(self, script: str, *args: int) -> _Reply | None:
+    def _eval(self, script: str, *args: float) -> _Reply | None:
         """Run *script*; None when Redis failed (the caller falls back to local state)."""
         if self._store_retry_at > self._clock():
             return None
@@ -496,13 +576,13 @@ class RedisCircuitBreaker(CircuitBreaker):
         )
         try:
             try:
-                raw = self._client.evalsha(_SHA[script], 2, *keys_and_args)
+                raw = self._client.evalsha(_SHA[script], 3, *keys_and_args)
             except Exception as exc:
                 if not _is_noscript(exc):
                     raise
                 # A restarted server has forgotten its scripts: load once and run again.
                 self._client.script_load(script)
-                raw = self._client.evalsha(_SHA[script], 2, *keys_and_args)
+                raw = self._client.evalsha(_SHA[script], 3, *keys_and_args)
             reply = _Reply(raw)
         except Exception as exc:  # noqa: BLE001  # any store failure means: use local state
             self._store_failed(exc)
@@ -648,14 +728,24 @@ class RedisCircuitBreaker(CircuitBreaker):
                 else CallFailed(self._name, duration_s, False, error, now)  # noqa: FBT003
             )
             _emit_all(self._call_listeners, [event])
+        window = self._window_args
         if not token.probe:
-            # As in the local breaker: a success with no failure seen changes nothing; a failure
-            # racing it is ordered after it, which is allowed since the two calls overlapped.
-            if outcome == _IGNORE or (outcome == _SUCCESS and self._shared_failures == 0):
+            if outcome == _IGNORE:
+                return
+            # As in the local breaker: under ConsecutiveFailures a success with no failure seen
+            # changes nothing; a failure racing it is ordered after it, which is allowed since
+            # the two calls overlapped. A window records every outcome.
+            if not window and outcome == _SUCCESS and self._shared_failures == 0:
                 return
             args = (0, token.generation, 0)
         else:
             args = (1, token.generation, token.probe)
+        if window:
+            slow_s = self._slow_s
+            slow = 1 if slow_s is not None and duration_s > slow_s else 0
+            window_args: tuple[float, ...] = (*window, slow, self._half_open_max_calls)
+        else:
+            window_args = ()
         reply = self._eval(
             _REPORT,
             *args,
@@ -663,6 +753,7 @@ class RedisCircuitBreaker(CircuitBreaker):
             self._limit,
             _micros(self._recovery_timeout_s),
             self._success_threshold,
+            *window_args,
         )
         if reply is None:
             logger.debug("circuit breaker %r: outcome lost while Redis is down", self._name)
@@ -757,18 +848,24 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def snapshot(self) -> BreakerStatus:
         """The shared state as a `BreakerStatus` (rejections counted by this process)."""
-        state, failures, retry = self._observe()
+        reply = self._eval(_OBSERVE)
+        if reply is None:
+            return super().snapshot()
+        self._emit_reply(reply)
+        calls, failed, slow = reply.counts if self._window_args else (0, 0, 0)
+        minimum = self._minimum_calls(reply.state)
+        rated = self._window_args is not None and calls > 0 and calls >= minimum
         return BreakerStatus(
             name=self._name,
-            state=state,
-            failure_rate=None,
-            slow_call_rate=None,
-            calls_in_window=0,
-            failed_calls=0,
-            slow_calls=0,
-            consecutive_failures=failures,
+            state=reply.state,
+            failure_rate=failed / calls if rated else None,
+            slow_call_rate=slow / calls if rated else None,
+            calls_in_window=calls,
+            failed_calls=failed,
+            slow_calls=slow,
+            consecutive_failures=reply.failures,
             rejected_calls=self._rejected,
-            retry_after_s=retry,
+            retry_after_s=reply.retry_after_s,
         )
 
     def status(self) -> dict[str, object]:
