@@ -468,6 +468,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         "_reconnect_interval_s",
         "_server_clock",
         "_shared_failures",
+        "_shared_token",
         "_store_lock",
         "_store_retry_at",
         "_subscription",
@@ -545,6 +546,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._degraded = False
         self._shared_failures = 0
         self._server_clock = server_clock
+        self._shared_token = Token(0)
         self._window_args: tuple[int, int, float, float] | None = (
             (
                 trip.size,
@@ -698,7 +700,10 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._emit_reply(reply)
         code = reply.code
         if code == _ADMITTED:
-            return Token(reply.generation)
+            token = self._shared_token  # one per shared generation, as the local breaker does
+            if token.generation != reply.generation:
+                token = self._shared_token = Token(reply.generation)
+            return token
         if code == _PROBE_ADMITTED:
             return Token(reply.generation, reply.value)
         state = _REJECTED[code]
