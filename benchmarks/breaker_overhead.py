@@ -2,8 +2,10 @@
 
 Run: ``.venv/bin/python benchmarks/breaker_overhead.py`` (pybreaker and circuitbreaker come from
 the ``peers`` dependency group). Every breaker is CLOSED and wraps a no-op, timed from one
-thread and from two; then 2 threads x 50 calls of a 10 ms sleep show whether calls run in
-parallel (pybreaker holds its lock during the call, so it takes about twice as long).
+thread and from two, under each trip policy (consecutive failures, the default; a count
+window; a time window with slow-call timing); then 2 threads x 50 calls of a 10 ms sleep show
+whether calls run in parallel (pybreaker holds its lock during the call, so it takes about
+twice as long).
 Best of ``REPEATS`` runs is reported, as calls per second and nanoseconds per call.
 """
 
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import circuitbreaker
 import pybreaker
-from aegis_breaker import AgentPool, CircuitBreaker
+from aegis_breaker import AgentPool, CircuitBreaker, CountWindow, TimeWindow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,6 +74,10 @@ def loop_call(call: Callable[[Callable[[], None]], object], fn: Callable[[], Non
 
 def make_cases() -> dict[str, Callable[[int], None]]:
     ours = CircuitBreaker(5, 30.0, name="bench")
+    count = CircuitBreaker(policy=CountWindow(size=100, minimum_calls=10), name="count")
+    timed = CircuitBreaker(
+        policy=TimeWindow(window_s=60.0, buckets=60, slow_call_duration_s=30.0), name="time"
+    )
     pool = AgentPool(max_concurrent=4)
     pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
     ours_decorated = CircuitBreaker(5, 30.0)(noop)
@@ -79,6 +85,8 @@ def make_cases() -> dict[str, Callable[[int], None]]:
     return {
         "plain call (baseline)": loop_plain(noop),
         "aegis CircuitBreaker.call": loop_call(ours.call, noop),
+        "aegis call, CountWindow": loop_call(count.call, noop),
+        "aegis call, TimeWindow + slow": loop_call(timed.call, noop),
         "aegis @CircuitBreaker decorator": loop_plain(ours_decorated),
         "aegis AgentPool.run": loop_call(pool.run, noop),
         "pybreaker.call": loop_call(pyb.call, noop),
@@ -121,6 +129,8 @@ def main() -> None:
         cbd = results["circuitbreaker @circuit", threads]
         for label in (
             "aegis CircuitBreaker.call",
+            "aegis call, CountWindow",
+            "aegis call, TimeWindow + slow",
             "aegis @CircuitBreaker decorator",
             "aegis AgentPool.run",
         ):

@@ -3,7 +3,15 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from aegis_breaker import CircuitBreaker, CircuitOpenError, CircuitState
+import pytest
+from aegis_breaker import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    CountWindow,
+    TimeWindow,
+    TripPolicy,
+)
 
 from .support import FakeClock, Recorder
 
@@ -127,3 +135,33 @@ def test_concurrent_half_open_probes_respect_the_limit() -> None:
 
     run_threads(10, worker)
     assert len(admitted) == 3
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        CountWindow(size=10, minimum_calls=5, failure_rate_threshold=0.5),
+        TimeWindow(window_s=60.0, minimum_calls=5, failure_rate_threshold=0.5),
+    ],
+    ids=["count", "time"],
+)
+def test_a_window_breaker_trips_once_when_threads_fail_together(policy: TripPolicy) -> None:
+    recorder = Recorder()
+    breaker = CircuitBreaker(policy=policy, clock=FakeClock(), listeners=[recorder])
+    for _ in range(5):  # warm: successes now go through the lock-free tally
+        breaker.call(lambda: None)
+    permits = [breaker.admit() for _ in range(16)]
+    barrier = threading.Barrier(16)
+    queue = list(permits)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with lock:
+            permit = queue.pop()
+        barrier.wait(TIMEOUT)
+        permit.failure()
+
+    run_threads(16, worker)
+    assert recorder.transitions() == [(CircuitState.CLOSED, CircuitState.OPEN)]
+    status = breaker.snapshot()
+    assert status.failed_calls == 5  # 5 of 10: the sixth and later failures were late

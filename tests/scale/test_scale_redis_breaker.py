@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -16,6 +17,7 @@ from aegis_breaker import (
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    CountWindow,
     Permit,
     RedisCircuitBreaker,
     RedisClient,
@@ -271,6 +273,9 @@ def test_unreachable_redis_falls_back_to_local_state_and_warns_once(
     breaker = RedisCircuitBreaker(dead, "nowhere", 2, 60.0, reconnect_interval_s=0.0)
     with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis"):
         assert breaker.call(_ok) == 42  # never worse than no breaker
+        permit = breaker.admit()  # from the local state: its own generation, not an offset
+        assert (permit.generation, permit.is_probe) == (0, False)
+        permit.success()
         _trip(breaker, 2)
         with pytest.raises(CircuitOpenError):  # the local state still protects
             breaker.call(_ok)
@@ -514,3 +519,255 @@ def test_same_decisions_as_the_local_breaker(
             shared.open_for(0.0)
         assert state_of(local) is shared.state
         assert local.consecutive_failures == shared.consecutive_failures
+
+
+_TIMED_OPS = st.lists(
+    st.one_of(
+        st.just(("admit", 0)),
+        st.tuples(st.sampled_from(["success", "failure", "ignore"]), st.integers(0, 7)),
+        st.just(("reset", 0)),
+        st.tuples(st.just("open"), st.sampled_from([0, 1, 20])),
+        st.tuples(st.just("advance"), st.sampled_from([0, 1, 5, 10, 25, 30])),
+        st.tuples(st.just("operator"), st.sampled_from([2, 3, 4])),
+    ),
+    max_size=40,
+)
+_OPERATOR = {
+    2: "transition_to_half_open",
+    3: "force_open",
+    4: "disable",
+}
+
+
+_WINDOW = CountWindow(
+    size=4,
+    minimum_calls=2,
+    failure_rate_threshold=0.5,
+    slow_call_duration_s=2.0,
+    slow_call_rate_threshold=0.75,
+)
+
+
+@pytest.mark.parametrize("policy", [None, _WINDOW], ids=["consecutive", "count-window"])
+@given(ops=_TIMED_OPS)
+def test_same_decisions_as_the_local_breaker_as_time_passes(
+    client: RedisClient, policy: CountWindow | None, ops: list[tuple[str, int]]
+) -> None:
+    # Both breakers read one fake clock (the shared one with server_clock=False), so the open
+    # timer, half-open, probe expiry and slow calls are compared too.
+    clock = FakeClock()
+    settings = {
+        "half_open_max_calls": 2,
+        "success_threshold": 2,
+        "half_open_max_wait_s": 25.0,
+        "policy": policy,
+    }
+    local = CircuitBreaker(3, 10.0, clock=clock, **settings)  # type: ignore[arg-type]
+    shared = RedisCircuitBreaker(
+        client,
+        f"timed-{uuid.uuid4().hex}",
+        3,
+        10.0,
+        clock=clock,
+        server_clock=False,
+        **settings,  # type: ignore[arg-type]
+    )
+    permits: list[tuple[Permit, Permit]] = []
+    for op, value in ops:
+        if op == "admit":
+            outcomes: list[Permit | CircuitOpenError] = []
+            for breaker in (local, shared):
+                try:
+                    outcomes.append(breaker.admit())
+                except CircuitOpenError as exc:  # noqa: PERF203  # the rejection is compared
+                    outcomes.append(exc)
+            a, b = outcomes
+            if isinstance(a, Permit):
+                assert isinstance(b, Permit)
+                assert a.is_probe == b.is_probe
+                permits.append((a, b))
+            else:
+                assert isinstance(b, CircuitOpenError)
+                assert (a.state, a.retry_after_s) == (b.state, b.retry_after_s)
+        elif op in {"success", "failure", "ignore"} and permits:
+            for permit in permits[value % len(permits)]:
+                if op == "success":
+                    permit.success()
+                elif op == "failure":
+                    permit.failure(BoomError())
+                else:
+                    permit.ignore()
+        elif op == "reset":
+            local.reset()
+            shared.reset()
+        elif op == "open":
+            local.open_for(float(value))
+            shared.open_for(float(value))
+        elif op == "advance":
+            clock.now += value
+        elif op == "operator":
+            getattr(local, _OPERATOR[value])()
+            getattr(shared, _OPERATOR[value])()
+        assert state_of(local) is shared.state
+        assert local.consecutive_failures == shared.consecutive_failures
+        assert local.retry_after_s == shared.retry_after_s
+        mine, theirs = local.snapshot().to_dict(), shared.snapshot().to_dict()
+        assert mine.pop("name") is None
+        assert theirs.pop("name") == shared.name
+        assert mine == theirs
+
+
+def test_listeners_hear_other_processes_transitions(client: RedisClient, name: str) -> None:
+    heard: list[BreakerEvent] = []
+    remote_arrived = threading.Event()
+
+    def listen(event: BreakerEvent) -> None:
+        heard.append(event)
+        if isinstance(event, StateChanged) and event.remote:
+            remote_arrived.set()
+
+    mine = RedisCircuitBreaker(client, name, 1, 60.0, listeners=[listen])
+    other = RedisCircuitBreaker(client, name, 1, 60.0)  # another process's view
+    assert state_of(mine) is CircuitState.CLOSED  # the first round trip subscribes
+    with pytest.raises(BoomError):
+        other.call(_fail)
+    assert remote_arrived.wait(10.0)
+    remote_arrived.clear()
+    mine.reset()  # our own transition: emitted once, not heard back
+    with pytest.raises(BoomError):
+        other.call(_fail)
+    assert remote_arrived.wait(10.0)
+    changes = [(e.old, e.new, e.remote) for e in heard if isinstance(e, StateChanged)]
+    CLOSED, OPEN = CircuitState.CLOSED, CircuitState.OPEN  # noqa: N806  # short names
+    assert changes == [(CLOSED, OPEN, True), (OPEN, CLOSED, False), (CLOSED, OPEN, True)]
+    remote = [e for e in heard if isinstance(e, StateChanged) and e.remote]
+    assert all(e.at > 1e9 and e.breaker == name for e in remote)  # the server's clock
+    mine.close()
+    mine.close()  # closing twice is fine
+    mine.reset()  # the breaker works on without its subscription
+    assert mine.call(_ok) == 42
+
+
+def test_a_breaker_added_a_listener_later_subscribes_then(client: RedisClient, name: str) -> None:
+    arrived = threading.Event()
+    mine = RedisCircuitBreaker(client, name, 1, 60.0)
+    other = RedisCircuitBreaker(client, name, 1, 60.0)
+    mine.add_listener(lambda e: arrived.set() if isinstance(e, StateChanged) else None)
+    assert state_of(mine) is CircuitState.CLOSED  # subscribes on this round trip
+    other.open_for(5.0)
+    assert arrived.wait(10.0)
+    mine.close()
+
+
+def test_operator_controls_reach_every_process(client: RedisClient, name: str) -> None:
+    one, two = _pair(client, name, limit=1)
+    one.force_open()
+    with pytest.raises(CircuitOpenError) as caught:
+        two.call(_ok)
+    assert caught.value.state is CircuitState.FORCED_OPEN
+    assert caught.value.retry_after_s == float("inf")
+    assert two.retry_after_s == float("inf")
+    two.open_for(5.0)  # the operator's choice wins
+    assert state_of(one) is CircuitState.FORCED_OPEN
+    one.disable()
+    for _ in range(3):
+        with pytest.raises(BoomError):
+            two.call(_fail)  # admitted and measured, never tripping
+    assert state_of(two) is CircuitState.DISABLED
+    assert two.consecutive_failures == 3
+    two.transition_to_half_open()
+    permit = one.admit()
+    assert permit.is_probe
+    permit.success()
+    assert state_of(two) is CircuitState.CLOSED
+
+
+# Mostly calls, mostly successes: windows fill, roll over and reach half-open.
+_CALL = st.tuples(
+    st.just("call"),
+    st.sampled_from(["success", "success", "success", "failure", "ignore"]),
+    st.sampled_from([0.0, 0.0, 2.5]),
+)
+_CALL_OPS = st.lists(
+    st.one_of(
+        _CALL,
+        _CALL,
+        _CALL,
+        st.tuples(st.just("advance"), st.just(""), st.sampled_from([1.0, 10.0, 30.0])),
+        st.tuples(st.just("reset"), st.just(""), st.just(0.0)),
+    ),
+    max_size=60,
+)
+
+
+@given(ops=_CALL_OPS)
+def test_a_shared_count_window_decides_as_the_local_one(
+    client: RedisClient, ops: list[tuple[str, str, float]]
+) -> None:
+    _same_windows(client, ops)
+
+
+def _calls(pattern: str) -> list[tuple[str, str, float]]:
+    """S/F/I: a quick success, failure or ignored call; s/f: a slow one; '+': 10 s pass."""
+    names = {"s": "success", "f": "failure", "i": "ignore"}
+    return [
+        ("advance", "", 10.0)
+        if c == "+"
+        else ("call", names[c.lower()], 0.0 if c.isupper() else 2.5)
+        for c in pattern
+    ]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "SSFSSSSSS",  # a failure rolls out of the full window
+        "SSsSSsSSSS",  # slow calls roll out too
+        "SSFSF+sS",  # trip, half-open: a slow probe and a quick one (2 of 2 permitted)
+        "SSFSF+SF+SS",  # half-open reopens at 50%, then closes
+        "SISIFIS",  # ignored calls never enter the window
+    ],
+)
+def test_a_shared_count_window_rolls_over_as_the_local_one(
+    client: RedisClient, pattern: str
+) -> None:
+    _same_windows(client, _calls(pattern))
+
+
+def _same_windows(client: RedisClient, ops: list[tuple[str, str, float]]) -> None:
+    # Whole calls, some slow, through both: the shared window (a string of outcomes in Redis)
+    # and the local ring must hold the same outcomes and trip and close on the same call.
+    clock = FakeClock()
+    settings = {"half_open_max_calls": 2, "policy": _WINDOW}
+    local = CircuitBreaker(recovery_timeout_s=10.0, clock=clock, **settings)  # type: ignore[arg-type]
+    shared = RedisCircuitBreaker(
+        client,
+        f"window-{uuid.uuid4().hex}",
+        recovery_timeout_s=10.0,
+        clock=clock,
+        server_clock=False,
+        **settings,  # type: ignore[arg-type]
+    )
+    for op, outcome, seconds in ops:
+        if op == "call":
+            admitted: list[Permit] = []
+            for breaker in (local, shared):
+                with contextlib.suppress(CircuitOpenError):  # both must reject alike
+                    admitted.append(breaker.admit())
+            assert len(admitted) in {0, 2}
+            clock.now += seconds
+            for permit in admitted:
+                if outcome == "success":
+                    permit.success()
+                elif outcome == "failure":
+                    permit.failure(BoomError())
+                else:
+                    permit.ignore()
+        elif op == "advance":
+            clock.now += seconds
+        else:
+            local.reset()
+            shared.reset()
+        mine, theirs = local.snapshot().to_dict(), shared.snapshot().to_dict()
+        del mine["name"], theirs["name"]
+        assert mine == theirs

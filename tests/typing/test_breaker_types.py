@@ -7,11 +7,17 @@ from typing import TYPE_CHECKING
 from aegis_breaker import (
     AgentPool,
     BreakerEvent,
+    BreakerSettings,
+    BreakerStatus,
     Bulkhead,
+    CallEvent,
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    CountWindow,
     Permit,
+    TimeWindow,
+    TripPolicy,
 )
 
 breaker = CircuitBreaker(3, 10.0, name="typed")
@@ -31,8 +37,28 @@ def on_event(event: BreakerEvent) -> None:
     del event
 
 
+def on_call(event: CallEvent) -> None:
+    del event
+
+
+@breaker
+def lines(path: str) -> Generator[str, None, int]:
+    yield path
+    return 1
+
+
+@breaker
+async def chunks(n: int) -> AsyncGenerator[bytes, None]:
+    yield b"x" * n
+
+
+windowed = CircuitBreaker(
+    policy=CountWindow(size=20, failure_rate_threshold=0.3), call_listeners=[on_call]
+)
+
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
     from typing import Any, assert_type
 
     assert_type(fetch("x", retries=2), bytes)
@@ -68,3 +94,19 @@ if TYPE_CHECKING:
     assert_type(error.breaker_name, str | None)
     listener: Callable[[BreakerEvent], None] = on_event
     breaker.add_listener(listener)
+    assert_type(lines("p"), Generator[str, None, int])
+    assert_type(chunks(3), AsyncGenerator[bytes, None])
+    assert_type(windowed.snapshot(), BreakerStatus)
+    assert_type(windowed.snapshot().failure_rate, float | None)
+    assert_type(windowed.snapshot().to_dict(), dict[str, object])
+    assert_type(windowed.policy, TripPolicy)
+    assert_type(windowed.settings, BreakerSettings)
+    assert_type(error.state, CircuitState)
+    policy: TripPolicy = TimeWindow(window_s=60.0, slow_call_duration_s=10.0)
+    pool_w = AgentPool(settings=BreakerSettings(policy=policy))
+    assert_type(pool_w.settings, BreakerSettings)
+    windowed.force_open()
+    windowed.disable()
+    windowed.transition_to_half_open()
+    windowed.reset()
+    CountWindow(size="3")  # type: ignore[arg-type]

@@ -10,17 +10,20 @@ from aegis_breaker._errors import BreakerError, BulkheadFullError, CircuitOpenEr
 from aegis_breaker._events import (
     BreakerEvent,
     BreakerListener,
+    CallEvent,
+    CallFailed,
+    CallListener,
     CallRejected,
+    CallSucceeded,
     CircuitState,
     StateChanged,
 )
+from aegis_breaker._policy import ConsecutiveFailures, CountWindow, TimeWindow, TripPolicy
 from aegis_breaker._pool import AgentPool, BreakerFactory
-from aegis_breaker._redis import (
-    RedisCircuitBreaker,
-    RedisClient,
-    connect_redis,
-    redis_agent_pool,
-)
+from aegis_breaker._redis import RedisCircuitBreaker, RedisClient, connect_redis
+from aegis_breaker._redis_pool import redis_agent_pool
+from aegis_breaker._settings import BreakerSettings
+from aegis_breaker._status import BreakerStatus
 
 # A library adds no handler of its own: records reach whatever the application set up, and
 # nothing is printed through logging's last-resort handler in apps that set up none.
@@ -32,16 +35,26 @@ __all__ = [
     "BreakerEvent",
     "BreakerFactory",
     "BreakerListener",
+    "BreakerSettings",
+    "BreakerStatus",
     "Bulkhead",
     "BulkheadFullError",
+    "CallEvent",
+    "CallFailed",
+    "CallListener",
     "CallRejected",
+    "CallSucceeded",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
+    "ConsecutiveFailures",
+    "CountWindow",
     "Permit",
     "RedisCircuitBreaker",
     "RedisClient",
     "StateChanged",
+    "TimeWindow",
+    "TripPolicy",
     "connect_redis",
     "redis_agent_pool",
 ]

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Bulkhead"]
 
+# Tokens made up front; the rest are minted when first needed, so memory never depends on
+# max_concurrent (a limit of sys.maxsize is fine).
+_PREMINTED = 64
+
 
 class _ThreadWaiter:
     """A blocked thread; granted a permit by `Bulkhead.release` (under the bulkhead's lock)."""
@@ -59,7 +63,9 @@ class Bulkhead:
 
     Exactly ``max_concurrent`` permit tokens exist, shared by sync and async holders, so the
     total in flight never exceeds the limit. Free tokens sit in a deque whose ``pop`` and
-    ``append`` are atomic, so an uncontended acquire or release takes no lock; waiting and
+    ``append`` are atomic, so an uncontended acquire or release takes no lock. Tokens are
+    minted on first need (64 up front), so memory grows with the calls actually in flight,
+    never with ``max_concurrent`` (which may be as large as you like). Waiting and
     waking happen under one `threading.Lock`. Waiters are served first come, first served: a
     released permit is handed straight to the oldest waiter. Async waiting binds to the
     running loop lazily, so one bulkhead can serve threads and event loops at once.
@@ -73,7 +79,7 @@ class Bulkhead:
         ValueError: When *max_concurrent* < 1 or *max_wait_s* is negative.
     """
 
-    __slots__ = ("_free", "_lock", "_max", "_max_wait_s", "_waiters")
+    __slots__ = ("_free", "_lock", "_max", "_max_wait_s", "_mint_lock", "_unminted", "_waiters")
 
     def __init__(self, max_concurrent: int, *, max_wait_s: float | None = None) -> None:
         """Build a bulkhead with *max_concurrent* free permits."""
@@ -83,8 +89,12 @@ class Bulkhead:
             raise ValueError(f"bulkhead: max_wait_s must be >= 0 or None, got {max_wait_s}")
         self._max = max_concurrent
         self._max_wait_s = max_wait_s
-        self._free: collections.deque[None] = collections.deque([None] * max_concurrent)
+        preminted = min(max_concurrent, _PREMINTED)
+        self._free: collections.deque[None] = collections.deque([None] * preminted)
+        self._unminted = max_concurrent - preminted
         self._lock = threading.Lock()
+        # Taken inside `_lock` (never the other way round) and alone by `_take`.
+        self._mint_lock = threading.Lock()
         self._waiters: collections.deque[_ThreadWaiter | _TaskWaiter] = collections.deque()
 
     @property
@@ -100,25 +110,47 @@ class Bulkhead:
     @property
     def active(self) -> int:
         """Permits held right now."""
-        return self._max - len(self._free)
+        return self._max - len(self._free) - self._unminted
 
-    def _try_take(self) -> bool:
-        """Take a free permit unless someone is queued for one (no lock needed)."""
+    def _mint(self) -> bool:
+        """Make a new token if some were never made (none is free); False when all exist."""
+        if not self._unminted:
+            return False
+        with self._mint_lock:
+            if not self._unminted:
+                return False
+            self._unminted -= 1
+        return True
+
+    def _take(self) -> bool:
+        """Take a free token, minting one if none is free but some were never minted."""
+        try:
+            self._free.pop()
+        except IndexError:
+            return self._mint()
+        return True
+
+    def try_acquire(self) -> bool:
+        """Take a permit if one is free and nobody is queued for one; never waits.
+
+        Returns whether a permit was taken (give it back with `release`).
+        """
         if self._waiters:
             return False
         try:
             self._free.pop()
         except IndexError:
-            return False
+            return self._mint()
         return True
+
+    _try_take = try_acquire
 
     def _serve_waiters(self) -> None:
         """Hand free permits to the oldest waiters (lock held)."""
-        waiters, free = self._waiters, self._free
-        while waiters and free:
-            free.pop()
+        waiters = self._waiters
+        while waiters and self._take():
             if not waiters.popleft().grant():  # its loop is closed: the permit stays free
-                free.append(None)
+                self._free.append(None)
 
     def acquire(self) -> None:
         """Take a permit, blocking the thread up to ``max_wait_s``.
@@ -188,7 +220,7 @@ class Bulkhead:
             RuntimeError: When no permit is held.
         """
         free = self._free
-        if len(free) >= self._max:
+        if len(free) + self._unminted >= self._max:
             raise RuntimeError("bulkhead: release() without a matching acquire()")
         free.append(None)
         # Looking after the append closes the race with a waiter queuing meanwhile: either

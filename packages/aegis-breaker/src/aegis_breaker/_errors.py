@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+from aegis_breaker._events import CircuitState
+
 __all__ = ["BreakerError", "BulkheadFullError", "CircuitOpenError"]
 
 
@@ -17,26 +21,36 @@ class CircuitOpenError(BreakerError):
     Attributes:
         retry_after_s: Seconds until the breaker may admit a call again (0.0 when unknown).
         breaker_name: The rejecting breaker's name, or None when it has none.
-        state: The breaker's state value (``"open"`` or ``"half_open"``) at rejection.
+        state: The `CircuitState` at rejection: OPEN, HALF_OPEN (every probe slot taken) or
+            FORCED_OPEN (``retry_after_s`` is then infinite). A ``str`` enum, so it still
+            compares equal to ``"open"``.
     """
 
     retry_after_s: float
     breaker_name: str | None
-    state: str
+    state: CircuitState
 
-    def __init__(self, breaker_name: str | None, retry_after_s: float, state: str = "open") -> None:
+    def __init__(
+        self,
+        breaker_name: str | None,
+        retry_after_s: float,
+        state: CircuitState | str = CircuitState.OPEN,
+    ) -> None:
         """Build the error for *breaker_name*, open for *retry_after_s* more seconds."""
         self.breaker_name = breaker_name
         self.retry_after_s = retry_after_s
-        self.state = state
+        self.state = CircuitState(state)
         who = "circuit breaker" if breaker_name is None else f"circuit breaker {breaker_name!r}"
-        if state == "half_open":
+        if self.state is CircuitState.HALF_OPEN:
             why = "is half-open and all its probe slots are taken"
+        elif self.state is CircuitState.FORCED_OPEN:
+            why = "is forced open"
         else:
             why = "is open"
-        super().__init__(f"{who} {why}; retry in {retry_after_s:.3f} s")
+        when = "until reset" if math.isinf(retry_after_s) else f"retry in {retry_after_s:.3f} s"
+        super().__init__(f"{who} {why}; {when}")
 
-    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str | None, float, str]]:
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str | None, float, CircuitState]]:
         """Pickle with the constructor arguments (the message is derived from them)."""
         return (type(self), (self.breaker_name, self.retry_after_s, self.state))
 

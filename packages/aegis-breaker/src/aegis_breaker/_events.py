@@ -7,7 +7,17 @@ from collections.abc import Callable
 
 import attrs
 
-__all__ = ["BreakerEvent", "BreakerListener", "CallRejected", "CircuitState", "StateChanged"]
+__all__ = [
+    "BreakerEvent",
+    "BreakerListener",
+    "CallEvent",
+    "CallFailed",
+    "CallListener",
+    "CallRejected",
+    "CallSucceeded",
+    "CircuitState",
+    "StateChanged",
+]
 
 
 class CircuitState(str, enum.Enum):
@@ -19,6 +29,10 @@ class CircuitState(str, enum.Enum):
     """Calls are rejected until the recovery timeout has passed."""
     HALF_OPEN = "half_open"
     """A limited number of probe calls decide whether to close or reopen."""
+    FORCED_OPEN = "forced_open"
+    """Set by `CircuitBreaker.force_open`: every call is rejected until an operator acts."""
+    DISABLED = "disabled"
+    """Set by `CircuitBreaker.disable`: every call passes; outcomes are only measured."""
 
     def __str__(self) -> str:
         """Return the value, e.g. ``"half_open"``."""
@@ -37,6 +51,8 @@ class StateChanged:
     """State after the change."""
     at: float
     """The breaker's clock reading (monotonic seconds) when it changed."""
+    remote: bool = False
+    """True when another process made the change (a `RedisCircuitBreaker` hears them)."""
 
 
 @attrs.frozen
@@ -53,8 +69,44 @@ class CallRejected:
     """The breaker's clock reading (monotonic seconds) at rejection."""
 
 
+@attrs.frozen
+class CallSucceeded:
+    """A call through the breaker succeeded."""
+
+    breaker: str | None
+    """The breaker's name."""
+    duration_s: float
+    """Seconds the call took on the breaker's clock."""
+    slow: bool
+    """Whether the policy counted it as a slow call."""
+    at: float
+    """The breaker's clock reading when the outcome was reported."""
+
+
+@attrs.frozen
+class CallFailed:
+    """A call through the breaker failed (an exception that counts as a failure)."""
+
+    breaker: str | None
+    """The breaker's name."""
+    duration_s: float
+    """Seconds the call took on the breaker's clock."""
+    slow: bool
+    """Whether the policy counted it as a slow call."""
+    error: BaseException | None = attrs.field(eq=False)
+    """The exception, when the driver had one (a bare `Permit.failure()` has none)."""
+    at: float
+    """The breaker's clock reading when the outcome was reported."""
+
+
 BreakerEvent = StateChanged | CallRejected
 """Anything a breaker reports to its listeners."""
 
 BreakerListener = Callable[[BreakerEvent], None]
 """A callable notified of breaker events, outside the breaker's lock; exceptions are logged."""
+
+CallEvent = CallSucceeded | CallFailed | CallRejected
+"""What a call listener hears: every call's outcome, and every rejection."""
+
+CallListener = Callable[[CallEvent], None]
+"""A callable notified of every call outcome and rejection (`CircuitBreaker.add_call_listener`)."""

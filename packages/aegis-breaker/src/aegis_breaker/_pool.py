@@ -8,9 +8,13 @@ from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
-from aegis_breaker._breaker import _IGNORE, _SUCCESS, CircuitBreaker
+from aegis_breaker._breaker import CircuitBreaker, merge_settings
 from aegis_breaker._bulkhead import Bulkhead
 from aegis_breaker._events import BreakerListener, CircuitState
+
+if TYPE_CHECKING:
+    from aegis_breaker._policy import TripPolicy
+    from aegis_breaker._settings import BreakerSettings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable, Mapping
@@ -22,7 +26,13 @@ R = TypeVar("R")
 
 DEFAULT_KEY: Final = "default"
 
-_SEVERITY: Final = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+_SEVERITY: Final = {
+    CircuitState.DISABLED: 0,
+    CircuitState.CLOSED: 0,
+    CircuitState.HALF_OPEN: 1,
+    CircuitState.OPEN: 2,
+    CircuitState.FORCED_OPEN: 2,
+}
 
 
 BreakerFactory = Callable[[str, Sequence[BreakerListener]], CircuitBreaker]
@@ -49,12 +59,24 @@ class AgentPool:
         success_threshold: Passed to each breaker.
         half_open_max_wait_s: Passed to each breaker.
         listeners: Attached to every breaker, present and future.
+        breaker_factory: Makes each key's breaker instead (see below).
+        policy: Passed to each breaker (the trip policy).
+        settings: Every breaker setting in one `BreakerSettings`, instead of the keywords.
 
     Raises:
         ValueError: When a setting is out of range.
+        TypeError: When *settings* and a non-default setting keyword are both given.
     """
 
-    __slots__ = ("_breakers", "_bulkhead", "_default", "_listeners", "_lock", "_make_breaker")
+    __slots__ = (
+        "_breakers",
+        "_bulkhead",
+        "_default",
+        "_listeners",
+        "_lock",
+        "_make_breaker",
+        "_settings",
+    )
 
     def __init__(
         self,
@@ -70,6 +92,8 @@ class AgentPool:
         half_open_max_wait_s: float | None = None,
         listeners: Iterable[BreakerListener] = (),
         breaker_factory: BreakerFactory | None = None,
+        policy: TripPolicy | None = None,
+        settings: BreakerSettings | None = None,
     ) -> None:
         """Build a pool whose ``"default"`` breaker is CLOSED and whose bulkhead is empty.
 
@@ -77,23 +101,25 @@ class AgentPool:
         of a local :class:`CircuitBreaker` with the settings above (for example a breaker
         whose state is shared between processes); it must attach ``listeners``.
         """
+        self._settings = merge_settings(
+            settings,
+            "agent pool",
+            consecutive_failure_limit=consecutive_failure_limit,
+            recovery_timeout_s=recovery_timeout_s,
+            half_open_max_calls=half_open_max_calls,
+            success_threshold=success_threshold,
+            half_open_max_wait_s=half_open_max_wait_s,
+            is_failure=is_failure,
+            policy=policy,
+        )
         self._bulkhead = Bulkhead(max_concurrent, max_wait_s=max_wait_s)
         self._lock = threading.Lock()
         self._listeners: list[BreakerListener] = list(listeners)
         self._breakers: dict[str, CircuitBreaker] = {}
+        shared = self._settings
 
         def make(key: str) -> CircuitBreaker:
-            return CircuitBreaker(
-                consecutive_failure_limit,
-                recovery_timeout_s,
-                half_open_max_calls=half_open_max_calls,
-                success_threshold=success_threshold,
-                half_open_max_wait_s=half_open_max_wait_s,
-                is_failure=is_failure,
-                clock=clock,
-                name=key,
-                listeners=self._listeners,
-            )
+            return CircuitBreaker(settings=shared, clock=clock, name=key, listeners=self._listeners)
 
         if breaker_factory is not None:
             listeners_now = self._listeners
@@ -123,6 +149,11 @@ class AgentPool:
         return MappingProxyType(self._breakers)
 
     @property
+    def settings(self) -> BreakerSettings:
+        """The settings each breaker the pool makes is built with (unused by a factory)."""
+        return self._settings
+
+    @property
     def bulkhead(self) -> Bulkhead:
         """The bulkhead every key shares."""
         return self._bulkhead
@@ -134,38 +165,40 @@ class AgentPool:
             CircuitOpenError: When the breaker rejects the call; *fn* is not called.
             BulkheadFullError: When no permit came free within ``max_wait_s``.
         """
-        return self._call(self._default, fn, args, kwargs)
+        return self._default.call(self._in_bulkhead, fn, args, kwargs)
 
     def run_on(self, key: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Like `run`, through the breaker for *key* (e.g. one provider endpoint)."""
-        return self._call(self.breaker(key), fn, args, kwargs)
+        return self.breaker(key).call(self._in_bulkhead, fn, args, kwargs)
 
-    def _call(
+    def _in_bulkhead(
+        self, fn: Callable[..., R], args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> R:
+        """Run *fn* holding a bulkhead permit; the breaker's `call` wraps this.
+
+        The breaker comes first, so an open circuit rejects at once without waiting for a
+        permit; a full bulkhead's `BulkheadFullError` is an ignored outcome for the breaker.
+        """
+        bulkhead = self._bulkhead
+        if not bulkhead.try_acquire():
+            bulkhead.acquire()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            bulkhead.release()
+
+    async def _ain_bulkhead(
         self,
-        breaker: CircuitBreaker,
-        fn: Callable[..., R],
+        fn: Callable[..., Awaitable[R]],
         args: tuple[object, ...],
         kwargs: dict[str, object],
     ) -> R:
-        """The breaker first, then a permit; the hot path of `run` and `run_on`."""
-        # Tokens rather than Permit objects: no allocation per call while CLOSED.
-        token = breaker._acquire()  # noqa: SLF001  # the package's own hot path
-        bh = self._bulkhead
-        if not bh._try_take():  # noqa: SLF001  # the package's own hot path
-            try:
-                bh.acquire()
-            except BaseException:
-                breaker._report(token, _IGNORE)  # noqa: SLF001  # the package's own hot path
-                raise
+        bulkhead = self._bulkhead
+        await bulkhead.aacquire()
         try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            bh.release()
-            breaker._report(token, breaker._classify(exc))  # noqa: SLF001  # the package's own hot path
-            raise
-        bh.release()
-        breaker._report(token, _SUCCESS)  # noqa: SLF001  # the package's own hot path
-        return result
+            return await fn(*args, **kwargs)
+        finally:
+            bulkhead.release()
 
     async def arun(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` through the ``"default"`` breaker and the bulkhead.
@@ -184,23 +217,7 @@ class AgentPool:
         A breaker whose state lives elsewhere (`RedisCircuitBreaker`) admits and reports off
         the event loop, so its round trips never block other tasks.
         """
-        breaker = self.breaker(key)
-        token = await breaker._aacquire()  # noqa: SLF001  # the package's own async hot path
-        bulkhead = self._bulkhead
-        try:
-            await bulkhead.aacquire()
-        except BaseException:
-            await breaker._areport(token, _IGNORE)  # noqa: SLF001  # the package's own async hot path
-            raise
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            bulkhead.release()
-            await breaker._areport(token, breaker._classify(exc))  # noqa: SLF001  # the package's own async hot path
-            raise
-        bulkhead.release()
-        await breaker._areport(token, _SUCCESS)  # noqa: SLF001  # the package's own async hot path
-        return result
+        return await self.breaker(key).acall(self._ain_bulkhead, fn, args, kwargs)
 
     @property
     def state(self) -> CircuitState:
