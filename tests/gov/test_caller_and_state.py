@@ -69,12 +69,7 @@ def test_a_retryable_error_counts_and_a_retry_after_holds_the_endpoint(clock: Fa
 
 def test_a_pool_with_its_own_rule_decides_what_counts(clock: FakeClock) -> None:
     # A pool that counts bad requests too: its rule is honoured, not overridden.
-    class _Pool(AgentPool):
-        @property
-        def is_failure(self) -> object:
-            return lambda exc: True
-
-    pool = _Pool(consecutive_failure_limit=1, clock=clock, is_failure=lambda exc: True)
+    pool = AgentPool(consecutive_failure_limit=1, clock=clock, is_failure=lambda exc: True)
     caller = _caller(pool, clock)
     route = _route(ScriptedAdapter([InvalidRequestError("p", "bad")]))
     with pytest.raises(InvalidRequestError):

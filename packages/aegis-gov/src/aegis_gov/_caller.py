@@ -145,9 +145,9 @@ class EndpointCaller:
         self._async_sleep = async_sleep
         self._adaptive: dict[str, AdaptiveLimit] = {}
         self._adaptive_lock = threading.Lock()
-        own_rule = getattr(pool, "is_failure", None)
+        own_rule = pool.settings.is_failure
         self._counts: Callable[[BaseException], bool] = (
-            own_rule if callable(own_rule) else _only_retryable
+            own_rule if own_rule is not None else _only_retryable
         )
 
     # -- conversations -------------------------------------------------------------------
