@@ -15,6 +15,7 @@ from aegis_breaker._events import (
     StateChanged,
 )
 from aegis_breaker._pool import AgentPool, BreakerFactory
+from aegis_breaker._ratelimit import RateLimiter, RateLimiterStatus, RateLimitExceededError
 from aegis_breaker._redis import (
     RedisCircuitBreaker,
     RedisClient,
@@ -39,6 +40,9 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "Permit",
+    "RateLimitExceededError",
+    "RateLimiter",
+    "RateLimiterStatus",
     "RedisCircuitBreaker",
     "RedisClient",
     "StateChanged",
