@@ -22,6 +22,7 @@ from aegis_breaker._redis import (
     connect_redis,
     redis_agent_pool,
 )
+from aegis_breaker._redis_ratelimit import RedisRateLimiter
 
 # A library adds no handler of its own: records reach whatever the application set up, and
 # nothing is printed through logging's last-resort handler in apps that set up none.
@@ -45,6 +46,7 @@ __all__ = [
     "RateLimiterStatus",
     "RedisCircuitBreaker",
     "RedisClient",
+    "RedisRateLimiter",
     "StateChanged",
     "connect_redis",
     "redis_agent_pool",
