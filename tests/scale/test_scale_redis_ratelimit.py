@@ -6,6 +6,8 @@ import asyncio
 import logging
 import multiprocessing
 import uuid
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 
 import pytest
 import redis
@@ -17,11 +19,11 @@ from aegis_breaker import (
     connect_redis,
 )
 
-from tests.scale import _ratelimit_workers
 from tests.scale.conftest import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
 
+# fork starts the children in milliseconds and runs the targets below without importing them.
 ctx = multiprocessing.get_context("fork")
 HOUR = 3600.0  # a long period: refill during a test is negligible, so counts are exact
 
@@ -37,6 +39,24 @@ class FakeClock:
 def is_shared(limit: RedisRateLimiter) -> bool:
     """Read `shared` through a call, so mypy does not narrow it across assertions."""
     return limit.shared
+
+
+def grab(  # noqa: PLR0917  # a Process target takes positional arguments
+    url: str, name: str, rate: float, attempts: int, barrier: Barrier, out: Queue[int]
+) -> None:
+    """Try *attempts* times to take one token from the shared budget; report how many went."""
+    limit = RedisRateLimiter(connect_redis(url, timeout_s=2.0), name, rate, 3600.0)
+    barrier.wait()
+    out.put(sum(limit.try_acquire() for _ in range(attempts)))
+
+
+def queue_up(  # noqa: PLR0917  # a Process target takes positional arguments
+    url: str, name: str, rate: float, reservations: int, barrier: Barrier, out: Queue[list[float]]
+) -> None:
+    """Reserve *reservations* tokens one by one; report each wait (nobody sleeps)."""
+    limit = RedisRateLimiter(connect_redis(url, timeout_s=2.0), name, rate, 3600.0, burst=1)
+    barrier.wait()
+    out.put([limit.reserve() for _ in range(reservations)])
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +172,7 @@ def test_processes_sharing_one_budget_never_exceed_it(redis_server: RedisServer,
     out: multiprocessing.Queue[int] = ctx.Queue()
     procs = [
         ctx.Process(
-            target=_ratelimit_workers.grab,
+            target=grab,
             args=(redis_server.url, name, rate, attempts, barrier, out),
         )
         for _ in range(processes)
@@ -172,7 +192,7 @@ def test_processes_queue_up_in_one_line(redis_server: RedisServer, name: str) ->
     out: multiprocessing.Queue[list[float]] = ctx.Queue()
     procs = [
         ctx.Process(
-            target=_ratelimit_workers.queue_up,
+            target=queue_up,
             args=(redis_server.url, name, rate, each, barrier, out),
         )
         for _ in range(processes)
