@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RateLimitExceededError", "RateLimiter", "RateLimiterStatus"]
 
+_SLACK = 1e-9
+"""A shortfall below this fraction of the capacity counts as none (float rounding)."""
+
 
 class RateLimitExceededError(BreakerError):
     """A rate limiter could not admit a call within the caller's wait limit.
@@ -123,6 +126,7 @@ class RateLimiter:
         "_per_s",
         "_per_second",
         "_rate",
+        "_slack",
         "_tokens",
         "_waiting",
     )
@@ -142,6 +146,10 @@ class RateLimiter:
         self._per_s = _positive(name, "per_s", per_s)
         self._capacity = self._rate if burst is None else _positive(name, "burst", burst)
         self._per_second = self._rate / self._per_s
+        # Float rounding may leave a bucket a hair short of an amount that fits exactly (e.g.
+        # 5 tokens a minute is not a binary fraction per second): a shortfall this small is
+        # none, so a caller who should go now is not refused or sent to sleep for 1e-15 s.
+        self._slack = self._capacity * _SLACK
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens = self._capacity
@@ -197,7 +205,7 @@ class RateLimiter:
         """Reserve *amount* at *now*; the wait, or ``-retry_after`` when it exceeds the limit."""
         now = self._refill(now)
         left = self._tokens - amount
-        wait = 0.0 if left >= 0 else -left / self._per_second
+        wait = 0.0 if left >= -self._slack else -left / self._per_second
         if max_wait_s is not None and wait > max_wait_s:
             return -wait  # > max_wait_s >= 0, so never -0.0: refusal is unambiguous
         self._tokens = left
@@ -212,7 +220,9 @@ class RateLimiter:
         # Later reservations' go times were computed with this capacity taken, and their
         # callers sleep until then: the capacity up to the last go time stays promised, or
         # newcomers would be admitted in the same window as them (past the bucket's bound).
-        promised = max(0.0, self._last_go - after) * self._per_second
+        promised = (self._last_go - after) * self._per_second
+        if promised <= self._slack:
+            promised = 0.0
         back = amount - promised
         if back <= 0:
             return 0.0

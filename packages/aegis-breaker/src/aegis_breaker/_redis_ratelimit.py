@@ -25,10 +25,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_KEY_PREFIX: Final = "aegis:ratelimit"
 _US: Final = 1_000_000
 
-# One script, the same bucket as `RateLimiter` (see its `_reserve_at` / `_give_back_at`), on
-# the Redis server's clock in microseconds. KEYS: the hash. ARGV: op, amount, capacity, tokens
-# per microsecond, and a number whose meaning depends on op: reserve: the longest wait in us
-# (-1: any); cancel: the reservation's go time; refund, consume, status: unused.
+# One script, the same bucket as `RateLimiter` (see its `_reserve_at`, `_give_back_at` and
+# `_SLACK`), on the Redis server's clock in microseconds. KEYS: the hash. ARGV: op, amount,
+# capacity, tokens per microsecond, and a number whose meaning depends on op: reserve: the
+# longest wait in us (-1: any); cancel: the reservation's go time; refund, consume, status:
+# unused.
 # Reply: {refused (0/1), value, now, tokens, last_go}, numbers as strings (Lua would truncate
 # them to integers); value is the wait (reserve, refused or not) or the tokens put back.
 # Every write sets the key to expire once the bucket would be full again with nobody queued,
@@ -41,13 +42,14 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', key, 'tokens', 'ts', 'last_go')
 local tokens, ts, last_go = tonumber(h[1]) or cap, tonumber(h[2]) or now, tonumber(h[3]) or 0
+local slack = cap * 1e-9
 if now < ts then now = ts end
 tokens = math.min(cap, tokens + (now - ts) * per_us)
 local function f(x) return string.format('%.17g', x) end
 local value = 0
 if op == 'reserve' then
   local left, wait = tokens - amount, 0
-  if left < 0 then wait = -left / per_us end
+  if left < -slack then wait = -left / per_us end
   if arg >= 0 and wait > arg then return {'1', f(wait), f(now), f(tokens), f(last_go)} end
   tokens = left
   if now + wait > last_go then last_go = now + wait end
@@ -61,7 +63,8 @@ elseif op == 'cancel' or op == 'refund' then
     -- millisecond of the last go time, it is the last reservation.
     if math.abs(last_go - after) <= 1000 then after = last_go end
   end
-  local promised = math.max(0, last_go - after) * per_us
+  local promised = (last_go - after) * per_us
+  if promised <= slack then promised = 0 end
   local back = amount - promised
   if back > 0 then
     if last_go > now and promised == 0 then last_go = math.max(now, last_go - back / per_us) end
