@@ -95,6 +95,16 @@ def test_max_wait_refuses_without_consuming() -> None:
     assert limit.reserve(max_wait_s=1.0) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("bad", [-0.5, math.nan])
+def test_a_wait_limit_must_be_non_negative(bad: float) -> None:
+    limit, _ = limiter()
+    with pytest.raises(ValueError, match="wait limit must be >= 0"):
+        limit.reserve(max_wait_s=bad)
+    with pytest.raises(ValueError, match="wait limit must be >= 0"):
+        limit.acquire(timeout_s=bad)
+    assert limit.status().available == limit.capacity
+
+
 def test_the_error_pickles() -> None:
     error = RateLimitExceededError("n", 1.5, 2.0)
     again = pickle.loads(pickle.dumps(error))

@@ -182,7 +182,9 @@ class RateLimiter:
 
     # -- the sans-I/O core (callers hold the lock) ------------------------------------------
 
-    def _check(self, amount: float) -> None:
+    def _check(self, amount: float, max_wait_s: float | None = None) -> None:
+        if max_wait_s is not None and not max_wait_s >= 0:  # NaN too
+            raise ValueError(f"{self._who()}: the wait limit must be >= 0, got {max_wait_s!r}")
         if not (math.isfinite(amount) and amount >= 0):
             raise ValueError(f"{self._who()}: amount must be a finite number >= 0, got {amount!r}")
         if amount > self._capacity:
@@ -256,10 +258,11 @@ class RateLimiter:
             max_wait_s: Refuse, reserving nothing, when the wait would be longer.
 
         Raises:
-            ValueError: When *amount* is negative, not finite or above `capacity`.
+            ValueError: When *amount* is negative, not finite or above `capacity`, or the
+                wait limit is negative.
             RateLimitExceededError: When the wait would exceed *max_wait_s*.
         """
-        self._check(amount)
+        self._check(amount, max_wait_s)
         with self._lock:
             wait = self._reserve_at(amount, self._clock() if now is None else now, max_wait_s)
         if wait < 0:
@@ -370,11 +373,12 @@ class RateLimiter:
             The seconds waited.
 
         Raises:
-            ValueError: When *amount* is negative, not finite or above `capacity`.
+            ValueError: When *amount* is negative, not finite or above `capacity`, or the
+                wait limit is negative.
             RateLimitExceededError: At once, consuming nothing, when the wait would exceed
                 *timeout_s*.
         """
-        self._check(amount)
+        self._check(amount, timeout_s)
         wait, go_at, shared = self._take(amount, timeout_s)
         if wait < 0:
             raise RateLimitExceededError(self._name, -wait, amount)
@@ -411,11 +415,12 @@ class RateLimiter:
             The seconds waited.
 
         Raises:
-            ValueError: When *amount* is negative, not finite or above `capacity`.
+            ValueError: When *amount* is negative, not finite or above `capacity`, or the
+                wait limit is negative.
             RateLimitExceededError: At once, consuming nothing, when the wait would exceed
                 *timeout_s*.
         """
-        self._check(amount)
+        self._check(amount, timeout_s)
         wait, go_at, shared = await self._atake(amount, timeout_s)
         if wait < 0:
             raise RateLimitExceededError(self._name, -wait, amount)

@@ -284,11 +284,12 @@ class RedisRateLimiter(RateLimiter):
         """Reserve *amount* in the shared bucket; see `RateLimiter.reserve` (*now* is ignored).
 
         Raises:
-            ValueError: When *amount* is negative, not finite or above `capacity`.
+            ValueError: When *amount* is negative, not finite or above `capacity`, or the
+                wait limit is negative.
             RateLimitExceededError: When the wait would exceed *max_wait_s*.
         """
         del now
-        self._check(amount)
+        self._check(amount, max_wait_s)
         wait = self._take(amount, max_wait_s)[0]
         if wait < 0:
             raise RateLimitExceededError(self._name, -wait, amount)
