@@ -333,6 +333,27 @@ class RateLimiter:
     async def _atake(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
         return self._take(amount, max_wait_s)
 
+    def _try_take(self, amount: float) -> bool:
+        # `_reserve_at(amount, clock(), 0.0)` inlined: try_acquire is the hot path.
+        with self._lock:
+            now = self._clock()
+            last = self._last
+            if now > last:
+                tokens = self._tokens + (now - last) * self._per_second
+                if tokens > self._capacity:  # noqa: PLR1730  # cheaper than min() here
+                    tokens = self._capacity
+                self._tokens = tokens
+                self._last = now
+            else:
+                now = last
+            left = self._tokens - amount
+            if left < -self._slack:
+                return False
+            self._tokens = left
+            if now > self._last_go:  # noqa: PLR1730  # cheaper than max() here
+                self._last_go = now
+            return True
+
     def _count_waiting(self, delta: int) -> None:
         with self._lock:
             self._waiting += delta
@@ -349,8 +370,9 @@ class RateLimiter:
         Raises:
             ValueError: When *amount* is negative, not finite or above `capacity`.
         """
-        self._check(amount)
-        return self._take(amount, 0.0)[0] >= 0
+        if not 0 <= amount <= self._capacity:  # NaN fails this too
+            self._check(amount)  # raises the ValueError
+        return self._try_take(amount)
 
     def acquire(
         self,

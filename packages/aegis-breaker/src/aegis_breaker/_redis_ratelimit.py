@@ -241,6 +241,9 @@ class RedisRateLimiter(RateLimiter):
             return -wait, 0.0, True
         return wait, reply.now_s + wait, True
 
+    def _try_take(self, amount: float) -> bool:
+        return self._take(amount, 0.0)[0] >= 0
+
     async def _atake(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._take, amount, max_wait_s)
