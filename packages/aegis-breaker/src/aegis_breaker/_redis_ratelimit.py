@@ -146,6 +146,7 @@ class RedisRateLimiter(RateLimiter):
         "_key",
         "_reconnect_interval_s",
         "_server_offset_s",
+        "_settings_args",
         "_store_lock",
         "_store_retry_at",
     )
@@ -173,6 +174,7 @@ class RedisRateLimiter(RateLimiter):
         super().__init__(rate, per_s, burst=burst, clock=clock, name=name)
         self._client = client
         self._key = f"{key_prefix}:{{{name}}}"
+        self._settings_args = (repr(self._capacity), repr(self._per_second / _US))
         self._reconnect_interval_s = float(reconnect_interval_s)
         self._store_lock = threading.Lock()
         self._store_retry_at = float("-inf")
@@ -185,7 +187,7 @@ class RedisRateLimiter(RateLimiter):
         """Run the script; None when Redis failed (the caller falls back to local state)."""
         if self._store_retry_at > self._clock():
             return None
-        args = (op, repr(amount), repr(self._capacity), repr(self._per_second / _US), repr(arg))
+        args = (op, repr(amount), *self._settings_args, repr(arg))
         try:
             try:
                 raw = self._client.evalsha(_SHA, 1, self._key, *args)
