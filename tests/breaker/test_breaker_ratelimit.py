@@ -320,5 +320,6 @@ def test_refunds_never_exceed_capacity(
             limit.consume(amount)
         else:
             went = limit.try_acquire(amount)
-            assert went == (before >= amount)
+            # A shortfall below 1e-9 of the capacity is float rounding, and counts as none.
+            assert went == (before - amount >= -1e-9 * limit.capacity)
         assert limit.status().available <= limit.capacity

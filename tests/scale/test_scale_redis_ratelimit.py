@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import threading
 import uuid
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -279,3 +280,97 @@ def test_an_outage_and_recovery(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("using a local bucket" in m for m in messages) == 1
     assert sum("Redis is back" in m for m in messages) == 1
+
+
+class GatedClient:
+    """Holds the first script call until released, to cancel a caller during its round trip."""
+
+    def __init__(self, inner: RedisClient) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.armed = True
+
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            self.release.wait(10)
+        return self.inner.evalsha(sha, numkeys, *keys_and_args)
+
+    def script_load(self, script: str, /) -> object:
+        return self.inner.script_load(script)
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_a_task_cancelled_during_its_round_trip_gives_back_what_it_got(
+    client: RedisClient, name: str, queued: bool
+) -> None:
+    gated = GatedClient(client)
+    limit = RedisRateLimiter(gated, name, 1, HOUR, burst=1)
+    if queued:
+        gated.armed = False
+        limit.reserve()  # the bucket is empty: the gated call will be queued behind it
+        gated.armed = True
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(limit.aacquire())
+        await loop.run_in_executor(None, gated.entered.wait)
+        task.cancel()
+        (outcome,) = await asyncio.gather(task, return_exceptions=True)
+        assert isinstance(outcome, asyncio.CancelledError)
+        gated.release.set()  # the reservation is made now, for a caller that is gone
+
+    asyncio.run(main())  # waits for the executor, so the give-back has finished
+    status = limit.status()
+    assert status.queued_s == 0.0
+    assert status.available == pytest.approx(0.0 if queued else 1.0, abs=0.01)
+
+
+def test_an_interrupted_thread_gives_back_its_shared_reservation(
+    client: RedisClient, name: str
+) -> None:
+    limit = RedisRateLimiter(client, name, 1, HOUR, burst=1)
+    limit.acquire()
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        limit.acquire(sleep=interrupted)
+    assert limit.status().queued_s == 0.0
+
+
+class GarbageClient:
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        return b"not a reply"
+
+    def script_load(self, script: str, /) -> object:
+        return None
+
+
+def test_an_unexpected_reply_falls_back_to_the_local_bucket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limit = RedisRateLimiter(GarbageClient(), "garbage", 1, HOUR, burst=1)
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
+        assert limit.try_acquire()
+        assert not limit.try_acquire()
+    assert not is_shared(limit)
+    assert "unexpected reply" in caplog.text
+
+
+def test_a_local_grant_of_a_cancelled_caller_goes_back_to_the_local_bucket() -> None:
+    dead = connect_redis("redis://127.0.0.1:9/0", timeout_s=0.2)
+    clock = FakeClock()
+    limit = RedisRateLimiter(dead, "gone", 1, 1.0, burst=1, clock=clock)
+    grant = limit._take(1, None)
+    limit._give_back_grant(1, grant)
+    assert limit.status().available == 1.0
+    limit._take(1, None)
+    grant = limit._take(1, None)
+    assert grant[0] == 1.0
+    limit._give_back_grant(1, grant)
+    assert limit.status().queued_s == 0.0
+    limit._give_back_grant(1, (-1.0, 0.0, False))  # refused: nothing to give back

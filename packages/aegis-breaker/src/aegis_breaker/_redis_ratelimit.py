@@ -23,6 +23,8 @@ __all__ = ["RedisRateLimiter"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_KEY_PREFIX: Final = "aegis:ratelimit"
+_Grant = tuple[float, float, bool]
+"""What `RateLimiter._take` returns: (wait or -retry_after, go time, from the shared bucket)."""
 _US: Final = 1_000_000
 
 # One script, the same bucket as `RateLimiter` (see its `_reserve_at`, `_give_back_at` and
@@ -246,27 +248,46 @@ class RedisRateLimiter(RateLimiter):
     def _try_take(self, amount: float) -> bool:
         return self._take(amount, 0.0)[0] >= 0
 
-    async def _atake(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
+    async def _atake(self, amount: float, max_wait_s: float | None) -> _Grant:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self._take, amount, max_wait_s)
+        lock = threading.Lock()
+        taken: list[_Grant] = []
+        abandoned: list[bool] = []
+
+        def take() -> _Grant:
+            grant = self._take(amount, max_wait_s)
+            with lock:
+                taken.append(grant)
+                gone = bool(abandoned)
+            if gone:  # the caller was cancelled during the round trip
+                self._give_back_grant(amount, grant)
+            return grant
+
         try:
-            return await asyncio.shield(future)
+            return await asyncio.shield(loop.run_in_executor(None, take))
         except asyncio.CancelledError:
-            # The reservation may still be made: give it back once it is.
-            future.add_done_callback(lambda done: self._give_back_taken(amount, done))
+            # Whichever of us sees the grant second gives it back, off the loop.
+            with lock:
+                abandoned.append(True)
+                grant = taken[0] if taken else None
+            if grant is not None:
+                loop.run_in_executor(None, self._give_back_grant, amount, grant)
             raise
 
-    def _give_back_taken(
-        self, amount: float, done: asyncio.Future[tuple[float, float, bool]]
-    ) -> None:
-        if done.cancelled() or done.exception() is not None:
+    def _give_back_grant(self, amount: float, grant: _Grant) -> None:
+        """Give back what a caller that is gone was granted (blocking: call it off the loop)."""
+        wait, go_at, shared = grant
+        if wait < 0:  # refused: nothing was taken
             return
-        wait, go_at, shared = done.result()
-        if wait > 0:
-            self._untake(amount, go_at, shared)
-        # Admitted at once, but its caller is gone.
-        elif wait == 0 and (not shared or self._eval("refund", amount) is None):
-            super().refund(amount)
+        if not shared:
+            if wait > 0:
+                RateLimiter.cancel(self, amount, go_at)
+            else:
+                RateLimiter.refund(self, amount)
+        elif wait > 0:
+            self._eval("cancel", amount, go_at * _US)
+        else:
+            self._eval("refund", amount)
 
     def _untake(self, amount: float, go_at: float, shared: bool) -> None:  # noqa: FBT001
         if not shared:
