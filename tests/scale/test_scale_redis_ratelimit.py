@@ -13,12 +13,15 @@ from multiprocessing.synchronize import Barrier
 import pytest
 import redis
 from aegis_breaker import (
+    RateLimiter,
     RateLimiterStatus,
     RateLimitExceededError,
     RedisClient,
     RedisRateLimiter,
     connect_redis,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.scale.conftest import RedisServer
 
@@ -374,3 +377,48 @@ def test_a_local_grant_of_a_cancelled_caller_goes_back_to_the_local_bucket() -> 
     limit._give_back_grant(1, grant)
     assert limit.status().queued_s == 0.0
     limit._give_back_grant(1, (-1.0, 0.0, False))  # refused: nothing to give back
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    burst=st.integers(1, 10),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["reserve", "refund", "consume", "try", "cancel"]), st.integers(0, 12)
+        ),
+        max_size=25,
+    ),
+)
+def test_the_script_and_the_local_bucket_agree(
+    client: RedisClient, burst: int, ops: list[tuple[str, int]]
+) -> None:
+    """The Lua script is the local core's arithmetic: the same operations give the same bucket.
+
+    A period of an hour keeps the refill during the test below a thousandth of a token.
+    """
+    clock = FakeClock()
+    local = RateLimiter(10, HOUR, burst=burst, clock=clock)
+    shared = RedisRateLimiter(client, f"test-{uuid.uuid4().hex}", 10, HOUR, burst=burst)
+    pending: list[tuple[int, float, float]] = []  # amount, local go time, shared go time
+    for op, number in ops:
+        amount = number % (burst + 1)
+        if op == "reserve":
+            wait = local.reserve(amount)
+            assert shared.reserve(amount) == pytest.approx(wait, abs=0.5)
+            if wait > 0:
+                pending.append((amount, clock.now + wait, shared._clock() + wait))
+        elif op == "cancel" and pending:
+            amount, local_go, shared_go = pending.pop()
+            assert shared.cancel(amount, shared_go) == pytest.approx(
+                local.cancel(amount, local_go), abs=0.01
+            )
+        elif op == "refund":
+            assert shared.refund(number) == pytest.approx(local.refund(number), abs=0.01)
+        elif op == "consume":
+            local.consume(number)
+            shared.consume(number)
+        elif op == "try":
+            assert shared.try_acquire(amount) == local.try_acquire(amount)
+        ours, theirs = local.status(), shared.status()
+        assert theirs.available == pytest.approx(ours.available, abs=0.01)
+        assert theirs.queued_s == pytest.approx(ours.queued_s, abs=0.5)
