@@ -20,8 +20,10 @@ from aegis_breaker._events import (
 )
 from aegis_breaker._policy import ConsecutiveFailures, CountWindow, TimeWindow, TripPolicy
 from aegis_breaker._pool import AgentPool, BreakerFactory
+from aegis_breaker._ratelimit import RateLimiter, RateLimiterStatus, RateLimitExceededError
 from aegis_breaker._redis import RedisCircuitBreaker, RedisClient, connect_redis
 from aegis_breaker._redis_pool import redis_agent_pool
+from aegis_breaker._redis_ratelimit import RedisRateLimiter
 from aegis_breaker._settings import BreakerSettings
 from aegis_breaker._status import BreakerStatus
 
@@ -50,8 +52,12 @@ __all__ = [
     "ConsecutiveFailures",
     "CountWindow",
     "Permit",
+    "RateLimitExceededError",
+    "RateLimiter",
+    "RateLimiterStatus",
     "RedisCircuitBreaker",
     "RedisClient",
+    "RedisRateLimiter",
     "StateChanged",
     "TimeWindow",
     "TripPolicy",

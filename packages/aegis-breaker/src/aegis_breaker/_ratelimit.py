@@ -1,0 +1,483 @@
+"""A token-bucket rate limiter: a sans-I/O core over an injected clock, with thin drivers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import attrs
+
+from aegis_breaker._errors import BreakerError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["RateLimitExceededError", "RateLimiter", "RateLimiterStatus"]
+
+_SLACK = 1e-9
+"""A shortfall below this fraction of the capacity counts as none (float rounding)."""
+
+
+class RateLimitExceededError(BreakerError):
+    """A rate limiter could not admit a call within the caller's wait limit.
+
+    Raised at once, without waiting and without consuming any capacity.
+
+    Attributes:
+        retry_after_s: Seconds after which the same amount could go without waiting, if
+            nobody else takes the capacity meanwhile.
+        limiter_name: The limiter's name, or None when it has none.
+        amount: The amount that was asked for.
+    """
+
+    retry_after_s: float
+    limiter_name: str | None
+    amount: float
+
+    def __init__(self, limiter_name: str | None, retry_after_s: float, amount: float) -> None:
+        """Build the error for *limiter_name*, which could admit *amount* in *retry_after_s*."""
+        self.limiter_name = limiter_name
+        self.retry_after_s = retry_after_s
+        self.amount = amount
+        who = "rate limiter" if limiter_name is None else f"rate limiter {limiter_name!r}"
+        super().__init__(
+            f"{who}: {amount:g} would have to wait {retry_after_s:.3f} s, past the wait limit"
+        )
+
+    def __reduce__(self) -> tuple[type[RateLimitExceededError], tuple[str | None, float, float]]:
+        """Pickle with the constructor arguments (the message is derived from them)."""
+        return (type(self), (self.limiter_name, self.retry_after_s, self.amount))
+
+
+@attrs.frozen
+class RateLimiterStatus:
+    """A snapshot of a rate limiter, as `RateLimiter.status` returns it."""
+
+    name: str | None
+    """The limiter's name."""
+    rate: float
+    """Tokens added every ``per_s`` seconds."""
+    per_s: float
+    """The refill period, in seconds."""
+    capacity: float
+    """The most tokens the bucket holds (the largest burst)."""
+    available: float
+    """Tokens in the bucket now; negative while capacity is reserved ahead (callers wait)."""
+    waiting: int
+    """Callers of `RateLimiter.acquire` / `RateLimiter.aacquire` sleeping until their turn
+    in this process."""
+    queued_s: float
+    """Seconds until the last reservation made so far may go (0.0 when nobody waits)."""
+    shared: bool = False
+    """Whether the snapshot came from a shared (Redis) state."""
+
+    def to_dict(self) -> dict[str, object]:
+        """The snapshot as a plain dict (for logs, JSON and status pages)."""
+        return attrs.asdict(self)
+
+
+def _positive(name: str | None, what: str, value: float) -> float:
+    # `not x > 0` also rejects NaN; a non-number fails in isfinite with a TypeError.
+    if not (math.isfinite(value) and value > 0):
+        who = "rate limiter" if name is None else f"rate limiter {name!r}"
+        raise ValueError(f"{who}: {what} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+class RateLimiter:
+    """A token bucket shared by threads and asyncio tasks: ``rate`` tokens every ``per_s``.
+
+    ``RateLimiter(500)`` admits 500 requests a minute; ``RateLimiter(200_000)`` works as a
+    tokens-per-minute limit when each call asks for its (estimated) token count. The bucket
+    holds at most ``burst`` tokens and starts full, so up to ``burst`` can go at once after an
+    idle spell; the default ``burst`` is ``rate`` (one period's worth), so a fresh limiter may
+    let ``rate`` calls go at once, and then one every ``per_s / rate`` seconds. Pass a smaller
+    ``burst`` (``burst=1`` paces calls evenly) when the provider counts over windows shorter
+    than ``per_s``. In any window of ``per_s`` seconds at most ``burst + rate`` are admitted.
+
+    The core is a state machine over the clock and never sleeps: `reserve` takes capacity
+    *now* and says how long the caller must wait before going; the bucket may go negative
+    (capacity reserved ahead), so reservations are served first come, first served: a later
+    small request never goes before an earlier large one. Every operation is O(1) under a
+    lock that is never held while sleeping. `acquire`, `aacquire` and `try_acquire` are thin
+    drivers over it; `refund` and `consume` reconcile an estimate with the real usage.
+
+    Args:
+        rate: Tokens added every *per_s* seconds (> 0).
+        per_s: The refill period in seconds (> 0); 60 by default, so *rate* is per minute.
+        burst: The bucket's capacity (> 0); None means *rate*.
+        clock: Monotonic seconds; tests pass a fake.
+        name: Shown in errors and `status`.
+
+    Raises:
+        ValueError: When *rate*, *per_s* or *burst* is not a positive finite number.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_clock",
+        "_last",
+        "_last_go",
+        "_lock",
+        "_name",
+        "_per_s",
+        "_per_second",
+        "_rate",
+        "_slack",
+        "_tokens",
+        "_waiting",
+    )
+
+    def __init__(
+        self,
+        rate: float,
+        per_s: float = 60.0,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        name: str | None = None,
+    ) -> None:
+        """Build a limiter whose bucket starts full."""
+        self._name = name
+        self._rate = _positive(name, "rate", rate)
+        self._per_s = _positive(name, "per_s", per_s)
+        self._capacity = self._rate if burst is None else _positive(name, "burst", burst)
+        self._per_second = self._rate / self._per_s
+        # Float rounding may leave a bucket a hair short of an amount that fits exactly (e.g.
+        # 5 tokens a minute is not a binary fraction per second): a shortfall this small is
+        # none, so a caller who should go now is not refused or sent to sleep for 1e-15 s.
+        self._slack = self._capacity * _SLACK
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens = self._capacity
+        self._last = -math.inf
+        # The go time of the latest reservation: capacity up to it is promised to waiters.
+        self._last_go = -math.inf
+        self._waiting = 0
+
+    # -- settings --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        """The limiter's name."""
+        return self._name
+
+    @property
+    def rate(self) -> float:
+        """Tokens added every `per_s` seconds."""
+        return self._rate
+
+    @property
+    def per_s(self) -> float:
+        """The refill period, in seconds."""
+        return self._per_s
+
+    @property
+    def capacity(self) -> float:
+        """The most tokens the bucket holds: the largest burst and the largest single amount."""
+        return self._capacity
+
+    # -- the sans-I/O core (callers hold the lock) ------------------------------------------
+
+    def _check(self, amount: float, max_wait_s: float | None = None) -> None:
+        if max_wait_s is not None and not max_wait_s >= 0:  # NaN too
+            raise ValueError(f"{self._who()}: the wait limit must be >= 0, got {max_wait_s!r}")
+        if not (math.isfinite(amount) and amount >= 0):
+            raise ValueError(f"{self._who()}: amount must be a finite number >= 0, got {amount!r}")
+        if amount > self._capacity:
+            raise ValueError(
+                f"{self._who()}: amount {amount:g} exceeds the capacity {self._capacity:g}; "
+                "it could never be admitted"
+            )
+
+    def _refill(self, now: float) -> float:
+        """Bring the bucket to *now* and return the (possibly earlier) time it is at."""
+        last = self._last
+        if now <= last:  # a clock read before another thread's update: treat it as that time
+            return last
+        tokens = self._tokens + (now - last) * self._per_second
+        self._tokens = min(self._capacity, tokens)
+        self._last = now
+        return now
+
+    def _reserve_at(self, amount: float, now: float, max_wait_s: float | None) -> float:
+        """Reserve *amount* at *now*; the wait, or ``-retry_after`` when it exceeds the limit."""
+        now = self._refill(now)
+        left = self._tokens - amount
+        wait = 0.0 if left >= -self._slack else -left / self._per_second
+        if max_wait_s is not None and wait > max_wait_s:
+            return -wait  # > max_wait_s >= 0, so never -0.0: refusal is unambiguous
+        self._tokens = left
+        go = now + wait
+        self._last_go = max(self._last_go, go)
+        return wait
+
+    def _give_back_at(self, amount: float, after: float, now: float) -> float:
+        """Return capacity unused from *after* on; the tokens actually put back."""
+        now = self._refill(now)
+        after = max(after, now)
+        # Later reservations' go times were computed with this capacity taken, and their
+        # callers sleep until then: the capacity up to the last go time stays promised, or
+        # newcomers would be admitted in the same window as them (past the bucket's bound).
+        promised = (self._last_go - after) * self._per_second
+        if promised <= self._slack:
+            promised = 0.0
+        back = amount - promised
+        if back <= 0:
+            return 0.0
+        if self._last_go > now and promised == 0.0:
+            # The latest reservation was given back: the queue ends that much earlier.
+            self._last_go = max(now, self._last_go - back / self._per_second)
+        tokens = self._tokens + back
+        if tokens > self._capacity:
+            back = self._capacity - self._tokens
+            tokens = self._capacity
+        self._tokens = tokens
+        return back
+
+    def _who(self) -> str:
+        return "rate limiter" if self._name is None else f"rate limiter {self._name!r}"
+
+    # -- the sans-I/O API -------------------------------------------------------------------
+
+    def reserve(
+        self, amount: float = 1.0, *, now: float | None = None, max_wait_s: float | None = None
+    ) -> float:
+        """Reserve *amount* now and return the seconds to wait before going (0.0: go now).
+
+        The capacity is taken at once, so later callers queue behind this one. The caller
+        must then wait the returned time itself, or give the reservation back with `cancel`.
+        Thread-safe; never sleeps.
+
+        Args:
+            amount: Tokens to take (0 <= amount <= `capacity`).
+            now: The clock reading to use; None reads the limiter's clock.
+            max_wait_s: Refuse, reserving nothing, when the wait would be longer.
+
+        Raises:
+            ValueError: When *amount* is negative, not finite or above `capacity`, or the
+                wait limit is negative.
+            RateLimitExceededError: When the wait would exceed *max_wait_s*.
+        """
+        self._check(amount, max_wait_s)
+        with self._lock:
+            wait = self._reserve_at(amount, self._clock() if now is None else now, max_wait_s)
+        if wait < 0:
+            raise RateLimitExceededError(self._name, -wait, amount)
+        return wait
+
+    def cancel(self, amount: float, go_at: float, *, now: float | None = None) -> float:
+        """Give back a reservation of *amount* that was to go at clock time *go_at*.
+
+        *go_at* is the reservation's clock reading plus the wait `reserve` returned. A
+        reservation whose time has come is spent; otherwise its capacity returns to the
+        bucket, except the part later reservations were already scheduled behind (their
+        callers sleep to fixed times, and letting newcomers use it would put more than the
+        bucket allows in one window). So cancelling the last reservation in line gives it
+        all back, and nobody who comes later is delayed by it. Thread-safe.
+
+        Returns:
+            The tokens put back.
+        """
+        with self._lock:
+            now_ = self._clock() if now is None else now
+            if go_at <= now_:
+                return 0.0
+            return self._give_back_at(amount, go_at, now_)
+
+    def refund(self, amount: float, *, now: float | None = None) -> float:
+        """Give back *amount* an admitted call did not use (its estimate was too high).
+
+        The bucket never rises above `capacity`, and capacity already promised to callers
+        waiting their turn is not given back (see `cancel`). Thread-safe.
+
+        Returns:
+            The tokens put back.
+
+        Raises:
+            ValueError: When *amount* is negative or not finite.
+        """
+        if not (math.isfinite(amount) and amount >= 0):
+            raise ValueError(f"{self._who()}: refund must be a finite number >= 0, got {amount!r}")
+        with self._lock:
+            now_ = self._clock() if now is None else now
+            return self._give_back_at(amount, now_, now_)
+
+    def consume(self, amount: float, *, now: float | None = None) -> None:
+        """Take *amount* more without waiting: usage beyond an admitted call's estimate.
+
+        The bucket may go negative (debt), so callers after it wait until it is paid back.
+        Any amount is accepted, even above `capacity`. Thread-safe.
+
+        Raises:
+            ValueError: When *amount* is negative or not finite.
+        """
+        if not (math.isfinite(amount) and amount >= 0):
+            raise ValueError(f"{self._who()}: consume must be a finite number >= 0, got {amount!r}")
+        with self._lock:
+            self._refill(self._clock() if now is None else now)
+            self._tokens -= amount
+
+    # -- hooks the Redis limiter overrides --------------------------------------------------
+
+    def _take(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
+        """Reserve on the clock: (wait or -retry_after, go time, shared)."""
+        with self._lock:
+            now = self._clock()
+            wait = self._reserve_at(amount, now, max_wait_s)
+        return wait, now + wait, False
+
+    async def _atake(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
+        return self._take(amount, max_wait_s)
+
+    def _try_take(self, amount: float) -> bool:
+        # `_reserve_at(amount, clock(), 0.0)` inlined: try_acquire is the hot path.
+        with self._lock:
+            now = self._clock()
+            last = self._last
+            if now > last:
+                tokens = self._tokens + (now - last) * self._per_second
+                if tokens > self._capacity:  # noqa: PLR1730  # cheaper than min() here
+                    tokens = self._capacity
+                self._tokens = tokens
+                self._last = now
+            else:
+                now = last
+            left = self._tokens - amount
+            if left < -self._slack:
+                return False
+            self._tokens = left
+            if now > self._last_go:  # noqa: PLR1730  # cheaper than max() here
+                self._last_go = now
+            return True
+
+    def _count_waiting(self, delta: int) -> None:
+        with self._lock:
+            self._waiting += delta
+
+    def _untake(self, amount: float, go_at: float, shared: bool) -> None:  # noqa: FBT001
+        del shared  # one state here; the Redis limiter has two
+        self.cancel(amount, go_at)
+
+    # -- drivers ----------------------------------------------------------------------------
+
+    def try_acquire(self, amount: float = 1.0) -> bool:
+        """Take *amount* if it can go now, without waiting or queuing; thread-safe.
+
+        Raises:
+            ValueError: When *amount* is negative, not finite or above `capacity`.
+        """
+        if not 0 <= amount <= self._capacity:  # NaN fails this too
+            self._check(amount)  # raises the ValueError
+        return self._try_take(amount)
+
+    def acquire(
+        self,
+        amount: float = 1.0,
+        *,
+        timeout_s: float | None = None,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> float:
+        """Take *amount*, sleeping the thread until its turn; thread-safe, first come first served.
+
+        If the sleep is interrupted (an exception, ``KeyboardInterrupt``), the reservation is
+        given back as by `cancel`.
+
+        Args:
+            amount: Tokens to take (0 <= amount <= `capacity`).
+            timeout_s: The longest wait accepted; None waits as long as needed.
+            sleep: Sleeps for the given seconds; tests pass a fake.
+
+        Returns:
+            The seconds waited.
+
+        Raises:
+            ValueError: When *amount* is negative, not finite or above `capacity`, or the
+                wait limit is negative.
+            RateLimitExceededError: At once, consuming nothing, when the wait would exceed
+                *timeout_s*.
+        """
+        self._check(amount, timeout_s)
+        wait, go_at, shared = self._take(amount, timeout_s)
+        if wait < 0:
+            raise RateLimitExceededError(self._name, -wait, amount)
+        if wait == 0:
+            return 0.0
+        self._count_waiting(1)
+        try:
+            sleep(wait)
+        except BaseException:
+            self._untake(amount, go_at, shared)
+            raise
+        finally:
+            self._count_waiting(-1)
+        return wait
+
+    async def aacquire(
+        self,
+        amount: float = 1.0,
+        *,
+        timeout_s: float | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> float:
+        """Take *amount*, awaiting its turn without blocking the loop; first come first served.
+
+        A cancelled waiter gives its reservation back as by `cancel`, so callers arriving
+        after it are not delayed by it.
+
+        Args:
+            amount: Tokens to take (0 <= amount <= `capacity`).
+            timeout_s: The longest wait accepted; None waits as long as needed.
+            sleep: Awaits the given seconds; tests pass a fake.
+
+        Returns:
+            The seconds waited.
+
+        Raises:
+            ValueError: When *amount* is negative, not finite or above `capacity`, or the
+                wait limit is negative.
+            RateLimitExceededError: At once, consuming nothing, when the wait would exceed
+                *timeout_s*.
+        """
+        self._check(amount, timeout_s)
+        wait, go_at, shared = await self._atake(amount, timeout_s)
+        if wait < 0:
+            raise RateLimitExceededError(self._name, -wait, amount)
+        if wait == 0:
+            return 0.0
+        self._count_waiting(1)
+        try:
+            await sleep(wait)
+        except BaseException:
+            self._untake(amount, go_at, shared)
+            raise
+        finally:
+            self._count_waiting(-1)
+        return wait
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def status(self) -> RateLimiterStatus:
+        """A snapshot: settings, tokens available now, waiters and the queue's length in time."""
+        with self._lock:
+            now = self._refill(self._clock())
+            tokens, last_go = self._tokens, self._last_go
+        return RateLimiterStatus(
+            name=self._name,
+            rate=self._rate,
+            per_s=self._per_s,
+            capacity=self._capacity,
+            available=tokens,
+            waiting=self._waiting,
+            queued_s=max(0.0, last_go - now),
+        )
+
+    def __repr__(self) -> str:
+        """Show the name and settings."""
+        return (
+            f"RateLimiter(name={self._name!r}, rate={self._rate:g}, per_s={self._per_s:g}, "
+            f"capacity={self._capacity:g})"
+        )

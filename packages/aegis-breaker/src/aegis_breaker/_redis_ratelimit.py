@@ -1,0 +1,393 @@
+"""A rate limiter whose bucket lives in Redis, shared by every process using one name."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from aegis_breaker._ratelimit import RateLimiter, RateLimiterStatus, RateLimitExceededError
+from aegis_breaker._redis import RedisClient
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["RedisRateLimiter"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KEY_PREFIX: Final = "aegis:ratelimit"
+_Grant = tuple[float, float, bool]
+"""What `RateLimiter._take` returns: (wait or -retry_after, go time, from the shared bucket)."""
+_US: Final = 1_000_000
+
+# One script, the same bucket as `RateLimiter` (see its `_reserve_at`, `_give_back_at` and
+# `_SLACK`), on the Redis server's clock in microseconds. KEYS: the hash. ARGV: op, amount,
+# capacity, tokens per microsecond, and a number whose meaning depends on op: reserve: the
+# longest wait in us (-1: any); cancel: the reservation's go time; refund, consume, status:
+# unused.
+# Reply: {refused (0/1), value, now, tokens, last_go}, numbers as strings (Lua would truncate
+# them to integers); value is the wait (reserve, refused or not) or the tokens put back.
+# Every write sets the key to expire once the bucket would be full again with nobody queued,
+# plus a second: by then a missing key (a full bucket) means the same thing.
+_SCRIPT: Final = """
+local key, op = KEYS[1], ARGV[1]
+local amount, cap, per_us, arg = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local h = redis.call('HMGET', key, 'tokens', 'ts', 'last_go')
+local tokens, ts, last_go = tonumber(h[1]) or cap, tonumber(h[2]) or now, tonumber(h[3]) or 0
+local slack = cap * 1e-9
+if now < ts then now = ts end
+tokens = math.min(cap, tokens + (now - ts) * per_us)
+local function f(x) return string.format('%.17g', x) end
+local value = 0
+if op == 'reserve' then
+  local left, wait = tokens - amount, 0
+  if left < -slack then wait = -left / per_us end
+  if arg >= 0 and wait > arg then return {'1', f(wait), f(now), f(tokens), f(last_go)} end
+  tokens = left
+  if now + wait > last_go then last_go = now + wait end
+  value = wait
+elseif op == 'cancel' or op == 'refund' then
+  local after = now
+  if op == 'cancel' then
+    if arg <= now then return {'0', '0', f(now), f(tokens), f(last_go)} end
+    after = arg
+    -- A go time converted from a client's clock is off by up to a round trip: within a
+    -- millisecond of the last go time, it is the last reservation.
+    if math.abs(last_go - after) <= 1000 then after = last_go end
+  end
+  local promised = (last_go - after) * per_us
+  if promised <= slack then promised = 0 end
+  local back = amount - promised
+  if back > 0 then
+    if last_go > now and promised == 0 then last_go = math.max(now, last_go - back / per_us) end
+    if tokens + back > cap then back = cap - tokens end
+    tokens = tokens + back
+    value = back
+  end
+elseif op == 'consume' then
+  tokens = tokens - amount
+else
+  return {'0', '0', f(now), f(tokens), f(last_go)}
+end
+redis.call('HSET', key, 'tokens', f(tokens), 'ts', f(now), 'last_go', f(last_go))
+local idle = math.max((cap - tokens) / per_us, last_go - now)
+redis.call('PEXPIRE', key, string.format('%d', math.ceil(idle / 1000) + 1000))
+return {'0', f(value), f(now), f(tokens), f(last_go)}
+"""
+_SHA: Final = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+@attrs.frozen
+class _Reply:
+    refused: bool
+    value: float
+    """The wait in microseconds (reserve) or the tokens put back (cancel, refund)."""
+    now_s: float
+    tokens: float
+    last_go_s: float
+
+    @classmethod
+    def parse(cls, raw: object) -> _Reply:
+        if not isinstance(raw, list) or len(raw) != 5:  # noqa: PLR2004  # the script's reply shape
+            raise TypeError(f"unexpected reply from the rate limiter script: {raw!r}")
+        refused, value, now, tokens, last_go = (float(x) for x in raw)
+        return cls(refused == 1, value, now / _US, tokens, last_go / _US)
+
+
+class RedisRateLimiter(RateLimiter):
+    """A `RateLimiter` whose bucket is shared, through Redis, by every process using *name*.
+
+    Same settings, semantics and methods as `RateLimiter`: one budget of ``rate`` tokens per
+    ``per_s`` across all processes, reservations first come first served across them. Every
+    operation is one round trip running one Lua script atomically on the server, on the
+    server's clock (``TIME``), so hosts need not agree on time. The state is one hash,
+    ``{key_prefix}:{{name}}``, which expires once the bucket would be full again with nobody
+    queued (plus a second): idle limiters leave nothing behind. Processes sharing a name
+    should share settings.
+
+    The ``now`` arguments of the sans-I/O methods are ignored (the server's clock is used);
+    `cancel` takes a go time on this limiter's *clock* (its reading plus the wait `reserve`
+    returned) and converts it with the server's clock seen on the latest reply, so it is
+    exact to within a round trip (a go time within a millisecond of the last one in line is
+    taken to be the last one). The drivers (`acquire`, `aacquire`, `try_acquire`) keep the
+    server's go time and give back exactly. `aacquire` runs its round trip in the event
+    loop's default executor, so the loop never waits on the network.
+
+    When Redis fails (unreachable, timing out, any error), the limiter uses its own local
+    bucket with the same settings, logs one warning per outage and tries Redis again after
+    ``reconnect_interval_s``; a call is never refused because Redis is down. During an outage
+    each process admits up to its own budget (which starts full).
+
+    Args:
+        client: A Redis client, e.g. from `connect_redis`; use short timeouts, no retries.
+        name: The shared limiter's name (its key).
+        rate: See `RateLimiter`.
+        per_s: See `RateLimiter`.
+        burst: See `RateLimiter`.
+        clock: Monotonic seconds for the local fallback and the reconnect delay.
+        key_prefix: Prefix of the Redis key.
+        reconnect_interval_s: Seconds to stay on the local bucket after Redis failed (>= 0).
+
+    Raises:
+        ValueError: When a setting is out of range or *name* is empty.
+    """
+
+    __slots__ = (
+        "_client",
+        "_degraded",
+        "_key",
+        "_reconnect_interval_s",
+        "_server_offset_s",
+        "_settings_args",
+        "_store_lock",
+        "_store_retry_at",
+    )
+
+    def __init__(
+        self,
+        client: RedisClient,
+        name: str,
+        rate: float,
+        per_s: float = 60.0,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        reconnect_interval_s: float = 1.0,
+    ) -> None:
+        """Build the limiter; nothing is sent to Redis until the first call."""
+        if not name:
+            raise ValueError("a Redis rate limiter needs a non-empty name")
+        if not reconnect_interval_s >= 0:
+            raise ValueError(
+                f"rate limiter {name!r}: reconnect_interval_s must be >= 0, "
+                f"got {reconnect_interval_s}"
+            )
+        super().__init__(rate, per_s, burst=burst, clock=clock, name=name)
+        self._client = client
+        self._key = f"{key_prefix}:{{{name}}}"
+        self._settings_args = (repr(self._capacity), repr(self._per_second / _US))
+        self._reconnect_interval_s = float(reconnect_interval_s)
+        self._store_lock = threading.Lock()
+        self._store_retry_at = float("-inf")
+        self._degraded = False
+        self._server_offset_s = 0.0
+
+    # -- talking to Redis ----------------------------------------------------------------------
+
+    def _eval(self, op: str, amount: float = 0.0, arg: float = 0.0) -> _Reply | None:
+        """Run the script; None when Redis failed (the caller falls back to local state)."""
+        if self._store_retry_at > self._clock():
+            return None
+        args = (op, repr(amount), *self._settings_args, repr(arg))
+        try:
+            try:
+                raw = self._client.evalsha(_SHA, 1, self._key, *args)
+            except Exception as exc:
+                if not _is_noscript(exc):
+                    raise
+                # A restarted server has forgotten its scripts: load once and run again.
+                self._client.script_load(_SCRIPT)
+                raw = self._client.evalsha(_SHA, 1, self._key, *args)
+            reply = _Reply.parse(raw)
+        except Exception as exc:  # noqa: BLE001  # any store failure means: use local state
+            self._store_failed(exc)
+            return None
+        self._server_offset_s = reply.now_s - self._clock()
+        if self._degraded:
+            self._store_recovered()
+        return reply
+
+    def _store_failed(self, exc: Exception) -> None:
+        with self._store_lock:
+            self._store_retry_at = self._clock() + self._reconnect_interval_s
+            first = not self._degraded
+            self._degraded = True
+        if first:
+            logger.warning(
+                "rate limiter %r: Redis failed (%s: %s); using a local bucket until it is back",
+                self._name,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _store_recovered(self) -> None:
+        with self._store_lock:
+            was = self._degraded
+            self._degraded = False
+        if was:
+            logger.warning("rate limiter %r: Redis is back; using the shared bucket", self._name)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the limiter is on the shared Redis bucket (False during an outage)."""
+        return not self._degraded
+
+    # -- the hooks the drivers use -----------------------------------------------------------
+
+    def _take(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
+        max_wait_us = -1.0 if max_wait_s is None else max_wait_s * _US
+        reply = self._eval("reserve", amount, max_wait_us)
+        if reply is None:
+            return super()._take(amount, max_wait_s)
+        wait = reply.value / _US
+        if reply.refused:
+            return -wait, 0.0, True
+        return wait, reply.now_s + wait, True
+
+    def _try_take(self, amount: float) -> bool:
+        return self._take(amount, 0.0)[0] >= 0
+
+    async def _atake(self, amount: float, max_wait_s: float | None) -> _Grant:
+        loop = asyncio.get_running_loop()
+        lock = threading.Lock()
+        taken: list[_Grant] = []
+        abandoned: list[bool] = []
+
+        def take() -> _Grant:
+            grant = self._take(amount, max_wait_s)
+            with lock:
+                taken.append(grant)
+                gone = bool(abandoned)
+            if gone:  # the caller was cancelled during the round trip
+                self._give_back_grant(amount, grant)
+            return grant
+
+        try:
+            return await asyncio.shield(loop.run_in_executor(None, take))
+        except asyncio.CancelledError:
+            # Whichever of us sees the grant second gives it back, off the loop.
+            with lock:
+                abandoned.append(True)
+                grant = taken[0] if taken else None
+            if grant is not None:
+                loop.run_in_executor(None, self._give_back_grant, amount, grant)
+            raise
+
+    def _give_back_grant(self, amount: float, grant: _Grant) -> None:
+        """Give back what a caller that is gone was granted (blocking: call it off the loop)."""
+        wait, go_at, shared = grant
+        if wait < 0:  # refused: nothing was taken
+            return
+        if not shared:
+            if wait > 0:
+                RateLimiter.cancel(self, amount, go_at)
+            else:
+                RateLimiter.refund(self, amount)
+        elif wait > 0:
+            self._eval("cancel", amount, go_at * _US)
+        else:
+            self._eval("refund", amount)
+
+    def _untake(self, amount: float, go_at: float, shared: bool) -> None:  # noqa: FBT001
+        if not shared:
+            super()._untake(amount, go_at, shared)
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            self._eval("cancel", amount, go_at * _US)
+        else:  # from a cancelled task: keep the loop free of the round trip
+            loop.run_in_executor(None, self._eval, "cancel", amount, go_at * _US)
+
+    # -- the sans-I/O API, on the server's clock -----------------------------------------------
+
+    def reserve(
+        self, amount: float = 1.0, *, now: float | None = None, max_wait_s: float | None = None
+    ) -> float:
+        """Reserve *amount* in the shared bucket; see `RateLimiter.reserve` (*now* is ignored).
+
+        Raises:
+            ValueError: When *amount* is negative, not finite or above `capacity`, or the
+                wait limit is negative.
+            RateLimitExceededError: When the wait would exceed *max_wait_s*.
+        """
+        del now
+        self._check(amount, max_wait_s)
+        wait = self._take(amount, max_wait_s)[0]
+        if wait < 0:
+            raise RateLimitExceededError(self._name, -wait, amount)
+        return wait
+
+    def cancel(self, amount: float, go_at: float, *, now: float | None = None) -> float:
+        """Give back a reservation that was to go at *go_at* on this limiter's clock.
+
+        See `RateLimiter.cancel`; *now* is ignored. During an outage the local bucket gets it.
+
+        Returns:
+            The tokens put back.
+        """
+        del now
+        reply = self._eval("cancel", amount, (go_at + self._server_offset_s) * _US)
+        if reply is None:
+            return super().cancel(amount, go_at)
+        return reply.value
+
+    def refund(self, amount: float, *, now: float | None = None) -> float:
+        """Give back *amount* an admitted call did not use; see `RateLimiter.refund`.
+
+        Returns:
+            The tokens put back.
+
+        Raises:
+            ValueError: When *amount* is negative or not finite.
+        """
+        del now
+        if not (math.isfinite(amount) and amount >= 0):
+            return super().refund(amount)  # raises the ValueError
+        reply = self._eval("refund", amount)
+        if reply is None:
+            return super().refund(amount)
+        return reply.value
+
+    def consume(self, amount: float, *, now: float | None = None) -> None:
+        """Take *amount* more without waiting; see `RateLimiter.consume`.
+
+        Raises:
+            ValueError: When *amount* is negative or not finite.
+        """
+        del now
+        if not (math.isfinite(amount) and amount >= 0):
+            super().consume(amount)  # raises the ValueError
+        if self._eval("consume", amount) is None:
+            super().consume(amount)
+
+    def status(self) -> RateLimiterStatus:
+        """A snapshot of the shared bucket (of the local one during an outage)."""
+        reply = self._eval("status")
+        if reply is None:
+            return super().status()
+        return RateLimiterStatus(
+            name=self._name,
+            rate=self._rate,
+            per_s=self._per_s,
+            capacity=self._capacity,
+            available=reply.tokens,
+            waiting=self._waiting,
+            queued_s=max(0.0, reply.last_go_s - reply.now_s),
+            shared=True,
+        )
+
+    def __repr__(self) -> str:
+        """Show the name, settings and whether the shared bucket is in use, without a round trip."""
+        return (
+            f"RedisRateLimiter(name={self._name!r}, rate={self._rate:g}, per_s={self._per_s:g}, "
+            f"capacity={self._capacity:g}, shared={not self._degraded})"
+        )
+
+
+def _is_noscript(exc: Exception) -> bool:
+    """Whether *exc* is Redis's NOSCRIPT reply (redis-py raises NoScriptError without the code)."""
+    return type(exc).__name__ == "NoScriptError" or str(exc).startswith("NOSCRIPT")

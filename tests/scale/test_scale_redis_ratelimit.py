@@ -1,0 +1,424 @@
+"""RedisRateLimiter against a real redis-server: one budget across clients and processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+import uuid
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+
+import pytest
+import redis
+from aegis_breaker import (
+    RateLimiter,
+    RateLimiterStatus,
+    RateLimitExceededError,
+    RedisClient,
+    RedisRateLimiter,
+    connect_redis,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.scale.conftest import RedisServer
+
+pytestmark = pytest.mark.timeout(60)
+
+# fork starts the children in milliseconds and runs the targets below without importing them.
+ctx = multiprocessing.get_context("fork")
+HOUR = 3600.0  # a long period: refill during a test is negligible, so counts are exact
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def is_shared(limit: RedisRateLimiter) -> bool:
+    """Read `shared` through a call, so mypy does not narrow it across assertions."""
+    return limit.shared
+
+
+def grab(  # noqa: PLR0917  # a Process target takes positional arguments
+    url: str, name: str, rate: float, attempts: int, barrier: Barrier, out: Queue[int]
+) -> None:
+    """Try *attempts* times to take one token from the shared budget; report how many went."""
+    limit = RedisRateLimiter(connect_redis(url, timeout_s=2.0), name, rate, 3600.0)
+    barrier.wait()
+    out.put(sum(limit.try_acquire() for _ in range(attempts)))
+
+
+def queue_up(  # noqa: PLR0917  # a Process target takes positional arguments
+    url: str, name: str, rate: float, reservations: int, barrier: Barrier, out: Queue[list[float]]
+) -> None:
+    """Reserve *reservations* tokens one by one; report each wait (nobody sleeps)."""
+    limit = RedisRateLimiter(connect_redis(url, timeout_s=2.0), name, rate, 3600.0, burst=1)
+    barrier.wait()
+    out.put([limit.reserve() for _ in range(reservations)])
+
+
+@pytest.fixture(scope="module")
+def client(redis_server: RedisServer) -> RedisClient:
+    return connect_redis(redis_server.url)
+
+
+@pytest.fixture
+def name() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+def test_settings_are_validated(client: RedisClient) -> None:
+    with pytest.raises(ValueError, match="non-empty name"):
+        RedisRateLimiter(client, "", 10)
+    with pytest.raises(ValueError, match="reconnect_interval_s must be >= 0"):
+        RedisRateLimiter(client, "x", 10, reconnect_interval_s=-1)
+    with pytest.raises(ValueError, match="rate must be a positive finite"):
+        RedisRateLimiter(client, "x", 0)
+
+
+def test_two_clients_share_one_budget(redis_server: RedisServer, name: str) -> None:
+    one = RedisRateLimiter(connect_redis(redis_server.url), name, 5, HOUR)
+    two = RedisRateLimiter(connect_redis(redis_server.url), name, 5, HOUR)
+    went = [one.try_acquire(), two.try_acquire(2), one.try_acquire(2)]
+    assert went == [True, True, True]
+    assert not two.try_acquire()
+    assert not one.try_acquire()
+    assert one.status().available == pytest.approx(0.0, abs=0.01)
+    assert is_shared(one)
+    assert is_shared(two)
+    assert "shared=True" in repr(one)
+
+
+def test_reservations_queue_across_clients_first_come_first_served(
+    client: RedisClient, name: str
+) -> None:
+    one = RedisRateLimiter(client, name, 10, HOUR, burst=2)
+    two = RedisRateLimiter(client, name, 10, HOUR, burst=2)
+    per_token = HOUR / 10
+    assert one.reserve(2) == 0.0
+    waits = [two.reserve(1), one.reserve(2), two.reserve(1)]
+    expected = [per_token, 3 * per_token, 4 * per_token]
+    assert waits == pytest.approx(expected, abs=0.5)
+    status = two.status()
+    assert isinstance(status, RateLimiterStatus)
+    assert status.shared
+    assert status.queued_s == pytest.approx(4 * per_token, abs=0.5)
+    assert status.available == pytest.approx(-4.0, abs=0.01)
+
+
+def test_max_wait_refuses_without_consuming(client: RedisClient, name: str) -> None:
+    limit = RedisRateLimiter(client, name, 1, HOUR, burst=1)
+    limit.acquire()
+    with pytest.raises(RateLimitExceededError) as info:
+        limit.acquire(timeout_s=5.0, sleep=lambda s: pytest.fail("must not sleep"))
+    assert info.value.retry_after_s == pytest.approx(HOUR, abs=1.0)
+    with pytest.raises(RateLimitExceededError):
+        limit.reserve(max_wait_s=0.0)
+    assert limit.status().queued_s == 0.0
+    with pytest.raises(ValueError, match="exceeds the capacity"):
+        limit.reserve(2)
+
+
+def test_acquire_sleeps_the_shared_wait(client: RedisClient, name: str) -> None:
+    limit = RedisRateLimiter(client, name, 2, 1.0, burst=1)
+    slept: list[float] = []
+    assert limit.acquire(sleep=slept.append) == 0.0
+    assert limit.acquire(sleep=slept.append) == pytest.approx(0.5, abs=0.05)
+    assert slept == [pytest.approx(0.5, abs=0.05)]
+
+
+def test_refund_cancel_and_consume_reach_the_shared_bucket(client: RedisClient, name: str) -> None:
+    limit = RedisRateLimiter(client, name, 100, HOUR)
+    other = RedisRateLimiter(client, name, 100, HOUR)
+    limit.reserve(80)
+    assert limit.refund(50) == pytest.approx(50.0)
+    assert other.status().available == pytest.approx(70.0, abs=0.01)
+    other.consume(150)  # debt
+    assert limit.status().available == pytest.approx(-80.0, abs=0.01)
+    wait = limit.reserve(10)
+    assert wait == pytest.approx(90 * HOUR / 100, abs=0.5)
+    # The last in line is given back whole (the go time is on the limiter's own clock).
+    assert limit.cancel(10, limit._clock() + wait) == pytest.approx(10.0, abs=0.01)
+    status = other.status()
+    assert status.available == pytest.approx(-80.0, abs=0.01)
+    assert status.queued_s == pytest.approx(80 * HOUR / 100, abs=0.5)  # the debt's length
+    assert limit.refund(1000) == pytest.approx(180.0, abs=0.01)  # up to capacity, no more
+    with pytest.raises(ValueError, match="refund must be"):
+        limit.refund(-1)
+    with pytest.raises(ValueError, match="consume must be"):
+        limit.consume(float("nan"))
+
+
+def test_an_idle_limiter_s_key_expires(redis_server: RedisServer, name: str) -> None:
+    raw = redis.Redis.from_url(redis_server.url)
+    limit = RedisRateLimiter(connect_redis(redis_server.url), name, 10, 60.0)
+    key = f"aegis:ratelimit:{{{name}}}"
+    assert raw.exists(key) == 0  # nothing written before the first call
+    limit.reserve(4)
+    ttl_ms = raw.pttl(key)
+    # Full again after 4 tokens at 10/min = 24 s, plus a second.
+    assert 24_000 < ttl_ms <= 25_001  # rounded up to the millisecond
+    limit.reserve(10)  # 4 s of queue, and 14 tokens to refill: 84 s
+    assert 84_000 < raw.pttl(key) <= 85_001
+    limit.status()  # reads never extend the life of the key
+    assert raw.pttl(key) <= 85_001
+
+
+def test_processes_sharing_one_budget_never_exceed_it(redis_server: RedisServer, name: str) -> None:
+    processes, rate, attempts = 4, 50, 40
+    barrier = ctx.Barrier(processes)
+    out: multiprocessing.Queue[int] = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=grab,
+            args=(redis_server.url, name, rate, attempts, barrier, out),
+        )
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    admitted = [out.get(timeout=50) for _ in procs]
+    for p in procs:
+        p.join(timeout=10)
+        assert p.exitcode == 0
+    assert sum(admitted) == rate  # 160 attempts, one budget of 50 (refill: 0.014/s)
+
+
+def test_processes_queue_up_in_one_line(redis_server: RedisServer, name: str) -> None:
+    processes, rate, each = 3, 10, 5
+    barrier = ctx.Barrier(processes)
+    out: multiprocessing.Queue[list[float]] = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=queue_up,
+            args=(redis_server.url, name, rate, each, barrier, out),
+        )
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    waits = sorted(w for _ in procs for w in out.get(timeout=50))
+    for p in procs:
+        p.join(timeout=10)
+        assert p.exitcode == 0
+    # One shared line: every slot is handed out exactly once, whoever asked.
+    per_token = HOUR / rate
+    expected = [k * per_token for k in range(processes * each)]
+    assert waits == pytest.approx(expected, abs=0.5)
+
+
+def test_a_cancelled_async_waiter_gives_back_its_shared_reservation(
+    client: RedisClient, name: str
+) -> None:
+    limit = RedisRateLimiter(client, name, 1, HOUR, burst=1)
+
+    async def main() -> None:
+        parked = asyncio.Event()
+
+        async def park(seconds: float) -> None:
+            parked.set()
+            await asyncio.Event().wait()
+
+        assert await limit.aacquire() == 0.0
+        waiter = asyncio.create_task(limit.aacquire(sleep=park))
+        await parked.wait()
+        assert limit.status().waiting == 1
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+
+    asyncio.run(main())  # waits for the executor, so the give-back round trip has finished
+    status = limit.status()
+    assert status.queued_s == 0.0
+    assert status.available == pytest.approx(0.0, abs=0.01)
+    assert status.waiting == 0
+
+
+def test_falls_back_to_a_local_bucket_when_redis_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = connect_redis("redis://127.0.0.1:9/0", timeout_s=0.2)  # discard port: refused
+    clock = FakeClock()
+    limit = RedisRateLimiter(dead, "down", 2, 1.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
+        assert limit.try_acquire()
+        assert limit.acquire(sleep=lambda s: pytest.fail("must not sleep")) == 0.0
+        assert not limit.try_acquire()
+        assert limit.reserve() == pytest.approx(0.5)
+        assert limit.cancel(1, clock.now + 0.5) == 1.0
+        limit.consume(1)
+        assert limit.refund(1) == 1.0
+        status = limit.status()
+    assert not is_shared(limit)
+    assert not status.shared
+    assert status.available == 0.0
+    assert "shared=False" in repr(limit)
+    warnings = [r for r in caplog.records if "using a local bucket" in r.getMessage()]
+    assert len(warnings) == 1  # once per outage, not once per call
+
+
+def test_an_outage_and_recovery(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    clock = FakeClock()
+    limit = RedisRateLimiter(
+        connect_redis(own_redis_server.url), name, 3, HOUR, clock=clock, reconnect_interval_s=5.0
+    )
+    assert limit.try_acquire(3)
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
+        own_redis_server.stop()
+        assert limit.try_acquire()  # the local bucket starts full
+        assert not is_shared(limit)
+        own_redis_server.start()  # back, empty (no persistence), the script forgotten
+        assert limit.try_acquire()  # still local: the reconnect delay has not passed
+        assert not is_shared(limit)
+        clock.now += 5.0
+        assert limit.try_acquire(3)  # a fresh shared bucket, through NOSCRIPT and a reload
+        assert is_shared(limit)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("using a local bucket" in m for m in messages) == 1
+    assert sum("Redis is back" in m for m in messages) == 1
+
+
+class GatedClient:
+    """Holds the first script call until released, to cancel a caller during its round trip."""
+
+    def __init__(self, inner: RedisClient) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.armed = True
+
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            self.release.wait(10)
+        return self.inner.evalsha(sha, numkeys, *keys_and_args)
+
+    def script_load(self, script: str, /) -> object:
+        return self.inner.script_load(script)
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_a_task_cancelled_during_its_round_trip_gives_back_what_it_got(
+    client: RedisClient, name: str, queued: bool
+) -> None:
+    gated = GatedClient(client)
+    limit = RedisRateLimiter(gated, name, 1, HOUR, burst=1)
+    if queued:
+        gated.armed = False
+        limit.reserve()  # the bucket is empty: the gated call will be queued behind it
+        gated.armed = True
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(limit.aacquire())
+        await loop.run_in_executor(None, gated.entered.wait)
+        task.cancel()
+        (outcome,) = await asyncio.gather(task, return_exceptions=True)
+        assert isinstance(outcome, asyncio.CancelledError)
+        gated.release.set()  # the reservation is made now, for a caller that is gone
+
+    asyncio.run(main())  # waits for the executor, so the give-back has finished
+    status = limit.status()
+    assert status.queued_s == 0.0
+    assert status.available == pytest.approx(0.0 if queued else 1.0, abs=0.01)
+
+
+def test_an_interrupted_thread_gives_back_its_shared_reservation(
+    client: RedisClient, name: str
+) -> None:
+    limit = RedisRateLimiter(client, name, 1, HOUR, burst=1)
+    limit.acquire()
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        limit.acquire(sleep=interrupted)
+    assert limit.status().queued_s == 0.0
+
+
+class GarbageClient:
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        return b"not a reply"
+
+    def script_load(self, script: str, /) -> object:
+        return None
+
+
+def test_an_unexpected_reply_falls_back_to_the_local_bucket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limit = RedisRateLimiter(GarbageClient(), "garbage", 1, HOUR, burst=1)
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
+        assert limit.try_acquire()
+        assert not limit.try_acquire()
+    assert not is_shared(limit)
+    assert "unexpected reply" in caplog.text
+
+
+def test_a_local_grant_of_a_cancelled_caller_goes_back_to_the_local_bucket() -> None:
+    dead = connect_redis("redis://127.0.0.1:9/0", timeout_s=0.2)
+    clock = FakeClock()
+    limit = RedisRateLimiter(dead, "gone", 1, 1.0, burst=1, clock=clock)
+    grant = limit._take(1, None)
+    limit._give_back_grant(1, grant)
+    assert limit.status().available == 1.0
+    limit._take(1, None)
+    grant = limit._take(1, None)
+    assert grant[0] == 1.0
+    limit._give_back_grant(1, grant)
+    assert limit.status().queued_s == 0.0
+    limit._give_back_grant(1, (-1.0, 0.0, False))  # refused: nothing to give back
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    burst=st.integers(1, 10),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["reserve", "refund", "consume", "try", "cancel"]), st.integers(0, 12)
+        ),
+        max_size=25,
+    ),
+)
+def test_the_script_and_the_local_bucket_agree(
+    client: RedisClient, burst: int, ops: list[tuple[str, int]]
+) -> None:
+    """The Lua script is the local core's arithmetic: the same operations give the same bucket.
+
+    A period of an hour keeps the refill during the test below a thousandth of a token.
+    """
+    clock = FakeClock()
+    local = RateLimiter(10, HOUR, burst=burst, clock=clock)
+    shared = RedisRateLimiter(client, f"test-{uuid.uuid4().hex}", 10, HOUR, burst=burst)
+    pending: list[tuple[int, float, float]] = []  # amount, local go time, shared go time
+    for op, number in ops:
+        amount = number % (burst + 1)
+        if op == "reserve":
+            wait = local.reserve(amount)
+            assert shared.reserve(amount) == pytest.approx(wait, abs=0.5)
+            if wait > 0:
+                pending.append((amount, clock.now + wait, shared._clock() + wait))
+        elif op == "cancel" and pending:
+            amount, local_go, shared_go = pending.pop()
+            assert shared.cancel(amount, shared_go) == pytest.approx(
+                local.cancel(amount, local_go), abs=0.01
+            )
+        elif op == "refund":
+            assert shared.refund(number) == pytest.approx(local.refund(number), abs=0.01)
+        elif op == "consume":
+            local.consume(number)
+            shared.consume(number)
+        elif op == "try":
+            assert shared.try_acquire(amount) == local.try_acquire(amount)
+        ours, theirs = local.status(), shared.status()
+        assert theirs.available == pytest.approx(ours.available, abs=0.01)
+        assert theirs.queued_s == pytest.approx(ours.queued_s, abs=0.5)
