@@ -310,7 +310,11 @@ def test_settings_tables() -> None:
                 "(did you mean 'file_read'?)"
             ),
         ),
-        ("[retry]\nmax_attempts = 0\n" + MINIMAL, "[retry]", "max_attempts must be >= 1"),
+        (
+            "[retry]\nmax_attempts = 0\n" + MINIMAL,
+            "[retry]",
+            "'max_attempts' must be an integer >= 1",
+        ),
         ("[breaker]\nlimit = 1\n" + MINIMAL, "[breaker]", "unknown field 'limit'"),
         ('[[tasks]]\nid = "t"\n', None, "declares no agents"),
         ('[[agents]]\nname = "a"\n', None, "declares no tasks"),

@@ -100,3 +100,19 @@ class RunCancelledTaskError(AegisError):
         """Record the task."""
         super().__init__(f"task {task_id!r} was still running when the run was cancelled")
         self.task_id = task_id
+
+
+class ResultFormatError(AegisError, ValueError):
+    """A run result given to :meth:`RunResult.from_json` (or ``from_dict``) is malformed.
+
+    Attributes:
+        field: Where the problem is, as a path into the JSON document (``"tasks[2].attempts"``),
+            or ``None`` for the document as a whole.
+        problem: What is wrong, in words.
+    """
+
+    def __init__(self, field: str | None, problem: str) -> None:
+        """Record where the problem is and what it is."""
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem

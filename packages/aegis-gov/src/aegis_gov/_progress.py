@@ -299,12 +299,20 @@ def run_with_progress(
     resume: RunResult | None = None,
     kept: Mapping[str, TaskResult] | None = None,
     extra_handler: Callable[[RunEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    cancel_grace_s: float = 10.0,
 ) -> RunResult:
     """Run ``tasks`` with ``team``, showing progress on ``console``.
 
     ``live=True`` shows a rich live table (task states, retries, tokens, each endpoint's
     circuit); otherwise one plain line per event is written to the console's file.
-    ``extra_handler`` also receives every event.
+    ``extra_handler`` also receives every event. ``cancel`` and ``cancel_grace_s`` are
+    passed to :meth:`~aegis_gov.OpenMultiAgent.run_tasks`: once ``cancel`` is set, pending
+    tasks are skipped and calls in flight get ``cancel_grace_s`` seconds to finish.
+
+    Raises:
+        RunCancelledError: on :class:`KeyboardInterrupt` during the run; its ``result``
+            holds what finished.
     """
     tasks = list(tasks)
     tracker = ProgressTracker(tasks, endpoints_of(oma, team, tasks), kept=kept)
@@ -319,7 +327,13 @@ def run_with_progress(
 
     def run() -> RunResult:
         return oma.run_tasks(
-            tasks, team, stop_on_failure=stop_on_failure, on_event=on_event, resume=resume
+            tasks,
+            team,
+            stop_on_failure=stop_on_failure,
+            on_event=on_event,
+            resume=resume,
+            cancel=cancel,
+            cancel_grace_s=cancel_grace_s,
         )
 
     if not live:
