@@ -330,8 +330,14 @@ class RunResult(Mapping[str, TaskResult]):
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        """The run as JSON text (see :meth:`from_json`)."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        """The run as JSON text (see :meth:`from_json`).
+
+        Raises:
+            ValueError: a tool call's arguments hold NaN or an infinity, which JSON cannot
+                express (and :meth:`from_json` would refuse).
+            TypeError: a tool call's arguments hold a value with no JSON form.
+        """
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> RunResult:
