@@ -258,3 +258,45 @@ def test_demo_keeps_what_finished_on_ctrl_c(tmp_path: Path) -> None:
     done = {task for task, (state, _) in statuses(data).items() if state == "done"}
     assert "research" in done
     assert ("skipped", "cancelled") in statuses(data).values()
+
+
+LOADING = """
+import os, sys, time
+import aegis_gov_cli
+
+class SlowImport:
+    # Holds the import of aegis_gov (a second or more on a busy machine) until signalled.
+    def find_spec(self, name, path=None, target=None):
+        if name == "aegis_gov":
+            os.write(1, b"loading\\n")
+            time.sleep(WAIT)
+        return None
+
+sys.meta_path.insert(0, SlowImport())
+sys.argv = ["aegis", "demo", "--offline"]
+aegis_gov_cli.main()
+"""
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_packages_load_is_one_line(
+    tmp_path: Path, signum: signal.Signals, status: int
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOADING.replace("WAIT", str(WAIT_S))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "loading\n"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == status
+    assert err == "aegis: interrupted\n"
