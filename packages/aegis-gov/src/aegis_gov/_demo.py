@@ -310,8 +310,12 @@ class DemoWitness:
         if cite is not None and cite.blamed == "fact_check" and fact_check is not None:
             lines.append(
                 f"Failure cascade: 'fact_check' failed ({fact_check.error_type}, not "
-                f"retried), so 'cite_sources' was skipped (blamed: {cite.blamed!r}) while the "
-                "article branch and 'headlines' finished."
+                f"retried), so 'cite_sources' was skipped (blamed: {cite.blamed!r}) while "
+                + (
+                    "the other branches went on until the run was interrupted."
+                    if result.cancelled
+                    else "the article branch and 'headlines' finished."
+                )
             )
         flaky = [c for c in self.circuits if c.endpoint.endswith("offline-flaky")]
         path = " -> ".join([flaky[0].old.value, *(c.new.value for c in flaky)]) if flaky else ""
@@ -321,6 +325,11 @@ class DemoWitness:
                 f"Circuit breaker: the flaky endpoint failed twice, so its circuit went {path}: "
                 "it rejected calls for 1 s, let one probe through, and closed when it succeeded; "
                 f"'headlines' finished after {headlines.attempts} attempts."
+            )
+        if result.cancelled:
+            cancelled = sum(r.skip_reason == "cancelled" for r in result.values())
+            lines.append(
+                f"Interrupted: {cancelled} task(s) never started and were skipped as cancelled."
             )
         return lines
 
