@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aegis_gov import RunResult, TaskState
+from aegis_gov._cli import main
+from aegis_gov._interrupt import Interrupts
 from pytest_httpserver import HTTPServer
 
 from tests.gov.fake_providers import serve_anthropic
@@ -300,3 +303,76 @@ def test_a_signal_while_the_packages_load_is_one_line(
             proc.wait()
     assert proc.returncode == status
     assert err == "aegis: interrupted\n"
+
+
+def signal_self(signum: signal.Signals) -> None:
+    os.kill(os.getpid(), signum)
+    time.sleep(WAIT_S)  # the handler raises before this ends
+
+
+def test_interrupts_in_process() -> None:
+    """The handler itself: graceful first signal, immediate second, deferred while writing."""
+    assert Interrupts().exit_status is None
+    interrupts = Interrupts()
+    with interrupts.installed():
+        interrupts.graceful("")
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert interrupts.cancel.wait(WAIT_S)
+        with pytest.raises(KeyboardInterrupt):
+            signal_self(signal.SIGINT)
+        interrupts.defer()
+        os.kill(os.getpid(), signal.SIGINT)  # only noted now
+    assert interrupts.exit_status == 143  # the first signal decides
+    assert signal.getsignal(signal.SIGINT) is not interrupts._handle  # restored
+
+
+def test_interrupts_outside_a_run_raise_at_once() -> None:
+    interrupts = Interrupts()
+    with interrupts.installed(), pytest.raises(KeyboardInterrupt):
+        signal_self(signal.SIGINT)
+    assert interrupts.exit_status == 130
+    assert not interrupts.cancel.is_set()
+
+
+def test_interrupts_do_nothing_outside_the_main_thread() -> None:
+    interrupts = Interrupts()
+    handler = signal.getsignal(signal.SIGINT)
+    seen: list[object] = []
+
+    def install() -> None:
+        with interrupts.installed():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=install)
+    thread.start()
+    thread.join()
+    assert seen == [handler]
+
+
+def test_ctrl_c_in_process_keeps_the_result(
+    tmp_path: Path,
+    held: tuple[str, threading.Event, threading.Event],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base_url, arrived, release = held
+    monkeypatch.setenv("AEGIS_TEST_KEY", "sk-test")
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(PIPELINE.format(base_url=base_url), encoding="utf-8")
+    output = tmp_path / "out.json"
+
+    def interrupt_once_the_call_is_in_flight() -> None:
+        if arrived.wait(WAIT_S):
+            os.kill(os.getpid(), signal.SIGINT)
+        release.set()
+
+    helper = threading.Thread(target=interrupt_once_the_call_is_in_flight)
+    helper.start()
+    try:
+        status = main(["run", str(pipeline), "--plain", "--output", str(output)])
+    finally:
+        helper.join()
+    assert status == 130
+    assert "Traceback" not in capsys.readouterr().err
+    result = RunResult.from_json(output.read_bytes())
+    assert result["quick"].status is TaskState.DONE

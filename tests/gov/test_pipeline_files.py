@@ -486,3 +486,12 @@ def test_a_directory_and_a_huge_file_are_refused(tmp_path: Path) -> None:
     big.write_bytes(b"# " + b"x" * (1 << 20) + b"\n" + MINIMAL.encode())
     with pytest.raises(PipelineError, match="larger than the 1 MiB limit"):
         load_pipeline(big)
+
+
+def test_unknown_dependency_when_every_task_has_one() -> None:
+    # The graph's cycle walk used to trip over this shape with a bare ValueError.
+    error = error_of(
+        '[[agents]]\nname = "a"\nprovider = "echo"\n[[tasks]]\nid = "b"\ndepends_on = ["a"]\n'
+    )
+    assert error.entry == "task 'b'"
+    assert error.problem == "depends on unknown task 'a'"

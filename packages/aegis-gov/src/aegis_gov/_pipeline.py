@@ -624,6 +624,16 @@ class _Reader:
 
     def check_graph(self, tasks: Sequence[Task]) -> None:
         ids = [task.id for task in tasks]
+        known = set(ids)
+        # Name unknown dependencies here, in file order, before the graph is built: the
+        # graph's own check is for callers of TaskQueue, this one is for the file's author.
+        for task in tasks:
+            for dependency in task.depends_on:
+                if dependency not in known:
+                    raise self.error(
+                        f"task {task.id!r}",
+                        f"depends on unknown task {dependency!r}{_suggest(dependency, ids)}",
+                    )
         try:
             TaskQueue(tasks)
         except DuplicateTaskError as exc:
