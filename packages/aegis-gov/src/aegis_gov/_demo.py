@@ -330,6 +330,8 @@ class DemoWitness:
             cancelled = sum(r.skip_reason == "cancelled" for r in result.values())
             lines.append(
                 f"Interrupted: {cancelled} task(s) never started and were skipped as cancelled."
+                if cancelled
+                else "Interrupted after every task had started; see each task's state above."
             )
         return lines
 
