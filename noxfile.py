@@ -73,6 +73,8 @@ def mypy_pkg(session: nox.Session, package: str) -> None:
     _sync_package(session, package, "test", "typing")
     session.run("mypy", "-p", module)
     session.run("mypy", "--python-version", "3.10", "-p", module)
+    if package == "aegis-gov":  # the console script's entry point is a package of its own
+        session.run("mypy", "--python-version", "3.10", "-p", "aegis_gov_cli")
     session.run("mypy", tests)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -310,7 +311,11 @@ def test_settings_tables() -> None:
                 "(did you mean 'file_read'?)"
             ),
         ),
-        ("[retry]\nmax_attempts = 0\n" + MINIMAL, "[retry]", "max_attempts must be >= 1"),
+        (
+            "[retry]\nmax_attempts = 0\n" + MINIMAL,
+            "[retry]",
+            "'max_attempts' must be an integer >= 1",
+        ),
         ("[breaker]\nlimit = 1\n" + MINIMAL, "[breaker]", "unknown field 'limit'"),
         ('[[tasks]]\nid = "t"\n', None, "declares no agents"),
         ('[[agents]]\nname = "a"\n', None, "declares no tasks"),
@@ -356,3 +361,137 @@ def test_default_name_is_the_file_stem(tmp_path: Path) -> None:
     path = tmp_path / "nightly-report.toml"
     path.write_text(MINIMAL, encoding="utf-8")
     assert load_pipeline(path).name == "nightly-report"
+
+
+def with_agent_field(line: str) -> str:
+    return MINIMAL.replace('provider = "echo"', f'provider = "echo"\n{line}')
+
+
+def scripted_reply(reply: str, tools: str = "[]") -> str:
+    return MINIMAL.replace(
+        'provider = "echo"', f'provider = "scripted"\ntools = {tools}\nreplies = [{reply}]'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "entry", "problem"),
+    [
+        ("[retry]\nmax_attempts = inf\n" + MINIMAL, "[retry]", "'max_attempts' must be an integer"),
+        ("[retry]\nmax_attempts = 101\n" + MINIMAL, "[retry]", "<= 100, got 101"),
+        ("[retry]\nmax_attempts = 2.0\n" + MINIMAL, "[retry]", "must be an integer"),
+        ("[retry]\ninitial_delay_s = nan\n" + MINIMAL, "[retry]", "got nan"),
+        ("[retry]\nmultiplier = inf\n" + MINIMAL, "[retry]", "'multiplier' must be a number"),
+        ("[retry]\nmax_delay_s = 1e300\n" + MINIMAL, "[retry]", "<= 86400"),
+        ("[retry]\nmax_total_delay_s = -1\n" + MINIMAL, "[retry]", ">= 0 and <= 86400"),
+        (
+            "max_concurrent = 99999999999999999999\n" + MINIMAL,
+            None,
+            "'max_concurrent' must be an integer >= 1 and <= 1024",
+        ),
+        ("max_concurrent = 9223372036854775807\n" + MINIMAL, None, "<= 1024"),
+        ("max_concurrent = 100000000\n" + MINIMAL, None, "<= 1024"),
+        ("[breaker]\nrecovery_timeout_s = nan\n" + MINIMAL, "[breaker]", "got nan"),
+        ("[breaker]\nconsecutive_failure_limit = 10001\n" + MINIMAL, "[breaker]", "<= 10000"),
+        (with_agent_field("delay_s = nan"), "agent 'a'", "'delay_s' must be a number >= 0"),
+        (with_agent_field("delay_s = inf"), "agent 'a'", "got inf"),
+        (with_agent_field("timeout_s = nan"), "agent 'a'", "'timeout_s' must be a number > 0"),
+        (with_agent_field("timeout_s = 99999999999999999999"), "agent 'a'", "<= 86400"),
+        (with_agent_field("temperature = nan"), "agent 'a'", "'temperature' must be a number"),
+        (with_agent_field("temperature = -0.5"), "agent 'a'", ">= 0 and <= 2"),
+        (with_agent_field("max_tokens = 10000000"), "agent 'a'", "<= 1000000"),
+        (with_agent_field("max_tool_rounds = 1001"), "agent 'a'", "<= 1000"),
+        (
+            scripted_reply('{ error = "rate_limit", retry_after_s = nan }'),
+            "agent 'a', replies[0]",
+            "'retry_after_s' must be a number >= 0",
+        ),
+        (
+            scripted_reply(
+                '{ tool_calls = [{ name = "file_read", arguments = { when = 1979-05-27 } }] }',
+                tools='["file_read"]',
+            ),
+            "agent 'a', replies[0], tool_calls[0]",
+            "the TOML date/time 1979-05-27 has no JSON form",
+        ),
+        (
+            scripted_reply(
+                '{ tool_calls = [{ name = "file_read", arguments = { x = [[nan]] } }] }',
+                tools='["file_read"]',
+            ),
+            "agent 'a', replies[0], tool_calls[0]",
+            "nan is not a JSON number",
+        ),
+        (
+            scripted_reply(
+                '{ tool_calls = [{ name = "file_read", arguments = { x = '
+                + "[" * 40
+                + "]" * 40
+                + " } }] }",
+                tools='["file_read"]',
+            ),
+            "agent 'a', replies[0], tool_calls[0]",
+            "nested more than 32 levels deep",
+        ),
+        ("x = " + "[" * 1000 + "]" * 1000 + "\n" + MINIMAL, None, "nested too deeply"),
+        ("x = " + "{a=" * 1000 + "1" + "}" * 1000 + "\n" + MINIMAL, None, "nested too deeply"),
+        ('name = "' + "n" * 5000 + '"\nmodel = 1\n' + MINIMAL, None, "unknown field 'model'"),
+    ],
+)
+def test_numbers_and_values_are_bounded(text: str, entry: str | None, problem: str) -> None:
+    error = error_of(text)
+    assert error.entry == entry
+    assert problem in error.problem, error.problem
+    assert "\n" not in str(error)
+    assert len(str(error)) < 400
+
+
+def test_a_huge_value_is_shown_cut_short() -> None:
+    error = error_of(MINIMAL.replace('name = "a"', "name = [" + "1, " * 100_000 + "]"))
+    assert error.entry == "agents[0]"
+    assert len(str(error)) < 200
+
+
+def test_bounds_at_the_limit_are_accepted() -> None:
+    pipeline = parse(
+        "max_concurrent = 1024\n[retry]\nmax_attempts = 100\nmax_delay_s = 86400\n"
+        + with_agent_field("temperature = 2\ndelay_s = 0\nmax_tokens = 1000000")
+    )
+    assert pipeline.max_concurrent == 1024
+    assert pipeline.retry.max_attempts == 100
+    assert pipeline.agents[0].temperature == 2.0
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.timeout(20)
+def test_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "p.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(PipelineError, match="not a regular file") as info:
+        load_pipeline(fifo)
+    assert info.value.entry is None
+    assert str(info.value).startswith(f"{fifo}: cannot read the file: ")
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+@pytest.mark.timeout(20)
+def test_a_device_is_refused_without_reading_it() -> None:
+    with pytest.raises(PipelineError, match="not a regular file"):
+        load_pipeline("/dev/zero")
+
+
+def test_a_directory_and_a_huge_file_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="it is a directory"):
+        load_pipeline(tmp_path)
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * (1 << 20) + b"\n" + MINIMAL.encode())
+    with pytest.raises(PipelineError, match="larger than the 1 MiB limit"):
+        load_pipeline(big)
+
+
+def test_unknown_dependency_when_every_task_has_one() -> None:
+    # The graph's cycle walk used to trip over this shape with a bare ValueError.
+    error = error_of(
+        '[[agents]]\nname = "a"\nprovider = "echo"\n[[tasks]]\nid = "b"\ndepends_on = ["a"]\n'
+    )
+    assert error.entry == "task 'b'"
+    assert error.problem == "depends on unknown task 'a'"

@@ -65,7 +65,6 @@ from aegis_gov._errors import (
     DuplicateAgentError,
     EndpointBusyError,
     IncompatibleResumeError,
-    RunCancelledError,
     RunCancelledTaskError,
     StreamInterruptedError,
     ToolLoopError,
@@ -86,7 +85,14 @@ from aegis_gov._events import (
 )
 from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint_key
 from aegis_gov._memory import ToolMemory
-from aegis_gov._results import AgentResult, RunResult, TaskResult, ToolCallRecord
+from aegis_gov._results import (
+    AgentResult,
+    ResultFormatError,
+    RunCancelledError,
+    RunResult,
+    TaskResult,
+    ToolCallRecord,
+)
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._tool import Tool, ToolOutcome
 from aegis_gov._tool_errors import (
@@ -175,6 +181,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RedisCircuitBreaker",
+    "ResultFormatError",
     "RetryPolicy",
     "RetryableError",
     "RunCancelledError",

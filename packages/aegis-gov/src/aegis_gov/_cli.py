@@ -1,18 +1,22 @@
 """The ``aegis`` command: run pipeline files, show their graph, and run the demo.
 
 Exit status: 0 when every task is done, 1 when a task failed, 2 for a bad pipeline file or
-bad arguments, 130 when interrupted.
+bad arguments (nothing ran), 3 when the ``--output`` file could not be written, 130 when
+interrupted with SIGINT (Ctrl-C) and 143 with SIGTERM: the first signal stops the run
+cleanly and the partial result is still written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import logging
+import math
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Final
+from collections.abc import Iterator, Sequence
+from typing import Final, NoReturn
 
 from aegis_graph import TaskState
 from rich.console import Console
@@ -26,10 +30,35 @@ from aegis_gov._demo import (
 )
 from aegis_gov._errors import AegisError
 from aegis_gov._facade import OpenMultiAgent
-from aegis_gov._pipeline import PROVIDERS, Pipeline, PipelineError, load_pipeline
+from aegis_gov._files import AtomicOutput, read_regular_file
+from aegis_gov._interrupt import Interrupts
+from aegis_gov._pipeline import (
+    MAX_CONCURRENT,
+    PROVIDERS,
+    Pipeline,
+    PipelineError,
+    load_pipeline,
+)
 from aegis_gov._progress import run_with_progress
-from aegis_gov._results import RunResult, TaskResult
+from aegis_gov._results import RunCancelledError, RunResult, TaskResult
 from aegis_gov._resume import reusable_results
+
+__all__ = [
+    "CANCEL_GRACE_S",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_OUTPUT_FAILED",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "MAX_CANCEL_GRACE_S",
+    "MAX_RESUME_BYTES",
+    "PACKAGES",
+    "UsageError",
+    "console_main",
+    "main",
+    "version_text",
+]
 
 EXIT_OK: Final = 0
 """Every task is done."""
@@ -37,8 +66,21 @@ EXIT_FAILED: Final = 1
 """At least one task failed (or was skipped)."""
 EXIT_USAGE: Final = 2
 """Bad arguments or a bad pipeline file: nothing ran."""
+EXIT_OUTPUT_FAILED: Final = 3
+"""The run finished but its ``--output`` file could not be written (the old one is intact)."""
 EXIT_INTERRUPTED: Final = 130
-"""Interrupted (Ctrl-C): pending tasks were cancelled."""
+"""Interrupted with SIGINT (Ctrl-C): pending tasks were cancelled, the partial result kept."""
+EXIT_TERMINATED: Final = 143
+"""Stopped with SIGTERM: as :data:`EXIT_INTERRUPTED`."""
+
+CANCEL_GRACE_S: Final = 5.0
+"""How long calls in flight may take to finish after the first SIGINT or SIGTERM, by default."""
+MAX_CANCEL_GRACE_S: Final = 3600.0
+"""The longest ``--cancel-grace`` accepted."""
+MAX_RESUME_BYTES: Final = 64 << 20
+"""The largest ``--resume`` file read: 64 MiB."""
+PACKAGES: Final = ("aegis-gov", "aegis-graph", "aegis-breaker", "aegis-adapters")
+"""The distributions ``aegis --version`` reports, the command's own first."""
 
 _OUTPUT_PREVIEW_CHARS: Final = 600
 
@@ -53,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run teams of LLM agents over a task graph, with retries and breakers.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the versions of aegis-gov and the three packages it builds on, and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a pipeline file", description="Run a pipeline file.")
@@ -65,11 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-concurrent",
-        type=_positive_int,
+        type=_concurrency,
         metavar="N",
-        help="tasks in flight at once (overrides the file)",
+        help=f"tasks in flight at once, 1 to {MAX_CONCURRENT} (overrides the file)",
     )
-    run.add_argument("--output", metavar="FILE", help="write the run's result as JSON to FILE")
+    _output_options(run)
     run.add_argument(
         "--resume",
         metavar="FILE",
@@ -106,9 +153,63 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the built-in offline model even if a provider is configured",
     )
-    demo.add_argument("--output", metavar="FILE", help="write the run's result as JSON to FILE")
+    _output_options(demo)
     _display_options(demo)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the versions are looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        help_text = kwargs.get("help")
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help=help_text if isinstance(help_text, str) else None,
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,  # noqa: ARG002  # argparse's signature
+        values: object,  # noqa: ARG002
+        option_string: str | None = None,  # noqa: ARG002
+    ) -> NoReturn:
+        sys.stdout.write(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """What ``aegis --version`` prints: one ``name version`` line per package of the stack."""
+    lines = []
+    for name in PACKAGES:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "(not installed)"
+        lines.append(f"{name} {version}\n")
+    return "".join(lines)
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the run's result as JSON to FILE (replaced all at once; checked first)",
+    )
+    parser.add_argument(
+        "--cancel-grace",
+        type=_grace,
+        default=CANCEL_GRACE_S,
+        metavar="SECONDS",
+        help=(
+            "after Ctrl-C or SIGTERM, how long calls in flight may take to finish "
+            f"(default {CANCEL_GRACE_S:g}; a second signal stops at once)"
+        ),
+    )
 
 
 def _display_options(parser: argparse.ArgumentParser) -> None:
@@ -120,13 +221,27 @@ def _display_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive_int(text: str) -> int:
+def _concurrency(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value > MAX_CONCURRENT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CONCURRENT}, got {value}")
+    return value
+
+
+def _grace(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= MAX_CANCEL_GRACE_S):
+        raise argparse.ArgumentTypeError(
+            f"must be from 0 to {MAX_CANCEL_GRACE_S:g} seconds, got {text}"
+        )
     return value
 
 
@@ -138,18 +253,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     console = Console(highlight=False, soft_wrap=True)
-    try:
-        if args.command == "run":
-            return _run(args, console)
-        if args.command == "graph":
-            return _graph(args, console)
-        return _demo(args, console)
-    except UsageError as exc:
-        sys.stderr.write(f"aegis: error: {exc}\n")
-        return EXIT_USAGE
-    except KeyboardInterrupt:  # pragma: no cover  # Ctrl-C before the run started
-        sys.stderr.write("aegis: interrupted\n")
-        return EXIT_INTERRUPTED
+    interrupts = Interrupts()
+    with interrupts.installed():
+        try:
+            if args.command == "run":
+                return _run(args, console, interrupts)
+            if args.command == "graph":
+                return _graph(args, console)
+            return _demo(args, console, interrupts)
+        except UsageError as exc:
+            sys.stderr.write(f"aegis: error: {exc}\n")
+            return EXIT_USAGE
+        except KeyboardInterrupt:  # a signal before the run started: nothing to keep
+            sys.stderr.write("aegis: interrupted\n")
+            return interrupts.exit_status or EXIT_INTERRUPTED
+
+
+def console_main() -> NoReturn:
+    """The ``aegis`` console script: :func:`main` on the command line, then exit."""
+    status = main()
+    if status in {EXIT_INTERRUPTED, EXIT_TERMINATED}:
+        # Calls given up on after the grace period still occupy worker threads, which the
+        # interpreter would wait for at exit. The result is written and flushed: leave now.
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def _load(path: str) -> Pipeline:
@@ -159,7 +290,7 @@ def _load(path: str) -> Pipeline:
         raise UsageError(str(exc)) from None
 
 
-def _run(args: argparse.Namespace, console: Console) -> int:
+def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:
     pipeline = _load(args.pipeline)
     if args.model is not None and args.provider is None:
         raise UsageError("--model needs --provider")
@@ -178,36 +309,72 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         where = f"{args.resume}: " if resume is not None else f"{args.pipeline}: "
         raise UsageError(f"{where}{exc}") from None
     stop = pipeline.stop_on_failure if args.stop_on_failure is None else args.stop_on_failure
-    if kept:
-        console.file.write(
-            f"resuming from {args.resume}: keeping {len(kept)} done task(s): "
-            f"{', '.join(kept)}; running the rest\n"
+    with _open_output(args.output) as output:
+        if kept:
+            console.file.write(
+                f"resuming from {args.resume}: keeping {len(kept)} done task(s): "
+                f"{', '.join(kept)}; running the rest\n"
+            )
+        interrupts.graceful(_stop_notice(args.cancel_grace))
+        try:
+            result = run_with_progress(
+                oma,
+                pipeline.tasks,
+                team,
+                console=console,
+                live=_live(console, args),
+                stop_on_failure=stop,
+                resume=resume,
+                kept=kept,
+                cancel=interrupts.cancel,
+                cancel_grace_s=args.cancel_grace,
+            )
+        except RunCancelledError as exc:  # a second signal: what finished is in the error
+            result = exc.result
+        interrupts.defer()
+        written = _finish(
+            result,
+            args,
+            console,
+            output=output,
+            pipeline_tasks=[t.id for t in pipeline.tasks],
+            sinks=_sinks(pipeline),
         )
-    result = run_with_progress(
-        oma,
-        pipeline.tasks,
-        team,
-        console=console,
-        live=_live(console, args),
-        stop_on_failure=stop,
-        resume=resume,
-        kept=kept,
+    return _exit_status(result, interrupts, written=written)
+
+
+def _stop_notice(grace_s: float) -> str:
+    return (
+        "\naegis: stopping: nothing new starts, calls in flight get "
+        f"{grace_s:g} s to finish; signal again to stop at once (the result is still written)\n"
     )
-    _finish(
-        result, args, console, pipeline_tasks=[t.id for t in pipeline.tasks], sinks=_sinks(pipeline)
-    )
-    return _exit_status(result)
+
+
+@contextlib.contextmanager
+def _open_output(path: str | None) -> Iterator[AtomicOutput | None]:
+    """The ``--output`` file, checked before anything runs (a bad path is a usage error)."""
+    if not path:
+        yield None
+        return
+    try:
+        output = AtomicOutput(path)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the result there: {_reason(exc)}") from None
+    with output:
+        yield output
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
 
 
 def _read_resume(path: str) -> RunResult:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = read_regular_file(path, max_bytes=MAX_RESUME_BYTES)
     except OSError as exc:
-        raise UsageError(
-            f"{path}: cannot read the result to resume: {exc.strerror or exc}"
-        ) from None
+        raise UsageError(f"{path}: cannot read the result to resume: {_reason(exc)}") from None
     try:
-        return RunResult.from_json(text)
+        return RunResult.from_json(data)
     except ValueError as exc:
         raise UsageError(f"{path}: not a result written by --output: {exc}") from None
 
@@ -226,14 +393,18 @@ def _finish(
     args: argparse.Namespace,
     console: Console,
     *,
+    output: AtomicOutput | None,
     pipeline_tasks: Sequence[str],
     sinks: Sequence[str],
-) -> None:
-    if args.output:
+) -> bool:
+    """Write the ``--output`` file and print the summary; False if the file was not written."""
+    written = output is None
+    if output is not None:
         try:
-            Path(args.output).write_text(result.to_json() + "\n", encoding="utf-8")
-        except OSError as exc:
-            sys.stderr.write(f"aegis: error: cannot write {args.output}: {exc.strerror or exc}\n")
+            output.commit(result.to_json() + "\n")
+            written = True
+        except (OSError, ValueError, TypeError) as exc:
+            sys.stderr.write(f"aegis: error: cannot write {output.path}: {_reason(exc)}\n")
     out = console.file
     counts = result.summary()
     summary = ", ".join(f"{counts[s.value]} {s.value}" for s in TaskState if s.value in counts)
@@ -249,25 +420,30 @@ def _finish(
         elif task is not None and task.status is TaskState.SKIPPED:
             because = f" because {task.blamed!r} failed" if task.blamed else ""
             out.write(f"  skipped {task_id} ({task.skip_reason}){because}\n")
-    if args.output:
-        out.write(f"result written to {args.output}\n")
-    if args.no_outputs:
-        return
-    for task_id in sinks:
-        task = result.get(task_id)
-        if task is not None and task.status is TaskState.DONE:
-            _print_output(out, task)
+    if output is not None and written:
+        out.write(f"result written to {output.path}\n")
+    if not args.no_outputs:
+        for task_id in sinks:
+            task = result.get(task_id)
+            if task is not None and task.status is TaskState.DONE:
+                _print_output(out, task)
+    return written
 
 
 def _print_output(out: object, task: TaskResult) -> None:
-    text = (task.output or "").strip()
+    # A lone surrogate (from a model or a resumed file) cannot be encoded: show its escape.
+    text = (task.output or "").strip().encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) > _OUTPUT_PREVIEW_CHARS:
         text = text[:_OUTPUT_PREVIEW_CHARS].rstrip() + " [...] (full text: --output FILE)"
     write = getattr(out, "write")  # noqa: B009  # the console's file is any text stream
     write(f"\n--- {task.task_id} ---\n{text}\n")
 
 
-def _exit_status(result: RunResult) -> int:
+def _exit_status(result: RunResult, interrupts: Interrupts, *, written: bool) -> int:
+    if not written:
+        return EXIT_OUTPUT_FAILED
+    if interrupts.exit_status is not None:
+        return interrupts.exit_status
     if result.cancelled:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
@@ -297,7 +473,17 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _demo(args: argparse.Namespace, console: Console) -> int:
+def _demo(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:
+    with _open_output(args.output) as output:
+        return _run_demo(args, console, interrupts, output)
+
+
+def _run_demo(
+    args: argparse.Namespace,
+    console: Console,
+    interrupts: Interrupts,
+    output: AtomicOutput | None,
+) -> int:
     out = console.file
     detected = "--offline was given" if args.offline else detect_provider()
     if isinstance(detected, str):
@@ -314,23 +500,38 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         demo = provider_demo(adapter, description)
         out.write(f"aegis demo: running the article's pipeline on {description}.\n\n")
     witness = DemoWitness()
-    result = run_with_progress(
-        demo.oma,
-        demo.tasks,
-        demo.team,
-        console=console,
-        live=_live(console, args),
-        extra_handler=witness,
-    )
+    interrupts.graceful(_stop_notice(args.cancel_grace))
+    try:
+        result = run_with_progress(
+            demo.oma,
+            demo.tasks,
+            demo.team,
+            console=console,
+            live=_live(console, args),
+            extra_handler=witness,
+            cancel=interrupts.cancel,
+            cancel_grace_s=args.cancel_grace,
+        )
+    except RunCancelledError as exc:  # a second signal: what finished is in the error
+        result = exc.result
+    interrupts.defer()
     sinks = ["translate", "publish"] + (["headlines"] if demo.offline else [])
-    _finish(result, args, console, pipeline_tasks=[t.id for t in demo.tasks], sinks=sinks)
+    written = _finish(
+        result,
+        args,
+        console,
+        output=output,
+        pipeline_tasks=[t.id for t in demo.tasks],
+        sinks=sinks,
+    )
+    status = _exit_status(result, interrupts, written=written)
     if not demo.offline:
-        return _exit_status(result)
+        return status
     out.write("\nWhat this run showed:\n")
     for line in witness.recap(result):
         out.write(f"  * {line}\n")
-    if result.cancelled:
-        return EXIT_INTERRUPTED
+    if status not in {EXIT_OK, EXIT_FAILED}:  # interrupted, or the output not written
+        return status
     if offline_outcome_ok(result):
         out.write(
             "\n(The failure of 'fact_check' is part of the script: the demo went as planned.)\n"
@@ -341,4 +542,4 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -44,6 +44,23 @@ from aegis_gov._facade import OpenMultiAgent
 from aegis_gov._results import RunResult
 from aegis_gov._retry import RetryPolicy
 
+__all__ = [
+    "ARTICLE_TASKS",
+    "OFFLINE_DELAY_S",
+    "OFFLINE_EXPECTED",
+    "OFFLINE_EXTRA_TASKS",
+    "OLLAMA_PROBE_TIMEOUT_S",
+    "RETRY_AFTER_S",
+    "Demo",
+    "DemoWitness",
+    "detect_provider",
+    "offline_demo",
+    "offline_outcome_ok",
+    "ollama_url",
+    "probe_ollama",
+    "provider_demo",
+]
+
 OLLAMA_PROBE_TIMEOUT_S: Final = 0.5
 """How long ``aegis demo`` waits for Ollama's ``/api/tags`` before deciding it is not there."""
 
@@ -289,10 +306,11 @@ class DemoWitness:
         """What the run showed, one sentence per behaviour, from what really happened."""
         lines: list[str] = []
         waits = self.retry_waits.get("research", [])
-        if waits:
+        research = result.get("research")
+        if waits and research is not None and research.status is TaskState.DONE:
             lines.append(
                 f"Retry-After: 'research' got a 429 asking to wait {RETRY_AFTER_S:.0f} s; it "
-                f"waited {waits[0]:.2f} s, then succeeded on attempt {result['research'].attempts}."
+                f"waited {waits[0]:.2f} s, then succeeded on attempt {research.attempts}."
             )
         if {"translate", "publish"} <= self.started.keys() and {
             "translate",
@@ -307,19 +325,32 @@ class DemoWitness:
                     f"ran at the same time (overlapping {overlap:.2f} s)."
                 )
         cite = result.get("cite_sources")
-        if cite is not None and cite.status is TaskState.SKIPPED:
+        fact_check = result.get("fact_check")
+        if cite is not None and cite.blamed == "fact_check" and fact_check is not None:
             lines.append(
-                f"Failure cascade: 'fact_check' failed ({result['fact_check'].error_type}, not "
-                f"retried), so 'cite_sources' was skipped (blamed: {cite.blamed!r}) while the "
-                "article branch and 'headlines' finished."
+                f"Failure cascade: 'fact_check' failed ({fact_check.error_type}, not "
+                f"retried), so 'cite_sources' was skipped (blamed: {cite.blamed!r}) while "
+                + (
+                    "the other branches went on until the run was interrupted."
+                    if result.cancelled
+                    else "the article branch and 'headlines' finished."
+                )
             )
         flaky = [c for c in self.circuits if c.endpoint.endswith("offline-flaky")]
         path = " -> ".join([flaky[0].old.value, *(c.new.value for c in flaky)]) if flaky else ""
-        if flaky and flaky[-1].new.value == "closed":
+        headlines = result.get("headlines")
+        if flaky and flaky[-1].new.value == "closed" and headlines is not None:
             lines.append(
                 f"Circuit breaker: the flaky endpoint failed twice, so its circuit went {path}: "
                 "it rejected calls for 1 s, let one probe through, and closed when it succeeded; "
-                f"'headlines' finished after {result['headlines'].attempts} attempts."
+                f"'headlines' finished after {headlines.attempts} attempts."
+            )
+        if result.cancelled:
+            cancelled = sum(r.skip_reason == "cancelled" for r in result.values())
+            lines.append(
+                f"Interrupted: {cancelled} task(s) never started and were skipped as cancelled."
+                if cancelled
+                else "Interrupted after every task had started; see each task's state above."
             )
         return lines
 

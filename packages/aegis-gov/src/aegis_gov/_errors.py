@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from aegis_breaker import BreakerError, CircuitOpenError
 
 __all__ = [
     "AegisError",
+    "CircuitWaitTooLongError",
     "DeadlineExceededError",
     "DuplicateAgentError",
+    "EndpointBusyError",
     "IncompatibleResumeError",
-    "RunCancelledError",
     "RunCancelledTaskError",
     "StreamInterruptedError",
     "ToolLoopError",
     "UnknownAgentError",
 ]
-
-if TYPE_CHECKING:
-    from aegis_gov._results import RunResult
 
 
 class AegisError(Exception):
@@ -61,16 +58,6 @@ class ToolLoopError(AegisError):
         )
         self.agent = agent
         self.max_tool_rounds = max_tool_rounds
-
-
-class RunCancelledError(AegisError):
-    """A run was cancelled; ``result`` holds everything that finished before it stopped."""
-
-    def __init__(self, result: RunResult) -> None:
-        """Attach the partial result."""
-        summary = result.summary()
-        super().__init__(f"run cancelled; partial result: {summary}")
-        self.result = result
 
 
 class IncompatibleResumeError(AegisError, ValueError):

@@ -19,13 +19,17 @@ A pipeline file is what ``aegis run`` and ``aegis graph`` read::
     depends_on = []
 
 Every mistake is reported as one :class:`PipelineError` naming the file, the entry and the
-problem, before anything runs.
+problem, before anything runs. Every number is bounded (see the ``MAX_*`` constants), and a
+file is read only if it is a regular file of at most :data:`MAX_PIPELINE_BYTES`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
+import math
 import os
+import reprlib
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -63,8 +67,29 @@ from aegis_graph import (
 
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._errors import AegisError
+from aegis_gov._files import read_regular_file
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._tools import ToolRegistry
+
+__all__ = [
+    "MAX_ARGUMENT_DEPTH",
+    "MAX_ATTEMPTS",
+    "MAX_CONCURRENT",
+    "MAX_FAILURE_LIMIT",
+    "MAX_MULTIPLIER",
+    "MAX_PIPELINE_BYTES",
+    "MAX_SECONDS",
+    "MAX_TEMPERATURE",
+    "MAX_TOKENS",
+    "MAX_TOOL_ROUNDS",
+    "PROVIDERS",
+    "AgentSpec",
+    "Pipeline",
+    "PipelineError",
+    "ScriptedReply",
+    "load_pipeline",
+    "parse_pipeline",
+]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,6 +98,28 @@ else:  # pragma: no cover  # only 3.11 runs here; tomli is the same parser, back
 
 PROVIDERS: Final = ("anthropic", "openai", "ollama", "echo", "scripted", "auto")
 """The ``provider`` values an agent may name (``auto``: chosen from the environment)."""
+
+MAX_PIPELINE_BYTES: Final = 1 << 20
+"""The largest pipeline file :func:`load_pipeline` reads: 1 MiB."""
+MAX_CONCURRENT: Final = 1024
+"""The most tasks in flight at once a pipeline (or ``aegis run --max-concurrent``) may ask for."""
+MAX_SECONDS: Final = 86_400.0
+"""The longest duration, in seconds, any ``*_s`` setting may have: one day."""
+MAX_ATTEMPTS: Final = 100
+"""The most requests ``[retry] max_attempts`` may allow per task."""
+MAX_MULTIPLIER: Final = 100.0
+"""The largest ``[retry] multiplier``."""
+MAX_FAILURE_LIMIT: Final = 10_000
+"""The largest ``[breaker] consecutive_failure_limit``."""
+MAX_TOKENS: Final = 1_000_000
+"""The largest ``max_tokens`` an agent may ask for."""
+MAX_TEMPERATURE: Final = 2.0
+"""The largest ``temperature`` (the widest range any supported provider accepts is 0 to 2)."""
+MAX_TOOL_ROUNDS: Final = 1000
+"""The largest ``max_tool_rounds``."""
+MAX_ARGUMENT_DEPTH: Final = 32
+"""How deeply a scripted tool call's ``arguments`` may nest arrays and tables."""
+_INT64: Final = 1 << 63
 
 _TOP_FIELDS: Final = frozenset(
     {"name", "description", "stop_on_failure", "max_concurrent", "agents", "tasks", "retry"}
@@ -336,7 +383,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """
     shown = os.fspath(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_file(path, max_bytes=MAX_PIPELINE_BYTES)
     except OSError as exc:
         raise PipelineError(shown, None, f"cannot read the file: {exc.strerror or exc}") from None
     try:
@@ -365,6 +412,11 @@ def parse_pipeline(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PipelineError(path, None, f"invalid TOML: {exc}") from None
+    except RecursionError:
+        # The TOML parser recurses once per nesting level: a few hundred brackets exhaust it.
+        raise PipelineError(
+            path, None, "invalid TOML: arrays or tables nested too deeply"
+        ) from None
     return _Reader(path).pipeline(raw, default_name, base_dir)
 
 
@@ -417,10 +469,17 @@ class _Reader:
             path=self.path,
             description=self.opt_str(raw, "description", None) or "",
             stop_on_failure=self.opt_bool(raw, "stop_on_failure", None, default=False),
-            max_concurrent=self.opt_int(raw, "max_concurrent", None, default=4, minimum=1),
+            max_concurrent=self.opt_int(
+                raw, "max_concurrent", None, default=4, minimum=1, maximum=MAX_CONCURRENT
+            ),
             retry=self.retry(retry),
             consecutive_failure_limit=self.opt_int(
-                breaker, "consecutive_failure_limit", "[breaker]", default=5, minimum=1
+                breaker,
+                "consecutive_failure_limit",
+                "[breaker]",
+                default=5,
+                minimum=1,
+                maximum=MAX_FAILURE_LIMIT,
             ),
             recovery_timeout_s=self.opt_float(
                 breaker, "recovery_timeout_s", "[breaker]", default=30.0
@@ -463,11 +522,13 @@ class _Reader:
                         f"calls tool {call.name!r}, which the agent does not list in 'tools'"
                         f"{_suggest(call.name, tools)}",
                     )
-        max_tokens = self.opt_int(table, "max_tokens", entry, default=0, minimum=1)
+        max_tokens = self.opt_int(
+            table, "max_tokens", entry, default=0, minimum=1, maximum=MAX_TOKENS
+        )
         timeout_s = self.opt_float(table, "timeout_s", entry, default=0.0)
-        temperature = table.get("temperature")
-        if temperature is not None and not _is_number(temperature):
-            raise self.error(entry, f"'temperature' must be a number, got {temperature!r}")
+        temperature = self.opt_number(
+            table, "temperature", entry, allow_zero=True, maximum=MAX_TEMPERATURE
+        )
         return AgentSpec(
             name=name,
             system_prompt=self.opt_str(table, "system_prompt", entry) or "",
@@ -477,11 +538,13 @@ class _Reader:
             api_key_env=self.opt_str(table, "api_key_env", entry),
             tools=tools,
             max_tokens=max_tokens or None,
-            temperature=None if temperature is None else float(cast("float", temperature)),
+            temperature=temperature,
             timeout_s=timeout_s or None,
             replies=replies,
             delay_s=self.opt_float(table, "delay_s", entry, default=0.0, allow_zero=True),
-            max_tool_rounds=self.opt_int(table, "max_tool_rounds", entry, default=8, minimum=1),
+            max_tool_rounds=self.opt_int(
+                table, "max_tool_rounds", entry, default=8, minimum=1, maximum=MAX_TOOL_ROUNDS
+            ),
         )
 
     def replies(self, table: Mapping[str, object], entry: str) -> tuple[ScriptedReply, ...]:
@@ -497,7 +560,7 @@ class _Reader:
                 out.append(ScriptedReply(text=item))
                 continue
             if not isinstance(item, dict):
-                raise self.error(where, f"must be a string or a table, got {item!r}")
+                raise self.error(where, f"must be a string or a table, got {_show(item)}")
             reply = cast("dict[str, object]", item)
             self.check_fields(reply, _REPLY_FIELDS, where)
             error = self.opt_str(reply, "error", where)
@@ -509,21 +572,15 @@ class _Reader:
                 raise self.error(where, "'error' cannot be combined with 'text' or 'tool_calls'")
             if error is None and text is None and not tool_calls:
                 raise self.error(where, "needs 'text', 'tool_calls' or 'error'")
-            retry_after = reply.get("retry_after_s")
-            if retry_after is not None and not (
-                _is_number(retry_after) and float(cast("float", retry_after)) >= 0
-            ):
-                raise self.error(
-                    where, f"'retry_after_s' must be a number >= 0, got {retry_after!r}"
-                )
+            retry_after = self.opt_number(
+                reply, "retry_after_s", where, allow_zero=True, maximum=MAX_SECONDS
+            )
             out.append(
                 ScriptedReply(
                     text=text or "",
                     error=error,
                     message=self.opt_str(reply, "message", where) or "",
-                    retry_after_s=None
-                    if retry_after is None
-                    else float(cast("float", retry_after)),
+                    retry_after_s=retry_after,
                     tool_calls=tool_calls,
                 )
             )
@@ -542,7 +599,7 @@ class _Reader:
         for k, item in enumerate(cast("list[object]", value)):
             at = f"{where}, tool_calls[{k}]"
             if not isinstance(item, dict):
-                raise self.error(at, f"must be a table, got {item!r}")
+                raise self.error(at, f"must be a table, got {_show(item)}")
             call = cast("dict[str, object]", item)
             self.check_fields(call, _TOOL_CALL_FIELDS, at)
             name = self.opt_str(call, "name", at)
@@ -550,7 +607,10 @@ class _Reader:
                 raise self.error(at, "has no 'name'")
             arguments = call.get("arguments", {})
             if not isinstance(arguments, dict):
-                raise self.error(at, f"'arguments' must be a table, got {arguments!r}")
+                raise self.error(at, f"'arguments' must be a table, got {_show(arguments)}")
+            problem = _json_problem(arguments)
+            if problem is not None:
+                raise self.error(at, f"'arguments': {problem}")
             calls.append(ToolCall(f"call_{index}_{k}", name, cast("dict[str, object]", arguments)))
         return tuple(calls)
 
@@ -584,6 +644,16 @@ class _Reader:
 
     def check_graph(self, tasks: Sequence[Task]) -> None:
         ids = [task.id for task in tasks]
+        known = set(ids)
+        # Name unknown dependencies here, in file order, before the graph is built: the
+        # graph's own check is for callers of TaskQueue, this one is for the file's author.
+        for task in tasks:
+            for dependency in task.depends_on:
+                if dependency not in known:
+                    raise self.error(
+                        f"task {task.id!r}",
+                        f"depends on unknown task {dependency!r}{_suggest(dependency, ids)}",
+                    )
         try:
             TaskQueue(tasks)
         except DuplicateTaskError as exc:
@@ -605,21 +675,24 @@ class _Reader:
             raise self.error("tasks", str(exc)) from None
 
     def retry(self, table: Mapping[str, object]) -> RetryPolicy:
+        entry = "[retry]"
+        max_attempts = self.opt_int(
+            table, "max_attempts", entry, default=3, minimum=1, maximum=MAX_ATTEMPTS
+        )
         values: dict[str, float] = {}
-        for key in _RETRY_FIELDS:
-            value = table.get(key)
-            if value is None:
-                continue
-            if not _is_number(value):
-                raise self.error("[retry]", f"'{key}' must be a number, got {value!r}")
-            values[key] = cast("float", value)
+        for key, allow_zero, maximum in (
+            ("initial_delay_s", False, MAX_SECONDS),
+            ("multiplier", False, MAX_MULTIPLIER),
+            ("max_delay_s", False, MAX_SECONDS),
+            ("max_total_delay_s", True, MAX_SECONDS),
+        ):
+            number = self.opt_number(table, key, entry, allow_zero=allow_zero, maximum=maximum)
+            if number is not None:
+                values[key] = number
         try:
-            return RetryPolicy(
-                max_attempts=int(values.pop("max_attempts", 3)),
-                **values,
-            )
-        except (TypeError, ValueError) as exc:
-            raise self.error("[retry]", str(exc)) from None
+            return RetryPolicy(max_attempts=max_attempts, **values)
+        except (TypeError, ValueError) as exc:  # pragma: no cover  # the bounds above hold
+            raise self.error(entry, str(exc)) from None
 
     # -- field helpers -------------------------------------------------------------------
 
@@ -628,7 +701,9 @@ class _Reader:
     ) -> None:
         for key in table:
             if key not in allowed:
-                raise self.error(entry, f"unknown field {key!r}{_suggest(key, sorted(allowed))}")
+                raise self.error(
+                    entry, f"unknown field {_show(key)}{_suggest(key, sorted(allowed))}"
+                )
 
     def tables(self, raw: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
         value = raw.get(key, [])
@@ -650,14 +725,14 @@ class _Reader:
         value = table.get(key)
         if value is None or isinstance(value, str):
             return value
-        raise self.error(entry, f"'{key}' must be a string, got {value!r}")
+        raise self.error(entry, f"'{key}' must be a string, got {_show(value)}")
 
     def opt_bool(
         self, table: Mapping[str, object], key: str, entry: str | None, *, default: bool
     ) -> bool:
         value = table.get(key, default)
         if not isinstance(value, bool):
-            raise self.error(entry, f"'{key}' must be true or false, got {value!r}")
+            raise self.error(entry, f"'{key}' must be true or false, got {_show(value)}")
         return value
 
     def opt_int(
@@ -668,12 +743,16 @@ class _Reader:
         *,
         default: int,
         minimum: int,
+        maximum: int,
     ) -> int:
         value = table.get(key)
         if value is None:
             return default
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.error(entry, f"'{key}' must be an integer >= {minimum}, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+            raise self.error(
+                entry,
+                f"'{key}' must be an integer >= {minimum} and <= {maximum}, got {_show(value)}",
+            )
         return value
 
     def opt_float(
@@ -685,20 +764,81 @@ class _Reader:
         default: float,
         allow_zero: bool = False,
     ) -> float:
+        """A duration in seconds: finite, positive (or zero) and at most :data:`MAX_SECONDS`."""
+        number = self.opt_number(table, key, entry, allow_zero=allow_zero, maximum=MAX_SECONDS)
+        return default if number is None else number
+
+    def opt_number(
+        self,
+        table: Mapping[str, object],
+        key: str,
+        entry: str | None,
+        *,
+        allow_zero: bool,
+        maximum: float,
+    ) -> float | None:
+        """A finite number in ``(0, maximum]`` (``[0, maximum]`` with ``allow_zero``)."""
         value = table.get(key)
         if value is None:
-            return default
-        number = float(cast("float", value)) if _is_number(value) else -1.0
-        if number < 0 or (number == 0 and not allow_zero):
+            return None
+        number = math.nan
+        if _is_number(value):
+            try:
+                number = float(cast("float", value))
+            except OverflowError:  # an integer too large for a float
+                number = math.inf
+        low_ok = number >= 0 if allow_zero else number > 0
+        if not (math.isfinite(number) and low_ok and number <= maximum):
             bound = ">= 0" if allow_zero else "> 0"
-            raise self.error(entry, f"'{key}' must be a number {bound}, got {value!r}")
+            raise self.error(
+                entry, f"'{key}' must be a number {bound} and <= {maximum:g}, got {_show(value)}"
+            )
         return number
 
     def str_list(self, table: Mapping[str, object], key: str, entry: str | None) -> tuple[str, ...]:
         value = table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(entry, f"'{key}' must be a list of strings, got {value!r}")
+            raise self.error(entry, f"'{key}' must be a list of strings, got {_show(value)}")
         return tuple(cast("list[str]", value))
+
+
+_SHOW: Final = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 60
+
+
+def _show(value: object) -> str:
+    """``repr(value)`` cut short, so one huge or deeply nested value cannot flood the message."""
+    return _SHOW.repr(value)
+
+
+def _json_problem(arguments: Mapping[str, object]) -> str | None:
+    """Why ``arguments`` has no faithful JSON form, or ``None`` if it has one.
+
+    Walks the value without recursion, so nesting depth is checked before it can hurt.
+    """
+    stack: list[tuple[object, int]] = [(arguments, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_ARGUMENT_DEPTH:
+            return f"nested more than {MAX_ARGUMENT_DEPTH} levels deep"
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in cast("dict[str, object]", value).values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in cast("list[object]", value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{value!r} is not a JSON number"
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not (-_INT64 <= value < _INT64)
+        ):
+            return f"the integer {_show(value)} does not fit in 64 bits"
+        elif isinstance(value, (dt.date, dt.time)):
+            return (
+                f"the TOML date/time {value.isoformat()} has no JSON form; "
+                "write it as a string in quotes"
+            )
+    return None
 
 
 def _is_number(value: object) -> bool:

@@ -35,6 +35,15 @@ from aegis_gov._events import (
 from aegis_gov._facade import OpenMultiAgent, endpoint_key
 from aegis_gov._results import RunResult, TaskResult
 
+__all__ = [
+    "PlainLog",
+    "ProgressTracker",
+    "TaskRow",
+    "describe_event",
+    "endpoints_of",
+    "run_with_progress",
+]
+
 _STATE_STYLES: Final = {
     "pending": "dim",
     "running": "bold blue",
@@ -207,7 +216,9 @@ class ProgressTracker:
         endpoints.add_column("consecutive failures", no_wrap=True)
         for key, state in circuits.items():
             endpoints.add_row(
-                key, Text(state.value, style=_CIRCUIT_STYLES[state]), str(failures.get(key, 0))
+                key,
+                Text(state.value, style=_CIRCUIT_STYLES.get(state, "magenta")),
+                str(failures.get(key, 0)),
             )
         footer = Text(f"tokens: {total_in} in / {total_out} out", style="dim")
         return Group(tasks, endpoints, footer)
@@ -304,12 +315,20 @@ def run_with_progress(
     resume: RunResult | None = None,
     kept: Mapping[str, TaskResult] | None = None,
     extra_handler: Callable[[RunEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    cancel_grace_s: float = 10.0,
 ) -> RunResult:
     """Run ``tasks`` with ``team``, showing progress on ``console``.
 
     ``live=True`` shows a rich live table (task states, retries, tokens, each endpoint's
     circuit); otherwise one plain line per event is written to the console's file.
-    ``extra_handler`` also receives every event.
+    ``extra_handler`` also receives every event. ``cancel`` and ``cancel_grace_s`` are
+    passed to :meth:`~aegis_gov.OpenMultiAgent.run_tasks`: once ``cancel`` is set, pending
+    tasks are skipped and calls in flight get ``cancel_grace_s`` seconds to finish.
+
+    Raises:
+        RunCancelledError: on :class:`KeyboardInterrupt` during the run; its ``result``
+            holds what finished.
     """
     tasks = list(tasks)
     tracker = ProgressTracker(tasks, endpoints_of(oma, team, tasks), kept=kept)
@@ -324,7 +343,13 @@ def run_with_progress(
 
     def run() -> RunResult:
         return oma.run_tasks(
-            tasks, team, stop_on_failure=stop_on_failure, on_event=on_event, resume=resume
+            tasks,
+            team,
+            stop_on_failure=stop_on_failure,
+            on_event=on_event,
+            resume=resume,
+            cancel=cancel,
+            cancel_grace_s=cancel_grace_s,
         )
 
     if not live:

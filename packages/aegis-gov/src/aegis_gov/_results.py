@@ -3,14 +3,48 @@
 from __future__ import annotations
 
 import json
+import math
+import reprlib
 from collections.abc import Iterator, Mapping
-from typing import cast
+from typing import Final, NoReturn, cast
 
 import attrs
 from aegis_adapters import Usage
 from aegis_graph import TaskState
 
+from aegis_gov._errors import AegisError
+
+__all__ = [
+    "AgentResult",
+    "ResultFormatError",
+    "RunCancelledError",
+    "RunResult",
+    "TaskResult",
+    "ToolCallRecord",
+]
+
 _FORMAT_VERSION = 1
+_MAX_COUNT: Final = (1 << 63) - 1
+_MAX_ARGUMENT_DEPTH: Final = 64
+_FINAL_STATES: Final = {s.value: s for s in (TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED)}
+_SHOW: Final = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 60
+
+
+class ResultFormatError(AegisError, ValueError):
+    """A run result given to :meth:`RunResult.from_json` (or ``from_dict``) is malformed.
+
+    Attributes:
+        field: Where the problem is, as a path into the JSON document (``"tasks[2].attempts"``),
+            or ``None`` for the document as a whole.
+        problem: What is wrong, in words.
+    """
+
+    def __init__(self, field: str | None, problem: str) -> None:
+        """Record where the problem is and what it is."""
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
 
 
 @attrs.frozen
@@ -98,42 +132,156 @@ class TaskResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> TaskResult:
-        """Rebuild a result from :meth:`to_dict`'s output; ``ValueError`` names a bad field."""
-        try:
-            usage = cast("Mapping[str, int]", data.get("usage") or {})
-            calls = cast("list[Mapping[str, object]]", data.get("tool_calls") or [])
-            return cls(
-                task_id=str(data["task_id"]),
-                status=TaskState(data["status"]),
-                agent=_opt_str(data.get("agent")),
-                output=_opt_str(data.get("output")),
-                error=_opt_str(data.get("error")),
-                error_type=_opt_str(data.get("error_type")),
-                usage=Usage(
-                    input_tokens=int(usage.get("input_tokens", 0)),
-                    output_tokens=int(usage.get("output_tokens", 0)),
-                ),
-                attempts=int(cast("int", data.get("attempts", 0))),
-                duration_s=float(cast("float", data.get("duration_s", 0.0))),
-                blamed=_opt_str(data.get("blamed")),
-                skip_reason=_opt_str(data.get("skip_reason")),
-                fingerprint=_opt_str(data.get("fingerprint")),
-                tool_calls=tuple(
-                    ToolCallRecord(
-                        tool=str(c["tool"]),
-                        arguments=cast("Mapping[str, object]", c.get("arguments") or {}),
-                        result=str(c.get("result", "")),
-                        error=_opt_str(c.get("error")),
-                    )
-                    for c in calls
-                ),
+        """Rebuild a result from :meth:`to_dict`'s output.
+
+        Raises:
+            ResultFormatError: a ``ValueError`` whose ``field`` names the first bad field.
+        """
+        return _task_from_dict(data, "")
+
+
+def _task_from_dict(data: object, where: str) -> TaskResult:
+    fields = _Object(data, where)
+    usage = fields.table("usage")
+    calls: list[ToolCallRecord] = []
+    for i, item in enumerate(fields.array("tool_calls")):
+        call = _Object(item, fields.path(f"tool_calls[{i}]"))
+        arguments = call.table("arguments")
+        _check_depth(arguments.data, arguments.where)
+        calls.append(
+            ToolCallRecord(
+                tool=call.required_str("tool"),
+                arguments=arguments.data,
+                result=call.optional_str("result") or "",
+                error=call.optional_str("error"),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"malformed task result {data!r:.200}: {exc}") from exc
+        )
+    status = fields.required_str("status")
+    if status not in _FINAL_STATES:
+        _fail(fields.path("status"), f"must be one of {', '.join(map(repr, _FINAL_STATES))}")
+    task_id = fields.required_str("task_id")
+    if not task_id:
+        _fail(fields.path("task_id"), "must not be empty")
+    return TaskResult(
+        task_id=task_id,
+        status=_FINAL_STATES[status],
+        agent=fields.optional_str("agent"),
+        output=fields.optional_str("output"),
+        error=fields.optional_str("error"),
+        error_type=fields.optional_str("error_type"),
+        usage=Usage(
+            input_tokens=usage.count("input_tokens"), output_tokens=usage.count("output_tokens")
+        ),
+        attempts=fields.count("attempts"),
+        duration_s=fields.seconds("duration_s"),
+        blamed=fields.optional_str("blamed"),
+        skip_reason=fields.optional_str("skip_reason"),
+        fingerprint=fields.optional_str("fingerprint"),
+        tool_calls=tuple(calls),
+    )
 
 
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
+def _fail(field: str | None, problem: str) -> NoReturn:
+    raise ResultFormatError(field or None, problem)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {_SHOW.repr(value)}"
+    if isinstance(value, str):
+        return f"the string {_SHOW.repr(value)}"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+class _Object:
+    """One JSON object of a run result, read field by field; each error names the field."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, Mapping):
+            _fail(where, f"must be an object, got {_kind(data)}")
+        self.data = cast("Mapping[str, object]", data)
+        self.where = where
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def optional_str(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        _fail(self.path(key), f"must be a string or null, got {_kind(value)}")
+
+    def required_str(self, key: str) -> str:
+        value = self.data.get(key)
+        if isinstance(value, str):
+            return value
+        if key not in self.data:
+            _fail(self.path(key), "is missing")
+        _fail(self.path(key), f"must be a string, got {_kind(value)}")
+
+    def count(self, key: str) -> int:
+        """A whole number from 0 to 2**63 - 1; missing or null is 0."""
+        value = self.data.get(key)
+        if value is None:
+            return 0
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT:
+            return value
+        _fail(self.path(key), f"must be a whole number from 0 to 2**63 - 1, got {_kind(value)}")
+
+    def seconds(self, key: str) -> float:
+        """A finite number >= 0; missing or null is 0.0."""
+        value = self.data.get(key)
+        if value is None:
+            return 0.0
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if math.isfinite(number) and number >= 0:
+                return number
+        _fail(self.path(key), f"must be a finite number >= 0, got {_kind(value)}")
+
+    def flag(self, key: str) -> bool:
+        value = self.data.get(key, False)
+        if isinstance(value, bool):
+            return value
+        _fail(self.path(key), f"must be true or false, got {_kind(value)}")
+
+    def table(self, key: str) -> _Object:
+        value = self.data.get(key)
+        return _Object({} if value is None else value, self.path(key))
+
+    def array(self, key: str) -> list[object]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return cast("list[object]", value)
+        _fail(self.path(key), f"must be an array, got {_kind(value)}")
+
+
+def _check_depth(value: object, where: str) -> None:
+    """Refuse tool-call arguments nested deeper than writing them back could manage."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_ARGUMENT_DEPTH:
+            _fail(where, f"nested more than {_MAX_ARGUMENT_DEPTH} levels deep")
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in cast("Mapping[str, object]", item).values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in cast("list[object]", item))
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _as_dict(value: Mapping[str, TaskResult]) -> dict[str, TaskResult]:
@@ -207,34 +355,74 @@ class RunResult(Mapping[str, TaskResult]):
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        """The run as JSON text (see :meth:`from_json`)."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        """The run as JSON text (see :meth:`from_json`).
+
+        Raises:
+            ValueError: a tool call's arguments hold NaN or an infinity, which JSON cannot
+                express (and :meth:`from_json` would refuse).
+            TypeError: a tool call's arguments hold a value with no JSON form.
+        """
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> RunResult:
-        """Rebuild a run from :meth:`to_dict`'s output; ``ValueError`` says what is wrong."""
-        if data.get("format") != _FORMAT_VERSION:
-            raise ValueError(
-                f"unsupported run result format {data.get('format')!r} "
-                f"(this version reads format {_FORMAT_VERSION})"
+        """Rebuild a run from :meth:`to_dict`'s output.
+
+        Raises:
+            ResultFormatError: a ``ValueError`` whose ``field`` names the first bad field
+                (``"tasks[2].attempts"``).
+        """
+        fields = _Object(data, "")
+        version = fields.data.get("format")
+        if type(version) is not int or version != _FORMAT_VERSION:
+            _fail(
+                "format",
+                f"unsupported run result format {_SHOW.repr(version)} "
+                f"(this version reads format {_FORMAT_VERSION})",
             )
-        tasks = data.get("tasks")
-        if not isinstance(tasks, list):
-            raise ValueError("run result has no 'tasks' list")  # noqa: TRY004  # from_json promises ValueError
-        results = [TaskResult.from_dict(cast("Mapping[str, object]", t)) for t in tasks]
+        if not isinstance(fields.data.get("tasks"), list):
+            _fail("tasks", "missing: a run result has a 'tasks' array")
+        results: dict[str, TaskResult] = {}
+        for i, item in enumerate(fields.array("tasks")):
+            result = _task_from_dict(item, f"tasks[{i}]")
+            if result.task_id in results:
+                _fail(f"tasks[{i}].task_id", f"{result.task_id!r} appears more than once")
+            results[result.task_id] = result
         return cls(
-            results={r.task_id: r for r in results},
-            team=str(data.get("team", "")),
-            cancelled=bool(data.get("cancelled", False)),
+            results=results,
+            team=fields.optional_str("team") or "",
+            cancelled=fields.flag("cancelled"),
         )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RunResult:
-        """Parse :meth:`to_json`'s output; ``ValueError`` for anything else."""
+        """Parse :meth:`to_json`'s output (bytes must be UTF-8).
+
+        Raises:
+            ResultFormatError: a ``ValueError`` for anything else, naming the bad field (or
+                saying why the text is not JSON at all). NaN and Infinity are refused.
+        """
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                _fail(None, f"run result is not UTF-8 text ({exc.reason} at byte {exc.start})")
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"run result is not valid JSON: {exc}") from exc
+            data = json.loads(text, parse_constant=_reject_constant)
+        except RecursionError:
+            _fail(None, "run result is not valid JSON: nested too deeply")
+        except ValueError as exc:  # JSONDecodeError, NaN, an integer of thousands of digits
+            _fail(None, f"run result is not valid JSON: {exc}")
         if not isinstance(data, dict):
-            raise ValueError("run result JSON must be an object")  # noqa: TRY004  # (same)
+            _fail(None, f"run result JSON must be an object, got {_kind(data)}")
         return cls.from_dict(cast("Mapping[str, object]", data))
+
+
+class RunCancelledError(AegisError):
+    """A run was cancelled; ``result`` holds everything that finished before it stopped."""
+
+    def __init__(self, result: RunResult) -> None:
+        """Attach the partial result."""
+        summary = result.summary()
+        super().__init__(f"run cancelled; partial result: {summary}")
+        self.result = result

@@ -10,6 +10,8 @@ from aegis_graph import Task, TaskState
 from aegis_gov._errors import IncompatibleResumeError
 from aegis_gov._results import RunResult, TaskResult
 
+__all__ = ["fingerprint", "reusable_results"]
+
 
 def fingerprint(task: Task) -> str:
     """A short digest of what a task asks for: its description, agent and dependencies."""

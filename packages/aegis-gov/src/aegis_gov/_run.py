@@ -28,7 +28,6 @@ from aegis_graph import SkipReason, Task, TaskQueue, TaskState
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._errors import (
     DeadlineExceededError,
-    RunCancelledError,
     RunCancelledTaskError,
     UnknownAgentError,
 )
@@ -40,7 +39,7 @@ from aegis_gov._events import (
     TaskSucceeded,
 )
 from aegis_gov._outcome import Failure, Outcome
-from aegis_gov._results import AgentResult, RunResult, TaskResult
+from aegis_gov._results import AgentResult, RunCancelledError, RunResult, TaskResult
 from aegis_gov._resume import fingerprint, reusable_results
 from aegis_gov._slots import Slot, Slots
 

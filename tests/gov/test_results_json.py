@@ -1,0 +1,180 @@
+"""``RunResult.from_json`` names the bad field of every malformed result; so does ``--resume``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aegis_gov import ResultFormatError, RunResult, TaskResult, TaskState, ToolCallRecord
+from aegis_gov._cli import main
+
+
+def document(**task: object) -> str:
+    base: dict[str, object] = {"task_id": "t", "status": "done", "output": "x"}
+    base.update(task)
+    return json.dumps({"format": 1, "tasks": [base]})
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "problem"),
+    [
+        (
+            '{"format": 1, "tasks": [{"task_id": "t", "status": "done", "attempts": 1e400}]}',
+            "tasks[0].attempts",
+            "whole number",
+        ),
+        (document(attempts=-1), "tasks[0].attempts", "whole number"),
+        (document(attempts=True), "tasks[0].attempts", "got a boolean"),
+        (document(attempts=2**64), "tasks[0].attempts", "whole number"),
+        (document(duration_s="1"), "tasks[0].duration_s", "finite number"),
+        (
+            '{"format": 1, "tasks": [{"task_id": "t", "status": "done", "duration_s": 1e999}]}',
+            "tasks[0].duration_s",
+            "finite number",
+        ),
+        (
+            document(tool_calls=[{"tool": "f", "arguments": [1, 2]}]),
+            "tasks[0].tool_calls[0].arguments",
+            "must be an object, got an array",
+        ),
+        (
+            document(tool_calls=[{"tool": "f", "arguments": "path=a"}]),
+            "tasks[0].tool_calls[0].arguments",
+            "must be an object, got the string",
+        ),
+        (document(tool_calls=[{"arguments": {}}]), "tasks[0].tool_calls[0].tool", "is missing"),
+        (document(tool_calls={"tool": "f"}), "tasks[0].tool_calls", "must be an array"),
+        (document(tool_calls=["f"]), "tasks[0].tool_calls[0]", "must be an object"),
+        (
+            document(
+                tool_calls=[{"tool": "f", "arguments": {"a": json.loads("[" * 70 + "]" * 70)}}]
+            ),
+            "tasks[0].tool_calls[0].arguments",
+            "nested more than 64 levels",
+        ),
+        (document(usage=[1]), "tasks[0].usage", "must be an object"),
+        (document(usage={"input_tokens": -3}), "tasks[0].usage.input_tokens", "whole number"),
+        (document(output=["x"]), "tasks[0].output", "must be a string or null"),
+        (document(status="running"), "tasks[0].status", "must be one of 'done'"),
+        (document(status=None), "tasks[0].status", "must be a string"),
+        (document(task_id=""), "tasks[0].task_id", "must not be empty"),
+        (document(task_id=7), "tasks[0].task_id", "must be a string"),
+        (
+            (
+                '{"format": 1, "tasks": [{"task_id": "t", "status": "done"}, '
+                '{"task_id": "t", "status": "done"}]}'
+            ),
+            "tasks[1].task_id",
+            "more than once",
+        ),
+        ('{"format": 1, "tasks": [3]}', "tasks[0]", "must be an object"),
+        ('{"format": 1, "tasks": {}}', "tasks", "'tasks' array"),
+        ('{"format": true, "tasks": []}', "format", "unsupported run result format True"),
+        ('{"format": 2, "tasks": []}', "format", "unsupported"),
+        ('{"format": 1, "tasks": [], "cancelled": "yes"}', "cancelled", "true or false"),
+        ('{"format": 1, "tasks": [], "team": 5}', "team", "must be a string"),
+        ("[]", None, "must be an object, got an array"),
+        ("{", None, "not valid JSON"),
+        (DEEP, None, "nested too deeply"),
+        ('{"format": 1, "tasks": [], "x": NaN}', None, "NaN is not a JSON number"),
+        ('{"format": 1, "tasks": [], "x": ' + "9" * 5000 + "}", None, "not valid JSON"),
+        (b'{"format": 1, "tasks": [], "team": "\xff"}', None, "not UTF-8 text"),
+    ],
+)
+def test_every_malformed_result_names_its_field(
+    text: str | bytes, field: str | None, problem: str
+) -> None:
+    with pytest.raises(ResultFormatError) as info:
+        RunResult.from_json(text)
+    assert isinstance(info.value, ValueError)
+    assert info.value.field == field
+    assert problem in info.value.problem, info.value.problem
+    assert str(info.value) == (f"{field}: {info.value.problem}" if field else info.value.problem)
+    assert len(str(info.value)) < 500
+
+
+def test_a_full_result_round_trips() -> None:
+    result = RunResult(
+        results={
+            "a": TaskResult(
+                "a",
+                TaskState.DONE,
+                agent="w",
+                output="out\ud800",
+                attempts=2,
+                duration_s=0.5,
+                tool_calls=(
+                    ToolCallRecord("file_read", {"path": "x", "n": [1, {"k": None}]}, "r"),
+                ),
+                fingerprint="abc",
+            ),
+            "b": TaskResult("b", TaskState.SKIPPED, blamed="a", skip_reason="upstream_failed"),
+            "c": TaskResult("c", TaskState.FAILED, error="boom", error_type="X"),
+        },
+        team="t",
+        cancelled=True,
+    )
+    again = RunResult.from_json(result.to_json())
+    assert again == result
+
+
+def test_task_result_from_dict_names_the_field_alone() -> None:
+    with pytest.raises(ResultFormatError) as info:
+        TaskResult.from_dict({"task_id": "t", "status": "done", "attempts": 0.5})
+    assert info.value.field == "attempts"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe not utf-8", "not UTF-8 text"),
+        (
+            b'{"format": 1, "tasks": [{"task_id": "t", "status": "done", "attempts": 1e400}]}',
+            "tasks[0].attempts: must be a whole number",
+        ),
+        (DEEP.encode(), "nested too deeply"),
+        (
+            (
+                b'{"format": 1, "tasks": [{"task_id": "t", "status": "done", '
+                b'"tool_calls": [{"tool": "f", "arguments": "x"}]}]}'
+            ),
+            "tasks[0].tool_calls[0].arguments: must be an object",
+        ),
+    ],
+)
+def test_resume_from_a_malformed_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(
+        '[[agents]]\nname = "a"\nprovider = "echo"\n[[tasks]]\nid = "t"\n', encoding="utf-8"
+    )
+    resume = tmp_path / "r.json"
+    resume.write_bytes(content)
+    assert main(["run", str(pipeline), "--resume", str(resume)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"aegis: error: {resume}: not a result written by --output: ")
+    assert message in lines[0]
+
+
+def test_resume_refuses_a_fifo_and_a_huge_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(
+        '[[agents]]\nname = "a"\nprovider = "echo"\n[[tasks]]\nid = "t"\n', encoding="utf-8"
+    )
+    assert main(["run", str(pipeline), "--resume", "/dev/zero"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    big = tmp_path / "big.json"
+    with big.open("wb") as stream:
+        stream.truncate((64 << 20) + 1)
+    assert main(["run", str(pipeline), "--resume", str(big)]) == 2
+    assert "larger than the 64 MiB limit" in capsys.readouterr().err
