@@ -48,7 +48,7 @@ def test_values_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="input_tokens"):
         Usage(-1)
     with pytest.raises(ValueError, match="stop_reason"):
-        ChatResponse("x", stop_reason="stop")
+        ChatResponse("x", stop_reason="stop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="tool_call_id"):
         Message("tool", "result")
     with pytest.raises(ValueError, match="tool_calls"):

@@ -36,3 +36,35 @@ def test_a_retry_starts_the_stream_over() -> None:
     (row,) = progress.rows()
     assert (row.state, row.streamed_chars, row.stream_tail) == ("retrying", 0, "")
     assert row.note == "retry in 0.10s: HTTP 503"
+
+
+def test_model_text_is_shown_literally_never_as_markup_or_terminal_commands() -> None:
+    # An adversarial review: "[/]" in a model's answer crashed the live table (and the run's
+    # --output was lost); "[link=...]" became a real hyperlink; ESC sequences reached the
+    # terminal.
+    import io  # noqa: PLC0415
+
+    from aegis_gov import ToolCalled  # noqa: PLC0415
+    from aegis_gov._progress import PlainLog  # noqa: PLC0415
+    from rich.console import Console  # noqa: PLC0415
+
+    hostile = "[/] x [link=https://e.x/]d[/link] \x1b]0;T\x07"
+    progress = ProgressTracker(
+        [Task("[/]t", agent="a")], {"a": "[bold]endpoint"}, clock=lambda: 0.0
+    )
+    progress(TaskStarted("[/]t", "a", 1))
+    progress(TaskSucceeded("[/]t", "a", hostile, Usage(1, 1), 1, 0.1))
+    console = Console(record=True, width=200, force_terminal=True, color_system="truecolor")
+    console.print(progress.render())
+    shown = console.export_text()
+    assert "[/] x [link=https://e.x/]d[/link]" in shown
+    assert "\x1b]0;" not in console.export_text(styles=True)
+    assert "\\x1b]0;T\\x07" in shown
+
+    stream = io.StringIO()
+    log = PlainLog(stream, clock=lambda: 0.0)
+    log(ToolCalled("t", "a", "x\n[  0.50s] t: FORGED done\x1b]0;TITLE\x07", {}, "r", None))
+    written = stream.getvalue()
+    assert written.count("\n") == 1  # one line, whatever the model wrote
+    assert "\x1b" not in written
+    assert "\x07" not in written

@@ -16,8 +16,9 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Final, NoReturn
+from typing import Final, NoReturn, TextIO
 
+from aegis_adapters import redact_text
 from aegis_graph import TaskState
 from rich.console import Console
 
@@ -39,7 +40,7 @@ from aegis_gov._pipeline import (
     PipelineError,
     load_pipeline,
 )
-from aegis_gov._progress import run_with_progress
+from aegis_gov._progress import printable, run_with_progress
 from aegis_gov._results import RunCancelledError, RunResult, TaskResult
 from aegis_gov._resume import reusable_results
 
@@ -245,13 +246,64 @@ def _grace(text: str) -> float:
     return value
 
 
+class _Redacting(logging.Filter):
+    """Passes aegis's INFO (``-v``) and others' WARNING; hides credentials written in URLs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verbose = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record if loud enough; render its message once, redacted."""
+        ours = record.name.split(".", 1)[0] in _PACKAGES
+        threshold = (
+            (logging.INFO if ours else logging.WARNING) if self.verbose else logging.CRITICAL
+        )
+        if record.levelno < threshold:
+            return False
+        record.msg, record.args = redact_text(record.getMessage()), None
+        return True
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, not the one it was made with."""
+
+    @property
+    def stream(self) -> TextIO:
+        """The current standard error."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+_PACKAGES: Final = frozenset({"aegis_graph", "aegis_breaker", "aegis_adapters", "aegis_gov"})
+
+
+def _configure_logging(*, verbose: bool) -> None:
+    """``-v``: aegis's own INFO lines, other libraries' warnings; URLs redacted.
+
+    Sets no library logger's level, so an application calling :func:`main` keeps its own.
+    """
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_Redacting())
+        root.addHandler(handler)
+    for found in handler.filters:
+        if isinstance(found, _Redacting):
+            found.verbose = verbose
+    if verbose and root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``aegis`` command on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.CRITICAL,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(verbose=args.verbose)
     console = Console(highlight=False, soft_wrap=True)
     interrupts = Interrupts()
     with interrupts.installed():
@@ -433,10 +485,11 @@ def _finish(
 def _print_output(out: object, task: TaskResult) -> None:
     # A lone surrogate (from a model or a resumed file) cannot be encoded: show its escape.
     text = (task.output or "").strip().encode("utf-8", "backslashreplace").decode("utf-8")
+    text = printable(text)  # a model's escape sequences are shown, not obeyed
     if len(text) > _OUTPUT_PREVIEW_CHARS:
         text = text[:_OUTPUT_PREVIEW_CHARS].rstrip() + " [...] (full text: --output FILE)"
     write = getattr(out, "write")  # noqa: B009  # the console's file is any text stream
-    write(f"\n--- {task.task_id} ---\n{text}\n")
+    write(f"\n--- {printable(task.task_id, one_line=True)} ---\n{text}\n")
 
 
 def _exit_status(result: RunResult, interrupts: Interrupts, *, written: bool) -> int:

@@ -7,6 +7,7 @@ graph with either display and returns the :class:`RunResult`.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -41,6 +42,7 @@ __all__ = [
     "TaskRow",
     "describe_event",
     "endpoints_of",
+    "printable",
     "run_with_progress",
 ]
 
@@ -198,14 +200,14 @@ class ProgressTracker:
             else:
                 elapsed = ""
             tasks.add_row(
-                row.task_id,
-                row.agent,
+                Text(printable(row.task_id, one_line=True)),
+                Text(printable(row.agent, one_line=True)),
                 Text(row.state, style=_STATE_STYLES.get(row.state, "")),
                 str(row.attempts or ""),
                 str(row.retries or ""),
                 f"{row.input_tokens}/{row.output_tokens}" if row.input_tokens else "",
                 elapsed,
-                row.note,
+                Text(printable(row.note, one_line=True)),
             )
         with self._lock:
             circuits = dict(self._circuits)
@@ -216,12 +218,28 @@ class ProgressTracker:
         endpoints.add_column("consecutive failures", no_wrap=True)
         for key, state in circuits.items():
             endpoints.add_row(
-                key,
+                Text(printable(key, one_line=True)),
                 Text(state.value, style=_CIRCUIT_STYLES.get(state, "magenta")),
                 str(failures.get(key, 0)),
             )
         footer = Text(f"tokens: {total_in} in / {total_out} out", style="dim")
         return Group(tasks, endpoints, footer)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    """*text* safe to show on a terminal: control characters (ESC, BEL, ...) as escapes.
+
+    Model and tool text is shown as it is, never as markup or terminal commands; with
+    *one_line*, newlines are escaped too, so a model cannot forge log lines.
+    """
+    pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
+    if not pattern.search(text):
+        return text
+    return pattern.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def _first_line(text: str) -> str:
@@ -291,6 +309,7 @@ class PlainLog:
         line = describe_event(event)
         if line is None:
             return
+        line = printable(line, one_line=True)  # a model's text must not forge lines or escapes
         with self._lock:
             self._stream.write(f"[{self._clock() - self._start:6.2f}s] {line}\n")
             self._stream.flush()
