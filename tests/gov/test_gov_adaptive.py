@@ -100,3 +100,19 @@ def test_a_run_against_a_rate_limited_endpoint_shrinks_its_limit_and_finishes(
     assert adaptive["overloads"] >= 1
     assert adaptive["limit"] < 8
     assert adaptive["in_flight"] == 0
+
+
+def test_status_is_typed_and_still_reads_as_the_articles_dict(clock: FakeClock) -> None:
+    adapter = ScriptedAdapter(["ok"])
+    oma = OpenMultiAgent(AgentPool(clock=clock), default_adapter=adapter)
+    oma.run_agent(AgentConfig(name="w"), "hi")
+    status = oma.get_status()
+    assert status["pool_state"] == "closed"
+    assert "'pool_state': 'closed'" in repr(status)
+    assert status.pool.max_concurrent == 4
+    endpoint = status.endpoints[adapter.endpoint.key]
+    assert endpoint.state == "closed"
+    assert endpoint.adaptive is not None
+    assert endpoint.adaptive.in_flight == 0
+    assert status.to_dict()["endpoints"] == {adapter.endpoint.key: endpoint.to_dict()}
+    assert dict(status) == status.to_dict()

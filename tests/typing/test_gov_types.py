@@ -10,11 +10,13 @@ from aegis_gov import (
     AgentPool,
     AgentResult,
     CircuitOpenError,
+    CircuitState,
     OpenMultiAgent,
     RetryPolicy,
     RunEvent,
     RunResult,
     ScriptedAdapter,
+    Status,
     Task,
     TaskFailed,
     TaskResult,
@@ -32,7 +34,7 @@ def on_event(event: RunEvent) -> None:
 
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Iterator, Mapping
     from typing import assert_type
 
     oma = OpenMultiAgent(
@@ -56,7 +58,16 @@ if TYPE_CHECKING:
     assert_type(str(answer), str)
     assert_type(oma.stream_agent(AgentConfig(name="a"), "q"), Iterator[str])
     assert_type(oma.astream_agent(AgentConfig(name="a"), "q"), AsyncIterator[str])
-    assert_type(oma.get_status(), dict[str, object])
+    status = oma.get_status()
+    assert_type(status, Status)
+    assert_type(status["pool_state"], object)
+    assert_type(status.pool.state, CircuitState)
+    assert_type(status.to_dict(), dict[str, object])
+
+    def takes_a_mapping(status: Mapping[str, object]) -> object:
+        return status["pool_state"]
+
+    assert_type(takes_a_mapping(status), object)
 
     async def async_user() -> None:
         assert_type(await oma.arun_tasks(tasks, team), RunResult)

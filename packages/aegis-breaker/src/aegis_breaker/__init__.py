@@ -25,7 +25,7 @@ from aegis_breaker._redis import RedisCircuitBreaker, RedisClient, connect_redis
 from aegis_breaker._redis_pool import redis_agent_pool
 from aegis_breaker._redis_ratelimit import RedisRateLimiter
 from aegis_breaker._settings import BreakerSettings
-from aegis_breaker._status import BreakerStatus
+from aegis_breaker._status import BreakerStatus, PoolStatus
 
 # A library adds no handler of its own: records reach whatever the application set up, and
 # nothing is printed through logging's last-resort handler in apps that set up none.
@@ -52,6 +52,7 @@ __all__ = [
     "ConsecutiveFailures",
     "CountWindow",
     "Permit",
+    "PoolStatus",
     "RateLimitExceededError",
     "RateLimiter",
     "RateLimiterStatus",

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 from aegis_breaker._breaker import CircuitBreaker, merge_settings
 from aegis_breaker._bulkhead import Bulkhead
 from aegis_breaker._events import BreakerListener, CircuitState
+from aegis_breaker._settings import BreakerSettings
+from aegis_breaker._status import PoolStatus
 
 if TYPE_CHECKING:
     from aegis_breaker._policy import TripPolicy
-    from aegis_breaker._settings import BreakerSettings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable, Mapping
@@ -265,6 +266,18 @@ class AgentPool:
             "max_concurrent": self._bulkhead.max_concurrent,
             "breakers": breakers,
         }
+
+    def snapshot(self) -> PoolStatus:
+        """A typed snapshot: the worst state, the bulkhead, and each breaker's `BreakerStatus`."""
+        breakers = {key: b.snapshot() for key, b in self._breakers.items()}
+        worst = max((s.state for s in breakers.values()), key=_SEVERITY.__getitem__)
+        return PoolStatus(
+            state=worst,
+            consecutive_failures=max(s.consecutive_failures for s in breakers.values()),
+            active=self._bulkhead.active,
+            max_concurrent=self._bulkhead.max_concurrent,
+            breakers=breakers,
+        )
 
     def add_listener(self, listener: BreakerListener) -> None:
         """Attach *listener* to every breaker, present and future."""

@@ -1,4 +1,4 @@
-"""BreakerStatus: a typed, frozen snapshot of one breaker."""
+"""BreakerStatus and PoolStatus: typed, frozen snapshots of a breaker and of a pool."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import attrs
 
 from aegis_breaker._events import CircuitState
 
-__all__ = ["BreakerStatus"]
+__all__ = ["BreakerStatus", "PoolStatus"]
 
 
 @attrs.frozen
@@ -44,3 +44,29 @@ class BreakerStatus:
         data = attrs.asdict(self, recurse=False)
         data["state"] = self.state.value
         return data
+
+
+@attrs.frozen
+class PoolStatus:
+    """What an `AgentPool` looked like at one moment; from `AgentPool.snapshot`."""
+
+    state: CircuitState
+    """The worst state over its breakers (open > half-open > closed)."""
+    consecutive_failures: int
+    """The highest count of failures in a row among its breakers."""
+    active: int
+    """Bulkhead permits held now."""
+    max_concurrent: int
+    """The bulkhead's limit."""
+    breakers: dict[str, BreakerStatus]
+    """Each breaker's snapshot, by key."""
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data (each breaker as `BreakerStatus.to_dict` gives it), e.g. for JSON."""
+        return {
+            "state": self.state.value,
+            "consecutive_failures": self.consecutive_failures,
+            "active": self.active,
+            "max_concurrent": self.max_concurrent,
+            "breakers": {key: status.to_dict() for key, status in self.breakers.items()},
+        }

@@ -36,11 +36,13 @@ from aegis_adapters import (
 from aegis_breaker import (
     AgentPool,
     BreakerError,
+    BreakerStatus,
     Bulkhead,
     BulkheadFullError,
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    PoolStatus,
     RedisCircuitBreaker,
     connect_redis,
     redis_agent_pool,
@@ -56,6 +58,7 @@ from aegis_graph import (
     UnknownDependencyError,
 )
 
+from aegis_gov._adaptive import AdaptiveStatus
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._dask import DaskClient, DaskExecutor, dask_executor
 from aegis_gov._errors import (
@@ -94,6 +97,7 @@ from aegis_gov._results import (
     ToolCallRecord,
 )
 from aegis_gov._retry import RetryPolicy
+from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._tool import Tool, ToolOutcome
 from aegis_gov._tool_errors import (
     BlockedAddressError,
@@ -127,6 +131,7 @@ from aegis_gov._tools import ToolRegistry
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "AdaptiveStatus",
     "AegisError",
     "AgentConfig",
     "AgentPool",
@@ -135,6 +140,7 @@ __all__ = [
     "AuthenticationError",
     "BlockedAddressError",
     "BreakerError",
+    "BreakerStatus",
     "Bulkhead",
     "BulkheadFullError",
     "ChatAdapter",
@@ -156,6 +162,7 @@ __all__ = [
     "EchoAdapter",
     "Endpoint",
     "EndpointBusyError",
+    "EndpointStatus",
     "EventHandler",
     "FellBack",
     "ForbiddenShellSyntaxError",
@@ -177,6 +184,7 @@ __all__ = [
     "OutputTooLargeError",
     "PathOutsideRootError",
     "PermanentError",
+    "PoolStatus",
     "ProviderUnavailableError",
     "QuotaExceededError",
     "RateLimitError",
@@ -192,6 +200,7 @@ __all__ = [
     "ScriptedAdapter",
     "ShellDisabledError",
     "SkipReason",
+    "Status",
     "StreamInterruptedError",
     "Task",
     "TaskFailed",

@@ -42,6 +42,7 @@ from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Limits, RunState, Work, run_async, run_threads
 from aegis_gov._slots import Slot
+from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._streams import astream_chunks, stream_chunks
 from aegis_gov._tools import ToolRegistry
 
@@ -175,32 +176,23 @@ class OpenMultiAgent:
         """A team of ``agents``; raises :class:`DuplicateAgentError` on a repeated name."""
         return Team(name, agents)
 
-    def get_status(self) -> dict[str, object]:
-        """A snapshot of the pool and of each endpoint's breaker.
+    def get_status(self) -> Status:
+        """A snapshot of the pool and of each provider endpoint called so far.
 
-        ``pool_state`` is the worst state over all endpoints (open > half_open > closed)
-        and ``pool_consecutive_failures`` the highest count among them; ``endpoints`` maps
-        each endpoint key to its breaker's status, with its adaptive concurrency limit under
-        ``"adaptive"`` once it has been called (``limit``, ``in_flight``, ``overloads``).
+        Typed (``status.pool.state``, ``status.endpoints[key].adaptive``) and readable as
+        the article's dict: ``pool_state`` is the worst state over all endpoints (open >
+        half_open > closed), ``pool_consecutive_failures`` the highest count among them,
+        ``endpoints`` maps each endpoint key to its breaker's status, with its adaptive
+        concurrency limit under ``"adaptive"`` once it has been called.
         """
-        status = self._pool.status()
-        breakers = cast("dict[str, dict[str, object]]", status["breakers"])
+        pool = self._pool.snapshot()
         adaptive = self._caller.adaptive_status()
-        endpoints: dict[str, object] = {}
-        for key, breaker in breakers.items():
-            if key == "default":  # it guards direct pool.run calls, not an endpoint
-                continue
-            entry = dict(breaker)
-            if key in adaptive:
-                entry["adaptive"] = adaptive[key].to_dict()
-            endpoints[key] = entry
-        return {
-            "pool_state": status["state"],
-            "pool_consecutive_failures": status["consecutive_failures"],
-            "pool_active": status["active"],
-            "pool_max_concurrent": status["max_concurrent"],
-            "endpoints": endpoints,
+        endpoints = {
+            key: EndpointStatus(key, breaker, adaptive.get(key))
+            for key, breaker in pool.breakers.items()
+            if key != "default"  # it guards direct pool.run calls, not an endpoint
         }
+        return Status(pool, endpoints)
 
     # -- single agents -------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from aegis_gov._events import (
 )
 from aegis_gov._facade import OpenMultiAgent, endpoint_key
 from aegis_gov._results import RunResult, TaskResult
+from aegis_gov._status import EndpointStatus
 
 __all__ = [
     "PlainLog",
@@ -162,14 +163,13 @@ class ProgressTracker:
             row.stream_tail = (row.stream_tail + event.text)[-4 * _NOTE_WIDTH :]
             row.note = _last_line_end(row.stream_tail)
 
-    def observe_circuits(self, endpoints: Mapping[str, Mapping[str, object]]) -> None:
+    def observe_circuits(self, endpoints: Mapping[str, EndpointStatus]) -> None:
         """Take circuit states and failure counts from ``OpenMultiAgent.get_status()``."""
         with self._lock:
             for key, status in endpoints.items():
                 if key in self._circuits:
-                    self._circuits[key] = CircuitState(str(status.get("state", "closed")))
-                    failures = status.get("consecutive_failures", 0)
-                    self._failures[key] = failures if isinstance(failures, int) else 0
+                    self._circuits[key] = status.state
+                    self._failures[key] = status.breaker.consecutive_failures
 
     def rows(self) -> list[TaskRow]:
         """A copy of every task's row, in declaration order."""
@@ -375,9 +375,7 @@ def run_with_progress(
         return run()
 
     def render() -> Group:
-        endpoints = oma.get_status()["endpoints"]
-        if isinstance(endpoints, Mapping):
-            tracker.observe_circuits(endpoints)
+        tracker.observe_circuits(oma.get_status().endpoints)
         return tracker.render()
 
     with Live(get_renderable=render, console=console, refresh_per_second=8):
