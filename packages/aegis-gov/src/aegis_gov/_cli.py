@@ -471,7 +471,8 @@ def _finish(
             out.write(f"  failed  {task_id}: {task.error_type}: {task.error}\n")
         elif task is not None and task.status is TaskState.SKIPPED:
             because = f" because {task.blamed!r} failed" if task.blamed else ""
-            out.write(f"  skipped {task_id} ({task.skip_reason}){because}\n")
+            reason = task.skip_reason.value if task.skip_reason else "skipped"
+            out.write(f"  skipped {task_id} ({reason}){because}\n")
     if output is not None and written:
         out.write(f"result written to {output.path}\n")
     if not args.no_outputs:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 import attrs
 from aegis_adapters import Usage
 from aegis_breaker import CircuitState
+from aegis_graph import SkipReason
 
 __all__ = [
     "CircuitStateChanged",
@@ -86,7 +87,7 @@ class TaskSkipped:
     """
 
     task_id: str
-    reason: str
+    reason: SkipReason
     blamed: str | None
 
 

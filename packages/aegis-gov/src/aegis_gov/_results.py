@@ -10,7 +10,7 @@ from typing import Final, NoReturn, cast
 
 import attrs
 from aegis_adapters import Usage
-from aegis_graph import TaskState
+from aegis_graph import SkipReason, TaskState
 
 from aegis_gov._errors import AegisError
 
@@ -78,6 +78,11 @@ class AgentResult:
         return self.output
 
 
+def _skip_reason(value: SkipReason | str | None) -> SkipReason | None:
+    """A skip reason from its value (``"cancelled"``) or itself."""
+    return None if value is None else SkipReason(value)
+
+
 @attrs.frozen
 class TaskResult:
     """How one task of a run ended.
@@ -97,7 +102,7 @@ class TaskResult:
     attempts: int = 0
     duration_s: float = 0.0
     blamed: str | None = None
-    skip_reason: str | None = None
+    skip_reason: SkipReason | None = attrs.field(default=None, converter=_skip_reason)
     tool_calls: tuple[ToolCallRecord, ...] = ()
     fingerprint: str | None = None
 
@@ -117,7 +122,7 @@ class TaskResult:
             "attempts": self.attempts,
             "duration_s": self.duration_s,
             "blamed": self.blamed,
-            "skip_reason": self.skip_reason,
+            "skip_reason": None if self.skip_reason is None else self.skip_reason.value,
             "fingerprint": self.fingerprint,
             "tool_calls": [
                 {
@@ -175,7 +180,7 @@ def _task_from_dict(data: object, where: str) -> TaskResult:
         attempts=fields.count("attempts"),
         duration_s=fields.seconds("duration_s"),
         blamed=fields.optional_str("blamed"),
-        skip_reason=fields.optional_str("skip_reason"),
+        skip_reason=fields.skip_reason("skip_reason"),
         fingerprint=fields.optional_str("fingerprint"),
         tool_calls=tuple(calls),
     )
@@ -210,6 +215,16 @@ class _Object:
 
     def path(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
+
+    def skip_reason(self, key: str) -> SkipReason | None:
+        value = self.optional_str(key)
+        if value is None:
+            return None
+        try:
+            return SkipReason(value)
+        except ValueError:
+            known = ", ".join(reason.value for reason in SkipReason)
+            _fail(self.path(key), f"must be one of {known} or null, got {value!r:.40}")
 
     def optional_str(self, key: str) -> str | None:
         value = self.data.get(key)

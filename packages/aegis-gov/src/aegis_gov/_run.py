@@ -185,17 +185,16 @@ class RunState:
     def _record_skips(self, task_ids: Iterable[str]) -> list[TaskSkipped]:
         events = []
         for task_id in task_ids:
-            reason = self.queue.skip_reason(task_id)
-            reason_text = reason.value if reason is not None else "skipped"
+            reason = self.queue.skip_reason(task_id) or SkipReason.UPSTREAM_FAILED
             blamed = self.queue.blame(task_id)
             self.results[task_id] = TaskResult(
                 task_id=task_id,
                 status=TaskState.SKIPPED,
                 agent=self.queue.get(task_id).agent,
                 blamed=blamed,
-                skip_reason=reason_text,
+                skip_reason=reason,
             )
-            events.append(TaskSkipped(task_id, reason_text, blamed))
+            events.append(TaskSkipped(task_id, reason, blamed))
         return events
 
     def result(self) -> RunResult:
