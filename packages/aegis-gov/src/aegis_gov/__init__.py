@@ -87,6 +87,7 @@ from aegis_gov._events import (
     ToolCalled,
 )
 from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint_key
+from aegis_gov._limits import Limits
 from aegis_gov._memory import ToolMemory
 from aegis_gov._results import (
     AgentResult,
@@ -175,6 +176,7 @@ __all__ = [
     "InvalidToolSchemaError",
     "LLMAdapter",
     "LLMError",
+    "Limits",
     "MemoryKeyNotFoundError",
     "Message",
     "ModelNotFoundError",

@@ -15,7 +15,7 @@ import functools
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 
 import attrs
@@ -37,6 +37,7 @@ from aegis_gov._agents import AgentConfig
 from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
 from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
 from aegis_gov._events import EventHandler
+from aegis_gov._limits import EndpointLimiter, Limits, estimate_tokens, resolve_limits, tools_chars
 from aegis_gov._outcome import Outcome
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._slots import Slot
@@ -135,9 +136,17 @@ class EndpointCaller:
         rng: random.Random,
         sleep: Callable[[float], object] = time.sleep,
         async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        limits: Mapping[str, Limits] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Call through *pool*; *tools* gives the registry when a tool is first needed."""
+        """Call through *pool*; *tools* gives the registry when a tool is first needed.
+
+        *limits* declares what models' accounts allow (see :class:`~aegis_gov.Limits`).
+        """
         self.pool = pool
+        self._limits: dict[str, Limits] = dict(limits or {})
+        self._clock = clock
+        self._limiters: dict[str, EndpointLimiter | None] = {}
         self._tools = tools
         self.retry = retry
         self._rng = rng
@@ -192,7 +201,7 @@ class EndpointCaller:
         sleep = self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
         return drive(
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=functools.partial(self.chat, route, sink=sink, executor=executor),
+            chat=functools.partial(self.chat, route, sink=sink, executor=executor, pause=sleep),
             run_tool=functools.partial(self.run_tool, route.agent),
             sleep=sleep,
         )
@@ -213,7 +222,7 @@ class EndpointCaller:
             sleep = functools.partial(slot.asleep, sleep=self._async_sleep)
         return await adrive(
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=functools.partial(self.achat, route, sink=sink),
+            chat=functools.partial(self.achat, route, sink=sink, pause=sleep),
             run_tool=functools.partial(self.arun_tool, route.agent),
             sleep=sleep,
         )
@@ -227,25 +236,37 @@ class EndpointCaller:
         *,
         sink: Sink | None = None,
         executor: Executor | None = None,
+        pause: Callable[[float], object] | None = None,
     ) -> ChatResponse:
-        """Send *request* through the pool to *route*'s endpoint; raise what it raised."""
+        """Send *request* through the pool to *route*'s endpoint; raise what it raised.
+
+        A declared rate limit is waited out first, with *pause* (the task's parked sleep).
+        """
         adapter, key = route.target(request.endpoint)
+
+        def send() -> ChatResponse:
+            if executor is not None:
+                return executor.submit(_send, adapter, request).result()
+            if sink is None:
+                return _send(adapter, request)
+            return _send_streaming(adapter, request, sink, route.agent.name)
 
         def attempt() -> ChatResponse | _Declined:
             try:
-                if executor is not None:
-                    return executor.submit(_send, adapter, request).result()
-                if sink is None:
-                    return _send(adapter, request)
-                return _send_streaming(adapter, request, sink, route.agent.name)
+                return send()
             except Exception as exc:
                 if self._counts(exc):
                     raise
                 return _Declined(exc)
 
-        limit = self._admit(key)
+        limit = self._admit(adapter, key)
+        limiter = self._limiter(adapter, key)
+        answer: ChatResponse | _Declined | None = None
         overloaded: bool | None = None
+        wait, taken = limiter.reserve(_estimate(request)) if limiter else (0.0, 0.0)
         try:
+            if wait > 0:
+                (pause or self._sleep)(wait)
             answer = self.pool.run_on(key, attempt)
             overloaded = False if isinstance(answer, ChatResponse) else None
         except RetryableError as exc:
@@ -253,13 +274,18 @@ class EndpointCaller:
             self._after_retryable(route, key, exc, sink)
             raise
         finally:
-            limit.release(overloaded=overloaded)
+            _settle(limit, overloaded, limiter, taken, answer)
         if isinstance(answer, _Declined):
             raise answer.error
         return answer
 
     async def achat(
-        self, route: Route, request: ChatRequest, *, sink: Sink | None = None
+        self,
+        route: Route,
+        request: ChatRequest,
+        *,
+        sink: Sink | None = None,
+        pause: Callable[[float], Awaitable[object]] | None = None,
     ) -> ChatResponse:
         """The asyncio twin of :meth:`chat`."""
         adapter, key = route.target(request.endpoint)
@@ -276,9 +302,14 @@ class EndpointCaller:
                     raise
                 return _Declined(exc)
 
-        limit = self._admit(key)
+        limit = self._admit(adapter, key)
+        limiter = self._limiter(adapter, key)
+        answer: ChatResponse | _Declined | None = None
         overloaded: bool | None = None
+        wait, taken = limiter.reserve(_estimate(request)) if limiter else (0.0, 0.0)
         try:
+            if wait > 0:
+                await (pause or self._async_sleep)(wait)
             answer = await self.pool.arun_on(key, attempt)
             overloaded = False if isinstance(answer, ChatResponse) else None
         except RetryableError as exc:
@@ -286,25 +317,55 @@ class EndpointCaller:
             self._after_retryable(route, key, exc, sink)
             raise
         finally:
-            limit.release(overloaded=overloaded)
+            _settle(limit, overloaded, limiter, taken, answer)
         if isinstance(answer, _Declined):
             raise answer.error
         return answer
 
-    def adaptive_limit(self, key: str) -> AdaptiveLimit:
-        """The adaptive concurrency limit of the endpoint *key* (made at first use)."""
+    def adaptive_limit(self, key: str, adapter: ChatAdapter | None = None) -> AdaptiveLimit:
+        """The concurrency limit of the endpoint *key* (made at first use).
+
+        Adaptive (AIMD up to the pool's ``max_concurrent``), or fixed at a declared
+        ``Limits.max_concurrent``.
+        """
         found = self._adaptive.get(key)
         if found is None:
+            declared = self._declared(adapter, key)
+            fixed = declared.max_concurrent if declared is not None else None
+            limit = (
+                AdaptiveLimit(self.pool.max_concurrent)
+                if fixed is None
+                else AdaptiveLimit(fixed, min_limit=fixed)
+            )
             with self._adaptive_lock:
-                found = self._adaptive.setdefault(key, AdaptiveLimit(self.pool.max_concurrent))
+                found = self._adaptive.setdefault(key, limit)
         return found
+
+    def _declared(self, adapter: ChatAdapter | None, key: str) -> Limits | None:
+        if not self._limits or adapter is None:
+            return None
+        return resolve_limits(self._limits, adapter.endpoint, key)
+
+    def _limiter(self, adapter: ChatAdapter, key: str) -> EndpointLimiter | None:
+        if not self._limits:
+            return None
+        if key not in self._limiters:
+            declared = self._declared(adapter, key)
+            limiter = None
+            if declared is not None and (
+                declared.requests_per_minute is not None or declared.tokens_per_minute is not None
+            ):
+                limiter = EndpointLimiter(declared, name=key, clock=self._clock)
+            with self._adaptive_lock:
+                self._limiters.setdefault(key, limiter)
+        return self._limiters[key]
 
     def adaptive_status(self) -> dict[str, AdaptiveStatus]:
         """A snapshot of every endpoint's adaptive limit, by endpoint key."""
         return {key: limit.status() for key, limit in list(self._adaptive.items())}
 
-    def _admit(self, key: str) -> AdaptiveLimit:
-        limit = self.adaptive_limit(key)
+    def _admit(self, adapter: ChatAdapter, key: str) -> AdaptiveLimit:
+        limit = self.adaptive_limit(key, adapter)
         if not limit.try_acquire():
             raise EndpointBusyError(key, limit.limit)
         return limit
@@ -335,6 +396,26 @@ class EndpointCaller:
     async def arun_tool(self, agent: AgentConfig, call: ToolCall) -> str:
         """:meth:`run_tool` on a thread (tools are synchronous)."""
         return await asyncio.to_thread(self.run_tool, agent, call)
+
+
+def _settle(
+    limit: AdaptiveLimit,
+    overloaded: bool | None,  # noqa: FBT001  # a three-valued outcome, not a switch
+    limiter: EndpointLimiter | None,
+    taken: float,
+    answer: object,
+) -> None:
+    """A call is over: free its concurrency, reconcile its tokens with the reported usage."""
+    limit.release(overloaded=overloaded)
+    if limiter is not None:
+        limiter.reconcile(taken, answer if isinstance(answer, ChatResponse) else None)
+
+
+def _estimate(request: ChatRequest) -> int:
+    """The request's input tokens, estimated before it is sent (see :mod:`aegis_gov._limits`)."""
+    chars = sum(len(m.content) for m in request.messages)
+    schemas = [(t.name, t.description, dict(t.input_schema)) for t in request.tools]
+    return estimate_tokens(chars, request.system, tools_chars(schemas) if schemas else 0)
 
 
 def _send(adapter: ChatAdapter, request: ChatRequest) -> ChatResponse:

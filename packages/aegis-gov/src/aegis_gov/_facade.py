@@ -14,7 +14,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from typing import cast
 
@@ -37,10 +37,11 @@ from aegis_gov._events import (
     EventHandler,
     TaskOutputDelta,
 )
+from aegis_gov._limits import Limits
 from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._run import Limits, RunState, Work, run_async, run_threads
+from aegis_gov._run import RunLimits, RunState, Work, run_async, run_threads
 from aegis_gov._slots import Slot
 from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._streams import astream_chunks, stream_chunks
@@ -76,8 +77,12 @@ class OpenMultiAgent:
         retry: how retryable errors are retried.
         sleep: how the sync API waits between retries (tests pass a fake).
         async_sleep: how the async API waits between retries.
-        clock: monotonic seconds, for durations.
+        clock: monotonic seconds, for durations and deadlines.
         seed: seeds the retry jitter, for reproducible runs.
+        limits: what providers' accounts allow, by model name, ``"provider:model"`` or
+            endpoint key: requests and tokens per minute are paced before each request
+            (waiting tasks give their slots up), and a declared ``max_concurrent`` replaces
+            the endpoint's adaptive limit. See :class:`Limits`.
 
     Thread-safety: one instance may run several agents and runs at once.
     """
@@ -93,6 +98,7 @@ class OpenMultiAgent:
         async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
+        limits: Mapping[str, Limits] | None = None,
     ) -> None:
         """Create the facade; nothing is contacted until a run starts.
 
@@ -120,6 +126,8 @@ class OpenMultiAgent:
             rng=random.Random(seed),  # noqa: S311  # jitter, not cryptography
             sleep=sleep,
             async_sleep=async_sleep,
+            limits=_checked_limits(limits),
+            clock=clock,
         )
         self._pool.add_listener(self._forward_breaker_event)
 
@@ -270,7 +278,7 @@ class OpenMultiAgent:
         emit = Emitter(on_event)
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = (on_event is not None if stream is None else stream) and executor is None
-        limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
+        limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
         for adapter in _distinct_adapters(routes):
             _warm_up(adapter)
         caller = self._caller
@@ -324,7 +332,7 @@ class OpenMultiAgent:
         emit = Emitter(on_event)
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = on_event is not None if stream is None else stream
-        limits = Limits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
+        limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
         for adapter in _distinct_adapters(routes):
             await _awarm_up(adapter)
         caller = self._caller
@@ -443,6 +451,19 @@ class OpenMultiAgent:
         finally:
             with self._lock:
                 self._watchers.remove(emit)
+
+
+def _checked_limits(limits: Mapping[str, Limits] | None) -> dict[str, Limits]:
+    if limits is None:
+        return {}
+    if not isinstance(limits, Mapping):
+        raise TypeError(f"limits must map model names to Limits, got {limits!r:.80}")
+    checked: dict[str, Limits] = {}
+    for name, value in cast("Mapping[object, object]", limits).items():
+        if not isinstance(name, str) or not isinstance(value, Limits):
+            raise TypeError(f"limits[{name!r}] must be a Limits, got {value!r:.80}")
+        checked[name] = value
+    return checked
 
 
 def _check_type(name: str, value: object, kind: type) -> None:

@@ -43,7 +43,7 @@ from aegis_gov._results import AgentResult, RunCancelledError, RunResult, TaskRe
 from aegis_gov._resume import fingerprint, reusable_results
 from aegis_gov._slots import Slot, Slots
 
-__all__ = ["Limits", "RunState", "Work", "build_prompt", "run_async", "run_threads"]
+__all__ = ["RunLimits", "RunState", "Work", "build_prompt", "run_async", "run_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class RunState:
 
 
 @attrs.frozen
-class Limits:
+class RunLimits:
     """A run's deadlines and cancellation handle (wall-clock seconds).
 
     ``cancel`` is anything with ``is_set()`` (a :class:`threading.Event` or an
@@ -235,7 +235,7 @@ class _Deadlines:
     A heap keeps the next deadline at hand, so checking costs O(log n), not O(in flight).
     """
 
-    limits: Limits
+    limits: RunLimits
     started: float
     _task: dict[object, float] = attrs.Factory(dict)
     _heap: list[tuple[float, int, object]] = attrs.Factory(list)
@@ -291,7 +291,7 @@ class _Deadlines:
         return max(min(candidates), 0.0) if candidates else None
 
 
-def _overrun(work: Work, limits: Limits, *, cancelled: bool) -> Failure:
+def _overrun(work: Work, limits: RunLimits, *, cancelled: bool) -> Failure:
     if cancelled or limits.task_timeout_s is None:
         error: Exception = (
             DeadlineExceededError(work.task.id, limits.run_timeout_s, scope="run")
@@ -313,7 +313,7 @@ class _Flight(Generic[H]):
     deadlines, cancellation and the run's slots. The drivers only decide how to wait.
     """
 
-    def __init__(self, state: RunState, limits: Limits, slots: Slots, *, started: float) -> None:
+    def __init__(self, state: RunState, limits: RunLimits, slots: Slots, *, started: float) -> None:
         self.state = state
         self.limits = limits
         self.slots = slots
@@ -379,7 +379,7 @@ def run_threads(
     execute: Callable[[Work, Slot], Outcome],
     *,
     max_concurrent: int,
-    limits: Limits,
+    limits: RunLimits,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Drive a run with threads: start each task as soon as it is ready, up to the limit.
@@ -478,7 +478,7 @@ async def run_async(
     execute: Callable[[Work, Slot], Awaitable[Outcome]],
     *,
     max_concurrent: int,
-    limits: Limits,
+    limits: RunLimits,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Drive a run with asyncio tasks on the running loop, up to ``max_concurrent`` at once.

@@ -1,0 +1,116 @@
+"""Declared limits per model: what a provider account allows, enforced before each request.
+
+``OpenMultiAgent(limits={"gpt-4o-mini": Limits(requests_per_minute=500,
+tokens_per_minute=200_000, max_concurrent=8)})``. A key is a model name, ``"provider:model"``
+or a full endpoint key; the most specific match wins. Requests and tokens are paced with
+aegis-breaker's :class:`~aegis_breaker.RateLimiter` (token buckets, first come first served);
+a declared ``max_concurrent`` replaces the endpoint's adaptive limit.
+
+Tokens are counted before a call from an estimate — a quarter of the characters of the
+messages, the system prompt and the tools' schemas, plus the call's ``max_tokens`` is *not*
+added — and reconciled after it with the usage the provider reports (input plus output), so
+the bucket converges on the real count.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import attrs
+from aegis_adapters import ChatResponse, Endpoint
+from aegis_breaker import RateLimiter
+
+from aegis_gov._checks import check_number
+
+__all__ = ["EndpointLimiter", "Limits", "estimate_tokens", "resolve_limits", "tools_chars"]
+
+
+def _rate(_instance: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None:
+        check_number(attribute.name, value)
+
+
+def _count(_instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None:
+        check_number(attribute.name, value, integer=True)
+
+
+@attrs.frozen
+class Limits:
+    """What a model's provider account allows; ``None`` leaves that dimension unlimited."""
+
+    requests_per_minute: float | None = attrs.field(default=None, validator=_rate)
+    """Requests started per minute (a token bucket; a full minute's worth may go at once)."""
+    tokens_per_minute: float | None = attrs.field(default=None, validator=_rate)
+    """Tokens (input and output) per minute."""
+    max_concurrent: int | None = attrs.field(default=None, validator=_count)
+    """Calls in flight at once; replaces the endpoint's adaptive limit."""
+
+
+def resolve_limits(limits: Mapping[str, Limits], endpoint: Endpoint, key: str) -> Limits | None:
+    """The limits declared for *endpoint*: by its full key, ``provider:model`` or model."""
+    for name in (key, f"{endpoint.provider}:{endpoint.model}", endpoint.model):
+        found = limits.get(name)
+        if found is not None:
+            return found
+    return None
+
+
+def estimate_tokens(messages_chars: int, system: str | None, tools_json_chars: int) -> int:
+    """A cheap token estimate: four characters a token, at least one."""
+    return max(1, (messages_chars + len(system or "") + tools_json_chars) // 4)
+
+
+class EndpointLimiter:
+    """The request and token buckets of one endpoint with declared :class:`Limits`."""
+
+    def __init__(
+        self, limits: Limits, *, name: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Make the buckets *limits* asks for, on *clock*."""
+        self.limits = limits
+        self.requests = (
+            None
+            if limits.requests_per_minute is None
+            else RateLimiter(limits.requests_per_minute, 60.0, name=f"{name} requests", clock=clock)
+        )
+        self.tokens = (
+            None
+            if limits.tokens_per_minute is None
+            else RateLimiter(limits.tokens_per_minute, 60.0, name=f"{name} tokens", clock=clock)
+        )
+        self._lock = threading.Lock()
+
+    def reserve(self, estimate: int) -> tuple[float, float]:
+        """Reserve one request and *estimate* tokens; return (seconds to wait, tokens taken)."""
+        wait = 0.0
+        if self.requests is not None:
+            wait = self.requests.reserve(1.0)
+        taken = 0.0
+        if self.tokens is not None:
+            taken = min(float(estimate), self.tokens.capacity)
+            wait = max(wait, self.tokens.reserve(taken))
+        return wait, taken
+
+    def reconcile(self, taken: float, response: ChatResponse | None) -> None:
+        """Correct the token bucket with what the provider reports the call used."""
+        if self.tokens is None or response is None:
+            return
+        used = float(response.usage.input_tokens + response.usage.output_tokens)
+        if not used:
+            return  # the provider reported nothing: keep the estimate
+        if used > taken:
+            self.tokens.consume(used - taken)
+        elif used < taken:
+            self.tokens.refund(taken - used)
+
+
+def tools_chars(schemas: object) -> int:
+    """Characters the tools' specs add to a request."""
+    try:
+        return len(json.dumps(schemas, default=str))
+    except (TypeError, ValueError):
+        return 0

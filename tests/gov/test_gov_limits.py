@@ -1,0 +1,95 @@
+"""Declared limits per model: requests and tokens paced before each request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from aegis_gov import (
+    AgentConfig,
+    AgentPool,
+    ChatResponse,
+    Limits,
+    Message,
+    OpenMultiAgent,
+    ScriptedAdapter,
+    Task,
+    TaskState,
+    Usage,
+)
+
+from tests.gov.conftest import FakeClock
+
+NO_USAGE = Usage()
+
+
+def _recording(clock: FakeClock, times: list[float], usage: Usage = NO_USAGE) -> ScriptedAdapter:
+    def reply(_messages: Sequence[Message]) -> ChatResponse:
+        times.append(clock.now)
+        return ChatResponse("ok", usage=usage)
+
+    return ScriptedAdapter(reply, name="gpt-test")
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+@pytest.mark.parametrize("key", ["gpt-test", "scripted:gpt-test"])
+def test_requests_per_minute_are_paced_first_come_first_served(
+    clock: FakeClock, use_async: bool, key: str
+) -> None:
+    times: list[float] = []
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1, clock=clock),
+        default_adapter=_recording(clock, times),
+        sleep=clock.sleep,
+        async_sleep=clock.async_sleep,
+        clock=clock,
+        limits={key: Limits(requests_per_minute=6)},
+    )
+    tasks = [Task(f"t{i}", agent="w") for i in range(10)]
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = asyncio.run(oma.arun_tasks(tasks, team)) if use_async else oma.run_tasks(tasks, team)
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    # A full bucket of six goes at once; then one every ten seconds, never sooner.
+    assert times == pytest.approx([0, 0, 0, 0, 0, 0, 10, 20, 30, 40])
+
+
+def test_tokens_per_minute_use_the_reported_usage(clock: FakeClock) -> None:
+    times: list[float] = []
+    # Each call reports 600 tokens; 1,200 a minute allows two calls per minute.
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1, clock=clock),
+        default_adapter=_recording(clock, times, usage=Usage(500, 100)),
+        sleep=clock.sleep,
+        clock=clock,
+        limits={"gpt-test": Limits(tokens_per_minute=1200)},
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = oma.run_tasks([Task(f"t{i}", agent="w") for i in range(4)], team)
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    assert times[0] == 0
+    # After the first two calls used the bucket up, later calls wait for it to refill.
+    assert times[-1] >= 29.0
+
+
+def test_a_declared_max_concurrent_replaces_the_adaptive_limit(clock: FakeClock) -> None:
+    adapter = ScriptedAdapter(["ok"], name="gpt-test")
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=8, clock=clock),
+        default_adapter=adapter,
+        clock=clock,
+        limits={"gpt-test": Limits(max_concurrent=2)},
+    )
+    oma.run_agent(AgentConfig(name="w"), "hi")
+    adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    assert adaptive is not None
+    assert (adaptive.limit, adaptive.max_limit) == (2, 2)
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="requests_per_minute must be positive"):
+        Limits(requests_per_minute=0)
+    with pytest.raises(TypeError, match="max_concurrent must be an int"):
+        Limits(max_concurrent=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"limits\['m'\] must be a Limits"):
+        OpenMultiAgent(limits={"m": 5})  # type: ignore[dict-item]
