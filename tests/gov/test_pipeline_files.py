@@ -137,6 +137,8 @@ def test_scripted_replies_include_simulated_errors() -> None:
 def test_scripted_replies_can_call_tools() -> None:
     pipeline = parse(
         """
+        [tools]
+        root = "."
         [[agents]]
         name = "a"
         provider = "scripted"

@@ -37,7 +37,6 @@ from typing import Final, cast
 
 import attrs
 from aegis_adapters import (
-    AnthropicAdapter,
     AuthenticationError,
     ChatResponse,
     EchoAdapter,
@@ -46,13 +45,12 @@ from aegis_adapters import (
     LLMError,
     Message,
     ModelNotFoundError,
-    OllamaAdapter,
-    OpenAIAdapter,
     ProviderUnavailableError,
     RateLimitError,
     RetryableError,
     ScriptedAdapter,
     ToolCall,
+    make_adapter,
 )
 from aegis_breaker import AgentPool
 from aegis_graph import (
@@ -86,6 +84,7 @@ __all__ = [
     "AgentSpec",
     "Pipeline",
     "PipelineError",
+    "ProviderSpec",
     "ScriptedReply",
     "load_pipeline",
     "parse_pipeline",
@@ -98,6 +97,7 @@ else:  # pragma: no cover  # only 3.11 runs here; tomli is the same parser, back
 
 PROVIDERS: Final = ("anthropic", "openai", "ollama", "echo", "scripted", "auto")
 """The ``provider`` values an agent may name (``auto``: chosen from the environment)."""
+_FALLBACK_PROVIDERS: Final = PROVIDERS[:-1]  # a fallback names its provider: no "auto"
 
 MAX_PIPELINE_BYTES: Final = 1 << 20
 """The largest pipeline file :func:`load_pipeline` reads: 1 MiB."""
@@ -125,10 +125,16 @@ _TOP_FIELDS: Final = frozenset(
     {"name", "description", "stop_on_failure", "max_concurrent", "agents", "tasks", "retry"}
     | {"breaker", "tools"}
 )
-_AGENT_FIELDS: Final = frozenset(
-    {"name", "system_prompt", "provider", "model", "base_url", "api_key_env", "tools"}
-    | {"max_tokens", "temperature", "timeout_s", "replies", "delay_s", "max_tool_rounds"}
+_PROVIDER_FIELDS: Final = frozenset(
+    {"provider", "model", "base_url", "api_key_env", "max_tokens", "temperature", "timeout_s"}
+    | {"replies", "delay_s"}
 )
+_AGENT_FIELDS: Final = _PROVIDER_FIELDS | frozenset(
+    {"name", "system_prompt", "tools", "max_tool_rounds", "fallbacks"}
+    | {"fall_back_on_permanent_errors"}
+)
+# Tools that reach the file system: an agent offered one needs an explicit [tools] root.
+_ROOTED_TOOLS: Final = ("file_read", "shell")
 _TASK_FIELDS: Final = frozenset({"id", "description", "agent", "depends_on"})
 _RETRY_FIELDS: Final = frozenset(
     {"max_attempts", "initial_delay_s", "multiplier", "max_delay_s", "max_total_delay_s"}
@@ -193,6 +199,63 @@ class ScriptedReply:
 
 
 @attrs.frozen
+class ProviderSpec:
+    """Where a model runs: an agent's own provider settings, or one of its ``fallbacks``."""
+
+    provider: str = "auto"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    timeout_s: float | None = None
+    replies: tuple[ScriptedReply, ...] = ()
+    delay_s: float = 0.0
+
+    def adapter(self, agent: str, *, entry: str, offline_name: str) -> LLMAdapter | None:
+        """A new adapter (``None`` for ``auto``); nothing is contacted.
+
+        ``offline_name`` names an ``echo``/``scripted`` endpoint when ``model`` is not set.
+
+        Raises:
+            PipelineError: when ``api_key_env`` names an unset environment variable.
+        """
+        if self.provider == "auto":
+            return None
+        if self.provider in {"echo", "scripted"}:
+            # Each offline model is its own endpoint: one agent's scripted 429 holds back no other.
+            name = self.model or offline_name
+            if self.provider == "echo":
+                return EchoAdapter(name=name, delay_s=self.delay_s)
+            if not self.replies:
+                return ScriptedAdapter(_canned_reply(agent), name=name, delay_s=self.delay_s)
+            replies = [reply.build("scripted") for reply in self.replies]
+            return ScriptedAdapter(replies, name=name, delay_s=self.delay_s)
+        # Options left None take the adapter's own defaults (1024 tokens, 60 s; Ollama 300 s).
+        return make_adapter(
+            self.provider,
+            self.model,
+            base_url=self.base_url,
+            api_key=self._api_key(entry),
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            timeout_s=self.timeout_s,
+        )
+
+    def _api_key(self, entry: str) -> str | None:
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise PipelineError(
+                "<pipeline>",
+                entry,
+                f"api_key_env names {self.api_key_env!r}, which is not set in the environment",
+            )
+        return value
+
+
+@attrs.frozen
 class AgentSpec:
     """One ``[[agents]]`` entry: who the agent is and which provider and model it uses."""
 
@@ -209,6 +272,8 @@ class AgentSpec:
     replies: tuple[ScriptedReply, ...] = ()
     delay_s: float = 0.0
     max_tool_rounds: int = 8
+    fallbacks: tuple[ProviderSpec, ...] = ()
+    fall_back_on_permanent_errors: bool = False
 
     def adapter(self) -> LLMAdapter | None:
         """A new adapter for this agent (``None`` for ``auto``); nothing is contacted.
@@ -216,67 +281,48 @@ class AgentSpec:
         Raises:
             PipelineError: when ``api_key_env`` names an unset environment variable.
         """
-        if self.provider == "auto":
-            return None
-        if self.provider in {"echo", "scripted"}:
-            return self._offline_adapter()
-        api_key = self._api_key()
-        if self.provider == "anthropic":
-            return AnthropicAdapter(
-                self.model or AnthropicAdapter.DEFAULT_MODEL,
-                api_key=api_key,
-                base_url=self.base_url,
-                max_tokens=self.max_tokens or 1024,
-                temperature=self.temperature,
-                timeout_s=self.timeout_s or 60.0,
-            )
-        if self.provider == "openai":
-            return OpenAIAdapter(
-                self.model or OpenAIAdapter.DEFAULT_MODEL,
-                api_key=api_key,
-                base_url=self.base_url,
-                max_tokens=self.max_tokens or 1024,
-                temperature=self.temperature,
-                timeout_s=self.timeout_s or 60.0,
-            )
-        return OllamaAdapter(
-            self.model or OllamaAdapter.DEFAULT_MODEL,
+        own = ProviderSpec(
+            provider=self.provider,
+            model=self.model,
             base_url=self.base_url,
+            api_key_env=self.api_key_env,
             max_tokens=self.max_tokens,
             temperature=self.temperature,
-            timeout_s=self.timeout_s or 300.0,
+            timeout_s=self.timeout_s,
+            replies=self.replies,
+            delay_s=self.delay_s,
         )
+        return own.adapter(self.name, entry=f"agent {self.name!r}", offline_name=self.name)
 
-    def _offline_adapter(self) -> LLMAdapter:
-        # Each offline agent is its own endpoint: one agent's scripted 429 holds back no other.
-        name = self.model or self.name
-        if self.provider == "echo":
-            return EchoAdapter(name=name, delay_s=self.delay_s)
-        if not self.replies:
-            return ScriptedAdapter(_canned_reply(self.name), name=name, delay_s=self.delay_s)
-        return ScriptedAdapter(
-            [reply.build("scripted") for reply in self.replies], name=name, delay_s=self.delay_s
-        )
+    def fallback_adapters(self) -> tuple[LLMAdapter, ...]:
+        """New adapters for the ``fallbacks``, in order.
 
-    def _api_key(self) -> str | None:
-        if self.api_key_env is None:
-            return None
-        value = os.environ.get(self.api_key_env)
-        if not value:
-            raise PipelineError(
-                "<pipeline>",
-                f"agent {self.name!r}",
-                f"api_key_env names {self.api_key_env!r}, which is not set in the environment",
+        An offline fallback without ``model`` is the endpoint ``<agent>-fallback-<n>``, so it
+        never shares the agent's own breaker.
+
+        Raises:
+            PipelineError: when a fallback's ``api_key_env`` names an unset variable.
+        """
+        adapters: list[LLMAdapter] = []
+        for i, spec in enumerate(self.fallbacks):
+            adapter = spec.adapter(
+                self.name,
+                entry=f"agent {self.name!r}, fallbacks[{i}]",
+                offline_name=f"{self.name}-fallback-{i + 1}",
             )
-        return value
+            if adapter is not None:  # the reader refuses "auto" here; None cannot happen
+                adapters.append(adapter)
+        return tuple(adapters)
 
     def config(self) -> AgentConfig:
-        """The :class:`AgentConfig` of this agent, with a new adapter."""
+        """The :class:`AgentConfig` of this agent, with new adapters."""
         return AgentConfig(
             name=self.name,
             system_prompt=self.system_prompt,
             adapter=self.adapter(),
             tools=self.tools,
+            fallbacks=self.fallback_adapters(),
+            fall_back_on_permanent_errors=self.fall_back_on_permanent_errors,
             max_tool_rounds=self.max_tool_rounds,
         )
 
@@ -347,7 +393,8 @@ class Pipeline:
     def with_provider(self, provider: str, model: str | None = None) -> Pipeline:
         """The same pipeline with every agent on ``provider`` (and ``model``, if given).
 
-        Provider-specific settings (base URL, key variable, scripted replies) are dropped.
+        Provider-specific settings (base URL, key variable, scripted replies) and the
+        ``fallbacks`` are dropped.
 
         Raises:
             PipelineError: for an unknown provider.
@@ -364,6 +411,7 @@ class Pipeline:
                 base_url=None,
                 api_key_env=None,
                 replies=(),
+                fallbacks=(),
             )
             for agent in self.agents
         )
@@ -459,7 +507,16 @@ class _Reader:
             )
         )
         root = self.opt_str(tools, "root", "[tools]")
-        if root is not None and base_dir is not None:
+        if root is None:
+            for agent in agents:
+                rooted = " and ".join(repr(t) for t in agent.tools if t in _ROOTED_TOOLS)
+                if rooted:
+                    raise self.error(
+                        f"agent {agent.name!r}",
+                        f"'tools' lists {rooted}, but [tools] has no 'root': set [tools] root "
+                        "to the directory they may use (relative to this file)",
+                    )
+        elif base_dir is not None:
             root = os.fspath(Path(base_dir) / root)
         name = self.opt_str(raw, "name", None) or default_name
         return Pipeline(
@@ -500,13 +557,8 @@ class _Reader:
             raise self.error(entry, "has no 'name'")
         entry = f"agent {name!r}"
         self.check_fields(table, _AGENT_FIELDS, entry)
-        provider = self.opt_str(table, "provider", entry) or "auto"
-        if provider not in PROVIDERS:
-            raise self.error(entry, f"unknown provider {provider!r}{_one_of(PROVIDERS)}")
-        replies = self.replies(table, entry)
-        if replies and provider != "scripted":
-            raise self.error(entry, "'replies' is only for provider = \"scripted\"")
         tools = self.str_list(table, "tools", entry)
+        own = self.provider_spec(table, entry, tools, PROVIDERS)
         known_tools = ToolRegistry(builtins=True).names()
         for tool in tools:
             if tool not in known_tools:
@@ -514,6 +566,56 @@ class _Reader:
                     entry,
                     f"unknown tool {tool!r}{_suggest(tool, known_tools)}{_one_of(known_tools)}",
                 )
+        fallbacks_raw = table.get("fallbacks", [])
+        if not isinstance(fallbacks_raw, list) or not all(
+            isinstance(item, dict) for item in fallbacks_raw
+        ):
+            raise self.error(
+                entry, f"'fallbacks' must be a list of tables, got {_show(fallbacks_raw)}"
+            )
+        fallbacks = []
+        for i, item in enumerate(cast("list[Mapping[str, object]]", fallbacks_raw)):
+            where = f"{entry}, fallbacks[{i}]"
+            self.check_fields(item, _PROVIDER_FIELDS, where)
+            fallbacks.append(self.provider_spec(item, where, tools, _FALLBACK_PROVIDERS))
+        return AgentSpec(
+            name=name,
+            system_prompt=self.opt_str(table, "system_prompt", entry) or "",
+            provider=own.provider,
+            model=own.model,
+            base_url=own.base_url,
+            api_key_env=own.api_key_env,
+            tools=tools,
+            max_tokens=own.max_tokens,
+            temperature=own.temperature,
+            timeout_s=own.timeout_s,
+            replies=own.replies,
+            delay_s=own.delay_s,
+            max_tool_rounds=self.opt_int(
+                table, "max_tool_rounds", entry, default=8, minimum=1, maximum=MAX_TOOL_ROUNDS
+            ),
+            fallbacks=tuple(fallbacks),
+            fall_back_on_permanent_errors=self.opt_bool(
+                table, "fall_back_on_permanent_errors", entry, default=False
+            ),
+        )
+
+    def provider_spec(
+        self,
+        table: Mapping[str, object],
+        entry: str,
+        tools: Sequence[str],
+        providers: Sequence[str],
+    ) -> ProviderSpec:
+        """An agent's own provider settings, or one of its fallbacks: the same fields."""
+        provider = self.opt_str(table, "provider", entry) or "auto"
+        if "provider" not in table and "auto" not in providers:
+            raise self.error(entry, f"has no 'provider'{_one_of(providers)}")
+        if provider not in providers:
+            raise self.error(entry, f"unknown provider {provider!r}{_one_of(providers)}")
+        replies = self.replies(table, entry)
+        if replies and provider != "scripted":
+            raise self.error(entry, "'replies' is only for provider = \"scripted\"")
         for i, reply in enumerate(replies):
             for call in reply.tool_calls:
                 if call.name not in tools:
@@ -526,25 +628,18 @@ class _Reader:
             table, "max_tokens", entry, default=0, minimum=1, maximum=MAX_TOKENS
         )
         timeout_s = self.opt_float(table, "timeout_s", entry, default=0.0)
-        temperature = self.opt_number(
-            table, "temperature", entry, allow_zero=True, maximum=MAX_TEMPERATURE
-        )
-        return AgentSpec(
-            name=name,
-            system_prompt=self.opt_str(table, "system_prompt", entry) or "",
+        return ProviderSpec(
             provider=provider,
             model=self.opt_str(table, "model", entry),
             base_url=self.opt_str(table, "base_url", entry),
             api_key_env=self.opt_str(table, "api_key_env", entry),
-            tools=tools,
             max_tokens=max_tokens or None,
-            temperature=temperature,
+            temperature=self.opt_number(
+                table, "temperature", entry, allow_zero=True, maximum=MAX_TEMPERATURE
+            ),
             timeout_s=timeout_s or None,
             replies=replies,
             delay_s=self.opt_float(table, "delay_s", entry, default=0.0, allow_zero=True),
-            max_tool_rounds=self.opt_int(
-                table, "max_tool_rounds", entry, default=8, minimum=1, maximum=MAX_TOOL_ROUNDS
-            ),
         )
 
     def replies(self, table: Mapping[str, object], entry: str) -> tuple[ScriptedReply, ...]:
