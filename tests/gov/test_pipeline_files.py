@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jsonschema
 import pytest
 from aegis_adapters import EchoAdapter, Message, RateLimitError, ScriptedAdapter
 from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter
 from aegis_gov._pipeline import Pipeline, PipelineError, load_pipeline, parse_pipeline
+from aegis_gov._pipeline_schema import PIPELINE_SCHEMA
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -497,3 +499,45 @@ def test_unknown_dependency_when_every_task_has_one() -> None:
     )
     assert error.entry == "task 'b'"
     assert error.problem == "depends on unknown task 'a'"
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(PIPELINE_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("text", "entry", "problem"),
+    [
+        ('agents = 3\n[[tasks]]\nid = "t"', None, "'agents' must be an array of tables"),
+        ("retry = 3\n" + MINIMAL, None, "'retry' must be a table ([retry]), got 3"),
+        ("agents = []\n[[tasks]]\nid = 't'", None, "declares no agents"),
+        (MINIMAL.replace('name = "a"', 'name = ""'), "agents[0]", "has no 'name'"),
+        (
+            MINIMAL.replace('provider = "echo"', "provider = 3"),
+            "agent 'a'",
+            "'provider' must be a string, got 3",
+        ),
+        (with_agent_field("max_tokens = true"), "agent 'a'", "must be an integer >= 1"),
+        (with_agent_field("tools = ['memory_store', 1]"), "agent 'a'", "a list of strings"),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = [3]'),
+            "agent 'a', replies[0]",
+            "must be a string or a table, got 3",
+        ),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = ["x", {txt=1}]'),
+            "agent 'a', replies[1]",
+            "unknown field 'txt' (did you mean 'text'?)",
+        ),
+        (
+            "[tools]\nroot = 1979-05-27\n" + MINIMAL,
+            "[tools]",
+            "'root' must be a string, got datetime.date(1979, 5, 27)",
+        ),
+    ],
+)
+def test_schema_errors_are_worded_like_the_rest(text: str, entry: str | None, problem: str) -> None:
+    error = error_of(text)
+    assert error.entry == entry
+    assert problem in error.problem, error.problem
+    assert "\n" not in str(error)
