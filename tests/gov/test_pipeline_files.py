@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -11,6 +13,8 @@ from aegis_adapters import EchoAdapter, Message, RateLimitError, ScriptedAdapter
 from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter
 from aegis_gov._pipeline import Pipeline, PipelineError, load_pipeline, parse_pipeline
 from aegis_gov._pipeline_schema import PIPELINE_SCHEMA
+from hypothesis import given
+from hypothesis import strategies as st
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -541,3 +545,55 @@ def test_schema_errors_are_worded_like_the_rest(text: str, entry: str | None, pr
     assert error.entry == entry
     assert problem in error.problem, error.problem
     assert "\n" not in str(error)
+
+
+def _bounded_fields() -> list[tuple[str, str, dict[str, Any]]]:
+    """Every number in the schema with bounds: where it is written, its name, its schema."""
+    properties = PIPELINE_SCHEMA["properties"]
+    tables = {"top": properties, "retry": properties["retry"]["properties"]}
+    tables["breaker"] = properties["breaker"]["properties"]
+    tables["agent"] = properties["agents"]["items"]["properties"]
+    return [
+        (where, key, schema)
+        for where, fields in tables.items()
+        for key, schema in sorted(fields.items())
+        if "maximum" in schema
+    ]
+
+
+def _with_value(where: str, key: str, value: object) -> str:
+    text = "true" if value is True else repr(value).replace("'", '"')  # TOML spellings
+    line = f"{key} = {text}"
+    if where == "agent":
+        return with_agent_field(line)
+    return (f"[{where}]\n" if where != "top" else "") + f"{line}\n" + MINIMAL
+
+
+@given(field=st.sampled_from(_bounded_fields()), data=st.data())
+def test_every_bound_in_the_schema_holds_and_is_named(
+    field: tuple[str, str, dict[str, Any]], data: st.DataObject
+) -> None:
+    where, key, schema = field
+    exclusive = "exclusiveMinimum" in schema
+    high, low = schema["maximum"], schema["exclusiveMinimum" if exclusive else "minimum"]
+
+    def too_low(value: float) -> bool:
+        # -0.0 is not below a minimum of 0, but is not above an exclusive minimum of 0 either.
+        return value < low or exclusive
+
+    if schema["type"] == "integer":
+        inside: st.SearchStrategy[object] = st.integers(low, high)
+        outside = st.integers(high + 1) | st.integers(max_value=low - 1) | st.floats(low, high)
+    else:
+        inside = st.floats(low, high, exclude_min=exclusive)
+        outside = (
+            st.floats(min_value=high, exclude_min=True)
+            | st.floats(max_value=low).filter(too_low)
+            | st.sampled_from([math.nan, math.inf, -math.inf, True, "1"])
+        )
+    good = data.draw(inside, label="inside")
+    parse(_with_value(where, key, good))
+    bad = data.draw(outside, label="outside")
+    error = error_of(_with_value(where, key, bad))
+    assert error.problem.startswith(f"'{key}' must be "), error.problem
+    assert error.entry == {"top": None, "agent": "agent 'a'"}.get(where, f"[{where}]")

@@ -128,8 +128,13 @@ def _must(schema: Schema) -> str:
     if kind == "number":
         low = ">= 0" if "minimum" in schema else "> 0"
         return f"a number {low} and <= {schema['maximum']:g}"
-    words = {"string": "a string", "boolean": "true or false", "object": "a table"}
-    return words.get(kind, "a list of strings")
+    words = {
+        "string": "a string",
+        "boolean": "true or false",
+        "object": "a table",
+        "array": "a list of strings",  # arrays of anything else say so with x-must
+    }
+    return words[kind]
 
 
 def _schema_at(at: Path) -> Schema:
