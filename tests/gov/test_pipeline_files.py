@@ -9,10 +9,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from aegis_adapters import EchoAdapter, Message, RateLimitError, ScriptedAdapter
+from aegis_adapters import EchoAdapter, LLMError, Message, RateLimitError, ScriptedAdapter
 from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter
 from aegis_gov._pipeline import Pipeline, PipelineError, load_pipeline, parse_pipeline
-from aegis_gov._pipeline_schema import PIPELINE_SCHEMA
+from aegis_gov._pipeline_schema import PIPELINE_SCHEMA, SCRIPTED_ERRORS
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -597,3 +597,13 @@ def test_every_bound_in_the_schema_holds_and_is_named(
     error = error_of(_with_value(where, key, bad))
     assert error.problem.startswith(f"'{key}' must be "), error.problem
     assert error.entry == {"top": None, "agent": "agent 'a'"}.get(where, f"[{where}]")
+
+
+def test_every_scripted_error_the_schema_allows_can_be_raised() -> None:
+    text = MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = [{error="x"}]')
+    for name in SCRIPTED_ERRORS:
+        pipeline = parse(text.replace('error="x"', f'error="{name}"'))
+        adapter = pipeline.team()["a"].adapter
+        assert isinstance(adapter, ScriptedAdapter)
+        with pytest.raises(LLMError, match=f"simulated {name} error"):
+            adapter.generate("x")
