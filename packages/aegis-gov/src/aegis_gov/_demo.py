@@ -216,10 +216,7 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 def ollama_url(environ: Mapping[str, str]) -> str:
-    """Ollama's base URL: ``OLLAMA_HOST`` (``host:port`` accepted) or localhost:11434.
-
-    The same normalisation the Ollama adapter uses (:func:`aegis_adapters.ollama_base_url`).
-    """
+    """Ollama's base URL from ``OLLAMA_HOST``, as :func:`aegis_adapters.ollama_base_url` says."""
     return ollama_base_url(environ=environ)
 
 
@@ -252,7 +249,7 @@ def _url_problem(url: str) -> str | None:
         return "it is not a valid URL"
     try:
         port = parts.port
-    except ValueError:
+    except ValueError:  # not a number, or out of range
         port = 0
     if port == 0:
         return "its port is not a number from 1 to 65535"
