@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
-from aegis_adapters import EchoAdapter, Message, RateLimitError, ScriptedAdapter
+from aegis_adapters import EchoAdapter, LLMError, Message, RateLimitError, ScriptedAdapter
 from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter
 from aegis_gov._pipeline import Pipeline, PipelineError, load_pipeline, parse_pipeline
+from aegis_gov._pipeline_schema import PIPELINE_SCHEMA, SCRIPTED_ERRORS
+from hypothesis import given
+from hypothesis import strategies as st
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -137,6 +143,8 @@ def test_scripted_replies_include_simulated_errors() -> None:
 def test_scripted_replies_can_call_tools() -> None:
     pipeline = parse(
         """
+        [tools]
+        root = "."
         [[agents]]
         name = "a"
         provider = "scripted"
@@ -495,3 +503,107 @@ def test_unknown_dependency_when_every_task_has_one() -> None:
     )
     assert error.entry == "task 'b'"
     assert error.problem == "depends on unknown task 'a'"
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(PIPELINE_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("text", "entry", "problem"),
+    [
+        ('agents = 3\n[[tasks]]\nid = "t"', None, "'agents' must be an array of tables"),
+        ("retry = 3\n" + MINIMAL, None, "'retry' must be a table ([retry]), got 3"),
+        ("agents = []\n[[tasks]]\nid = 't'", None, "declares no agents"),
+        (MINIMAL.replace('name = "a"', 'name = ""'), "agents[0]", "has no 'name'"),
+        (
+            MINIMAL.replace('provider = "echo"', "provider = 3"),
+            "agent 'a'",
+            "'provider' must be a string, got 3",
+        ),
+        (with_agent_field("max_tokens = true"), "agent 'a'", "must be an integer >= 1"),
+        (with_agent_field("tools = ['memory_store', 1]"), "agent 'a'", "a list of strings"),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = [3]'),
+            "agent 'a', replies[0]",
+            "must be a string or a table, got 3",
+        ),
+        (
+            MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = ["x", {txt=1}]'),
+            "agent 'a', replies[1]",
+            "unknown field 'txt' (did you mean 'text'?)",
+        ),
+        (
+            "[tools]\nroot = 1979-05-27\n" + MINIMAL,
+            "[tools]",
+            "'root' must be a string, got datetime.date(1979, 5, 27)",
+        ),
+    ],
+)
+def test_schema_errors_are_worded_like_the_rest(text: str, entry: str | None, problem: str) -> None:
+    error = error_of(text)
+    assert error.entry == entry
+    assert problem in error.problem, error.problem
+    assert "\n" not in str(error)
+
+
+def _bounded_fields() -> list[tuple[str, str, dict[str, Any]]]:
+    """Every number in the schema with bounds: where it is written, its name, its schema."""
+    properties = PIPELINE_SCHEMA["properties"]
+    tables = {"top": properties, "retry": properties["retry"]["properties"]}
+    tables["breaker"] = properties["breaker"]["properties"]
+    tables["agent"] = properties["agents"]["items"]["properties"]
+    return [
+        (where, key, schema)
+        for where, fields in tables.items()
+        for key, schema in sorted(fields.items())
+        if "maximum" in schema
+    ]
+
+
+def _with_value(where: str, key: str, value: object) -> str:
+    text = "true" if value is True else repr(value).replace("'", '"')  # TOML spellings
+    line = f"{key} = {text}"
+    if where == "agent":
+        return with_agent_field(line)
+    return (f"[{where}]\n" if where != "top" else "") + f"{line}\n" + MINIMAL
+
+
+@given(field=st.sampled_from(_bounded_fields()), data=st.data())
+def test_every_bound_in_the_schema_holds_and_is_named(
+    field: tuple[str, str, dict[str, Any]], data: st.DataObject
+) -> None:
+    where, key, schema = field
+    exclusive = "exclusiveMinimum" in schema
+    high, low = schema["maximum"], schema["exclusiveMinimum" if exclusive else "minimum"]
+
+    def too_low(value: float) -> bool:
+        # -0.0 is not below a minimum of 0, but is not above an exclusive minimum of 0 either.
+        return value < low or exclusive
+
+    if schema["type"] == "integer":
+        inside: st.SearchStrategy[object] = st.integers(low, high)
+        outside = st.integers(high + 1) | st.integers(max_value=low - 1) | st.floats(low, high)
+    else:
+        inside = st.floats(low, high, exclude_min=exclusive)
+        outside = (
+            st.floats(min_value=high, exclude_min=True)
+            | st.floats(max_value=low).filter(too_low)
+            | st.sampled_from([math.nan, math.inf, -math.inf, True, "1"])
+        )
+    good = data.draw(inside, label="inside")
+    parse(_with_value(where, key, good))
+    bad = data.draw(outside, label="outside")
+    error = error_of(_with_value(where, key, bad))
+    assert error.problem.startswith(f"'{key}' must be "), error.problem
+    assert error.entry == {"top": None, "agent": "agent 'a'"}.get(where, f"[{where}]")
+
+
+def test_every_scripted_error_the_schema_allows_can_be_raised() -> None:
+    text = MINIMAL.replace('provider = "echo"', 'provider = "scripted"\nreplies = [{error="x"}]')
+    for name in SCRIPTED_ERRORS:
+        pipeline = parse(text.replace('error="x"', f'error="{name}"'))
+        adapter = pipeline.team()["a"].adapter
+        assert isinstance(adapter, ScriptedAdapter)
+        with pytest.raises(LLMError, match=f"simulated {name} error"):
+            adapter.generate("x")

@@ -8,17 +8,17 @@ flaky endpoint and closing again after a successful probe.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import attrs
 from aegis_adapters import (
-    AnthropicAdapter,
     LLMAdapter,
     ModelNotFoundError,
     OllamaAdapter,
@@ -27,6 +27,8 @@ from aegis_adapters import (
     RateLimitError,
     RetryableError,
     ScriptedAdapter,
+    make_adapter,
+    ollama_base_url,
     redact_url,
 )
 from aegis_breaker import AgentPool
@@ -214,21 +216,22 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 def ollama_url(environ: Mapping[str, str]) -> str:
-    """Ollama's base URL: ``OLLAMA_HOST`` (``host:port`` accepted) or localhost:11434."""
-    url = environ.get("OLLAMA_HOST") or "http://localhost:11434"
-    if "://" not in url:
-        url = f"http://{url}"
-    return url.rstrip("/")
+    """Ollama's base URL from ``OLLAMA_HOST``, as :func:`aegis_adapters.ollama_base_url` says."""
+    return ollama_base_url(environ=environ)
 
 
 def probe_ollama(base_url: str, *, timeout_s: float = OLLAMA_PROBE_TIMEOUT_S) -> list[str] | None:
-    """The models a reachable Ollama at ``base_url`` has pulled, or ``None`` if unreachable."""
-    if not base_url.startswith(("http://", "https://")):
+    """The models a reachable Ollama at ``base_url`` has pulled, or ``None`` if unreachable.
+
+    An unusable URL (see :func:`_url_problem`) is ``None`` too, never an exception.
+    """
+    if _url_problem(base_url) is not None:
         return None
     try:
         with urllib.request.urlopen(f"{base_url}/api/tags", timeout=timeout_s) as response:  # noqa: S310  # scheme checked above
             data = json.loads(response.read().decode("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
+        # HTTPException: http.client's InvalidURL (a bad port) is neither OSError nor ValueError.
         return None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list):
@@ -236,36 +239,70 @@ def probe_ollama(base_url: str, *, timeout_s: float = OLLAMA_PROBE_TIMEOUT_S) ->
     return [str(m["name"]) for m in models if isinstance(m, dict) and "name" in m]
 
 
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an Ollama server's address, or ``None`` if it can."""
+    if any(not char.isprintable() or char.isspace() for char in url):
+        return "it holds a control character or a space"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # its text may quote the URL's password: say it in our own words
+        return "it is not a valid URL"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    if parts.scheme not in {"http", "https"}:
+        return "its scheme is not http or https"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def _shown(url: str) -> str:
+    """``url`` fit to print: credentials redacted, control characters escaped."""
+    text = redact_url(url)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def detect_provider(environ: Mapping[str, str] | None = None) -> tuple[LLMAdapter, str] | str:
     """The real provider the environment offers, as ``(adapter, description)``.
 
     Checks ``ANTHROPIC_API_KEY``, then ``OPENAI_API_KEY``, then a reachable Ollama with at
     least one model (``AEGIS_MODEL`` picks the model). When none is there, returns the reason
-    as a string instead.
+    as a string instead; an unusable ``OLLAMA_HOST`` is such a reason, not an exception.
+    Every URL in the returned text has its credentials redacted.
     """
     env = os.environ if environ is None else environ
     model = env.get("AEGIS_MODEL") or None
     if env.get("ANTHROPIC_API_KEY"):
         anthropic_model = model or "claude-haiku-4-5-20251001"
-        adapter: LLMAdapter = AnthropicAdapter(anthropic_model, max_tokens=600)
+        adapter: LLMAdapter = make_adapter("anthropic", anthropic_model, max_tokens=600)
         return adapter, f"Anthropic ({anthropic_model}), from ANTHROPIC_API_KEY"
     if env.get("OPENAI_API_KEY"):
         openai_model = model or OpenAIAdapter.DEFAULT_MODEL
-        return OpenAIAdapter(openai_model, max_tokens=600), f"OpenAI ({openai_model})"
-    url = ollama_url(env)
+        return make_adapter("openai", openai_model, max_tokens=600), f"OpenAI ({openai_model})"
+    url = ollama_base_url(environ=env)
+    shown = _shown(url)
+    problem = _url_problem(url)
+    if problem is not None:
+        return (
+            f"no ANTHROPIC_API_KEY, no OPENAI_API_KEY and OLLAMA_HOST ({shown}) is not a "
+            f"usable address: {problem}"
+        )
     models = probe_ollama(url)
     if models is None:
-        return f"no ANTHROPIC_API_KEY, no OPENAI_API_KEY and no Ollama answering at {url}"
+        return f"no ANTHROPIC_API_KEY, no OPENAI_API_KEY and no Ollama answering at {shown}"
     if not models:
-        return (
-            f"Ollama at {url} has no model pulled (try: ollama pull {OllamaAdapter.DEFAULT_MODEL})"
-        )
+        pull = f"ollama pull {OllamaAdapter.DEFAULT_MODEL}"
+        return f"Ollama at {shown} has no model pulled (try: {pull})"
     if model is None:
         wanted = OllamaAdapter.DEFAULT_MODEL
         matching = [m for m in models if m == wanted or m.startswith(f"{wanted}:")]
         model = matching[0] if matching else models[0]
-    described = f"Ollama ({model}) at {redact_url(url)}"
-    return OllamaAdapter(model, base_url=url, max_tokens=600), described
+    described = f"Ollama ({model}) at {shown}"
+    return make_adapter("ollama", model, base_url=url, max_tokens=600), described
 
 
 OFFLINE_EXPECTED: Final = {

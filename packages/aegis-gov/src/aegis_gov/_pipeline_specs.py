@@ -1,0 +1,298 @@
+"""What a pipeline file becomes: its agents' provider settings, its agents and the pipeline.
+
+These are plain values; :mod:`aegis_gov._pipeline` builds them from a validated file. Nothing
+is contacted until :meth:`Pipeline.team` makes the adapters, through aegis-adapters'
+:func:`~aegis_adapters.make_adapter` for real providers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import attrs
+from aegis_adapters import (
+    AuthenticationError,
+    ChatResponse,
+    EchoAdapter,
+    InvalidRequestError,
+    LLMAdapter,
+    LLMError,
+    Message,
+    ModelNotFoundError,
+    ProviderUnavailableError,
+    RateLimitError,
+    RetryableError,
+    ScriptedAdapter,
+    ToolCall,
+    make_adapter,
+)
+from aegis_breaker import AgentPool
+from aegis_graph import Task, TaskQueue
+
+from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._pipeline_schema import PROVIDERS
+from aegis_gov._pipeline_validate import PipelineError, one_of
+from aegis_gov._retry import RetryPolicy
+from aegis_gov._tools import ToolRegistry
+
+__all__ = ["AgentSpec", "Pipeline", "ProviderSpec", "ScriptedReply"]
+
+# Simulated provider errors a scripted reply may raise, by the name a pipeline file uses.
+_SCRIPTED_ERRORS: Final[dict[str, tuple[type[LLMError], int]]] = {
+    "rate_limit": (RateLimitError, 429),
+    "unavailable": (ProviderUnavailableError, 503),
+    "auth": (AuthenticationError, 401),
+    "not_found": (ModelNotFoundError, 404),
+    "invalid": (InvalidRequestError, 400),
+}
+
+
+@attrs.frozen
+class ScriptedReply:
+    """One reply of a ``scripted`` agent: text and tool calls, or a simulated provider error."""
+
+    text: str = ""
+    error: str | None = None
+    message: str = ""
+    retry_after_s: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def build(self, provider: str) -> str | ChatResponse | Exception:
+        """The reply as :class:`~aegis_adapters.ScriptedAdapter` takes it."""
+        if self.tool_calls:
+            return ChatResponse(self.text, tool_calls=self.tool_calls, stop_reason="tool_use")
+        if self.error is None:
+            return self.text
+        cls, status = _SCRIPTED_ERRORS[self.error]
+        message = self.message or f"simulated {self.error} error"
+        if cls is RateLimitError:
+            return RateLimitError(
+                provider, message, status_code=status, retry_after_s=self.retry_after_s
+            )
+        return cls(provider, message, status_code=status)
+
+
+@attrs.frozen
+class ProviderSpec:
+    """Where a model runs: an agent's own provider settings, or one of its ``fallbacks``."""
+
+    provider: str = "auto"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    timeout_s: float | None = None
+    replies: tuple[ScriptedReply, ...] = ()
+    delay_s: float = 0.0
+
+    def adapter(self, agent: str, *, entry: str, offline_name: str) -> LLMAdapter | None:
+        """A new adapter (``None`` for ``auto``); nothing is contacted.
+
+        ``offline_name`` names an ``echo``/``scripted`` endpoint when ``model`` is not set.
+
+        Raises:
+            PipelineError: when ``api_key_env`` names an unset environment variable.
+        """
+        if self.provider == "auto":
+            return None
+        if self.provider in {"echo", "scripted"}:
+            # Each offline model is its own endpoint: one agent's scripted 429 holds back no other.
+            name = self.model or offline_name
+            if self.provider == "echo":
+                return EchoAdapter(name=name, delay_s=self.delay_s)
+            if not self.replies:
+                return ScriptedAdapter(_canned_reply(agent), name=name, delay_s=self.delay_s)
+            replies = [reply.build("scripted") for reply in self.replies]
+            return ScriptedAdapter(replies, name=name, delay_s=self.delay_s)
+        # Options left None take the adapter's own defaults (1024 tokens, 60 s; Ollama 300 s).
+        return make_adapter(
+            self.provider,
+            self.model,
+            base_url=self.base_url,
+            api_key=self._api_key(entry),
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            timeout_s=self.timeout_s,
+        )
+
+    def _api_key(self, entry: str) -> str | None:
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise PipelineError(
+                "<pipeline>",
+                entry,
+                f"api_key_env names {self.api_key_env!r}, which is not set in the environment",
+            )
+        return value
+
+
+@attrs.frozen
+class AgentSpec:
+    """One ``[[agents]]`` entry: who the agent is and which provider and model it uses."""
+
+    name: str
+    system_prompt: str = ""
+    provider: str = "auto"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    tools: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    timeout_s: float | None = None
+    replies: tuple[ScriptedReply, ...] = ()
+    delay_s: float = 0.0
+    max_tool_rounds: int = 8
+    fallbacks: tuple[ProviderSpec, ...] = ()
+    fall_back_on_permanent_errors: bool = False
+
+    def adapter(self) -> LLMAdapter | None:
+        """A new adapter for this agent (``None`` for ``auto``); nothing is contacted.
+
+        Raises:
+            PipelineError: when ``api_key_env`` names an unset environment variable.
+        """
+        own = ProviderSpec(
+            provider=self.provider,
+            model=self.model,
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            timeout_s=self.timeout_s,
+            replies=self.replies,
+            delay_s=self.delay_s,
+        )
+        return own.adapter(self.name, entry=f"agent {self.name!r}", offline_name=self.name)
+
+    def fallback_adapters(self) -> tuple[LLMAdapter, ...]:
+        """New adapters for the ``fallbacks``, in order.
+
+        An offline fallback without ``model`` is the endpoint ``<agent>-fallback-<n>``, so it
+        never shares the agent's own breaker.
+
+        Raises:
+            PipelineError: when a fallback's ``api_key_env`` names an unset variable.
+        """
+        adapters: list[LLMAdapter] = []
+        for i, spec in enumerate(self.fallbacks):
+            adapter = spec.adapter(
+                self.name,
+                entry=f"agent {self.name!r}, fallbacks[{i}]",
+                offline_name=f"{self.name}-fallback-{i + 1}",
+            )
+            if adapter is not None:  # the reader refuses "auto" here; None cannot happen
+                adapters.append(adapter)
+        return tuple(adapters)
+
+    def config(self) -> AgentConfig:
+        """The :class:`AgentConfig` of this agent, with new adapters."""
+        return AgentConfig(
+            name=self.name,
+            system_prompt=self.system_prompt,
+            adapter=self.adapter(),
+            tools=self.tools,
+            fallbacks=self.fallback_adapters(),
+            fall_back_on_permanent_errors=self.fall_back_on_permanent_errors,
+            max_tool_rounds=self.max_tool_rounds,
+        )
+
+
+def _canned_reply(agent: str) -> Callable[[Sequence[Message]], str | ChatResponse]:
+    def reply(messages: Sequence[Message]) -> str:
+        prompt = messages[-1].content if messages else ""
+        first = prompt.strip().splitlines()[0] if prompt.strip() else "(nothing)"
+        return f"{agent} finished: {first}"
+
+    return reply
+
+
+@attrs.frozen
+class Pipeline:
+    """A validated pipeline file: settings, agents and tasks.
+
+    Build one with :func:`load_pipeline` or :func:`parse_pipeline`; the graph is known to be
+    acyclic, every dependency exists, and every task's agent is declared.
+    """
+
+    name: str
+    agents: tuple[AgentSpec, ...]
+    tasks: tuple[Task, ...]
+    path: str = "<pipeline>"
+    description: str = ""
+    stop_on_failure: bool = False
+    max_concurrent: int = 4
+    retry: RetryPolicy = RetryPolicy()
+    consecutive_failure_limit: int = 5
+    recovery_timeout_s: float = 30.0
+    tools_root: str | None = None
+    shell_allowlist: tuple[str, ...] = ()
+    allow_private_network: bool = False
+
+    def queue(self) -> TaskQueue:
+        """A fresh :class:`~aegis_graph.TaskQueue` of the tasks."""
+        return TaskQueue(self.tasks, stop_on_failure=self.stop_on_failure)
+
+    def team(self) -> Team:
+        """The team, each agent with a new adapter.
+
+        Raises:
+            PipelineError: when an agent's ``api_key_env`` is not set.
+        """
+        try:
+            return Team(self.name, [spec.config() for spec in self.agents])
+        except PipelineError as exc:
+            raise PipelineError(self.path, exc.entry, exc.problem) from None
+
+    def tool_registry(self) -> ToolRegistry:
+        """The tool registry the ``[tools]`` table describes."""
+        return ToolRegistry(
+            root=self.tools_root,
+            shell_allowlist=self.shell_allowlist,
+            allow_private_network=self.allow_private_network,
+        )
+
+    def pool(self, *, max_concurrent: int | None = None) -> AgentPool:
+        """A pool with the file's limits; only retryable errors count against a breaker."""
+        return AgentPool(
+            max_concurrent=max_concurrent if max_concurrent is not None else self.max_concurrent,
+            consecutive_failure_limit=self.consecutive_failure_limit,
+            recovery_timeout_s=self.recovery_timeout_s,
+            is_failure=_is_retryable,
+        )
+
+    def with_provider(self, provider: str, model: str | None = None) -> Pipeline:
+        """The same pipeline with every agent on ``provider`` (and ``model``, if given).
+
+        Provider-specific settings (base URL, key variable, scripted replies) and the
+        ``fallbacks`` are dropped.
+
+        Raises:
+            PipelineError: for an unknown provider.
+        """
+        if provider not in PROVIDERS:
+            raise PipelineError(
+                self.path, None, f"unknown provider {provider!r}{one_of(PROVIDERS)}"
+            )
+        agents = tuple(
+            attrs.evolve(
+                agent,
+                provider=provider,
+                model=model,
+                base_url=None,
+                api_key_env=None,
+                replies=(),
+                fallbacks=(),
+            )
+            for agent in self.agents
+        )
+        return attrs.evolve(self, agents=agents)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, RetryableError)
