@@ -6,6 +6,9 @@ decides (once, here) which errors count against the breaker, holds an endpoint b
 provider asks for a Retry-After, streams deltas, and runs tool calls within the agent's
 tools. :meth:`EndpointCaller.run` and :meth:`EndpointCaller.arun` drive one agent's
 :class:`Conversation` with threads or asyncio; both end in an :data:`Outcome` value.
+
+Over 400 lines on purpose: the sync and async halves of each step sit side by side so they stay
+twins.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Exit status: 0 when every task is done, 1 when a task failed, 2 for a bad pipeli
 bad arguments (nothing ran), 3 when the ``--output`` file could not be written, 130 when
 interrupted with SIGINT (Ctrl-C) and 143 with SIGTERM: the first signal stops the run
 cleanly and the partial result is still written.
+
+Over 400 lines on purpose: the argument parser, the three commands and the exit-status rules
+read best in one place; the file, signal and display work lives in _files, _interrupt and
+_progress.
 """
 
 from __future__ import annotations

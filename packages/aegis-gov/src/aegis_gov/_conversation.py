@@ -6,6 +6,8 @@ wait (:class:`Sleep`) or run a tool (:class:`RunTool`). :func:`drive` and :func:
 carry the commands out with threads or asyncio, so both share one behaviour. A command's
 answer is its result, or the exception it raised as a :class:`Raised` value; the
 conversation ends with an :data:`Outcome` value, never by raising.
+
+Over 400 lines on purpose: the conversation's rules and its two drivers are one state machine.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 It validates what it is given, resolves each agent's route (adapter, endpoint key, tools) once,
 and hands the work to the :class:`~aegis_gov._caller.EndpointCaller` (all provider I/O) and the
 run drivers in :mod:`aegis_gov._run`. It makes no request itself.
+
+Over 400 lines on purpose: most of it is the public API's docstrings; the code only validates,
+resolves routes and hands work to _caller and _run.
 """
 
 from __future__ import annotations

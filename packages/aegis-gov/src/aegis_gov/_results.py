@@ -1,4 +1,8 @@
-"""What runs return: per-agent, per-task and whole-run results, JSON round-trippable."""
+"""What runs return: per-agent, per-task and whole-run results, JSON round-trippable.
+
+Over 400 lines on purpose: the result values and their strict JSON reader (every field checked,
+named in errors) belong together.
+"""
 
 from __future__ import annotations
 

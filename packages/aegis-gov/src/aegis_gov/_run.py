@@ -3,6 +3,9 @@
 :class:`RunState` is sans-I/O: it wraps a :class:`~aegis_graph.TaskQueue`, turns ready tasks
 into :class:`Work` (a prompt for an agent), records outcomes and cascades failures. The
 drivers only decide *how* work runs — a thread pool or asyncio tasks — and feed outcomes back.
+
+Over 400 lines on purpose: RunState and the two drivers share _Flight and the deadline heap;
+splitting them would only move private names across modules.
 """
 
 from __future__ import annotations
