@@ -196,7 +196,12 @@ def test_generations_of_out_of_order_declaration() -> None:
 def test_task_state_values_and_terminality() -> None:
     assert [s.value for s in TaskState] == ["pending", "running", "done", "failed", "skipped"]
     assert [s.is_terminal for s in TaskState] == [False, False, True, True, True]
-    assert [r.value for r in SkipReason] == ["upstream_failed", "stopped", "cancelled"]
+    assert [r.value for r in SkipReason] == [
+        "upstream_failed",
+        "stopped",
+        "cancelled",
+        "budget_spent",
+    ]
 
 
 def test_task_is_a_frozen_value() -> None:

@@ -60,6 +60,7 @@ from aegis_graph import (
 
 from aegis_gov._adaptive import AdaptiveStatus
 from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._budget import Budget, BudgetSpentError, Price, Spent
 from aegis_gov._dask import DaskClient, DaskExecutor, dask_executor
 from aegis_gov._errors import (
     AegisError,
@@ -142,6 +143,8 @@ __all__ = [
     "BlockedAddressError",
     "BreakerError",
     "BreakerStatus",
+    "Budget",
+    "BudgetSpentError",
     "Bulkhead",
     "BulkheadFullError",
     "ChatAdapter",
@@ -187,6 +190,7 @@ __all__ = [
     "PathOutsideRootError",
     "PermanentError",
     "PoolStatus",
+    "Price",
     "ProviderUnavailableError",
     "QuotaExceededError",
     "RateLimitError",
@@ -202,6 +206,7 @@ __all__ = [
     "ScriptedAdapter",
     "ShellDisabledError",
     "SkipReason",
+    "Spent",
     "Status",
     "StreamInterruptedError",
     "Task",

@@ -37,6 +37,7 @@ from aegis_breaker import AgentPool
 
 from aegis_gov._adaptive import AdaptiveLimit, AdaptiveStatus
 from aegis_gov._agents import AgentConfig
+from aegis_gov._budget import BudgetMeter
 from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
 from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
 from aegis_gov._events import EventHandler
@@ -196,6 +197,7 @@ class EndpointCaller:
         sink: Sink | None = None,
         executor: Executor | None = None,
         slot: Slot | None = None,
+        budget: BudgetMeter | None = None,
     ) -> Outcome:
         """Run one agent's conversation with threads; return its outcome.
 
@@ -204,7 +206,9 @@ class EndpointCaller:
         sleep = self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
         return drive(
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=functools.partial(self.chat, route, sink=sink, executor=executor, pause=sleep),
+            chat=functools.partial(
+                self.chat, route, sink=sink, executor=executor, pause=sleep, budget=budget
+            ),
             run_tool=functools.partial(self.run_tool, route.agent),
             sleep=sleep,
         )
@@ -218,6 +222,7 @@ class EndpointCaller:
         task_id: str = "",
         sink: Sink | None = None,
         slot: Slot | None = None,
+        budget: BudgetMeter | None = None,
     ) -> Outcome:
         """Run one agent's conversation on the running event loop; return its outcome."""
         sleep = self._async_sleep
@@ -225,14 +230,14 @@ class EndpointCaller:
             sleep = functools.partial(slot.asleep, sleep=self._async_sleep)
         return await adrive(
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=functools.partial(self.achat, route, sink=sink, pause=sleep),
+            chat=functools.partial(self.achat, route, sink=sink, pause=sleep, budget=budget),
             run_tool=functools.partial(self.arun_tool, route.agent),
             sleep=sleep,
         )
 
     # -- requests ------------------------------------------------------------------------
 
-    def chat(
+    def chat(  # noqa: C901  # admission, pacing, budget, the call and its outcome, in order
         self,
         route: Route,
         request: ChatRequest,
@@ -240,6 +245,7 @@ class EndpointCaller:
         sink: Sink | None = None,
         executor: Executor | None = None,
         pause: Callable[[float], object] | None = None,
+        budget: BudgetMeter | None = None,
     ) -> ChatResponse:
         """Send *request* through the pool to *route*'s endpoint; raise what it raised.
 
@@ -270,7 +276,11 @@ class EndpointCaller:
         try:
             if wait > 0:
                 (pause or self._sleep)(wait)
+            if budget is not None:
+                budget.admit()  # raises once the run's budget is spent: nothing is sent
             answer = self.pool.run_on(key, attempt)
+            if budget is not None and isinstance(answer, ChatResponse):
+                budget.record(adapter.endpoint, key, answer.usage)
             overloaded = False if isinstance(answer, ChatResponse) else None
         except RetryableError as exc:
             overloaded = _is_overload(exc)
@@ -289,6 +299,7 @@ class EndpointCaller:
         *,
         sink: Sink | None = None,
         pause: Callable[[float], Awaitable[object]] | None = None,
+        budget: BudgetMeter | None = None,
     ) -> ChatResponse:
         """The asyncio twin of :meth:`chat`."""
         adapter, key = route.target(request.endpoint)
@@ -313,7 +324,11 @@ class EndpointCaller:
         try:
             if wait > 0:
                 await (pause or self._async_sleep)(wait)
+            if budget is not None:
+                budget.admit()  # raises once the run's budget is spent: nothing is sent
             answer = await self.pool.arun_on(key, attempt)
+            if budget is not None and isinstance(answer, ChatResponse):
+                budget.record(adapter.endpoint, key, answer.usage)
             overloaded = False if isinstance(answer, ChatResponse) else None
         except RetryableError as exc:
             overloaded = _is_overload(exc)

@@ -28,6 +28,7 @@ from aegis_adapters import (
 )
 from aegis_breaker import BreakerError, CircuitOpenError
 
+from aegis_gov._budget import BudgetSpentError
 from aegis_gov._errors import CircuitWaitTooLongError, EndpointBusyError, ToolLoopError
 from aegis_gov._events import EventHandler, FellBack, TaskRetrying, ToolCalled
 from aegis_gov._outcome import Failure, Outcome, Raised
@@ -266,6 +267,9 @@ class Conversation:
         A wait, None (no wait allowed), a fall-over (:data:`_FELL_OVER`) or the conversation's
         end (a :class:`Failure`).
         """
+        if isinstance(error, BudgetSpentError):
+            self.attempts -= 1  # refused before sending
+            return self._failure(error)
         if isinstance(error, CircuitOpenError):
             # Rejected without a request: not an attempt, but it spends the delay budget.
             self.attempts -= 1

@@ -33,6 +33,7 @@ from aegis_breaker import AgentPool, BreakerEvent, StateChanged
 from aegis_graph import Task
 
 from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._budget import Budget, BudgetMeter
 from aegis_gov._caller import EndpointCaller, Route, Sink, endpoint_key
 from aegis_gov._events import (
     CircuitStateChanged,
@@ -243,6 +244,7 @@ class OpenMultiAgent:
         cancel: threading.Event | None = None,
         cancel_grace_s: float = 10.0,
         executor: Executor | None = None,
+        budget: Budget | None = None,
     ) -> RunResult:
         """Run a task graph with a team; every task ends DONE, FAILED or SKIPPED.
 
@@ -272,6 +274,9 @@ class OpenMultiAgent:
                 Dask client's executor, ...). The queue, retries, breakers and tools stay
                 here; only ``adapter.chat`` runs there, so adapters must pickle for a
                 process-based executor. Answers are not streamed through an executor.
+            budget: the most the run may spend (tokens, requests, cost): once spent, no new
+                request is sent and tasks not started end SKIPPED (``budget_spent``); the
+                result's ``spent`` says what was spent. See :class:`Budget`.
 
         Raises:
             GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError:
@@ -281,7 +286,8 @@ class OpenMultiAgent:
         emit = Emitter(on_event)
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = (on_event is not None if stream is None else stream) and executor is None
-        limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
+        meter = _meter(budget, routes, state)
+        limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s, meter)
         for adapter in _distinct_adapters(routes):
             _warm_up(adapter)
         caller = self._caller
@@ -297,6 +303,7 @@ class OpenMultiAgent:
                 sink=sink,
                 executor=executor,
                 slot=slot,
+                budget=meter,
             )
 
         with self._watching(emit):
@@ -322,6 +329,7 @@ class OpenMultiAgent:
         run_timeout_s: float | None = None,
         cancel: asyncio.Event | threading.Event | None = None,
         cancel_grace_s: float = 10.0,
+        budget: Budget | None = None,
     ) -> RunResult:
         """The asyncio twin of :meth:`run_tasks`: same semantics, events and result.
 
@@ -335,7 +343,8 @@ class OpenMultiAgent:
         emit = Emitter(on_event)
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = on_event is not None if stream is None else stream
-        limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s)
+        meter = _meter(budget, routes, state)
+        limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s, meter)
         for adapter in _distinct_adapters(routes):
             await _awarm_up(adapter)
         caller = self._caller
@@ -344,7 +353,7 @@ class OpenMultiAgent:
             sink = _delta_sink(emit, work) if streaming else None
             route = routes[work.agent.name]
             return await caller.arun(
-                route, work.prompt, emit, task_id=work.task.id, sink=sink, slot=slot
+                route, work.prompt, emit, task_id=work.task.id, sink=sink, slot=slot, budget=meter
             )
 
         with self._watching(emit):
@@ -454,6 +463,22 @@ class OpenMultiAgent:
         finally:
             with self._lock:
                 self._watchers.remove(emit)
+
+
+def _meter(budget: Budget | None, routes: dict[str, Route], state: RunState) -> BudgetMeter | None:
+    """The run's budget meter, its prices checked before any call; None without a budget."""
+    if budget is None:
+        return None
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a Budget or None, got {budget!r:.80}")
+    meter = BudgetMeter(budget)
+    meter.check_prices(
+        (adapter.endpoint, key)
+        for route in routes.values()
+        for adapter, key in ((route.adapter, route.key), *route.fallbacks)
+    )
+    state.budget = meter
+    return meter
 
 
 def _checked_limits(limits: Mapping[str, Limits] | None) -> dict[str, Limits]:

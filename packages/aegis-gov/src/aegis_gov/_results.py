@@ -16,6 +16,7 @@ import attrs
 from aegis_adapters import Usage
 from aegis_graph import SkipReason, TaskState
 
+from aegis_gov._budget import Spent
 from aegis_gov._errors import AegisError
 
 __all__ = [
@@ -318,6 +319,8 @@ class RunResult(Mapping[str, TaskResult]):
     results: Mapping[str, TaskResult] = attrs.field(converter=_as_dict)
     team: str = ""
     cancelled: bool = False
+    spent: Spent | None = None
+    """What the run spent against its budget (None: it had none)."""
 
     def __getitem__(self, task_id: str) -> TaskResult:
         """The result of ``task_id``."""
@@ -371,6 +374,7 @@ class RunResult(Mapping[str, TaskResult]):
                 "output_tokens": self.usage.output_tokens,
             },
             "tasks": [r.to_dict() for r in self.results.values()],
+            **({"spent": self.spent.to_dict()} if self.spent is not None else {}),
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -407,10 +411,20 @@ class RunResult(Mapping[str, TaskResult]):
             if result.task_id in results:
                 _fail(f"tasks[{i}].task_id", f"{result.task_id!r} appears more than once")
             results[result.task_id] = result
+        spent = None
+        if fields.data.get("spent") is not None:
+            table = fields.table("spent")
+            cost = table.data.get("cost_usd")
+            spent = Spent(
+                tokens=table.count("tokens"),
+                requests=table.count("requests"),
+                cost_usd=None if cost is None else table.seconds("cost_usd"),
+            )
         return cls(
             results=results,
             team=fields.optional_str("team") or "",
             cancelled=fields.flag("cancelled"),
+            spent=spent,
         )
 
     @classmethod

@@ -29,6 +29,7 @@ from aegis_adapters import Usage
 from aegis_graph import SkipReason, Task, TaskQueue, TaskState
 
 from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._budget import BudgetMeter
 from aegis_gov._errors import (
     DeadlineExceededError,
     RunCancelledTaskError,
@@ -84,6 +85,8 @@ class RunState:
     _started_at: dict[str, float] = attrs.Factory(dict)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
     cancelled: bool = False
+    stopped: bool = False
+    budget: BudgetMeter | None = None
 
     @classmethod
     def create(
@@ -118,7 +121,7 @@ class RunState:
 
     def take_ready(self, limit: int) -> list[Work]:
         """Claim up to ``limit`` ready tasks and build their prompts."""
-        if limit <= 0 or self.cancelled:
+        if limit <= 0 or self.stopped:
             return []
         work: list[Work] = []
         with self._lock:
@@ -181,7 +184,13 @@ class RunState:
         """Start nothing new; every pending task ends SKIPPED with reason ``cancelled``."""
         with self._lock:
             self.cancelled = True
-            skip_events = self._record_skips(self.queue.halt(SkipReason.CANCELLED))
+        self.stop(SkipReason.CANCELLED)
+
+    def stop(self, reason: SkipReason) -> None:
+        """Start nothing new; every pending task ends SKIPPED with *reason*."""
+        with self._lock:
+            self.stopped = True
+            skip_events = self._record_skips(self.queue.halt(reason))
         for skip in skip_events:
             self.emit(skip)
 
@@ -204,7 +213,10 @@ class RunState:
         """The run's result so far, in declaration order."""
         with self._lock:
             ordered = {t.id: self.results[t.id] for t in self.queue.tasks if t.id in self.results}
-        return RunResult(results=ordered, team=self.team.name, cancelled=self.cancelled)
+        spent = self.budget.spent() if self.budget is not None else None
+        return RunResult(
+            results=ordered, team=self.team.name, cancelled=self.cancelled, spent=spent
+        )
 
 
 @attrs.frozen
@@ -221,6 +233,7 @@ class RunLimits:
     run_timeout_s: float | None = None
     cancel: _Flag | None = None
     grace_s: float = 10.0
+    budget: BudgetMeter | None = None
 
 
 class _Flag(Protocol):
@@ -330,6 +343,9 @@ class _Flight(Generic[H]):
             self.state.cancel()
             grace = self.limits.grace_s if deadlines.cancel_requested() else 0.0
             deadlines.cut_all(self.inflight, now + grace)
+        budget = self.limits.budget
+        if budget is not None and not self.state.stopped and budget.spent_out:
+            self.state.stop(SkipReason.BUDGET_SPENT)  # no new task; calls in flight finish
         work = self.state.take_ready(self.slots.claimable())
         return [(item, self.slots.claim()) for item in work]
 

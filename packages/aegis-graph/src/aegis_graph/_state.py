@@ -38,3 +38,5 @@ class SkipReason(str, enum.Enum):
     """Another task failed in a queue built with ``stop_on_failure=True``."""
     CANCELLED = "cancelled"
     """The queue was halted by `TaskQueue.halt`."""
+    BUDGET_SPENT = "budget_spent"
+    """The run's budget (tokens, requests or cost) ran out before the task could start."""

@@ -1,0 +1,182 @@
+"""Budgets: a run stops sending requests once its tokens, requests or cost are spent.
+
+``run_tasks(..., budget=Budget(max_total_tokens=..., max_requests=..., max_cost_usd=...,
+prices={"gpt-4o-mini": Price(0.15, 0.60)}))``. Before each request the run's
+:class:`BudgetMeter` is asked; once a limit is reached no new request is sent: tasks not yet
+started end SKIPPED (``SkipReason.BUDGET_SPENT``), a task needing another request fails
+with :class:`BudgetSpentError`, and calls already in flight finish and are counted — so a
+run may end slightly past a limit, by at most what its calls in flight used.
+
+Cost needs prices, in US dollars per million tokens. aegis ships none (prices change, and a
+guessed price would make a cost budget lie): give them in ``Budget.prices``, keyed like
+:class:`~aegis_gov.Limits` by model, ``"provider:model"`` or endpoint key. A cost budget over
+a model with no price is refused before the run starts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+
+import attrs
+from aegis_adapters import Endpoint, Usage
+
+from aegis_gov._checks import check_number
+from aegis_gov._errors import AegisError
+
+__all__ = ["Budget", "BudgetMeter", "BudgetSpentError", "Price", "Spent"]
+
+
+def _money(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_number(attribute.name, value, positive=False)
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _count(_instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None:
+        check_number(attribute.name, value, integer=True)
+
+
+def _amount(
+    _instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None:
+        check_number(attribute.name, value)
+
+
+@attrs.frozen
+class Price:
+    """What a model costs, in US dollars per million tokens."""
+
+    input_per_million_usd: float = attrs.field(validator=_money)
+    output_per_million_usd: float = attrs.field(validator=_money)
+
+    def cost_usd(self, usage: Usage) -> float:
+        """The cost of *usage* at this price."""
+        return (
+            usage.input_tokens * self.input_per_million_usd
+            + usage.output_tokens * self.output_per_million_usd
+        ) / 1_000_000
+
+
+def _prices(value: Mapping[str, Price]) -> dict[str, Price]:
+    prices = dict(value)
+    for name, price in prices.items():
+        if not isinstance(price, Price):
+            raise TypeError(f"prices[{name!r}] must be a Price, got {price!r:.80}")
+    return prices
+
+
+@attrs.frozen
+class Budget:
+    """The most a run may spend; ``None`` leaves that dimension unlimited."""
+
+    max_total_tokens: int | None = attrs.field(default=None, validator=_count)
+    """Input plus output tokens over every request of the run."""
+    max_requests: int | None = attrs.field(default=None, validator=_count)
+    """Requests sent (retries and tool rounds count)."""
+    max_cost_usd: float | None = attrs.field(default=None, validator=_amount)
+    """US dollars, from ``prices``."""
+    prices: dict[str, Price] = attrs.field(factory=dict, converter=_prices)
+    """Price per model, ``"provider:model"`` or endpoint key."""
+
+
+@attrs.frozen
+class Spent:
+    """What a run spent: tokens, requests sent and, with prices, cost."""
+
+    tokens: int = 0
+    requests: int = 0
+    cost_usd: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for JSON."""
+        return attrs.asdict(self)
+
+
+class BudgetSpentError(AegisError):
+    """A run's budget ran out: no new request is sent. ``limit`` names what ran out."""
+
+    def __init__(self, limit: str, spent: Spent) -> None:
+        """Record the limit reached and what was spent."""
+        super().__init__(f"the run's budget is spent ({limit}); no new request was sent")
+        self.limit = limit
+        self.spent = spent
+
+
+class BudgetMeter:
+    """Counts one run's spending against its :class:`Budget`; thread-safe."""
+
+    def __init__(self, budget: Budget) -> None:
+        """Start at nothing spent."""
+        self.budget = budget
+        self._tokens = 0
+        self._requests = 0
+        self._cost = 0.0
+        self._lock = threading.Lock()
+
+    def check_prices(self, endpoints: Iterable[tuple[Endpoint, str]]) -> None:
+        """Refuse, up front, a cost budget over an endpoint whose price is unknown.
+
+        Raises:
+            ValueError: a cost budget and an endpoint with no price in ``Budget.prices``.
+        """
+        if self.budget.max_cost_usd is None:
+            return
+        for endpoint, key in endpoints:
+            if self._price(endpoint, key) is None:
+                raise ValueError(
+                    f"Budget(max_cost_usd=...) needs a price for {endpoint.model!r} "
+                    f"({endpoint.provider}); add it to Budget.prices"
+                )
+
+    def _price(self, endpoint: Endpoint, key: str) -> Price | None:
+        prices = self.budget.prices
+        for name in (key, f"{endpoint.provider}:{endpoint.model}", endpoint.model):
+            if name in prices:
+                return prices[name]
+        return None
+
+    def _reached(self) -> str | None:
+        budget = self.budget
+        if budget.max_requests is not None and self._requests >= budget.max_requests:
+            return f"max_requests={budget.max_requests}"
+        if budget.max_total_tokens is not None and self._tokens >= budget.max_total_tokens:
+            return f"max_total_tokens={budget.max_total_tokens}"
+        if budget.max_cost_usd is not None and self._cost >= budget.max_cost_usd:
+            return f"max_cost_usd={budget.max_cost_usd:g}"
+        return None
+
+    @property
+    def spent_out(self) -> bool:
+        """Whether a limit has been reached."""
+        with self._lock:
+            return self._reached() is not None
+
+    def admit(self) -> None:
+        """Count a request about to be sent, or refuse it when the budget is spent.
+
+        Raises:
+            BudgetSpentError: a limit has been reached.
+        """
+        with self._lock:
+            reached = self._reached()
+            if reached is None:
+                self._requests += 1
+                return
+        raise BudgetSpentError(reached, self.spent())
+
+    def record(self, endpoint: Endpoint, key: str, usage: Usage) -> None:
+        """Add what a finished request used."""
+        price = self._price(endpoint, key)
+        with self._lock:
+            self._tokens += usage.input_tokens + usage.output_tokens
+            if price is not None:
+                self._cost += price.cost_usd(usage)
+
+    def spent(self) -> Spent:
+        """What was spent so far."""
+        with self._lock:
+            has_prices = bool(self.budget.prices)
+            return Spent(self._tokens, self._requests, self._cost if has_prices else None)

@@ -1,0 +1,96 @@
+"""Budgets: once spent, no new request is sent and tasks not started are skipped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from aegis_gov import (
+    AgentConfig,
+    AgentPool,
+    Budget,
+    BudgetSpentError,
+    ChatResponse,
+    Message,
+    OpenMultiAgent,
+    Price,
+    RunResult,
+    ScriptedAdapter,
+    SkipReason,
+    Task,
+    TaskState,
+    Usage,
+)
+
+
+def _counting(calls: list[int]) -> ScriptedAdapter:
+    def reply(_messages: Sequence[Message]) -> ChatResponse:
+        calls.append(1)
+        return ChatResponse("ok", usage=Usage(400, 100))
+
+    return ScriptedAdapter(reply, name="gpt-test")
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_no_request_after_the_budget_is_spent(use_async: bool) -> None:
+    calls: list[int] = []
+    oma = OpenMultiAgent(AgentPool(max_concurrent=1), default_adapter=_counting(calls))
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    chain = [Task("t0", agent="w")]
+    chain += [Task(f"t{i}", agent="w", depends_on=[f"t{i - 1}"]) for i in range(1, 6)]
+    budget = Budget(max_total_tokens=1200)  # 500 a call: the third call crosses it
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(chain, team, budget=budget))
+    else:
+        result = oma.run_tasks(chain, team, budget=budget)
+    assert len(calls) == 3
+    assert [result[f"t{i}"].status for i in range(3)] == [TaskState.DONE] * 3
+    for i in range(3, 6):
+        assert result[f"t{i}"].status is TaskState.SKIPPED
+        assert result[f"t{i}"].skip_reason is SkipReason.BUDGET_SPENT
+    assert result.spent is not None
+    assert (result.spent.tokens, result.spent.requests) == (1500, 3)
+    assert RunResult.from_json(result.to_json()) == result
+
+
+def test_a_task_needing_another_request_fails_with_the_budget_error() -> None:
+    calls: list[int] = []
+    oma = OpenMultiAgent(AgentPool(max_concurrent=2), default_adapter=_counting(calls))
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task("a", agent="w"), Task("b", agent="w")]
+    result = oma.run_tasks(tasks, team, budget=Budget(max_requests=1))
+    assert len(calls) == 1
+    statuses = sorted(r.status.value for r in result.values())
+    assert statuses == ["done", "failed"]
+    failed = next(r for r in result.values() if r.status is TaskState.FAILED)
+    assert failed.error_type == BudgetSpentError.__name__
+    assert "max_requests=1" in (failed.error or "")
+
+
+def test_cost_is_counted_from_the_prices_given() -> None:
+    calls: list[int] = []
+    oma = OpenMultiAgent(default_adapter=_counting(calls))
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    budget = Budget(max_cost_usd=10.0, prices={"gpt-test": Price(1.0, 2.0)})
+    result = oma.run_tasks([Task("a", agent="w")], team, budget=budget)
+    assert result.spent is not None
+    assert result.spent.cost_usd == pytest.approx((400 * 1.0 + 100 * 2.0) / 1_000_000)
+
+
+def test_a_cost_budget_without_a_price_is_refused_before_any_call() -> None:
+    calls: list[int] = []
+    oma = OpenMultiAgent(default_adapter=_counting(calls))
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    with pytest.raises(ValueError, match="needs a price for 'gpt-test'"):
+        oma.run_tasks([Task("a", agent="w")], team, budget=Budget(max_cost_usd=1.0))
+    assert calls == []
+
+
+def test_budget_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_requests must be positive"):
+        Budget(max_requests=0)
+    with pytest.raises(TypeError, match=r"prices\['m'\] must be a Price"):
+        Budget(prices={"m": 1.0})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="input_per_million_usd must be >= 0"):
+        Price(-1.0, 0.0)
