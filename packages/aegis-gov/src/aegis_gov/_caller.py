@@ -40,10 +40,11 @@ from aegis_gov._agents import AgentConfig
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
 from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
-from aegis_gov._events import EventHandler
+from aegis_gov._events import EventHandler, TaskOutputDelta
 from aegis_gov._limits import EndpointLimiter, Limits, estimate_tokens, resolve_limits, tools_chars
 from aegis_gov._outcome import Outcome
 from aegis_gov._retry import RetryPolicy
+from aegis_gov._run import Work
 from aegis_gov._slots import Slot
 from aegis_gov._tool_errors import ToolNotOfferedError
 from aegis_gov._tools import ToolRegistry
@@ -235,6 +236,54 @@ class EndpointCaller:
             sleep=sleep,
         )
 
+    def task_runner(
+        self,
+        routes: Mapping[str, Route],
+        emit: EventHandler,
+        *,
+        streaming: bool,
+        executor: Executor | None = None,
+        budget: BudgetMeter | None = None,
+    ) -> Callable[[Work, Slot], Outcome]:
+        """What the thread driver calls for each task of a run: its agent's conversation."""
+
+        def execute(work: Work, slot: Slot) -> Outcome:
+            return self.run(
+                routes[work.agent.name],
+                work.prompt,
+                emit,
+                task_id=work.task.id,
+                sink=_delta_sink(emit, work.task.id) if streaming else None,
+                executor=executor,
+                slot=slot,
+                budget=budget,
+            )
+
+        return execute
+
+    def async_task_runner(
+        self,
+        routes: Mapping[str, Route],
+        emit: EventHandler,
+        *,
+        streaming: bool,
+        budget: BudgetMeter | None = None,
+    ) -> Callable[[Work, Slot], Awaitable[Outcome]]:
+        """The asyncio twin of :meth:`task_runner`."""
+
+        async def execute(work: Work, slot: Slot) -> Outcome:
+            return await self.arun(
+                routes[work.agent.name],
+                work.prompt,
+                emit,
+                task_id=work.task.id,
+                sink=_delta_sink(emit, work.task.id) if streaming else None,
+                slot=slot,
+                budget=budget,
+            )
+
+        return execute
+
     # -- requests ------------------------------------------------------------------------
 
     def chat(  # noqa: C901  # admission, pacing, budget, the call and its outcome, in order
@@ -414,6 +463,14 @@ class EndpointCaller:
     async def arun_tool(self, agent: AgentConfig, call: ToolCall) -> str:
         """:meth:`run_tool` on a thread (tools are synchronous)."""
         return await asyncio.to_thread(self.run_tool, agent, call)
+
+
+def _delta_sink(emit: EventHandler, task_id: str) -> Sink:
+    def on_delta(text: str) -> None:
+        emit(TaskOutputDelta(task_id, text))
+
+    # In a run, a retried task's chunks simply start again after its TaskRetrying event.
+    return Sink(on_delta, restartable=True)
 
 
 def _settle(

@@ -39,14 +39,12 @@ from aegis_gov._events import (
     CircuitStateChanged,
     Emitter,
     EventHandler,
-    TaskOutputDelta,
 )
 from aegis_gov._limits import Limits
 from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._run import RunLimits, RunState, Work, run_async, run_threads
-from aegis_gov._slots import Slot
+from aegis_gov._run import RunLimits, RunState, run_async, run_threads
 from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._streams import astream_chunks, stream_chunks
 from aegis_gov._tools import ToolRegistry
@@ -290,22 +288,9 @@ class OpenMultiAgent:
         limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s, meter)
         for adapter in _distinct_adapters(routes):
             _warm_up(adapter)
-        caller = self._caller
-
-        def execute(work: Work, slot: Slot) -> Outcome:
-            sink = _delta_sink(emit, work) if streaming else None
-            route = routes[work.agent.name]
-            return caller.run(
-                route,
-                work.prompt,
-                emit,
-                task_id=work.task.id,
-                sink=sink,
-                executor=executor,
-                slot=slot,
-                budget=meter,
-            )
-
+        execute = self._caller.task_runner(
+            routes, emit, streaming=streaming, executor=executor, budget=meter
+        )
         with self._watching(emit):
             run_threads(
                 state,
@@ -347,15 +332,7 @@ class OpenMultiAgent:
         limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s, meter)
         for adapter in _distinct_adapters(routes):
             await _awarm_up(adapter)
-        caller = self._caller
-
-        async def execute(work: Work, slot: Slot) -> Outcome:
-            sink = _delta_sink(emit, work) if streaming else None
-            route = routes[work.agent.name]
-            return await caller.arun(
-                route, work.prompt, emit, task_id=work.task.id, sink=sink, slot=slot, budget=meter
-            )
-
+        execute = self._caller.async_task_runner(routes, emit, streaming=streaming, budget=meter)
         with self._watching(emit):
             await run_async(
                 state,
@@ -523,16 +500,6 @@ def _distinct_adapters(routes: dict[str, Route]) -> list[ChatAdapter]:
         for adapter in (route.adapter, *(a for a, _key in route.fallbacks))
     )
     return list({id(adapter): adapter for adapter in adapters}.values())
-
-
-def _delta_sink(emit: Emitter, work: Work) -> Sink:
-    task_id = work.task.id
-
-    def on_delta(text: str) -> None:
-        emit(TaskOutputDelta(task_id, text))
-
-    # In a run, a retried task's chunks simply start again after its TaskRetrying event.
-    return Sink(on_delta, restartable=True)
 
 
 def _warm_up(adapter: LLMAdapter) -> None:
