@@ -507,11 +507,11 @@ async def run_async(
     propagates (events already reported everything that finished).
     """
     finished: asyncio.Queue[asyncio.Task[Outcome] | None] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
     slots = Slots(
         max_concurrent,
         max_parked=max_parked(max_concurrent),
-        wake=lambda: loop.call_soon_threadsafe(finished.put_nowait, None),
+        # Tasks park from the loop's own thread, so no thread-safe hand-off is needed.
+        wake=lambda: finished.put_nowait(None),
     )
     flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, slots, started=clock())
     try:

@@ -114,11 +114,15 @@ class Slot:
         try:
             await future
         except asyncio.CancelledError:
-            self.leave()
+            self.leave(wake=True)
             raise
 
-    def leave(self) -> None:
-        """The task is over (done, abandoned or cancelled): free whatever it holds."""
+    def leave(self, *, wake: bool = False) -> None:
+        """The task is over (done, abandoned or cancelled): free whatever it holds.
+
+        The driver calls this itself when a task lands, so it needs no wake-up; *wake* is
+        for a task that leaves on its own (a cancelled waiter).
+        """
         slots = self._slots
         with slots._lock:  # noqa: SLF001
             state, self.state = self.state, _GONE
@@ -134,7 +138,7 @@ class Slot:
                     if s is not self
                 )
             slots._hand_over()  # noqa: SLF001
-        if state in {_ACTIVE, _PARKED, _WAITING}:
+        if wake and state in {_ACTIVE, _PARKED, _WAITING}:
             slots._wake()  # noqa: SLF001
 
     def sleep(self, seconds: float, sleep: Callable[[float], object]) -> None:
