@@ -82,7 +82,7 @@ def test_a_cost_budget_without_a_price_is_refused_before_any_call() -> None:
     calls: list[int] = []
     oma = OpenMultiAgent(default_adapter=_counting(calls))
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
-    with pytest.raises(ValueError, match="needs a price for 'gpt-test'"):
+    with pytest.raises(ValueError, match="cost budget needs a price for 'gpt-test'"):
         oma.run_tasks([Task("a", agent="w")], team, budget=Budget(max_cost_usd=1.0))
     assert calls == []
 

@@ -56,6 +56,7 @@ def test_a_spent_retry_budget_moves_the_task_to_the_fallback(
     assert result["t"].status is TaskState.DONE
     assert result["t"].output == "from the backup"
     assert result["t"].attempts == 3  # two on the primary, one on the backup
+    assert result["t"].endpoint == backup.endpoint.key
     (fell,) = [e for e in events if isinstance(e, FellBack)]
     assert fell.from_endpoint == primary.endpoint.key
     assert fell.to_endpoint == backup.endpoint.key

@@ -127,8 +127,9 @@ class BudgetMeter:
         for endpoint, key in endpoints:
             if self._price(endpoint, key) is None:
                 raise ValueError(
-                    f"Budget(max_cost_usd=...) needs a price for {endpoint.model!r} "
-                    f"({endpoint.provider}); add it to Budget.prices"
+                    f"a cost budget needs a price for {endpoint.model!r} ({endpoint.provider}): "
+                    f'add it to Budget.prices ([budget.prices."{endpoint.model}"] in a '
+                    "pipeline file)"
                 )
 
     def _price(self, endpoint: Endpoint, key: str) -> Price | None:

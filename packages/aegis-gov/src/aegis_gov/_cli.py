@@ -22,10 +22,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Final, NoReturn, TextIO
 
-from aegis_adapters import redact_text
+from aegis_adapters import as_chat_adapter, redact_text
 from aegis_graph import TaskState
 from rich.console import Console
 
+from aegis_gov._budget import BudgetMeter
+from aegis_gov._caller import endpoint_key
 from aegis_gov._demo import (
     DemoWitness,
     detect_provider,
@@ -360,7 +362,15 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
             pool=pipeline.pool(max_concurrent=args.max_concurrent),
             retry=pipeline.retry,
             tools=pipeline.tool_registry(),
+            limits=pipeline.limits,
         )
+        if pipeline.budget is not None:  # a cost budget needs every model's price, up front
+            BudgetMeter(pipeline.budget).check_prices(
+                (chat.endpoint, endpoint_key(adapter))
+                for agent in team.values()
+                for adapter in (oma.adapter_for(agent), *agent.fallbacks)
+                for chat in (as_chat_adapter(adapter),)
+            )
     except (AegisError, ValueError) as exc:
         where = f"{args.resume}: " if resume is not None else f"{args.pipeline}: "
         raise UsageError(f"{where}{exc}") from None
@@ -384,6 +394,7 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
                 kept=kept,
                 cancel=interrupts.cancel,
                 cancel_grace_s=args.cancel_grace,
+                budget=pipeline.budget,
             )
         except RunCancelledError as exc:  # a second signal: what finished is in the error
             result = exc.result

@@ -47,7 +47,9 @@ from aegis_graph import (
     UnknownDependencyError,
 )
 
+from aegis_gov._budget import Budget, Price
 from aegis_gov._files import read_regular_file
+from aegis_gov._limits import Limits
 from aegis_gov._pipeline_schema import (
     MAX_ARGUMENT_DEPTH,
     MAX_ATTEMPTS,
@@ -202,6 +204,8 @@ class _Builder:
             tools_root=root,
             shell_allowlist=tuple(tools.get("shell_allowlist", ())),
             allow_private_network=tools.get("allow_private_network", False),
+            limits={name: Limits(**table) for name, table in doc.get("limits", {}).items()},
+            budget=_budget(doc),
         )
 
     def agent(self, doc: AgentDoc) -> AgentSpec:
@@ -362,3 +366,20 @@ def _json_problem(arguments: Mapping[str, object]) -> str | None:
                 "write it as a string in quotes"
             )
     return None
+
+
+def _budget(doc: PipelineDoc) -> Budget | None:
+    """The ``[budget]`` table as a :class:`Budget` (its bounds were checked by the schema)."""
+    table = doc.get("budget")
+    if table is None:
+        return None
+    prices = {
+        name: Price(p["input_per_million_usd"], p["output_per_million_usd"])
+        for name, p in table.get("prices", {}).items()
+    }
+    return Budget(
+        max_total_tokens=table.get("max_total_tokens"),
+        max_requests=table.get("max_requests"),
+        max_cost_usd=table.get("max_cost_usd"),
+        prices=prices,
+    )

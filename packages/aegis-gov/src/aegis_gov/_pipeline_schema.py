@@ -48,6 +48,10 @@ SCRIPTED_ERRORS: Final = ("rate_limit", "unavailable", "auth", "not_found", "inv
 MAX_PIPELINE_BYTES: Final = 1 << 20
 """The largest pipeline file :func:`~aegis_gov._pipeline.load_pipeline` reads: 1 MiB."""
 MAX_CONCURRENT: Final = 1024
+MAX_RATE: Final = 1e12
+"""The largest rate, price or cost a file may declare."""
+MAX_BUDGET_COUNT: Final = 10**12
+"""The largest token or request budget a file may declare."""
 """The most tasks in flight at once a pipeline (or ``aegis run --max-concurrent``) may ask for."""
 MAX_SECONDS: Final = 86_400.0
 """The longest duration, in seconds, any ``*_s`` setting may have: one day."""
@@ -188,6 +192,38 @@ PIPELINE_SCHEMA: Final[Schema] = _table(
             {"root": _STRING, "shell_allowlist": _STRINGS, "allow_private_network": _BOOLEAN},
             **{"x-must": "a table ([tools])"},
         ),
+        "limits": {
+            "type": "object",
+            "additionalProperties": _table(
+                {
+                    "requests_per_minute": _number(MAX_RATE, zero_ok=False),
+                    "tokens_per_minute": _number(MAX_RATE, zero_ok=False),
+                    "max_concurrent": _integer(1, MAX_CONCURRENT),
+                },
+                **{"x-must": 'a table ([limits."model"])'},
+            ),
+            "x-must": 'a table of tables, one per model ([limits."model"])',
+        },
+        "budget": _table(
+            {
+                "max_total_tokens": _integer(1, MAX_BUDGET_COUNT),
+                "max_requests": _integer(1, MAX_BUDGET_COUNT),
+                "max_cost_usd": _number(MAX_RATE, zero_ok=False),
+                "prices": {
+                    "type": "object",
+                    "additionalProperties": _table(
+                        {
+                            "input_per_million_usd": _number(MAX_RATE, zero_ok=True),
+                            "output_per_million_usd": _number(MAX_RATE, zero_ok=True),
+                        },
+                        required=["input_per_million_usd", "output_per_million_usd"],
+                        **{"x-must": 'a table ([budget.prices."model"])'},
+                    ),
+                    "x-must": 'a table of tables, one per model ([budget.prices."model"])',
+                },
+            },
+            **{"x-must": "a table ([budget])"},
+        ),
     },
     required=["agents", "tasks"],
 )
@@ -276,6 +312,24 @@ class _ToolsDoc(TypedDict, total=False):
     allow_private_network: bool
 
 
+class _LimitsDoc(TypedDict, total=False):
+    requests_per_minute: float
+    tokens_per_minute: float
+    max_concurrent: int
+
+
+class _PriceDoc(TypedDict):
+    input_per_million_usd: float
+    output_per_million_usd: float
+
+
+class _BudgetDoc(TypedDict, total=False):
+    max_total_tokens: int
+    max_requests: int
+    max_cost_usd: float
+    prices: dict[str, _PriceDoc]
+
+
 class _Declared(TypedDict):
     agents: list[AgentDoc]
     tasks: list[TaskDoc]
@@ -291,3 +345,5 @@ class PipelineDoc(_Declared, total=False):
     retry: _RetryDoc
     breaker: _BreakerDoc
     tools: _ToolsDoc
+    limits: dict[str, _LimitsDoc]
+    budget: _BudgetDoc

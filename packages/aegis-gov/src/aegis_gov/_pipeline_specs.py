@@ -32,6 +32,8 @@ from aegis_breaker import AgentPool
 from aegis_graph import Task, TaskQueue
 
 from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._budget import Budget
+from aegis_gov._limits import Limits
 from aegis_gov._pipeline_schema import PROVIDERS
 from aegis_gov._pipeline_validate import PipelineError, one_of
 from aegis_gov._retry import RetryPolicy
@@ -233,6 +235,10 @@ class Pipeline:
     tools_root: str | None = None
     shell_allowlist: tuple[str, ...] = ()
     allow_private_network: bool = False
+    limits: dict[str, Limits] = attrs.field(factory=dict)
+    """``[limits."model"]`` tables: what each model's account allows."""
+    budget: Budget | None = None
+    """The ``[budget]`` table: the most a run may spend."""
 
     def queue(self) -> TaskQueue:
         """A fresh :class:`~aegis_graph.TaskQueue` of the tasks."""

@@ -63,6 +63,8 @@ _Validator: Final[type[jsonschema.protocols.Validator]] = jsonschema.validators.
 )
 _VALIDATOR: Final = _Validator(PIPELINE_SCHEMA)
 _TOP_TABLES: Final = ("retry", "breaker", "tools")
+_NAMED_TABLES: Final = ("limits", "budget")  # tables whose keys include names of models
+_KEYWORDS: Final = frozenset({"limits", "budget", "prices"})
 
 Path = list[str | int]  # a path into the document: keys and array indices
 
@@ -140,7 +142,12 @@ def _must(schema: Schema) -> str:
 def _schema_at(at: Path) -> Schema:
     schema = PIPELINE_SCHEMA
     for step in at:
-        schema = schema["properties"][step] if isinstance(step, str) else schema["items"]
+        if not isinstance(step, str):
+            schema = schema["items"]
+        elif step in schema.get("properties", {}):
+            schema = schema["properties"][step]
+        else:  # a table keyed by name ([limits."model"]): every entry has one schema
+            schema = schema["additionalProperties"]
     return schema
 
 
@@ -157,6 +164,8 @@ def _entry(raw: Mapping[str, object], at: Path) -> str | None:
         return None
     if at[0] in _TOP_TABLES:
         return f"[{at[0]}]"
+    if at[0] in _NAMED_TABLES:  # [limits."gpt-4o-mini"], [budget.prices."gpt-4o-mini"]
+        return "[" + ".".join(str(s) if s in _KEYWORDS else f'"{s}"' for s in at) + "]"
     kind, index, *rest = at  # ["agents", 0, "replies", 1, ...]: name, index, name, index
     item = _value_at(raw, [kind, index])
     label = item.get("name" if kind == "agents" else "id") if isinstance(item, dict) else None

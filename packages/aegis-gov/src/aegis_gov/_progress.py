@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aegis_gov._agents import Team
+from aegis_gov._budget import Budget
 from aegis_gov._events import (
     CircuitStateChanged,
     RunEvent,
@@ -336,6 +337,7 @@ def run_with_progress(
     extra_handler: Callable[[RunEvent], None] | None = None,
     cancel: threading.Event | None = None,
     cancel_grace_s: float = 10.0,
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run ``tasks`` with ``team``, showing progress on ``console``.
 
@@ -369,6 +371,7 @@ def run_with_progress(
             resume=resume,
             cancel=cancel,
             cancel_grace_s=cancel_grace_s,
+            budget=budget,
         )
 
     if not live:

@@ -110,6 +110,8 @@ class TaskResult:
     skip_reason: SkipReason | None = attrs.field(default=None, converter=_skip_reason)
     tool_calls: tuple[ToolCallRecord, ...] = ()
     fingerprint: str | None = None
+    endpoint: str | None = None
+    """The endpoint that answered a DONE task (a fallback's, if the task fell over)."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of this result."""
@@ -129,6 +131,7 @@ class TaskResult:
             "blamed": self.blamed,
             "skip_reason": None if self.skip_reason is None else self.skip_reason.value,
             "fingerprint": self.fingerprint,
+            "endpoint": self.endpoint,
             "tool_calls": [
                 {
                     "tool": c.tool,
@@ -187,6 +190,7 @@ def _task_from_dict(data: object, where: str) -> TaskResult:
         blamed=fields.optional_str("blamed"),
         skip_reason=fields.skip_reason("skip_reason"),
         fingerprint=fields.optional_str("fingerprint"),
+        endpoint=fields.optional_str("endpoint"),
         tool_calls=tuple(calls),
     )
 

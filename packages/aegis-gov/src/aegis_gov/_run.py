@@ -153,6 +153,7 @@ class RunState:
                     duration_s=duration,
                     tool_calls=outcome.tool_calls,
                     fingerprint=fingerprint(work.task),
+                    endpoint=outcome.endpoint or None,
                 )
                 event: TaskSucceeded | TaskFailed = TaskSucceeded(
                     task_id, agent, outcome.output, outcome.usage, outcome.attempts, duration

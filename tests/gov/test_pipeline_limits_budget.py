@@ -1,0 +1,98 @@
+"""[limits."model"] and [budget] tables in pipeline files."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from aegis_gov import Budget, Limits, Price
+from aegis_gov._cli import main
+from aegis_gov._pipeline import PipelineError, parse_pipeline
+
+AGENTS = """
+[[agents]]
+name = "a"
+provider = "scripted"
+model = "m1"
+
+[[tasks]]
+id = "t1"
+agent = "a"
+
+[[tasks]]
+id = "t2"
+agent = "a"
+depends_on = ["t1"]
+"""
+
+
+def test_limits_and_budget_tables_are_read() -> None:
+    pipeline = parse_pipeline(
+        AGENTS
+        + textwrap.dedent(
+            """
+            [limits."m1"]
+            requests_per_minute = 600
+            max_concurrent = 2
+
+            [budget]
+            max_requests = 10
+            max_cost_usd = 1.5
+
+            [budget.prices."m1"]
+            input_per_million_usd = 0.15
+            output_per_million_usd = 0.6
+            """
+        )
+    )
+    assert pipeline.limits == {"m1": Limits(requests_per_minute=600, max_concurrent=2)}
+    assert pipeline.budget == Budget(
+        max_requests=10, max_cost_usd=1.5, prices={"m1": Price(0.15, 0.6)}
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[limits]\nm1 = 5\n", """[limits]: 'm1' must be a table ([limits."model"]), got 5"""),
+        (
+            '[limits."m1"]\nrequests_per_minute = nan\n',
+            """[limits."m1"]: 'requests_per_minute' must be a number > 0""",
+        ),
+        ('[limits."m1"]\nbogus = 1\n', """[limits."m1"]: unknown field 'bogus'"""),
+        (
+            '[budget.prices."m1"]\ninput_per_million_usd = 1\n',
+            """[budget.prices."m1"]: has no 'output_per_million_usd'""",
+        ),
+        ("limits = 3\n", "'limits' must be a table of tables, one per model"),
+        ("[budget]\nmax_requests = 0\n", "[budget]: 'max_requests' must be an integer >= 1"),
+    ],
+)
+def test_bad_tables_get_one_line_naming_the_table(extra: str, message: str) -> None:
+    with pytest.raises(PipelineError) as info:
+        parse_pipeline(extra + AGENTS)
+    assert message in str(info.value)
+
+
+def test_a_run_from_a_file_stops_at_its_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(AGENTS + "\n[budget]\nmax_requests = 1\n")
+    out = tmp_path / "out.json"
+    status = main(["run", str(path), "--plain", "--no-outputs", "--output", str(out)])
+    assert status == 1  # a task was skipped
+    saved = json.loads(out.read_text())
+    assert saved["spent"]["requests"] == 1
+    assert [t["skip_reason"] for t in saved["tasks"]] == [None, "budget_spent"]
+
+
+def test_a_cost_budget_without_prices_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(AGENTS + "\n[budget]\nmax_cost_usd = 1.0\n")
+    assert main(["run", str(path), "--plain"]) == 2
+    assert 'add it to Budget.prices ([budget.prices."m1"]' in capsys.readouterr().err
