@@ -6,7 +6,9 @@ or a full endpoint key; the most specific match wins. Requests and tokens are pa
 aegis-breaker's :class:`~aegis_breaker.RateLimiter` (token buckets, first come first served);
 a declared ``max_concurrent`` replaces the endpoint's adaptive limit.
 
-Tokens are counted before a call from an estimate — a quarter of the characters of the
+Each bucket holds one second's worth (at least one request): providers enforce per-minute
+limits over shorter windows, so calls are spaced evenly rather than sent a minute's worth at
+once. Tokens are counted before a call from an estimate — a quarter of the characters of the
 messages, the system prompt and the tools' schemas, plus the call's ``max_tokens`` is *not*
 added — and reconciled after it with the usage the provider reports (input plus output), so
 the bucket converges on the real count.
@@ -43,7 +45,7 @@ class Limits:
     """What a model's provider account allows; ``None`` leaves that dimension unlimited."""
 
     requests_per_minute: float | None = attrs.field(default=None, validator=_rate)
-    """Requests started per minute (a token bucket; a full minute's worth may go at once)."""
+    """Requests started per minute, spaced evenly (at most a second's worth at once)."""
     tokens_per_minute: float | None = attrs.field(default=None, validator=_rate)
     """Tokens (input and output) per minute."""
     max_concurrent: int | None = attrs.field(default=None, validator=_count)
@@ -75,12 +77,24 @@ class EndpointLimiter:
         self.requests = (
             None
             if limits.requests_per_minute is None
-            else RateLimiter(limits.requests_per_minute, 60.0, name=f"{name} requests", clock=clock)
+            else RateLimiter(
+                limits.requests_per_minute,
+                60.0,
+                burst=_second_of(limits.requests_per_minute),
+                name=f"{name} requests",
+                clock=clock,
+            )
         )
         self.tokens = (
             None
             if limits.tokens_per_minute is None
-            else RateLimiter(limits.tokens_per_minute, 60.0, name=f"{name} tokens", clock=clock)
+            else RateLimiter(
+                limits.tokens_per_minute,
+                60.0,
+                burst=_second_of(limits.tokens_per_minute),
+                name=f"{name} tokens",
+                clock=clock,
+            )
         )
         self._lock = threading.Lock()
 
@@ -106,6 +120,12 @@ class EndpointLimiter:
             self.tokens.consume(used - taken)
         elif used < taken:
             self.tokens.refund(taken - used)
+
+
+def _second_of(per_minute: float) -> float:
+    # Providers enforce per-minute limits over shorter windows (a minute's worth at once is
+    # refused), so the buckets hold one second's worth: requests go evenly spaced.
+    return max(1.0, per_minute / 60.0)
 
 
 def tools_chars(schemas: object) -> int:
