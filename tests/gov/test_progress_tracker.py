@@ -68,3 +68,29 @@ def test_model_text_is_shown_literally_never_as_markup_or_terminal_commands() ->
     assert written.count("\n") == 1  # one line, whatever the model wrote
     assert "\x1b" not in written
     assert "\x07" not in written
+
+
+def test_fallbacks_and_adaptive_limits_show_in_the_table_and_the_log() -> None:
+    from aegis_breaker import BreakerStatus, CircuitState  # noqa: PLC0415
+    from aegis_gov import FellBack  # noqa: PLC0415
+    from aegis_gov._adaptive import AdaptiveStatus  # noqa: PLC0415
+    from aegis_gov._progress import describe_event  # noqa: PLC0415
+    from aegis_gov._status import EndpointStatus  # noqa: PLC0415
+    from rich.console import Console  # noqa: PLC0415
+
+    progress = tracker()
+    progress(TaskStarted("t", "a", 1))
+    fell = FellBack("t", "a", "endpoint", "backup|b|m", "HTTP 503")
+    progress(fell)
+    (row,) = progress.rows()
+    assert row.note == "fell back to backup|b|m"
+    assert describe_event(fell) == ("t: falling back from endpoint to backup|b|m after: HTTP 503")
+    breaker = BreakerStatus("endpoint", CircuitState.CLOSED, None, None, 0, 0, 0, 0, 0, 0.0)
+    adaptive = AdaptiveStatus(limit=2, in_flight=1, overloads=3, max_limit=8)
+    progress.observe_circuits({"endpoint": EndpointStatus("endpoint", breaker, adaptive)})
+    console = Console(record=True, width=200)
+    console.print(progress.render())
+    shown = console.export_text()
+    assert "in flight/limit" in shown
+    assert "1/2, 3 overloaded" in shown
+    assert "backup|b|m" in shown

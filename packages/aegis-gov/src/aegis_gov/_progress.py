@@ -25,6 +25,7 @@ from aegis_gov._agents import Team
 from aegis_gov._budget import Budget
 from aegis_gov._events import (
     CircuitStateChanged,
+    FellBack,
     RunEvent,
     TaskFailed,
     TaskOutputDelta,
@@ -116,6 +117,7 @@ class ProgressTracker:
             sorted(set(endpoints.values())), CircuitState.CLOSED
         )
         self._failures: dict[str, int] = {}
+        self._limits: dict[str, str] = {}  # "in flight/limit" per endpoint
         for task_id, result in (kept or {}).items():
             row = self._rows.get(task_id)
             if row is not None:
@@ -130,7 +132,7 @@ class ProgressTracker:
         with self._lock:
             self._record(event)
 
-    def _record(self, event: RunEvent) -> None:
+    def _record(self, event: RunEvent) -> None:  # noqa: C901  # one branch per event type
         if isinstance(event, CircuitStateChanged):
             self._circuits[event.endpoint] = event.new
             return
@@ -157,6 +159,9 @@ class ProgressTracker:
             row.note = _skip_note(event.reason, event.blamed)
         elif isinstance(event, ToolCalled):
             row.note = f"tool {event.tool}" + (f" failed: {event.error}" if event.error else "")
+        elif isinstance(event, FellBack):
+            row.note = f"fell back to {event.to_endpoint}"
+            self._circuits.setdefault(event.to_endpoint, CircuitState.CLOSED)
         elif isinstance(event, TaskOutputDelta):
             row.state = "running"
             row.streamed_chars += len(event.text)
@@ -171,6 +176,11 @@ class ProgressTracker:
                 if key in self._circuits:
                     self._circuits[key] = status.state
                     self._failures[key] = status.breaker.consecutive_failures
+                    if status.adaptive is not None:
+                        adaptive = status.adaptive
+                        self._limits[key] = f"{adaptive.in_flight}/{adaptive.limit}" + (
+                            f", {adaptive.overloads} overloaded" if adaptive.overloads else ""
+                        )
 
     def rows(self) -> list[TaskRow]:
         """A copy of every task's row, in declaration order."""
@@ -213,15 +223,18 @@ class ProgressTracker:
         with self._lock:
             circuits = dict(self._circuits)
             failures = dict(self._failures)
+            limits = dict(self._limits)
         endpoints = Table(title="endpoints", title_justify="left")
         endpoints.add_column("endpoint", no_wrap=True)
         endpoints.add_column("circuit", no_wrap=True)
         endpoints.add_column("consecutive failures", no_wrap=True)
+        endpoints.add_column("in flight/limit", no_wrap=True)
         for key, state in circuits.items():
             endpoints.add_row(
                 Text(printable(key, one_line=True)),
                 Text(state.value, style=_CIRCUIT_STYLES.get(state, "magenta")),
                 str(failures.get(key, 0)),
+                limits.get(key, ""),
             )
         footer = Text(f"tokens: {total_in} in / {total_out} out", style="dim")
         return Group(tasks, endpoints, footer)
@@ -265,6 +278,11 @@ def describe_event(event: RunEvent) -> str | None:  # noqa: PLR0911  # one retur
     """One human line for ``event`` (``None`` for events not worth a line, like deltas)."""
     if isinstance(event, TaskStarted):
         return f"{event.task_id}: started ({event.agent})"
+    if isinstance(event, FellBack):
+        return (
+            f"{event.task_id}: falling back from {event.from_endpoint} to "
+            f"{event.to_endpoint} after: {event.error}"
+        )
     if isinstance(event, TaskRetrying):
         if event.rejected:
             return (
