@@ -69,7 +69,8 @@ def test_demo_runs_offline_and_shows_every_behaviour(offline_env: dict[str, str]
     # A failure cascading into a skip, while the other branches finish.
     assert "fact_check: FAILED" in out
     assert "cite_sources: skipped (upstream 'fact_check' failed)" in out
-    for task in ("research", "draft", "translate", "publish", "headlines"):
+    assert "Fallback: 'summary''s endpoint stayed down" in out
+    for task in ("research", "draft", "translate", "publish", "headlines", "summary"):
         assert f"{task}: done" in out
     # The flaky endpoint's breaker opens and recovers.
     flaky = [line for line in out.splitlines() if "] circuit " in line and "offline-flaky" in line]
@@ -102,7 +103,8 @@ def test_demo_output_file_records_the_scripted_outcome(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = RunResult.from_json((tmp_path / "demo.json").read_text(encoding="utf-8"))
-    assert result.summary() == {"done": 5, "failed": 1, "skipped": 1}
+    assert result.summary() == {"done": 6, "failed": 1, "skipped": 1}
+    assert result["summary"].endpoint == "scripted|scripted://offline-backup|offline-backup"
     assert result["research"].attempts == 2
     assert result["cite_sources"].blamed == "fact_check"
     assert result["headlines"].attempts == 3

@@ -584,7 +584,7 @@ def _run_demo(
     except RunCancelledError as exc:  # a second signal: what finished is in the error
         result = exc.result
     interrupts.defer()
-    sinks = ["translate", "publish"] + (["headlines"] if demo.offline else [])
+    sinks = ["translate", "publish"] + (["headlines", "summary"] if demo.offline else [])
     written = _finish(
         result,
         args,

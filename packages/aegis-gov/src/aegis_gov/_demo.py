@@ -4,6 +4,9 @@ The offline scenario is scripted so that one short run shows everything aegis do
 parallel branch (translate and publish), a failure cascading into a skip while the other
 branches finish, a retry that honours a 429's Retry-After, and a circuit breaker opening on a
 flaky endpoint and closing again after a successful probe.
+
+Over 400 lines on purpose: the offline script, its expected outcome and the witness that
+checks it belong together; provider detection is the rest.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from aegis_graph import Task, TaskState
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._events import (
     CircuitStateChanged,
+    FellBack,
     RunEvent,
     TaskRetrying,
     TaskStarted,
@@ -101,6 +105,12 @@ OFFLINE_EXTRA_TASKS: Final = (
         depends_on=["fact_check"],
     ),
     Task(id="headlines", description="Suggest three headlines on AI trends", agent="editor"),
+    Task(
+        id="summary",
+        description="Sum the draft up in one line",
+        agent="summarizer",
+        depends_on=["draft"],
+    ),
 )
 """Branches the offline demo adds to show a failure cascade and a breaker recovering."""
 
@@ -131,6 +141,8 @@ _HEADLINES = """1. Many agents, one pipeline
 2. When the model provider says 429
 3. Keeping AI pipelines alive"""
 
+_SUMMARY = "In short: agent teams, local models and reliability engineering lead AI in 2026."
+
 
 @attrs.frozen
 class Demo:
@@ -152,6 +164,8 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
       once and ``cite_sources`` is skipped, blaming it, while the other branches finish.
     * ``headlines`` runs on a flaky endpoint that answers 503 twice: its breaker (limit 2,
       recovery 1 s) opens, rejects, lets one probe through after a second and closes.
+    * ``summary`` runs on an endpoint that stays down: once its circuit opens, the task falls
+      back to the agent's backup adapter, which answers.
     """
     main = "offline-model"
 
@@ -177,14 +191,22 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
         "publisher": scripted([_PUBLISHED]),
         "fact_checker": scripted([missing], name="fact-checker-xl"),
         "editor": scripted([unavailable, unavailable, _HEADLINES], name="offline-flaky"),
+        "summarizer": scripted([unavailable] * 4, name="offline-down"),
     }
+    fallbacks = {"summarizer": [scripted([_SUMMARY], name="offline-backup")]}
     prompts = dict(_ARTICLE_AGENTS)
     prompts["fact_checker"] = "Check facts; cite sources."
     prompts["editor"] = "Write short, punchy headlines."
+    prompts["summarizer"] = "Sum things up in one line."
     team = Team(
         "article-demo",
         [
-            AgentConfig(name=name, system_prompt=prompts[name], adapter=adapter)
+            AgentConfig(
+                name=name,
+                system_prompt=prompts[name],
+                adapter=adapter,
+                fallbacks=fallbacks.get(name, ()),
+            )
             for name, adapter in adapters.items()
         ],
     )
@@ -313,6 +335,7 @@ OFFLINE_EXPECTED: Final = {
     "fact_check": TaskState.FAILED,
     "cite_sources": TaskState.SKIPPED,
     "headlines": TaskState.DONE,
+    "summary": TaskState.DONE,
 }
 """How every task of the offline demo ends when it behaves as scripted."""
 
@@ -325,6 +348,7 @@ class DemoWitness:
     finished: dict[str, float] = attrs.Factory(dict)
     retry_waits: dict[str, list[float]] = attrs.Factory(dict)
     circuits: list[CircuitStateChanged] = attrs.Factory(list)
+    fallbacks: list[FellBack] = attrs.Factory(list)
     clock: Callable[[], float] = time.monotonic
 
     def __call__(self, event: RunEvent) -> None:
@@ -338,6 +362,8 @@ class DemoWitness:
             self.retry_waits.setdefault(event.task_id, []).append(event.delay_s)
         elif isinstance(event, CircuitStateChanged):
             self.circuits.append(event)
+        elif isinstance(event, FellBack):
+            self.fallbacks.append(event)
 
     def recap(self, result: RunResult) -> list[str]:
         """What the run showed, one sentence per behaviour, from what really happened."""
@@ -381,6 +407,12 @@ class DemoWitness:
                 f"Circuit breaker: the flaky endpoint failed twice, so its circuit went {path}: "
                 "it rejected calls for 1 s, let one probe through, and closed when it succeeded; "
                 f"'headlines' finished after {headlines.attempts} attempts."
+            )
+        summary = result.get("summary")
+        if self.fallbacks and summary is not None and summary.status is TaskState.DONE:
+            lines.append(
+                "Fallback: 'summary''s endpoint stayed down (503), so once its circuit opened "
+                f"the task moved to its backup, {summary.endpoint!r}, which answered."
             )
         if result.cancelled:
             cancelled = sum(r.skip_reason == "cancelled" for r in result.values())
