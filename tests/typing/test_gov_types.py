@@ -6,16 +6,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aegis_gov import (
+    AdaptiveStatus,
     AgentConfig,
     AgentPool,
     AgentResult,
+    Budget,
     CircuitOpenError,
     CircuitState,
+    EndpointStatus,
+    FellBack,
+    Limits,
+    LLMAdapter,
     OpenMultiAgent,
+    Price,
     RetryPolicy,
     RunEvent,
     RunResult,
     ScriptedAdapter,
+    SkipReason,
+    Spent,
     Status,
     Task,
     TaskFailed,
@@ -77,3 +86,25 @@ if TYPE_CHECKING:
         oma.run_agent(AgentConfig(name="a"), "q")
     except CircuitOpenError as exc:
         assert_type(exc.retry_after_s, float)
+
+    # Traffic governance, as a strict user writes it.
+    governed = OpenMultiAgent(
+        limits={"gpt-4o-mini": Limits(requests_per_minute=500, max_concurrent=8)}
+    )
+    spent_run = governed.run_tasks(
+        tasks,
+        team,
+        budget=Budget(max_cost_usd=5.0, prices={"gpt-4o-mini": Price(0.15, 0.6)}),
+    )
+    assert_type(spent_run.spent, Spent | None)
+    assert_type(spent_run["t"].skip_reason, SkipReason | None)
+    assert_type(spent_run["t"].endpoint, str | None)
+    backup = ScriptedAdapter(["ok"])
+    assert_type(AgentConfig(name="a", fallbacks=[backup]).fallbacks, tuple[LLMAdapter, ...])
+    endpoint_status = governed.get_status().endpoints["k"]
+    assert_type(endpoint_status, EndpointStatus)
+    assert_type(endpoint_status.adaptive, AdaptiveStatus | None)
+
+    def on_fallback(event: RunEvent) -> None:
+        if isinstance(event, FellBack):
+            assert_type(event.to_endpoint, str)
