@@ -129,3 +129,58 @@ def test_tasks_arriving_while_a_circuit_is_half_open_wait_for_the_probe(clock: F
     result = oma.run_tasks(tasks, team, on_event=on_event)
     assert others_turned_away.is_set()
     assert {r.status for r in result.values()} == {TaskState.DONE}
+
+
+def test_a_429_left_out_of_the_breaker_still_holds_the_endpoint_and_shrinks_its_limit(
+    clock: FakeClock,
+) -> None:
+    # Found by the traffic benchmarks: an error the pool's is_failure leaves out skipped the
+    # Retry-After hold and the adaptive limit, so 429s went on at full speed.
+    from aegis_gov import RateLimitError, RetryableError  # noqa: PLC0415
+
+    def breaker_counts(exc: BaseException) -> bool:
+        return isinstance(exc, RetryableError) and not isinstance(exc, RateLimitError)
+
+    adapter = ScriptedAdapter([RateLimitError("p", "slow down", retry_after_s=7.0), "ok"])
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=8, is_failure=breaker_counts, clock=clock),
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=3, initial_delay_s=0.1),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert oma.run_agent(AgentConfig(name="w"), "hi").output == "ok"
+    assert clock.sleeps[0] >= 7.0  # the endpoint was held for the Retry-After
+    adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    assert adaptive is not None
+    assert adaptive.overloads == 1
+    assert adaptive.limit == 4
+
+
+def test_a_task_the_run_gave_up_on_sends_no_more_requests(clock: FakeClock) -> None:
+    # Its thread cannot be killed, but once the run has recorded it FAILED (past its
+    # deadline), the conversation stops at its next request instead of sending it.
+    release = threading.Event()
+
+    def reply(_messages: Sequence[Message]) -> str:
+        raise ProviderUnavailableError("p", "HTTP 503")
+
+    def sleep(_seconds: float) -> None:
+        clock.now += 100.0  # past the task's deadline: the driver gives the task up
+        release.wait(timeout=10)
+
+    adapter = ScriptedAdapter(reply)
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=2, consecutive_failure_limit=100),
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=5, initial_delay_s=0.1),
+        sleep=sleep,
+        clock=clock,
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = oma.run_tasks([Task("a", agent="w")], team, task_timeout_s=30.0)
+    assert result["a"].error_type == "DeadlineExceededError"
+    release.set()
+    for worker in [t for t in threading.enumerate() if t.name.startswith("aegis")]:
+        worker.join(timeout=10)
+    assert len(adapter.calls) == 1  # the abandoned task did not retry

@@ -205,11 +205,12 @@ class EndpointCaller:
         With a *slot*, the task gives it up while it waits between requests.
         """
         sleep = self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
+        chat = functools.partial(
+            self.chat, route, sink=sink, executor=executor, pause=sleep, budget=budget
+        )
         return drive(
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=functools.partial(
-                self.chat, route, sink=sink, executor=executor, pause=sleep, budget=budget
-            ),
+            chat=chat if slot is None else _while_wanted(chat, slot),
             run_tool=functools.partial(self.run_tool, route.agent),
             sleep=sleep,
         )
@@ -231,7 +232,9 @@ class EndpointCaller:
             sleep = functools.partial(slot.asleep, sleep=self._async_sleep)
         return await adrive(
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=functools.partial(self.achat, route, sink=sink, pause=sleep, budget=budget),
+            chat=_awhile_wanted(
+                functools.partial(self.achat, route, sink=sink, pause=sleep, budget=budget), slot
+            ),
             run_tool=functools.partial(self.arun_tool, route.agent),
             sleep=sleep,
         )
@@ -328,17 +331,19 @@ class EndpointCaller:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
             answer = self.pool.run_on(key, attempt)
-            if budget is not None and isinstance(answer, ChatResponse):
+            if isinstance(answer, _Declined):  # not the breaker's business; still an error
+                raise answer.error
+            if budget is not None:
                 budget.record(adapter.endpoint, key, answer.usage)
-            overloaded = False if isinstance(answer, ChatResponse) else None
+            overloaded = False
         except RetryableError as exc:
+            # Whether or not it counted against the breaker, a 429 still says "overloaded"
+            # and its Retry-After still holds the endpoint.
             overloaded = _is_overload(exc)
             self._after_retryable(route, key, exc, sink)
             raise
         finally:
             _settle(limit, overloaded, limiter, taken, answer)
-        if isinstance(answer, _Declined):
-            raise answer.error
         return answer
 
     async def achat(
@@ -376,17 +381,19 @@ class EndpointCaller:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
             answer = await self.pool.arun_on(key, attempt)
-            if budget is not None and isinstance(answer, ChatResponse):
+            if isinstance(answer, _Declined):  # not the breaker's business; still an error
+                raise answer.error
+            if budget is not None:
                 budget.record(adapter.endpoint, key, answer.usage)
-            overloaded = False if isinstance(answer, ChatResponse) else None
+            overloaded = False
         except RetryableError as exc:
+            # Whether or not it counted against the breaker, a 429 still says "overloaded"
+            # and its Retry-After still holds the endpoint.
             overloaded = _is_overload(exc)
             self._after_retryable(route, key, exc, sink)
             raise
         finally:
             _settle(limit, overloaded, limiter, taken, answer)
-        if isinstance(answer, _Declined):
-            raise answer.error
         return answer
 
     def adaptive_limit(self, key: str, adapter: ChatAdapter | None = None) -> AdaptiveLimit:
@@ -463,6 +470,38 @@ class EndpointCaller:
     async def arun_tool(self, agent: AgentConfig, call: ToolCall) -> str:
         """:meth:`run_tool` on a thread (tools are synchronous)."""
         return await asyncio.to_thread(self.run_tool, agent, call)
+
+
+class _Abandoned(Exception):  # noqa: N818  # a signal to stop, not an error of the task's
+    """The run gave up on this task (its deadline, or a cancel): send no more requests."""
+
+
+def _while_wanted(
+    chat: Callable[[ChatRequest], ChatResponse], slot: Slot
+) -> Callable[[ChatRequest], ChatResponse]:
+    """*chat*, refusing to send once the run has given the task up (its thread lives on)."""
+
+    def send(request: ChatRequest) -> ChatResponse:
+        if slot.abandoned:
+            raise _Abandoned
+        return chat(request)
+
+    return send
+
+
+def _awhile_wanted(
+    chat: Callable[[ChatRequest], Awaitable[ChatResponse]], slot: Slot | None
+) -> Callable[[ChatRequest], Awaitable[ChatResponse]]:
+    """The async twin of :func:`_while_wanted` (no slot: *chat* itself)."""
+    if slot is None:
+        return chat
+
+    async def send(request: ChatRequest) -> ChatResponse:
+        if slot.abandoned:
+            raise _Abandoned
+        return await chat(request)
+
+    return send
 
 
 def _delta_sink(emit: EventHandler, task_id: str) -> Sink:

@@ -68,6 +68,11 @@ class Slot:
         self._slots = slots
         self.state = _ACTIVE
 
+    @property
+    def abandoned(self) -> bool:
+        """Whether the run is done with this task (it finished, or was given up on)."""
+        return self.state == _GONE
+
     def park(self) -> None:
         """Give the slot up for a wait."""
         slots = self._slots

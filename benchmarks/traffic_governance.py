@@ -1,0 +1,616 @@
+"""Traffic governance under degraded providers: the four benchmarks of issue 15.
+
+Every figure is measured against a loopback OpenAI-compatible server started by this script
+(``http.server.ThreadingHTTPServer`` on 127.0.0.1, ``POST /<name>/v1/chat/completions``),
+driven through the real ``OpenAIAdapter`` (the ``openai`` SDK). Each ``<name>`` is one fake
+provider endpoint with its own behaviour:
+
+* rate-limited: a token bucket of ``R`` requests/s holding at most ``BURST`` tokens; past it
+  the answer is 429 with ``retry-after`` = seconds until the next token (rounded up to 10 ms);
+* concurrency-capped: at most ``C`` requests in flight, 503 past that;
+* failing: always 500;
+* healthy: answers after 50 ms;
+* outage: 503 for the first 2 s after it is armed, then healthy.
+
+The figures:
+
+1. **Declared limit** -- ``N_RATE`` independent tasks with
+   ``limits={model: Limits(requests_per_minute=...)}`` against the rate-limited endpoint.
+   *Goodput* = 200 answers / wall time, as a share of ``R`` (target >= 95%); *429 share* =
+   429 answers / all answers (target <= 1%). Run once with ``R * 60`` per minute and once
+   slightly under it (``0.95 * R * 60``). ``Limits`` has no burst setting: its buckets hold
+   one second's worth (``R``) against the server's ``BURST`` of 2, so the start draws 429s.
+2. **Adaptive, nothing declared** -- the same load with no limits (targets: goodput >= 85% of
+   ``R``, 429 share <= 15%); in the same run a naive peer: a thread pool of the same width
+   whose calls retry every retryable error with exponential backoff and full jitter
+   (tenacity's ``wait_random_exponential``: ``uniform(0, min(30, 0.5 * 2 ** n))``), no shared
+   limit, no retry-after. Then the same pair against the concurrency-capped endpoint
+   (goodput as a share of ``C / latency``).
+3. **Neighbour isolation** -- ``max_concurrent=4``; a healthy endpoint's tasks (50 ms each)
+   alone, then in one run with tasks of an always-500 endpoint that retry per their
+   ``RetryPolicy`` with real sleeps. Figure: when the healthy tasks' last one finished, with
+   the failing neighbour against without (target: within 10%). Best of 3, alternating.
+4. **Recovery** -- ``N_RECOVERY`` tasks at once on an endpoint that is down (503) for 2 s
+   then healthy, with a retry budget that covers the outage and a breaker that opens after 3
+   failures and probes after 0.5 s. Every task must end DONE; makespan against the same
+   tasks with no outage (target: at most 2 s + 120% of it).
+
+Run: ``python benchmarks/traffic_governance.py`` (about 100 s on 2 cores; needs the ``openai``
+extra of aegis-adapters). Loopback only; every loop and retry is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aegis_gov import (
+    AgentConfig,
+    AgentPool,
+    Limits,
+    Message,
+    OpenAIAdapter,
+    OpenMultiAgent,
+    RateLimitError,
+    RetryableError,
+    RetryPolicy,
+    RunEvent,
+    Task,
+    TaskState,
+    TaskSucceeded,
+)
+
+R = 20.0
+"""Requests per second the rate-limited endpoint allows."""
+BURST = 2.0
+"""Tokens its bucket holds: how many requests may go at once after an idle spell."""
+N_RATE = 160
+"""Tasks in benchmarks 1 and 2: 8 s of work at ``R``."""
+WIDTH = 8
+"""``max_concurrent`` of the pool in benchmarks 1 and 2, and the naive peer's threads."""
+CAP = 4
+"""Requests in flight the concurrency-capped endpoint allows."""
+LATENCY_S = 0.05
+"""How long a healthy endpoint takes to answer."""
+N_CAP = 320
+"""Tasks against the concurrency-capped endpoint: 4 s at ``CAP / LATENCY_S``."""
+N_HEALTHY = 80
+"""Healthy tasks in benchmark 3: 1 s of work at 4 in flight."""
+N_FAILING = 8
+"""Tasks of the failing neighbour in benchmark 3."""
+OUTAGE_S = 2.0
+N_RECOVERY = 40
+NAIVE_ATTEMPTS = 30
+"""The naive peer gives up after this many attempts (bounds its loop)."""
+RUN_TIMEOUT_S = 30.0
+"""No aegis run may take longer (``run_timeout_s``): bounds the script."""
+
+
+# -- the loopback provider ----------------------------------------------------------------
+
+
+class FakeProvider:
+    """One endpoint of the loopback server, with its behaviour and its answer counts."""
+
+    def __init__(
+        self,
+        *,
+        rate: float | None = None,
+        burst: float = BURST,
+        max_in_flight: int | None = None,
+        latency_s: float = 0.0,
+        fail_status: int | None = None,
+        outage_s: float = 0.0,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_in_flight = max_in_flight
+        self.latency_s = latency_s
+        self.fail_status = fail_status
+        self.outage_s = outage_s
+        self._lock = threading.Lock()
+        self._tokens = burst
+        self._last = time.monotonic()
+        self._down_until = 0.0
+        self._in_flight = 0
+        self.counts: Counter[int] = Counter()
+
+    def arm(self) -> None:
+        """Reset the counts and the bucket; start the outage, if any, now."""
+        with self._lock:
+            self.counts.clear()
+            self._tokens = self.burst
+            self._last = time.monotonic()
+            self._down_until = self._last + self.outage_s
+
+    def admit(self) -> tuple[int, dict[str, str]]:
+        """Decide the answer to one request: a status and extra headers."""
+        with self._lock:
+            now = time.monotonic()
+            status, headers = 200, {}
+            if self.fail_status is not None:
+                status = self.fail_status
+            elif now < self._down_until:
+                status = 503
+            elif self.rate is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                else:
+                    wait = math.ceil((1.0 - self._tokens) / self.rate * 100) / 100
+                    status, headers = 429, {"retry-after": f"{wait:.2f}"}
+            if status == 200 and self.max_in_flight is not None:
+                if self._in_flight >= self.max_in_flight:
+                    status = 503
+                else:
+                    self._in_flight += 1
+            self.counts[status] += 1
+            return status, headers
+
+    def done(self) -> None:
+        """A request admitted under the concurrency cap has been answered."""
+        if self.max_in_flight is not None:
+            with self._lock:
+                self._in_flight -= 1
+
+    @property
+    def ok(self) -> int:
+        return self.counts[200]
+
+    def share(self, status: int) -> float:
+        total = sum(self.counts.values())
+        return self.counts[status] / total if total else 0.0
+
+
+_ERRORS = {
+    429: ("Rate limit reached for requests", "requests", "rate_limit_exceeded"),
+    500: ("The server had an error", "server_error", None),
+    503: ("The engine is currently overloaded", "server_error", None),
+}
+
+
+def _completion(model: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "pong"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        }
+    ).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK expects
+    server: _Server
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        name, _, rest = self.path.lstrip("/").partition("/")
+        provider = self.server.providers.get(name)
+        if provider is None or rest != "v1/chat/completions":
+            self._reply(404, b'{"error": {"message": "no such endpoint"}}', {})
+            return
+        status, headers = provider.admit()
+        if status != 200:
+            message, kind, code = _ERRORS[status]
+            error = {"message": message, "type": kind, "code": code}
+            self._reply(status, json.dumps({"error": error}).encode(), headers)
+            return
+        try:
+            if provider.latency_s:
+                time.sleep(provider.latency_s)
+        finally:
+            provider.done()
+        self._reply(200, _completion(str(body.get("model", "m"))), headers)
+
+    def _reply(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # the base's name
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    providers: dict[str, FakeProvider]
+
+
+@contextmanager
+def loopback(**providers: FakeProvider) -> Iterator[str]:
+    """Serve *providers* on 127.0.0.1; yield the server's URL."""
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.providers = providers
+    thread = threading.Thread(target=server.serve_forever, name="fake-provider", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def adapter(url: str, name: str, model: str = "bench-model") -> OpenAIAdapter:
+    return OpenAIAdapter(model, base_url=f"{url}/{name}/v1", api_key="sk-test", timeout_s=10.0)
+
+
+def tasks(prefix: str, count: int, agent: str) -> list[Task]:
+    return [Task(f"{prefix}{i}", description=f"ping {i}", agent=agent) for i in range(count)]
+
+
+def run(
+    oma: OpenMultiAgent,
+    work: Sequence[Task],
+    *agents: AgentConfig,
+    timeout_s: float = RUN_TIMEOUT_S,
+) -> tuple[float, dict[str, int], dict[str, float], list[str]]:
+    """Run *work*; return (wall time, status counts, finish time per task, failure messages)."""
+    finished: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, TaskSucceeded):
+            finished[event.task_id] = time.perf_counter() - start
+
+    team = OpenMultiAgent.create_team("bench", *agents)
+    result = oma.run_tasks(work, team, on_event=on_event, stream=False, run_timeout_s=timeout_s)
+    elapsed = time.perf_counter() - start
+    failures = [
+        f"{r.task_id}: {r.error_type}: {r.error}"
+        for r in result.values()
+        if r.status is not TaskState.DONE
+    ]
+    return elapsed, result.summary(), finished, failures
+
+
+def naive_peer(chat: OpenAIAdapter, count: int, width: int, seed: int = 1) -> tuple[float, int]:
+    """A thread pool of *width* retrying with exponential backoff and full jitter.
+
+    Returns (wall time, calls that gave up).
+    """
+    rng = random.Random(seed)  # jitter, not cryptography
+    lock = threading.Lock()
+
+    def jitter(attempt: int) -> float:
+        with lock:
+            return rng.uniform(0.0, min(30.0, 0.5 * 2.0 ** (attempt - 1)))
+
+    def once(i: int) -> bool:
+        try:
+            chat.chat([Message.user(f"ping {i}")])
+        except RetryableError:
+            return False
+        return True
+
+    def call(i: int) -> bool:
+        for attempt in range(1, NAIVE_ATTEMPTS + 1):
+            if once(i):
+                return True
+            if attempt < NAIVE_ATTEMPTS:
+                time.sleep(jitter(attempt))
+        return False
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        answered = list(pool.map(call, range(count)))
+    return time.perf_counter() - start, answered.count(False)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:5.1f}%"
+
+
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def report(name: str, figure: str, target: str, *, met: bool | None) -> None:
+    verdict = "-" if met is None else ("met" if met else "MISSED")
+    ROWS.append((name, figure, target, verdict))
+    print(f"  {name}: {figure}   [target {target}: {verdict}]")
+
+
+def warm_up(url: str) -> None:
+    """Import the SDK and open a connection once, outside every timing."""
+    adapter(url, "warm").chat([Message.user("hi")])
+
+
+# -- 1 and 2: rate limits -----------------------------------------------------------------
+
+
+def rate_limits_do_not_trip(exc: BaseException) -> bool:
+    """An ``is_failure`` a user might pass so that 429s never open the circuit.
+
+    The endpoint caller then treats a 429 as "declined" (not counted), and also skips the
+    retry-after hold and the adaptive limit's decrease: the variant shows what that costs.
+    """
+    return isinstance(exc, RetryableError) and not isinstance(exc, RateLimitError)
+
+
+def aegis_load(
+    url: str,
+    provider: FakeProvider,
+    name: str,
+    count: int,
+    pool: AgentPool,
+    *,
+    limits: dict[str, Limits] | None = None,
+    timeout_s: float = RUN_TIMEOUT_S,
+) -> float:
+    """Run *count* tasks on the endpoint *name*; print what happened; return the wall time."""
+    oma = OpenMultiAgent(
+        pool, retry=RetryPolicy(max_attempts=20, max_total_delay_s=60.0), limits=limits
+    )
+    chat = adapter(url, name)
+    provider.arm()
+    elapsed, summary, _, failures = run(
+        oma, tasks("t", count, "w"), AgentConfig("w", adapter=chat), timeout_s=timeout_s
+    )
+    status = oma.get_status().endpoints.get(chat.endpoint.key)
+    seen = ""
+    if status is not None and status.adaptive is not None:
+        seen = (
+            f"; circuit {status.state.name.lower()}, adaptive limit "
+            f"{status.adaptive.limit}/{status.adaptive.max_limit}, "
+            f"{status.adaptive.overloads} overloads seen"
+        )
+    print(
+        f"    aegis: {summary}, {elapsed:.2f} s, {provider.ok} x 200, "
+        f"{provider.counts[429]} x 429, {provider.counts[503]} x 503{seen}"
+    )
+    for failure in failures[:2]:
+        print(f"      e.g. {failure[:150]}")
+    return elapsed
+
+
+def naive_load(url: str, provider: FakeProvider, name: str, count: int, width: int) -> float:
+    provider.arm()
+    elapsed, gave_up = naive_peer(adapter(url, name), count, width)
+    print(
+        f"    naive: {elapsed:.2f} s, {provider.ok} x 200, {provider.counts[429]} x 429, "
+        f"{provider.counts[503]} x 503, {gave_up} gave up"
+    )
+    return elapsed
+
+
+def rate_figures(
+    label: str,
+    provider: FakeProvider,
+    elapsed: float,
+    targets: tuple[float, float] | None,
+    *,
+    capacity: float = R,
+    status: int = 429,
+) -> None:
+    put = provider.ok / elapsed
+    of = "R" if status == 429 else "C/latency"
+    low, high = targets or (0.0, 1.0)
+    report(
+        f"{label}: goodput",
+        f"{put:5.1f}/s = {_pct(put / capacity)} of {of}",
+        f">= {low:.0%}" if targets else "peer",
+        met=put >= low * capacity if targets else None,
+    )
+    share = provider.share(status)
+    report(
+        f"{label}: {status} share",
+        _pct(share),
+        f"<= {high:.0%}" if targets else "peer",
+        met=share <= high if targets else None,
+    )
+
+
+def bench_declared(url: str, providers: dict[str, FakeProvider]) -> None:
+    print(
+        f"\n1. Declared limit: {N_RATE} tasks, server {R:g} req/s (burst {BURST:g}), "
+        f"max_concurrent {WIDTH}"
+    )
+    for label, name, rpm in (
+        ("declared R*60/min", "declared", R * 60),
+        ("declared 0.95*R*60/min", "declared95", 0.95 * R * 60),
+    ):
+        provider = providers[name]
+        limits = {"bench-model": Limits(requests_per_minute=rpm)}
+        elapsed = aegis_load(
+            url, provider, name, N_RATE, AgentPool(max_concurrent=WIDTH), limits=limits
+        )
+        rate_figures(label, provider, elapsed, (0.95, 0.01))
+
+
+def bench_adaptive(url: str, providers: dict[str, FakeProvider]) -> None:
+    print(
+        f"\n2. Adaptive, nothing declared: {N_RATE} tasks, server {R:g} req/s "
+        f"(burst {BURST:g}), max_concurrent {WIDTH}; naive peer {WIDTH} threads"
+    )
+    elapsed = aegis_load(
+        url, providers["adaptive"], "adaptive", N_RATE, AgentPool(max_concurrent=WIDTH)
+    )
+    rate_figures("adaptive", providers["adaptive"], elapsed, (0.85, 0.15))
+    elapsed = naive_load(url, providers["naive"], "naive", N_RATE, WIDTH)
+    rate_figures("naive backoff peer", providers["naive"], elapsed, None)
+    print(
+        "   the same aegis run with a pool whose is_failure leaves 429s out of the breaker "
+        "(a 429 then neither holds the endpoint nor lowers the adaptive limit)"
+    )
+    elapsed = aegis_load(
+        url,
+        providers["no_429_failures"],
+        "no_429_failures",
+        N_RATE,
+        AgentPool(max_concurrent=WIDTH, is_failure=rate_limits_do_not_trip),
+    )
+    rate_figures(
+        "adaptive, 429s not breaker failures", providers["no_429_failures"], elapsed, (0.85, 0.15)
+    )
+
+    capacity = CAP / LATENCY_S
+    print(
+        f"   concurrency cap: {N_CAP} tasks, server {CAP} in flight x "
+        f"{LATENCY_S * 1e3:.0f} ms (= {capacity:g}/s), 503 past it; max_concurrent 16, "
+        "recovery_timeout_s 1; naive peer 16 threads"
+    )
+    pool = AgentPool(max_concurrent=16, recovery_timeout_s=1.0)
+    elapsed = aegis_load(url, providers["capped"], "capped", N_CAP, pool)
+    rate_figures(
+        "capped, adaptive",
+        providers["capped"],
+        elapsed,
+        (0.85, 0.15),
+        capacity=capacity,
+        status=503,
+    )
+    elapsed = naive_load(url, providers["capped_naive"], "capped_naive", N_CAP, 16)
+    rate_figures(
+        "capped, naive peer",
+        providers["capped_naive"],
+        elapsed,
+        None,
+        capacity=capacity,
+        status=503,
+    )
+
+
+# -- 3: neighbour isolation ---------------------------------------------------------------
+
+
+def bench_isolation(url: str, providers: dict[str, FakeProvider]) -> None:
+    print(
+        f"\n3. Neighbour isolation: max_concurrent 4, {N_HEALTHY} healthy tasks x "
+        f"{LATENCY_S * 1e3:.0f} ms; neighbour: {N_FAILING} tasks on an always-500 endpoint"
+    )
+    retry = RetryPolicy(max_attempts=4, initial_delay_s=0.5, max_total_delay_s=30.0)
+    alone: list[float] = []
+    beside: list[float] = []
+    for _ in range(3):
+        for crowded in (False, True):
+            # The breaker never opens: the failing tasks retry with real sleeps throughout.
+            pool = AgentPool(max_concurrent=4, consecutive_failure_limit=1000)
+            oma = OpenMultiAgent(pool, retry=retry)
+            good = AgentConfig("good", adapter=adapter(url, "healthy"))
+            bad = AgentConfig("bad", adapter=adapter(url, "failing"))
+            work = tasks("g", N_HEALTHY, "good")
+            if crowded:
+                work = tasks("b", N_FAILING, "bad") + work
+            providers["failing"].arm()
+            elapsed, summary, finished, _ = run(oma, work, good, bad)
+            healthy_done = max(t for k, t in finished.items() if k.startswith("g"))
+            (beside if crowded else alone).append(healthy_done)
+            print(
+                f"    {'with' if crowded else 'without'} neighbour: {summary}, healthy done "
+                f"{healthy_done:.3f} s, run {elapsed:.2f} s, "
+                f"{providers['failing'].counts[500]} x 500"
+            )
+    ratio = min(beside) / min(alone)
+    report(
+        "isolation: healthy tasks, with / without failing neighbour",
+        f"{min(beside):.3f} s / {min(alone):.3f} s = {ratio:.3f}x",
+        "<= 1.10x",
+        met=ratio <= 1.10,
+    )
+
+
+# -- 4: recovery ----------------------------------------------------------------------------
+
+
+def bench_recovery(url: str, providers: dict[str, FakeProvider]) -> None:
+    print(
+        f"\n4. Recovery: {N_RECOVERY} tasks at once, endpoint down (503) for "
+        f"{OUTAGE_S:g} s then healthy ({LATENCY_S * 1e3:.0f} ms), max_concurrent 8, breaker "
+        "opens after 3 failures, recovery_timeout_s 0.5"
+    )
+    retry = RetryPolicy(max_attempts=10, max_total_delay_s=30.0)
+    makespans: dict[str, float] = {}
+    for name in ("steady", "outage"):
+        pool = AgentPool(max_concurrent=8, consecutive_failure_limit=3, recovery_timeout_s=0.5)
+        oma = OpenMultiAgent(pool, retry=retry)
+        provider = providers[name]
+        provider.arm()
+        elapsed, summary, _, failures = run(
+            oma, tasks("r", N_RECOVERY, "w"), AgentConfig("w", adapter=adapter(url, name))
+        )
+        makespans[name] = elapsed
+        print(
+            f"    {name}: {summary}, makespan {elapsed:.2f} s, {provider.ok} x 200, "
+            f"{provider.counts[503]} x 503"
+        )
+        for failure in failures[:5]:
+            print(f"      failed {failure}")
+        if name == "outage":
+            report(
+                "recovery: tasks done",
+                f"{summary.get('done', 0)}/{N_RECOVERY}",
+                "all, none failed",
+                met=summary == {"done": N_RECOVERY},
+            )
+    allowed = OUTAGE_S + 1.2 * makespans["steady"]
+    report(
+        "recovery: makespan with outage",
+        f"{makespans['outage']:.2f} s (no outage {makespans['steady']:.2f} s)",
+        f"<= {allowed:.2f} s",
+        met=makespans["outage"] <= allowed,
+    )
+
+
+def main() -> None:
+    providers = {
+        "warm": FakeProvider(),
+        "declared": FakeProvider(rate=R),
+        "declared95": FakeProvider(rate=R),
+        "adaptive": FakeProvider(rate=R),
+        "naive": FakeProvider(rate=R),
+        "no_429_failures": FakeProvider(rate=R),
+        "capped": FakeProvider(max_in_flight=CAP, latency_s=LATENCY_S),
+        "capped_naive": FakeProvider(max_in_flight=CAP, latency_s=LATENCY_S),
+        "healthy": FakeProvider(latency_s=LATENCY_S),
+        "failing": FakeProvider(fail_status=500),
+        "steady": FakeProvider(latency_s=LATENCY_S),
+        "outage": FakeProvider(latency_s=LATENCY_S, outage_s=OUTAGE_S),
+    }
+    started = time.perf_counter()
+    with loopback(**providers) as url:
+        warm_up(url)
+        steps: list[Callable[[str, dict[str, FakeProvider]], None]] = [
+            bench_declared,
+            bench_adaptive,
+            bench_isolation,
+            bench_recovery,
+        ]
+        for step in steps:
+            step(url, providers)
+    print(f"\nSummary ({time.perf_counter() - started:.0f} s in all)")
+    widths = [max(len(row[i]) for row in ROWS) for i in range(4)]
+    header = ("figure", "measured", "target", "")
+    for row in (header, *ROWS):
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
