@@ -13,6 +13,7 @@ from aegis_gov import (
     Limits,
     Message,
     OpenMultiAgent,
+    RetryPolicy,
     ScriptedAdapter,
     Task,
     TaskState,
@@ -93,3 +94,25 @@ def test_limits_are_checked() -> None:
         Limits(max_concurrent=1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"limits\['m'\] must be a Limits"):
         OpenMultiAgent(limits={"m": 5})  # type: ignore[dict-item]
+
+
+def test_a_rate_too_small_to_wait_for_is_refused_or_bounded(clock: FakeClock) -> None:
+    # A second adversarial pass: 1e-300 requests a minute crashed with OverflowError, and
+    # tiny rates waited without bound.
+    with pytest.raises(ValueError, match=r"requests_per_minute must be at least 0\.001"):
+        Limits(requests_per_minute=1e-300)
+    times: list[float] = []
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1, clock=clock),
+        default_adapter=_recording(clock, times),
+        sleep=clock.sleep,
+        clock=clock,
+        retry=RetryPolicy(max_total_delay_s=60.0),
+        limits={"gpt-test": Limits(requests_per_minute=0.01)},  # one every 100 minutes
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = oma.run_tasks([Task("a", agent="w"), Task("b", agent="w")], team)
+    assert result["a"].status is TaskState.DONE
+    assert result["b"].status is TaskState.FAILED
+    assert result["b"].error_type == "RateLimitExceededError"
+    assert len(times) == 1

@@ -184,3 +184,46 @@ def test_a_task_the_run_gave_up_on_sends_no_more_requests(clock: FakeClock) -> N
     for worker in [t for t in threading.enumerate() if t.name.startswith("aegis")]:
         worker.join(timeout=10)
     assert len(adapter.calls) == 1  # the abandoned task did not retry
+
+
+def test_repeated_short_retry_afters_are_honoured_not_turned_into_a_recovery_timeout(
+    clock: FakeClock,
+) -> None:
+    # A second adversarial pass: two 429s asking for 0.05 s each held a task for the
+    # breaker's 30 s recovery timeout (the half-open probe's 429 reopened the circuit).
+    from aegis_gov import RateLimitError  # noqa: PLC0415
+
+    slow_down = RateLimitError("m", "429", retry_after_s=0.05)
+    adapter = ScriptedAdapter([slow_down, slow_down, "ok"])
+    oma = OpenMultiAgent(
+        AgentPool(clock=clock),
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=5, initial_delay_s=0.05, max_total_delay_s=100),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert oma.run_agent(AgentConfig(name="a"), "hi").output == "ok"
+    assert clock.now < 5.0  # not the 30 s recovery timeout
+
+
+def test_an_abandoned_task_wakes_from_a_real_wait_at_once() -> None:
+    # Its thread used to sleep out its whole retry delay after the run had returned,
+    # holding the process open; with the real time.sleep it now ends with the run.
+    import time  # noqa: PLC0415
+
+    from aegis_gov._slots import Slots  # noqa: PLC0415
+
+    slots = Slots(1, max_parked=4, wake=lambda: None)
+    slot = slots.claim()
+    woke = threading.Event()
+
+    def wait_long() -> None:
+        slot.sleep(60.0, time.sleep)
+        woke.set()
+
+    thread = threading.Thread(target=wait_long)
+    thread.start()
+    slot.leave()  # the run gives the task up
+    assert woke.wait(timeout=10)
+    thread.join(timeout=10)
+    assert slot.abandoned

@@ -117,6 +117,11 @@ def _is_overload(exc: RetryableError) -> bool:
 
 
 def _only_retryable(exc: BaseException) -> bool:
+    # A 429 that says how long to wait is a provider at its limit, not a provider down: the
+    # endpoint is held for its Retry-After instead (a failing probe would reopen the circuit
+    # for the whole recovery timeout).
+    if isinstance(exc, RateLimitError) and exc.retry_after_s:
+        return False
     return isinstance(exc, RetryableError)
 
 
@@ -324,8 +329,14 @@ class EndpointCaller:
         limiter = self._limiter(adapter, key)
         answer: ChatResponse | _Declined | None = None
         overloaded: bool | None = None
-        wait, taken = limiter.reserve(_estimate(request)) if limiter else (0.0, 0.0)
+        # A declared limit is waited out within the retry policy's total budget; past it, the
+        # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
+        budget_s = self.retry.max_total_delay_s
+        taken = 0.0
         try:
+            wait, taken = (
+                limiter.reserve(_estimate(request), max_wait_s=budget_s) if limiter else (0.0, 0.0)
+            )
             if wait > 0:
                 (pause or self._sleep)(wait)
             if budget is not None:
@@ -374,8 +385,14 @@ class EndpointCaller:
         limiter = self._limiter(adapter, key)
         answer: ChatResponse | _Declined | None = None
         overloaded: bool | None = None
-        wait, taken = limiter.reserve(_estimate(request)) if limiter else (0.0, 0.0)
+        # A declared limit is waited out within the retry policy's total budget; past it, the
+        # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
+        budget_s = self.retry.max_total_delay_s
+        taken = 0.0
         try:
+            wait, taken = (
+                limiter.reserve(_estimate(request), max_wait_s=budget_s) if limiter else (0.0, 0.0)
+            )
             if wait > 0:
                 await (pause or self._async_sleep)(wait)
             if budget is not None:

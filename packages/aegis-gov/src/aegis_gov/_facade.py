@@ -25,6 +25,7 @@ import attrs
 from aegis_adapters import (
     ChatAdapter,
     LLMAdapter,
+    RateLimitError,
     RetryableError,
     ToolSpec,
     adapter_from_environment,
@@ -63,6 +64,11 @@ def _environment_reason() -> str:
 
 
 def _only_retryable_fails(exc: BaseException) -> bool:
+    # A 429 that says how long to wait is a provider at its limit, not a provider down: the
+    # endpoint is held for its Retry-After instead (a failing probe would reopen the circuit
+    # for the whole recovery timeout).
+    if isinstance(exc, RateLimitError) and exc.retry_after_s:
+        return False
     return isinstance(exc, RetryableError)
 
 

@@ -23,16 +23,29 @@ from collections.abc import Callable, Mapping
 
 import attrs
 from aegis_adapters import ChatResponse, Endpoint
-from aegis_breaker import RateLimiter
+from aegis_breaker import RateLimiter, RateLimitExceededError
 
 from aegis_gov._checks import check_number
 
-__all__ = ["EndpointLimiter", "Limits", "estimate_tokens", "resolve_limits", "tools_chars"]
+__all__ = [
+    "MIN_PER_MINUTE",
+    "EndpointLimiter",
+    "Limits",
+    "estimate_tokens",
+    "resolve_limits",
+    "tools_chars",
+]
+
+
+MIN_PER_MINUTE = 0.001
+"""The smallest rate a limit may declare (one request in about 17 hours)."""
 
 
 def _rate(_instance: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
     if value is not None:
         check_number(attribute.name, value)
+        if value < MIN_PER_MINUTE:
+            raise ValueError(f"{attribute.name} must be at least {MIN_PER_MINUTE}, got {value!r}")
 
 
 def _count(_instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
@@ -98,15 +111,24 @@ class EndpointLimiter:
         )
         self._lock = threading.Lock()
 
-    def reserve(self, estimate: int) -> tuple[float, float]:
-        """Reserve one request and *estimate* tokens; return (seconds to wait, tokens taken)."""
+    def reserve(self, estimate: int, *, max_wait_s: float | None = None) -> tuple[float, float]:
+        """Reserve one request and *estimate* tokens; return (seconds to wait, tokens taken).
+
+        Raises:
+            RateLimitExceededError: the wait would exceed *max_wait_s* (nothing is reserved).
+        """
         wait = 0.0
         if self.requests is not None:
-            wait = self.requests.reserve(1.0)
+            wait = self.requests.reserve(1.0, max_wait_s=max_wait_s)
         taken = 0.0
         if self.tokens is not None:
             taken = min(float(estimate), self.tokens.capacity)
-            wait = max(wait, self.tokens.reserve(taken))
+            try:
+                wait = max(wait, self.tokens.reserve(taken, max_wait_s=max_wait_s))
+            except RateLimitExceededError:
+                if self.requests is not None:
+                    self.requests.refund(1.0)
+                raise
         return wait, taken
 
     def reconcile(self, taken: float, response: ChatResponse | None) -> None:

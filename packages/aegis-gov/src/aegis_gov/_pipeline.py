@@ -204,9 +204,19 @@ class _Builder:
             tools_root=root,
             shell_allowlist=tuple(tools.get("shell_allowlist", ())),
             allow_private_network=tools.get("allow_private_network", False),
-            limits={name: Limits(**table) for name, table in doc.get("limits", {}).items()},
+            limits=self.limits(doc),
             budget=_budget(doc),
         )
+
+    def limits(self, doc: PipelineDoc) -> dict[str, Limits]:
+        """The ``[limits."model"]`` tables (the schema checked their types and bounds)."""
+        limits: dict[str, Limits] = {}
+        for name, table in doc.get("limits", {}).items():
+            try:
+                limits[name] = Limits(**table)
+            except ValueError as exc:  # noqa: PERF203  # the first bad table ends the loop
+                raise self.error(f'[limits."{name}"]', str(exc)) from None
+        return limits
 
     def agent(self, doc: AgentDoc) -> AgentSpec:
         entry = f"agent {doc['name']!r}"

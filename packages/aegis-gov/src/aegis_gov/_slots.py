@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
 __all__ = ["Slot", "Slots"]
@@ -61,12 +62,13 @@ class Slots:
 class Slot:
     """One task's hold on a slot of its run."""
 
-    __slots__ = ("_slots", "state")
+    __slots__ = ("_gone", "_slots", "state")
 
     def __init__(self, slots: Slots) -> None:
         """Hold a slot of *slots* (see :meth:`Slots.claim`)."""
         self._slots = slots
         self.state = _ACTIVE
+        self._gone = threading.Event()  # set when the run is done with the task
 
     @property
     def abandoned(self) -> bool:
@@ -129,6 +131,7 @@ class Slot:
         for a task that leaves on its own (a cancelled waiter).
         """
         slots = self._slots
+        self._gone.set()  # a real wait of this task's ends now
         with slots._lock:  # noqa: SLF001
             state, self.state = self.state, _GONE
             if state == _ACTIVE:
@@ -147,10 +150,17 @@ class Slot:
             slots._wake()  # noqa: SLF001
 
     def sleep(self, seconds: float, sleep: Callable[[float], object]) -> None:
-        """Wait *seconds* with *sleep*, parked, then take a slot back."""
+        """Wait *seconds* with *sleep*, parked, then take a slot back.
+
+        With the real ``time.sleep``, the wait ends early once the run gives the task up, so
+        an abandoned task's thread does not linger (and keep its process alive).
+        """
         self.park()
         try:
-            sleep(seconds)
+            if sleep is time.sleep:
+                self._gone.wait(seconds)
+            else:
+                sleep(seconds)
         finally:
             self.unpark()
 
