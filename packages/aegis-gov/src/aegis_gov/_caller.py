@@ -49,7 +49,7 @@ from aegis_gov._slots import Slot
 from aegis_gov._tool_errors import ToolNotOfferedError
 from aegis_gov._tools import ToolRegistry
 
-__all__ = ["EndpointCaller", "Route", "Sink", "endpoint_key"]
+__all__ = ["EndpointCaller", "Route", "Sink", "counts_against_breaker", "endpoint_key"]
 
 
 def endpoint_key(adapter: LLMAdapter) -> str:
@@ -116,7 +116,8 @@ def _is_overload(exc: RetryableError) -> bool:
     return "timed out" in exc.provider_message
 
 
-def _only_retryable(exc: BaseException) -> bool:
+def counts_against_breaker(exc: BaseException) -> bool:
+    """The default rule: whether *exc* counts as a failure of its endpoint's breaker."""
     # A 429 that says how long to wait is a provider at its limit, not a provider down: the
     # endpoint is held for its Retry-After instead (a failing probe would reopen the circuit
     # for the whole recovery timeout).
@@ -166,7 +167,7 @@ class EndpointCaller:
         self._adaptive_lock = threading.Lock()
         own_rule = pool.settings.is_failure
         self._counts: Callable[[BaseException], bool] = (
-            own_rule if own_rule is not None else _only_retryable
+            own_rule if own_rule is not None else counts_against_breaker
         )
 
     # -- conversations -------------------------------------------------------------------

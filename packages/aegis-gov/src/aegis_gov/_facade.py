@@ -25,8 +25,6 @@ import attrs
 from aegis_adapters import (
     ChatAdapter,
     LLMAdapter,
-    RateLimitError,
-    RetryableError,
     ToolSpec,
     adapter_from_environment,
 )
@@ -35,7 +33,7 @@ from aegis_graph import Task
 
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._budget import Budget, BudgetMeter
-from aegis_gov._caller import EndpointCaller, Route, Sink, endpoint_key
+from aegis_gov._caller import EndpointCaller, Route, Sink, counts_against_breaker, endpoint_key
 from aegis_gov._events import (
     CircuitStateChanged,
     Emitter,
@@ -61,15 +59,6 @@ def _environment_reason() -> str:
     if os.environ.get("OPENAI_API_KEY"):
         return "OPENAI_API_KEY is set"
     return "neither ANTHROPIC_API_KEY nor OPENAI_API_KEY is set"
-
-
-def _only_retryable_fails(exc: BaseException) -> bool:
-    # A 429 that says how long to wait is a provider at its limit, not a provider down: the
-    # endpoint is held for its Retry-After instead (a failing probe would reopen the circuit
-    # for the whole recovery timeout).
-    if isinstance(exc, RateLimitError) and exc.retry_after_s:
-        return False
-    return isinstance(exc, RetryableError)
 
 
 class OpenMultiAgent:
@@ -121,7 +110,7 @@ class OpenMultiAgent:
                 "default_adapter must be an adapter (with generate and stream), "
                 f"got {default_adapter!r:.80}"
             )
-        self._pool = pool if pool is not None else AgentPool(is_failure=_only_retryable_fails)
+        self._pool = pool if pool is not None else AgentPool(is_failure=counts_against_breaker)
         self._default_adapter = default_adapter
         self._tools = tools
         self._clock = clock
