@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -36,6 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Seed Hypothesis with today's date unless a seed was given."""
     if config.getoption("hypothesis_seed", default=None) is None:
         config.option.hypothesis_seed = str(_todays_seed())
+    # ``aegis run`` checkpoints into the working directory by default: keep every test (and
+    # the subprocesses they start, which inherit the environment) out of the checkout.
+    os.environ["AEGIS_CHECKPOINT"] = str(Path(tempfile.mkdtemp(prefix="aegis-tests-")) / "runs.db")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -245,7 +245,7 @@ def test_resume_round_trip(offline_env: dict[str, str], tmp_path: Path) -> None:
         str(second),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "keeping 1 done task(s): research" in proc.stdout
+    assert "keep research: unchanged" in proc.stdout
     assert "research: started" not in proc.stdout  # the 429 script would have shown again
     assert "draft: started" in proc.stdout
     result = RunResult.from_json(second.read_text(encoding="utf-8"))
@@ -255,7 +255,7 @@ def test_resume_round_trip(offline_env: dict[str, str], tmp_path: Path) -> None:
     proc = aegis(offline_env, "run", str(EXAMPLES / "offline.toml"), "--resume", str(second))
     assert proc.returncode == 0
     assert "started" not in proc.stdout
-    assert "keeping 3 done task(s)" in proc.stdout
+    assert "keeping 3, running 0, dropping 0 task(s)" in proc.stdout
 
 
 def test_graph_prints_text_and_mermaid(offline_env: dict[str, str]) -> None:
@@ -348,7 +348,10 @@ def test_bad_file_in_a_subprocess_has_no_traceback(
         (["run", "{ok}", "--resume", "nope.json"], "nope.json: cannot read the result to resume"),
         (["run", "{ok}", "--resume", "{garbage}"], "not a result written by --output"),
         (["run", "{ok}", "--model", "m"], "--model needs --provider"),
-        (["run", "{ok}", "--resume", "{other}"], "cannot resume: task 'other'"),
+        (
+            ["run", "{ok}", "--resume", "{other}"],
+            "cannot resume: task 't' is recorded DONE but has no output",
+        ),
     ],
 )
 def test_bad_arguments_exit_2(
@@ -362,7 +365,7 @@ def test_bad_arguments_exit_2(
     garbage.write_text("{not json", encoding="utf-8")
     other = tmp_path / "other.json"
     other.write_text(
-        json.dumps({"format": 1, "tasks": [{"task_id": "other", "status": "done", "output": "x"}]}),
+        json.dumps({"format": 1, "tasks": [{"task_id": "t", "status": "done"}]}),
         encoding="utf-8",
     )
     paths = {"ok": str(ok), "garbage": str(garbage), "other": str(other)}

@@ -149,7 +149,7 @@ def test_constructors_and_runs_name_the_wrong_argument(oma: OpenMultiAgent) -> N
         oma.run_tasks(tasks, team, cancel=True)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="executor must be an Executor"):
         oma.run_tasks(tasks, team, executor=5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="resume must be a RunResult or None"):
+    with pytest.raises(TypeError, match="resume must be a RunResult, a ResumePlan or None"):
         oma.run_tasks(tasks, team, resume="x")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="base_url must be a string, got 5"):
         OpenAIAdapter("m", base_url=5)  # type: ignore[arg-type]

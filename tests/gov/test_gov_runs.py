@@ -354,9 +354,16 @@ def test_resume_keeps_done_outputs_and_reruns_the_rest(clock: FakeClock) -> None
     assert second["research"].output == first["research"].output
     assert len(adapter.calls) - calls_before == 3  # research was not asked again
 
+    # An edited task runs again, and so does what depends on it; nothing is refused.
     changed = [Task(id="research", description="something else", agent="a"), *tasks[1:]]
-    with pytest.raises(IncompatibleResumeError, match="'research'"):
-        oma.run_tasks(changed, team, resume=first)
+    plan = oma.plan_resume(changed, team, second)
+    assert plan.kept == ()
+    assert plan.rerun["research"] == "its description changed"
+    calls_before = len(adapter.calls)
+    third = oma.run_tasks(changed, team, resume=plan)
+    assert third.summary() == {"done": 4}
+    assert third["research"].output == "out:something else"
+    assert len(adapter.calls) - calls_before == 4
 
 
 def test_run_agent_returns_answer_usage_and_attempts(clock: FakeClock) -> None:

@@ -61,6 +61,15 @@ from aegis_graph import (
 from aegis_gov._adaptive import AdaptiveStatus
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._budget import Budget, BudgetSpentError, Price, Spent
+from aegis_gov._checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointStore,
+    RunInfo,
+    RunStatus,
+    UnknownRunError,
+)
+from aegis_gov._checkpoint_redis import RedisCheckpoint
 from aegis_gov._dask import DaskClient, DaskExecutor, dask_executor
 from aegis_gov._errors import (
     AegisError,
@@ -98,6 +107,7 @@ from aegis_gov._results import (
     TaskResult,
     ToolCallRecord,
 )
+from aegis_gov._resume import ResumePlan
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._tool import Tool, ToolOutcome
@@ -149,6 +159,9 @@ __all__ = [
     "BulkheadFullError",
     "ChatAdapter",
     "ChatResponse",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointStore",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
@@ -194,14 +207,18 @@ __all__ = [
     "ProviderUnavailableError",
     "QuotaExceededError",
     "RateLimitError",
+    "RedisCheckpoint",
     "RedisCircuitBreaker",
     "ResultFormatError",
+    "ResumePlan",
     "RetryPolicy",
     "RetryableError",
     "RunCancelledError",
     "RunCancelledTaskError",
     "RunEvent",
+    "RunInfo",
     "RunResult",
+    "RunStatus",
     "SandboxUnavailableError",
     "ScriptedAdapter",
     "ShellDisabledError",
@@ -238,6 +255,7 @@ __all__ = [
     "URLNotAllowedError",
     "UnknownAgentError",
     "UnknownDependencyError",
+    "UnknownRunError",
     "UnknownToolError",
     "Usage",
     "ValueTooLargeError",

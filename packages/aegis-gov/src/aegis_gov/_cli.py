@@ -20,6 +20,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Final, NoReturn, TextIO
 
 from aegis_adapters import as_chat_adapter, redact_text
@@ -28,6 +29,17 @@ from rich.console import Console
 
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._caller import endpoint_key
+from aegis_gov._checkpoint import Checkpoint
+from aegis_gov._cli_runs import (
+    CheckpointUsageError,
+    add_checkpoint_option,
+    add_runs_command,
+    default_checkpoint,
+    explain_plan,
+    open_store,
+    resume_from_store,
+    runs_command,
+)
 from aegis_gov._demo import (
     DemoWitness,
     detect_provider,
@@ -48,7 +60,6 @@ from aegis_gov._pipeline import (
 )
 from aegis_gov._progress import printable, run_with_progress
 from aegis_gov._results import RunCancelledError, RunResult, TaskResult
-from aegis_gov._resume import reusable_results
 
 __all__ = [
     "CANCEL_GRACE_S",
@@ -126,9 +137,13 @@ def _parser() -> argparse.ArgumentParser:
     _output_options(run)
     run.add_argument(
         "--resume",
-        metavar="FILE",
-        help="keep the done tasks of an earlier --output FILE and run the rest",
+        metavar="RUN",
+        help=(
+            "resume an earlier run: an --output FILE, a run id from the checkpoint store, or "
+            "'last' (this pipeline's latest run); unchanged done tasks are kept"
+        ),
     )
+    add_checkpoint_option(run, default=default_checkpoint())
     run.add_argument(
         "--provider",
         choices=PROVIDERS,
@@ -162,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _output_options(demo)
     _display_options(demo)
+    add_checkpoint_option(demo, default=None)
+    add_runs_command(sub)
     return parser
 
 
@@ -318,8 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run(args, console, interrupts)
             if args.command == "graph":
                 return _graph(args, console)
+            if args.command == "runs":
+                return runs_command(args, console.file)
             return _demo(args, console, interrupts)
-        except UsageError as exc:
+        except (UsageError, CheckpointUsageError) as exc:
             sys.stderr.write(f"aegis: error: {exc}\n")
             return EXIT_USAGE
         except KeyboardInterrupt:  # a signal before the run started: nothing to keep
@@ -354,9 +373,24 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
         raise UsageError("--model needs --provider")
     if args.provider is not None:
         pipeline = pipeline.with_provider(args.provider, args.model)
-    resume = _read_resume(args.resume) if args.resume else None
+    store = (
+        open_store(args.checkpoint, label=args.pipeline, create=True) if args.checkpoint else None
+    )
+    with contextlib.ExitStack() as stack:
+        if store is not None:
+            stack.enter_context(store)
+        return _run_pipeline(args, console, interrupts, pipeline, store)
+
+
+def _run_pipeline(
+    args: argparse.Namespace,
+    console: Console,
+    interrupts: Interrupts,
+    pipeline: Pipeline,
+    store: Checkpoint | None,
+) -> int:
+    resume = _resume_source(args, store) if args.resume else None
     try:
-        kept = reusable_results(pipeline.tasks, resume) if resume is not None else {}
         team = pipeline.team()
         oma = OpenMultiAgent(
             pool=pipeline.pool(max_concurrent=args.max_concurrent),
@@ -371,16 +405,14 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
                 for adapter in (oma.adapter_for(agent), *agent.fallbacks)
                 for chat in (as_chat_adapter(adapter),)
             )
+        plan = oma.plan_resume(pipeline.tasks, team, resume) if resume is not None else None
     except (AegisError, ValueError) as exc:
         where = f"{args.resume}: " if resume is not None else f"{args.pipeline}: "
         raise UsageError(f"{where}{exc}") from None
     stop = pipeline.stop_on_failure if args.stop_on_failure is None else args.stop_on_failure
     with _open_output(args.output) as output:
-        if kept:
-            console.file.write(
-                f"resuming from {args.resume}: keeping {len(kept)} done task(s): "
-                f"{', '.join(kept)}; running the rest\n"
-            )
+        if plan is not None:
+            explain_plan(console.file, plan, args.resume)
         interrupts.graceful(_stop_notice(args.cancel_grace))
         try:
             result = run_with_progress(
@@ -390,11 +422,12 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
                 console=console,
                 live=_live(console, args),
                 stop_on_failure=stop,
-                resume=resume,
-                kept=kept,
+                resume=plan,
+                kept=plan.kept_results() if plan is not None else None,
                 cancel=interrupts.cancel,
                 cancel_grace_s=args.cancel_grace,
                 budget=pipeline.budget,
+                checkpoint=store,
             )
         except RunCancelledError as exc:  # a second signal: what finished is in the error
             result = exc.result
@@ -407,7 +440,22 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
             pipeline_tasks=[t.id for t in pipeline.tasks],
             sinks=_sinks(pipeline),
         )
+        if store is not None and result.run_id is not None:
+            console.file.write(
+                f"run {result.run_id} checkpointed in {store.path}"
+                + ("" if result.ok else f" (resume with --resume {result.run_id})")
+                + "\n"
+            )
     return _exit_status(result, interrupts, written=written)
+
+
+def _resume_source(args: argparse.Namespace, store: Checkpoint | None) -> RunResult:
+    """``--resume``: an --output file if one is there, else a run in the checkpoint store."""
+    if Path(args.resume).exists() or store is None:
+        return _read_resume(args.resume)
+    if os.sep in args.resume or args.resume.endswith(".json"):
+        return _read_resume(args.resume)  # meant as a file: say it is missing
+    return resume_from_store(store, args.resume, args.pipeline)
 
 
 def _stop_notice(grace_s: float) -> str:

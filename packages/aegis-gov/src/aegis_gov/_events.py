@@ -57,7 +57,11 @@ class TaskRetrying:
 
 @attrs.frozen
 class TaskSucceeded:
-    """A task finished with an answer."""
+    """A task finished with an answer.
+
+    ``reused`` is True for a task of a resumed run kept without a call because its inputs
+    came out the same as before (usage, attempts and duration are the earlier run's).
+    """
 
     task_id: str
     agent: str
@@ -65,6 +69,7 @@ class TaskSucceeded:
     usage: Usage
     attempts: int
     duration_s: float
+    reused: bool = False
 
 
 @attrs.frozen

@@ -29,11 +29,13 @@ from aegis_adapters import (
     adapter_from_environment,
 )
 from aegis_breaker import AgentPool, BreakerEvent, StateChanged
-from aegis_graph import Task
+from aegis_graph import InvalidTaskError, Task
 
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._budget import Budget, BudgetMeter
 from aegis_gov._caller import EndpointCaller, Route, Sink, counts_against_breaker, endpoint_key
+from aegis_gov._checkpoint import CheckpointStore
+from aegis_gov._durable import checkpointed, definitions
 from aegis_gov._events import (
     CircuitStateChanged,
     Emitter,
@@ -42,6 +44,7 @@ from aegis_gov._events import (
 from aegis_gov._limits import Limits
 from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult
+from aegis_gov._resume import ResumePlan
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import RunLimits, RunState, run_async, run_threads
 from aegis_gov._status import EndpointStatus, Status
@@ -231,13 +234,14 @@ class OpenMultiAgent:
         stop_on_failure: bool = False,
         on_event: EventHandler | None = None,
         stream: bool | None = None,
-        resume: RunResult | None = None,
+        resume: RunResult | ResumePlan | None = None,
         task_timeout_s: float | None = None,
         run_timeout_s: float | None = None,
         cancel: threading.Event | None = None,
         cancel_grace_s: float = 10.0,
         executor: Executor | None = None,
         budget: Budget | None = None,
+        checkpoint: CheckpointStore | None = None,
     ) -> RunResult:
         """Run a task graph with a team; every task ends DONE, FAILED or SKIPPED.
 
@@ -255,7 +259,9 @@ class OpenMultiAgent:
             stream: stream answers, reporting chunks as :class:`TaskOutputDelta` events
                 (after a :class:`TaskRetrying`, a task's chunks start again). Defaults to
                 streaming whenever ``on_event`` is given.
-            resume: an earlier result: its DONE tasks are kept, the rest runs again.
+            resume: an earlier result (or :meth:`plan_resume`'s plan for it): a DONE task
+                is kept when its definition and everything upstream are unchanged; the rest
+                runs again (see :class:`ResumePlan`).
             task_timeout_s: a task still running after this long is recorded FAILED with
                 :class:`DeadlineExceededError` (its thread is abandoned, not killed).
             run_timeout_s: the run stops after this long, as if cancelled with no grace.
@@ -270,10 +276,15 @@ class OpenMultiAgent:
             budget: the most the run may spend (tokens, requests, cost): once spent, no new
                 request is sent and tasks not started end SKIPPED (``budget_spent``); the
                 result's ``spent`` says what was spent. See :class:`Budget`.
+            checkpoint: commit every task's result to this store the moment it finishes
+                (a :class:`Checkpoint` file, a ``RedisCheckpoint``), so a crash loses no
+                finished task: resume from ``checkpoint.load(result.run_id)``. Calls in
+                flight when a run dies are made again on resume (at least once).
 
         Raises:
-            GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError:
-                before any call. RunCancelledError on Ctrl-C, with the partial result.
+            GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError,
+                CheckpointError: before any call. RunCancelledError on Ctrl-C, with the
+                partial result.
         """
         _check_run_options(on_event, cancel, executor)
         emit = Emitter(on_event)
@@ -286,7 +297,7 @@ class OpenMultiAgent:
         execute = self._caller.task_runner(
             routes, emit, streaming=streaming, executor=executor, budget=meter
         )
-        with self._watching(emit):
+        with self._watching(emit), checkpointed(checkpoint, state, _source(resume)):
             run_threads(
                 state,
                 execute,
@@ -304,12 +315,13 @@ class OpenMultiAgent:
         stop_on_failure: bool = False,
         on_event: EventHandler | None = None,
         stream: bool | None = None,
-        resume: RunResult | None = None,
+        resume: RunResult | ResumePlan | None = None,
         task_timeout_s: float | None = None,
         run_timeout_s: float | None = None,
         cancel: asyncio.Event | threading.Event | None = None,
         cancel_grace_s: float = 10.0,
         budget: Budget | None = None,
+        checkpoint: CheckpointStore | None = None,
     ) -> RunResult:
         """The asyncio twin of :meth:`run_tasks`: same semantics, events and result.
 
@@ -328,7 +340,7 @@ class OpenMultiAgent:
         for adapter in _distinct_adapters(routes):
             await _awarm_up(adapter)
         execute = self._caller.async_task_runner(routes, emit, streaming=streaming, budget=meter)
-        with self._watching(emit):
+        with self._watching(emit), checkpointed(checkpoint, state, _source(resume)):
             await run_async(
                 state,
                 execute,
@@ -337,6 +349,20 @@ class OpenMultiAgent:
                 clock=self._clock,
             )
         return state.result()
+
+    def plan_resume(self, tasks: Iterable[Task], team: Team, resume: RunResult) -> ResumePlan:
+        """What resuming *resume* with these tasks would keep and run again, and why.
+
+        Makes no call. Pass the plan as ``run_tasks(..., resume=plan)`` to run it as shown.
+
+        Raises:
+            GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError: as
+                :meth:`run_tasks` would, before any call.
+        """
+        _check_type("resume", resume, RunResult)
+        state, _routes = self._prepare(tasks, team, False, Emitter(None), resume)  # noqa: FBT003
+        assert state.plan is not None  # noqa: S101  # resume was given
+        return state.plan
 
     # -- streaming -----------------------------------------------------------------------
 
@@ -384,7 +410,7 @@ class OpenMultiAgent:
         team: Team,
         stop_on_failure: bool,  # noqa: FBT001  # private helper
         emit: Emitter,
-        resume: RunResult | None,
+        resume: RunResult | ResumePlan | None,
     ) -> tuple[RunState, dict[str, Route]]:
         """Validate a run (graph, agents, tools) before any call; resolve each agent's route."""
         if not isinstance(team, Team):
@@ -394,7 +420,18 @@ class OpenMultiAgent:
             )
         if isinstance(cast("object", tasks), (str, bytes, Task)):
             raise TypeError(f"tasks must be an iterable of Task, got {tasks!r:.80}")
-        _check_type("resume", resume, RunResult)
+        if resume is not None and not isinstance(resume, (RunResult, ResumePlan)):
+            raise TypeError(f"resume must be a RunResult, a ResumePlan or None, got {resume!r:.80}")
+        tasks = list(tasks)
+        for task in tasks:
+            if not isinstance(task, Task):
+                raise InvalidTaskError(f"expected a Task, got {task!r:.80}")
+        used = {task.agent for task in tasks}
+        routes = {
+            agent.name: Route.resolve(agent, self.adapter_for(agent), self._tool_specs(agent))
+            for agent in team.values()
+            if agent.name in used  # unknown tools fail now, before any call
+        }
         state = RunState.create(
             tasks,
             team,
@@ -402,13 +439,8 @@ class OpenMultiAgent:
             emit=emit,
             clock=self._clock,
             resume=resume,
+            definitions=definitions(tasks, routes),
         )
-        used = {task.agent for task in state.queue.tasks}
-        routes = {
-            agent.name: Route.resolve(agent, self.adapter_for(agent), self._tool_specs(agent))
-            for agent in team.values()
-            if agent.name in used  # unknown tools fail now, before any call
-        }
         return state, routes
 
     def _tool_specs(self, agent: AgentConfig) -> tuple[ToolSpec, ...]:
@@ -435,6 +467,13 @@ class OpenMultiAgent:
         finally:
             with self._lock:
                 self._watchers.remove(emit)
+
+
+def _source(resume: RunResult | ResumePlan | None) -> str | None:
+    """The stored run a run resumes, if it came from a checkpoint store."""
+    if isinstance(resume, ResumePlan):
+        return resume.source
+    return None if resume is None else resume.run_id
 
 
 def _meter(budget: Budget | None, routes: dict[str, Route], state: RunState) -> BudgetMeter | None:

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from aegis_gov._agents import Team
 from aegis_gov._budget import Budget
+from aegis_gov._checkpoint import CheckpointStore
 from aegis_gov._events import (
     CircuitStateChanged,
     FellBack,
@@ -37,6 +38,7 @@ from aegis_gov._events import (
 )
 from aegis_gov._facade import OpenMultiAgent, endpoint_key
 from aegis_gov._results import RunResult, TaskResult
+from aegis_gov._resume import ResumePlan
 from aegis_gov._status import EndpointStatus
 
 __all__ = [
@@ -147,7 +149,8 @@ class ProgressTracker:
             row.attempts = max(row.attempts, event.attempt - 1)
             row.note = f"retry in {event.delay_s:.2f}s: {event.error}"
         elif isinstance(event, TaskSucceeded):
-            row.state, row.attempts, row.duration_s = "done", event.attempts, event.duration_s
+            row.state = "kept" if event.reused else "done"
+            row.attempts, row.duration_s = event.attempts, event.duration_s
             row.input_tokens = event.usage.input_tokens
             row.output_tokens = event.usage.output_tokens
             row.note = _first_line(event.output)
@@ -274,7 +277,7 @@ def _skip_note(reason: str, blamed: str | None) -> str:
     return reason.replace("_", " ")
 
 
-def describe_event(event: RunEvent) -> str | None:  # noqa: PLR0911  # one return per event type
+def describe_event(event: RunEvent) -> str | None:  # noqa: C901, PLR0911  # one per event type
     """One human line for ``event`` (``None`` for events not worth a line, like deltas)."""
     if isinstance(event, TaskStarted):
         return f"{event.task_id}: started ({event.agent})"
@@ -293,6 +296,8 @@ def describe_event(event: RunEvent) -> str | None:  # noqa: PLR0911  # one retur
             f"{event.task_id}: retrying in {event.delay_s:.2f}s "
             f"(attempt {event.attempt} next) after: {event.error}"
         )
+    if isinstance(event, TaskSucceeded) and event.reused:
+        return f"{event.task_id}: kept without a call: its inputs came out the same as before"
     if isinstance(event, TaskSucceeded):
         return (
             f"{event.task_id}: done in {event.duration_s:.2f}s, {event.attempts} attempt(s), "
@@ -350,12 +355,13 @@ def run_with_progress(
     console: Console,
     live: bool,
     stop_on_failure: bool = False,
-    resume: RunResult | None = None,
+    resume: RunResult | ResumePlan | None = None,
     kept: Mapping[str, TaskResult] | None = None,
     extra_handler: Callable[[RunEvent], None] | None = None,
     cancel: threading.Event | None = None,
     cancel_grace_s: float = 10.0,
     budget: Budget | None = None,
+    checkpoint: CheckpointStore | None = None,
 ) -> RunResult:
     """Run ``tasks`` with ``team``, showing progress on ``console``.
 
@@ -390,6 +396,7 @@ def run_with_progress(
             cancel=cancel,
             cancel_grace_s=cancel_grace_s,
             budget=budget,
+            checkpoint=checkpoint,
         )
 
     if not live:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import reprlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Final, NoReturn, cast
 
 import attrs
@@ -112,6 +112,10 @@ class TaskResult:
     fingerprint: str | None = None
     endpoint: str | None = None
     """The endpoint that answered a DONE task (a fallback's, if the task fell over)."""
+    definition: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    """Digests of each part of the task's definition when it ran (see ``plan_resume``)."""
+    input_digest: str | None = None
+    """A digest of the prompt the task was given: its description and upstream outputs."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of this result."""
@@ -132,6 +136,8 @@ class TaskResult:
             "skip_reason": None if self.skip_reason is None else self.skip_reason.value,
             "fingerprint": self.fingerprint,
             "endpoint": self.endpoint,
+            **({"definition": dict(self.definition)} if self.definition else {}),
+            **({"input_digest": self.input_digest} if self.input_digest is not None else {}),
             "tool_calls": [
                 {
                     "tool": c.tool,
@@ -192,6 +198,8 @@ def _task_from_dict(data: object, where: str) -> TaskResult:
         fingerprint=fields.optional_str("fingerprint"),
         endpoint=fields.optional_str("endpoint"),
         tool_calls=tuple(calls),
+        definition=fields.strings("definition"),
+        input_digest=fields.optional_str("input_digest"),
     )
 
 
@@ -278,6 +286,14 @@ class _Object:
             return value
         _fail(self.path(key), f"must be true or false, got {_kind(value)}")
 
+    def strings(self, key: str) -> dict[str, str]:
+        """An object of strings; missing or null is empty."""
+        table = self.table(key)
+        for name, value in table.data.items():
+            if not isinstance(value, str):
+                _fail(table.path(name), f"must be a string, got {_kind(value)}")
+        return dict(cast("Mapping[str, str]", table.data))
+
     def table(self, key: str) -> _Object:
         value = self.data.get(key)
         return _Object({} if value is None else value, self.path(key))
@@ -312,6 +328,10 @@ def _as_dict(value: Mapping[str, TaskResult]) -> dict[str, TaskResult]:
     return dict(value)
 
 
+def _task_ids(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class RunResult(Mapping[str, TaskResult]):
     """The outcome of :meth:`~aegis_gov.OpenMultiAgent.run_tasks`: task id -> TaskResult.
@@ -325,6 +345,11 @@ class RunResult(Mapping[str, TaskResult]):
     cancelled: bool = False
     spent: Spent | None = None
     """What the run spent against its budget (None: it had none)."""
+    run_id: str | None = None
+    """The run's id in its checkpoint store (None: the run was not checkpointed)."""
+    unfinished: tuple[str, ...] = attrs.field(default=(), converter=_task_ids)
+    """Tasks of a run read back from a checkpoint store that never finished: the run was
+    killed (or is still going) before they did. They have no entry in the mapping."""
 
     def __getitem__(self, task_id: str) -> TaskResult:
         """The result of ``task_id``."""
@@ -379,6 +404,8 @@ class RunResult(Mapping[str, TaskResult]):
             },
             "tasks": [r.to_dict() for r in self.results.values()],
             **({"spent": self.spent.to_dict()} if self.spent is not None else {}),
+            **({"run_id": self.run_id} if self.run_id is not None else {}),
+            **({"unfinished": list(self.unfinished)} if self.unfinished else {}),
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -424,11 +451,17 @@ class RunResult(Mapping[str, TaskResult]):
                 requests=table.count("requests"),
                 cost_usd=None if cost is None else table.seconds("cost_usd"),
             )
+        unfinished = fields.array("unfinished")
+        for i, item in enumerate(unfinished):
+            if not isinstance(item, str):
+                _fail(f"unfinished[{i}]", f"must be a task id, got {_kind(item)}")
         return cls(
             results=results,
             team=fields.optional_str("team") or "",
             cancelled=fields.flag("cancelled"),
             spent=spent,
+            run_id=fields.optional_str("run_id"),
+            unfinished=cast("list[str]", unfinished),
         )
 
     @classmethod

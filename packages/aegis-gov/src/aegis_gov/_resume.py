@@ -1,55 +1,207 @@
-"""Resuming a run: which earlier results can be kept, and when the graph changed too much."""
+"""Resuming a run: which earlier results are kept, which tasks run again, and why.
+
+The rule is make's (and Bazel's): a task that finished DONE is kept when its own definition
+(description, agent, dependencies, the agent's system prompt, model and tools) is unchanged
+and everything upstream of it is kept. A task downstream of one that runs again waits for it,
+and is still kept if the new upstream output comes out the same as before (its prompt digest
+matches), the way Bazel cuts a rebuild short when an input's content did not change.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
+import attrs
 from aegis_graph import Task, TaskState
 
 from aegis_gov._errors import IncompatibleResumeError
 from aegis_gov._results import RunResult, TaskResult
 
-__all__ = ["fingerprint", "reusable_results"]
+__all__ = ["ResumePlan", "definition", "digest", "fingerprint", "plan_resume"]
+
+_PARTS = {
+    "description": "its description changed",
+    "agent": "it is given to another agent",
+    "depends_on": "its dependencies changed",
+    "system_prompt": "its agent's system prompt changed",
+    "model": "its agent's model or endpoint changed",
+    "tools": "its agent's tools changed",
+    "output": "its agent's output settings changed",
+}
+
+
+def digest(text: str) -> str:
+    """A short, stable digest of *text* (16 hex digits of BLAKE2b)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def fingerprint(task: Task) -> str:
-    """A short digest of what a task asks for: its description, agent and dependencies."""
-    payload = repr((task.description, task.agent, task.depends_on))
-    return hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
+    """A short digest of what a task asks for: its description, agent and dependencies.
 
-
-def reusable_results(tasks: Iterable[Task], previous: RunResult) -> dict[str, TaskResult]:
-    """The DONE results of ``previous`` that a new run over ``tasks`` keeps.
-
-    Raises :class:`IncompatibleResumeError`, naming every difference, when a task that
-    finished before is gone or now asks for something else: its output would no longer mean
-    what downstream tasks expect. FAILED and SKIPPED tasks simply run again, and so does
-    everything downstream of them.
+    Kept for results written before per-part definitions (``TaskResult.definition``).
     """
-    by_id = {task.id: task for task in tasks}
-    differences: list[str] = []
-    kept: dict[str, TaskResult] = {}
-    for task_id, result in previous.items():
-        if result.status is not TaskState.DONE:
-            continue
-        task = by_id.get(task_id)
-        if task is None:
-            differences.append(f"task {task_id!r} finished before but is no longer in the graph")
-        elif result.fingerprint is not None and result.fingerprint != fingerprint(task):
-            differences.append(
-                f"task {task_id!r} changed its description, agent or dependencies since it ran"
+    return digest(repr((task.description, task.agent, task.depends_on)))
+
+
+def definition(
+    task: Task,
+    *,
+    system_prompt: str = "",
+    model: str = "",
+    tools: Iterable[object] = (),
+    output: str = "",
+) -> dict[str, str]:
+    """Digests of each part of a task's definition, by part name (see :class:`ResumePlan`)."""
+    return {
+        "description": digest(task.description),
+        "agent": digest(task.agent or ""),
+        "depends_on": digest(repr(tuple(task.depends_on))),
+        "system_prompt": digest(system_prompt),
+        "model": digest(model),
+        "tools": digest(repr(tuple(tools))),
+        "output": digest(output),
+    }
+
+
+@attrs.frozen
+class ResumePlan:
+    """What resuming an earlier result does, decided before any call.
+
+    Attributes:
+        kept: DONE tasks kept as they are, in declaration order.
+        rerun: every other task of the new graph, with why it runs (again).
+        dropped: tasks of the earlier run that the new graph no longer has.
+        waiting: tasks in ``rerun`` only because something upstream runs again; each is still
+            kept, without a call, if its upstream outputs come out unchanged.
+        previous: the earlier results a waiting task may be kept from.
+        source: the stored run the earlier results come from (None: not from a store).
+    """
+
+    kept: tuple[str, ...] = ()
+    rerun: Mapping[str, str] = attrs.field(factory=dict)
+    dropped: tuple[str, ...] = ()
+    waiting: frozenset[str] = frozenset()
+    previous: Mapping[str, TaskResult] = attrs.field(factory=dict, repr=False)
+    source: str | None = None
+
+    def explain(self) -> list[str]:
+        """The plan in words, one line per decision (what ``aegis run --resume`` prints)."""
+        lines = [f"keep {task_id}: unchanged" for task_id in self.kept]
+        lines += [f"run  {task_id}: {why}" for task_id, why in self.rerun.items()]
+        lines += [f"drop {task_id}: no longer in the pipeline" for task_id in self.dropped]
+        return lines
+
+    def check_covers(self, tasks: Sequence[Task]) -> None:
+        """Raise ``ValueError`` unless this plan was made for exactly these task ids."""
+        planned = {*self.kept, *self.rerun}
+        given = {task.id for task in tasks}
+        if planned != given:
+            extra = sorted(given - planned)[:3] or sorted(planned - given)[:3]
+            raise ValueError(
+                f"this resume plan was made for other tasks (differs on {', '.join(extra)}); "
+                "make it with OpenMultiAgent.plan_resume for the tasks being run"
             )
-        else:
-            kept[task_id] = result
-    if differences:
-        raise IncompatibleResumeError(differences)
-    # Keep a result only when everything it was computed from is kept too.
-    changed = True
-    while changed:
-        changed = False
-        for task_id in list(kept):
-            if any(dep not in kept for dep in by_id[task_id].depends_on):
-                del kept[task_id]
-                changed = True
-    return kept
+
+    def kept_results(self) -> dict[str, TaskResult]:
+        """The results kept as they are, by task id."""
+        return {task_id: self.previous[task_id] for task_id in self.kept}
+
+
+def _changed_parts(task: Task, result: TaskResult, parts: Mapping[str, str]) -> list[str]:
+    """Why *result* no longer fits *task* (empty when it still does)."""
+    if result.definition:
+        return [why for part, why in _PARTS.items() if result.definition.get(part) != parts[part]]
+    if result.fingerprint is not None and result.fingerprint != fingerprint(task):
+        return ["its description, agent or dependencies changed"]
+    return []
+
+
+def plan_resume(
+    tasks: Sequence[Task],
+    previous: RunResult,
+    definitions: Mapping[str, Mapping[str, str]],
+) -> ResumePlan:
+    """Decide, per task, whether *previous*'s result is kept (see the module docstring).
+
+    ``definitions`` maps each task id to :func:`definition`'s digests for the new run.
+
+    Raises:
+        IncompatibleResumeError: *previous* records a DONE task with no output, which
+            nothing downstream could be given; the message names every such task.
+    """
+    broken = [
+        task_id
+        for task_id, result in previous.items()
+        if result.status is TaskState.DONE and result.output is None
+    ]
+    if broken:
+        raise IncompatibleResumeError(
+            [f"task {task_id!r} is recorded DONE but has no output" for task_id in broken]
+        )
+    by_id = {task.id: task for task in tasks}
+    rerun: dict[str, str] = {}
+    waiting: set[str] = set()
+    kept: list[str] = []
+    for task in _upstream_first(tasks):
+        result = previous.get(task.id)
+        if result is None:
+            unfinished = task.id in previous.unfinished
+            rerun[task.id] = "it had not finished" if unfinished else "new task"
+            continue
+        if result.status is not TaskState.DONE:
+            rerun[task.id] = _not_done(result)
+            continue
+        changed = _changed_parts(task, result, definitions[task.id])
+        if changed:
+            rerun[task.id] = "; ".join(changed)
+            continue
+        again = [dep for dep in task.depends_on if dep in rerun]
+        if again:
+            rerun[task.id] = (
+                f"upstream {', '.join(map(repr, again))} runs again "
+                "(kept without a call if its output comes out the same)"
+            )
+            waiting.add(task.id)
+            continue
+        kept.append(task.id)
+    order = {task.id: i for i, task in enumerate(tasks)}
+    return ResumePlan(
+        kept=tuple(sorted(kept, key=order.__getitem__)),
+        rerun={task_id: rerun[task_id] for task_id in sorted(rerun, key=order.__getitem__)},
+        dropped=tuple(task_id for task_id in previous if task_id not in by_id),
+        waiting=frozenset(waiting),
+        previous=dict(previous.items()),
+        source=previous.run_id,
+    )
+
+
+def _not_done(result: TaskResult) -> str:
+    if result.status is TaskState.FAILED:
+        return f"it failed before ({result.error_type or 'error'})"
+    reason = result.skip_reason.value if result.skip_reason is not None else "skipped"
+    return f"it was skipped before ({reason})"
+
+
+def _upstream_first(tasks: Sequence[Task]) -> list[Task]:
+    """The tasks with every task after the ones it depends on (the graph is acyclic)."""
+    by_id = {task.id: task for task in tasks}
+    entered: set[str] = set()  # also ends the walk on a cycle (the queue reports it)
+    ordered: list[Task] = []
+    for root in tasks:
+        stack: list[tuple[Task, bool]] = [(root, False)]
+        while stack:
+            task, expanded = stack.pop()
+            if expanded:
+                ordered.append(task)
+                continue
+            if task.id in entered:
+                continue
+            entered.add(task.id)
+            stack.append((task, True))
+            stack.extend(
+                (by_id[dep], False)
+                for dep in reversed(task.depends_on)
+                if dep in by_id and dep not in entered
+            )
+    return ordered

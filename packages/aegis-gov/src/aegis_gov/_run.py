@@ -44,7 +44,7 @@ from aegis_gov._events import (
 )
 from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunCancelledError, RunResult, TaskResult
-from aegis_gov._resume import fingerprint, reusable_results
+from aegis_gov._resume import ResumePlan, definition, digest, fingerprint, plan_resume
 from aegis_gov._slots import Slot, Slots
 
 __all__ = ["RunLimits", "RunState", "Work", "build_prompt", "run_async", "run_threads"]
@@ -87,6 +87,11 @@ class RunState:
     cancelled: bool = False
     stopped: bool = False
     budget: BudgetMeter | None = None
+    definitions: Mapping[str, Mapping[str, str]] = attrs.Factory(dict)
+    plan: ResumePlan | None = None
+    record: Callable[[list[TaskResult]], None] | None = None
+    """Commits finished tasks' results (a checkpoint store), called in finishing order."""
+    run_id: str | None = None
 
     @classmethod
     def create(
@@ -97,18 +102,31 @@ class RunState:
         stop_on_failure: bool,
         emit: EventHandler,
         clock: Callable[[], float],
-        resume: RunResult | None = None,
+        resume: RunResult | ResumePlan | None = None,
+        definitions: Mapping[str, Mapping[str, str]] | None = None,
     ) -> RunState:
-        """Validate the graph and its agents, before any call is made."""
+        """Validate the graph and its agents, before any call is made.
+
+        ``definitions`` are each task's :func:`~aegis_gov._resume.definition` digests
+        (recorded with its result, compared on resume); by default from the task and its
+        agent's system prompt and tool names.
+        """
         tasks = list(tasks)
-        kept: dict[str, TaskResult] = {}
-        if resume is not None:
-            kept = reusable_results(tasks, resume)
+        if definitions is None:
+            definitions = {task.id: _basic_definition(task, team) for task in tasks}
+        plan = resume if isinstance(resume, ResumePlan) else None
+        if isinstance(resume, RunResult):
+            plan = plan_resume(tasks, resume, definitions)
+        elif plan is not None:
+            plan.check_covers(tasks)
+        kept = plan.kept_results() if plan is not None else {}
         queue = TaskQueue(tasks, stop_on_failure=stop_on_failure, completed=kept)
         for task in queue.tasks:
             if task.agent is None or task.agent not in team:
                 raise UnknownAgentError(task.id, task.agent, team.name, list(team))
-        state = cls(queue=queue, team=team, emit=emit, clock=clock)
+        state = cls(
+            queue=queue, team=team, emit=emit, clock=clock, definitions=definitions, plan=plan
+        )
         for task_id, result in kept.items():
             state.results[task_id] = result
             state._outputs[task_id] = result.output or ""
@@ -124,15 +142,59 @@ class RunState:
         if limit <= 0 or self.stopped:
             return []
         work: list[Work] = []
+        reused: list[TaskResult] = []
         with self._lock:
-            for task in self.queue.ready(limit):
-                self.queue.start(task.id)
-                self._started_at[task.id] = self.clock()
-                prompt = build_prompt(task, self._outputs)
-                work.append(Work(task, self.team[task.agent or ""], prompt))
+            while len(work) < limit and (batch := self.queue.ready(limit - len(work))):
+                for task in batch:
+                    self.queue.start(task.id)
+                    self._started_at[task.id] = self.clock()
+                    prompt = build_prompt(task, self._outputs)
+                    if self._reuse(task, prompt):
+                        reused.append(self.results[task.id])
+                        continue
+                    work.append(Work(task, self.team[task.agent or ""], prompt))
+        if reused:
+            self._commit(reused)
+            for result in reused:
+                self.emit(
+                    TaskSucceeded(
+                        result.task_id,
+                        result.agent or "",
+                        result.output or "",
+                        result.usage,
+                        result.attempts,
+                        result.duration_s,
+                        reused=True,
+                    )
+                )
         for item in work:
             self.emit(TaskStarted(item.task.id, item.agent.name, 1))
         return work
+
+    def _reuse(self, task: Task, prompt: str) -> bool:
+        """Keep a waiting task's earlier result when its prompt came out the same (locked)."""
+        plan = self.plan
+        if plan is None or task.id not in plan.waiting:
+            return False
+        previous = plan.previous[task.id]
+        if previous.input_digest is None or previous.input_digest != digest(prompt):
+            return False
+        self.queue.complete(task.id, success=True)
+        del self._started_at[task.id]
+        self.results[task.id] = previous
+        self._outputs[task.id] = previous.output or ""
+        return True
+
+    def _commit(self, results: list[TaskResult]) -> None:
+        """Hand finished results to the checkpoint store; a failure is logged, not fatal."""
+        if self.record is None or not results:
+            return
+        try:
+            self.record(results)
+        except Exception:  # the run goes on; its result still comes back in memory
+            logger.exception(
+                "checkpoint: could not record %s", ", ".join(r.task_id for r in results)
+            )
 
     def finish(self, work: Work, outcome: Outcome) -> None:
         """Record a task's outcome and cascade a failure to its dependents."""
@@ -154,6 +216,8 @@ class RunState:
                     tool_calls=outcome.tool_calls,
                     fingerprint=fingerprint(work.task),
                     endpoint=outcome.endpoint or None,
+                    definition=self.definitions.get(task_id, {}),
+                    input_digest=digest(work.prompt),
                 )
                 event: TaskSucceeded | TaskFailed = TaskSucceeded(
                     task_id, agent, outcome.output, outcome.usage, outcome.attempts, duration
@@ -177,6 +241,8 @@ class RunState:
                 logger.warning("task %r failed: %s: %s", task_id, type(error).__name__, error)
             self.results[task_id] = result
             skip_events = self._record_skips(skipped)
+            finished = [result, *(self.results[skip.task_id] for skip in skip_events)]
+        self._commit(finished)
         self.emit(event)
         for skip in skip_events:
             self.emit(skip)
@@ -192,6 +258,8 @@ class RunState:
         with self._lock:
             self.stopped = True
             skip_events = self._record_skips(self.queue.halt(reason))
+            finished = [self.results[skip.task_id] for skip in skip_events]
+        self._commit(finished)
         for skip in skip_events:
             self.emit(skip)
 
@@ -216,8 +284,20 @@ class RunState:
             ordered = {t.id: self.results[t.id] for t in self.queue.tasks if t.id in self.results}
         spent = self.budget.spent() if self.budget is not None else None
         return RunResult(
-            results=ordered, team=self.team.name, cancelled=self.cancelled, spent=spent
+            results=ordered,
+            team=self.team.name,
+            cancelled=self.cancelled,
+            spent=spent,
+            run_id=self.run_id,
         )
+
+
+def _basic_definition(task: Task, team: Team) -> dict[str, str]:
+    """A task's definition digests from what the team alone says (no adapters resolved)."""
+    agent = team.get(task.agent or "")
+    if agent is None:
+        return definition(task)
+    return definition(task, system_prompt=agent.system_prompt, tools=agent.tools)
 
 
 @attrs.frozen

@@ -1,0 +1,100 @@
+"""What ties a run to its checkpoint store: each task's definition, and the run's record."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+from aegis_adapters import is_chat_adapter
+from aegis_graph import Task
+
+from aegis_gov._caller import Route
+from aegis_gov._checkpoint import CheckpointStore, RunInfo, new_run_id
+from aegis_gov._results import RunCancelledError, RunResult
+from aegis_gov._resume import definition
+from aegis_gov._run import RunState
+
+__all__ = ["checkpointed", "definitions"]
+
+logger = logging.getLogger(__name__)
+
+
+def _model(route: Route) -> str:
+    """The agent's model as a stable string (a custom adapter by its class, not its id)."""
+    adapter = route.adapter
+    if is_chat_adapter(adapter):
+        return adapter.endpoint.key
+    return f"custom:{type(adapter).__module__}.{type(adapter).__qualname__}"
+
+
+def definitions(tasks: Sequence[Task], routes: Mapping[str, Route]) -> dict[str, dict[str, str]]:
+    """Each task's definition digests (see :func:`aegis_gov._resume.definition`)."""
+    described: dict[str, dict[str, str]] = {}
+    for task in tasks:
+        route = routes.get(task.agent or "")
+        if route is None:  # an unknown agent: the run is refused right after
+            described[task.id] = definition(task)
+            continue
+        described[task.id] = definition(
+            task,
+            system_prompt=route.agent.system_prompt,
+            model=_model(route),
+            tools=[
+                (spec.name, spec.description, json.dumps(spec.input_schema, sort_keys=True))
+                for spec in route.tools
+            ],
+        )
+    return described
+
+
+@contextlib.contextmanager
+def checkpointed(
+    store: CheckpointStore | None, state: RunState, resumed_from: str | None
+) -> Iterator[None]:
+    """Record the run in *store* while the block runs it: begin, every result, end.
+
+    The kept results of a resumed run are copied into the new run, so each stored run is
+    complete on its own. A run stopped by Ctrl-C is recorded cancelled; one that dies
+    (a bug, ``kill -9``) stays ``running``, and resuming it re-runs only what had not finished.
+    """
+    if store is None:
+        yield
+        return
+    run_id = new_run_id()
+    store.begin(
+        RunInfo(
+            run_id=run_id,
+            name=store.label or state.team.name,
+            team=state.team.name,
+            started_at=time.time(),
+            resumed_from=resumed_from,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        ),
+        [task.id for task in state.queue.tasks],
+        list(state.results.values()),
+    )
+    state.run_id = run_id
+    state.record = lambda results: store.record(run_id, results)
+    try:
+        yield
+    except RunCancelledError as exc:
+        _end(store, run_id, exc.result)
+        raise
+    except BaseException:  # asyncio cancellation (recorded cancelled) or a crash (left running)
+        if state.cancelled:
+            _end(store, run_id, state.result())
+        raise
+    _end(store, run_id, state.result())
+
+
+def _end(store: CheckpointStore, run_id: str, result: RunResult) -> None:
+    try:
+        store.end(run_id, result)
+    except Exception:  # every task is already committed; only the end mark is missing
+        logger.exception("checkpoint: could not record the end of run %r", run_id)
