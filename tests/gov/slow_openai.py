@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
 class SlowOpenAIServer:
     """Serves ``POST /v1/chat/completions`` on 127.0.0.1 after ``latency_s`` per request."""
 
-    def __init__(self, latency_s: float) -> None:
+    def __init__(
+        self, latency_s: float, answer: Callable[[dict[str, object]], str] | None = None
+    ) -> None:
         self.latency_s = latency_s
+        self.answer = answer
+        self.bodies: list[dict[str, object]] = []
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -56,10 +60,16 @@ class SlowOpenAIServer:
                         length = int(line.split(":", 1)[1])
                 body = json.loads(await reader.readexactly(length)) if length else {}
                 self.requests += 1
+                self.bodies.append(body)
                 self.in_flight += 1
                 self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
                 await asyncio.sleep(self.latency_s)
                 self.in_flight -= 1
+                text = self.answer(body) if self.answer is not None else "pong"
+                if body.get("stream"):
+                    writer.write(_sse(text, str(body.get("model", "m"))))
+                    await writer.drain()
+                    continue
                 payload = json.dumps(
                     {
                         "id": "chatcmpl-1",
@@ -69,7 +79,7 @@ class SlowOpenAIServer:
                         "choices": [
                             {
                                 "index": 0,
-                                "message": {"role": "assistant", "content": "pong"},
+                                "message": {"role": "assistant", "content": text},
                                 "finish_reason": "stop",
                             }
                         ],
@@ -96,9 +106,39 @@ class SlowOpenAIServer:
         self._thread.join(timeout=10)
 
 
+def _sse(text: str, model: str) -> bytes:
+    """A whole streamed answer in OpenAI's server-sent events, as one HTTP response."""
+
+    def chunk(delta: dict[str, object], finish: str | None, usage: object = None) -> str:
+        event = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if usage is not None:
+            event = {**event, "choices": [], "usage": usage}
+        return f"data: {json.dumps(event)}\n\n"
+
+    body = (
+        chunk({"role": "assistant", "content": text}, None)
+        + chunk({}, "stop")
+        + chunk({}, None, {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4})
+        + "data: [DONE]\n\n"
+    ).encode()
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
 @contextmanager
-def slow_openai_server(latency_s: float) -> Iterator[SlowOpenAIServer]:
-    server = SlowOpenAIServer(latency_s)
+def slow_openai_server(
+    latency_s: float, answer: Callable[[dict[str, object]], str] | None = None
+) -> Iterator[SlowOpenAIServer]:
+    server = SlowOpenAIServer(latency_s, answer)
     server.start()
     try:
         yield server

@@ -446,6 +446,9 @@ class _Flight(Generic[H]):
             except Exception as exc:  # a bug below; the run still accounts for it
                 logger.exception("task %r crashed", work.task.id)
                 result = Failure(exc)
+            except BaseException:  # Ctrl-C raised inside the call: the task ends cancelled
+                self.state.finish(work, _overrun(work, self.limits, cancelled=True))
+                raise
             self.state.finish(work, result)
 
     def expire(self, now: float) -> list[H]:
