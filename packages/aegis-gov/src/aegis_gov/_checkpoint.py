@@ -57,8 +57,8 @@ class UnknownRunError(CheckpointError, LookupError):
         """Record the store, the id asked for and the ids of the latest runs."""
         hint = f"; latest: {', '.join(known[:5])}" if known else "; the store has no runs"
         super().__init__(f"{store}: no run with id {run_id!r}{hint}")
-        self.run_id = run_id
-        self.known = tuple(known)
+        self.run_id: str = run_id
+        self.known: tuple[str, ...] = tuple(known)
 
 
 @attrs.frozen
@@ -182,7 +182,7 @@ class Checkpoint:
         self, path: str | os.PathLike[str], *, label: str | None = None, durable: bool = False
     ) -> None:
         """Open (or create) the store at *path*; runs are recorded under *label*."""
-        self.path = Path(path)
+        self.path: Path = Path(path)
         self._label = label
         self._lock = threading.Lock()
         try:

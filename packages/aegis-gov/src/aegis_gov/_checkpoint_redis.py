@@ -77,7 +77,7 @@ class RedisCheckpoint:
         self._redis = importlib.import_module("redis")
         if client is None:
             client = self._redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-            self.where = f"{redact_url(url)} ({prefix})"
+            self.where: str = f"{redact_url(url)} ({prefix})"
         else:
             self.where = f"redis ({prefix})"
         self._client = cast("_Client", client)
