@@ -22,9 +22,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 
 from aegis_gov import (
     AgentConfig,
@@ -134,7 +134,7 @@ def checkpoint_cost(repeat: int = 5) -> None:
                 off.append(aegis_run(tasks, adapter, workers))
                 path = Path(directory) / f"{name.replace(' ', '-')}-{round_}.db"
                 on.append(aegis_run(tasks, adapter, workers, path))
-            ratios = sorted(b / a for a, b in zip(off, on))
+            ratios = sorted(b / a for a, b in zip(off, on, strict=True))
             print(
                 f"   {name:15} off median {statistics.median(off) * 1e3:8.1f} ms   "
                 f"on median {statistics.median(on) * 1e3:8.1f} ms   "
