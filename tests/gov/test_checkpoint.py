@@ -170,7 +170,9 @@ def test_two_runs_write_to_one_file_at_once(tmp_path: Path) -> None:
         thread.join(timeout=30)
     assert len(results) == 2
     with Checkpoint(path) as store:
-        assert {run.run_id for run in store.runs()} == {r.run_id for r in results}
+        runs = store.runs()
+        assert {run.run_id for run in runs} == {r.run_id for r in results}
+        assert runs[0].fingerprint == runs[1].fingerprint != ""  # the same pipeline
         for result in results:
             assert store.load(result.run_id or "") == result
 
@@ -252,6 +254,11 @@ def test_resuming_a_stored_run_asks_only_for_what_had_not_finished(tmp_path: Pat
         second = store.runs()[0]
         assert second.run_id == result.run_id
         assert second.resumed_from == first
+        assert second.fingerprint == store.runs()[1].fingerprint
+        edited = [*TASKS[:3], Task(id="publish", description="other", agent="a")]
+        third = OpenMultiAgent().run_tasks(edited, _team(adapter), checkpoint=store)
+        assert store.runs()[0].run_id == third.run_id
+        assert store.runs()[0].fingerprint != second.fingerprint
         assert store.load(second.run_id) == result  # the kept results are in the new run too
 
 

@@ -78,6 +78,8 @@ class RunInfo:
         tasks: how many tasks the run has in all.
         input_tokens, output_tokens: used by its finished tasks.
         cost_usd: what it spent, when it had a budget with prices and ended.
+        fingerprint: a digest of every task's definition: two runs with the same fingerprint
+            ran the same pipeline (the same tasks, prompts, models and tools).
     """
 
     run_id: str
@@ -94,6 +96,7 @@ class RunInfo:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    fingerprint: str = ""
 
     @property
     def killed(self) -> bool:
@@ -155,7 +158,7 @@ CREATE TABLE IF NOT EXISTS aegis_runs (
     run_id TEXT PRIMARY KEY, name TEXT NOT NULL, team TEXT NOT NULL,
     started_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL,
     resumed_from TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL,
-    task_ids TEXT NOT NULL, spent TEXT
+    task_ids TEXT NOT NULL, spent TEXT, fingerprint TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS aegis_tasks (
     run_id TEXT NOT NULL, task_id TEXT NOT NULL, status TEXT NOT NULL,
@@ -256,7 +259,7 @@ class Checkpoint:
                 with self._transaction():
                     self._db.execute(
                         "INSERT INTO aegis_runs "
-                        "VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, NULL)",
+                        "VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, NULL, ?)",
                         (
                             run.run_id,
                             run.name,
@@ -266,6 +269,7 @@ class Checkpoint:
                             run.host,
                             run.pid,
                             json.dumps(list(task_ids), ensure_ascii=False),
+                            run.fingerprint,
                         ),
                     )
                     self._insert(run.run_id, kept)
@@ -357,7 +361,7 @@ class Checkpoint:
             try:
                 runs = self._db.execute(
                     "SELECT run_id, name, team, started_at, status, finished_at, resumed_from, "
-                    "host, pid, task_ids, spent FROM aegis_runs "
+                    "host, pid, task_ids, spent, fingerprint FROM aegis_runs "
                     "ORDER BY started_at DESC, run_id DESC"
                 ).fetchall()
                 totals = self._db.execute(
@@ -388,6 +392,7 @@ class Checkpoint:
                 input_tokens=tokens.get(run_id, (0, 0))[0],
                 output_tokens=tokens.get(run_id, (0, 0))[1],
                 cost_usd=_cost(spent),
+                fingerprint=fingerprint,
             )
             for (
                 run_id,
@@ -401,6 +406,7 @@ class Checkpoint:
                 pid,
                 task_ids,
                 spent,
+                fingerprint,
             ) in runs
         ]
 

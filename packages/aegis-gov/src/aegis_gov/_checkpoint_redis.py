@@ -136,6 +136,7 @@ class RedisCheckpoint:
                     "host": run.host,
                     "pid": str(run.pid),
                     "task_ids": json.dumps(list(task_ids), ensure_ascii=False),
+                    "fingerprint": run.fingerprint,
                 },
             )
             pipe.zadd(f"{self._prefix}:runs", {run.run_id: run.started_at})
@@ -239,6 +240,7 @@ class RedisCheckpoint:
                     input_tokens=int(run.get("input_tokens", "0")),
                     output_tokens=int(run.get("output_tokens", "0")),
                     cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+                    fingerprint=run.get("fingerprint", ""),
                 )
             )
         return infos

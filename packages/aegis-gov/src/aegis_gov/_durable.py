@@ -16,7 +16,7 @@ from aegis_graph import Task
 from aegis_gov._caller import Route
 from aegis_gov._checkpoint import CheckpointStore, RunInfo, new_run_id
 from aegis_gov._results import RunCancelledError, RunResult
-from aegis_gov._resume import definition
+from aegis_gov._resume import definition, digest
 from aegis_gov._run import RunState
 
 __all__ = ["checkpointed", "definitions"]
@@ -75,6 +75,7 @@ def checkpointed(
             resumed_from=resumed_from,
             host=socket.gethostname(),
             pid=os.getpid(),
+            fingerprint=_pipeline_fingerprint(state),
         ),
         [task.id for task in state.queue.tasks],
         list(state.results.values()),
@@ -91,6 +92,12 @@ def checkpointed(
             _end(store, run_id, state.result())
         raise
     _end(store, run_id, state.result())
+
+
+def _pipeline_fingerprint(state: RunState) -> str:
+    """A digest of every task's definition, independent of the order tasks were declared in."""
+    parts = sorted((task_id, sorted(parts.items())) for task_id, parts in state.definitions.items())
+    return digest(repr(parts))
 
 
 def _end(store: CheckpointStore, run_id: str, result: RunResult) -> None:
