@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from aegis_gov import Checkpoint, RunResult
+from aegis_gov._cli import main
 
 from tests.gov.slow_openai import SlowOpenAIServer, slow_openai_server
 
@@ -79,17 +81,22 @@ def _asked(bodies: list[dict[str, object]]) -> list[str]:
     return asked
 
 
-KILL_AFTER_S = (0.0, 0.15, 0.35, 0.55, 0.75, 0.95, 1.2)
+KILL_AFTER_S = (0.0, 0.3, 0.6, 0.9, 1.3)
 """Seconds after the run's first task started (a task takes 0.25 s on the server)."""
 
 
-def test_sigkill_then_resume_loses_no_finished_task(tmp_path: Path) -> None:
+@pytest.mark.timeout(600)  # ten interpreter start-ups: slow on a loaded machine
+def test_sigkill_then_resume_loses_no_finished_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[int] = []
     with slow_openai_server(0.25, _answer) as server:
         pipeline = _pipeline(tmp_path, server.base_url)
         # The run that is never interrupted, for the expected outputs.
-        clean = _aegis(str(pipeline), "--no-checkpoint", "--output", "clean.json", cwd=tmp_path)
-        assert clean.wait(timeout=60) == 0, clean.communicate()[0]
+        monkeypatch.setenv("KILL_TEST_KEY", "sk-test")
+        clean = ["run", str(pipeline), "--plain", "--no-checkpoint", "--output", "clean.json"]
+        monkeypatch.chdir(tmp_path)
+        assert main(clean) == 0
         expected = RunResult.from_json((tmp_path / "clean.json").read_text("utf-8")).outputs()
         assert set(expected) == set(TASKS)
         for number, kill_after_s in enumerate(KILL_AFTER_S):

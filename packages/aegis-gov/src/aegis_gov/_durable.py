@@ -16,7 +16,7 @@ from aegis_graph import Task
 from aegis_gov._caller import Route
 from aegis_gov._checkpoint import CheckpointStore, RunInfo, new_run_id
 from aegis_gov._results import RunCancelledError, RunResult
-from aegis_gov._resume import definition, digest
+from aegis_gov._resume import agent_parts, digest, task_parts
 from aegis_gov._run import RunState
 
 __all__ = ["checkpointed", "definitions"]
@@ -33,15 +33,14 @@ def _model(route: Route) -> str:
 
 
 def definitions(tasks: Sequence[Task], routes: Mapping[str, Route]) -> dict[str, dict[str, str]]:
-    """Each task's definition digests (see :func:`aegis_gov._resume.definition`)."""
-    described: dict[str, dict[str, str]] = {}
-    for task in tasks:
-        route = routes.get(task.agent or "")
-        if route is None:  # an unknown agent: the run is refused right after
-            described[task.id] = definition(task)
-            continue
-        described[task.id] = definition(
-            task,
+    """Each task's definition digests (see :func:`aegis_gov._resume.definition`).
+
+    The agent's parts are digested once per agent, not once per task.
+    """
+    by_agent: dict[str, dict[str, str]] = {}
+    for name, route in routes.items():
+        by_agent[name] = agent_parts(
+            name,
             system_prompt=route.agent.system_prompt,
             model=_model(route),
             tools=[
@@ -49,7 +48,8 @@ def definitions(tasks: Sequence[Task], routes: Mapping[str, Route]) -> dict[str,
                 for spec in route.tools
             ],
         )
-    return described
+    unknown = agent_parts("")  # an unknown agent: the run is refused right after
+    return {task.id: task_parts(task, by_agent.get(task.agent or "", unknown)) for task in tasks}
 
 
 @contextlib.contextmanager

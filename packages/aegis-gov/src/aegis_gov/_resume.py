@@ -18,7 +18,15 @@ from aegis_graph import Task, TaskState
 from aegis_gov._errors import IncompatibleResumeError
 from aegis_gov._results import RunResult, TaskResult
 
-__all__ = ["ResumePlan", "definition", "digest", "fingerprint", "plan_resume"]
+__all__ = [
+    "ResumePlan",
+    "agent_parts",
+    "definition",
+    "digest",
+    "fingerprint",
+    "plan_resume",
+    "task_parts",
+]
 
 _PARTS = {
     "description": "its description changed",
@@ -44,6 +52,33 @@ def fingerprint(task: Task) -> str:
     return digest(repr((task.description, task.agent, task.depends_on)))
 
 
+def agent_parts(
+    agent: str,
+    *,
+    system_prompt: str = "",
+    model: str = "",
+    tools: Iterable[object] = (),
+    output: str = "",
+) -> dict[str, str]:
+    """Digests of the parts of a task's definition that come from its agent."""
+    return {
+        "agent": digest(agent),
+        "system_prompt": digest(system_prompt),
+        "model": digest(model),
+        "tools": digest(repr(tuple(tools))),
+        "output": digest(output),
+    }
+
+
+def task_parts(task: Task, agent: Mapping[str, str]) -> dict[str, str]:
+    """A task's whole definition digests: its own parts and its agent's (:func:`agent_parts`)."""
+    return {
+        "description": digest(task.description),
+        "depends_on": digest(repr(tuple(task.depends_on))),
+        **agent,
+    }
+
+
 def definition(
     task: Task,
     *,
@@ -53,15 +88,10 @@ def definition(
     output: str = "",
 ) -> dict[str, str]:
     """Digests of each part of a task's definition, by part name (see :class:`ResumePlan`)."""
-    return {
-        "description": digest(task.description),
-        "agent": digest(task.agent or ""),
-        "depends_on": digest(repr(tuple(task.depends_on))),
-        "system_prompt": digest(system_prompt),
-        "model": digest(model),
-        "tools": digest(repr(tuple(tools))),
-        "output": digest(output),
-    }
+    parts = agent_parts(
+        task.agent or "", system_prompt=system_prompt, model=model, tools=tools, output=output
+    )
+    return task_parts(task, parts)
 
 
 @attrs.frozen
