@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from aegis_gov import ResultFormatError, RunResult, TaskResult, TaskState, ToolCallRecord
 from aegis_gov._cli import main
+from aegis_gov._results import _fast_task
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def document(**task: object) -> str:
@@ -178,3 +182,59 @@ def test_resume_refuses_a_fifo_and_a_huge_file(
         stream.truncate((64 << 20) + 1)
     assert main(["run", str(pipeline), "--resume", str(big)]) == 2
     assert "larger than the 64 MiB limit" in capsys.readouterr().err
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=2**64),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+)
+_KEYS = st.sampled_from(
+    [
+        "task_id", "status", "agent", "output", "error", "error_type", "usage", "attempts",
+        "duration_s", "blamed", "skip_reason", "fingerprint", "endpoint", "definition",
+        "input_digest", "tool_calls",
+    ]
+)  # fmt: skip
+
+
+@given(
+    base=st.fixed_dictionaries(
+        {
+            "task_id": st.text(min_size=1, max_size=4),
+            "status": st.sampled_from(["done", "failed", "skipped"]),
+            "output": st.one_of(st.none(), st.text(max_size=5)),
+            "usage": st.fixed_dictionaries(
+                {"input_tokens": st.integers(0, 9), "output_tokens": st.integers(0, 9)}
+            ),
+            "attempts": st.integers(0, 3),
+            "duration_s": st.floats(0, 10),
+            "definition": st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+        }
+    ),
+    changes=st.dictionaries(_KEYS, _VALUES, max_size=3),
+    usage=st.dictionaries(st.sampled_from(["input_tokens", "output_tokens"]), _VALUES),
+)
+def test_the_fast_reader_agrees_with_the_field_by_field_one(
+    base: dict[str, object], changes: dict[str, object], usage: dict[str, object]
+) -> None:
+    """Whatever the one-pass reader accepts, the strict reader reads the same way."""
+    data = {**base, **changes}
+    if usage and isinstance(data.get("usage"), dict):
+        data["usage"] = {**data["usage"], **usage}  # type: ignore[dict-item]
+    fast = _fast_task(data)
+    try:
+        strict = _task_from_dict_strict(data)
+    except ResultFormatError:
+        assert fast is None
+        return
+    assert fast is None or fast == strict
+
+
+def _task_from_dict_strict(data: dict[str, object]) -> TaskResult:
+    """The strict reader alone: the fast path is turned off by handing it a non-dict mapping."""
+    return TaskResult.from_dict(MappingProxyType(data))

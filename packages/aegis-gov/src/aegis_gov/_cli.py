@@ -31,6 +31,7 @@ from aegis_gov._budget import BudgetMeter
 from aegis_gov._caller import endpoint_key
 from aegis_gov._checkpoint import Checkpoint
 from aegis_gov._cli_runs import (
+    PRETTY_TASKS,
     CheckpointUsageError,
     add_checkpoint_option,
     add_runs_command,
@@ -516,7 +517,7 @@ def _finish(
     written = output is None
     if output is not None:
         try:
-            output.commit(result.to_json() + "\n")
+            output.commit(result.to_json(indent=_indent(result)) + "\n")
             written = True
         except (OSError, ValueError, TypeError) as exc:
             sys.stderr.write(f"aegis: error: cannot write {output.path}: {_reason(exc)}\n")
@@ -544,6 +545,11 @@ def _finish(
             if task is not None and task.status is TaskState.DONE:
                 _print_output(out, task)
     return written
+
+
+def _indent(result: RunResult) -> int | None:
+    """Indent a result file people will read; write a large one compact (much faster)."""
+    return 2 if len(result) <= PRETTY_TASKS else None
 
 
 def _print_output(out: object, task: TaskResult) -> None:

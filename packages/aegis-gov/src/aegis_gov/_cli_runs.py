@@ -18,6 +18,7 @@ from aegis_gov._resume import ResumePlan
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
+    "PRETTY_TASKS",
     "add_checkpoint_option",
     "add_runs_command",
     "default_checkpoint",
@@ -39,6 +40,8 @@ def default_checkpoint() -> str:
 
 
 _PREVIEW: Final = 60
+PRETTY_TASKS: Final = 1000
+"""Results of up to this many tasks are written indented, for people; larger ones compact."""
 
 
 class CheckpointUsageError(Exception):
@@ -157,7 +160,9 @@ def runs_command(args: argparse.Namespace, out: IO[str]) -> int:
             raise CheckpointUsageError("'aegis runs export' needs --output FILE")
         try:
             with AtomicOutput(args.output) as output:
-                output.commit(result.to_json() + "\n")
+                output.commit(
+                    result.to_json(indent=2 if len(result) <= PRETTY_TASKS else None) + "\n"
+                )
         except (OSError, ValueError) as exc:
             raise CheckpointUsageError(f"cannot write {args.output}: {exc}") from None
         out.write(f"run {result.run_id} written to {args.output}\n")

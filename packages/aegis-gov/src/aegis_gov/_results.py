@@ -6,8 +6,11 @@ named in errors) belong together.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
+import re
 import reprlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Final, NoReturn, cast
@@ -159,7 +162,79 @@ class TaskResult:
         return _task_from_dict(data, "")
 
 
+_OPTIONAL_STR: Final = (
+    "agent",
+    "output",
+    "error",
+    "error_type",
+    "blamed",
+    "fingerprint",
+    "endpoint",
+    "input_digest",
+)
+
+
+def _is_count(value: object) -> bool:
+    return value is None or (type(value) is int and 0 <= value <= _MAX_COUNT)
+
+
+def _fast_task(data: object) -> TaskResult | None:  # noqa: C901, PLR0911  # one flat pass
+    """The common case, checked in one pass: a well-formed task with no tool calls.
+
+    Returns None whenever anything is unusual; the field-by-field reader then either builds
+    the same value or raises the error naming the field.
+    """
+    if type(data) is not dict:
+        return None
+    get = data.get
+    task_id, status, usage = get("task_id"), get("status"), get("usage")
+    if type(task_id) is not str or not task_id or status not in _FINAL_STATES:
+        return None
+    if get("tool_calls") or get("skip_reason") is not None:
+        return None
+    for key in _OPTIONAL_STR:
+        value = get(key)
+        if value is not None and type(value) is not str:
+            return None
+    if usage is None:
+        usage = {}
+    elif type(usage) is not dict:
+        return None
+    tokens_in, tokens_out = usage.get("input_tokens"), usage.get("output_tokens")
+    attempts, duration = get("attempts"), get("duration_s")
+    if not (_is_count(tokens_in) and _is_count(tokens_out) and _is_count(attempts)):
+        return None
+    if duration is None:
+        duration = 0.0
+    elif type(duration) is not float or not 0 <= duration < math.inf:
+        return None
+    definition = get("definition")
+    if definition is None:
+        definition = {}
+    elif type(definition) is not dict or any(type(v) is not str for v in definition.values()):
+        return None
+    return TaskResult(
+        task_id=task_id,
+        status=_FINAL_STATES[status],
+        agent=get("agent"),
+        output=get("output"),
+        error=get("error"),
+        error_type=get("error_type"),
+        usage=Usage(input_tokens=tokens_in or 0, output_tokens=tokens_out or 0),
+        attempts=attempts or 0,
+        duration_s=duration,
+        blamed=get("blamed"),
+        fingerprint=get("fingerprint"),
+        endpoint=get("endpoint"),
+        definition=definition,
+        input_digest=get("input_digest"),
+    )
+
+
 def _task_from_dict(data: object, where: str) -> TaskResult:
+    fast = _fast_task(data)
+    if fast is not None:
+        return fast
     fields = _Object(data, where)
     usage = fields.table("usage")
     calls: list[ToolCallRecord] = []
@@ -320,6 +395,23 @@ def _check_depth(value: object, where: str) -> None:
             stack.extend((v, depth + 1) for v in cast("list[object]", item))
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large result is built or read.
+
+    Building 100k small dicts and values sets off collection after collection over a heap
+    that only grows (the values hold no cycles); that was over half the time of ``from_json``.
+    The collector runs again right after (if it was on).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -391,8 +483,8 @@ class RunResult(Mapping[str, TaskResult]):
             if r.status is TaskState.DONE
         }
 
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-serialisable dict of the whole run."""
+    def to_dict(self, *, tasks: bool = True) -> dict[str, object]:
+        """A JSON-serialisable dict of the whole run (``tasks=False``: with an empty array)."""
         return {
             "format": _FORMAT_VERSION,
             "team": self.team,
@@ -402,21 +494,39 @@ class RunResult(Mapping[str, TaskResult]):
                 "input_tokens": self.usage.input_tokens,
                 "output_tokens": self.usage.output_tokens,
             },
-            "tasks": [r.to_dict() for r in self.results.values()],
+            "tasks": [r.to_dict() for r in self.results.values()] if tasks else [],
             **({"spent": self.spent.to_dict()} if self.spent is not None else {}),
             **({"run_id": self.run_id} if self.run_id is not None else {}),
             **({"unfinished": list(self.unfinished)} if self.unfinished else {}),
         }
 
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The run as JSON text (see :meth:`from_json`).
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The run as JSON text (see :meth:`from_json`): compact, or indented by ``indent``.
+
+        Compact text is encoded one task at a time, so a large run is never held twice as a
+        tree of dicts as well as text.
 
         Raises:
             ValueError: a tool call's arguments hold NaN or an infinity, which JSON cannot
                 express (and :meth:`from_json` would refuse).
             TypeError: a tool call's arguments hold a value with no JSON form.
         """
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+        if indent is not None:
+            with _collector_paused():
+                tree = self.to_dict()
+            return json.dumps(tree, indent=indent, ensure_ascii=False, allow_nan=False)
+        encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+        # Keys are written in order and "tasks" is the only one holding an empty array, and a
+        # string value cannot contain the unescaped quote this looks for: one exact place.
+        before, after = encode(self.to_dict(tasks=False)).split('"tasks": []', 1)
+        pieces = [before, '"tasks": [']
+        with _collector_paused():
+            for number, result in enumerate(self.results.values()):
+                if number:
+                    pieces.append(", ")
+                pieces.append(encode(result.to_dict()))
+        pieces += ["]", after]
+        return "".join(pieces)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> RunResult:
@@ -427,21 +537,14 @@ class RunResult(Mapping[str, TaskResult]):
                 (``"tasks[2].attempts"``).
         """
         fields = _Object(data, "")
-        version = fields.data.get("format")
-        if type(version) is not int or version != _FORMAT_VERSION:
-            _fail(
-                "format",
-                f"unsupported run result format {_SHOW.repr(version)} "
-                f"(this version reads format {_FORMAT_VERSION})",
-            )
+        _check_format(fields)
         if not isinstance(fields.data.get("tasks"), list):
             _fail("tasks", "missing: a run result has a 'tasks' array")
-        results: dict[str, TaskResult] = {}
-        for i, item in enumerate(fields.array("tasks")):
-            result = _task_from_dict(item, f"tasks[{i}]")
-            if result.task_id in results:
-                _fail(f"tasks[{i}].task_id", f"{result.task_id!r} appears more than once")
-            results[result.task_id] = result
+        return cls._assemble(fields, _read_tasks(fields.array("tasks")))
+
+    @classmethod
+    def _assemble(cls, fields: _Object, results: dict[str, TaskResult]) -> RunResult:
+        """The run from its checked top-level fields and its tasks' results."""
         spent = None
         if fields.data.get("spent") is not None:
             table = fields.table("spent")
@@ -477,15 +580,143 @@ class RunResult(Mapping[str, TaskResult]):
                 text = bytes(text).decode("utf-8")
             except UnicodeDecodeError as exc:
                 _fail(None, f"run result is not UTF-8 text ({exc.reason} at byte {exc.start})")
-        try:
-            data = json.loads(text, parse_constant=_reject_constant)
-        except RecursionError:
-            _fail(None, "run result is not valid JSON: nested too deeply")
-        except ValueError as exc:  # JSONDecodeError, NaN, an integer of thousands of digits
-            _fail(None, f"run result is not valid JSON: {exc}")
-        if not isinstance(data, dict):
-            _fail(None, f"run result JSON must be an object, got {_kind(data)}")
-        return cls.from_dict(cast("Mapping[str, object]", data))
+        with _collector_paused():
+            try:
+                streamed = _stream(text)
+            except RecursionError:
+                _fail(None, "run result is not valid JSON: nested too deeply")
+            except ValueError as exc:  # JSONDecodeError, NaN, an integer of thousands of digits
+                if isinstance(exc, ResultFormatError):
+                    raise
+                _fail(None, f"run result is not valid JSON: {exc}")
+            if streamed is None:  # not an object: say what it is, as the whole-text reader does
+                return cls.from_dict(_load_object(text))
+            fields, results = streamed
+            if results is None:
+                if not isinstance(fields.data.get("tasks"), list):
+                    _fail("tasks", "missing: a run result has a 'tasks' array")
+                results = _read_tasks(fields.array("tasks"))
+            return cls._assemble(fields, results)
+
+
+def _load_object(text: str) -> Mapping[str, object]:
+    """The whole text parsed at once, which must be an object (errors as ``from_json``'s)."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        _fail(None, "run result is not valid JSON: nested too deeply")
+    except ValueError as exc:
+        _fail(None, f"run result is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        _fail(None, f"run result JSON must be an object, got {_kind(data)}")
+    return cast("Mapping[str, object]", data)
+
+
+def _skip(text: str, pos: int) -> int:
+    """The position after any JSON whitespace at *pos*."""
+    match = _SPACE.match(text, pos)
+    return match.end() if match is not None else pos
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_SPACE: Final = re.compile(r"[ \t\n\r]*")
+
+
+def _check_format(fields: _Object) -> None:
+    version = fields.data.get("format")
+    if type(version) is not int or version != _FORMAT_VERSION:
+        _fail(
+            "format",
+            f"unsupported run result format {_SHOW.repr(version)} "
+            f"(this version reads format {_FORMAT_VERSION})",
+        )
+
+
+def _read_tasks(items: Iterable[object]) -> dict[str, TaskResult]:
+    results: dict[str, TaskResult] = {}
+    for i, item in enumerate(items):
+        result = _task_from_dict(item, f"tasks[{i}]")
+        if result.task_id in results:
+            _fail(f"tasks[{i}].task_id", f"{result.task_id!r} appears more than once")
+        results[result.task_id] = result
+    return results
+
+
+def _stream(text: str) -> tuple[_Object, dict[str, TaskResult] | None] | None:
+    """Read a run's JSON object key by key, turning each task into a result as it is read.
+
+    Only one task's parsed dict is alive at a time, so reading a large run costs about the
+    size of its results, not of a whole tree of dicts as well. Returns None when the text is
+    not an object; the results are None when the tasks were read before a valid ``format``
+    (they are then checked afterwards, in the usual order).
+    """
+    decode = _DECODER.raw_decode
+    pos = _skip(text, 0)
+    if text[pos : pos + 1] != "{":
+        return None
+    pos = _skip(text, pos + 1)
+    head: dict[str, object] = {}
+    results: dict[str, TaskResult] | None = None
+    if text[pos : pos + 1] == "}":
+        pos += 1
+    else:
+        while True:
+            key, pos = _key(text, pos)
+            if key == "tasks" and text[pos : pos + 1] == "[" and "format" in head:
+                _check_format(_Object(head, ""))
+                results, pos = _stream_tasks(text, pos)
+                head[key] = []
+            else:
+                head[key], pos = decode(text, pos)
+                if key == "tasks":
+                    results = None  # read again, in full, after the format is checked
+            pos = _skip(text, pos)
+            separator = text[pos : pos + 1]
+            pos = _skip(text, pos + 1)
+            if separator == "}":
+                break
+            if separator != ",":
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+    if _skip(text, pos) != len(text):
+        raise json.JSONDecodeError("Extra data", text, pos)
+    fields = _Object(head, "")
+    _check_format(fields)
+    return fields, results
+
+
+def _key(text: str, pos: int) -> tuple[str, int]:
+    """An object's key at *pos* and where its value starts (after the colon)."""
+    key, pos = _DECODER.raw_decode(text, pos)
+    if not isinstance(key, str):
+        raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, pos)
+    pos = _skip(text, pos)
+    if text[pos : pos + 1] != ":":
+        raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+    return key, _skip(text, pos + 1)
+
+
+def _stream_tasks(text: str, pos: int) -> tuple[dict[str, TaskResult], int]:
+    """The ``tasks`` array starting at *pos* (its ``[``), read one task at a time."""
+    decode = _DECODER.raw_decode
+    results: dict[str, TaskResult] = {}
+    pos = _skip(text, pos + 1)
+    if text[pos : pos + 1] == "]":
+        return results, pos + 1
+    i = 0
+    while True:
+        item, pos = decode(text, pos)
+        result = _task_from_dict(item, f"tasks[{i}]")
+        if result.task_id in results:
+            _fail(f"tasks[{i}].task_id", f"{result.task_id!r} appears more than once")
+        results[result.task_id] = result
+        i += 1
+        pos = _skip(text, pos)
+        separator = text[pos : pos + 1]
+        pos = _skip(text, pos + 1)
+        if separator == "]":
+            return results, pos
+        if separator != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
 
 
 class RunCancelledError(AegisError):
