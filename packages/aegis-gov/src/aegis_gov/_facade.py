@@ -50,6 +50,7 @@ from aegis_gov._run import RunLimits, RunState, run_async, run_threads
 from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._streams import astream_chunks, stream_chunks
 from aegis_gov._tools import ToolRegistry
+from aegis_gov._tracing import RunTrace, Tracing, make_tracer, run_span
 
 __all__ = ["OpenMultiAgent", "adapter_from_environment", "endpoint_key"]
 
@@ -83,6 +84,9 @@ class OpenMultiAgent:
             endpoint key: requests and tokens per minute are paced before each request
             (waiting tasks give their slots up), and a declared ``max_concurrent`` replaces
             the endpoint's adaptive limit. See :class:`Limits`.
+        tracing: emit OpenTelemetry spans for runs and single-agent calls (``True``, or a
+            :class:`Tracing` to choose the tracer provider or capture content); needs
+            ``aegis-gov[otel]``. Off by default, and then OpenTelemetry is not imported.
 
     Thread-safety: one instance may run several agents and runs at once.
     """
@@ -99,11 +103,13 @@ class OpenMultiAgent:
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
         limits: Mapping[str, Limits] | None = None,
+        tracing: Tracing | bool = False,
     ) -> None:
         """Create the facade; nothing is contacted until a run starts.
 
         Raises:
             TypeError: an argument has the wrong type (a string for an adapter, ...).
+            ImportError: ``tracing`` is on and opentelemetry-api is not installed.
         """
         _check_type("pool", pool, AgentPool)
         _check_type("tools", tools, ToolRegistry)
@@ -130,6 +136,7 @@ class OpenMultiAgent:
             clock=clock,
         )
         self._pool.add_listener(self._forward_breaker_event)
+        self._tracer = make_tracer(tracing)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -213,7 +220,10 @@ class OpenMultiAgent:
         route = self._route(agent, task)
         _warm_up(route.adapter)
         started = self._clock()
-        outcome = self._caller.run(route, task, Emitter(None))
+        trace = (
+            None if self._tracer is None else self._tracer.agent(agent.name, route.adapter.endpoint)
+        )
+        outcome = self._caller.run(route, task, Emitter(None), trace=trace)
         return _answer(outcome, self._clock() - started)
 
     async def arun_agent(self, agent: AgentConfig, task: str) -> AgentResult:
@@ -221,7 +231,10 @@ class OpenMultiAgent:
         route = self._route(agent, task)
         await _awarm_up(route.adapter)
         started = self._clock()
-        outcome = await self._caller.arun(route, task, Emitter(None))
+        trace = (
+            None if self._tracer is None else self._tracer.agent(agent.name, route.adapter.endpoint)
+        )
+        outcome = await self._caller.arun(route, task, Emitter(None), trace=trace)
         return _answer(outcome, self._clock() - started)
 
     # -- task graphs ---------------------------------------------------------------------
@@ -294,10 +307,14 @@ class OpenMultiAgent:
         limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s, meter)
         for adapter in _distinct_adapters(routes):
             _warm_up(adapter)
-        execute = self._caller.task_runner(
-            routes, emit, streaming=streaming, executor=executor, budget=meter
-        )
-        with self._watching(emit), checkpointed(checkpoint, state, _source(resume)):
+        with (
+            run_span(self._tracer, team.name, len(state.queue.tasks)) as trace,
+            self._watching(emit, trace),
+            checkpointed(checkpoint, state, _source(resume)),
+        ):
+            execute = self._caller.task_runner(
+                routes, emit, streaming=streaming, executor=executor, budget=meter, trace=trace
+            )
             run_threads(
                 state,
                 execute,
@@ -339,8 +356,14 @@ class OpenMultiAgent:
         limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s, meter)
         for adapter in _distinct_adapters(routes):
             await _awarm_up(adapter)
-        execute = self._caller.async_task_runner(routes, emit, streaming=streaming, budget=meter)
-        with self._watching(emit), checkpointed(checkpoint, state, _source(resume)):
+        with (
+            run_span(self._tracer, team.name, len(state.queue.tasks)) as trace,
+            self._watching(emit, trace),
+            checkpointed(checkpoint, state, _source(resume)),
+        ):
+            execute = self._caller.async_task_runner(
+                routes, emit, streaming=streaming, budget=meter, trace=trace
+            )
             await run_async(
                 state,
                 execute,
@@ -458,15 +481,17 @@ class OpenMultiAgent:
             emit(change)
 
     @contextlib.contextmanager
-    def _watching(self, emit: Emitter) -> Iterator[None]:
-        """Forward breaker events to one run's handler while the run lasts."""
+    def _watching(self, emit: Emitter, trace: RunTrace | None = None) -> Iterator[None]:
+        """Forward breaker events to one run's handler (and its trace) while the run lasts."""
+        watchers = [emit] if trace is None else [emit, Emitter(trace.on_event)]
         with self._lock:
-            self._watchers.append(emit)
+            self._watchers.extend(watchers)
         try:
             yield
         finally:
             with self._lock:
-                self._watchers.remove(emit)
+                for watcher in watchers:
+                    self._watchers.remove(watcher)
 
 
 def _source(resume: RunResult | ResumePlan | None) -> str | None:
