@@ -505,3 +505,10 @@ def test_tracing_true_follows_the_global_provider() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['aegis.attempt', 'chat scripted', 'invoke_agent a']"
+
+
+def test_tracing_settings_are_checked() -> None:
+    with pytest.raises(TypeError, match="tracer_provider must be an OpenTelemetry"):
+        Tracing(tracer_provider="collector:4317")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="capture_content"):
+        Tracing(capture_content="yes")  # type: ignore[arg-type]

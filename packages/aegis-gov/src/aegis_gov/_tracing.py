@@ -54,6 +54,10 @@ class Tracing:
     application installs the SDK and an exporter. ``OpenMultiAgent(tracing=True)`` is
     ``Tracing()``.
 
+    Raises:
+        TypeError: ``tracer_provider`` has no ``get_tracer``, or ``capture_content`` is not a
+            bool.
+
     Attributes:
         tracer_provider: where spans go; None: the global provider, as set with
             ``opentelemetry.trace.set_tracer_provider`` (even if it is set later).
@@ -62,8 +66,15 @@ class Tracing:
             hold secrets or personal data.
     """
 
-    tracer_provider: TracerProvider | None = None
-    capture_content: bool = False
+    tracer_provider: TracerProvider | None = attrs.field(default=None)
+    capture_content: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+    @tracer_provider.validator
+    def _check_provider(self, _attribute: object, value: object) -> None:
+        if value is not None and not callable(getattr(value, "get_tracer", None)):
+            raise TypeError(
+                f"tracer_provider must be an OpenTelemetry TracerProvider, got {value!r:.80}"
+            )
 
 
 class RunTracer:
