@@ -27,7 +27,7 @@ from aegis_gov import (
     Tracing,
     Usage,
 )
-from aegis_gov._tracing import _server
+from aegis_gov._task_trace import _server
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

@@ -46,9 +46,10 @@ from aegis_gov._outcome import Outcome
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Work
 from aegis_gov._slots import Slot
+from aegis_gov._task_trace import TaskTrace
 from aegis_gov._tool_errors import ToolNotOfferedError
 from aegis_gov._tools import ToolRegistry
-from aegis_gov._tracing import RunTrace, TaskTrace
+from aegis_gov._tracing import RunTrace
 
 __all__ = ["EndpointCaller", "Route", "Sink", "counts_against_breaker", "endpoint_key"]
 
