@@ -173,6 +173,7 @@ def _assert_eventful_tree(tree: Tree) -> None:
     assert _attrs(run)["aegis.tasks"] == 2
     assert _attrs(run)["aegis.tasks.done"] == 2
     assert _attrs(run)["aegis.tasks.failed"] == 0
+    assert _attrs(run)["aegis.tasks.skipped"] == 0
     assert run.status.status_code is StatusCode.UNSET
     # Breaker transitions are events of the run: opened by the 503, probed, closed again.
     transitions = [

@@ -107,6 +107,7 @@ def _assert_trace_matches(spans: Sequence[ReadableSpan], result: RunResult) -> N
     summary = result.summary()
     assert attributes["aegis.tasks.done"] == summary.get("done", 0)
     assert attributes["aegis.tasks.failed"] == summary.get("failed", 0)
+    assert attributes["aegis.tasks.skipped"] == summary.get("skipped", 0)
     assert {s.context.trace_id for s in spans if s.context} == {run.context.trace_id}
 
     task_spans = _children(spans, run)

@@ -308,7 +308,7 @@ class OpenMultiAgent:
         for adapter in _distinct_adapters(routes):
             _warm_up(adapter)
         with (
-            run_span(self._tracer, team.name, len(state.queue.tasks)) as trace,
+            run_span(self._tracer, state) as trace,
             self._watching(emit, trace),
             checkpointed(checkpoint, state, _source(resume)),
         ):
@@ -357,7 +357,7 @@ class OpenMultiAgent:
         for adapter in _distinct_adapters(routes):
             await _awarm_up(adapter)
         with (
-            run_span(self._tracer, team.name, len(state.queue.tasks)) as trace,
+            run_span(self._tracer, state) as trace,
             self._watching(emit, trace),
             checkpointed(checkpoint, state, _source(resume)),
         ):

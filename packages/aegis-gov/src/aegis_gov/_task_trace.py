@@ -47,12 +47,10 @@ class TaskTrace:
         task_id: str | None = None,
         parent: Context | None = None,
         capture_content: bool = False,
-        landed: Callable[[bool], None] | None = None,
     ) -> None:
         """Prepare (not start) the span of *agent*'s conversation with *endpoint*.
 
-        *parent* is the run's context (None: the current span's); *landed* is told whether
-        the conversation succeeded.
+        *parent* is the run's context (None: the current span's).
         """
         self._tracer = tracer
         self._agent = agent
@@ -60,7 +58,6 @@ class TaskTrace:
         self._task_id = task_id
         self._parent = parent
         self._capture = capture_content
-        self._landed = landed
         self._attempts = 0
         self._span: Span | None = None
         self._context: Context | None = None
@@ -92,14 +89,12 @@ class TaskTrace:
         """An exception escaped the conversation (a bug, or asyncio cancelling the task)."""
         if self._span is not None:
             mark_failed(self._span, exc, record=True)
-        if self._landed is not None:
-            self._landed(False)  # noqa: FBT003  # a callback's one argument
 
     def run(self, body: Callable[[], Outcome], prompt: str) -> Outcome:
         """``body()``, the conversation answering *prompt*, in the task's span."""
         self._start()
         try:
-            return self.done(body(), prompt=prompt)
+            return self._done(body(), prompt=prompt)
         except BaseException as exc:
             self._crashed(exc)
             raise
@@ -110,7 +105,7 @@ class TaskTrace:
         """The asyncio twin of :meth:`run`."""
         self._start()
         try:
-            return self.done(await body(), prompt=prompt)
+            return self._done(await body(), prompt=prompt)
         except BaseException as exc:
             self._crashed(exc)
             raise
@@ -121,14 +116,13 @@ class TaskTrace:
         if self._span is not None:
             self._span.end()
 
-    def done(self, outcome: Outcome, *, prompt: str = "") -> Outcome:
+    def _done(self, outcome: Outcome, *, prompt: str) -> Outcome:
         """Record the conversation's *outcome* on the span; return it."""
         span = self._span
         if span is None:
             return outcome
         _usage(span, outcome.usage)
         span.set_attribute("aegis.attempts", outcome.attempts)
-        success = isinstance(outcome, AgentResult)
         if isinstance(outcome, AgentResult):
             if outcome.endpoint:
                 span.set_attribute("aegis.endpoint", outcome.endpoint)
@@ -139,8 +133,6 @@ class TaskTrace:
                 )
         else:
             mark_failed(span, outcome.error, record=True)
-        if self._landed is not None:
-            self._landed(success)
         return outcome
 
     def observe(self, emit: EventHandler) -> EventHandler:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,8 @@ from aegis_gov._task_trace import TaskTrace, mark_failed
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer, TracerProvider
+
+    from aegis_gov._run import RunState
 
 __all__ = ["RunTrace", "RunTracer", "Tracing", "make_tracer", "run_span"]
 
@@ -92,14 +93,14 @@ class RunTracer:
         self.capture_content = config.capture_content
 
     @contextlib.contextmanager
-    def run(self, team: str, tasks: int) -> Iterator[RunTrace]:
-        """The span of one run of *team* over *tasks* tasks, around the block."""
+    def run(self, state: RunState) -> Iterator[RunTrace]:
+        """The span of the run *state* describes, around the block."""
         span = self.tracer.start_span(
-            f"invoke_workflow {team}",
+            f"invoke_workflow {state.team.name}",
             attributes={
                 "gen_ai.operation.name": "invoke_workflow",
-                "gen_ai.workflow.name": team,
-                "aegis.tasks": tasks,
+                "gen_ai.workflow.name": state.team.name,
+                "aegis.tasks": len(state.queue.tasks),
             },
         )
         run = RunTrace(self, span)
@@ -109,7 +110,7 @@ class RunTracer:
             mark_failed(span, exc, record=True)
             raise
         finally:
-            run.close()
+            run.close(state.result().summary())
 
     def agent(self, agent: str, endpoint: Endpoint) -> TaskTrace:
         """The span of a single-agent call, a child of the current span (no run around it)."""
@@ -135,10 +136,10 @@ def make_tracer(tracing: object) -> RunTracer | None:
 
 
 def run_span(
-    tracer: RunTracer | None, team: str, tasks: int
+    tracer: RunTracer | None, state: RunState
 ) -> contextlib.AbstractContextManager[RunTrace | None]:
-    """The run's span around the block, or nothing when *tracer* is None."""
-    return contextlib.nullcontext() if tracer is None else tracer.run(team, tasks)
+    """The span of *state*'s run around the block, or nothing when *tracer* is None."""
+    return contextlib.nullcontext() if tracer is None else tracer.run(state)
 
 
 class RunTrace:
@@ -151,9 +152,6 @@ class RunTrace:
         self._tracer = tracer
         self.span = span
         self.context: Context = trace.set_span_in_context(span)
-        self._done = 0
-        self._failed = 0
-        self._lock = threading.Lock()
 
     def task(self, task_id: str, agent: str, endpoint: Endpoint) -> TaskTrace:
         """The span of task *task_id*, run by *agent* on *endpoint*: a child of the run's."""
@@ -164,7 +162,6 @@ class RunTrace:
             task_id=task_id,
             parent=self.context,
             capture_content=self._tracer.capture_content,
-            landed=self._landed,
         )
 
     def on_event(self, event: RunEvent) -> None:
@@ -179,22 +176,18 @@ class RunTrace:
                 },
             )
 
-    def _landed(self, success: bool) -> None:  # noqa: FBT001  # a callback's one argument
-        """Count a task that ended (tasks' spans call this, from any thread)."""
-        with self._lock:
-            if success:
-                self._done += 1
-            else:
-                self._failed += 1
+    def close(self, summary: dict[str, int]) -> None:
+        """End the run's span with how many tasks ended in each state (the result's summary).
 
-    def close(self) -> None:
-        """End the run's span with how many tasks succeeded and failed."""
+        Tasks kept from a resumed result count as done.
+        """
         from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415
 
-        self.span.set_attribute("aegis.tasks.done", self._done)
-        self.span.set_attribute("aegis.tasks.failed", self._failed)
-        if self._failed and self.span.is_recording():
-            self.span.set_status(Status(StatusCode.ERROR, f"{self._failed} task(s) failed"))
+        failed = summary.get("failed", 0)
+        for state in ("done", "failed", "skipped"):
+            self.span.set_attribute(f"aegis.tasks.{state}", summary.get(state, 0))
+        if failed and self.span.is_recording():
+            self.span.set_status(Status(StatusCode.ERROR, f"{failed} task(s) failed"))
         self.span.end()
 
 
