@@ -332,7 +332,7 @@ class TaskTrace:
 def _current(span: Span, *, record: bool) -> Iterator[None]:
     """Make *span* current around the block (on this thread or task); end it on an error.
 
-    The error is recorded with its message when *record* (see :func:`_failed`).
+    The error is recorded with its message when *record* (see :func:`mark_failed`).
     """
     from opentelemetry import trace  # noqa: PLC0415
 
