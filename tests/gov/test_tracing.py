@@ -31,7 +31,7 @@ from aegis_gov._task_trace import _server
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from tests.gov.conftest import FakeClock
 
@@ -442,6 +442,35 @@ def test_run_agent_async_and_streamed_runs_mark_streaming(
     first, second = Tree(exporter.get_finished_spans()).named("chat m")
     assert "gen_ai.request.stream" not in _attrs(first)
     assert _attrs(second)["gen_ai.request.stream"] is True
+
+
+def test_streamed_agents_are_traced_under_the_callers_span(
+    clock: FakeClock, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    oma = _facade(clock, ScriptedAdapter(["one two", "three four"], name="m"), provider)
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("sync request") as sync_outer:
+        # The chunks are produced on a helper thread: the span still hangs under this one.
+        assert "".join(oma.stream_agent(AgentConfig(name="s"), "go")) == "one two"
+
+    async_parent: list[SpanContext] = []
+
+    async def run() -> str:
+        with tracer.start_as_current_span("async request") as outer:
+            async_parent.append(outer.get_span_context())
+            return "".join(
+                [chunk async for chunk in oma.astream_agent(AgentConfig(name="s"), "go")]
+            )
+
+    assert asyncio.run(run()) == "three four"
+    tree = Tree(exporter.get_finished_spans())
+    first, second = tree.named("invoke_agent s")
+    assert first.parent == sync_outer.get_span_context()
+    assert second.parent == async_parent[0]
+    for agent in (first, second):
+        (attempt,) = tree.children(agent)
+        (call,) = tree.children(attempt)
+        assert _attrs(call)["gen_ai.request.stream"] is True
 
 
 def test_server_address_comes_from_the_endpoint_url() -> None:

@@ -49,6 +49,7 @@ from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import RunLimits, RunState, run_async, run_threads
 from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._streams import astream_chunks, stream_chunks
+from aegis_gov._task_trace import TaskTrace
 from aegis_gov._tools import ToolRegistry
 from aegis_gov._tracing import RunTrace, Tracing, make_tracer, run_span
 
@@ -220,10 +221,7 @@ class OpenMultiAgent:
         route = self._route(agent, task)
         _warm_up(route.adapter)
         started = self._clock()
-        trace = (
-            None if self._tracer is None else self._tracer.agent(agent.name, route.adapter.endpoint)
-        )
-        outcome = self._caller.run(route, task, Emitter(None), trace=trace)
+        outcome = self._caller.run(route, task, Emitter(None), trace=self._agent_trace(route))
         return _answer(outcome, self._clock() - started)
 
     async def arun_agent(self, agent: AgentConfig, task: str) -> AgentResult:
@@ -231,9 +229,7 @@ class OpenMultiAgent:
         route = self._route(agent, task)
         await _awarm_up(route.adapter)
         started = self._clock()
-        trace = (
-            None if self._tracer is None else self._tracer.agent(agent.name, route.adapter.endpoint)
-        )
+        trace = self._agent_trace(route)
         outcome = await self._caller.arun(route, task, Emitter(None), trace=trace)
         return _answer(outcome, self._clock() - started)
 
@@ -398,9 +394,11 @@ class OpenMultiAgent:
         """
         route = self._route(agent, task)
         caller = self._caller
+        trace = self._agent_trace(route)  # under the caller's span, not the helper thread's
 
         def produce(deliver: Callable[[str], None]) -> Outcome:
-            return caller.run(route, task, Emitter(None), sink=Sink(deliver, restartable=False))
+            sink = Sink(deliver, restartable=False)
+            return caller.run(route, task, Emitter(None), sink=sink, trace=trace)
 
         return stream_chunks(produce, name=f"aegis-stream-{agent.name}")
 
@@ -408,14 +406,21 @@ class OpenMultiAgent:
         """Async twin of :meth:`stream_agent`: chunks as they arrive, on the running loop."""
         route = self._route(agent, task)
         caller = self._caller
+        trace = self._agent_trace(route)
 
         async def produce(deliver: Callable[[str], None]) -> Outcome:
             sink = Sink(deliver, restartable=False)
-            return await caller.arun(route, task, Emitter(None), sink=sink)
+            return await caller.arun(route, task, Emitter(None), sink=sink, trace=trace)
 
         return astream_chunks(produce)
 
     # -- internals -----------------------------------------------------------------------
+
+    def _agent_trace(self, route: Route) -> TaskTrace | None:
+        """A single-agent call's span (under the current span), when tracing is on."""
+        if self._tracer is None:
+            return None
+        return self._tracer.agent(route.agent.name, route.adapter.endpoint)
 
     def _route(self, agent: AgentConfig, task: str) -> Route:
         """Check a single-agent call's arguments and resolve the agent's route."""

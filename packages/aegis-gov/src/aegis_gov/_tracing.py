@@ -113,9 +113,18 @@ class RunTracer:
             run.close(state.result().summary())
 
     def agent(self, agent: str, endpoint: Endpoint) -> TaskTrace:
-        """The span of a single-agent call, a child of the current span (no run around it)."""
+        """The span of a single-agent call: a child of the span current now, in this thread.
+
+        The parent is taken now because a streamed call runs on a helper thread or task.
+        """
+        from opentelemetry import context  # noqa: PLC0415  # imported by __init__ already
+
         return TaskTrace(
-            self.tracer, agent=agent, endpoint=endpoint, capture_content=self.capture_content
+            self.tracer,
+            agent=agent,
+            endpoint=endpoint,
+            parent=context.get_current(),
+            capture_content=self.capture_content,
         )
 
 
