@@ -7,12 +7,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from aegis_gov import (
     AgentConfig,
     AgentPool,
     ChatResponse,
+    Checkpoint,
     Message,
     OpenMultiAgent,
     PermanentError,
@@ -471,6 +473,21 @@ def test_streamed_agents_are_traced_under_the_callers_span(
         (attempt,) = tree.children(agent)
         (call,) = tree.children(attempt)
         assert _attrs(call)["gen_ai.request.stream"] is True
+
+
+def test_a_checkpointed_run_names_its_run_id(
+    clock: FakeClock,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    tmp_path: Path,
+) -> None:
+    oma = _facade(clock, ScriptedAdapter(["done"], name="m"), provider)
+    team = oma.create_team("crew", AgentConfig(name="a"))
+    store = Checkpoint(tmp_path / "runs.db")
+    result = oma.run_tasks([Task(id="t", description="x", agent="a")], team, checkpoint=store)
+    assert result.run_id
+    (run,) = Tree(exporter.get_finished_spans()).roots()
+    assert _attrs(run)["aegis.run.id"] == result.run_id
 
 
 def test_server_address_comes_from_the_endpoint_url() -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
+    from aegis_gov._results import RunResult
     from aegis_gov._run import RunState
 
 __all__ = ["RunTrace", "RunTracer", "Tracing", "make_tracer", "run_span"]
@@ -110,7 +111,7 @@ class RunTracer:
             mark_failed(span, exc, record=True)
             raise
         finally:
-            run.close(state.result().summary())
+            run.close(state.result())
 
     def agent(self, agent: str, endpoint: Endpoint) -> TaskTrace:
         """The span of a single-agent call: a child of the span current now, in this thread.
@@ -185,13 +186,16 @@ class RunTrace:
                 },
             )
 
-    def close(self, summary: dict[str, int]) -> None:
-        """End the run's span with how many tasks ended in each state (the result's summary).
+    def close(self, result: RunResult) -> None:
+        """End the run's span with how many tasks ended in each state, and the run's id.
 
-        Tasks kept from a resumed result count as done.
+        Tasks kept from a resumed result count as done. The id is a checkpointed run's.
         """
         from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415
 
+        if result.run_id:
+            self.span.set_attribute("aegis.run.id", result.run_id)
+        summary = result.summary()
         failed = summary.get("failed", 0)
         for state in ("done", "failed", "skipped"):
             self.span.set_attribute(f"aegis.tasks.{state}", summary.get(state, 0))
