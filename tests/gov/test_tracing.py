@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -488,6 +490,39 @@ def test_a_checkpointed_run_names_its_run_id(
     assert result.run_id
     (run,) = Tree(exporter.get_finished_spans()).roots()
     assert _attrs(run)["aegis.run.id"] == result.run_id
+
+
+def test_system_prompts_are_content_too(
+    clock: FakeClock, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    agent = AgentConfig(name="a", system_prompt=f"never say {SECRET_PROMPT}")
+    quiet = _facade(clock, ScriptedAdapter(["ok"], name="m"), provider)
+    quiet.run_agent(agent, "hello")
+    (call,) = Tree(exporter.get_finished_spans()).named("chat m")
+    assert "gen_ai.system_instructions" not in _attrs(call)
+    exporter.clear()
+    chatty = _facade(clock, ScriptedAdapter(["ok"], name="m"), provider, capture_content=True)
+    chatty.run_agent(agent, "hello")
+    (call,) = Tree(exporter.get_finished_spans()).named("chat m")
+    assert json.loads(str(_attrs(call)["gen_ai.system_instructions"])) == [
+        {"type": "text", "content": f"never say {SECRET_PROMPT}"}
+    ]
+
+
+def test_calls_sent_through_an_executor_are_spans_and_not_streamed(
+    clock: FakeClock, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    oma = _facade(clock, ScriptedAdapter(["a", "b"], name="m"), provider)
+    team = oma.create_team("crew", AgentConfig(name="w"))
+    tasks = [Task(id="t1", description="x", agent="w"), Task(id="t2", description="y", agent="w")]
+    with ThreadPoolExecutor(2) as executor:
+        result = oma.run_tasks(tasks, team, executor=executor, on_event=lambda e: None)
+    assert result.summary() == {"done": 2}
+    tree = Tree(exporter.get_finished_spans())
+    calls = tree.named("chat m")
+    assert len(calls) == 2
+    assert all("gen_ai.request.stream" not in _attrs(c) for c in calls)
+    assert {tree.ancestor(c, "invoke_agent").name for c in calls} == {"invoke_agent w"}
 
 
 def test_server_address_comes_from_the_endpoint_url() -> None:
