@@ -137,6 +137,7 @@ from aegis_gov._tool_errors import (
     ValueTooLargeError,
 )
 from aegis_gov._tools import ToolRegistry
+from aegis_gov._tracing import Tracing
 
 # A library adds no handler of its own: records reach whatever the application set up, and
 # nothing is printed through logging's last-resort handler in apps that set up none.
@@ -252,6 +253,7 @@ __all__ = [
     "ToolRegistry",
     "ToolSpec",
     "ToolTimeoutError",
+    "Tracing",
     "URLNotAllowedError",
     "UnknownAgentError",
     "UnknownDependencyError",

@@ -46,8 +46,10 @@ from aegis_gov._outcome import Outcome
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Work
 from aegis_gov._slots import Slot
+from aegis_gov._task_trace import TaskTrace
 from aegis_gov._tool_errors import ToolNotOfferedError
 from aegis_gov._tools import ToolRegistry
+from aegis_gov._tracing import RunTrace
 
 __all__ = ["EndpointCaller", "Route", "Sink", "counts_against_breaker", "endpoint_key"]
 
@@ -205,21 +207,28 @@ class EndpointCaller:
         executor: Executor | None = None,
         slot: Slot | None = None,
         budget: BudgetMeter | None = None,
+        trace: TaskTrace | None = None,
     ) -> Outcome:
         """Run one agent's conversation with threads; return its outcome.
 
-        With a *slot*, the task gives it up while it waits between requests.
+        With a *slot*, the task gives it up while it waits between requests; with a *trace*,
+        the conversation is traced (see :mod:`aegis_gov._tracing`).
         """
         sleep = self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
-        chat = functools.partial(
-            self.chat, route, sink=sink, executor=executor, pause=sleep, budget=budget
+        chat: Callable[[ChatRequest], ChatResponse] = functools.partial(
+            self.chat, route, sink=sink, executor=executor, pause=sleep, budget=budget, trace=trace
         )
-        return drive(
+        run_tool: Callable[[ToolCall], str] = functools.partial(self.run_tool, route.agent)
+        if trace is not None:
+            emit, chat, run_tool = trace.observe(emit), trace.attempts(chat), trace.tools(run_tool)
+        conversation = functools.partial(
+            drive,
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
             chat=chat if slot is None else _while_wanted(chat, slot),
-            run_tool=functools.partial(self.run_tool, route.agent),
+            run_tool=run_tool,
             sleep=sleep,
         )
+        return conversation() if trace is None else trace.run(conversation, prompt)
 
     async def arun(
         self,
@@ -231,19 +240,32 @@ class EndpointCaller:
         sink: Sink | None = None,
         slot: Slot | None = None,
         budget: BudgetMeter | None = None,
+        trace: TaskTrace | None = None,
     ) -> Outcome:
         """Run one agent's conversation on the running event loop; return its outcome."""
         sleep = self._async_sleep
         if slot is not None:
             sleep = functools.partial(slot.asleep, sleep=self._async_sleep)
-        return await adrive(
+        chat: Callable[[ChatRequest], Awaitable[ChatResponse]] = functools.partial(
+            self.achat, route, sink=sink, pause=sleep, budget=budget, trace=trace
+        )
+        run_tool: Callable[[ToolCall], Awaitable[str]] = functools.partial(
+            self.arun_tool, route.agent
+        )
+        if trace is not None:
+            emit, chat, run_tool = (
+                trace.observe(emit),
+                trace.aattempts(chat),
+                trace.atools(run_tool),
+            )
+        conversation = functools.partial(
+            adrive,
             self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=_awhile_wanted(
-                functools.partial(self.achat, route, sink=sink, pause=sleep, budget=budget), slot
-            ),
-            run_tool=functools.partial(self.arun_tool, route.agent),
+            chat=_awhile_wanted(chat, slot),
+            run_tool=run_tool,
             sleep=sleep,
         )
+        return await (conversation() if trace is None else trace.arun(conversation, prompt))
 
     def task_runner(
         self,
@@ -253,12 +275,14 @@ class EndpointCaller:
         streaming: bool,
         executor: Executor | None = None,
         budget: BudgetMeter | None = None,
+        trace: RunTrace | None = None,
     ) -> Callable[[Work, Slot], Outcome]:
         """What the thread driver calls for each task of a run: its agent's conversation."""
 
         def execute(work: Work, slot: Slot) -> Outcome:
+            route = routes[work.agent.name]
             return self.run(
-                routes[work.agent.name],
+                route,
                 work.prompt,
                 emit,
                 task_id=work.task.id,
@@ -266,6 +290,7 @@ class EndpointCaller:
                 executor=executor,
                 slot=slot,
                 budget=budget,
+                trace=None if trace is None else _task_trace(trace, work, route),
             )
 
         return execute
@@ -277,18 +302,21 @@ class EndpointCaller:
         *,
         streaming: bool,
         budget: BudgetMeter | None = None,
+        trace: RunTrace | None = None,
     ) -> Callable[[Work, Slot], Awaitable[Outcome]]:
         """The asyncio twin of :meth:`task_runner`."""
 
         async def execute(work: Work, slot: Slot) -> Outcome:
+            route = routes[work.agent.name]
             return await self.arun(
-                routes[work.agent.name],
+                route,
                 work.prompt,
                 emit,
                 task_id=work.task.id,
                 sink=_delta_sink(emit, work.task.id) if streaming else None,
                 slot=slot,
                 budget=budget,
+                trace=None if trace is None else _task_trace(trace, work, route),
             )
 
         return execute
@@ -304,6 +332,7 @@ class EndpointCaller:
         executor: Executor | None = None,
         pause: Callable[[float], object] | None = None,
         budget: BudgetMeter | None = None,
+        trace: TaskTrace | None = None,
     ) -> ChatResponse:
         """Send *request* through the pool to *route*'s endpoint; raise what it raised.
 
@@ -320,6 +349,9 @@ class EndpointCaller:
 
         def attempt() -> ChatResponse | _Declined:
             try:
+                if trace is not None:  # the provider call's span, inside breaker and bulkhead
+                    streaming = sink is not None and executor is None
+                    return trace.call(send, adapter, request, streaming=streaming)
                 return send()
             except Exception as exc:
                 if self._counts(exc):
@@ -358,7 +390,7 @@ class EndpointCaller:
             _settle(limit, overloaded, limiter, taken, answer)
         return answer
 
-    async def achat(
+    async def achat(  # noqa: C901  # (the twin of chat)
         self,
         route: Route,
         request: ChatRequest,
@@ -366,17 +398,23 @@ class EndpointCaller:
         sink: Sink | None = None,
         pause: Callable[[float], Awaitable[object]] | None = None,
         budget: BudgetMeter | None = None,
+        trace: TaskTrace | None = None,
     ) -> ChatResponse:
         """The asyncio twin of :meth:`chat`."""
         adapter, key = route.target(request.endpoint)
 
+        async def send() -> ChatResponse:
+            if sink is None:
+                return await adapter.achat(
+                    request.messages, system=request.system, tools=request.tools
+                )
+            return await _asend_streaming(adapter, request, sink, route.agent.name)
+
         async def attempt() -> ChatResponse | _Declined:
             try:
-                if sink is None:
-                    return await adapter.achat(
-                        request.messages, system=request.system, tools=request.tools
-                    )
-                return await _asend_streaming(adapter, request, sink, route.agent.name)
+                if trace is not None:  # the provider call's span, inside breaker and bulkhead
+                    return await trace.acall(send, adapter, request, streaming=sink is not None)
+                return await send()
             except Exception as exc:
                 if self._counts(exc):
                     raise
@@ -520,6 +558,10 @@ def _awhile_wanted(
         return await chat(request)
 
     return send
+
+
+def _task_trace(trace: RunTrace, work: Work, route: Route) -> TaskTrace:
+    return trace.task(work.task.id, route.agent.name, route.adapter.endpoint)
 
 
 def _delta_sink(emit: EventHandler, task_id: str) -> Sink:

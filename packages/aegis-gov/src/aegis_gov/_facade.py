@@ -49,7 +49,9 @@ from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import RunLimits, RunState, run_async, run_threads
 from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._streams import astream_chunks, stream_chunks
+from aegis_gov._task_trace import TaskTrace
 from aegis_gov._tools import ToolRegistry
+from aegis_gov._tracing import RunTrace, Tracing, make_tracer, run_span
 
 __all__ = ["OpenMultiAgent", "adapter_from_environment", "endpoint_key"]
 
@@ -83,6 +85,9 @@ class OpenMultiAgent:
             endpoint key: requests and tokens per minute are paced before each request
             (waiting tasks give their slots up), and a declared ``max_concurrent`` replaces
             the endpoint's adaptive limit. See :class:`Limits`.
+        tracing: emit OpenTelemetry spans for runs and single-agent calls (``True``, or a
+            :class:`Tracing` to choose the tracer provider or capture content); needs
+            ``aegis-gov[otel]``. Off by default, and then OpenTelemetry is not imported.
 
     Thread-safety: one instance may run several agents and runs at once.
     """
@@ -99,11 +104,13 @@ class OpenMultiAgent:
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
         limits: Mapping[str, Limits] | None = None,
+        tracing: Tracing | bool = False,
     ) -> None:
         """Create the facade; nothing is contacted until a run starts.
 
         Raises:
             TypeError: an argument has the wrong type (a string for an adapter, ...).
+            ImportError: ``tracing`` is on and opentelemetry-api is not installed.
         """
         _check_type("pool", pool, AgentPool)
         _check_type("tools", tools, ToolRegistry)
@@ -130,6 +137,7 @@ class OpenMultiAgent:
             clock=clock,
         )
         self._pool.add_listener(self._forward_breaker_event)
+        self._tracer = make_tracer(tracing)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -213,7 +221,7 @@ class OpenMultiAgent:
         route = self._route(agent, task)
         _warm_up(route.adapter)
         started = self._clock()
-        outcome = self._caller.run(route, task, Emitter(None))
+        outcome = self._caller.run(route, task, Emitter(None), trace=self._agent_trace(route))
         return _answer(outcome, self._clock() - started)
 
     async def arun_agent(self, agent: AgentConfig, task: str) -> AgentResult:
@@ -221,7 +229,8 @@ class OpenMultiAgent:
         route = self._route(agent, task)
         await _awarm_up(route.adapter)
         started = self._clock()
-        outcome = await self._caller.arun(route, task, Emitter(None))
+        trace = self._agent_trace(route)
+        outcome = await self._caller.arun(route, task, Emitter(None), trace=trace)
         return _answer(outcome, self._clock() - started)
 
     # -- task graphs ---------------------------------------------------------------------
@@ -294,10 +303,14 @@ class OpenMultiAgent:
         limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s, meter)
         for adapter in _distinct_adapters(routes):
             _warm_up(adapter)
-        execute = self._caller.task_runner(
-            routes, emit, streaming=streaming, executor=executor, budget=meter
-        )
-        with self._watching(emit), checkpointed(checkpoint, state, _source(resume)):
+        with (
+            run_span(self._tracer, state) as trace,
+            self._watching(emit, trace),
+            checkpointed(checkpoint, state, _source(resume)),
+        ):
+            execute = self._caller.task_runner(
+                routes, emit, streaming=streaming, executor=executor, budget=meter, trace=trace
+            )
             run_threads(
                 state,
                 execute,
@@ -339,8 +352,14 @@ class OpenMultiAgent:
         limits = RunLimits(task_timeout_s, run_timeout_s, cancel, cancel_grace_s, meter)
         for adapter in _distinct_adapters(routes):
             await _awarm_up(adapter)
-        execute = self._caller.async_task_runner(routes, emit, streaming=streaming, budget=meter)
-        with self._watching(emit), checkpointed(checkpoint, state, _source(resume)):
+        with (
+            run_span(self._tracer, state) as trace,
+            self._watching(emit, trace),
+            checkpointed(checkpoint, state, _source(resume)),
+        ):
+            execute = self._caller.async_task_runner(
+                routes, emit, streaming=streaming, budget=meter, trace=trace
+            )
             await run_async(
                 state,
                 execute,
@@ -375,9 +394,11 @@ class OpenMultiAgent:
         """
         route = self._route(agent, task)
         caller = self._caller
+        trace = self._agent_trace(route)  # under the caller's span, not the helper thread's
 
         def produce(deliver: Callable[[str], None]) -> Outcome:
-            return caller.run(route, task, Emitter(None), sink=Sink(deliver, restartable=False))
+            sink = Sink(deliver, restartable=False)
+            return caller.run(route, task, Emitter(None), sink=sink, trace=trace)
 
         return stream_chunks(produce, name=f"aegis-stream-{agent.name}")
 
@@ -385,14 +406,21 @@ class OpenMultiAgent:
         """Async twin of :meth:`stream_agent`: chunks as they arrive, on the running loop."""
         route = self._route(agent, task)
         caller = self._caller
+        trace = self._agent_trace(route)
 
         async def produce(deliver: Callable[[str], None]) -> Outcome:
             sink = Sink(deliver, restartable=False)
-            return await caller.arun(route, task, Emitter(None), sink=sink)
+            return await caller.arun(route, task, Emitter(None), sink=sink, trace=trace)
 
         return astream_chunks(produce)
 
     # -- internals -----------------------------------------------------------------------
+
+    def _agent_trace(self, route: Route) -> TaskTrace | None:
+        """A single-agent call's span (under the current span), when tracing is on."""
+        if self._tracer is None:
+            return None
+        return self._tracer.agent(route.agent.name, route.adapter.endpoint)
 
     def _route(self, agent: AgentConfig, task: str) -> Route:
         """Check a single-agent call's arguments and resolve the agent's route."""
@@ -458,15 +486,17 @@ class OpenMultiAgent:
             emit(change)
 
     @contextlib.contextmanager
-    def _watching(self, emit: Emitter) -> Iterator[None]:
-        """Forward breaker events to one run's handler while the run lasts."""
+    def _watching(self, emit: Emitter, trace: RunTrace | None = None) -> Iterator[None]:
+        """Forward breaker events to one run's handler (and its trace) while the run lasts."""
+        watchers = [emit] if trace is None else [emit, Emitter(trace.on_event)]
         with self._lock:
-            self._watchers.append(emit)
+            self._watchers.extend(watchers)
         try:
             yield
         finally:
             with self._lock:
-                self._watchers.remove(emit)
+                for watcher in watchers:
+                    self._watchers.remove(watcher)
 
 
 def _source(resume: RunResult | ResumePlan | None) -> str | None:
