@@ -6,6 +6,7 @@ HTTP tests import :func:`build` and serve its streamable-HTTP app on a loopback 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import anyio
@@ -40,8 +41,8 @@ def build(*, dotted: bool = False) -> MCPServer:
 
     @server.tool()
     def where() -> str:
-        """The process's argv, to tell a subprocess from the test's own process."""
-        return " ".join(sys.argv[1:]) or "(in process)"
+        """The server's process id and argv, to tell a subprocess from the test's process."""
+        return f"{os.getpid()} {' '.join(sys.argv[1:]) or '(in process)'}"
 
     if dotted:
 
