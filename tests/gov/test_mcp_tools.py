@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import socket
 import subprocess
@@ -173,6 +174,17 @@ def test_a_server_that_cannot_start_is_an_mcp_connection_error(tmp_path: Path) -
         with pytest.raises(MCPConnectionError, match="MCP server 'quits'"):
             registry.add_mcp_server("quits", command=sys.executable, args=[str(exits)])
         assert registry.names() == []
+
+
+def test_stderr_without_a_file_descriptor_does_not_stop_a_stdio_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in Jupyter: neither sys.stderr nor sys.__stderr__ has a descriptor."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(sys, "__stderr__", io.StringIO())
+    with ToolRegistry(builtins=False) as registry:
+        _stdio(registry, tools=["add"])
+        assert registry.call("demo_add", {"a": 1, "b": 2}) == "3"
 
 
 def test_a_server_that_never_answers_times_out_connecting(tmp_path: Path) -> None:

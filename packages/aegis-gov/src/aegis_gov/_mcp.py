@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -205,16 +207,17 @@ class MCPConnection:
             self._client = None
 
     def _target(self) -> Any:  # an mcp transport, typed by the SDK
-        from mcp import StdioServerParameters  # noqa: PLC0415
+        from mcp import StdioServerParameters, stdio_client  # noqa: PLC0415
 
         spec = self.spec
         if spec.command is not None:
-            return StdioServerParameters(
+            parameters = StdioServerParameters(
                 command=spec.command,
                 args=list(spec.args),
                 env=None if spec.env is None else dict(spec.env),
                 cwd=spec.cwd,
             )
+            return stdio_client(parameters, errlog=_server_stderr())
         assert spec.url is not None  # noqa: S101  # MCPServerSpec holds one of the two
         return _http_transport(spec.url, dict(spec.headers or {}))
 
@@ -295,6 +298,22 @@ async def _http_transport(url: str, headers: dict[str, str]) -> AsyncIterator[An
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams
+
+
+def _server_stderr() -> Any:  # a file the child's stderr goes to
+    """The process's real stderr for a stdio server's messages, or nowhere.
+
+    ``sys.stderr`` may be a stand-in without a file descriptor (pytest's capture, Jupyter),
+    which a child process cannot write to.
+    """
+    stream = sys.__stderr__
+    try:
+        if stream is not None:
+            stream.fileno()
+            return stream
+    except (OSError, ValueError):
+        pass
+    return subprocess.DEVNULL
 
 
 def _result_text(result: Any) -> str:  # mcp_types.CallToolResult
