@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import os
 import socket
@@ -161,6 +162,16 @@ def test_closing_ends_the_server_and_removes_its_tools() -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the SDK waited for the child: no zombie left either
     registry.close()  # idempotent
+
+
+def test_a_registry_dropped_without_closing_still_ends_its_server() -> None:
+    registry = ToolRegistry(builtins=False)
+    _stdio(registry, tools=["where"])
+    pid = int(registry.call("demo_where", {}).split()[0])
+    del registry
+    gc.collect()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_a_server_that_cannot_start_is_an_mcp_connection_error(tmp_path: Path) -> None:

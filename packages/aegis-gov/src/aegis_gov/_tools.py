@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +59,15 @@ class _Entry:
     validator: jsonschema.protocols.Validator | None  # None: a FunctionTool validates itself
     signature: inspect.Signature | None
     server: str | None = None  # the MCP server the tool comes from
+
+
+def _shut_down(servers: dict[str, MCPConnection], loop: LoopThread) -> None:
+    """Close and forget *servers*, then stop *loop* (``close``, or a registry's finalizer)."""
+    connections = list(servers.values())
+    servers.clear()
+    for connection in connections:
+        connection.close()
+    loop.close()
 
 
 def _chosen(
@@ -157,6 +167,8 @@ class ToolRegistry:
         self._entries: dict[str, _Entry] = {}
         self._loop = LoopThread(f"aegis-tools-{id(self):x}")
         self._servers: dict[str, MCPConnection] = {}
+        # A registry dropped (or still open at exit) without close() ends its servers too.
+        weakref.finalize(self, _shut_down, self._servers, self._loop)
         self.memory: ToolMemory = ToolMemory(
             max_entries=memory_max_entries, max_value_bytes=memory_max_value_bytes
         )
@@ -340,13 +352,11 @@ class ToolRegistry:
         Idempotent.
         """
         with self._lock:
-            servers = list(self._servers.values())
+            servers = dict(self._servers)
             self._servers.clear()
             for name in [n for n, e in self._entries.items() if e.server is not None]:
                 del self._entries[name]
-        for connection in servers:
-            connection.close()
-        self._loop.close()
+        _shut_down(servers, self._loop)
 
     def __enter__(self) -> ToolRegistry:  # noqa: PYI034  # typing.Self is 3.11+
         """Use the registry in a ``with`` block that :meth:`close` s it."""
