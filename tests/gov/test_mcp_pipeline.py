@@ -14,6 +14,8 @@ from aegis_gov._pipeline import PipelineError, parse_pipeline
 
 pytest.importorskip("mcp")
 
+from tests.gov.mcp_server import HTTPServer  # needs mcp, checked above
+
 SERVER = Path(__file__).with_name("mcp_server.py")
 
 PIPELINE = f"""
@@ -77,6 +79,8 @@ def test_aegis_run_connects_runs_and_closes(
         ('[mcp_servers.x]\ncommand = "x"\nport = 1', "unknown field 'port'"),
         ('[mcp_servers.x]\ncommand = "x"\nenv = { A = 1 }', "'A' must be a string, got 1"),
         ('[mcp_servers.x]\ncommand = "x"\ntimeout_s = 0', "'timeout_s' must be a number > 0"),
+        ('[mcp_servers.x]\ncommand = "x"\nheaders_env = { A = "B" }', "headers_env is for a url"),
+        ('[mcp_servers.x]\nurl = "http://h/mcp"\npass_env = ["A"]', "pass_env is for a command"),
     ],
 )
 def test_bad_server_tables_are_reported_before_anything_runs(toml: str, message: str) -> None:
@@ -93,6 +97,43 @@ def test_agent_tools_must_fit_a_servers_prefix_and_filter() -> None:
     for tool in ("calc_shout", "other_add"):
         with pytest.raises(PipelineError, match=f"unknown tool '{tool}'"):
             parse_pipeline(head + f'[[agents]]\nname = "a"\ntools = ["{tool}"]' + tail)
+
+
+def test_pass_env_gives_a_stdio_server_only_the_variables_named(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_TEST_TOKEN", "t-1")
+    monkeypatch.setenv("AEGIS_TEST_OTHER", "o-1")
+    text = PIPELINE.replace(
+        'tools = ["add", "where"]', 'tools = ["add", "env"]\npass_env = ["AEGIS_TEST_TOKEN"]'
+    )
+    with parse_pipeline(text, base_dir=folder).tool_registry() as registry:
+        assert registry.call("calc_env", {"name": "AEGIS_TEST_TOKEN"}) == "t-1"
+        assert registry.call("calc_env", {"name": "AEGIS_TEST_OTHER"}) == "(unset)"
+    monkeypatch.delenv("AEGIS_TEST_TOKEN")
+    with pytest.raises(PipelineError, match="'AEGIS_TEST_TOKEN' is not set") as caught:
+        parse_pipeline(text, base_dir=folder).tool_registry()
+    assert caught.value.entry == "[mcp_servers.calc]"
+
+
+def test_headers_env_sends_a_header_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AEGIS_TEST_AUTH", "Bearer b-2")
+    server = HTTPServer()
+    try:
+        text = (
+            f'[mcp_servers.web]\nurl = "{server.url}"\nheaders = {{ X-Team = "blue" }}\n'
+            'headers_env = { Authorization = "AEGIS_TEST_AUTH" }\ntools = ["add"]\n'
+            '[[agents]]\nname = "a"\ntools = ["web_add"]\n[[tasks]]\nid = "t"\n'
+        )
+        with parse_pipeline(text).tool_registry() as registry:
+            assert registry.call("web_add", {"a": 1, "b": 2}) == "3"
+    finally:
+        server.stop()
+    assert server.headers
+    assert all(h.get(b"authorization") == b"Bearer b-2" for h in server.headers)
+    assert all(h.get(b"x-team") == b"blue" for h in server.headers)
 
 
 def test_a_tool_the_server_does_not_offer_fails_when_connecting(folder: Path) -> None:

@@ -9,10 +9,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from aegis_gov import (
@@ -35,10 +33,9 @@ from aegis_gov import (
     ToolTimeoutError,
 )
 
-if TYPE_CHECKING:
-    from starlette.types import Receive, Scope, Send
-
 pytest.importorskip("mcp")
+
+from tests.gov.mcp_server import HTTPServer  # needs mcp, checked above
 
 SERVER = Path(__file__).with_name("mcp_server.py")
 
@@ -64,7 +61,14 @@ def shared() -> Iterator[ToolRegistry]:
 def test_the_servers_tools_are_listed_with_their_schemas_and_prefixed(
     shared: ToolRegistry,
 ) -> None:
-    assert shared.names() == ["demo_add", "demo_shout", "demo_fail", "demo_hang", "demo_where"]
+    assert shared.names() == [
+        "demo_add",
+        "demo_shout",
+        "demo_fail",
+        "demo_hang",
+        "demo_env",
+        "demo_where",
+    ]
     add = shared.get("demo_add")
     assert add.description == "Add two integers."
     assert add.spec.input_schema["required"] == ["a", "b"]
@@ -252,48 +256,14 @@ def test_without_the_extra_the_error_says_what_to_install(
 # -- streamable HTTP ------------------------------------------------------------------------
 
 
-class _HTTPServer:
-    """The test server's streamable-HTTP app, served by uvicorn on a loopback socket."""
-
-    def __init__(self) -> None:
-        import uvicorn  # noqa: PLC0415
-
-        from tests.gov.mcp_server import build  # noqa: PLC0415
-
-        inner = build().streamable_http_app()
-        self.headers: list[dict[bytes, bytes]] = []
-
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
-                self.headers.append(dict(scope["headers"]))
-            await inner(scope, receive, send)
-
-        # Bound before the thread starts: connections wait in the backlog, no polling needed.
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen()
-        port = self.socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/mcp"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.socket.close()
-
-
 @pytest.fixture
-def http_server() -> Iterator[_HTTPServer]:
-    server = _HTTPServer()
+def http_server() -> Iterator[HTTPServer]:
+    server = HTTPServer()
     yield server
     server.stop()
 
 
-def test_a_streamable_http_server_is_called_by_an_async_run(http_server: _HTTPServer) -> None:
+def test_a_streamable_http_server_is_called_by_an_async_run(http_server: HTTPServer) -> None:
     registry = ToolRegistry(builtins=False)
     names = registry.add_mcp_server(
         "web", url=http_server.url, headers={"X-Api-Key": "k-123"}, tools=["add", "where"]

@@ -241,8 +241,18 @@ class _Builder:
                 )
             except ValueError as exc:  # the first bad table ends the loop
                 raise self.error(f"[mcp_servers.{name}]", str(exc)) from None
+            if spec.command is None and "pass_env" in table:
+                raise self.error(f"[mcp_servers.{name}]", "pass_env is for a command")
+            if spec.url is None and "headers_env" in table:
+                raise self.error(f"[mcp_servers.{name}]", "headers_env is for a url")
             servers.append(
-                MCPServerDecl(spec, table.get("prefix"), None if tools is None else tuple(tools))
+                MCPServerDecl(
+                    spec,
+                    table.get("prefix"),
+                    None if tools is None else tuple(tools),
+                    pass_env=tuple(table.get("pass_env", ())),
+                    headers_env=table.get("headers_env", {}),
+                )
             )
         return tuple(servers)
 

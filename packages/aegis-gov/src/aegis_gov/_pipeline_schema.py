@@ -208,6 +208,8 @@ PIPELINE_SCHEMA: Final[Schema] = _table(
                     "cwd": _STRING,
                     "url": _NAME,
                     "headers": _STRING_TABLE,
+                    "pass_env": _STRINGS,
+                    "headers_env": _STRING_TABLE,
                     "prefix": _STRING,
                     "tools": _STRINGS,
                     "timeout_s": _number(zero_ok=False),
@@ -346,6 +348,8 @@ class MCPServerDoc(TypedDict, total=False):
     cwd: str
     url: str
     headers: dict[str, str]
+    pass_env: list[str]
+    headers_env: dict[str, str]
     prefix: str
     tools: list[str]
     timeout_s: float

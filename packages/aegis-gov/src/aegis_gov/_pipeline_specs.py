@@ -8,7 +8,7 @@ is contacted until :meth:`Pipeline.team` makes the adapters, through aegis-adapt
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -215,6 +215,10 @@ class MCPServerDecl:
     spec: MCPServerSpec
     prefix: str | None = None
     tools: tuple[str, ...] | None = None
+    pass_env: tuple[str, ...] = ()
+    """Variables of aegis's environment a stdio server also gets (its secrets, say)."""
+    headers_env: Mapping[str, str] = attrs.field(factory=dict)
+    """HTTP headers whose values are read from these variables (never written in the file)."""
 
     @property
     def tool_prefix(self) -> str:
@@ -228,21 +232,39 @@ class MCPServerDecl:
         return self.tools is None or tool.removeprefix(self.tool_prefix) in self.tools
 
     def add_to(self, registry: ToolRegistry) -> None:
-        """Connect to the server and register its tools in *registry*."""
+        """Connect to the server and register its tools in *registry*.
+
+        Raises:
+            ValueError: a variable ``pass_env`` or ``headers_env`` names is not set.
+            The errors of :meth:`ToolRegistry.add_mcp_server`.
+        """
         spec = self.spec
+        env, headers = spec.env, spec.headers
+        if self.pass_env:
+            env = {**{name: _variable(name) for name in self.pass_env}, **(env or {})}
+        if self.headers_env:
+            from_env = {header: _variable(name) for header, name in self.headers_env.items()}
+            headers = {**(headers or {}), **from_env}
         registry.add_mcp_server(
             spec.name,
             command=spec.command,
             args=spec.args,
-            env=spec.env,
+            env=env,
             cwd=spec.cwd,
             url=spec.url,
-            headers=spec.headers,
+            headers=headers,
             prefix=self.prefix,
             tools=self.tools,
             timeout_s=spec.timeout_s,
             connect_timeout_s=spec.connect_timeout_s,
         )
+
+
+def _variable(name: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        raise ValueError(f"the environment variable {name!r} is not set")
+    return value
 
 
 def _canned_reply(agent: str) -> Callable[[Sequence[Message]], str | ChatResponse]:
