@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def build(*, dotted: bool = False) -> MCPServer:
-    """The server: ``add``, ``shout``, ``fail``, ``hang`` (never answers), ``env``, ``where``."""
+    """The server: ``add``, ``shout``, ``fail``, ``hang``, ``crash``, ``env`` and ``where``."""
     server = MCPServer("aegis-test", log_level="ERROR")
 
     @server.tool()
@@ -44,6 +44,11 @@ def build(*, dotted: bool = False) -> MCPServer:
         """Never answers (for timeouts)."""
         await anyio.Event().wait()
         return "unreachable"
+
+    @server.tool()
+    def crash() -> str:
+        """Ends the server's process at once, mid-call."""
+        os._exit(3)
 
     @server.tool()
     def env(name: str) -> str:

@@ -66,6 +66,7 @@ def test_the_servers_tools_are_listed_with_their_schemas_and_prefixed(
         "demo_shout",
         "demo_fail",
         "demo_hang",
+        "demo_crash",
         "demo_env",
         "demo_where",
     ]
@@ -136,6 +137,16 @@ def test_a_call_past_timeout_s_fails_and_the_session_goes_on() -> None:
         assert caught.value.timeout_s == 0.5
         assert "did not answer within 0.5 s" in str(caught.value)
         assert registry.call("demo_add", {"a": 1, "b": 1}) == "2"
+
+
+def test_a_server_that_dies_fails_its_calls_not_the_run() -> None:
+    with ToolRegistry(builtins=False) as registry:
+        _stdio(registry, tools=["crash", "add"])
+        with pytest.raises(ToolExecutionError, match="MCP server 'demo'"):
+            registry.call("demo_crash", {})
+        outcome = registry.try_call("demo_add", {"a": 1, "b": 2})
+        assert isinstance(outcome.error, ToolExecutionError)
+        assert "MCP server 'demo'" in outcome.output
 
 
 def test_prefix_and_tools_choose_the_names(tmp_path: Path) -> None:

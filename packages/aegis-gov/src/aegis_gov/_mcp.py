@@ -240,7 +240,7 @@ class MCPConnection:
             ) from None
         except MCPError as exc:
             raise ToolExecutionError(
-                f"MCP server {server!r} refused the call: {clip(exc.message, _MAX_ERROR_CHARS)}",
+                f"MCP server {server!r}: {clip(exc.message, _MAX_ERROR_CHARS)}",
                 tool_name=tool_name,
             ) from exc
         except Exception as exc:
