@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -308,6 +309,37 @@ def test_functions_that_cannot_be_tools_are_refused_by_name(registry: ToolRegist
     with pytest.raises(TypeError, match="callable"):
         registry.add_function(42)  # type: ignore[arg-type]
     assert registry.names() == []
+
+
+def read_note(folder: str, name: str, *, limit: int = 100) -> str:
+    """Read a note.
+
+    Args:
+        folder: The folder notes are read from.
+        name: The note's name.
+        limit: The most characters returned.
+    """
+    return f"{folder}/{name}"[:limit]
+
+
+class Greeter:
+    """Greet someone."""
+
+    def __call__(self, who: str) -> str:
+        return f"hello {who}"
+
+
+def test_partials_hide_what_they_bind_and_callable_objects_work(registry: ToolRegistry) -> None:
+    registry.add_function(functools.partial(read_note, folder="/safe"))
+    schema = _schema(registry, "read_note")
+    assert list(schema["properties"]) == ["name", "limit"]  # folder is not the model's
+    assert schema["properties"]["name"]["description"] == "The note's name."
+    assert registry.call("read_note", {"name": "a"}) == "/safe/a"
+    with pytest.raises(InvalidToolArgumentsError, match="folder: Extra inputs"):
+        registry.call("read_note", {"name": "a", "folder": "/etc"})
+    registry.add_function(Greeter(), name="greet")
+    assert registry.get("greet").description == "Greet someone."
+    assert registry.call("greet", {"who": "you"}) == "hello you"
 
 
 def test_a_duplicate_name_is_refused(registry: ToolRegistry) -> None:

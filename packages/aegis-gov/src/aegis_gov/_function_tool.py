@@ -12,6 +12,7 @@ pydantic is imported on first use, not when ``aegis_gov`` is imported.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import typing
@@ -78,11 +79,13 @@ def function_tool(
     from pydantic import ConfigDict, Field, create_model  # noqa: PLC0415
     from pydantic.errors import PydanticUserError  # noqa: PLC0415
 
-    tool_name = name if name is not None else getattr(fn, "__name__", type(fn).__name__)
-    doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+    # A functools.partial or a callable object: the types are the wrapped function's.
+    typed = _typed(fn)
+    tool_name = name if name is not None else getattr(typed, "__name__", type(fn).__name__)
+    doc = docstring_parser.parse(_docstring(fn, typed))
     described = {p.arg_name: p.description for p in doc.params if p.description}
     try:
-        hints = typing.get_type_hints(fn, include_extras=True)
+        hints = typing.get_type_hints(typed, include_extras=True)
         signature = inspect.signature(fn)
     except (NameError, TypeError, ValueError) as exc:
         raise InvalidToolSchemaError(
@@ -90,7 +93,10 @@ def function_tool(
         ) from exc
     fields: dict[str, Any] = {}
     names: dict[str, str] = {}  # field -> parameter: fields are p0, p1... so any name works
+    bound = _bound(fn)
     for index, (param_name, param) in enumerate(signature.parameters.items()):
+        if param_name in bound:
+            continue
         if param.kind in _NOT_PARAMETERS:
             raise InvalidToolSchemaError(
                 f"parameter {param_name!r} is {_NOT_PARAMETERS[param.kind]}; a tool's "
@@ -119,6 +125,32 @@ def function_tool(
         validate=_validator(str(tool_name), model, names),
         render=_render,
     )
+
+
+def _typed(fn: Callable[..., object]) -> Callable[..., object]:
+    """What holds *fn*'s annotations and docstring: itself, a partial's function, ``__call__``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.isroutine(fn) or isinstance(fn, type):
+        return fn
+    call: Callable[..., object] = type(fn).__call__
+    return call
+
+
+def _docstring(fn: Callable[..., object], typed: Callable[..., object]) -> str:
+    if typed is fn or isinstance(fn, functools.partial):
+        return inspect.getdoc(typed) or ""
+    own = typed.__doc__  # a callable object: its __call__'s own docstring, else its class's
+    return inspect.cleandoc(own) if own else inspect.getdoc(fn) or ""
+
+
+def _bound(fn: Callable[..., object]) -> set[str]:
+    """The keywords a ``functools.partial`` fixed: not the model's to set (or to see)."""
+    bound: set[str] = set()
+    while isinstance(fn, functools.partial):
+        bound.update(fn.keywords)
+        fn = fn.func
+    return bound
 
 
 def _description(doc: Any) -> str:  # docstring_parser.Docstring, imported lazily
