@@ -240,6 +240,15 @@ def test_async_functions_run_on_the_registry_loop_thread(registry: ToolRegistry)
     assert registry.call("lookup", {"key": "c"}) == '{"key": "c"}'
 
 
+def test_define_tool_takes_an_async_function_too(registry: ToolRegistry) -> None:
+    async def search(query: str) -> list[str]:
+        return [query]
+
+    schema = {"type": "object", "properties": {"query": {"type": "string"}}}
+    registry.define_tool("search", "Search", search, schema)
+    assert registry.call("search", {"query": "q"}) == '["q"]'
+
+
 def test_an_async_tool_calling_the_registry_back_is_refused_not_deadlocked(
     registry: ToolRegistry,
 ) -> None:

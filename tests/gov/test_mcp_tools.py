@@ -149,6 +149,29 @@ def test_a_server_that_dies_fails_its_calls_not_the_run() -> None:
         assert "MCP server 'demo'" in outcome.output
 
 
+def test_what_the_model_reads_of_each_kind_of_content() -> None:
+    import mcp_types  # noqa: PLC0415
+    from aegis_gov._mcp import _result_text  # noqa: PLC0415  # the one place it is decided
+
+    link = mcp_types.ResourceLink(name="r", uri="file:///r.txt")
+    mixed = mcp_types.CallToolResult(
+        content=[
+            mcp_types.TextContent(text="one"),
+            mcp_types.ImageContent(data="AAAA", mime_type="image/png"),
+            mcp_types.AudioContent(data="AAAA", mime_type="audio/wav"),
+            link,
+            mcp_types.TextContent(text="two"),
+        ]
+    )
+    assert _result_text(mixed) == (
+        "one\n[image: image/png, not shown]\n[audio: audio/wav, not shown]\n"
+        "[resource_link content, not shown]\ntwo"
+    )
+    structured = mcp_types.CallToolResult(content=[], structured_content={"n": 1, "é": [True]})
+    assert _result_text(structured) == '{"n": 1, "é": [true]}'
+    assert _result_text(mcp_types.CallToolResult(content=[])) == ""
+
+
 def test_prefix_and_tools_choose_the_names(tmp_path: Path) -> None:
     with ToolRegistry(builtins=False) as registry:
         with pytest.raises(InvalidToolNameError) as caught:

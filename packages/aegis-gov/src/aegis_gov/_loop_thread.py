@@ -32,12 +32,6 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    @property
-    def running(self) -> bool:
-        """Whether the loop's thread is alive."""
-        with self._lock:
-            return self._thread is not None and self._thread.is_alive()
-
     def run(self, awaitable: Awaitable[_T]) -> _T:
         """Await *awaitable* on the loop and wait for its result (its exception is raised here).
 
