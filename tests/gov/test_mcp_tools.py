@@ -283,7 +283,7 @@ def test_without_the_extra_the_error_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "mcp", None)  # what a missing package looks like
-    with pytest.raises(ImportError, match=r"pip install 'aegis-gov\[mcp\]'"):
+    with pytest.raises(ImportError, match=r'pip install "\./packages/aegis-gov\[mcp\]"'):
         ToolRegistry(builtins=False).add_mcp_server("s", command="x")
 
 

@@ -144,7 +144,8 @@ class MCPConnection:
             import mcp  # noqa: F401, PLC0415  # the optional extra
         except ImportError as exc:
             raise ImportError(
-                "MCP servers need the mcp package: pip install 'aegis-gov[mcp]'"
+                "MCP servers need the mcp package, the aegis-gov[mcp] extra: from a checkout, "
+                'pip install "./packages/aegis-gov[mcp]"'
             ) from exc
         return self._loop.run(self._aopen())
 

@@ -311,7 +311,7 @@ class ToolRegistry:
             ValueError: *name* is not 1-32 letters, digits, ``_`` or ``-``, a server of that
                 name was already added, both or neither of *command* and *url* are given, a
                 timeout is not positive, or *tools* names a tool the server does not list.
-            ImportError: the ``mcp`` package is missing (``pip install 'aegis-gov[mcp]'``).
+            ImportError: the ``mcp`` package is missing (the ``aegis-gov[mcp]`` extra).
             MCPConnectionError: the server cannot be started or reached, or does not list its
                 tools within *connect_timeout_s*.
             InvalidToolNameError: a prefixed name breaks ``^[a-zA-Z0-9_-]{1,64}$`` (leave that
