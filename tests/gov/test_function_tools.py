@@ -29,6 +29,8 @@ from aegis_gov import (
     ToolExecutionError,
     ToolRegistry,
 )
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 
@@ -209,6 +211,84 @@ def test_bad_arguments_raise_the_validation_message_and_nothing_runs(
     outcome = registry.try_call("book", arguments)
     assert outcome.is_error
     assert message in outcome.output
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+_FUZZED = ToolRegistry(builtins=False)
+_FUZZ_SEEN: list[tuple[object, ...]] = []
+
+
+@_FUZZED.tool
+def book(
+    window: Window, guests: int, kind: Literal["single", "double"] = "double", note: str = ""
+) -> str:
+    _FUZZ_SEEN.append((window, guests, kind, note))
+    return "ok"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arguments=st.fixed_dictionaries(
+        {},
+        optional={  # near-misses as well as noise, so both outcomes happen
+            "window": st.fixed_dictionaries({"start": _JSON, "end": _JSON}) | _JSON,
+            "guests": st.integers() | _JSON,
+            "kind": st.sampled_from(["single", "double", "suite"]) | _JSON,
+            "note": _JSON,
+            "other": _JSON,
+        },
+    )
+)
+def test_any_json_arguments_are_either_refused_or_arrive_typed(
+    arguments: dict[str, object],
+) -> None:
+    """Whatever a model sends, the function sees only values of its declared types."""
+    _FUZZ_SEEN.clear()
+    outcome = _FUZZED.try_call("book", arguments)
+    event("refused" if outcome.is_error else "accepted")
+    if outcome.is_error:
+        assert isinstance(outcome.error, InvalidToolArgumentsError)
+        assert _FUZZ_SEEN == []
+    else:
+        ((window, guests, kind, note),) = _FUZZ_SEEN
+        assert isinstance(window, Window)
+        assert isinstance(window.start, int)
+        assert isinstance(guests, int)
+        assert kind in {"single", "double"}
+        assert isinstance(note, str)
+
+
+def test_concurrent_calls_of_an_async_tool_share_one_loop(registry: ToolRegistry) -> None:
+    threads = 8
+    barrier = threading.Barrier(threads)
+    loops: set[int] = set()
+
+    @registry.tool
+    async def square(n: int) -> int:
+        loops.add(id(asyncio.get_running_loop()))
+        await asyncio.sleep(0)
+        return n * n
+
+    results: dict[int, str] = {}
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        for _ in range(20):
+            results[n] = registry.call("square", {"n": n})
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert results == {n: str(n * n) for n in range(threads)}
+    assert len(loops) == 1
 
 
 def test_the_message_never_contains_the_arguments_value(registry: ToolRegistry) -> None:

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -92,6 +93,23 @@ def test_an_error_the_server_reports_is_a_tool_execution_error(shared: ToolRegis
     assert isinstance(outcome.error, ToolExecutionError)
     assert "failed on purpose: disk full" in outcome.output
     assert outcome.output.startswith("tool 'demo_fail': failed: ")
+
+
+def test_threads_share_the_session_concurrently(shared: ToolRegistry) -> None:
+    threads = 8
+    barrier = threading.Barrier(threads)
+    results: dict[int, list[str]] = {}
+
+    def worker(n: int) -> None:
+        barrier.wait()  # every thread calls at once: requests interleave on one session
+        results[n] = [shared.call("demo_add", {"a": n, "b": i}) for i in range(5)]
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert results == {n: [str(n + i) for i in range(5)] for n in range(threads)}
 
 
 def test_a_run_calls_the_servers_tools_within_the_agents_scope(shared: ToolRegistry) -> None:
