@@ -330,20 +330,20 @@ class ToolRegistry:
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
         )
-        with self._lock:
+        connection = MCPConnection(spec, self._loop)
+        with self._lock:  # the name is taken from here on, so two threads cannot both add it
             if name in self._servers:
                 raise ValueError(f"an MCP server named {name!r} was already added")
-        connection = MCPConnection(spec, self._loop)
-        remote = connection.open()
+            self._servers[name] = connection
         try:
-            chosen = _chosen(name, remote, tools)
-            added = self._add_remote(connection, chosen, f"{name}_" if prefix is None else prefix)
+            chosen = _chosen(name, connection.open(), tools)
+            return self._add_remote(connection, chosen, f"{name}_" if prefix is None else prefix)
         except BaseException:
+            with self._lock:
+                if self._servers.get(name) is connection:
+                    del self._servers[name]
             connection.close()
             raise
-        with self._lock:
-            self._servers[name] = connection
-        return added
 
     def close(self) -> None:
         """Close every MCP session (their tools are removed) and stop the event-loop thread.
