@@ -30,7 +30,7 @@ PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "aegis-graph": ("aegis_graph", "tests/graph", (), ()),
     "aegis-breaker": ("aegis_breaker", "tests/breaker", (), ()),
     "aegis-adapters": ("aegis_adapters", "tests/adapters", ("http",), ("all",)),
-    "aegis-gov": ("aegis_gov", "tests/gov", ("http",), ("all",)),
+    "aegis-gov": ("aegis_gov", "tests/gov", ("http",), ("all", "mcp")),
 }
 
 

@@ -98,6 +98,7 @@ from aegis_gov._events import (
 )
 from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint_key
 from aegis_gov._limits import Limits
+from aegis_gov._mcp import MCPConnectionError
 from aegis_gov._memory import ToolMemory
 from aegis_gov._results import (
     AgentResult,
@@ -194,6 +195,7 @@ __all__ = [
     "LLMAdapter",
     "LLMError",
     "Limits",
+    "MCPConnectionError",
     "MemoryKeyNotFoundError",
     "Message",
     "ModelNotFoundError",

@@ -411,7 +411,7 @@ def _run_pipeline(
         where = f"{args.resume}: " if resume is not None else f"{args.pipeline}: "
         raise UsageError(f"{where}{exc}") from None
     stop = pipeline.stop_on_failure if args.stop_on_failure is None else args.stop_on_failure
-    with _open_output(args.output) as output:
+    with _open_output(args.output) as output, contextlib.closing(oma.tools):
         if plan is not None:
             explain_plan(console.file, plan, args.resume)
         interrupts.graceful(_stop_notice(args.cancel_grace))

@@ -50,6 +50,7 @@ from aegis_graph import (
 from aegis_gov._budget import Budget, Price
 from aegis_gov._files import read_regular_file
 from aegis_gov._limits import Limits
+from aegis_gov._mcp import MCPServerSpec
 from aegis_gov._pipeline_schema import (
     MAX_ARGUMENT_DEPTH,
     MAX_ATTEMPTS,
@@ -68,7 +69,13 @@ from aegis_gov._pipeline_schema import (
     ReplyDoc,
     TaskDoc,
 )
-from aegis_gov._pipeline_specs import AgentSpec, Pipeline, ProviderSpec, ScriptedReply
+from aegis_gov._pipeline_specs import (
+    AgentSpec,
+    MCPServerDecl,
+    Pipeline,
+    ProviderSpec,
+    ScriptedReply,
+)
 from aegis_gov._pipeline_validate import PipelineError, one_of, show, suggest, validate_document
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._tools import ToolRegistry
@@ -167,7 +174,8 @@ class _Builder:
     def pipeline(
         self, doc: PipelineDoc, default_name: str, base_dir: str | os.PathLike[str] | None
     ) -> Pipeline:
-        agents = [self.agent(agent) for agent in doc["agents"]]
+        servers = self.mcp_servers(doc, base_dir)
+        agents = [self.agent(agent, servers) for agent in doc["agents"]]
         names = [agent.name for agent in agents]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -206,7 +214,47 @@ class _Builder:
             allow_private_network=tools.get("allow_private_network", False),
             limits=self.limits(doc),
             budget=_budget(doc),
+            mcp_servers=servers,
         )
+
+    def mcp_servers(
+        self, doc: PipelineDoc, base_dir: str | os.PathLike[str] | None
+    ) -> tuple[MCPServerDecl, ...]:
+        """The ``[mcp_servers.NAME]`` tables; a server's ``cwd`` is relative to the file."""
+        servers = []
+        for name, table in doc.get("mcp_servers", {}).items():
+            cwd = table.get("cwd")
+            if table.get("command") is not None and base_dir is not None:
+                cwd = os.fspath(Path(base_dir) / (cwd or "."))  # never where aegis started
+            tools = table.get("tools")
+            try:
+                spec = MCPServerSpec(
+                    name=name,
+                    command=table.get("command"),
+                    args=tuple(table.get("args", ())),
+                    env=table.get("env"),
+                    cwd=cwd,
+                    url=table.get("url"),
+                    headers=table.get("headers"),
+                    timeout_s=float(table.get("timeout_s", 60.0)),
+                    connect_timeout_s=float(table.get("connect_timeout_s", 30.0)),
+                )
+            except ValueError as exc:  # the first bad table ends the loop
+                raise self.error(f"[mcp_servers.{name}]", str(exc)) from None
+            if spec.command is None and "pass_env" in table:
+                raise self.error(f"[mcp_servers.{name}]", "pass_env is for a command")
+            if spec.url is None and "headers_env" in table:
+                raise self.error(f"[mcp_servers.{name}]", "headers_env is for a url")
+            servers.append(
+                MCPServerDecl(
+                    spec,
+                    table.get("prefix"),
+                    None if tools is None else tuple(tools),
+                    pass_env=tuple(table.get("pass_env", ())),
+                    headers_env=table.get("headers_env", {}),
+                )
+            )
+        return tuple(servers)
 
     def limits(self, doc: PipelineDoc) -> dict[str, Limits]:
         """The ``[limits."model"]`` tables (the schema checked their types and bounds)."""
@@ -218,11 +266,12 @@ class _Builder:
                 raise self.error(f'[limits."{name}"]', str(exc)) from None
         return limits
 
-    def agent(self, doc: AgentDoc) -> AgentSpec:
+    def agent(self, doc: AgentDoc, servers: Sequence[MCPServerDecl] = ()) -> AgentSpec:
         entry = f"agent {doc['name']!r}"
         tools = tuple(doc.get("tools", ()))
         for tool in tools:
-            if tool not in self.known_tools:
+            # An MCP server's tools are known once it is running: its prefix is checked here.
+            if tool not in self.known_tools and not any(s.may_offer(tool) for s in servers):
                 known = self.known_tools
                 raise self.error(
                     entry, f"unknown tool {tool!r}{suggest(tool, known)}{one_of(known)}"

@@ -32,6 +32,7 @@ __all__ = [
     "PROVIDERS",
     "SCRIPTED_ERRORS",
     "AgentDoc",
+    "MCPServerDoc",
     "PipelineDoc",
     "ProviderDoc",
     "ReplyDoc",
@@ -80,6 +81,11 @@ _STRING: Final[Schema] = {"type": "string"}
 _NAME: Final[Schema] = {"type": "string", "minLength": 1}  # an empty name is no name
 _BOOLEAN: Final[Schema] = {"type": "boolean"}
 _STRINGS: Final[Schema] = {"type": "array", "items": _STRING}
+_STRING_TABLE: Final[Schema] = {
+    "type": "object",
+    "additionalProperties": _STRING,
+    "x-must": "a table of strings",
+}
 
 
 def _integer(minimum: int, maximum: int) -> Schema:
@@ -192,6 +198,27 @@ PIPELINE_SCHEMA: Final[Schema] = _table(
             {"root": _STRING, "shell_allowlist": _STRINGS, "allow_private_network": _BOOLEAN},
             **{"x-must": "a table ([tools])"},
         ),
+        "mcp_servers": {
+            "type": "object",
+            "additionalProperties": _table(
+                {
+                    "command": _NAME,
+                    "args": _STRINGS,
+                    "env": _STRING_TABLE,
+                    "cwd": _STRING,
+                    "url": _NAME,
+                    "headers": _STRING_TABLE,
+                    "pass_env": _STRINGS,
+                    "headers_env": _STRING_TABLE,
+                    "prefix": _STRING,
+                    "tools": _STRINGS,
+                    "timeout_s": _number(zero_ok=False),
+                    "connect_timeout_s": _number(zero_ok=False),
+                },
+                **{"x-must": "a table ([mcp_servers.NAME])"},
+            ),
+            "x-must": "a table of tables, one per MCP server ([mcp_servers.NAME])",
+        },
         "limits": {
             "type": "object",
             "additionalProperties": _table(
@@ -312,6 +339,23 @@ class _ToolsDoc(TypedDict, total=False):
     allow_private_network: bool
 
 
+class MCPServerDoc(TypedDict, total=False):
+    """One ``[mcp_servers.NAME]`` table, as validated."""
+
+    command: str
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+    url: str
+    headers: dict[str, str]
+    pass_env: list[str]
+    headers_env: dict[str, str]
+    prefix: str
+    tools: list[str]
+    timeout_s: float
+    connect_timeout_s: float
+
+
 class _LimitsDoc(TypedDict, total=False):
     requests_per_minute: float
     tokens_per_minute: float
@@ -345,5 +389,6 @@ class PipelineDoc(_Declared, total=False):
     retry: _RetryDoc
     breaker: _BreakerDoc
     tools: _ToolsDoc
+    mcp_servers: dict[str, MCPServerDoc]
     limits: dict[str, _LimitsDoc]
     budget: _BudgetDoc

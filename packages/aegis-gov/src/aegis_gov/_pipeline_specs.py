@@ -8,7 +8,7 @@ is contacted until :meth:`Pipeline.team` makes the adapters, through aegis-adapt
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -33,13 +33,16 @@ from aegis_graph import Task, TaskQueue
 
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._budget import Budget
+from aegis_gov._errors import AegisError
 from aegis_gov._limits import Limits
+from aegis_gov._mcp import MCPServerSpec
 from aegis_gov._pipeline_schema import PROVIDERS
 from aegis_gov._pipeline_validate import PipelineError, one_of
 from aegis_gov._retry import RetryPolicy
+from aegis_gov._tool_errors import ToolError
 from aegis_gov._tools import ToolRegistry
 
-__all__ = ["AgentSpec", "Pipeline", "ProviderSpec", "ScriptedReply"]
+__all__ = ["AgentSpec", "MCPServerDecl", "Pipeline", "ProviderSpec", "ScriptedReply"]
 
 # Simulated provider errors a scripted reply may raise, by the name a pipeline file uses.
 _SCRIPTED_ERRORS: Final[dict[str, tuple[type[LLMError], int]]] = {
@@ -205,6 +208,65 @@ class AgentSpec:
         )
 
 
+@attrs.frozen
+class MCPServerDecl:
+    """One ``[mcp_servers.NAME]`` table: how to reach the server and which names its tools get."""
+
+    spec: MCPServerSpec
+    prefix: str | None = None
+    tools: tuple[str, ...] | None = None
+    pass_env: tuple[str, ...] = ()
+    """Variables of aegis's environment a stdio server also gets (its secrets, say)."""
+    headers_env: Mapping[str, str] = attrs.field(factory=dict)
+    """HTTP headers whose values are read from these variables (never written in the file)."""
+
+    @property
+    def tool_prefix(self) -> str:
+        """What the server's tool names are prefixed with (``NAME_`` unless ``prefix`` says)."""
+        return f"{self.spec.name}_" if self.prefix is None else self.prefix
+
+    def may_offer(self, tool: str) -> bool:
+        """Whether *tool* can be one of this server's, before the server is asked."""
+        if not tool.startswith(self.tool_prefix):
+            return False
+        return self.tools is None or tool.removeprefix(self.tool_prefix) in self.tools
+
+    def add_to(self, registry: ToolRegistry) -> None:
+        """Connect to the server and register its tools in *registry*.
+
+        Raises:
+            ValueError: a variable ``pass_env`` or ``headers_env`` names is not set.
+            The errors of :meth:`ToolRegistry.add_mcp_server`.
+        """
+        spec = self.spec
+        env, headers = spec.env, spec.headers
+        if self.pass_env:
+            env = {**{name: _variable(name) for name in self.pass_env}, **(env or {})}
+        if self.headers_env:
+            from_env = {header: _variable(name) for header, name in self.headers_env.items()}
+            headers = {**(headers or {}), **from_env}
+        registry.add_mcp_server(
+            spec.name,
+            command=spec.command,
+            args=spec.args,
+            env=env,
+            cwd=spec.cwd,
+            url=spec.url,
+            headers=headers,
+            prefix=self.prefix,
+            tools=self.tools,
+            timeout_s=spec.timeout_s,
+            connect_timeout_s=spec.connect_timeout_s,
+        )
+
+
+def _variable(name: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        raise ValueError(f"the environment variable {name!r} is not set")
+    return value
+
+
 def _canned_reply(agent: str) -> Callable[[Sequence[Message]], str | ChatResponse]:
     def reply(messages: Sequence[Message]) -> str:
         prompt = messages[-1].content if messages else ""
@@ -239,6 +301,8 @@ class Pipeline:
     """``[limits."model"]`` tables: what each model's account allows."""
     budget: Budget | None = None
     """The ``[budget]`` table: the most a run may spend."""
+    mcp_servers: tuple[MCPServerDecl, ...] = ()
+    """The ``[mcp_servers.NAME]`` tables: servers whose tools the agents may name."""
 
     def queue(self) -> TaskQueue:
         """A fresh :class:`~aegis_graph.TaskQueue` of the tasks."""
@@ -256,12 +320,42 @@ class Pipeline:
             raise PipelineError(self.path, exc.entry, exc.problem) from None
 
     def tool_registry(self) -> ToolRegistry:
-        """The tool registry the ``[tools]`` table describes."""
-        return ToolRegistry(
+        """The tool registry the ``[tools]`` table describes, connected to the MCP servers.
+
+        Close it (``close()`` or ``with``) to end the servers' sessions.
+
+        Raises:
+            PipelineError: an MCP server cannot be used, or does not offer a tool an agent
+                lists.
+        """
+        registry = ToolRegistry(
             root=self.tools_root,
             shell_allowlist=self.shell_allowlist,
             allow_private_network=self.allow_private_network,
         )
+        try:
+            self._connect(registry)
+        except BaseException:
+            registry.close()
+            raise
+        return registry
+
+    def _connect(self, registry: ToolRegistry) -> None:
+        """Add the MCP servers to *registry*; check every agent's tools are there."""
+        for server in self.mcp_servers:
+            try:
+                server.add_to(registry)
+            except (AegisError, ToolError, ValueError, ImportError) as exc:  # noqa: PERF203
+                entry = f"[mcp_servers.{server.spec.name}]"
+                raise PipelineError(self.path, entry, str(exc)) from exc
+        for agent in self.agents:
+            for tool in agent.tools:
+                if tool not in registry:
+                    raise PipelineError(
+                        self.path,
+                        f"agent {agent.name!r}",
+                        f"'tools' lists {tool!r}, which no MCP server offers",
+                    )
 
     def pool(self, *, max_concurrent: int | None = None) -> AgentPool:
         """A pool with the file's limits; only retryable errors count against a breaker."""

@@ -63,8 +63,9 @@ _Validator: Final[type[jsonschema.protocols.Validator]] = jsonschema.validators.
 )
 _VALIDATOR: Final = _Validator(PIPELINE_SCHEMA)
 _TOP_TABLES: Final = ("retry", "breaker", "tools")
-_NAMED_TABLES: Final = ("limits", "budget")  # tables whose keys include names of models
-_KEYWORDS: Final = frozenset({"limits", "budget", "prices"})
+# Tables whose keys include names of models or servers.
+_NAMED_TABLES: Final = ("limits", "budget", "mcp_servers")
+_KEYWORDS: Final = frozenset({"limits", "budget", "prices", "mcp_servers"})
 
 Path = list[str | int]  # a path into the document: keys and array indices
 

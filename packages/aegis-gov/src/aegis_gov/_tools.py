@@ -1,15 +1,23 @@
 # Copyright (c) 2026 The aegis developers. Licensed under the MIT License.
-"""``ToolRegistry``: the tools agents may call, by name, with validated arguments."""
+"""``ToolRegistry``: the tools agents may call, by name, with validated arguments.
+
+Over 400 lines because the registry is the one place every kind of tool (hand-written schema,
+typed function, MCP server) meets the same validation and error rules; the kinds themselves
+live in ``_tool``, ``_function_tool`` and ``_mcp``.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import attrs
 import jsonschema
@@ -17,6 +25,9 @@ import jsonschema.exceptions
 from aegis_adapters import ToolSpec
 
 from aegis_gov._builtins import builtin_tools
+from aegis_gov._function_tool import FunctionTool, function_tool
+from aegis_gov._loop_thread import LoopThread
+from aegis_gov._mcp import MCPConnection, MCPServerSpec, RemoteCall, RemoteTool
 from aegis_gov._memory import ToolMemory
 from aegis_gov._sandbox import SandboxConfig
 from aegis_gov._tool import Tool, ToolOutcome, clip, to_text
@@ -29,7 +40,6 @@ from aegis_gov._tool_errors import (
 )
 
 if TYPE_CHECKING:
-    import os
     from typing import TypeAlias
 
     from aegis_gov._netguard import Resolver
@@ -40,12 +50,40 @@ __all__ = ["ToolRegistry"]
 
 logger = logging.getLogger(__name__)
 
+_F = TypeVar("_F", bound=Callable[..., object])
+
 
 @attrs.frozen
 class _Entry:
     tool: Tool
-    validator: jsonschema.protocols.Validator
+    validator: jsonschema.protocols.Validator | None  # None: a FunctionTool validates itself
     signature: inspect.Signature | None
+    server: str | None = None  # the MCP server the tool comes from
+
+
+def _shut_down(servers: dict[str, MCPConnection], loop: LoopThread) -> None:
+    """Close and forget *servers*, then stop *loop* (``close``, or a registry's finalizer)."""
+    connections = list(servers.values())
+    servers.clear()
+    for connection in connections:
+        connection.close()
+    loop.close()
+
+
+def _chosen(
+    server: str, remote: list[RemoteTool], wanted: Iterable[str] | None
+) -> list[RemoteTool]:
+    """The *wanted* tools of *remote* (all if None), in the order asked for."""
+    if wanted is None:
+        return remote
+    listed = {tool.name: tool for tool in remote}
+    for name in wanted:
+        if name not in listed:
+            raise ValueError(
+                f"MCP server {server!r} lists no tool named {name!r}; "
+                f"it lists {', '.join(map(repr, listed)) or 'none'}"
+            )
+    return [listed[name] for name in dict.fromkeys(wanted)]
 
 
 def _signature(fn: Callable[..., object]) -> inspect.Signature | None:
@@ -71,6 +109,12 @@ class ToolRegistry:
     names executables, then run inside a bubblewrap sandbox), ``memory_store``
     (``{"key", "value"}``) and ``memory_retrieve`` (``{"key"}``), the last two backed by
     ``memory``.
+
+    Tools come from a hand-written schema (:meth:`define_tool`), from a typed function
+    (:meth:`tool`, :meth:`add_function`) or from an MCP server (:meth:`add_mcp_server`); all
+    are validated, called and reported the same way. Coroutines (``async def`` tools, MCP
+    sessions) run on one event-loop thread the registry owns, started on first use: call
+    :meth:`close`, or use the registry in a ``with`` block, to end the sessions and the thread.
 
     Thread-safe: tools may be defined, removed and called from several threads; the lock is never
     held while a tool runs. Every error leaves the registry usable.
@@ -121,6 +165,10 @@ class ToolRegistry:
         """
         self._lock = threading.RLock()
         self._entries: dict[str, _Entry] = {}
+        self._loop = LoopThread(f"aegis-tools-{id(self):x}")
+        self._servers: dict[str, MCPConnection] = {}
+        # A registry dropped (or still open at exit) without close() ends its servers too.
+        weakref.finalize(self, _shut_down, self._servers, self._loop)
         self.memory: ToolMemory = ToolMemory(
             max_entries=memory_max_entries, max_value_bytes=memory_max_value_bytes
         )
@@ -161,24 +209,167 @@ class ToolRegistry:
         """
         return self.register(Tool(name=name, description=description, fn=fn, input_schema=schema))
 
+    @overload
+    def tool(self, fn: _F, /) -> _F: ...
+    @overload
+    def tool(
+        self, *, name: str | None = None, description: str | None = None
+    ) -> Callable[[_F], _F]: ...
+    def tool(
+        self,
+        fn: Callable[..., object] | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> object:
+        """Register the decorated function as a tool (see :meth:`add_function`); return it as is.
+
+        Use it bare (``@registry.tool``) or with options (``@registry.tool(name="x")``).
+
+        Raises:
+            The errors of :meth:`add_function`, when the function is decorated.
+        """
+
+        def decorate(function: Callable[..., object]) -> Callable[..., object]:
+            self.add_function(function, name=name, description=description)
+            return function
+
+        return decorate if fn is None else decorate(fn)
+
+    def add_function(
+        self,
+        fn: Callable[..., object],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> Tool:
+        """Register a typed function as a tool; its signature and docstring make the schema.
+
+        Each parameter is an argument: its annotation gives the JSON Schema (through pydantic,
+        so models, dataclasses, TypedDicts, enums, ``Literal`` and ``Optional`` work), a default
+        makes it optional, and its description comes from the docstring's Google, NumPy or
+        Sphinx parameter section (or ``Annotated[..., Field(description=...)]``). The tool's
+        description is the rest of the docstring unless *description* is given; its name is
+        the function's unless *name* is.
+
+        Arguments are validated (and converted: a nested model arrives as that model) by the
+        same pydantic model; what fails is sent back to the model as the tool's error result.
+        An ``async def`` function runs on the registry's event-loop thread. The result is
+        text: a ``str`` as is, ``None`` as ``""``, anything else as JSON.
+
+        Raises:
+            InvalidToolNameError: the name breaks ``^[a-zA-Z0-9_-]{1,64}$``.
+            InvalidToolSchemaError: a parameter is ``*args``, ``**kwargs`` or positional-only,
+                or its type has no JSON Schema.
+            DuplicateToolError: a tool of that name is already registered.
+        """
+        return self.register(function_tool(fn, name=name, description=description))
+
     def register(self, tool: Tool) -> Tool:
         """Register an existing *tool* and return it.
 
         Raises:
             DuplicateToolError: a tool of the same name is already registered.
         """
-        entry = _Entry(
-            tool=tool,
-            validator=jsonschema.Draft202012Validator(tool.input_schema),
-            signature=_signature(tool.fn),
+        return self._add(tool)
+
+    def add_mcp_server(
+        self,
+        name: str,
+        *,
+        command: str | None = None,
+        args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        prefix: str | None = None,
+        tools: Iterable[str] | None = None,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 30.0,
+    ) -> list[Tool]:
+        """Connect to a Model Context Protocol server and register its tools.
+
+        Give *command* (and *args*, *env*, *cwd*) to start the server as a subprocess spoken to
+        over stdio, or *url* (and *headers*) for a server speaking streamable HTTP. The child
+        gets the SDK's minimal environment (``PATH``, ``HOME``...) plus *env*: your other
+        variables are not passed on.
+
+        Each tool the server lists is registered as *prefix* + its own name, *prefix*
+        defaulting to ``"<name>_"`` (``""`` keeps the server's names); *tools* keeps only the
+        listed ones (the server's own names). Agents name them in ``AgentConfig.tools`` like
+        any other tool, and their arguments are validated against the server's schema first.
+        A call that takes longer than *timeout_s* fails with ``ToolTimeoutError``; an error
+        the server reports reaches the model as the tool's error result.
+
+        The session lives until :meth:`close` (or the end of a ``with`` block).
+
+        Returns:
+            The tools registered, in the server's order.
+
+        Raises:
+            ValueError: *name* is not 1-32 letters, digits, ``_`` or ``-``, a server of that
+                name was already added, both or neither of *command* and *url* are given, a
+                timeout is not positive, or *tools* names a tool the server does not list.
+            ImportError: the ``mcp`` package is missing (the ``aegis-gov[mcp]`` extra).
+            MCPConnectionError: the server cannot be started or reached, or does not list its
+                tools within *connect_timeout_s*.
+            InvalidToolNameError: a prefixed name breaks ``^[a-zA-Z0-9_-]{1,64}$`` (leave that
+                tool out with *tools*).
+            InvalidToolSchemaError: a tool's input schema is not a JSON Schema object schema.
+            DuplicateToolError: a prefixed name is already registered.
+        """
+        spec = MCPServerSpec(
+            name=name,
+            command=command,
+            args=tuple(args),
+            env=None if env is None else dict(env),
+            cwd=None if cwd is None else os.fspath(cwd),
+            url=url,
+            headers=None if headers is None else dict(headers),
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
         )
+        connection = MCPConnection(spec, self._loop)
+        with self._lock:  # the name is taken from here on, so two threads cannot both add it
+            if name in self._servers:
+                raise ValueError(f"an MCP server named {name!r} was already added")
+            self._servers[name] = connection
+        try:
+            chosen = _chosen(name, connection.open(), tools)
+            return self._add_remote(connection, chosen, f"{name}_" if prefix is None else prefix)
+        except BaseException:
+            with self._lock:
+                if self._servers.get(name) is connection:
+                    del self._servers[name]
+            connection.close()
+            raise
+
+    def close(self) -> None:
+        """Close every MCP session (their tools are removed) and stop the event-loop thread.
+
+        The registry stays usable for its other tools; an async tool starts a new loop.
+        Idempotent.
+        """
         with self._lock:
-            if tool.name in self._entries:
-                raise DuplicateToolError(
-                    "a tool of this name is already registered", tool_name=tool.name
-                )
-            self._entries[tool.name] = entry
-        return tool
+            servers = dict(self._servers)
+            self._servers.clear()
+            for name in [n for n, e in self._entries.items() if e.server is not None]:
+                del self._entries[name]
+        _shut_down(servers, self._loop)
+
+    def __enter__(self) -> ToolRegistry:  # noqa: PYI034  # typing.Self is 3.11+
+        """Use the registry in a ``with`` block that :meth:`close` s it."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """:meth:`close` the registry."""
+        self.close()
 
     def remove(self, name: str) -> None:
         """Unregister the tool *name* (built-ins included).
@@ -230,12 +421,16 @@ class ToolRegistry:
         kwargs = self._validated(entry, arguments)
         try:
             result = entry.tool.fn(**kwargs)
+            if inspect.isawaitable(result):  # an async tool: run it on the registry's loop
+                result = self._loop.run(result)
         except ToolError:
             raise
         except Exception as exc:
             raise ToolExecutionError(
                 f"failed with {type(exc).__name__}: {clip(str(exc))}", tool_name=name
             ) from exc
+        if isinstance(entry.tool, FunctionTool):
+            return entry.tool.render(result)
         return to_text(result)
 
     def try_call(self, name: str, arguments: Mapping[str, object] | str) -> ToolOutcome:
@@ -269,6 +464,47 @@ class ToolRegistry:
 
     # ----------------------------------------------------------------- internals
 
+    def _add(self, tool: Tool, server: str | None = None) -> Tool:
+        function = isinstance(tool, FunctionTool)
+        entry = _Entry(
+            tool=tool,
+            validator=None if function else jsonschema.Draft202012Validator(tool.input_schema),
+            signature=None if function else _signature(tool.fn),
+            server=server,
+        )
+        with self._lock:
+            if tool.name in self._entries:
+                raise DuplicateToolError(
+                    "a tool of this name is already registered", tool_name=tool.name
+                )
+            self._entries[tool.name] = entry
+        return tool
+
+    def _add_remote(
+        self, connection: MCPConnection, remote: Iterable[RemoteTool], prefix: str
+    ) -> list[Tool]:
+        """Register *remote* tools as one batch: all of them, or (on an error) none."""
+        server = connection.spec.name
+        built = [
+            Tool(
+                name=prefix + tool.name,
+                description=tool.description,
+                fn=RemoteCall(connection, prefix + tool.name, tool.name),
+                input_schema=tool.input_schema,
+            )
+            for tool in remote
+        ]
+        added: list[Tool] = []
+        try:
+            for tool in built:
+                added.append(self._add(tool, server))  # noqa: PERF401  # kept on failure
+        except DuplicateToolError:
+            with self._lock:
+                for tool in added:
+                    del self._entries[tool.name]
+            raise
+        return added
+
     def _entry(self, name: str) -> _Entry:
         with self._lock:
             entry = self._entries.get(name)
@@ -299,6 +535,8 @@ class ToolRegistry:
                 validator="type",
             )
         kwargs = dict(arguments)
+        if entry.validator is None:
+            return cast("FunctionTool", entry.tool).validate(kwargs)
         error = jsonschema.exceptions.best_match(
             entry.validator.iter_errors(cast("_JsonObject", kwargs))
         )
