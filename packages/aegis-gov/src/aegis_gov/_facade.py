@@ -291,9 +291,9 @@ class OpenMultiAgent:
                 flight when a run dies are made again on resume (at least once).
 
         Raises:
-            GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError,
-                CheckpointError: before any call. RunCancelledError on Ctrl-C, with the
-                partial result.
+            GraphError, UnknownAgentError, UnknownToolError, IncompatibleResumeError:
+                before any call. RunCancelledError on Ctrl-C, with the partial result.
+            CheckpointError: the checkpoint store cannot record the run (before any call).
         """
         _check_run_options(on_event, cancel, executor)
         emit = Emitter(on_event)
