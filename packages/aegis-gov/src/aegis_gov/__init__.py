@@ -23,6 +23,7 @@ from aegis_adapters import (
     ModelNotFoundError,
     OllamaAdapter,
     OpenAIAdapter,
+    OutputSchema,
     PermanentError,
     ProviderUnavailableError,
     QuotaExceededError,
@@ -99,6 +100,7 @@ from aegis_gov._events import (
 from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint_key
 from aegis_gov._limits import Limits
 from aegis_gov._memory import ToolMemory
+from aegis_gov._output import OutputValidationError
 from aegis_gov._results import (
     AgentResult,
     ResultFormatError,
@@ -199,7 +201,9 @@ __all__ = [
     "OllamaAdapter",
     "OpenAIAdapter",
     "OpenMultiAgent",
+    "OutputSchema",
     "OutputTooLargeError",
+    "OutputValidationError",
     "PathOutsideRootError",
     "PermanentError",
     "PoolStatus",

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Generic, cast, overload
 
 import attrs
 from aegis_adapters import LLMAdapter
+from typing_extensions import TypeVar
 
 from aegis_gov._errors import DuplicateAgentError
+from aegis_gov._output import OutputSpec, output_spec
 
-__all__ = ["AgentConfig", "Team"]
+__all__ = ["AgentConfig", "OutputT_co", "Team"]
+
+OutputT_co = TypeVar("OutputT_co", covariant=True, default=object)
+"""The type of an agent's answer: ``str`` without an ``output_type``, else that type."""
+_T = TypeVar("_T")
 
 
 def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: object) -> None:
@@ -52,8 +59,15 @@ def _fallbacks(value: Iterable[LLMAdapter]) -> tuple[LLMAdapter, ...]:
     return adapters
 
 
-@attrs.frozen
-class AgentConfig:
+def _count(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen(init=False)
+class AgentConfig(Generic[OutputT_co]):
     """One agent: a name, a system prompt, an optional adapter and the tools it may call.
 
     ``adapter=None`` means the run's default adapter. ``tools`` names tools of the
@@ -70,6 +84,16 @@ class AgentConfig:
     :class:`~aegis_gov.FellBack` event says when a task moves on, and the result's
     ``endpoint`` names the one that answered. A permanent error (400, 401, 404) ends the task
     instead, unless ``fall_back_on_permanent_errors``.
+
+    ``output_type`` makes the answer a validated object (see :doc:`/concepts/structured-output`):
+    a pydantic model, a dataclass, a TypedDict, or a JSON Schema dict (whose answers are
+    ``dict``). Providers that can be asked for a JSON Schema get it natively (OpenAI
+    ``response_format``, Ollama ``format``, Anthropic a forced tool call); others get it in
+    the prompt. An answer that does not validate is sent back with what was wrong, up to
+    ``output_retries`` times, then the task fails with
+    :class:`~aegis_gov.OutputValidationError`. The result's ``value`` is the object, typed:
+    ``run_agent`` on an ``AgentConfig(..., output_type=Report)`` returns an
+    ``AgentResult[Report]``.
     """
 
     name: str = attrs.field(validator=_non_empty)
@@ -83,6 +107,105 @@ class AgentConfig:
     max_tool_rounds: int = attrs.field(default=8, validator=_positive_count)
     max_tool_calls_per_reply: int = attrs.field(default=16, validator=_positive_count)
     max_tool_output_chars: int = attrs.field(default=256_000, validator=_positive_count)
+    output_type: type[OutputT_co] | Mapping[str, object] | None = attrs.field(
+        default=None, kw_only=True, eq=False
+    )
+    output_retries: int = attrs.field(default=2, kw_only=True, validator=_count)
+    _output: OutputSpec | None = attrs.field(init=False, default=None, eq=False, repr=False)
+
+    @overload
+    def __init__(
+        self: AgentConfig[str],
+        name: str,
+        system_prompt: str = "",
+        adapter: LLMAdapter | None = None,
+        tools: Iterable[str] = (),
+        fallbacks: Iterable[LLMAdapter] = (),
+        fall_back_on_permanent_errors: bool = False,  # noqa: FBT001, FBT002  # attrs' order
+        max_tool_rounds: int = 8,
+        max_tool_calls_per_reply: int = 16,
+        max_tool_output_chars: int = 256_000,
+        *,
+        output_type: None = None,
+        output_retries: int = 2,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: AgentConfig[dict[str, object]],
+        name: str,
+        system_prompt: str = "",
+        adapter: LLMAdapter | None = None,
+        tools: Iterable[str] = (),
+        fallbacks: Iterable[LLMAdapter] = (),
+        fall_back_on_permanent_errors: bool = False,  # noqa: FBT001, FBT002
+        max_tool_rounds: int = 8,
+        max_tool_calls_per_reply: int = 16,
+        max_tool_output_chars: int = 256_000,
+        *,
+        output_type: Mapping[str, object],
+        output_retries: int = 2,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: AgentConfig[_T],
+        name: str,
+        system_prompt: str = "",
+        adapter: LLMAdapter | None = None,
+        tools: Iterable[str] = (),
+        fallbacks: Iterable[LLMAdapter] = (),
+        fall_back_on_permanent_errors: bool = False,  # noqa: FBT001, FBT002
+        max_tool_rounds: int = 8,
+        max_tool_calls_per_reply: int = 16,
+        max_tool_output_chars: int = 256_000,
+        *,
+        output_type: type[_T],
+        output_retries: int = 2,
+    ) -> None: ...
+
+    def __init__(  # noqa: PLR0917  # attrs' positional order, kept for compatibility
+        self,
+        name: str,
+        system_prompt: str = "",
+        adapter: LLMAdapter | None = None,
+        tools: Iterable[str] = (),
+        fallbacks: Iterable[LLMAdapter] = (),
+        fall_back_on_permanent_errors: bool = False,  # noqa: FBT001, FBT002
+        max_tool_rounds: int = 8,
+        max_tool_calls_per_reply: int = 16,
+        max_tool_output_chars: int = 256_000,
+        *,
+        output_type: object = None,
+        output_retries: int = 2,
+    ) -> None:
+        """Check and store every field; an ``output_type`` gets its JSON Schema made now.
+
+        Raises:
+            TypeError, ValueError: a field is invalid; for ``output_type``, pydantic cannot
+                make a JSON Schema of it, or it does not describe a JSON object.
+        """
+        self.__attrs_init__(
+            name,
+            system_prompt,
+            adapter,
+            tools,
+            fallbacks,
+            fall_back_on_permanent_errors,
+            max_tool_rounds,
+            max_tool_calls_per_reply,
+            max_tool_output_chars,
+            # The overloads tie output_type to OutputT_co; output_spec checks it below.
+            output_type=cast("type[OutputT_co] | Mapping[str, object] | None", output_type),
+            output_retries=output_retries,
+        )
+        if output_type is not None:
+            object.__setattr__(self, "_output", output_spec(output_type))
+
+    @property
+    def output(self) -> OutputSpec | None:
+        """The answer's schema and checks, made from ``output_type`` (None without one)."""
+        return self._output
 
 
 def _agents(value: Iterable[AgentConfig]) -> tuple[AgentConfig, ...]:

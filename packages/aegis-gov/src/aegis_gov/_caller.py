@@ -32,6 +32,7 @@ from aegis_adapters import (
     ToolSpec,
     as_chat_adapter,
     is_chat_adapter,
+    supports_output_schema,
 )
 from aegis_breaker import AgentPool
 
@@ -43,6 +44,7 @@ from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
 from aegis_gov._events import EventHandler, TaskOutputDelta
 from aegis_gov._limits import EndpointLimiter, Limits, estimate_tokens, resolve_limits, tools_chars
 from aegis_gov._outcome import Outcome
+from aegis_gov._requests import aopen_stream, asend, open_stream, send
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Work
 from aegis_gov._slots import Slot
@@ -192,6 +194,12 @@ class EndpointCaller:
             max_tool_rounds=agent.max_tool_rounds,
             max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
             max_tool_output_chars=agent.max_tool_output_chars,
+            output=agent.output,
+            output_retries=agent.output_retries,
+            native_output=tuple(
+                supports_output_schema(adapter)
+                for adapter in (route.adapter, *(a for a, _key in route.fallbacks))
+            ),
         )
 
     def run(
@@ -373,9 +381,7 @@ class EndpointCaller:
         async def attempt() -> ChatResponse | _Declined:
             try:
                 if sink is None:
-                    return await adapter.achat(
-                        request.messages, system=request.system, tools=request.tools
-                    )
+                    return await asend(adapter, request)
                 return await _asend_streaming(adapter, request, sink, route.agent.name)
             except Exception as exc:
                 if self._counts(exc):
@@ -551,7 +557,7 @@ def _estimate(request: ChatRequest) -> int:
 
 
 def _send(adapter: ChatAdapter, request: ChatRequest) -> ChatResponse:
-    return adapter.chat(request.messages, system=request.system, tools=request.tools)
+    return send(adapter, request)
 
 
 def _send_streaming(
@@ -559,7 +565,7 @@ def _send_streaming(
 ) -> ChatResponse:
     """Stream one request, handing each chunk to *sink*; return the whole response."""
     response: ChatResponse | None = None
-    for item in adapter.chat_stream(request.messages, system=request.system, tools=request.tools):
+    for item in open_stream(adapter, request):
         if isinstance(item, ChatResponse):
             response = item
         elif item.text:
@@ -573,7 +579,7 @@ async def _asend_streaming(
     adapter: ChatAdapter, request: ChatRequest, sink: Sink, agent: str
 ) -> ChatResponse:
     response: ChatResponse | None = None
-    stream = adapter.achat_stream(request.messages, system=request.system, tools=request.tools)
+    stream = aopen_stream(adapter, request)
     async for item in stream:
         if isinstance(item, ChatResponse):
             response = item
