@@ -81,16 +81,23 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 
 def _answer(
-    text: str, calls: list[ToolCall], stop: StopReason | None, output: OutputSchema | None
+    text: str,
+    calls: list[ToolCall],
+    stop: StopReason | None,
+    output: OutputSchema | None,
+    raw: str = "",
 ) -> tuple[str, tuple[ToolCall, ...], StopReason | None]:
-    """With an output schema, the forced answer tool's input is the answer's text."""
+    """With an output schema, the forced answer tool's input is the answer's text.
+
+    *raw* is the input's JSON as streamed (so the text is exactly what the deltas were).
+    """
     if output is None:
         return text, tuple(calls), stop
     answers = [call for call in calls if call.name == output.name]
     if not answers:
         return text, tuple(calls), stop
     others = tuple(call for call in calls if call.name != output.name)
-    answer = json.dumps(dict(answers[-1].arguments), ensure_ascii=False)
+    answer = raw.strip() or json.dumps(dict(answers[-1].arguments), ensure_ascii=False)
     return answer, others, ("tool_use" if others else "end_turn")
 
 
@@ -168,7 +175,14 @@ class _Accumulator(StreamAccumulator):
             for _, block in sorted(self.blocks.items())
             if block.get("type") == "tool_use"
         ]
-        text, tool_calls, stop = _answer("".join(self.text), calls, self.stop_reason, self.output)
+        raw = [
+            "".join(block["json"])
+            for _, block in sorted(self.blocks.items())
+            if self.output is not None and block.get("name") == self.output.name
+        ]
+        text, tool_calls, stop = _answer(
+            "".join(self.text), calls, self.stop_reason, self.output, raw[-1] if raw else ""
+        )
         return ChatResponse(
             text,
             tool_calls=tool_calls,
