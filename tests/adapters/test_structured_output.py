@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aegis_adapters import (
-    BaseChatAdapter,
     ChatResponse,
     EchoAdapter,
     Message,
@@ -29,9 +28,8 @@ from tests.adapters._structured import (
     USAGE_OUT,
     Answers,
     assert_native,
-    sse,
 )
-from tests.adapters._support import ANTHROPIC, MODES, WEATHER, Mode, Wire
+from tests.adapters._support import ANTHROPIC, MODES, WEATHER, Mode, Wire, sse
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -96,6 +94,7 @@ def test_openai_sends_strict_and_description_when_asked(httpserver: HTTPServer) 
     wire = next(w for w in STRUCTURED_WIRES if w.name == "openai")
     served = Answers(httpserver, wire, [ANSWER])
     adapter = wire.make(httpserver.url_for("").rstrip("/"))
+    assert supports_output_schema(adapter)
     closed = {**SCHEMA, "additionalProperties": False}
 
     adapter.chat(
@@ -191,9 +190,8 @@ def test_anthropic_with_the_agents_tools_must_call_one_and_answers_through_its_o
 
 
 def _drain(
-    adapter: BaseChatAdapter, mode: Mode, messages: list[Message]
+    adapter: StructuredChatAdapter, mode: Mode, messages: list[Message]
 ) -> list[TextDelta | ChatResponse]:
-    assert supports_output_schema(adapter)
     if mode == "stream":
         return list(adapter.chat_stream(messages, tools=[WEATHER], output_schema=OUTPUT))
 
