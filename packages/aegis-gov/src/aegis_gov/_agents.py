@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Generic, cast, overload
+from typing import Generic
 
 import attrs
-from aegis_adapters import LLMAdapter
+from aegis_adapters import LLMAdapter, OutputSchema
 from typing_extensions import TypeVar
 
 from aegis_gov._errors import DuplicateAgentError
 from aegis_gov._output import OutputSpec, output_spec
 
-__all__ = ["AgentConfig", "OutputT_co", "Team"]
+__all__ = ["AgentConfig", "OutputT_co", "Team", "output_checks"]
 
 OutputT_co = TypeVar("OutputT_co", covariant=True, default=object)
-"""The type of an agent's answer: ``str`` without an ``output_type``, else that type."""
-_T = TypeVar("_T")
+"""The type of an agent's answer: its ``output_type``; ``object`` when it has none (the
+answer is then the text, ``str``) or when it is a JSON Schema dict (a ``dict``)."""
 
 
 def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: object) -> None:
@@ -66,7 +66,7 @@ def _count(_instance: object, attribute: attrs.Attribute[int], value: object) ->
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-@attrs.frozen(init=False)
+@attrs.frozen
 class AgentConfig(Generic[OutputT_co]):
     """One agent: a name, a system prompt, an optional adapter and the tools it may call.
 
@@ -85,12 +85,12 @@ class AgentConfig(Generic[OutputT_co]):
     ``endpoint`` names the one that answered. A permanent error (400, 401, 404) ends the task
     instead, unless ``fall_back_on_permanent_errors``.
 
-    ``output_type`` makes the answer a validated object (see :doc:`/concepts/structured-output`):
-    a pydantic model, a dataclass, a TypedDict, or a JSON Schema dict (whose answers are
-    ``dict``). Providers that can be asked for a JSON Schema get it natively (OpenAI
-    ``response_format``, Ollama ``format``, Anthropic a forced tool call); others get it in
-    the prompt. An answer that does not validate is sent back with what was wrong, up to
-    ``output_retries`` times, then the task fails with
+    ``output_type`` makes the answer a validated object (see the docs' "Structured output"
+    page): a pydantic model, a dataclass, a TypedDict, or a JSON Schema dict (whose answers
+    are ``dict``, typed ``object``). Providers that can be asked for a JSON Schema get it
+    natively (OpenAI ``response_format``, Ollama ``format``, Anthropic a forced tool call);
+    others get it in the prompt. An answer that does not validate is sent back with what was
+    wrong, up to ``output_retries`` times, then the task fails with
     :class:`~aegis_gov.OutputValidationError`. The result's ``value`` is the object, typed:
     ``run_agent`` on an ``AgentConfig(..., output_type=Report)`` returns an
     ``AgentResult[Report]``.
@@ -108,104 +108,27 @@ class AgentConfig(Generic[OutputT_co]):
     max_tool_calls_per_reply: int = attrs.field(default=16, validator=_positive_count)
     max_tool_output_chars: int = attrs.field(default=256_000, validator=_positive_count)
     output_type: type[OutputT_co] | Mapping[str, object] | None = attrs.field(
-        default=None, kw_only=True, eq=False
+        default=None,
+        kw_only=True,
+        hash=False,  # a JSON Schema dict cannot be hashed
     )
     output_retries: int = attrs.field(default=2, kw_only=True, validator=_count)
     _output: OutputSpec | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
-    @overload
-    def __init__(
-        self: AgentConfig[str],
-        name: str,
-        system_prompt: str = "",
-        adapter: LLMAdapter | None = None,
-        tools: Iterable[str] = (),
-        fallbacks: Iterable[LLMAdapter] = (),
-        fall_back_on_permanent_errors: bool = False,  # noqa: FBT001, FBT002  # attrs' order
-        max_tool_rounds: int = 8,
-        max_tool_calls_per_reply: int = 16,
-        max_tool_output_chars: int = 256_000,
-        *,
-        output_type: None = None,
-        output_retries: int = 2,
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self: AgentConfig[dict[str, object]],
-        name: str,
-        system_prompt: str = "",
-        adapter: LLMAdapter | None = None,
-        tools: Iterable[str] = (),
-        fallbacks: Iterable[LLMAdapter] = (),
-        fall_back_on_permanent_errors: bool = False,  # noqa: FBT001, FBT002
-        max_tool_rounds: int = 8,
-        max_tool_calls_per_reply: int = 16,
-        max_tool_output_chars: int = 256_000,
-        *,
-        output_type: Mapping[str, object],
-        output_retries: int = 2,
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self: AgentConfig[_T],
-        name: str,
-        system_prompt: str = "",
-        adapter: LLMAdapter | None = None,
-        tools: Iterable[str] = (),
-        fallbacks: Iterable[LLMAdapter] = (),
-        fall_back_on_permanent_errors: bool = False,  # noqa: FBT001, FBT002
-        max_tool_rounds: int = 8,
-        max_tool_calls_per_reply: int = 16,
-        max_tool_output_chars: int = 256_000,
-        *,
-        output_type: type[_T],
-        output_retries: int = 2,
-    ) -> None: ...
-
-    def __init__(  # noqa: PLR0917  # attrs' positional order, kept for compatibility
-        self,
-        name: str,
-        system_prompt: str = "",
-        adapter: LLMAdapter | None = None,
-        tools: Iterable[str] = (),
-        fallbacks: Iterable[LLMAdapter] = (),
-        fall_back_on_permanent_errors: bool = False,  # noqa: FBT001, FBT002
-        max_tool_rounds: int = 8,
-        max_tool_calls_per_reply: int = 16,
-        max_tool_output_chars: int = 256_000,
-        *,
-        output_type: object = None,
-        output_retries: int = 2,
-    ) -> None:
-        """Check and store every field; an ``output_type`` gets its JSON Schema made now.
-
-        Raises:
-            TypeError, ValueError: a field is invalid; for ``output_type``, pydantic cannot
-                make a JSON Schema of it, or it does not describe a JSON object.
-        """
-        self.__attrs_init__(
-            name,
-            system_prompt,
-            adapter,
-            tools,
-            fallbacks,
-            fall_back_on_permanent_errors,
-            max_tool_rounds,
-            max_tool_calls_per_reply,
-            max_tool_output_chars,
-            # The overloads tie output_type to OutputT_co; output_spec checks it below.
-            output_type=cast("type[OutputT_co] | Mapping[str, object] | None", output_type),
-            output_retries=output_retries,
-        )
-        if output_type is not None:
-            object.__setattr__(self, "_output", output_spec(output_type))
+    def __attrs_post_init__(self) -> None:
+        """Make the output type's JSON Schema now, so a bad ``output_type`` fails here."""
+        if self.output_type is not None:
+            object.__setattr__(self, "_output", output_spec(self.output_type))
 
     @property
-    def output(self) -> OutputSpec | None:
-        """The answer's schema and checks, made from ``output_type`` (None without one)."""
-        return self._output
+    def output_schema(self) -> OutputSchema | None:
+        """The JSON Schema answers must match, as providers are sent it (None: plain text)."""
+        return None if self._output is None else self._output.request
+
+
+def output_checks(agent: AgentConfig) -> OutputSpec | None:
+    """How *agent*'s answers are checked and turned to JSON (None: plain text answers)."""
+    return agent._output  # noqa: SLF001  # made once, with the agent
 
 
 def _agents(value: Iterable[AgentConfig]) -> tuple[AgentConfig, ...]:

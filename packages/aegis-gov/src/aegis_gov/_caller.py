@@ -37,7 +37,7 @@ from aegis_adapters import (
 from aegis_breaker import AgentPool
 
 from aegis_gov._adaptive import AdaptiveLimit, AdaptiveStatus
-from aegis_gov._agents import AgentConfig
+from aegis_gov._agents import AgentConfig, output_checks
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
 from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
@@ -194,7 +194,7 @@ class EndpointCaller:
             max_tool_rounds=agent.max_tool_rounds,
             max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
             max_tool_output_chars=agent.max_tool_output_chars,
-            output=agent.output,
+            output=output_checks(agent),
             output_retries=agent.output_retries,
             native_output=tuple(
                 supports_output_schema(adapter)

@@ -1,0 +1,306 @@
+"""Structured output end to end: ``AgentConfig(output_type=...)`` through the three real SDK
+adapters against loopback servers (native mechanisms), and through offline and plain adapters
+(the schema in the prompt); an invalid first answer is corrected on retry."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import attrs
+import pydantic
+import pytest
+from aegis_gov import (
+    AgentConfig,
+    OpenMultiAgent,
+    OutputValidationError,
+    ProviderUnavailableError,
+    RetryPolicy,
+    RunEvent,
+    RunResult,
+    ScriptedAdapter,
+    Task,
+    TaskOutputDelta,
+    TaskRetrying,
+    TaskState,
+)
+from pytest_httpserver import HTTPServer
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
+
+from tests.adapters._structured import ANSWER_NAME, STRUCTURED_WIRES, Answers, assert_native
+from tests.adapters._support import Wire
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Report(pydantic.BaseModel):
+    title: str
+    score: int
+
+
+SCHEMA = pydantic.TypeAdapter(Report).json_schema()
+GOOD = {"title": "Q3", "score": 7}
+BAD = {"title": "draft"}  # no score
+
+Mode = Literal["run_agent", "arun_agent", "run_tasks", "arun_tasks"]
+MODES: tuple[Mode, ...] = ("run_agent", "arun_agent", "run_tasks", "arun_tasks")
+
+
+async def _no_wait(_seconds: float) -> None:
+    return None
+
+
+def _oma(adapter: Any) -> OpenMultiAgent:
+    return OpenMultiAgent(
+        default_adapter=adapter,
+        sleep=lambda _s: None,
+        async_sleep=_no_wait,
+        retry=RetryPolicy(max_attempts=2),
+        seed=1,
+    )
+
+
+def _run(oma: OpenMultiAgent, agent: AgentConfig[Report], mode: Mode) -> tuple[object, str]:
+    """Run *agent* once in *mode*: (its value, its output text)."""
+    events: list[RunEvent] = []
+    if mode == "run_agent":
+        result = oma.run_agent(agent, "Write the report.")
+        return result.value, result.output
+    if mode == "arun_agent":
+        result = asyncio.run(oma.arun_agent(agent, "Write the report."))
+        return result.value, result.output
+    team = OpenMultiAgent.create_team("t", agent)
+    tasks = [Task("report", "Write the report.", agent=agent.name)]
+    if mode == "run_tasks":
+        run = oma.run_tasks(tasks, team, on_event=events.append)
+    else:
+        run = asyncio.run(oma.arun_tasks(tasks, team, on_event=events.append))
+    assert run["report"].status is TaskState.DONE, run["report"].error
+    retried = [e for e in events if isinstance(e, TaskRetrying)]
+    assert [e.error.split("\n")[0] for e in retried] == ["invalid output: /score: Field required"]
+    chunks = "".join(e.text for e in events if isinstance(e, TaskOutputDelta))
+    # Streamed: the invalid answer's chunks, then (after TaskRetrying) the corrected one's.
+    assert json.loads(chunks[chunks.index("}") + 1 :]) == GOOD
+    return run["report"].value, run["report"].output or ""
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("wire", STRUCTURED_WIRES, ids=lambda w: w.name)
+def test_an_invalid_answer_is_sent_back_and_the_corrected_one_returned(
+    httpserver: HTTPServer, wire: Wire, mode: Mode
+) -> None:
+    served = Answers(httpserver, wire, [BAD, GOOD])
+    adapter = wire.make(httpserver.url_for("").rstrip("/"))
+    agent = AgentConfig("writer", "You write reports.", output_type=Report)
+    assert agent.output_schema is not None
+    assert agent.output_schema.name == ANSWER_NAME
+    assert agent.output_schema.schema == SCHEMA
+
+    value, output = _run(_oma(adapter), agent, mode)
+
+    assert value == Report(title="Q3", score=7)
+    assert json.loads(output) == GOOD
+    assert len(served.bodies) == 2
+    for body in served.bodies:
+        assert_native(wire, body, SCHEMA)
+    correction = served.bodies[1]["messages"][-1]
+    assert correction["role"] == "user"
+    assert "/score: Field required" in correction["content"]
+    previous = served.bodies[1]["messages"][-2]
+    assert previous["role"] == "assistant"
+    assert json.loads(previous["content"]) == BAD
+
+
+@pytest.mark.parametrize("wire", STRUCTURED_WIRES, ids=lambda w: w.name)
+def test_answers_still_invalid_after_the_retries_fail_the_task_with_the_problem(
+    httpserver: HTTPServer, wire: Wire
+) -> None:
+    served = Answers(httpserver, wire, [BAD])
+    adapter = wire.make(httpserver.url_for("").rstrip("/"))
+    agent = AgentConfig("writer", output_type=Report, output_retries=1)
+    oma = _oma(adapter)
+
+    with pytest.raises(OutputValidationError, match="2 answer") as caught:
+        oma.run_agent(agent, "Write the report.")
+    assert caught.value.agent == "writer"
+    assert caught.value.answers == 2
+    assert caught.value.problem == "/score: Field required"
+    assert json.loads(caught.value.answer) == BAD
+    assert len(served.bodies) == 2
+
+    run = oma.run_tasks([Task("r", "Write.", agent="writer")], oma.create_team("t", agent))
+    assert run["r"].status is TaskState.FAILED
+    assert run["r"].error_type == "OutputValidationError"
+    assert "/score: Field required" in (run["r"].error or "")
+    assert run["r"].attempts == 2
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Person(TypedDict):
+    name: str
+    age: int
+
+
+POINT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "title": "Point",
+    "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
+    "required": ["x", "y"],
+}
+
+
+@pytest.mark.parametrize(
+    ("output_type", "answers", "expected"),
+    [
+        (Point, ['{"x": 1}', '{"x": 1, "y": 2}'], Point(1, 2)),
+        (Person, ['{"name": "Ada", "age": "old"}', '{"name": "Ada", "age": 36}'],
+         {"name": "Ada", "age": 36}),
+        (POINT_SCHEMA, ['{"x": 1, "y": "2"}', '```json\n{"x": 1, "y": 2}\n```'],
+         {"x": 1, "y": 2}),
+        (Report, ["Sure! Here it is.", '{"title": "t", "score": 1}'], Report(title="t", score=1)),
+    ],
+    ids=["dataclass", "typeddict", "json-schema", "prose"],
+)  # fmt: skip
+def test_without_a_native_mechanism_the_schema_is_in_the_prompt(
+    output_type: Any, answers: list[str], expected: object
+) -> None:
+    model = ScriptedAdapter(answers)
+    agent = AgentConfig("a", "Be exact.", output_type=output_type)
+
+    result = _oma(model).run_agent(agent, "Give it.")
+
+    assert result.value == expected
+    assert result.attempts == 2
+    first, second = model.calls
+    for call in (first, second):
+        assert call.system is not None
+        assert call.system.startswith("Be exact.\n\nAnswer with one JSON object")
+        schema = json.loads(call.system.split("\n", 3)[-1])
+        assert schema["type"] == "object"
+    assert [m.role for m in second.messages] == ["user", "assistant", "user"]
+    assert second.messages[1].content == answers[0]
+    assert second.messages[2].content.startswith("Your answer does not match")
+
+
+def test_a_plain_adapter_gets_the_schema_and_the_problem_in_its_prompt() -> None:
+    class Plain:
+        """Only generate and stream: it sees the system prompt and the last message."""
+
+        def __init__(self) -> None:
+            self.prompts: list[tuple[str, str | None]] = []
+
+        def generate(self, prompt: str, *, system: str | None = None) -> str:
+            self.prompts.append((prompt, system))
+            return '{"title": "t"}' if len(self.prompts) == 1 else '{"title": "t", "score": 2}'
+
+        def stream(self, prompt: str, *, system: str | None = None) -> Iterator[str]:
+            yield self.generate(prompt, system=system)
+
+    plain = Plain()
+    result = _oma(plain).run_agent(AgentConfig("a", output_type=Report), "Go.")
+
+    assert result.value == Report(title="t", score=2)
+    assert "score" in (plain.prompts[0][1] or "")
+    assert "/score: Field required" in plain.prompts[1][0]
+
+
+def test_later_tasks_get_the_answer_as_json_and_the_run_round_trips_it() -> None:
+    model = ScriptedAdapter(['{"title": "Q3", "score": 7}', "Looks good."])
+    writer = AgentConfig("writer", output_type=Report)
+    reviewer = AgentConfig("reviewer")
+    oma = _oma(model)
+    tasks = [
+        Task("write", "Write the report.", agent="writer"),
+        Task("review", "Review it.", agent="reviewer", depends_on=["write"]),
+    ]
+
+    run = oma.run_tasks(tasks, oma.create_team("t", writer, reviewer))
+
+    assert run["write"].value == Report(title="Q3", score=7)
+    assert run["review"].value is None  # no output_type: the answer is the text
+    assert run["review"].output == "Looks good."
+    assert model.calls[1].prompt.endswith('--- write ---\n{"title": "Q3", "score": 7}')
+    data = json.loads(run.to_json())
+    assert data["tasks"][0]["value"] == GOOD
+    assert "value" not in data["tasks"][1]
+    back = RunResult.from_json(run.to_json())
+    assert back["write"].value == GOOD  # JSON data once read back
+    assert back == run
+    assert back.to_json() == run.to_json()
+
+
+def test_stream_agent_refuses_an_agent_with_an_output_type() -> None:
+    oma = _oma(ScriptedAdapter(["{}"]))
+    agent = AgentConfig("a", output_type=Report)
+    with pytest.raises(TypeError, match="output_type"):
+        oma.stream_agent(agent, "go")
+    with pytest.raises(TypeError, match="output_type"):
+        oma.astream_agent(agent, "go")
+
+
+@pytest.mark.parametrize(
+    ("output_type", "error", "message"),
+    [
+        (int, ValueError, "must describe a JSON object"),
+        (list[int], ValueError, "must describe a JSON object"),
+        ({"type": "array"}, ValueError, "must describe a JSON object"),
+        ({"type": "object", "properties": {"x": {"type": 5}}}, ValueError, "not a valid JSON"),
+        (object(), TypeError, "has no JSON Schema"),
+    ],
+    ids=["int", "list", "array-schema", "bad-schema", "object"],
+)
+def test_an_output_type_that_cannot_be_a_json_object_is_refused_at_once(
+    output_type: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        AgentConfig("a", output_type=output_type)
+
+
+@pytest.mark.parametrize("retries", [-1, True, 1.5])
+def test_output_retries_must_be_a_count(retries: Any) -> None:
+    with pytest.raises((TypeError, ValueError), match="output_retries"):
+        AgentConfig("a", output_type=Report, output_retries=retries)
+
+
+def test_an_agent_config_evolves_with_its_output_type() -> None:
+    agent = AgentConfig("a", "p", output_type=Report, output_retries=0)
+    other = attrs.evolve(agent, name="b")
+    assert other.output_type is Report
+    assert other.output_schema is not None
+    assert other.output_schema.schema == SCHEMA
+    assert other.output_schema.strict is False  # pydantic's schema is not closed
+    assert other.output_retries == 0
+    assert AgentConfig("c").output_schema is None
+    assert other == attrs.evolve(other)
+    assert AgentConfig("d", output_type=POINT_SCHEMA) == AgentConfig("d", output_type=POINT_SCHEMA)
+    points: object = AgentConfig("d", output_type=Point)
+    assert points != AgentConfig("d", output_type=Report)
+
+
+def test_the_mechanism_is_chosen_per_endpoint_when_a_task_falls_back(
+    httpserver: HTTPServer,
+) -> None:
+    """The agent's own (scripted, prompted) endpoint is down; its OpenAI fallback is asked
+    natively, without the schema in its prompt."""
+    openai = next(w for w in STRUCTURED_WIRES if w.name == "openai")
+    served = Answers(httpserver, openai, [GOOD])
+    failing = ScriptedAdapter([ProviderUnavailableError("scripted", "down")], cycle=True)
+    fallback = openai.make(httpserver.url_for("").rstrip("/"))
+    agent = AgentConfig("a", "Be exact.", adapter=failing, fallbacks=[fallback], output_type=Report)
+
+    result = _oma(None).run_agent(agent, "go")
+
+    assert result.value == Report(title="Q3", score=7)
+    assert result.endpoint.startswith("openai|")
+    assert failing.calls[0].system is not None
+    assert "JSON Schema" in failing.calls[0].system
+    assert_native(openai, served.bodies[0], SCHEMA)
+    assert served.bodies[0]["messages"][0] == {"role": "system", "content": "Be exact."}
