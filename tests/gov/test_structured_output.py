@@ -27,6 +27,8 @@ from aegis_gov import (
     TaskRetrying,
     TaskState,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
@@ -304,3 +306,69 @@ def test_the_mechanism_is_chosen_per_endpoint_when_a_task_falls_back(
     assert "JSON Schema" in failing.calls[0].system
     assert_native(openai, served.bodies[0], SCHEMA)
     assert served.bodies[0]["messages"][0] == {"role": "system", "content": "Be exact."}
+
+
+class Closed(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    title: str
+
+
+class ClosedNested(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    inner: Closed
+    items: list[Closed]
+
+
+class WithDefault(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    title: str = "x"
+
+
+class OpenMap(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    counts: dict[str, int]
+
+
+@pytest.mark.parametrize(
+    ("output_type", "strict"),
+    [(Closed, True), (ClosedNested, True), (Report, False), (WithDefault, False),
+     (OpenMap, False)],
+)  # fmt: skip
+def test_strict_is_asked_only_for_schemas_openai_strict_mode_takes(
+    output_type: type[object], strict: bool
+) -> None:
+    schema = AgentConfig("a", output_type=output_type).output_schema
+    assert schema is not None
+    assert schema.strict is strict
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    answers=st.lists(st.booleans(), min_size=1, max_size=6),
+    retries=st.integers(min_value=0, max_value=4),
+)
+def test_an_answer_is_accepted_iff_a_valid_one_comes_within_the_retries(
+    answers: list[bool], retries: int
+) -> None:
+    """Against a model whose answers are valid or not in a given order: success exactly when
+    a valid answer is among the first ``retries + 1``, after that many requests."""
+    replies = [f'{{"title": "t{i}", "score": {i}}}' if ok else '{"title": "bad"}'
+               for i, ok in enumerate(answers)]  # fmt: skip
+    model = ScriptedAdapter(replies, cycle=True)
+    agent = AgentConfig("a", output_type=Report, output_retries=retries)
+    first_valid = answers.index(True) if True in answers else None
+    events: list[RunEvent] = []
+    run = _oma(model).run_tasks(
+        [Task("t", "go", agent="a")], OpenMultiAgent.create_team("t", agent), on_event=events.append
+    )
+    if first_valid is not None and first_valid <= retries:
+        assert run["t"].status is TaskState.DONE
+        assert run["t"].value == Report(title=f"t{first_valid}", score=first_valid)
+        assert len(model.calls) == first_valid + 1
+    else:
+        assert run["t"].status is TaskState.FAILED
+        assert run["t"].error_type == "OutputValidationError"
+        assert len(model.calls) == retries + 1
+    assert run["t"].attempts == len(model.calls)
+    retried = [e for e in events if isinstance(e, TaskRetrying)]
+    assert len(retried) == len(model.calls) - 1  # one per answer sent back

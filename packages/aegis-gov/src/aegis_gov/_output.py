@@ -72,11 +72,13 @@ class OutputSpec:
     schema: Mapping[str, object] = attrs.field(hash=False)
     _parse: Callable[[str], object] = attrs.field(eq=False, repr=False)
     _dump: Callable[[object], object] = attrs.field(eq=False, repr=False)
+    request: OutputSchema = attrs.field(init=False, eq=False, repr=False)
+    """The schema as an adapter's ``output_schema`` (strict where OpenAI would accept it)."""
 
-    @property
-    def request(self) -> OutputSchema:
-        """The schema as an adapter's ``output_schema`` (strict where OpenAI would accept it)."""
-        return OutputSchema(self.name, self.schema, strict=_strict_ok(self.schema))
+    def __attrs_post_init__(self) -> None:
+        """Make the adapters' form of the schema once."""
+        strict = _strict_ok(self.schema)
+        object.__setattr__(self, "request", OutputSchema(self.name, self.schema, strict=strict))
 
     def check(self, text: str) -> object:
         """The answer *text* as a validated value, or an :class:`Invalid` saying why not.
