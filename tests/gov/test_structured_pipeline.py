@@ -1,12 +1,15 @@
 """A pipeline file's agent may declare ``output_schema`` (a JSON Schema table): its answers
-are checked against it, and a schema that is not one is refused naming the agent."""
+are checked against it, and a schema that is not one is refused naming the agent. Structured
+answers in checkpoint stores and resumed runs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pydantic
 import pytest
-from aegis_gov import OpenMultiAgent, TaskState
+from aegis_gov import AgentConfig, Checkpoint, OpenMultiAgent, ScriptedAdapter, Task, TaskState
 from aegis_gov._pipeline import PipelineError, parse_pipeline
 
 PIPELINE = """
@@ -60,3 +63,32 @@ def test_a_bad_output_schema_names_the_agent(table: str, problem: str) -> None:
     assert info.value.entry is not None
     assert "'g'" in info.value.entry or "agents[0]" in info.value.entry
     assert problem in str(info.value)
+
+
+class Grade(pydantic.BaseModel):
+    grade: int
+
+
+def test_a_checkpointed_structured_answer_resumes_as_json_data(tmp_path: Path) -> None:
+    """The value is committed as JSON data; a resumed run keeps it and hands it on as JSON."""
+    grader = AgentConfig("grader", output_type=Grade)
+    writer = AgentConfig("writer")
+    tasks = [
+        Task("grade", "Grade.", agent="grader"),
+        Task("say", "Say it.", agent="writer", depends_on=["grade"]),
+    ]
+    team = OpenMultiAgent.create_team("t", grader, writer)
+    first = ScriptedAdapter(['{"grade": 4}', RuntimeError("crash")])
+    with Checkpoint(tmp_path / "runs.db") as store:
+        run = OpenMultiAgent(default_adapter=first).run_tasks(tasks, team, checkpoint=store)
+        assert run["grade"].value == Grade(grade=4)
+        assert run["say"].status is TaskState.FAILED
+        stored = store.load(run.run_id or "")
+    assert stored["grade"].value == {"grade": 4}
+
+    second = ScriptedAdapter(["Four."])
+    again = OpenMultiAgent(default_adapter=second).run_tasks(tasks, team, resume=stored)
+
+    assert again["grade"].value == {"grade": 4}  # kept, as read back
+    assert again["say"].output == "Four."
+    assert second.calls[0].prompt.endswith('--- grade ---\n{"grade": 4}')

@@ -139,11 +139,11 @@ class TaskResult:
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of this result (``value`` as JSON data, when there is one)."""
         return {
-            **({"value": _json_data(self.value)} if self.value is not None else {}),
             "task_id": self.task_id,
             "status": self.status.value,
             "agent": self.agent,
             "output": self.output,
+            **({"value": _json_data(self.value)} if self.value is not None else {}),
             "error": self.error,
             "error_type": self.error_type,
             "usage": {
