@@ -237,3 +237,36 @@ def test_an_output_schema_keeps_a_copy() -> None:
     schema["type"] = "array"
     assert output.schema["type"] == "object"
     assert hash(output) == hash(OutputSchema("x", {"type": "object"}))  # the schema is not hashed
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_an_anthropic_answer_cut_short_is_returned_as_text_not_raised(
+    httpserver: HTTPServer, mode: Mode
+) -> None:
+    """An answer tool's input cut by max_tokens is not valid JSON: it comes back as the text
+    (for the caller's check to send back), where another tool's would be a malformed reply."""
+    events: list[tuple[str | None, object]] = [
+        ("message_start", {"type": "message_start", "message": {
+            "id": "m", "type": "message", "role": "assistant", "model": "claude-test",
+            "content": [], "stop_reason": None, "usage": {"input_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": "t", "name": ANSWER_NAME, "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+            "type": "input_json_delta", "partial_json": '{"title": "Q'}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "max_tokens"},
+                           "usage": {"output_tokens": 256}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]  # fmt: skip
+    httpserver.expect_request(ANTHROPIC.path, method="POST").respond_with_data(
+        sse(events), content_type="text/event-stream"
+    )
+    adapter = ANTHROPIC.make(httpserver.url_for("").rstrip("/"))
+    assert supports_output_schema(adapter)
+    deltas: list[str] = []
+
+    response = _call(adapter, mode, OUTPUT, deltas)
+
+    assert response.text == '{"title": "Q'
+    assert deltas == ['{"title": "Q']
+    assert response.stop_reason == "max_tokens"
+    assert response.tool_calls == ()

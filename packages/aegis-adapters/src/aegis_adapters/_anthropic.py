@@ -81,24 +81,17 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 
 def _answer(
-    text: str,
-    calls: list[ToolCall],
-    stop: StopReason | None,
-    output: OutputSchema | None,
-    raw: str = "",
+    text: str, calls: list[ToolCall], stop: StopReason | None, answer: str | None
 ) -> tuple[str, tuple[ToolCall, ...], StopReason | None]:
-    """With an output schema, the forced answer tool's input is the answer's text.
+    """The reply's text, calls and stop reason, the answer tool's input taking the text's place.
 
-    *raw* is the input's JSON as streamed (so the text is exactly what the deltas were).
+    *answer* is that input's JSON text when the answer tool was called, else None.
     """
-    if output is None:
+    if answer is None:
         return text, tuple(calls), stop
-    answers = [call for call in calls if call.name == output.name]
-    if not answers:
-        return text, tuple(calls), stop
-    others = tuple(call for call in calls if call.name != output.name)
-    answer = raw.strip() or json.dumps(dict(answers[-1].arguments), ensure_ascii=False)
-    return answer, others, ("tool_use" if others else "end_turn")
+    if calls:
+        return answer, tuple(calls), "tool_use"
+    return answer, (), ("max_tokens" if stop == "max_tokens" else "end_turn")
 
 
 class _Accumulator(StreamAccumulator):
@@ -166,22 +159,23 @@ class _Accumulator(StreamAccumulator):
             raise ProviderUnavailableError(
                 _PROVIDER, "the stream ended without its message_stop event"
             )
+        answer_name = None if self.output is None else self.output.name
+        blocks = [
+            block for _, block in sorted(self.blocks.items()) if block.get("type") == "tool_use"
+        ]
         calls = [
             ToolCall(
                 as_str(block.get("id")),
                 as_str(block.get("name")),
                 load_arguments(_PROVIDER, as_str(block.get("name")), "".join(block["json"])),
             )
-            for _, block in sorted(self.blocks.items())
-            if block.get("type") == "tool_use"
+            for block in blocks
+            if block.get("name") != answer_name
         ]
-        raw = [
-            "".join(block["json"])
-            for _, block in sorted(self.blocks.items())
-            if self.output is not None and block.get("name") == self.output.name
-        ]
+        # The answer's JSON as streamed, even if cut short: checking it is the caller's job.
+        answers = ["".join(block["json"]) for block in blocks if block.get("name") == answer_name]
         text, tool_calls, stop = _answer(
-            "".join(self.text), calls, self.stop_reason, self.output, raw[-1] if raw else ""
+            "".join(self.text), calls, self.stop_reason, answers[-1].strip() if answers else None
         )
         return ChatResponse(
             text,
@@ -305,11 +299,16 @@ class AnthropicAdapter(SDKAdapter):
             raise InvalidRequestError(_PROVIDER, f"malformed response: {dict(response)!r:.200}")
         text: list[str] = []
         calls: list[ToolCall] = []
+        answer: str | None = None
         for item in as_list(response.get("content")):
             block = as_map(item)
             if block.get("type") == "text":
                 text.append(as_str(block.get("text")))
-            elif block.get("type") == "tool_use":
+            elif block.get("type") != "tool_use":
+                continue
+            elif output_schema is not None and block.get("name") == output_schema.name:
+                answer = json.dumps(as_map(block.get("input")), ensure_ascii=False)
+            else:
                 calls.append(
                     ToolCall(
                         as_str(block.get("id")),
@@ -318,11 +317,11 @@ class AnthropicAdapter(SDKAdapter):
                     )
                 )
         usage = as_map(response.get("usage"))
-        answer, tool_calls, stop = _answer(
-            "".join(text), calls, _stop_reason(response.get("stop_reason")), output_schema
+        reply, tool_calls, stop = _answer(
+            "".join(text), calls, _stop_reason(response.get("stop_reason")), answer
         )
         return ChatResponse(
-            answer,
+            reply,
             tool_calls=tool_calls,
             usage=Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens"))),
             stop_reason=stop,
