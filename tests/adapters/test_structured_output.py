@@ -270,3 +270,38 @@ def test_an_anthropic_answer_cut_short_is_returned_as_text_not_raised(
     assert deltas == ['{"title": "Q']
     assert response.stop_reason == "max_tokens"
     assert response.tool_calls == ()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_openai_refusal_is_the_text_with_a_content_filter_stop(
+    httpserver: HTTPServer, mode: Mode
+) -> None:
+    openai = next(w for w in STRUCTURED_WIRES if w.name == "openai")
+    message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    reply = {
+        "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-test",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }  # fmt: skip
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-test"}
+    stream = sse([
+        (None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant",
+                                                            "refusal": "I can't"}}]}),
+        (None, {**chunk, "choices": [{"index": 0, "delta": {"refusal": " help with that."}}]}),
+        (None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+        (None, "[DONE]"),
+    ])  # fmt: skip
+
+    def handler(request: Request) -> Response:
+        if json.loads(request.data)["stream"]:
+            return Response(stream, content_type="text/event-stream")
+        return Response(json.dumps(reply), content_type="application/json")
+
+    httpserver.expect_request(openai.path, method="POST").respond_with_handler(handler)
+    adapter = openai.make(httpserver.url_for("").rstrip("/"))
+    assert supports_output_schema(adapter)
+
+    response = _call(adapter, mode, OUTPUT, [])
+
+    assert response.text == "I can't help with that."
+    assert response.stop_reason == "content_filter"

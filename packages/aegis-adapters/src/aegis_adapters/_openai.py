@@ -89,6 +89,7 @@ class _Accumulator(StreamAccumulator):
         self.usage = Usage()
         self.finish_reason: StopReason | None = None
         self.finished = False
+        self.refused = False
         self.model: str | None = None
 
     def feed(self, event: Mapping[str, object]) -> Iterator[TextDelta]:
@@ -98,7 +99,9 @@ class _Accumulator(StreamAccumulator):
         for item in as_list(event.get("choices"))[:1]:
             choice = as_map(item)
             delta = as_map(choice.get("delta"))
-            text = as_str(delta.get("content"))
+            refusal = as_str(delta.get("refusal"))  # a structured-output refusal, as text
+            self.refused = self.refused or bool(refusal)
+            text = as_str(delta.get("content")) or refusal
             if text:
                 self.text.append(text)
                 yield TextDelta(text)
@@ -131,7 +134,7 @@ class _Accumulator(StreamAccumulator):
             "".join(self.text),
             tool_calls=calls,
             usage=self.usage,
-            stop_reason=self.finish_reason,
+            stop_reason="content_filter" if self.refused else self.finish_reason,
             model=self.model,
         )
 
@@ -284,11 +287,13 @@ class OpenAIAdapter(SDKAdapter):
             )
             for call in map(as_map, as_list(message.get("tool_calls")))
         )
+        # A model that refuses a response_format says so in "refusal", not "content".
+        refusal = as_str(message.get("refusal"))
         return ChatResponse(
-            as_str(message.get("content")),
+            as_str(message.get("content")) or refusal,
             tool_calls=calls,
             usage=_usage(response.get("usage")),
-            stop_reason=_stop_reason(choice.get("finish_reason")),
+            stop_reason="content_filter" if refusal else _stop_reason(choice.get("finish_reason")),
             model=as_str(response.get("model")) or None,
         )
 

@@ -553,6 +553,8 @@ def _estimate(request: ChatRequest) -> int:
     """The request's input tokens, estimated before it is sent (see :mod:`aegis_gov._limits`)."""
     chars = sum(len(m.content) for m in request.messages)
     schemas = [(t.name, t.description, dict(t.input_schema)) for t in request.tools]
+    if request.output_schema is not None:  # sent natively, beside the tools
+        schemas.append((request.output_schema.name, "", dict(request.output_schema.schema)))
     return estimate_tokens(chars, request.system, tools_chars(schemas) if schemas else 0)
 
 
