@@ -37,6 +37,7 @@ def default_checkpoint() -> str:
     """``AEGIS_CHECKPOINT`` if set, else :data:`DEFAULT_CHECKPOINT`."""
     return os.environ.get("AEGIS_CHECKPOINT") or DEFAULT_CHECKPOINT
 
+
 _PREVIEW: Final = 60
 
 

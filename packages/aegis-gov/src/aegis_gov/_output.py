@@ -74,11 +74,19 @@ class OutputSpec:
     _dump: Callable[[object], object] = attrs.field(eq=False, repr=False)
     request: OutputSchema = attrs.field(init=False, eq=False, repr=False)
     """The schema as an adapter's ``output_schema`` (strict where OpenAI would accept it)."""
+    _instructions: str = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        """Make the adapters' form of the schema once."""
+        """Make the adapters' form of the schema, and the prompt's, once."""
         strict = _strict_ok(self.schema)
         object.__setattr__(self, "request", OutputSchema(self.name, self.schema, strict=strict))
+        object.__setattr__(
+            self,
+            "_instructions",
+            "Answer with one JSON object that matches this JSON Schema, and nothing else "
+            "(no prose, no Markdown code fence):\n"
+            + json.dumps(dict(self.schema), ensure_ascii=False),
+        )
 
     def check(self, text: str) -> object:
         """The answer *text* as a validated value, or an :class:`Invalid` saying why not.
@@ -97,11 +105,7 @@ class OutputSpec:
 
     def instructions(self) -> str:
         """What the prompt says when the provider cannot be asked for the schema itself."""
-        return (
-            "Answer with one JSON object that matches this JSON Schema, and nothing else "
-            "(no prose, no Markdown code fence):\n"
-            + json.dumps(dict(self.schema), ensure_ascii=False)
-        )
+        return self._instructions
 
     def feedback(self, problem: str) -> str:
         """The message that sends an invalid answer's *problem* back to the model."""
