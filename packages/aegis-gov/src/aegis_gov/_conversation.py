@@ -1,8 +1,9 @@
 """One agent's conversation as a sans-I/O generator, and the sync and async drivers around it.
 
 The generator decides everything — retries and their waits, the tool-calling loop, the
-checks of a structured answer (sent back while it is invalid), the events — and only *asks* for I/O by yielding a command: make a request (:class:`ChatRequest`),
-wait (:class:`Sleep`) or run a tool (:class:`RunTool`). :func:`drive` and :func:`adrive`
+checks of a structured answer (sent back while it is invalid), the events — and only *asks*
+for I/O by yielding a command: make a request (:class:`ChatRequest`), wait (:class:`Sleep`)
+or run a tool (:class:`RunTool`). :func:`drive` and :func:`adrive`
 carry the commands out with threads or asyncio, so both share one behaviour. A command's
 answer is its result, or the exception it raised as a :class:`Raised` value; the
 conversation ends with an :data:`Outcome` value, never by raising.
