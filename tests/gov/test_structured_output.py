@@ -26,13 +26,21 @@ from aegis_gov import (
     TaskOutputDelta,
     TaskRetrying,
     TaskState,
+    ToolRegistry,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
+from werkzeug import Request, Response
 
-from tests.adapters._structured import ANSWER_NAME, STRUCTURED_WIRES, Answers, assert_native
+from tests.adapters._structured import (
+    ANSWER_NAME,
+    BODIES,
+    STRUCTURED_WIRES,
+    Answers,
+    assert_native,
+)
 from tests.adapters._support import Wire
 
 pytestmark = pytest.mark.timeout(30)
@@ -372,3 +380,76 @@ def test_an_answer_is_accepted_iff_a_valid_one_comes_within_the_retries(
     assert run["t"].attempts == len(model.calls)
     retried = [e for e in events if isinstance(e, TaskRetrying)]
     assert len(retried) == len(model.calls) - 1  # one per answer sent back
+
+
+def _tool_call_reply(wire: Wire) -> dict[str, Any]:
+    """Each provider's complete reply asking for add(a=2, b=3)."""
+    if wire.name == "anthropic":
+        return {
+            "id": "m", "type": "message", "role": "assistant", "model": "claude-test",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "add",
+                         "input": {"a": 2, "b": 3}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 1},
+        }  # fmt: skip
+    if wire.name == "openai":
+        call = {"id": "call_1", "type": "function",
+                "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}  # fmt: skip
+        return {
+            "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-test",
+            "choices": [{"index": 0, "finish_reason": "tool_calls",
+                         "message": {"role": "assistant", "content": None, "tool_calls": [call]}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }  # fmt: skip
+    return {
+        "model": "llama-test", "created_at": "2026-01-01T00:00:00Z", "done": True,
+        "done_reason": "stop", "prompt_eval_count": 1, "eval_count": 1,
+        "message": {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "add", "arguments": {"a": 2, "b": 3}}}]},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("wire", STRUCTURED_WIRES, ids=lambda w: w.name)
+def test_an_agent_with_tools_uses_them_then_answers_in_its_output_type(
+    httpserver: HTTPServer, wire: Wire
+) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: Request) -> Response:
+        body = json.loads(request.data)
+        bodies.append(body)
+        if len(bodies) == 1:
+            return Response(json.dumps(_tool_call_reply(wire)), content_type="application/json")
+        text, kind = BODIES[wire.name]({"title": "sum", "score": 5}, stream=False, name="Report")
+        return Response(text, content_type=kind)
+
+    httpserver.expect_request(wire.path, method="POST").respond_with_handler(handler)
+    registry = ToolRegistry()
+    registry.define_tool(
+        name="add",
+        description="Add two integers",
+        fn=lambda a, b: str(a + b),
+        schema={
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+        },
+    )
+    oma = OpenMultiAgent(
+        default_adapter=wire.make(httpserver.url_for("").rstrip("/")), tools=registry
+    )
+    agent = AgentConfig("calc", tools=["add"], output_type=Report)
+
+    result = oma.run_agent(agent, "Add 2 and 3, report it.")
+
+    assert result.value == Report(title="sum", score=5)
+    assert [(c.tool, c.result) for c in result.tool_calls] == [("add", "5")]
+    assert len(bodies) == 2
+    for body in bodies:
+        tools = body["tools"]
+        names = [t.get("name") or t["function"]["name"] for t in tools]
+        if wire.name == "anthropic":  # the agent's tool, then the answer tool; some call forced
+            assert names == ["add", "Report"]
+            assert body["tool_choice"] == {"type": "any"}
+        else:
+            assert names == ["add"]
+            assert_native(wire, body, SCHEMA)
