@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import pickle
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import attrs
@@ -16,6 +18,7 @@ import pytest
 from aegis_gov import (
     AgentConfig,
     OpenMultiAgent,
+    OutputSchema,
     OutputValidationError,
     ProviderUnavailableError,
     RetryPolicy,
@@ -453,3 +456,26 @@ def test_an_agent_with_tools_uses_them_then_answers_in_its_output_type(
         else:
             assert names == ["add"]
             assert_native(wire, body, SCHEMA)
+
+
+def test_requests_made_on_an_executor_carry_the_schema_too(httpserver: HTTPServer) -> None:
+    """With ``executor=``, only the provider call moves (pickled for a process pool): the
+    request still asks natively, and the answer is checked here."""
+    openai = next(w for w in STRUCTURED_WIRES if w.name == "openai")
+    served = Answers(httpserver, openai, [BAD, GOOD])
+    agent = AgentConfig("writer", output_type=Report)
+    oma = _oma(openai.make(httpserver.url_for("").rstrip("/")))
+    assert pickle.loads(pickle.dumps(agent.output_schema)) == agent.output_schema
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        run = oma.run_tasks(
+            [Task("r", "Write.", agent="writer")],
+            oma.create_team("t", agent),
+            executor=executor,
+        )
+
+    assert isinstance(agent.output_schema, OutputSchema)
+    assert run["r"].value == Report(title="Q3", score=7)
+    assert len(served.bodies) == 2
+    for body in served.bodies:
+        assert_native(openai, body, SCHEMA)
