@@ -74,7 +74,8 @@ class AgentResult(Generic[ValueT_co]):
     """An agent's answer; ``str(result)`` is the answer text.
 
     ``value`` is the answer as its agent's ``output_type`` (a validated object; ``output``
-    is then its JSON text), or the text itself for an agent without one. ``attempts``
+    is then its JSON text, and what ``==`` compares), or the text itself for an agent
+    without one. ``attempts``
     counts requests made for the final answer's task (retries included); ``duration_s`` is
     wall time from first request to answer.
     """
@@ -134,7 +135,8 @@ class TaskResult:
     value: object = attrs.field(default=None, kw_only=True, eq=False)
     """A DONE task's answer as its agent's ``output_type``: the validated object in the run
     that made it, its JSON data (``dict``, ``list``...) once read back by ``from_json``;
-    None for an agent without an ``output_type`` (its answer is ``output``)."""
+    None for an agent without an ``output_type`` (its answer is ``output``). Not compared by
+    ``==``: ``output`` holds the same answer as JSON text."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of this result (``value`` as JSON data, when there is one)."""
@@ -449,8 +451,8 @@ class RunResult(Mapping[str, TaskResult]):
         """The run as JSON text (see :meth:`from_json`).
 
         Raises:
-            ValueError: a tool call's arguments hold NaN or an infinity, which JSON cannot
-                express (and :meth:`from_json` would refuse).
+            ValueError: a tool call's arguments (or a task's ``value``) hold NaN or an
+                infinity, which JSON cannot express (and :meth:`from_json` would refuse).
             TypeError: a tool call's arguments hold a value with no JSON form.
         """
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
