@@ -479,3 +479,14 @@ def test_requests_made_on_an_executor_carry_the_schema_too(httpserver: HTTPServe
     assert len(served.bodies) == 2
     for body in served.bodies:
         assert_native(openai, body, SCHEMA)
+
+
+def test_a_schema_that_is_not_json_or_a_type_with_an_unknown_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="not JSON data"):
+        AgentConfig("a", output_type={"type": "object", "default": {1, 2}})
+
+    class Later(pydantic.BaseModel):
+        child: Missing  # type: ignore[name-defined]  # noqa: F821  # never defined
+
+    with pytest.raises(TypeError, match="has no JSON Schema"):
+        AgentConfig("a", output_type=Later)

@@ -95,10 +95,6 @@ class OutputSpec:
         """
         return self._parse(_unfenced(text))
 
-    def to_json_data(self, value: object) -> object:
-        """*value* as JSON data (dicts, lists, strings, numbers, booleans, None)."""
-        return self._dump(value)
-
     def to_json_text(self, value: object) -> str:
         """*value* as compact JSON text: what later tasks and ``output`` get."""
         return json.dumps(self._dump(value), ensure_ascii=False)
@@ -133,7 +129,7 @@ def _from_type(output_type: object) -> OutputSpec:
     try:
         adapter = pydantic.TypeAdapter[object](cast("type[object]", output_type))
         schema = adapter.json_schema()
-    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+    except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation) as exc:
         raise TypeError(f"output_type {output_type!r:.80} has no JSON Schema: {exc}") from exc
     _check_object(schema, f"output_type {output_type!r:.80}")
     name = getattr(output_type, "__name__", None) or str(schema.get("title") or "answer")
@@ -155,7 +151,10 @@ def _from_schema(schema: Mapping[str, object]) -> OutputSpec:
     import jsonschema.exceptions  # noqa: PLC0415
     import jsonschema.validators  # noqa: PLC0415
 
-    copied = json.loads(json.dumps(dict(schema)))  # a deep copy, which must be JSON itself
+    try:  # a deep copy, which must be JSON itself
+        copied = json.loads(json.dumps(dict(schema), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"output_type (a JSON Schema) is not JSON data: {exc}") from None
     _check_object(copied, "output_type (a JSON Schema)")
     kind = jsonschema.validators.validator_for(copied)
     try:
