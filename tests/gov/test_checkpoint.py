@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sqlite3
 import threading
@@ -390,3 +391,29 @@ def test_a_kept_task_only_ever_depends_on_kept_tasks(
     # Nothing edited and everything done: everything is kept.
     if not edited and done >= set(range(len(tasks))):
         assert kept == set(by_id)
+
+
+def test_a_changed_output_type_reruns_the_task() -> None:
+    @dataclasses.dataclass
+    class Report:
+        title: str
+
+    @dataclasses.dataclass
+    class Longer:
+        title: str
+        body: str
+
+    def answer(messages: Sequence[Message]) -> str:
+        return '{"title": "t", "body": "b"}'
+
+    tasks = [Task(id="r", description="report", agent="w")]
+
+    def team(output_type: object) -> Team:
+        agent = AgentConfig(name="w", adapter=ScriptedAdapter(answer), output_type=output_type)  # type: ignore[arg-type]
+        return OpenMultiAgent.create_team("t", agent)
+
+    first = OpenMultiAgent().run_tasks(tasks, team(Report))
+    assert first.ok
+    assert _plan(tasks, team(Report), first).kept == ("r",)
+    plan = _plan(tasks, team(Longer), first)
+    assert dict(plan.rerun) == {"r": "its agent's output settings changed"}

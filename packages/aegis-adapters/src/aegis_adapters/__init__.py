@@ -34,13 +34,19 @@ from aegis_adapters._factory import (
 from aegis_adapters._offline import EchoAdapter, RecordedCall, ScriptedAdapter, ScriptExhaustedError
 from aegis_adapters._ollama import OllamaAdapter, ollama_base_url
 from aegis_adapters._openai import OpenAIAdapter
-from aegis_adapters._protocols import ChatAdapter, LLMAdapter
+from aegis_adapters._protocols import (
+    ChatAdapter,
+    LLMAdapter,
+    StructuredChatAdapter,
+    supports_output_schema,
+)
 from aegis_adapters._redact import redact_text, redact_url
 from aegis_adapters._types import (
     STOP_REASONS,
     ChatResponse,
     Endpoint,
     Message,
+    OutputSchema,
     Role,
     StopReason,
     TextDelta,
@@ -70,6 +76,7 @@ __all__ = [
     "ModelNotFoundError",
     "OllamaAdapter",
     "OpenAIAdapter",
+    "OutputSchema",
     "PermanentError",
     "Provider",
     "ProviderUnavailableError",
@@ -81,6 +88,7 @@ __all__ = [
     "ScriptExhaustedError",
     "ScriptedAdapter",
     "StopReason",
+    "StructuredChatAdapter",
     "TextDelta",
     "ToolCall",
     "ToolSpec",
@@ -94,4 +102,5 @@ __all__ = [
     "parse_retry_after",
     "redact_text",
     "redact_url",
+    "supports_output_schema",
 ]

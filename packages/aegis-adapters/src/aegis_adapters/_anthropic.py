@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -12,6 +13,7 @@ from aegis_adapters._types import (
     ChatResponse,
     Endpoint,
     Message,
+    OutputSchema,
     StopReason,
     TextDelta,
     ToolCall,
@@ -78,10 +80,28 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return out
 
 
-class _Accumulator(StreamAccumulator):
-    """Folds Anthropic's SSE events into deltas and one final response."""
+def _answer(
+    text: str, calls: list[ToolCall], stop: StopReason | None, answer: str | None
+) -> tuple[str, tuple[ToolCall, ...], StopReason | None]:
+    """The reply's text, calls and stop reason, the answer tool's input taking the text's place.
 
-    def __init__(self) -> None:
+    *answer* is that input's JSON text when the answer tool was called, else None.
+    """
+    if answer is None:
+        return text, tuple(calls), stop
+    if calls:
+        return answer, tuple(calls), "tool_use"
+    return answer, (), ("max_tokens" if stop == "max_tokens" else "end_turn")
+
+
+class _Accumulator(StreamAccumulator):
+    """Folds Anthropic's SSE events into deltas and one final response.
+
+    With an output schema, the answer tool's input JSON streams as the text deltas.
+    """
+
+    def __init__(self, output: OutputSchema | None = None) -> None:
+        self.output = output
         self.text: list[str] = []
         self.blocks: dict[int, dict[str, Any]] = {}
         self.input_tokens = 0
@@ -104,9 +124,7 @@ class _Accumulator(StreamAccumulator):
             if delta.get("type") == "text_delta":
                 yield from self._text(delta.get("text"))
             elif delta.get("type") == "input_json_delta":
-                tool = self.blocks.get(as_int(event.get("index")))
-                if tool is not None:
-                    tool["json"].append(as_str(delta.get("partial_json")))
+                yield from self._json(as_int(event.get("index")), as_str(delta.get("partial_json")))
         elif kind == "message_delta":
             self.stop_reason = _stop_reason(as_map(event.get("delta")).get("stop_reason"))
             usage = as_map(event.get("usage"))
@@ -115,6 +133,14 @@ class _Accumulator(StreamAccumulator):
             self.input_tokens = as_int(usage.get("input_tokens")) or self.input_tokens
         elif kind == "message_stop":
             self.stopped = True
+
+    def _json(self, index: int, partial: str) -> Iterator[TextDelta]:
+        tool = self.blocks.get(index)
+        if tool is None:
+            return
+        tool["json"].append(partial)
+        if partial and self.output is not None and tool.get("name") == self.output.name:
+            yield TextDelta(partial)  # the answer tool's input is the answer's text
 
     def _start(self, message: Mapping[str, object]) -> None:
         self.model = as_str(message.get("model")) or None
@@ -133,20 +159,29 @@ class _Accumulator(StreamAccumulator):
             raise ProviderUnavailableError(
                 _PROVIDER, "the stream ended without its message_stop event"
             )
-        calls = tuple(
+        answer_name = None if self.output is None else self.output.name
+        blocks = [
+            block for _, block in sorted(self.blocks.items()) if block.get("type") == "tool_use"
+        ]
+        calls = [
             ToolCall(
                 as_str(block.get("id")),
                 as_str(block.get("name")),
                 load_arguments(_PROVIDER, as_str(block.get("name")), "".join(block["json"])),
             )
-            for _, block in sorted(self.blocks.items())
-            if block.get("type") == "tool_use"
+            for block in blocks
+            if block.get("name") != answer_name
+        ]
+        # The answer's JSON as streamed, even if cut short: checking it is the caller's job.
+        answers = ["".join(block["json"]) for block in blocks if block.get("name") == answer_name]
+        text, tool_calls, stop = _answer(
+            "".join(self.text), calls, self.stop_reason, answers[-1].strip() if answers else None
         )
         return ChatResponse(
-            "".join(self.text),
-            tool_calls=calls,
+            text,
+            tool_calls=tool_calls,
             usage=Usage(self.input_tokens, self.output_tokens),
-            stop_reason=self.stop_reason,
+            stop_reason=stop,
             model=self.model,
         )
 
@@ -155,7 +190,9 @@ class AnthropicAdapter(SDKAdapter):
     """Claude through the official ``anthropic`` SDK's Messages API, streaming over SSE.
 
     The system prompt goes in the top-level ``system`` field; tools as ``{name, description,
-    input_schema}``; ``temperature`` through ``extra_body`` (the SDK no longer has the parameter).
+    input_schema}``; an ``output_schema`` as one more tool, named after it, that the model is
+    made to call (``tool_choice``): its input is the answer, returned as the response's text;
+    ``temperature`` through ``extra_body`` (the SDK no longer has the parameter).
     The client is built on first use with ``max_retries=0``: one failing call is one request, and
     retrying is the caller's job. Thread-safe; the async methods use ``AsyncAnthropic``.
 
@@ -221,6 +258,7 @@ class AnthropicAdapter(SDKAdapter):
         tools: Sequence[ToolSpec],
         *,
         stream: bool,
+        output_schema: OutputSchema | None = None,
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self._endpoint.model,
@@ -230,25 +268,47 @@ class AnthropicAdapter(SDKAdapter):
         }
         if system is not None:
             kwargs["system"] = system
-        if tools:
-            kwargs["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": dict(t.input_schema)}
-                for t in tools
-            ]
+        specs = [
+            {"name": t.name, "description": t.description, "input_schema": dict(t.input_schema)}
+            for t in tools
+        ]
+        if output_schema is not None:
+            specs.append(
+                {
+                    "name": output_schema.name,
+                    "description": output_schema.description
+                    or "Give your final answer by calling this tool.",
+                    "input_schema": dict(output_schema.schema),
+                }
+            )
+            # Alone, the answer tool is forced; with the agent's tools, some tool call is
+            # (the model may use its tools first and answer through this one at the end).
+            kwargs["tool_choice"] = (
+                {"type": "any"} if tools else {"type": "tool", "name": output_schema.name}
+            )
+        if specs:
+            kwargs["tools"] = specs
         if self.temperature is not None:
             kwargs["extra_body"] = {"temperature": self.temperature}
         return kwargs
 
-    def _parse(self, response: Mapping[str, object]) -> ChatResponse:
+    def _parse(
+        self, response: Mapping[str, object], output_schema: OutputSchema | None = None
+    ) -> ChatResponse:
         if "content" not in response:
             raise InvalidRequestError(_PROVIDER, f"malformed response: {dict(response)!r:.200}")
         text: list[str] = []
         calls: list[ToolCall] = []
+        answer: str | None = None
         for item in as_list(response.get("content")):
             block = as_map(item)
             if block.get("type") == "text":
                 text.append(as_str(block.get("text")))
-            elif block.get("type") == "tool_use":
+            elif block.get("type") != "tool_use":
+                continue
+            elif output_schema is not None and block.get("name") == output_schema.name:
+                answer = json.dumps(as_map(block.get("input")), ensure_ascii=False)
+            else:
                 calls.append(
                     ToolCall(
                         as_str(block.get("id")),
@@ -257,13 +317,16 @@ class AnthropicAdapter(SDKAdapter):
                     )
                 )
         usage = as_map(response.get("usage"))
+        reply, tool_calls, stop = _answer(
+            "".join(text), calls, _stop_reason(response.get("stop_reason")), answer
+        )
         return ChatResponse(
-            "".join(text),
-            tool_calls=tuple(calls),
+            reply,
+            tool_calls=tool_calls,
             usage=Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens"))),
-            stop_reason=_stop_reason(response.get("stop_reason")),
+            stop_reason=stop,
             model=as_str(response.get("model")) or None,
         )
 
-    def _accumulator(self) -> StreamAccumulator:
-        return _Accumulator()
+    def _accumulator(self, output_schema: OutputSchema | None = None) -> StreamAccumulator:
+        return _Accumulator(output_schema)

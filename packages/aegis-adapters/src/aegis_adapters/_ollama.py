@@ -26,6 +26,7 @@ from aegis_adapters._types import (
     ChatResponse,
     Endpoint,
     Message,
+    OutputSchema,
     StopReason,
     TextDelta,
     ToolCall,
@@ -134,7 +135,8 @@ class OllamaAdapter(BaseChatAdapter):
     one with ``done: true``. The timeout is ``(connect_timeout_s, timeout_s)``: connecting fails
     fast, while each read may wait long enough for a cold model to load. ``keep_alive`` and
     ``options`` (``num_predict``, ``temperature``...) pass through; ``max_tokens`` and
-    ``temperature`` fill ``options`` unless it sets them.
+    ``temperature`` fill ``options`` unless it sets them. An ``output_schema`` is sent as
+    ``format`` (the JSON Schema itself), which constrains the model's output.
 
     Thread-safe: each thread uses its own ``requests.Session``. The async methods run the blocking
     requests in a worker thread (``asyncio.to_thread``), so the event loop never blocks; an
@@ -143,6 +145,9 @@ class OllamaAdapter(BaseChatAdapter):
 
     DEFAULT_MODEL: ClassVar[str] = "llama3.2"
     """The model used when none is given."""
+
+    native_output_schema: bool = True
+    """The chat methods take ``output_schema``: it is sent as Ollama's ``format``."""
 
     def __init__(
         self,
@@ -203,6 +208,7 @@ class OllamaAdapter(BaseChatAdapter):
         tools: Sequence[ToolSpec],
         *,
         stream: bool,
+        output_schema: OutputSchema | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self._endpoint.model,
@@ -221,6 +227,8 @@ class OllamaAdapter(BaseChatAdapter):
                 }
                 for t in tools
             ]
+        if output_schema is not None:
+            payload["format"] = dict(output_schema.schema)
         options = dict(self.options)
         if self.max_tokens is not None:
             options.setdefault("num_predict", self.max_tokens)
@@ -264,13 +272,16 @@ class OllamaAdapter(BaseChatAdapter):
         *,
         system: str | None = None,
         tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
     ) -> ChatResponse:
         """Send the conversation (``stream: false``) and return the complete reply.
 
         Raises:
             LLMError: a subclass naming the failure; the requests exception is chained.
         """
-        with self._post(self._payload(messages, system, tools, stream=False)) as response:
+        with self._post(
+            self._payload(messages, system, tools, stream=False, output_schema=output_schema)
+        ) as response:
             line = _decode(response.content)
         if "error" in line:
             raise _stream_error(line)
@@ -285,6 +296,7 @@ class OllamaAdapter(BaseChatAdapter):
         *,
         system: str | None = None,
         tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
     ) -> Iterator[TextDelta | ChatResponse]:
         """Stream the reply (``stream: true``): text deltas, then one final response.
 
@@ -294,7 +306,9 @@ class OllamaAdapter(BaseChatAdapter):
         """
         text: list[str] = []
         calls: list[ToolCall] = []
-        with self._post(self._payload(messages, system, tools, stream=True)) as response:
+        with self._post(
+            self._payload(messages, system, tools, stream=True, output_schema=output_schema)
+        ) as response:
             for raw in response.iter_lines():
                 if not raw.strip():
                     continue
@@ -318,9 +332,12 @@ class OllamaAdapter(BaseChatAdapter):
         *,
         system: str | None = None,
         tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
     ) -> ChatResponse:
         """Async twin of :meth:`chat`: the request runs in a worker thread."""
-        return await asyncio.to_thread(self.chat, messages, system=system, tools=tools)
+        return await asyncio.to_thread(
+            self.chat, messages, system=system, tools=tools, output_schema=output_schema
+        )
 
     async def achat_stream(
         self,
@@ -328,9 +345,12 @@ class OllamaAdapter(BaseChatAdapter):
         *,
         system: str | None = None,
         tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
     ) -> AsyncIterator[TextDelta | ChatResponse]:
         """Async twin of :meth:`chat_stream`: each read runs in a worker thread."""
-        iterator = self.chat_stream(messages, system=system, tools=tools)
+        iterator = self.chat_stream(
+            messages, system=system, tools=tools, output_schema=output_schema
+        )
         try:
             while True:
                 item = await asyncio.to_thread(next, iterator, _END)

@@ -13,6 +13,7 @@ from aegis_adapters._types import (
     ChatResponse,
     Endpoint,
     Message,
+    OutputSchema,
     StopReason,
     TextDelta,
     ToolCall,
@@ -88,6 +89,7 @@ class _Accumulator(StreamAccumulator):
         self.usage = Usage()
         self.finish_reason: StopReason | None = None
         self.finished = False
+        self.refused = False
         self.model: str | None = None
 
     def feed(self, event: Mapping[str, object]) -> Iterator[TextDelta]:
@@ -97,7 +99,9 @@ class _Accumulator(StreamAccumulator):
         for item in as_list(event.get("choices"))[:1]:
             choice = as_map(item)
             delta = as_map(choice.get("delta"))
-            text = as_str(delta.get("content"))
+            refusal = as_str(delta.get("refusal"))  # a structured-output refusal, as text
+            self.refused = self.refused or bool(refusal)
+            text = as_str(delta.get("content")) or refusal
             if text:
                 self.text.append(text)
                 yield TextDelta(text)
@@ -130,7 +134,7 @@ class _Accumulator(StreamAccumulator):
             "".join(self.text),
             tool_calls=calls,
             usage=self.usage,
-            stop_reason=self.finish_reason,
+            stop_reason="content_filter" if self.refused else self.finish_reason,
             model=self.model,
         )
 
@@ -141,7 +145,8 @@ class OpenAIAdapter(SDKAdapter):
     Works with any OpenAI-compatible server (LM Studio, vLLM, llama.cpp, Ollama's ``/v1``): set
     ``base_url``; without a key, a placeholder is sent when a base URL is configured. The system
     prompt is the first message (``role: "system"``); tools are ``{type: "function", function:
-    {name, description, parameters}}``. Streaming asks for usage with
+    {name, description, parameters}}``; an ``output_schema`` is sent as ``response_format={"type":
+    "json_schema", ...}``. Streaming asks for usage with
     ``stream_options={"include_usage": True}`` unless ``stream_usage=False`` (some compatible
     servers and older Azure deployments reject it). The client is built on first use with
     ``max_retries=0``. Thread-safe; the async methods use ``AsyncOpenAI``.
@@ -223,6 +228,7 @@ class OpenAIAdapter(SDKAdapter):
         tools: Sequence[ToolSpec],
         *,
         stream: bool,
+        output_schema: OutputSchema | None = None,
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self._endpoint.model,
@@ -247,9 +253,21 @@ class OpenAIAdapter(SDKAdapter):
             ]
         if stream and self.stream_usage:
             kwargs["stream_options"] = {"include_usage": True}
+        if output_schema is not None:
+            json_schema: dict[str, object] = {
+                "name": output_schema.name,
+                "schema": dict(output_schema.schema),
+                "strict": output_schema.strict,
+            }
+            if output_schema.description:
+                json_schema["description"] = output_schema.description
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": json_schema}
         return kwargs
 
-    def _parse(self, response: Mapping[str, object]) -> ChatResponse:
+    def _parse(
+        self, response: Mapping[str, object], output_schema: OutputSchema | None = None
+    ) -> ChatResponse:
+        del output_schema  # the answer's JSON is the message's content
         choices = as_list(response.get("choices"))
         if not choices:
             raise InvalidRequestError(
@@ -269,13 +287,16 @@ class OpenAIAdapter(SDKAdapter):
             )
             for call in map(as_map, as_list(message.get("tool_calls")))
         )
+        # A model that refuses a response_format says so in "refusal", not "content".
+        refusal = as_str(message.get("refusal"))
         return ChatResponse(
-            as_str(message.get("content")),
+            as_str(message.get("content")) or refusal,
             tool_calls=calls,
             usage=_usage(response.get("usage")),
-            stop_reason=_stop_reason(choice.get("finish_reason")),
+            stop_reason="content_filter" if refusal else _stop_reason(choice.get("finish_reason")),
             model=as_str(response.get("model")) or None,
         )
 
-    def _accumulator(self) -> StreamAccumulator:
+    def _accumulator(self, output_schema: OutputSchema | None = None) -> StreamAccumulator:
+        del output_schema  # the answer's JSON streams as the content
         return _Accumulator()

@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeGuard, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
 
-    from aegis_adapters._types import ChatResponse, Endpoint, Message, TextDelta, ToolSpec
+    from aegis_adapters._types import (
+        ChatResponse,
+        Endpoint,
+        Message,
+        OutputSchema,
+        TextDelta,
+        ToolSpec,
+    )
 
-__all__ = ["ChatAdapter", "LLMAdapter"]
+__all__ = ["ChatAdapter", "LLMAdapter", "StructuredChatAdapter", "supports_output_schema"]
 
 
 @runtime_checkable
@@ -90,3 +97,71 @@ class ChatAdapter(LLMAdapter, Protocol):
     def astream(self, prompt: str, *, system: str | None = None) -> AsyncIterator[str]:
         """Async twin of :meth:`stream`."""
         ...
+
+
+class StructuredChatAdapter(ChatAdapter, Protocol):
+    """A :class:`ChatAdapter` that can ask its provider for an answer of a given JSON shape.
+
+    Its chat methods take ``output_schema=``; the reply's ``text`` is then the answer's JSON
+    text, however the provider delivered it. ``native_output_schema`` is ``True`` on such an
+    adapter (:func:`supports_output_schema` checks it): an adapter without it gets the schema
+    through its prompt instead.
+    """
+
+    native_output_schema: bool
+    """True: the chat methods take ``output_schema`` and the provider enforces it."""
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
+    ) -> ChatResponse:
+        """Send a conversation; with *output_schema*, the reply's text is the JSON answer."""
+        ...
+
+    def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
+    ) -> Iterator[TextDelta | ChatResponse]:
+        """Stream the reply; with *output_schema*, the deltas are the JSON answer's text."""
+        ...
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
+    ) -> ChatResponse:
+        """Async twin of :meth:`chat`."""
+        ...
+
+    def achat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
+    ) -> AsyncIterator[TextDelta | ChatResponse]:
+        """Async twin of :meth:`chat_stream`."""
+        ...
+
+
+def supports_output_schema(adapter: object) -> TypeGuard[StructuredChatAdapter]:
+    """Whether *adapter* takes ``output_schema=`` (its ``native_output_schema`` is True).
+
+    The built-in OpenAI, Anthropic and Ollama adapters do; the offline adapters and plain
+    :class:`LLMAdapter` objects do not (callers put the schema in the prompt instead).
+    """
+    return getattr(adapter, "native_output_schema", False) is True and isinstance(
+        adapter, ChatAdapter
+    )

@@ -30,7 +30,14 @@ from aegis_adapters._wire import as_map, error_details
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from aegis_adapters._types import ChatResponse, Endpoint, Message, TextDelta, ToolSpec
+    from aegis_adapters._types import (
+        ChatResponse,
+        Endpoint,
+        Message,
+        OutputSchema,
+        TextDelta,
+        ToolSpec,
+    )
 
 __all__ = ["SDKAdapter", "StreamAccumulator", "import_sdk", "translate"]
 
@@ -139,7 +146,13 @@ class SDKAdapter(BaseChatAdapter):
     Thread-safe: the sync client is created once under a lock and shared (the SDK clients are
     thread-safe); async clients are created per event loop, since an HTTP connection pool belongs
     to the loop that opened it. Picklable: clients are dropped and rebuilt on first use.
+
+    The chat methods take ``output_schema=`` (see :class:`~aegis_adapters.OutputSchema`):
+    each provider is asked for that shape its own way, and the reply's text is the JSON answer.
     """
+
+    native_output_schema: bool = True
+    """The chat methods take ``output_schema`` (see ``supports_output_schema``)."""
 
     _provider = ""
     _module = ""
@@ -200,15 +213,18 @@ class SDKAdapter(BaseChatAdapter):
         tools: Sequence[ToolSpec],
         *,
         stream: bool,
+        output_schema: OutputSchema | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments of the create call."""
 
     @abc.abstractmethod
-    def _parse(self, response: Mapping[str, object]) -> ChatResponse:
+    def _parse(
+        self, response: Mapping[str, object], output_schema: OutputSchema | None = None
+    ) -> ChatResponse:
         """Parse a complete (non-streamed) response."""
 
     @abc.abstractmethod
-    def _accumulator(self) -> StreamAccumulator:
+    def _accumulator(self, output_schema: OutputSchema | None = None) -> StreamAccumulator:
         """A fresh stream parser."""
 
     # -- shared machinery -------------------------------------------------------------------
@@ -277,16 +293,17 @@ class SDKAdapter(BaseChatAdapter):
         *,
         system: str | None = None,
         tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
     ) -> ChatResponse:
         """Send the conversation and return the complete reply.
 
         Raises:
             LLMError: a subclass naming the failure; the SDK's exception is chained.
         """
-        kwargs = self._request(messages, system, tools, stream=False)
+        kwargs = self._request(messages, system, tools, stream=False, output_schema=output_schema)
         with self._translating():
             raw = self._create(self._sync_client(), kwargs)
-            return self._parse(_as_dict(self._provider, raw))
+            return self._parse(_as_dict(self._provider, raw), output_schema)
 
     def chat_stream(
         self,
@@ -294,14 +311,15 @@ class SDKAdapter(BaseChatAdapter):
         *,
         system: str | None = None,
         tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
     ) -> Iterator[TextDelta | ChatResponse]:
         """Stream the reply: text deltas, then one final :class:`ChatResponse`.
 
         Raises:
             LLMError: from the iterator, including mid-stream failures and cut-short streams.
         """
-        kwargs = self._request(messages, system, tools, stream=True)
-        accumulator = self._accumulator()
+        kwargs = self._request(messages, system, tools, stream=True, output_schema=output_schema)
+        accumulator = self._accumulator(output_schema)
         with self._translating():
             stream = self._create(self._sync_client(), kwargs)
             try:
@@ -317,12 +335,13 @@ class SDKAdapter(BaseChatAdapter):
         *,
         system: str | None = None,
         tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
     ) -> ChatResponse:
         """Async twin of :meth:`chat`, on the SDK's async client."""
-        kwargs = self._request(messages, system, tools, stream=False)
+        kwargs = self._request(messages, system, tools, stream=False, output_schema=output_schema)
         with self._translating():
             raw = await self._create(await self._async_client(), kwargs)
-            return self._parse(_as_dict(self._provider, raw))
+            return self._parse(_as_dict(self._provider, raw), output_schema)
 
     async def achat_stream(
         self,
@@ -330,10 +349,11 @@ class SDKAdapter(BaseChatAdapter):
         *,
         system: str | None = None,
         tools: Sequence[ToolSpec] = (),
+        output_schema: OutputSchema | None = None,
     ) -> AsyncIterator[TextDelta | ChatResponse]:
         """Async twin of :meth:`chat_stream`, on the SDK's async client."""
-        kwargs = self._request(messages, system, tools, stream=True)
-        accumulator = self._accumulator()
+        kwargs = self._request(messages, system, tools, stream=True, output_schema=output_schema)
+        accumulator = self._accumulator(output_schema)
         with self._translating():
             stream = await self._create(await self._async_client(), kwargs)
             try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Literal, get_args
 
 import attrs
@@ -17,6 +18,7 @@ __all__ = [
     "ChatResponse",
     "Endpoint",
     "Message",
+    "OutputSchema",
     "Role",
     "StopReason",
     "TextDelta",
@@ -88,6 +90,49 @@ class ToolSpec:
     name: str = attrs.field(validator=attrs.validators.min_len(1))
     description: str
     input_schema: Mapping[str, object] = attrs.field(converter=_freeze_mapping, hash=False)
+
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _schema_name(_instance: object, _attribute: object, value: str) -> None:
+    if not _SCHEMA_NAME.match(value):
+        raise ValueError(
+            f"an output schema's name must be 1 to 64 letters, digits, '_' or '-', got {value!r}"
+        )
+
+
+def _object_schema(_instance: object, _attribute: object, value: Mapping[str, object]) -> None:
+    if value.get("type") != "object":
+        raise ValueError(
+            'an output schema must describe a JSON object ("type": "object"), '
+            f"got type {value.get('type')!r}"
+        )
+
+
+@attrs.frozen
+class OutputSchema:
+    """The JSON shape the answer must have, for adapters that can ask the provider for it.
+
+    Adapters with a native mechanism (see :func:`~aegis_adapters.supports_output_schema`)
+    send it the provider's way: OpenAI ``response_format`` (``json_schema``), Ollama
+    ``format``, Anthropic a forced call of a tool named :attr:`name` whose input is the
+    answer. Whatever the mechanism, the response's ``text`` is the answer's JSON text.
+
+    Attributes:
+        name: Names the schema (and Anthropic's answer tool): 1 to 64 of ``[A-Za-z0-9_-]``.
+        schema: A JSON Schema of an ``object``: a plain dict, no pydantic needed.
+        strict: Ask for OpenAI's strict mode (the schema must then meet its rules: every
+            property required, ``additionalProperties: false``).
+        description: What the answer is, for the model.
+    """
+
+    name: str = attrs.field(validator=[attrs.validators.instance_of(str), _schema_name])
+    schema: Mapping[str, object] = attrs.field(
+        converter=_freeze_mapping, validator=_object_schema, hash=False
+    )
+    strict: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    description: str = ""
 
 
 @attrs.frozen

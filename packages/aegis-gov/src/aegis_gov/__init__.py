@@ -23,6 +23,7 @@ from aegis_adapters import (
     ModelNotFoundError,
     OllamaAdapter,
     OpenAIAdapter,
+    OutputSchema,
     PermanentError,
     ProviderUnavailableError,
     QuotaExceededError,
@@ -100,6 +101,7 @@ from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint
 from aegis_gov._limits import Limits
 from aegis_gov._mcp import MCPConnectionError
 from aegis_gov._memory import ToolMemory
+from aegis_gov._output import OutputValidationError
 from aegis_gov._results import (
     AgentResult,
     ResultFormatError,
@@ -202,7 +204,9 @@ __all__ = [
     "OllamaAdapter",
     "OpenAIAdapter",
     "OpenMultiAgent",
+    "OutputSchema",
     "OutputTooLargeError",
+    "OutputValidationError",
     "PathOutsideRootError",
     "PermanentError",
     "PoolStatus",

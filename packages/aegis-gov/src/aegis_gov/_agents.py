@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Generic
 
 import attrs
-from aegis_adapters import LLMAdapter
+from aegis_adapters import LLMAdapter, OutputSchema
+from typing_extensions import TypeVar
 
 from aegis_gov._errors import DuplicateAgentError
+from aegis_gov._output import OutputSpec, output_spec
 
-__all__ = ["AgentConfig", "Team"]
+__all__ = ["AgentConfig", "OutputT_co", "Team", "output_checks"]
+
+OutputT_co = TypeVar("OutputT_co", covariant=True, default=object)
+"""The type of an agent's answer: its ``output_type``; ``object`` when it has none (the
+answer is then the text, ``str``) or when it is a JSON Schema dict (a ``dict``)."""
 
 
 def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: object) -> None:
@@ -52,8 +59,15 @@ def _fallbacks(value: Iterable[LLMAdapter]) -> tuple[LLMAdapter, ...]:
     return adapters
 
 
+def _count(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
 @attrs.frozen
-class AgentConfig:
+class AgentConfig(Generic[OutputT_co]):
     """One agent: a name, a system prompt, an optional adapter and the tools it may call.
 
     ``adapter=None`` means the run's default adapter. ``tools`` names tools of the
@@ -70,6 +84,16 @@ class AgentConfig:
     :class:`~aegis_gov.FellBack` event says when a task moves on, and the result's
     ``endpoint`` names the one that answered. A permanent error (400, 401, 404) ends the task
     instead, unless ``fall_back_on_permanent_errors``.
+
+    ``output_type`` makes the answer a validated object (see the docs' "Structured output"
+    page): a pydantic model, a dataclass, a TypedDict, or a JSON Schema dict (whose answers
+    are ``dict``, typed ``object``). Providers that can be asked for a JSON Schema get it
+    natively (OpenAI ``response_format``, Ollama ``format``, Anthropic a forced tool call);
+    others get it in the prompt. An answer that does not validate is sent back with what was
+    wrong, up to ``output_retries`` times, then the task fails with
+    :class:`~aegis_gov.OutputValidationError`. The result's ``value`` is the object, typed:
+    ``run_agent`` on an ``AgentConfig(..., output_type=Report)`` returns an
+    ``AgentResult[Report]``.
     """
 
     name: str = attrs.field(validator=_non_empty)
@@ -83,6 +107,28 @@ class AgentConfig:
     max_tool_rounds: int = attrs.field(default=8, validator=_positive_count)
     max_tool_calls_per_reply: int = attrs.field(default=16, validator=_positive_count)
     max_tool_output_chars: int = attrs.field(default=256_000, validator=_positive_count)
+    output_type: type[OutputT_co] | Mapping[str, object] | None = attrs.field(
+        default=None,
+        kw_only=True,
+        hash=False,  # a JSON Schema dict cannot be hashed
+    )
+    output_retries: int = attrs.field(default=2, kw_only=True, validator=_count)
+    _output: OutputSpec | None = attrs.field(init=False, default=None, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Make the output type's JSON Schema now, so a bad ``output_type`` fails here."""
+        if self.output_type is not None:
+            object.__setattr__(self, "_output", output_spec(self.output_type))
+
+    @property
+    def output_schema(self) -> OutputSchema | None:
+        """The JSON Schema answers must match, as providers are sent it (None: plain text)."""
+        return None if self._output is None else self._output.request
+
+
+def output_checks(agent: AgentConfig) -> OutputSpec | None:
+    """How *agent*'s answers are checked and turned to JSON (None: plain text answers)."""
+    return agent._output  # noqa: SLF001  # made once, with the agent
 
 
 def _agents(value: Iterable[AgentConfig]) -> tuple[AgentConfig, ...]:

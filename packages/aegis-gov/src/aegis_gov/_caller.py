@@ -32,17 +32,19 @@ from aegis_adapters import (
     ToolSpec,
     as_chat_adapter,
     is_chat_adapter,
+    supports_output_schema,
 )
 from aegis_breaker import AgentPool
 
 from aegis_gov._adaptive import AdaptiveLimit, AdaptiveStatus
-from aegis_gov._agents import AgentConfig
+from aegis_gov._agents import AgentConfig, output_checks
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
 from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
 from aegis_gov._events import EventHandler, TaskOutputDelta
 from aegis_gov._limits import EndpointLimiter, Limits, estimate_tokens, resolve_limits, tools_chars
 from aegis_gov._outcome import Outcome
+from aegis_gov._requests import aopen_stream, asend, open_stream, send
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Work
 from aegis_gov._slots import Slot
@@ -194,6 +196,12 @@ class EndpointCaller:
             max_tool_rounds=agent.max_tool_rounds,
             max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
             max_tool_output_chars=agent.max_tool_output_chars,
+            output=output_checks(agent),
+            output_retries=agent.output_retries,
+            native_output=tuple(
+                supports_output_schema(adapter)
+                for adapter in (route.adapter, *(a for a, _key in route.fallbacks))
+            ),
         )
 
     def run(
@@ -405,9 +413,7 @@ class EndpointCaller:
 
         async def send() -> ChatResponse:
             if sink is None:
-                return await adapter.achat(
-                    request.messages, system=request.system, tools=request.tools
-                )
+                return await asend(adapter, request)
             return await _asend_streaming(adapter, request, sink, route.agent.name)
 
         async def attempt() -> ChatResponse | _Declined:
@@ -589,11 +595,13 @@ def _estimate(request: ChatRequest) -> int:
     """The request's input tokens, estimated before it is sent (see :mod:`aegis_gov._limits`)."""
     chars = sum(len(m.content) for m in request.messages)
     schemas = [(t.name, t.description, dict(t.input_schema)) for t in request.tools]
+    if request.output_schema is not None:  # sent natively, beside the tools
+        schemas.append((request.output_schema.name, "", dict(request.output_schema.schema)))
     return estimate_tokens(chars, request.system, tools_chars(schemas) if schemas else 0)
 
 
 def _send(adapter: ChatAdapter, request: ChatRequest) -> ChatResponse:
-    return adapter.chat(request.messages, system=request.system, tools=request.tools)
+    return send(adapter, request)
 
 
 def _send_streaming(
@@ -601,7 +609,7 @@ def _send_streaming(
 ) -> ChatResponse:
     """Stream one request, handing each chunk to *sink*; return the whole response."""
     response: ChatResponse | None = None
-    for item in adapter.chat_stream(request.messages, system=request.system, tools=request.tools):
+    for item in open_stream(adapter, request):
         if isinstance(item, ChatResponse):
             response = item
         elif item.text:
@@ -615,7 +623,7 @@ async def _asend_streaming(
     adapter: ChatAdapter, request: ChatRequest, sink: Sink, agent: str
 ) -> ChatResponse:
     response: ChatResponse | None = None
-    stream = adapter.achat_stream(request.messages, system=request.system, tools=request.tools)
+    stream = aopen_stream(adapter, request)
     async for item in stream:
         if isinstance(item, ChatResponse):
             response = item

@@ -1,8 +1,9 @@
 """One agent's conversation as a sans-I/O generator, and the sync and async drivers around it.
 
 The generator decides everything — retries and their waits, the tool-calling loop, the
-events — and only *asks* for I/O by yielding a command: make a request (:class:`ChatRequest`),
-wait (:class:`Sleep`) or run a tool (:class:`RunTool`). :func:`drive` and :func:`adrive`
+checks of a structured answer (sent back while it is invalid), the events — and only *asks*
+for I/O by yielding a command: make a request (:class:`ChatRequest`), wait (:class:`Sleep`)
+or run a tool (:class:`RunTool`). :func:`drive` and :func:`adrive`
 carry the commands out with threads or asyncio, so both share one behaviour. A command's
 answer is its result, or the exception it raised as a :class:`Raised` value; the
 conversation ends with an :data:`Outcome` value, never by raising.
@@ -21,6 +22,7 @@ import attrs
 from aegis_adapters import (
     ChatResponse,
     Message,
+    OutputSchema,
     RetryableError,
     ToolCall,
     ToolSpec,
@@ -32,6 +34,7 @@ from aegis_gov._budget import BudgetSpentError
 from aegis_gov._errors import CircuitWaitTooLongError, EndpointBusyError, ToolLoopError
 from aegis_gov._events import EventHandler, FellBack, TaskRetrying, ToolCalled
 from aegis_gov._outcome import Failure, Outcome, Raised
+from aegis_gov._output import Invalid, OutputSpec, OutputValidationError
 from aegis_gov._results import AgentResult, ToolCallRecord
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._tool_errors import ToolCallLimitError, ToolError, ToolNotOfferedError
@@ -56,13 +59,15 @@ def _json_size(arguments: object) -> int:
 class ChatRequest:
     """Command: make one request to endpoint number ``endpoint`` of the agent.
 
-    0 is the agent's own adapter; 1 and on are its fallbacks, in order.
+    0 is the agent's own adapter; 1 and on are its fallbacks, in order. ``output_schema``
+    is set only for an endpoint that takes it natively (others have it in ``system``).
     """
 
     messages: tuple[Message, ...]
     system: str | None
     tools: tuple[ToolSpec, ...]
     endpoint: int = 0
+    output_schema: OutputSchema | None = None
 
 
 @attrs.frozen
@@ -100,6 +105,9 @@ class Conversation:
     max_tool_rounds: int = 8
     max_tool_calls_per_reply: int = 16
     max_tool_output_chars: int = 256_000
+    output: OutputSpec | None = None
+    output_retries: int = 2
+    native_output: tuple[bool, ...] = ()  # by endpoint: whether it takes output_schema
     attempts: int = 0
     usage: Usage = Usage()
     tool_calls: list[ToolCallRecord] = attrs.Factory(list)
@@ -108,6 +116,7 @@ class Conversation:
     _tool_output_chars: int = 0
     _rejections: int = 0
     _using: int = 0  # which endpoint: 0 the agent's own, then its fallbacks
+    _invalid_answers: int = 0
 
     def steps(self) -> Generator[Command, object, Outcome]:
         """The conversation: yields commands, receives their answers, returns the outcome."""
@@ -118,14 +127,13 @@ class Conversation:
             if isinstance(response, Failure):
                 return response
             if not response.tool_calls:
-                return AgentResult(
-                    output=response.text,
-                    agent=self.agent,
-                    usage=self.usage,
-                    attempts=self.attempts,
-                    endpoint=self._endpoint_key(),
-                    tool_calls=tuple(self.tool_calls),
-                )
+                answer = self._answer(response.text)
+                if isinstance(answer, Invalid):
+                    # Sent back with what was wrong, for the model to correct.
+                    messages.append(Message.assistant(response.text))
+                    messages.append(Message.user(answer.problem))
+                    continue
+                return answer
             rounds += 1
             if rounds > self.max_tool_rounds:
                 return self._failure(ToolLoopError(self.agent, self.max_tool_rounds))
@@ -133,28 +141,78 @@ class Conversation:
             if flood is not None:
                 return self._failure(flood)
             messages.append(Message.assistant(response.text, response.tool_calls))
-            offered = frozenset(spec.name for spec in self.tools)
-            for index, call in enumerate(response.tool_calls):
-                # Every call gets an answer (providers require one per call), but only calls
-                # within the agent's tools and limits are run.
-                refusal = self._refusal(call, index, len(response.tool_calls), offered)
-                if refusal is not None:
-                    # Refusals are fed back too, so they are short and counted.
-                    text, error = self._within_budget(f"error: {refusal}"), str(refusal)
+            failure = yield from self._run_tools(response.tool_calls, messages)
+            if failure is not None:
+                return failure
+
+    def _run_tools(
+        self, calls: tuple[ToolCall, ...], messages: list[Message]
+    ) -> Generator[Command, object, Failure | None]:
+        """Answer one reply's tool calls, adding each result to *messages*; None unless a bug."""
+        offered = frozenset(spec.name for spec in self.tools)
+        for index, call in enumerate(calls):
+            # Every call gets an answer (providers require one per call), but only calls
+            # within the agent's tools and limits are run.
+            refusal = self._refusal(call, index, len(calls), offered)
+            if refusal is not None:
+                # Refusals are fed back too, so they are short and counted.
+                text, error = self._within_budget(f"error: {refusal}"), str(refusal)
+            else:
+                result = yield RunTool(call)
+                if isinstance(result, Raised):
+                    if not isinstance(result.error, ToolError):
+                        return self._failure(result.error)  # a bug, not the model's doing
+                    text = self._within_budget(f"error: {result.error}")
+                    error = str(result.error)
                 else:
-                    result = yield RunTool(call)
-                    if isinstance(result, Raised):
-                        if not isinstance(result.error, ToolError):
-                            return self._failure(result.error)  # a bug, not the model's doing
-                        text = self._within_budget(f"error: {result.error}")
-                        error = str(result.error)
-                    else:
-                        text, error = self._within_budget(str(result)), None
-                self.tool_calls.append(ToolCallRecord(call.name, call.arguments, text, error))
-                self.emit(
-                    ToolCalled(self.task_id, self.agent, call.name, call.arguments, text, error)
-                )
-                messages.append(Message.tool_result(call, text, is_error=error is not None))
+                    text, error = self._within_budget(str(result)), None
+            self.tool_calls.append(ToolCallRecord(call.name, call.arguments, text, error))
+            self.emit(ToolCalled(self.task_id, self.agent, call.name, call.arguments, text, error))
+            messages.append(Message.tool_result(call, text, is_error=error is not None))
+        return None
+
+    def _answer(self, text: str) -> Outcome | Invalid:
+        """The conversation's end, or (when retries are left) the feedback on an invalid answer."""
+        if self.output is None:
+            return self._result(text, text)
+        value = self.output.check(text)
+        if not isinstance(value, Invalid):
+            return self._result(self.output.to_json_text(value), value)
+        self._invalid_answers += 1
+        if self._invalid_answers > self.output_retries:
+            return self._failure(
+                OutputValidationError(self.agent, self._invalid_answers, value.problem, text)
+            )
+        self.emit(
+            TaskRetrying(
+                self.task_id,
+                self.agent,
+                self.attempts + 1,
+                0.0,
+                f"invalid output: {value.problem}",
+            )
+        )
+        return Invalid(self.output.feedback(value.problem))
+
+    def _result(self, text: str, value: object) -> AgentResult:
+        return AgentResult(
+            output=text,
+            agent=self.agent,
+            usage=self.usage,
+            attempts=self.attempts,
+            endpoint=self._endpoint_key(),
+            tool_calls=tuple(self.tool_calls),
+            value=value,
+        )
+
+    def _ask(self, messages: tuple[Message, ...]) -> ChatRequest:
+        """The request to the current endpoint: the output schema sent natively, or prompted."""
+        if self.output is None:
+            return ChatRequest(messages, self.system, self.tools, self._using)
+        if self._using < len(self.native_output) and self.native_output[self._using]:
+            return ChatRequest(messages, self.system, self.tools, self._using, self.output.request)
+        prompt = "\n\n".join(p for p in (self.system, self.output.instructions()) if p)
+        return ChatRequest(messages, prompt, self.tools, self._using)
 
     def _flood(self, calls: tuple[ToolCall, ...]) -> ToolCallLimitError | None:
         """Why a reply's tool calls are too many or too big to even answer, if they are.
@@ -233,7 +291,7 @@ class Conversation:
         """One request, retried as the policy allows, falling over to the next endpoint."""
         while True:
             self.attempts += 1
-            answer = yield ChatRequest(messages, self.system, self.tools, self._using)
+            answer = yield self._ask(messages)
             if isinstance(answer, ChatResponse):
                 self.usage = self.usage + answer.usage if self.usage.total_tokens else answer.usage
                 return answer

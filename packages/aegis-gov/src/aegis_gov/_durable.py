@@ -32,6 +32,12 @@ def _model(route: Route) -> str:
     return f"custom:{type(adapter).__module__}.{type(adapter).__qualname__}"
 
 
+def _output(route: Route) -> str:
+    """The agent's output settings that shape its answer: its output type's JSON Schema."""
+    schema = route.agent.output_schema
+    return "" if schema is None else json.dumps(dict(schema.schema), sort_keys=True)
+
+
 def definitions(tasks: Sequence[Task], routes: Mapping[str, Route]) -> dict[str, dict[str, str]]:
     """Each task's definition digests (see :func:`aegis_gov._resume.definition`).
 
@@ -47,6 +53,7 @@ def definitions(tasks: Sequence[Task], routes: Mapping[str, Route]) -> dict[str,
                 (spec.name, spec.description, json.dumps(spec.input_schema, sort_keys=True))
                 for spec in route.tools
             ],
+            output=_output(route),
         )
     unknown = agent_parts("")  # an unknown agent: the run is refused right after
     return {task.id: task_parts(task, by_agent.get(task.agent or "", unknown)) for task in tasks}

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
-from typing import cast
+from typing import TypeVar, cast
 
 import attrs
 from aegis_adapters import (
@@ -54,6 +54,8 @@ from aegis_gov._tools import ToolRegistry
 from aegis_gov._tracing import RunTrace, Tracing, make_tracer, run_span
 
 __all__ = ["OpenMultiAgent", "adapter_from_environment", "endpoint_key"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -212,26 +214,28 @@ class OpenMultiAgent:
 
     # -- single agents -------------------------------------------------------------------
 
-    def run_agent(self, agent: AgentConfig, task: str) -> AgentResult:
+    def run_agent(self, agent: AgentConfig[_T], task: str) -> AgentResult[_T]:
         """Ask one agent to do ``task``; return its answer (``str(result)`` is the text).
 
-        Raises the adapter's error after retries (a :class:`PermanentError` at once), or
-        :class:`CircuitOpenError` when the endpoint's breaker stays open too long.
+        With an ``output_type``, the result's ``value`` is the validated answer, typed as
+        that type. Raises the adapter's error after retries (a :class:`PermanentError` at
+        once), :class:`CircuitOpenError` when the endpoint's breaker stays open too long, or
+        :class:`OutputValidationError` when the answers never matched the output type.
         """
         route = self._route(agent, task)
         _warm_up(route.adapter)
         started = self._clock()
         outcome = self._caller.run(route, task, Emitter(None), trace=self._agent_trace(route))
-        return _answer(outcome, self._clock() - started)
+        return _answer(outcome, self._clock() - started, agent)
 
-    async def arun_agent(self, agent: AgentConfig, task: str) -> AgentResult:
+    async def arun_agent(self, agent: AgentConfig[_T], task: str) -> AgentResult[_T]:
         """The asyncio twin of :meth:`run_agent`; it never blocks the event loop."""
         route = self._route(agent, task)
         await _awarm_up(route.adapter)
         started = self._clock()
         trace = self._agent_trace(route)
         outcome = await self._caller.arun(route, task, Emitter(None), trace=trace)
-        return _answer(outcome, self._clock() - started)
+        return _answer(outcome, self._clock() - started, agent)
 
     # -- task graphs ---------------------------------------------------------------------
 
@@ -391,7 +395,13 @@ class OpenMultiAgent:
         Retries happen only before the first chunk; a stream that breaks after output was
         yielded raises :class:`StreamInterruptedError` (chunks cannot be taken back). The
         call runs on a helper thread; closing the iterator early lets it finish unread.
+
+        Raises:
+            TypeError: the agent has an ``output_type`` (its answers may be sent back for
+                correction, and chunks cannot be taken back): use :meth:`run_agent`, or a
+                run with ``on_event``, whose events say when a task's chunks start again.
         """
+        _check_streamable(agent)
         route = self._route(agent, task)
         caller = self._caller
         trace = self._agent_trace(route)  # under the caller's span, not the helper thread's
@@ -404,6 +414,7 @@ class OpenMultiAgent:
 
     def astream_agent(self, agent: AgentConfig, task: str) -> AsyncIterator[str]:
         """Async twin of :meth:`stream_agent`: chunks as they arrive, on the running loop."""
+        _check_streamable(agent)
         route = self._route(agent, task)
         caller = self._caller
         trace = self._agent_trace(route)
@@ -549,11 +560,21 @@ def _check_run_options(on_event: object, cancel: object, executor: object) -> No
         raise TypeError(f"executor must be an Executor (with submit), got {executor!r:.80}")
 
 
-def _answer(outcome: Outcome, duration_s: float) -> AgentResult:
+def _answer(outcome: Outcome, duration_s: float, agent: AgentConfig[_T]) -> AgentResult[_T]:
     """A single-agent call's result, or its error raised (chained to the provider's)."""
+    del agent  # it only carries the answer's type: its output_type made the value
     if isinstance(outcome, Failure):
         raise outcome.error
-    return attrs.evolve(outcome, duration_s=duration_s)
+    return cast("AgentResult[_T]", attrs.evolve(outcome, duration_s=duration_s))
+
+
+def _check_streamable(agent: object) -> None:
+    if isinstance(agent, AgentConfig) and agent.output_type is not None:
+        raise TypeError(
+            f"agent {agent.name!r} has an output_type: stream_agent cannot take back the "
+            "chunks of an answer sent back for correction; use run_agent, or run_tasks "
+            "with on_event (its TaskRetrying events say when a task's chunks start again)"
+        )
 
 
 def _distinct_adapters(routes: dict[str, Route]) -> list[ChatAdapter]:

@@ -51,6 +51,7 @@ from aegis_gov._budget import Budget, Price
 from aegis_gov._files import read_regular_file
 from aegis_gov._limits import Limits
 from aegis_gov._mcp import MCPServerSpec
+from aegis_gov._output import output_spec
 from aegis_gov._pipeline_schema import (
     MAX_ARGUMENT_DEPTH,
     MAX_ATTEMPTS,
@@ -288,8 +289,20 @@ class _Builder:
                 for i, fallback in enumerate(fallbacks)
             ),
             fall_back_on_permanent_errors=doc.get("fall_back_on_permanent_errors", False),
+            output_schema=self.output_schema(doc, entry),
+            output_retries=doc.get("output_retries", 2),
             **attrs.asdict(own, recurse=False),  # the provider fields, by the same names
         )
+
+    def output_schema(self, doc: AgentDoc, entry: str) -> dict[str, object] | None:
+        """The agent's ``output_schema``, refused here unless it is a JSON Schema of an object."""
+        schema = doc.get("output_schema")
+        if schema is not None:
+            try:
+                output_spec(schema)
+            except ValueError as exc:
+                raise self.error(f"{entry}, output_schema", str(exc)) from None
+        return schema
 
     def provider(self, doc: ProviderDoc, entry: str, tools: Sequence[str]) -> ProviderSpec:
         """An agent's own provider settings, or one of its fallbacks: the same fields."""

@@ -151,6 +151,9 @@ _AGENT: Final = _table(
         "max_tool_rounds": _integer(1, MAX_TOOL_ROUNDS),
         "fallbacks": _tables(_FALLBACK, "a list of tables"),
         "fall_back_on_permanent_errors": _BOOLEAN,
+        # A JSON Schema of the answer, checked when the agent is built.
+        "output_schema": {"type": "object", "x-must": "a table (a JSON Schema)"},
+        "output_retries": _integer(0, MAX_TOOL_ROUNDS),
     },
     required=["name"],
 )
@@ -306,6 +309,8 @@ class AgentDoc(_AgentName, ProviderDoc, total=False):
     max_tool_rounds: int
     fallbacks: list[ProviderDoc]
     fall_back_on_permanent_errors: bool
+    output_schema: dict[str, object]
+    output_retries: int
 
 
 class _TaskId(TypedDict):

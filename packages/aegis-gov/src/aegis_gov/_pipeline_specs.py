@@ -155,6 +155,8 @@ class AgentSpec:
     max_tool_rounds: int = 8
     fallbacks: tuple[ProviderSpec, ...] = ()
     fall_back_on_permanent_errors: bool = False
+    output_schema: Mapping[str, object] | None = attrs.field(default=None, hash=False)
+    output_retries: int = 2
 
     def adapter(self) -> LLMAdapter | None:
         """A new adapter for this agent (``None`` for ``auto``); nothing is contacted.
@@ -205,6 +207,8 @@ class AgentSpec:
             fallbacks=self.fallback_adapters(),
             fall_back_on_permanent_errors=self.fall_back_on_permanent_errors,
             max_tool_rounds=self.max_tool_rounds,
+            output_type=self.output_schema,
+            output_retries=self.output_retries,
         )
 
 

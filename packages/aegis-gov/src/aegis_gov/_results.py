@@ -13,11 +13,12 @@ import math
 import re
 import reprlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final, NoReturn, cast
+from typing import Final, Generic, NoReturn, cast
 
 import attrs
 from aegis_adapters import Usage
 from aegis_graph import SkipReason, TaskState
+from typing_extensions import TypeVar
 
 from aegis_gov._budget import Spent
 from aegis_gov._errors import AegisError
@@ -37,6 +38,8 @@ _MAX_ARGUMENT_DEPTH: Final = 64
 _FINAL_STATES: Final = {s.value: s for s in (TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED)}
 _SHOW: Final = reprlib.Repr()
 _SHOW.maxstring = _SHOW.maxother = 60
+
+ValueT_co = TypeVar("ValueT_co", covariant=True, default=object)
 
 
 class ResultFormatError(AegisError, ValueError):
@@ -65,12 +68,19 @@ class ToolCallRecord:
     error: str | None = None
 
 
+def _text_value(result: AgentResult[object]) -> object:
+    return result.output
+
+
 @attrs.frozen
-class AgentResult:
+class AgentResult(Generic[ValueT_co]):
     """An agent's answer; ``str(result)`` is the answer text.
 
-    ``attempts`` counts requests made for the final answer's task (retries included);
-    ``duration_s`` is wall time from first request to answer.
+    ``value`` is the answer as its agent's ``output_type`` (a validated object; ``output``
+    is then its JSON text, and what ``==`` compares), or the text itself for an agent
+    without one. ``attempts``
+    counts requests made for the final answer's task (retries included); ``duration_s`` is
+    wall time from first request to answer.
     """
 
     output: str
@@ -80,6 +90,12 @@ class AgentResult:
     duration_s: float = 0.0
     endpoint: str = ""
     tool_calls: tuple[ToolCallRecord, ...] = ()
+    value: ValueT_co = attrs.field(
+        # Without a value, an answer's value is its text (as for agents without output_type).
+        default=attrs.Factory(_text_value, takes_self=True),  # type: ignore[assignment]
+        kw_only=True,
+        eq=False,
+    )
 
     def __str__(self) -> str:
         """The answer text."""
@@ -119,14 +135,20 @@ class TaskResult:
     """Digests of each part of the task's definition when it ran (see ``plan_resume``)."""
     input_digest: str | None = None
     """A digest of the prompt the task was given: its description and upstream outputs."""
+    value: object = attrs.field(default=None, kw_only=True, eq=False)
+    """A DONE task's answer as its agent's ``output_type``: the validated object in the run
+    that made it, its JSON data (``dict``, ``list``...) once read back by ``from_json``;
+    None for an agent without an ``output_type`` (its answer is ``output``). Not compared by
+    ``==``: ``output`` holds the same answer as JSON text."""
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-serialisable dict of this result."""
+        """A JSON-serialisable dict of this result (``value`` as JSON data, when there is one)."""
         return {
             "task_id": self.task_id,
             "status": self.status.value,
             "agent": self.agent,
             "output": self.output,
+            **({"value": _json_data(self.value)} if self.value is not None else {}),
             "error": self.error,
             "error_type": self.error_type,
             "usage": {
@@ -275,7 +297,24 @@ def _task_from_dict(data: object, where: str) -> TaskResult:
         tool_calls=tuple(calls),
         definition=fields.strings("definition"),
         input_digest=fields.optional_str("input_digest"),
+        value=_value(fields),
     )
+
+
+def _json_data(value: object) -> object:
+    """A structured answer as JSON data (pydantic knows models, dataclasses, dates...)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    from pydantic_core import to_jsonable_python  # noqa: PLC0415  # structured runs only
+
+    return to_jsonable_python(value)
+
+
+def _value(fields: _Object) -> object:
+    value = fields.data.get("value")
+    if value is not None:
+        _check_depth(value, fields.path("value"))
+    return value
 
 
 def _fail(field: str | None, problem: str) -> NoReturn:
@@ -507,8 +546,8 @@ class RunResult(Mapping[str, TaskResult]):
         tree of dicts as well as text.
 
         Raises:
-            ValueError: a tool call's arguments hold NaN or an infinity, which JSON cannot
-                express (and :meth:`from_json` would refuse).
+            ValueError: a tool call's arguments (or a task's ``value``) hold NaN or an
+                infinity, which JSON cannot express (and :meth:`from_json` would refuse).
             TypeError: a tool call's arguments hold a value with no JSON form.
         """
         if indent is not None:

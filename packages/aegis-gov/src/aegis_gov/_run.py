@@ -218,6 +218,7 @@ class RunState:
                     endpoint=outcome.endpoint or None,
                     definition=self.definitions.get(task_id, {}),
                     input_digest=digest(work.prompt),
+                    value=outcome.value if work.agent.output_type is not None else None,
                 )
                 event: TaskSucceeded | TaskFailed = TaskSucceeded(
                     task_id, agent, outcome.output, outcome.usage, outcome.attempts, duration
