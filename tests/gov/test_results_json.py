@@ -197,7 +197,7 @@ _KEYS = st.sampled_from(
     [
         "task_id", "status", "agent", "output", "error", "error_type", "usage", "attempts",
         "duration_s", "blamed", "skip_reason", "fingerprint", "endpoint", "definition",
-        "input_digest", "tool_calls",
+        "input_digest", "tool_calls", "value",
     ]
 )  # fmt: skip
 

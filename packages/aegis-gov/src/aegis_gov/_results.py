@@ -212,8 +212,8 @@ def _fast_task(data: object) -> TaskResult | None:  # noqa: C901, PLR0911  # one
     task_id, status, usage = get("task_id"), get("status"), get("usage")
     if type(task_id) is not str or not task_id or status not in _FINAL_STATES:
         return None
-    if get("tool_calls") or get("skip_reason") is not None:
-        return None
+    if get("tool_calls") or get("skip_reason") is not None or get("value") is not None:
+        return None  # the field-by-field reader checks these
     for key in _OPTIONAL_STR:
         value = get(key)
         if value is not None and type(value) is not str:
