@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import uuid
 
 import pytest
@@ -22,6 +23,7 @@ from aegis_breaker import (
     RedisCircuitBreaker,
     RedisClient,
     StateChanged,
+    TimeWindow,
     connect_redis,
     redis_agent_pool,
 )
@@ -180,21 +182,46 @@ def test_open_for_extends_but_never_shortens(client: RedisClient, name: str) -> 
 def test_listeners_hear_this_process_transitions_on_the_server_clock(
     client: RedisClient, name: str
 ) -> None:
+    # `at` is the breaker's own clock, as for a local breaker; `shared_at` the server's.
+    clock = FakeClock()
     events: list[BreakerEvent] = []
-    one = RedisCircuitBreaker(client, name, 1, 60.0, listeners=[events.append])
+    one = RedisCircuitBreaker(client, name, 1, 60.0, clock=clock, listeners=[events.append])
+    before = time.time()
     with pytest.raises(BoomError):
         one.call(_fail)
+    clock.now += 1.0
     with pytest.raises(CircuitOpenError):
         one.call(_ok)
+    after = time.time()
     changed, rejected = events
     assert isinstance(changed, StateChanged)
     assert (changed.old, changed.new, changed.breaker) == (
         CircuitState.CLOSED, CircuitState.OPEN, name,
     )  # fmt: skip
-    assert changed.at > 1e9  # epoch seconds from Redis TIME
+    assert changed.at == 100.0
+    assert changed.shared_at is not None
+    assert before - 1.0 < changed.shared_at < after + 1.0  # epoch seconds from Redis TIME
     assert isinstance(rejected, CallRejected)
     assert rejected.state is CircuitState.OPEN
+    assert rejected.at == 101.0
+    assert rejected.shared_at is not None
+    assert changed.shared_at <= rejected.shared_at < after + 1.0
     assert 59.0 < rejected.retry_after_s <= 60.0
+
+
+def test_shared_at_is_the_breaker_clock_without_the_server_clock(
+    client: RedisClient, name: str
+) -> None:
+    clock = FakeClock()
+    events: list[BreakerEvent] = []
+    one = RedisCircuitBreaker(
+        client, name, 1, 60.0, clock=clock, listeners=[events.append], server_clock=False
+    )
+    with pytest.raises(BoomError):
+        one.call(_fail)
+    (changed,) = events
+    assert isinstance(changed, StateChanged)
+    assert (changed.at, changed.shared_at) == (100.0, 100.0)
 
 
 def test_decorator_and_context_manager(client: RedisClient, name: str) -> None:
@@ -415,7 +442,7 @@ def _ttl_ms(redis_server: RedisServer, key: str) -> int:
 def test_written_keys_expire_after_the_idle_expiry(
     redis_server: RedisServer, client: RedisClient, name: str
 ) -> None:
-    key = f"aegis:breaker:{{{name}}}"
+    key = f"aegis:breaker:{{{name}}}:state"
     breaker = RedisCircuitBreaker(client, name, 3, 60.0, idle_expiry_s=120.0)
     assert breaker.call(_ok) == 42
     assert _ttl_ms(redis_server, key) == -2  # reads and clean successes write nothing
@@ -424,12 +451,12 @@ def test_written_keys_expire_after_the_idle_expiry(
     # While OPEN the keys outlive the open timer by the idle expiry.
     breaker.open_for(600.0)
     assert 719_000 < _ttl_ms(redis_server, key) <= 720_000
-    # A probe's sorted set expires with the hash.
+    # A probe is part of the one hash, so it expires with it.
     breaker.reset()
     breaker.open_for(0.0)
     permit = breaker.admit()
     assert permit.is_probe
-    assert 119_000 < _ttl_ms(redis_server, f"{key}:probes") <= 120_000
+    assert 119_000 < _ttl_ms(redis_server, key) <= 120_000
     permit.success()
     assert state_of(breaker) is CircuitState.CLOSED
     # An expired key reads as a fresh breaker, which is what every process then sees.
@@ -447,7 +474,7 @@ def test_idle_expiry_none_keeps_keys_forever(
     with pytest.raises(BoomError):
         pool.run_on("endpoint", _fail)
     assert state_of(pool.breaker("endpoint")) is CircuitState.OPEN
-    assert _ttl_ms(redis_server, f"aegis:test:{name}:{{endpoint}}") == -1
+    assert _ttl_ms(redis_server, f"aegis:test:{name}:{{endpoint}}:state") == -1
 
 
 def test_settings_are_validated(client: RedisClient) -> None:
@@ -548,10 +575,26 @@ _WINDOW = CountWindow(
 )
 
 
-@pytest.mark.parametrize("policy", [None, _WINDOW], ids=["consecutive", "count-window"])
+# 5 s buckets: "advance" steps roll the window over bucket by bucket and all at once.
+_TIME_WINDOW = TimeWindow(
+    window_s=20.0,
+    buckets=4,
+    minimum_calls=2,
+    failure_rate_threshold=0.5,
+    slow_call_duration_s=2.0,
+    slow_call_rate_threshold=0.75,
+)
+_POLICIES = pytest.mark.parametrize(
+    "policy",
+    [None, _WINDOW, _TIME_WINDOW],
+    ids=["consecutive", "count-window", "time-window"],
+)
+
+
+@_POLICIES
 @given(ops=_TIMED_OPS)
 def test_same_decisions_as_the_local_breaker_as_time_passes(
-    client: RedisClient, policy: CountWindow | None, ops: list[tuple[str, int]]
+    client: RedisClient, policy: CountWindow | TimeWindow | None, ops: list[tuple[str, int]]
 ) -> None:
     # Both breakers read one fake clock (the shared one with server_clock=False), so the open
     # timer, half-open, probe expiry and slow calls are compared too.
@@ -641,7 +684,9 @@ def test_listeners_hear_other_processes_transitions(client: RedisClient, name: s
     CLOSED, OPEN = CircuitState.CLOSED, CircuitState.OPEN  # noqa: N806  # short names
     assert changes == [(CLOSED, OPEN, True), (OPEN, CLOSED, False), (CLOSED, OPEN, True)]
     remote = [e for e in heard if isinstance(e, StateChanged) and e.remote]
-    assert all(e.at > 1e9 and e.breaker == name for e in remote)  # the server's clock
+    # `at`: when this process heard it, on its clock; `shared_at`: the server's clock.
+    assert all(e.breaker == name and e.at < 1e9 for e in remote)
+    assert all(e.shared_at is not None and e.shared_at > 1e9 for e in remote)
     mine.close()
     mine.close()  # closing twice is fine
     mine.reset()  # the breaker works on without its subscription
@@ -700,11 +745,12 @@ _CALL_OPS = st.lists(
 )
 
 
+@pytest.mark.parametrize("policy", [_WINDOW, _TIME_WINDOW], ids=["count", "time"])
 @given(ops=_CALL_OPS)
-def test_a_shared_count_window_decides_as_the_local_one(
-    client: RedisClient, ops: list[tuple[str, str, float]]
+def test_a_shared_window_decides_as_the_local_one(
+    client: RedisClient, policy: CountWindow | TimeWindow, ops: list[tuple[str, str, float]]
 ) -> None:
-    _same_windows(client, ops)
+    _same_windows(client, ops, policy)
 
 
 def _calls(pattern: str) -> list[tuple[str, str, float]]:
@@ -728,17 +774,45 @@ def _calls(pattern: str) -> list[tuple[str, str, float]]:
         "SISIFIS",  # ignored calls never enter the window
     ],
 )
-def test_a_shared_count_window_rolls_over_as_the_local_one(
-    client: RedisClient, pattern: str
+@pytest.mark.parametrize("policy", [_WINDOW, _TIME_WINDOW], ids=["count", "time"])
+def test_a_shared_window_rolls_over_as_the_local_one(
+    client: RedisClient, pattern: str, policy: CountWindow | TimeWindow
 ) -> None:
-    _same_windows(client, _calls(pattern))
+    _same_windows(client, _calls(pattern), policy)
 
 
-def _same_windows(client: RedisClient, ops: list[tuple[str, str, float]]) -> None:
-    # Whole calls, some slow, through both: the shared window (a string of outcomes in Redis)
-    # and the local ring must hold the same outcomes and trip and close on the same call.
+def test_a_shared_time_window_forgets_what_left_it(client: RedisClient) -> None:
+    # Outcomes leave a 20 s window of 5 s buckets bucket by bucket, on both sides.
+    _same_windows(client, _calls("SF++SSF++F"), _TIME_WINDOW)
     clock = FakeClock()
-    settings = {"half_open_max_calls": 2, "policy": _WINDOW}
+    shared = RedisCircuitBreaker(
+        client,
+        f"forget-{uuid.uuid4().hex}",
+        clock=clock,
+        server_clock=False,
+        policy=_TIME_WINDOW,
+    )
+    assert shared.call(_ok) == 42
+    clock.now += 5.0
+    assert shared.call(_ok) == 42
+    assert shared.snapshot().calls_in_window == 2
+    clock.now += 20.0  # both buckets have left the window
+    assert shared.snapshot().calls_in_window == 0
+    with pytest.raises(BoomError):
+        shared.call(_fail)  # alone in the window: below minimum_calls, so no verdict
+    status = shared.snapshot()
+    assert (status.calls_in_window, status.failed_calls, status.state) == (
+        1, 1, CircuitState.CLOSED,
+    )  # fmt: skip
+
+
+def _same_windows(
+    client: RedisClient, ops: list[tuple[str, str, float]], policy: CountWindow | TimeWindow
+) -> None:
+    # Whole calls, some slow, through both: the shared window (encoded in Redis) and the local
+    # one must hold the same outcomes and trip and close on the same call.
+    clock = FakeClock()
+    settings = {"half_open_max_calls": 2, "policy": policy}
     local = CircuitBreaker(recovery_timeout_s=10.0, clock=clock, **settings)  # type: ignore[arg-type]
     shared = RedisCircuitBreaker(
         client,

@@ -1,0 +1,421 @@
+"""The Redis store: a breaker's `Machine`, encoded, in one Redis hash, changed by compare-and-set.
+
+Every decision is made in Python by the same `step` the in-memory store uses. Redis only keeps
+the encoded `Machine` with a version, through one small generic Lua script (`_CAS`): read the
+state (or just learn it has not changed since the version the caller holds), or write a new
+state if the version is still the one the caller decided on. A writer that lost the race gets
+the current state in the same reply, decides again and retries, so the shared state changes
+exactly as one process applying `step` in some order would change it. Time is the Redis
+server's clock (``TIME``, read by the script), so hosts need not agree on time; a write between
+two reads is timed by the server's last reading plus the local time elapsed since.
+
+Round trips: admitting while CLOSED is one read; a report that changes nothing (a success with
+no failure counted under `ConsecutiveFailures`) is none; any other report is one write (more
+only when another process wrote meanwhile). A window policy's every outcome is a write.
+
+When Redis fails, the store falls back to an in-memory store (`MemoryStore`) until Redis answers
+again, trying at most once per ``reconnect_interval_s``; tokens it issues are marked ``local``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING, Final, Protocol
+
+from aegis_breaker._events import CircuitState
+from aegis_breaker._machine import (
+    IGNORE,
+    SUCCESS,
+    Admit,
+    Decision,
+    Event,
+    Machine,
+    Observe,
+    Report,
+    Rules,
+    Token,
+    initial_machine,
+    step,
+)
+from aegis_breaker._policy import ConsecutiveFailures
+from aegis_breaker._store import MemoryStore
+from aegis_breaker._windows import CountState, HalfState, TimeState, WindowState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["STATES", "RedisClient", "RedisStore", "decode", "encode"]
+
+logger = logging.getLogger(__name__)
+
+STATES: Final = (
+    CircuitState.CLOSED,
+    CircuitState.OPEN,
+    CircuitState.HALF_OPEN,
+    CircuitState.FORCED_OPEN,
+    CircuitState.DISABLED,
+)
+_CODES: Final = {state: code for code, state in enumerate(STATES)}
+_US: Final = 1_000_000
+_MAX_ATTEMPTS: Final = 64
+_ADMIT: Final = Admit()
+_OBSERVE: Final = Observe()
+
+# KEYS[1]: the breaker's hash (fields v: version, s: encoded state).
+# ARGV[1]: the version the caller holds ('' for none); ARGV[2]: the state to write if the
+# version is still that one ('' to only read); ARGV[3]: expiry in ms after a write (0: none);
+# ARGV[4]: a message to publish after a write ('' for none), on channel ARGV[5]; ARGV[6]: the
+# time in microseconds ('' to use the server's TIME).
+# Reply: {1 if written else 0, the version now, the state if the caller's version is not the
+# current one (else ''), the time in microseconds}. A new hash starts at the current time as
+# its version, so a hash that expired and came back never repeats an old version.
+_CAS: Final = """
+local now = ARGV[6]
+if now == '' then
+  local t = redis.call('TIME')
+  now = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+end
+local cur = redis.call('HMGET', KEYS[1], 'v', 's')
+local v = cur[1] or '0'
+if v ~= ARGV[1] then return {0, v, cur[2] or '', now} end
+if ARGV[2] == '' then return {0, v, '', now} end
+if v == '0' then v = now else v = string.format('%d', tonumber(v) + 1) end
+redis.call('HSET', KEYS[1], 'v', v, 's', ARGV[2])
+if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[4]) end
+return {1, v, '', now}
+"""
+_CAS_SHA: Final = hashlib.sha1(_CAS.encode(), usedforsecurity=False).hexdigest()
+
+
+class RedisClient(Protocol):
+    """The two commands the breaker needs; a `redis.Redis` (or a cluster client) fits."""
+
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        """Run a cached Lua script."""
+        ...
+
+    def script_load(self, script: str, /) -> object:
+        """Cache a Lua script on the server."""
+        ...
+
+
+# -- the encoding of a Machine -------------------------------------------------------------------
+
+_TO_DIGITS: Final = bytes.maketrans(bytes(range(5)), b"01234")
+_FROM_DIGITS: Final = bytes.maketrans(b"01234", bytes(range(5)))
+
+
+def _encode_window(window: WindowState | None) -> str:
+    if window is None:
+        return ""
+    if isinstance(window, CountState):
+        ring = window.ring.translate(_TO_DIGITS).decode()
+        return f"c{window.i}:{window.calls}:{window.failed}:{window.slow}:{ring}"
+    head = "" if window.head is None else window.head
+    warm = "" if window.warm is None else window.warm
+    buckets = ";".join(f"{slot}/{c}/{f}/{s}" for slot, (c, f, s) in enumerate(window.buckets) if c)
+    totals = f"{window.calls}:{window.failed}:{window.slow}"
+    return f"t{head}:{warm}:{totals}:{len(window.buckets)}:{buckets}"
+
+
+def _decode_window(text: str) -> WindowState | None:
+    if not text:
+        return None
+    if text[0] == "c":
+        i, calls, failed, slow, ring = text[1:].split(":")
+        return CountState(
+            ring.encode().translate(_FROM_DIGITS), int(i), int(calls), int(failed), int(slow)
+        )
+    head, warm, calls, failed, slow, size, packed = text[1:].split(":")
+    buckets = [(0, 0, 0)] * int(size)
+    for cell in packed.split(";") if packed else ():
+        slot, c, f, s = (int(x) for x in cell.split("/"))
+        buckets[slot] = (c, f, s)
+    return TimeState(
+        int(head) if head else None,
+        tuple(buckets),
+        int(calls),
+        int(failed),
+        int(slow),
+        int(warm) if warm else None,
+    )
+
+
+def encode(m: Machine) -> str:
+    """*m* as text: fields split by ``|``; times as exact float reprs."""
+    probes = ",".join(f"{seq}@{at!r}" for seq, at in m.probes)
+    half = "" if m.half is None else f"{m.half.calls},{m.half.failed},{m.half.slow}"
+    return (
+        f"{_CODES[m.state]}|{m.generation}|{m.failures}|{m.successes}|{m.open_until!r}|"
+        f"{m.probe_seq}|{probes}|{_encode_window(m.window)}|{half}"
+    )
+
+
+def decode(text: str) -> Machine:
+    """The `Machine` *text* encodes (see `encode`).
+
+    Raises:
+        ValueError: When *text* is not an encoded `Machine`.
+    """
+    try:
+        state, gen, failures, successes, until, seq, probes, window, half = text.split("|")
+        pairs = tuple((int(s), float(a)) for s, a in (p.split("@") for p in probes.split(",") if p))
+        counts = tuple(int(x) for x in half.split(",")) if half else None
+        return Machine(
+            STATES[int(state)],
+            int(gen),
+            int(failures),
+            int(successes),
+            float(until),
+            int(seq),
+            pairs,
+            _decode_window(window),
+            None if counts is None else HalfState(*counts),
+        )
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ValueError(f"not an encoded breaker state: {text!r}") from exc
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+class _Conflict(Exception):  # noqa: N818  # internal control flow, not an error
+    pass
+
+
+class RedisStore:
+    """A `BreakerStore` on one Redis hash, with a local fallback (see the module docstring)."""
+
+    __slots__ = (
+        "_cache",
+        "_cache_lock",
+        "_channel",
+        "_client",
+        "_clock",
+        "_consecutive",
+        "_degraded",
+        "_fallback",
+        "_idle_expiry_ms",
+        "_key",
+        "_name",
+        "_offset",
+        "_reconnect_interval_s",
+        "_retry_at",
+        "_rules",
+        "_server_clock",
+        "on_contact",
+        "origin",
+    )
+
+    does_io = True
+    remote_clock = True
+
+    def __init__(  # each is one setting of the shared state
+        self,
+        client: RedisClient,
+        rules: Rules,
+        clock: Callable[[], float],
+        *,
+        name: str,
+        key: str,
+        channel: str,
+        origin: str,
+        reconnect_interval_s: float,
+        idle_expiry_ms: int,
+        server_clock: bool,
+    ) -> None:
+        """Keep the state of breaker *name* in hash *key*; nothing is sent until first used."""
+        self._client = client
+        self._rules = rules
+        self._clock = clock
+        self._name = name
+        self._key = key
+        self._channel = channel
+        self.origin = origin
+        self._reconnect_interval_s = reconnect_interval_s
+        self._idle_expiry_ms = idle_expiry_ms
+        self._server_clock = server_clock
+        self._consecutive = isinstance(rules.policy, ConsecutiveFailures)
+        self._fallback = MemoryStore(rules, clock, local=True)
+        self._cache_lock = threading.Lock()
+        # (version, machine): the newest state this process has seen.
+        self._cache: tuple[int, Machine] = (0, initial_machine(rules))
+        self._offset = 0.0  # the server's clock minus ours, at the last reply
+        self._retry_at = -math.inf
+        self._degraded = False
+        self.on_contact: Callable[[], None] | None = None
+        """Called after each successful round trip while set (the breaker subscribes then)."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether the shared state is in use (False during an outage)."""
+        return not self._degraded
+
+    @property
+    def machine(self) -> Machine:
+        """The newest shared `Machine` seen (the fallback's during an outage), without I/O."""
+        return self._fallback.machine if self._degraded else self._cache[1]
+
+    # -- round trips -----------------------------------------------------------------------------
+
+    def _send(
+        self, version: str, new: Machine | None, expiry_ms: int, message: str
+    ) -> tuple[bool, int, Machine, float]:
+        """One run of `_CAS`: (written, version, the current Machine, the time in seconds).
+
+        *new* is written if *version* is still the current one; None only reads.
+        """
+        local_now = self._clock()
+        now = "" if self._server_clock else str(round(local_now * _US))
+        state = "" if new is None else encode(new)
+        args = (self._key, version, state, str(expiry_ms), message, self._channel, now)
+        client = self._client
+        try:
+            raw = client.evalsha(_CAS_SHA, 1, *args)
+        except Exception as exc:
+            if type(exc).__name__ != "NoScriptError" and not str(exc).startswith("NOSCRIPT"):
+                raise
+            # A restarted server has forgotten its scripts: load once and run again.
+            client.script_load(_CAS)
+            raw = client.evalsha(_CAS_SHA, 1, *args)
+        if not isinstance(raw, list) or len(raw) != 4:  # noqa: PLR2004  # the script's reply
+            raise TypeError(f"unexpected reply from the breaker script: {raw!r}")
+        written, current, text, now_us = raw
+        version_now = int(current)
+        if self._server_clock:
+            seconds = int(now_us) / _US
+            # Against our clock after the reply: an estimate never ahead of the server's.
+            self._offset = seconds - self._clock()
+        else:
+            seconds = local_now
+        with self._cache_lock:
+            cached_version, cached = self._cache
+            if text:
+                machine = decode(text.decode() if isinstance(text, bytes) else str(text))
+            elif version_now == cached_version:
+                machine = cached
+            elif new is not None and int(written):
+                machine = new
+            else:  # a hash that does not exist (yet, or any more): a fresh breaker
+                machine = initial_machine(self._rules)
+            if version_now >= cached_version or version_now == 0:
+                self._cache = (version_now, machine)
+        return bool(int(written)), version_now, machine, seconds
+
+    def _estimated_now(self) -> float:
+        """The server's clock now, from its last reading and the local time since."""
+        return self._clock() + (self._offset if self._server_clock else 0.0)
+
+    def _decide(self, event: Event, *, read_first: bool) -> tuple[Machine, Decision]:
+        """Apply *event* by compare-and-set; raises on a Redis failure."""
+        if read_first:
+            _, version, m, now = self._send(str(self._cache[0]), None, 0, "")
+        else:
+            version, m = self._cache
+            now = self._estimated_now()
+        for _ in range(_MAX_ATTEMPTS):
+            new, decision = step(self._rules, m, event, now)
+            if new is m:
+                return m, decision
+            written, version, m, now = self._send(
+                str(version), new, self._expiry_ms(new, now), self._message(decision)
+            )
+            if written:
+                return new, decision
+        raise _Conflict(f"breaker {self._name!r}: gave up after {_MAX_ATTEMPTS} conflicting writes")
+
+    def _expiry_ms(self, m: Machine, now: float) -> int:
+        ms = self._idle_expiry_ms
+        if ms and m.state is CircuitState.OPEN and m.open_until > now:
+            ms += math.ceil((m.open_until - now) * 1e3)
+        return ms
+
+    def _message(self, decision: Decision) -> str:
+        old = decision.changed_from
+        if old is None:
+            return ""
+        return f"{self.origin} {_CODES[old]} {_CODES[decision.state]} {round(decision.now * _US)}"
+
+    # -- outages ---------------------------------------------------------------------------------
+
+    def _usable(self) -> bool:
+        return not self._degraded or self._clock() >= self._retry_at
+
+    def _failed(self, exc: Exception) -> None:
+        self._retry_at = self._clock() + self._reconnect_interval_s
+        if not self._degraded:
+            self._degraded = True
+            logger.warning(
+                "circuit breaker %r: Redis failed (%s: %s); using local state until it is back",
+                self._name,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _recovered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            logger.warning("circuit breaker %r: Redis is back; using the shared state", self._name)
+
+    def _shared(self, event: Event, *, read_first: bool) -> tuple[Machine, Decision] | None:
+        """`_decide`, or None when Redis failed (the caller then uses the fallback)."""
+        if not self._usable():
+            return None
+        try:
+            result = self._decide(event, read_first=read_first)
+        except Exception as exc:  # noqa: BLE001  # any store failure means: use local state
+            self._failed(exc)
+            return None
+        self._recovered()
+        on_contact = self.on_contact
+        if on_contact is not None:
+            on_contact()
+        return result
+
+    # -- BreakerStore ----------------------------------------------------------------------------
+
+    def admit(self) -> Token | Decision:
+        """One read while CLOSED; a write too when the admission changes the state."""
+        result = self._shared(_ADMIT, read_first=True)
+        if result is None:
+            return self._fallback.admit()
+        return result[1]
+
+    def report(self, token: Token, outcome: int, slow: bool, now: float | None) -> Decision | None:  # noqa: FBT001, ARG002  # the server's clock times it
+        """One write, or none when the outcome cannot change the shared state."""
+        if token.local:
+            return self._fallback.report(token, outcome, slow, None)
+        if not token.probe:
+            if outcome == IGNORE:
+                return None
+            if outcome == SUCCESS and self._consecutive and not self._cache[1].failures:
+                # As the local store: nothing to count. A failure racing it (here or in another
+                # process) is ordered after it, which is allowed since the two calls overlapped.
+                return None
+        # The cache is at least as new as the admission that issued the token, unless a
+        # racing thread replaced it with an older reply; then read first.
+        read_first = token.generation > self._cache[1].generation
+        result = self._shared(Report(token, outcome, slow), read_first=read_first)
+        if result is None:
+            logger.debug("circuit breaker %r: outcome lost while Redis is down", self._name)
+            return None
+        decision = result[1]
+        return decision if decision.changed_from is not None else None
+
+    def apply(self, event: Event) -> Decision:
+        """Apply an operator's event to the shared state (the fallback's during an outage)."""
+        result = self._shared(event, read_first=True)
+        if result is None:
+            return self._fallback.apply(event)
+        return result[1]
+
+    def look(self) -> tuple[Machine, Decision]:
+        """Read the shared state, applying a due OPEN -> HALF_OPEN change."""
+        result = self._shared(_OBSERVE, read_first=True)
+        if result is None:
+            return self._fallback.look()
+        return result

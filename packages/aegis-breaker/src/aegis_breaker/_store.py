@@ -1,0 +1,244 @@
+"""Where a breaker's state lives: the `BreakerStore` protocol and the in-memory store.
+
+A store holds one `Machine` and applies `step` to it atomically. The in-memory store does so
+under a lock that guards only O(1) work, with lock-free fast paths for what cannot change the
+state: admitting while CLOSED (one token per generation), a success that leaves a
+consecutive-failure count at zero, and a quick success a window cannot trip on (noted on an
+``itertools.count`` tally and folded into the window before the window is next used). The Redis
+store (`aegis_breaker._redis_store`) keeps the same `Machine`, encoded, in Redis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from typing import TYPE_CHECKING, Final, Protocol
+
+from aegis_breaker._events import CircuitState
+from aegis_breaker._machine import (
+    IGNORE,
+    SUCCESS,
+    Admit,
+    Decision,
+    Event,
+    Machine,
+    Observe,
+    Report,
+    Rules,
+    Token,
+    fold_successes,
+    initial_machine,
+    step,
+)
+from aegis_breaker._policy import ConsecutiveFailures, TimeWindow
+from aegis_breaker._windows import quiet_bucket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["BreakerStore", "MemoryStore"]
+
+_CLOSED: Final = CircuitState.CLOSED
+_DISABLED: Final = CircuitState.DISABLED
+_ADMIT: Final = Admit()
+_OBSERVE: Final = Observe()
+
+
+class BreakerStore(Protocol):
+    """Holds a breaker's `Machine` and applies `step` to it atomically.
+
+    ``admit`` returns a bare `Token` when it took a fast path that decided nothing worth
+    reporting (CLOSED), else the `Decision`. ``report`` returns None when nothing changed.
+    ``does_io``: calls may block on the network (async drivers then use an executor).
+    ``remote_clock``: decisions are timed on another clock than the breaker's (the Redis
+    server's), so events carry that time as ``shared_at``.
+    """
+
+    does_io: bool
+    remote_clock: bool
+
+    def admit(self) -> Token | Decision:
+        """Admit one call, or reject it."""
+        ...
+
+    def report(self, token: Token, outcome: int, slow: bool, now: float | None) -> Decision | None:  # noqa: FBT001  # private, positional for speed
+        """Settle the call admitted with *token*; *now*: the breaker's clock at its end."""
+        ...
+
+    def apply(self, event: Event) -> Decision:
+        """Apply an operator's or a reader's *event*."""
+        ...
+
+    def look(self) -> tuple[Machine, Decision]:
+        """Apply a due OPEN -> HALF_OPEN change and return the `Machine` with the decision."""
+        ...
+
+    @property
+    def machine(self) -> Machine:
+        """The last `Machine` this store saw, without I/O (may be stale for a shared store)."""
+        ...
+
+
+class MemoryStore:
+    """The `Machine` of one process's breaker, behind a lock that guards O(1) work only."""
+
+    __slots__ = (
+        "_clock",
+        "_consecutive",
+        "_local",
+        "_lock",
+        "_m",
+        "_quiet",
+        "_rules",
+        "_seen",
+        "_slow_check",
+        "_tally",
+        "_width",
+        "closed_token",
+    )
+
+    does_io = False
+    remote_clock = False
+
+    def __init__(
+        self,
+        rules: Rules,
+        clock: Callable[[], float],
+        initial_state: CircuitState = _CLOSED,
+        *,
+        local: bool = False,
+    ) -> None:
+        """Start in *initial_state* on *clock*; *local* marks its tokens as a fallback's."""
+        self._rules = rules
+        self._clock = clock
+        self._local = local
+        self._lock = threading.Lock()
+        policy = rules.policy
+        self._consecutive = isinstance(policy, ConsecutiveFailures)
+        self._width = policy.window_s / policy.buckets if isinstance(policy, TimeWindow) else 0.0
+        # Successes noted without the lock (see quiet_bucket), folded in before the next step.
+        self._tally = itertools.count()
+        self._seen = 0
+        self._quiet: int | None = None
+        self.closed_token: Token | None = None
+        self._m = initial_machine(rules)
+        now = clock() if initial_state is not _CLOSED else 0.0
+        self._set(initial_machine(rules, initial_state, now))
+
+    @property
+    def machine(self) -> Machine:
+        """The current `Machine` (successes on the tally not folded in yet)."""
+        return self._m
+
+    def _set(self, m: Machine) -> None:
+        """Keep *m* (lock held): the fast paths read what it allows."""
+        old = self._m
+        self._m = m
+        state = m.state
+        if state is _CLOSED or state is _DISABLED:
+            token = self.closed_token
+            if token is None or token.generation != m.generation:
+                token = Token(m.generation, 0, self._local)
+            self.closed_token = token
+            self._quiet = None if self._consecutive else quiet_bucket(self._rules.policy, m.window)
+        else:
+            self.closed_token = None
+            self._quiet = None
+        if m.generation != old.generation:
+            # Successes racing the transition may be noted after it: folded into the new
+            # period's window they can only lower its rates.
+            self._seen = next(self._tally) + 1
+
+    def _folded(self) -> Machine:
+        """The `Machine` with the tallied successes written into its window (lock held)."""
+        noted = next(self._tally)
+        pending = noted - self._seen
+        self._seen = noted + 1  # this read counts too
+        m = self._m
+        if pending:
+            m = fold_successes(m, pending)
+        return m
+
+    def admit(self) -> Token | Decision:
+        """CLOSED and DISABLED admit without the lock; see `BreakerStore.admit`."""
+        # `closed_token` is replaced (or set to None) by every transition, so a token read
+        # here just before one is stale, and its outcome is ignored as a late result.
+        token = self.closed_token
+        if token is not None:
+            return token
+        lock = self._lock
+        lock.acquire()
+        try:
+            m, decision = step(self._rules, self._m, _ADMIT, self._clock())
+            if m is not self._m:
+                self._set(m)
+        finally:
+            lock.release()
+        token = decision.token
+        if token is not None and self._local:
+            decision = decision._replace(token=Token(token.generation, token.probe, True))  # noqa: FBT003
+        return decision
+
+    def report(  # noqa: C901  # the fast paths stay inline: this runs once per call
+        self,
+        token: Token,
+        outcome: int,
+        slow: bool,  # noqa: FBT001  # private, positional for speed
+        now: float | None,
+    ) -> Decision | None:
+        """Settle one call; lock-free when it cannot change the state (see the module)."""
+        if not token.probe:
+            if outcome == IGNORE:
+                return None
+            if outcome == SUCCESS:
+                m = self._m
+                if self._consecutive:
+                    if not m.failures:
+                        # Changes nothing whatever the generation: a racing failure is then
+                        # ordered after this success, allowed since the two calls overlapped.
+                        return None
+                elif not slow and not m.failures and token.generation == m.generation:
+                    quiet = self._quiet
+                    if quiet is not None:
+                        if quiet < 0:
+                            next(self._tally)
+                            return None
+                        if now is None:
+                            now = self._clock()
+                        if now // self._width == quiet:
+                            next(self._tally)
+                            return None
+        lock = self._lock
+        lock.acquire()
+        try:
+            m = self._folded()
+            new, decision = step(self._rules, m, Report(token, outcome, slow), self._clock())
+            if new is not self._m:
+                self._set(new)
+        finally:
+            lock.release()
+        return decision if decision.changed_from is not None else None
+
+    def apply(self, event: Event) -> Decision:
+        """Apply *event* under the lock."""
+        with self._lock:
+            m = self._folded()
+            new, decision = step(self._rules, m, event, self._clock())
+            if new is not self._m:
+                self._set(new)
+        return decision
+
+    def look(self) -> tuple[Machine, Decision]:
+        """Observe under the lock; the `Machine` returned has the tally folded in."""
+        with self._lock:
+            m = self._folded()
+            new, decision = step(self._rules, m, _OBSERVE, self._clock())
+            if new is not self._m:
+                self._set(new)
+        return new, decision
+
+
+def retry_after(decision: Decision) -> float:
+    """Seconds a rejected caller should wait, as a `CircuitOpenError` carries it."""
+    return math.inf if decision.rejected is CircuitState.FORCED_OPEN else decision.retry_after_s
