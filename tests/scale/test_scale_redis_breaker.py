@@ -845,3 +845,56 @@ def _same_windows(
         mine, theirs = local.snapshot().to_dict(), shared.snapshot().to_dict()
         del mine["name"], theirs["name"]
         assert mine == theirs
+
+
+class CountingClient:
+    """Forwards to a real client and counts the scripts run: one per round trip."""
+
+    def __init__(self, inner: RedisClient) -> None:
+        self.inner = inner
+        self.sent = 0
+
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        self.sent += 1
+        return self.inner.evalsha(sha, numkeys, *keys_and_args)
+
+    def script_load(self, script: str, /) -> object:
+        return self.inner.script_load(script)
+
+
+@pytest.mark.parametrize(
+    ("policy", "success_trips", "failure_trips"),
+    [(None, 1, 2), (_WINDOW, 2, 2), (_TIME_WINDOW, 2, 2)],
+    ids=["consecutive", "count-window", "time-window"],
+)
+def test_round_trips_per_call_while_closed(
+    client: RedisClient,
+    name: str,
+    policy: CountWindow | TimeWindow | None,
+    success_trips: int,
+    failure_trips: int,
+) -> None:
+    # Admitting reads once; a success that changes nothing writes nothing; anything else is
+    # one compare-and-set (more only when another writer got there first).
+    counting = CountingClient(client)
+    breaker = RedisCircuitBreaker(counting, name, 10**6, policy=policy)
+    assert breaker.call(_ok) == 42  # loads the script on first use
+    counting.sent = 0
+    for _ in range(5):
+        assert breaker.call(_ok) == 42
+    assert counting.sent == 5 * success_trips
+    counting.sent = 0
+    with pytest.raises(BoomError):
+        breaker.call(_fail)
+    assert counting.sent == failure_trips
+
+
+def test_a_lost_race_is_decided_again_on_the_current_state(client: RedisClient, name: str) -> None:
+    # Two processes admit on the same state; the second one's report conflicts with the
+    # first one's write and is decided again: both failures count, the breaker trips once.
+    one, two = _pair(client, name, limit=2)
+    first, second = one.admit(), two.admit()
+    first.failure(BoomError())
+    second.failure(BoomError())
+    assert state_of(one) is CircuitState.OPEN
+    assert one.generation == two.generation == 1
