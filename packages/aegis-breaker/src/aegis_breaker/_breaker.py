@@ -374,10 +374,25 @@ class CircuitBreaker:
         *now* is the clock reading at the end of the call, when the driver has one.
         """
         slow = duration_s > self._slow_limit
+        call_listeners = self._call_listeners
+        if outcome == _SUCCESS and not slow and not call_listeners:
+            store = self._store
+            quiet = store.quiet
+            if quiet is not None and token is store.closed_token:
+                # Nothing a lock is needed for (see `BreakerStore.quiet`). Racing a transition,
+                # a success may be noted in the next period's window: it never trips one.
+                bucket = store.quiet_bucket
+                if bucket is None:
+                    next(quiet)
+                    return
+                if now is None:
+                    now = self._clock()
+                if now // store.bucket_width == bucket:
+                    next(quiet)
+                    return
         decision = self._store_report(token, outcome, slow, now)
         if decision is not None and self._listeners:
             self._tell(decision)
-        call_listeners = self._call_listeners
         if call_listeners and outcome != _IGNORE:
             at = self._clock() if now is None else now
             event: CallEvent = (
@@ -470,9 +485,10 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: When the call is rejected; *fn* is not called.
         """
-        token = self._admit()  # `_acquire` inlined: this is the hot path
-        if token.__class__ is not Token:
-            token = self._admitted(token)  # type: ignore[arg-type]  # a Decision
+        store = self._store
+        token = store.closed_token  # the CLOSED fast path of `_acquire`, inlined
+        if token is None:
+            token = self._acquire()
         if self._timed:
             clock = self._clock
             started = clock()
@@ -490,10 +506,12 @@ class CircuitBreaker:
         except BaseException as exc:
             self._report(token, self._classify(exc), 0.0, exc)
             raise
-        # Untimed means no call listeners and no slow calls: only a transition is news.
-        decision = self._store_report(token, _SUCCESS, False, None)  # noqa: FBT003  # private, positional for speed
-        if decision is not None and self._listeners:
-            self._tell(decision)
+        # Untimed: no call listeners, no slow calls. The quiet path of `_report`, inlined.
+        quiet = store.quiet
+        if quiet is not None and token is store.closed_token and store.quiet_bucket is None:
+            next(quiet)
+        else:
+            self._report(token, _SUCCESS)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:

@@ -45,7 +45,7 @@ from aegis_breaker._store import MemoryStore
 from aegis_breaker._windows import CountState, HalfState, TimeState, WindowState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 __all__ = ["STATES", "RedisClient", "RedisStore", "decode", "encode"]
 
@@ -213,6 +213,11 @@ class RedisStore:
 
     does_io = True
     remote_clock = True
+    # No lock-free hints: every admission asks Redis (see `BreakerStore`).
+    closed_token: Token | None = None
+    quiet: Iterator[int] | None = None
+    quiet_bucket: int | None = None
+    bucket_width = 0.0
 
     def __init__(  # each is one setting of the shared state
         self,

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Final, Protocol
 from aegis_breaker._events import CircuitState
 from aegis_breaker._machine import (
     IGNORE,
-    SUCCESS,
     Admit,
     Decision,
     Event,
@@ -35,13 +34,14 @@ from aegis_breaker._policy import ConsecutiveFailures, TimeWindow
 from aegis_breaker._windows import quiet_bucket
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 __all__ = ["BreakerStore", "MemoryStore"]
 
 _CLOSED: Final = CircuitState.CLOSED
 _DISABLED: Final = CircuitState.DISABLED
 _ADMIT: Final = Admit()
+_DISCARD: Final = itertools.count()  # notes what needs no counting (consecutive failures)
 _OBSERVE: Final = Observe()
 
 
@@ -50,6 +50,8 @@ class BreakerStore(Protocol):
 
     ``admit`` returns a bare `Token` when it took a fast path that decided nothing worth
     reporting (CLOSED), else the `Decision`. ``report`` returns None when nothing changed.
+    The attributes `closed_token` and `quiet` are lock-free hints a breaker reads first: a
+    store that cannot offer them (Redis) leaves them None.
     ``does_io``: calls may block on the network (async drivers then use an executor).
     ``remote_clock``: decisions are timed on another clock than the breaker's (the Redis
     server's), so events carry that time as ``shared_at``.
@@ -57,6 +59,15 @@ class BreakerStore(Protocol):
 
     does_io: bool
     remote_clock: bool
+    closed_token: Token | None
+    """A token any caller may take without asking (CLOSED or DISABLED), or None."""
+    quiet: Iterator[int] | None
+    """While not None, a quick success of a call admitted with `closed_token` changes nothing
+    that needs `report`: the caller notes it with ``next(quiet)`` instead (see `quiet_bucket`)."""
+    quiet_bucket: int | None
+    """With `quiet`: None, or the bucket number (time // `bucket_width`) the success must end in."""
+    bucket_width: float
+    """A time window's bucket width in seconds (0.0 for other policies)."""
 
     def admit(self) -> Token | Decision:
         """Admit one call, or reject it."""
@@ -89,13 +100,13 @@ class MemoryStore:
         "_local",
         "_lock",
         "_m",
-        "_quiet",
         "_rules",
         "_seen",
-        "_slow_check",
         "_tally",
-        "_width",
+        "bucket_width",
         "closed_token",
+        "quiet",
+        "quiet_bucket",
     )
 
     does_io = False
@@ -116,11 +127,14 @@ class MemoryStore:
         self._lock = threading.Lock()
         policy = rules.policy
         self._consecutive = isinstance(policy, ConsecutiveFailures)
-        self._width = policy.window_s / policy.buckets if isinstance(policy, TimeWindow) else 0.0
-        # Successes noted without the lock (see quiet_bucket), folded in before the next step.
+        self.bucket_width = (
+            policy.window_s / policy.buckets if isinstance(policy, TimeWindow) else 0.0
+        )
+        # Successes noted without the lock (see `quiet`), folded in before the next step.
         self._tally = itertools.count()
         self._seen = 0
-        self._quiet: int | None = None
+        self.quiet: Iterator[int] | None = None
+        self.quiet_bucket: int | None = None
         self.closed_token: Token | None = None
         self._m = initial_machine(rules)
         now = clock() if initial_state is not _CLOSED else 0.0
@@ -141,10 +155,20 @@ class MemoryStore:
             if token is None or token.generation != m.generation:
                 token = Token(m.generation, 0, self._local)
             self.closed_token = token
-            self._quiet = None if self._consecutive else quiet_bucket(self._rules.policy, m.window)
+            if m.failures:
+                # A success would reset the count: it needs the lock.
+                self.quiet = None
+            elif self._consecutive:
+                self.quiet = _DISCARD  # nothing to count: a success changes nothing
+            else:
+                bucket = quiet_bucket(self._rules.policy, m.window)
+                # Lock-free readers see `quiet` with the bucket it goes with: clear, set, offer.
+                self.quiet = None
+                self.quiet_bucket = None if bucket is None or bucket < 0 else bucket
+                self.quiet = None if bucket is None else self._tally
         else:
             self.closed_token = None
-            self._quiet = None
+            self.quiet = None
         if m.generation != old.generation:
             # Successes racing the transition may be noted after it: folded into the new
             # period's window they can only lower its rates.
@@ -180,40 +204,22 @@ class MemoryStore:
             decision = decision._replace(token=Token(token.generation, token.probe, True))  # noqa: FBT003
         return decision
 
-    def report(  # noqa: C901  # the fast paths stay inline: this runs once per call
+    def report(
         self,
         token: Token,
         outcome: int,
         slow: bool,  # noqa: FBT001  # private, positional for speed
         now: float | None,
     ) -> Decision | None:
-        """Settle one call; lock-free when it cannot change the state (see the module)."""
-        if not token.probe:
-            if outcome == IGNORE:
-                return None
-            if outcome == SUCCESS:
-                m = self._m
-                if self._consecutive:
-                    if not m.failures:
-                        # Changes nothing whatever the generation: a racing failure is then
-                        # ordered after this success, allowed since the two calls overlapped.
-                        return None
-                elif not slow and not m.failures and token.generation == m.generation:
-                    quiet = self._quiet
-                    if quiet is not None:
-                        if quiet < 0:
-                            next(self._tally)
-                            return None
-                        if now is None:
-                            now = self._clock()
-                        if now // self._width == quiet:
-                            next(self._tally)
-                            return None
+        """Settle one call under the lock (the caller has tried `quiet` first)."""
+        if not token.probe and outcome == IGNORE:
+            return None
         lock = self._lock
         lock.acquire()
         try:
             m = self._folded()
-            new, decision = step(self._rules, m, Report(token, outcome, slow), self._clock())
+            at = self._clock() if now is None else now
+            new, decision = step(self._rules, m, Report(token, outcome, slow), at)
             if new is not self._m:
                 self._set(new)
         finally:
