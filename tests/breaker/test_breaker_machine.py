@@ -37,7 +37,7 @@ from aegis_breaker._machine import (
     initial_machine,
     step,
 )
-from aegis_breaker._redis_store import decode, encode
+from aegis_breaker._redis_codec import decode, encode
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -1,11 +1,12 @@
 """Where a breaker's state lives: the `BreakerStore` protocol and the in-memory store.
 
 A store holds one `Machine` and applies `step` to it atomically. The in-memory store does so
-under a lock that guards only O(1) work, with lock-free fast paths for what cannot change the
-state: admitting while CLOSED (one token per generation), a success that leaves a
-consecutive-failure count at zero, and a quick success a window cannot trip on (noted on an
-``itertools.count`` tally and folded into the window before the window is next used). The Redis
-store (`aegis_breaker._redis_store`) keeps the same `Machine`, encoded, in Redis.
+under a lock that guards only O(1) work, and offers lock-free hints for what cannot change
+the state, which the breaker's drivers read inline: `closed_token` (admitting while CLOSED:
+one token per generation) and `quiet` (a quick success that leaves a consecutive-failure
+count at zero, or that a window cannot trip on: noted on an ``itertools.count`` tally and
+folded into the window before the window is next used). The Redis store
+(`aegis_breaker._redis_store`) keeps the same `Machine`, encoded, in Redis.
 """
 
 from __future__ import annotations
