@@ -297,8 +297,12 @@ def test_unreachable_redis_falls_back_to_local_state_and_warns_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     dead = connect_redis("redis://127.0.0.1:9/0", timeout_s=0.2)  # discard port: refused
-    breaker = RedisCircuitBreaker(dead, "nowhere", 2, 60.0, reconnect_interval_s=0.0)
-    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis"):
+    clock = FakeClock()
+    heard: list[BreakerEvent] = []
+    breaker = RedisCircuitBreaker(
+        dead, "nowhere", 2, 60.0, clock=clock, reconnect_interval_s=0.0, listeners=[heard.append]
+    )
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_store"):
         assert breaker.call(_ok) == 42  # never worse than no breaker
         permit = breaker.admit()  # from the local state: its own generation, not an offset
         assert (permit.generation, permit.is_probe) == (0, False)
@@ -308,6 +312,9 @@ def test_unreachable_redis_falls_back_to_local_state_and_warns_once(
             breaker.call(_ok)
     assert breaker.shared is False
     assert breaker.status()["shared"] is False
+    # Decided on the local state: timed on the breaker's clock only.
+    changed = [e for e in heard if isinstance(e, StateChanged)]
+    assert [(e.new, e.at, e.shared_at) for e in changed] == [(CircuitState.OPEN, 100.0, None)]
     warnings = [r for r in caplog.records if "using local state" in r.getMessage()]
     assert len(warnings) == 1
     assert "'nowhere'" in warnings[0].getMessage()
@@ -324,7 +331,7 @@ def test_redis_restarting_mid_run(
     held = breaker.admit()  # admitted by Redis, reported during the outage
     other.open_for(60.0)
     assert state_of(breaker) is CircuitState.OPEN
-    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis"):
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_store"):
         own_redis_server.stop()
         # Down: the local state (CLOSED) takes over; calls go through, one warning.
         assert [breaker.call(_ok) for _ in range(5)] == [42] * 5

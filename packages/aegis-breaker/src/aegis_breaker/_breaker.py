@@ -237,7 +237,6 @@ class CircuitBreaker:
         "_name",
         "_policy",
         "_rejected",
-        "_remote_clock",
         "_rules",
         "_settings",
         "_slow_limit",
@@ -299,7 +298,6 @@ class CircuitBreaker:
         self._admit = store.admit
         self._store_report = store.report
         self._io = store.does_io
-        self._remote_clock = store.remote_clock
 
     def _new_store(
         self, rules: Rules, clock: Callable[[], float], initial_state: CircuitState
@@ -343,7 +341,7 @@ class CircuitBreaker:
 
     def _times(self, decision: Decision) -> tuple[float, float | None]:
         """(at, shared_at) of an event: the breaker's clock, and a shared store's clock."""
-        if self._remote_clock:
+        if decision.shared:
             return self._clock(), decision.now
         return decision.now, None
 

@@ -178,6 +178,8 @@ class Decision(NamedTuple):
     """The state after."""
     now: float
     """The store's clock reading the decision was made at."""
+    shared: bool = False
+    """Set by a shared store: *now* is its clock (the Redis server's), not the breaker's."""
 
 
 def initial_machine(rules: Rules, state: CircuitState = CLOSED, now: float = 0.0) -> Machine:

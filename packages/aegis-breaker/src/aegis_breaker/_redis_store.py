@@ -127,7 +127,6 @@ class RedisStore:
     )
 
     does_io = True
-    remote_clock = True
     # No lock-free hints: every admission asks Redis (see `BreakerStore`).
     closed_token: Token | None = None
     quiet: Iterator[int] | None = None
@@ -240,12 +239,12 @@ class RedisStore:
         for _ in range(_MAX_ATTEMPTS):
             new, decision = step(self._rules, m, event, now)
             if new is m:
-                return m, decision
+                return m, decision._replace(shared=True)
             written, version, m, now = self._send(
                 str(version), new, self._expiry_ms(new, now), self._message(decision)
             )
             if written:
-                return new, decision
+                return new, decision._replace(shared=True)
         raise _Conflict(f"breaker {self._name!r}: gave up after {_MAX_ATTEMPTS} conflicting writes")
 
     def _expiry_ms(self, m: Machine, now: float) -> int:
@@ -266,9 +265,10 @@ class RedisStore:
         return not self._degraded or self._clock() >= self._retry_at
 
     def _failed(self, exc: Exception) -> None:
-        self._retry_at = self._clock() + self._reconnect_interval_s
-        if not self._degraded:
-            self._degraded = True
+        with self._cache_lock:
+            self._retry_at = self._clock() + self._reconnect_interval_s
+            first, self._degraded = not self._degraded, True
+        if first:  # one warning per outage
             logger.warning(
                 "circuit breaker %r: Redis failed (%s: %s); using local state until it is back",
                 self._name,
@@ -277,8 +277,11 @@ class RedisStore:
             )
 
     def _recovered(self) -> None:
-        if self._degraded:
-            self._degraded = False
+        if not self._degraded:
+            return
+        with self._cache_lock:
+            was, self._degraded = self._degraded, False
+        if was:
             logger.warning("circuit breaker %r: Redis is back; using the shared state", self._name)
 
     def _shared(self, event: Event, *, read_first: bool) -> tuple[Machine, Decision] | None:

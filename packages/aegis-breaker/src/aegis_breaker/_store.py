@@ -12,7 +12,6 @@ folded into the window before the window is next used). The Redis store
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -54,12 +53,9 @@ class BreakerStore(Protocol):
     The attributes `closed_token` and `quiet` are lock-free hints a breaker reads first: a
     store that cannot offer them (Redis) leaves them None.
     ``does_io``: calls may block on the network (async drivers then use an executor).
-    ``remote_clock``: decisions are timed on another clock than the breaker's (the Redis
-    server's), so events carry that time as ``shared_at``.
     """
 
     does_io: bool
-    remote_clock: bool
     closed_token: Token | None
     """A token any caller may take without asking (CLOSED or DISABLED), or None."""
     quiet: Iterator[int] | None
@@ -111,7 +107,6 @@ class MemoryStore:
     )
 
     does_io = False
-    remote_clock = False
 
     def __init__(
         self,
@@ -245,7 +240,3 @@ class MemoryStore:
                 self._set(new)
         return new, decision
 
-
-def retry_after(decision: Decision) -> float:
-    """Seconds a rejected caller should wait, as a `CircuitOpenError` carries it."""
-    return math.inf if decision.rejected is CircuitState.FORCED_OPEN else decision.retry_after_s
