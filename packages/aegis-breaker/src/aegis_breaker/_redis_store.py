@@ -211,6 +211,9 @@ class RedisStore:
             self._offset = seconds - self._clock()
         else:
             seconds = local_now
+        cached_version, cached = self._cache
+        if not text and version_now == cached_version:
+            return False, version_now, cached, seconds  # nothing new: no lock needed
         with self._cache_lock:
             cached_version, cached = self._cache
             if text:
@@ -239,12 +242,12 @@ class RedisStore:
         for _ in range(_MAX_ATTEMPTS):
             new, decision = step(self._rules, m, event, now)
             if new is m:
-                return m, decision._replace(shared=True)
+                return m, _shared_decision(decision)
             written, version, m, now = self._send(
                 str(version), new, self._expiry_ms(new, now), self._message(decision)
             )
             if written:
-                return new, decision._replace(shared=True)
+                return new, _shared_decision(decision)
         raise _Conflict(f"breaker {self._name!r}: gave up after {_MAX_ATTEMPTS} conflicting writes")
 
     def _expiry_ms(self, m: Machine, now: float) -> int:
@@ -260,9 +263,6 @@ class RedisStore:
         return f"{self.origin} {CODES[old]} {CODES[decision.state]} {round(decision.now * _US)}"
 
     # -- outages ---------------------------------------------------------------------------------
-
-    def _usable(self) -> bool:
-        return not self._degraded or self._clock() >= self._retry_at
 
     def _failed(self, exc: Exception) -> None:
         with self._cache_lock:
@@ -286,14 +286,16 @@ class RedisStore:
 
     def _shared(self, event: Event, *, read_first: bool) -> tuple[Machine, Decision] | None:
         """`_decide`, or None when Redis failed (the caller then uses the fallback)."""
-        if not self._usable():
+        degraded = self._degraded
+        if degraded and self._clock() < self._retry_at:
             return None
         try:
             result = self._decide(event, read_first=read_first)
         except Exception as exc:  # noqa: BLE001  # any store failure means: use local state
             self._failed(exc)
             return None
-        self._recovered()
+        if degraded:
+            self._recovered()
         on_contact = self.on_contact
         if on_contact is not None:
             on_contact()
@@ -342,3 +344,8 @@ class RedisStore:
         if result is None:
             return self._fallback.look()
         return result
+
+
+def _shared_decision(d: Decision) -> Decision:
+    """*d* marked as made on the shared state (its `now` is the server's clock)."""
+    return Decision(d.token, d.rejected, d.retry_after_s, d.changed_from, d.state, d.now, True)  # noqa: FBT003

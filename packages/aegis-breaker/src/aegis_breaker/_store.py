@@ -239,4 +239,3 @@ class MemoryStore:
             if new is not self._m:
                 self._set(new)
         return new, decision
-
