@@ -300,7 +300,18 @@ def _report(  # noqa: C901, PLR0911, PLR0912  # one decision table, read top to 
         else:
             assert isinstance(policy, CountWindow | TimeWindow)  # noqa: S101
             window, tripped = record(policy, window, code, now)
-        m = m._replace(failures=failures, window=window)
+        # Built directly: NamedTuple._replace costs a microsecond, and this is every report.
+        m = Machine(
+            state,
+            m.generation,
+            failures,
+            m.successes,
+            m.open_until,
+            m.probe_seq,
+            m.probes,
+            window,
+            m.half,
+        )
         if tripped and state is CLOSED:
             return _enter(rules, m, OPEN, now), Decision(None, None, 0.0, state, OPEN, now)
         return m, Decision(None, None, 0.0, None, state, now)

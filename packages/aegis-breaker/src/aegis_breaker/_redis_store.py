@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 _US: Final = 1_000_000
 _MAX_ATTEMPTS: Final = 64
 _ADMIT: Final = Admit()
+_CLOSED: Final = CircuitState.CLOSED
+_DISABLED: Final = CircuitState.DISABLED
 _OBSERVE: Final = Observe()
 
 # KEYS[1]: the breaker's hash (fields v: version, s: encoded state).
@@ -122,6 +124,7 @@ class RedisStore:
         "_retry_at",
         "_rules",
         "_server_clock",
+        "_token",
         "on_contact",
         "origin",
     )
@@ -164,6 +167,7 @@ class RedisStore:
         # (version, machine): the newest state this process has seen.
         self._cache: tuple[int, Machine] = (0, initial_machine(rules))
         self._offset = 0.0  # the server's clock minus ours, at the last reply
+        self._token = Token(0)  # CLOSED admissions of one shared generation share a token
         self._retry_at = -math.inf
         self._degraded = False
         self.on_contact: Callable[[], None] | None = None
@@ -228,17 +232,23 @@ class RedisStore:
                 self._cache = (version_now, machine)
         return bool(int(written)), version_now, machine, seconds
 
-    def _estimated_now(self) -> float:
-        """The server's clock now, from its last reading and the local time since."""
-        return self._clock() + (self._offset if self._server_clock else 0.0)
+    def _decide(self, event: Event, *, read_first: bool) -> tuple[Machine, Decision] | Token:
+        """Apply *event* by compare-and-set; raises on a Redis failure.
 
-    def _decide(self, event: Event, *, read_first: bool) -> tuple[Machine, Decision]:
-        """Apply *event* by compare-and-set; raises on a Redis failure."""
+        Admitting while CLOSED or DISABLED returns the generation's `Token` (what `step`
+        decides then, without building a `Decision`: the fast path of every admission).
+        """
         if read_first:
             _, version, m, now = self._send(str(self._cache[0]), None, 0, "")
+            if event is _ADMIT and (m.state is _CLOSED or m.state is _DISABLED):
+                token = self._token
+                if token.generation != m.generation:
+                    token = self._token = Token(m.generation)
+                return token
         else:
             version, m = self._cache
-            now = self._estimated_now()
+            # The server's clock now: its last reading plus the local time elapsed since.
+            now = self._clock() + self._offset if self._server_clock else self._clock()
         for _ in range(_MAX_ATTEMPTS):
             new, decision = step(self._rules, m, event, now)
             if new is m:
@@ -284,7 +294,7 @@ class RedisStore:
         if was:
             logger.warning("circuit breaker %r: Redis is back; using the shared state", self._name)
 
-    def _shared(self, event: Event, *, read_first: bool) -> tuple[Machine, Decision] | None:
+    def _shared(self, event: Event, *, read_first: bool) -> tuple[Machine, Decision] | Token | None:
         """`_decide`, or None when Redis failed (the caller then uses the fallback)."""
         degraded = self._degraded
         if degraded and self._clock() < self._retry_at:
@@ -308,6 +318,8 @@ class RedisStore:
         result = self._shared(_ADMIT, read_first=True)
         if result is None:
             return self._fallback.admit()
+        if isinstance(result, Token):
+            return result
         return result[1]
 
     def report(self, token: Token, outcome: int, slow: bool, now: float | None) -> Decision | None:  # noqa: FBT001, ARG002  # the server's clock times it
@@ -325,7 +337,7 @@ class RedisStore:
         # racing thread replaced it with an older reply; then read first.
         read_first = token.generation > self._cache[1].generation
         result = self._shared(Report(token, outcome, slow), read_first=read_first)
-        if result is None:
+        if result is None or isinstance(result, Token):
             logger.debug("circuit breaker %r: outcome lost while Redis is down", self._name)
             return None
         decision = result[1]
@@ -334,14 +346,14 @@ class RedisStore:
     def apply(self, event: Event) -> Decision:
         """Apply an operator's event to the shared state (the fallback's during an outage)."""
         result = self._shared(event, read_first=True)
-        if result is None:
+        if result is None or isinstance(result, Token):
             return self._fallback.apply(event)
         return result[1]
 
     def look(self) -> tuple[Machine, Decision]:
         """Read the shared state, applying a due OPEN -> HALF_OPEN change."""
         result = self._shared(_OBSERVE, read_first=True)
-        if result is None:
+        if result is None or isinstance(result, Token):
             return self._fallback.look()
         return result
 
