@@ -6,11 +6,16 @@ thread and from two, under each trip policy (consecutive failures, the default; 
 window; a time window with slow-call timing); then 2 threads x 50 calls of a 10 ms sleep show
 whether calls run in parallel (pybreaker holds its lock during the call, so it takes about
 twice as long).
-Best of ``REPEATS`` runs is reported, as calls per second and nanoseconds per call.
+Every aegis case is timed once per round between its peers, mirrored (peers, aegis, aegis,
+peers, half the calls each), for ``ROUNDS`` rounds; the range and the median of the
+nanoseconds per call are reported, and each ratio is taken from one such mirrored group, so
+both sides of it ran back to back under the same load.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
 import sys
 import threading
 import time
@@ -24,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 CALLS = 200_000
-REPEATS = 5
+ROUNDS = 7
 SLOW_CALLS = 50
 SLOW_SLEEP_S = 0.01
 
@@ -52,8 +57,8 @@ def time_threads(body: Callable[[int], None], threads: int, calls: int) -> float
     return time.perf_counter() - start
 
 
-def best(body: Callable[[int], None], threads: int, calls: int = CALLS) -> float:
-    return min(time_threads(body, threads, calls) for _ in range(REPEATS))
+def median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def loop_plain(fn: Callable[[], object]) -> Callable[[int], None]:
@@ -115,33 +120,55 @@ def slow_cases() -> dict[str, Callable[[int], None]]:
 
 
 def main() -> None:
-    print(f"Python {sys.version.split()[0]}, {CALLS} no-op calls, best of {REPEATS}")
-    results: dict[tuple[str, int], float] = {}
+    print(
+        f"Python {sys.version.split()[0]}, {CALLS} no-op calls per timing, {ROUNDS} rounds: "
+        "each round times every aegis case between its peers (interleaved)"
+    )
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    ours = (
+        "aegis CircuitBreaker.call",
+        "aegis call, CountWindow",
+        "aegis call, TimeWindow + slow",
+        "aegis @CircuitBreaker decorator",
+        "aegis AgentPool.run",
+    )
+    peers = ("pybreaker.call", "circuitbreaker @circuit")
     for threads in (1, 2):
-        print(f"\n-- CLOSED, no-op, {threads} thread(s) --")
-        print(f"{'':34}{'calls/s':>12}{'ns/call':>10}")
-        for label, body in make_cases().items():
-            seconds = best(body, threads)
-            results[label, threads] = seconds
-            print(f"{label:34}{CALLS / seconds:12,.0f}{seconds / CALLS * 1e9:10.0f}")
-        print("ratios (calls/s, higher is better for aegis):")
-        pyb = results["pybreaker.call", threads]
-        cbd = results["circuitbreaker @circuit", threads]
-        for label in (
-            "aegis CircuitBreaker.call",
-            "aegis call, CountWindow",
-            "aegis call, TimeWindow + slow",
-            "aegis @CircuitBreaker decorator",
-            "aegis AgentPool.run",
-        ):
-            ours = results[label, threads]
-            print(f"  {label:32} {pyb / ours:5.2f}x pybreaker   {cbd / ours:5.2f}x circuitbreaker")
+        cases = make_cases()
+        times: dict[str, list[float]] = {label: [] for label in cases}
+        ratios: dict[tuple[str, str], list[float]] = {}
+        half = CALLS // 2
+        for _ in range(ROUNDS):
+            for label in ("plain call (baseline)", *ours):
+                if label not in ours:
+                    times[label].append(time_threads(cases[label], threads, CALLS) / CALLS * 1e9)
+                    continue
+                # Each aegis case between its peers, mirrored (peers, aegis, aegis, peers):
+                # the two sides of a ratio run back to back, under the same load.
+                first = {peer: time_threads(cases[peer], threads, half) for peer in peers}
+                ours_s = time_threads(cases[label], threads, half)
+                ours_s += time_threads(cases[label], threads, half)
+                times[label].append(ours_s / CALLS * 1e9)
+                for peer in reversed(peers):
+                    peer_s = first[peer] + time_threads(cases[peer], threads, half)
+                    times[peer].append(peer_s / CALLS * 1e9)
+                    ratios.setdefault((label, peer), []).append(peer_s / ours_s)
+        print(f"\n-- CLOSED, no-op, {threads} thread(s): ns/call min / median / max --")
+        for label, ns in times.items():
+            print(f"{label:34}{min(ns):8.0f}{median(ns):8.0f}{max(ns):8.0f}")
+        print("ratios (peer time / aegis time, back to back; higher: aegis faster): min/median/max")
+        for (label, peer), values in ratios.items():
+            print(
+                f"  {label:32} {min(values):5.2f} {median(values):5.2f} {max(values):5.2f}"
+                f"  x {peer.split('.')[0].split(' ')[0]}"
+            )
 
     print(f"\n-- 2 threads x {SLOW_CALLS} calls of a {SLOW_SLEEP_S * 1000:.0f} ms sleep --")
     ideal = SLOW_CALLS * SLOW_SLEEP_S
     for label, body in slow_cases().items():
         seconds = time_threads(body, 2, 2 * SLOW_CALLS)
         print(f"{label:34}{seconds:8.3f} s   {seconds / ideal:5.2f}x the parallel ideal")
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

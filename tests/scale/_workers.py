@@ -19,6 +19,7 @@ from aegis_breaker import (
     Permit,
     RedisCircuitBreaker,
     StateChanged,
+    TimeWindow,
     connect_redis,
 )
 
@@ -53,6 +54,24 @@ def hammer(  # noqa: PLR0917  # a Process target takes positional arguments
         if isinstance(e, StateChanged) and e.new is CircuitState.OPEN and not e.remote
     )
     out.put((admitted, rejected, trips))
+
+
+# A window that never reaches minimum_calls: it only counts, so every outcome must be there.
+COUNTING_WINDOW = TimeWindow(window_s=600.0, buckets=10, minimum_calls=10**9)
+
+
+def fill_window(url: str, name: str, calls: int, barrier: Barrier, out: Queue[int]) -> None:
+    """Report *calls* outcomes (every third a failure) into a shared time window."""
+    breaker = RedisCircuitBreaker(connect_redis(url), name, policy=COUNTING_WINDOW)
+    barrier.wait()
+    for i in range(calls):
+        with contextlib.suppress(BoomError):
+            breaker.call(_fail if i % 3 == 0 else _ok)
+    out.put(calls)
+
+
+def _ok() -> None:
+    return None
 
 
 def probe(  # noqa: PLR0917  # a Process target takes positional arguments

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import uuid
 
 import pytest
@@ -22,6 +23,7 @@ from aegis_breaker import (
     RedisCircuitBreaker,
     RedisClient,
     StateChanged,
+    TimeWindow,
     connect_redis,
     redis_agent_pool,
 )
@@ -180,21 +182,46 @@ def test_open_for_extends_but_never_shortens(client: RedisClient, name: str) -> 
 def test_listeners_hear_this_process_transitions_on_the_server_clock(
     client: RedisClient, name: str
 ) -> None:
+    # `at` is the breaker's own clock, as for a local breaker; `shared_at` the server's.
+    clock = FakeClock()
     events: list[BreakerEvent] = []
-    one = RedisCircuitBreaker(client, name, 1, 60.0, listeners=[events.append])
+    one = RedisCircuitBreaker(client, name, 1, 60.0, clock=clock, listeners=[events.append])
+    before = time.time()
     with pytest.raises(BoomError):
         one.call(_fail)
+    clock.now += 1.0
     with pytest.raises(CircuitOpenError):
         one.call(_ok)
+    after = time.time()
     changed, rejected = events
     assert isinstance(changed, StateChanged)
     assert (changed.old, changed.new, changed.breaker) == (
         CircuitState.CLOSED, CircuitState.OPEN, name,
     )  # fmt: skip
-    assert changed.at > 1e9  # epoch seconds from Redis TIME
+    assert changed.at == 100.0
+    assert changed.shared_at is not None
+    assert before - 1.0 < changed.shared_at < after + 1.0  # epoch seconds from Redis TIME
     assert isinstance(rejected, CallRejected)
     assert rejected.state is CircuitState.OPEN
+    assert rejected.at == 101.0
+    assert rejected.shared_at is not None
+    assert changed.shared_at <= rejected.shared_at < after + 1.0
     assert 59.0 < rejected.retry_after_s <= 60.0
+
+
+def test_shared_at_is_the_breaker_clock_without_the_server_clock(
+    client: RedisClient, name: str
+) -> None:
+    clock = FakeClock()
+    events: list[BreakerEvent] = []
+    one = RedisCircuitBreaker(
+        client, name, 1, 60.0, clock=clock, listeners=[events.append], server_clock=False
+    )
+    with pytest.raises(BoomError):
+        one.call(_fail)
+    (changed,) = events
+    assert isinstance(changed, StateChanged)
+    assert (changed.at, changed.shared_at) == (100.0, 100.0)
 
 
 def test_decorator_and_context_manager(client: RedisClient, name: str) -> None:
@@ -270,8 +297,12 @@ def test_unreachable_redis_falls_back_to_local_state_and_warns_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     dead = connect_redis("redis://127.0.0.1:9/0", timeout_s=0.2)  # discard port: refused
-    breaker = RedisCircuitBreaker(dead, "nowhere", 2, 60.0, reconnect_interval_s=0.0)
-    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis"):
+    clock = FakeClock()
+    heard: list[BreakerEvent] = []
+    breaker = RedisCircuitBreaker(
+        dead, "nowhere", 2, 60.0, clock=clock, reconnect_interval_s=0.0, listeners=[heard.append]
+    )
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_store"):
         assert breaker.call(_ok) == 42  # never worse than no breaker
         permit = breaker.admit()  # from the local state: its own generation, not an offset
         assert (permit.generation, permit.is_probe) == (0, False)
@@ -281,6 +312,9 @@ def test_unreachable_redis_falls_back_to_local_state_and_warns_once(
             breaker.call(_ok)
     assert breaker.shared is False
     assert breaker.status()["shared"] is False
+    # Decided on the local state: timed on the breaker's clock only.
+    changed = [e for e in heard if isinstance(e, StateChanged)]
+    assert [(e.new, e.at, e.shared_at) for e in changed] == [(CircuitState.OPEN, 100.0, None)]
     warnings = [r for r in caplog.records if "using local state" in r.getMessage()]
     assert len(warnings) == 1
     assert "'nowhere'" in warnings[0].getMessage()
@@ -297,7 +331,7 @@ def test_redis_restarting_mid_run(
     held = breaker.admit()  # admitted by Redis, reported during the outage
     other.open_for(60.0)
     assert state_of(breaker) is CircuitState.OPEN
-    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis"):
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_store"):
         own_redis_server.stop()
         # Down: the local state (CLOSED) takes over; calls go through, one warning.
         assert [breaker.call(_ok) for _ in range(5)] == [42] * 5
@@ -415,7 +449,7 @@ def _ttl_ms(redis_server: RedisServer, key: str) -> int:
 def test_written_keys_expire_after_the_idle_expiry(
     redis_server: RedisServer, client: RedisClient, name: str
 ) -> None:
-    key = f"aegis:breaker:{{{name}}}"
+    key = f"aegis:breaker:{{{name}}}:state"
     breaker = RedisCircuitBreaker(client, name, 3, 60.0, idle_expiry_s=120.0)
     assert breaker.call(_ok) == 42
     assert _ttl_ms(redis_server, key) == -2  # reads and clean successes write nothing
@@ -424,12 +458,12 @@ def test_written_keys_expire_after_the_idle_expiry(
     # While OPEN the keys outlive the open timer by the idle expiry.
     breaker.open_for(600.0)
     assert 719_000 < _ttl_ms(redis_server, key) <= 720_000
-    # A probe's sorted set expires with the hash.
+    # A probe is part of the one hash, so it expires with it.
     breaker.reset()
     breaker.open_for(0.0)
     permit = breaker.admit()
     assert permit.is_probe
-    assert 119_000 < _ttl_ms(redis_server, f"{key}:probes") <= 120_000
+    assert 119_000 < _ttl_ms(redis_server, key) <= 120_000
     permit.success()
     assert state_of(breaker) is CircuitState.CLOSED
     # An expired key reads as a fresh breaker, which is what every process then sees.
@@ -447,7 +481,7 @@ def test_idle_expiry_none_keeps_keys_forever(
     with pytest.raises(BoomError):
         pool.run_on("endpoint", _fail)
     assert state_of(pool.breaker("endpoint")) is CircuitState.OPEN
-    assert _ttl_ms(redis_server, f"aegis:test:{name}:{{endpoint}}") == -1
+    assert _ttl_ms(redis_server, f"aegis:test:{name}:{{endpoint}}:state") == -1
 
 
 def test_settings_are_validated(client: RedisClient) -> None:
@@ -548,10 +582,26 @@ _WINDOW = CountWindow(
 )
 
 
-@pytest.mark.parametrize("policy", [None, _WINDOW], ids=["consecutive", "count-window"])
+# 5 s buckets: "advance" steps roll the window over bucket by bucket and all at once.
+_TIME_WINDOW = TimeWindow(
+    window_s=20.0,
+    buckets=4,
+    minimum_calls=2,
+    failure_rate_threshold=0.5,
+    slow_call_duration_s=2.0,
+    slow_call_rate_threshold=0.75,
+)
+_POLICIES = pytest.mark.parametrize(
+    "policy",
+    [None, _WINDOW, _TIME_WINDOW],
+    ids=["consecutive", "count-window", "time-window"],
+)
+
+
+@_POLICIES
 @given(ops=_TIMED_OPS)
 def test_same_decisions_as_the_local_breaker_as_time_passes(
-    client: RedisClient, policy: CountWindow | None, ops: list[tuple[str, int]]
+    client: RedisClient, policy: CountWindow | TimeWindow | None, ops: list[tuple[str, int]]
 ) -> None:
     # Both breakers read one fake clock (the shared one with server_clock=False), so the open
     # timer, half-open, probe expiry and slow calls are compared too.
@@ -641,7 +691,9 @@ def test_listeners_hear_other_processes_transitions(client: RedisClient, name: s
     CLOSED, OPEN = CircuitState.CLOSED, CircuitState.OPEN  # noqa: N806  # short names
     assert changes == [(CLOSED, OPEN, True), (OPEN, CLOSED, False), (CLOSED, OPEN, True)]
     remote = [e for e in heard if isinstance(e, StateChanged) and e.remote]
-    assert all(e.at > 1e9 and e.breaker == name for e in remote)  # the server's clock
+    # `at`: when this process heard it, on its clock; `shared_at`: the server's clock.
+    assert all(e.breaker == name and e.at < 1e9 for e in remote)
+    assert all(e.shared_at is not None and e.shared_at > 1e9 for e in remote)
     mine.close()
     mine.close()  # closing twice is fine
     mine.reset()  # the breaker works on without its subscription
@@ -700,11 +752,12 @@ _CALL_OPS = st.lists(
 )
 
 
+@pytest.mark.parametrize("policy", [_WINDOW, _TIME_WINDOW], ids=["count", "time"])
 @given(ops=_CALL_OPS)
-def test_a_shared_count_window_decides_as_the_local_one(
-    client: RedisClient, ops: list[tuple[str, str, float]]
+def test_a_shared_window_decides_as_the_local_one(
+    client: RedisClient, policy: CountWindow | TimeWindow, ops: list[tuple[str, str, float]]
 ) -> None:
-    _same_windows(client, ops)
+    _same_windows(client, ops, policy)
 
 
 def _calls(pattern: str) -> list[tuple[str, str, float]]:
@@ -728,17 +781,45 @@ def _calls(pattern: str) -> list[tuple[str, str, float]]:
         "SISIFIS",  # ignored calls never enter the window
     ],
 )
-def test_a_shared_count_window_rolls_over_as_the_local_one(
-    client: RedisClient, pattern: str
+@pytest.mark.parametrize("policy", [_WINDOW, _TIME_WINDOW], ids=["count", "time"])
+def test_a_shared_window_rolls_over_as_the_local_one(
+    client: RedisClient, pattern: str, policy: CountWindow | TimeWindow
 ) -> None:
-    _same_windows(client, _calls(pattern))
+    _same_windows(client, _calls(pattern), policy)
 
 
-def _same_windows(client: RedisClient, ops: list[tuple[str, str, float]]) -> None:
-    # Whole calls, some slow, through both: the shared window (a string of outcomes in Redis)
-    # and the local ring must hold the same outcomes and trip and close on the same call.
+def test_a_shared_time_window_forgets_what_left_it(client: RedisClient) -> None:
+    # Outcomes leave a 20 s window of 5 s buckets bucket by bucket, on both sides.
+    _same_windows(client, _calls("SF++SSF++F"), _TIME_WINDOW)
     clock = FakeClock()
-    settings = {"half_open_max_calls": 2, "policy": _WINDOW}
+    shared = RedisCircuitBreaker(
+        client,
+        f"forget-{uuid.uuid4().hex}",
+        clock=clock,
+        server_clock=False,
+        policy=_TIME_WINDOW,
+    )
+    assert shared.call(_ok) == 42
+    clock.now += 5.0
+    assert shared.call(_ok) == 42
+    assert shared.snapshot().calls_in_window == 2
+    clock.now += 20.0  # both buckets have left the window
+    assert shared.snapshot().calls_in_window == 0
+    with pytest.raises(BoomError):
+        shared.call(_fail)  # alone in the window: below minimum_calls, so no verdict
+    status = shared.snapshot()
+    assert (status.calls_in_window, status.failed_calls, status.state) == (
+        1, 1, CircuitState.CLOSED,
+    )  # fmt: skip
+
+
+def _same_windows(
+    client: RedisClient, ops: list[tuple[str, str, float]], policy: CountWindow | TimeWindow
+) -> None:
+    # Whole calls, some slow, through both: the shared window (encoded in Redis) and the local
+    # one must hold the same outcomes and trip and close on the same call.
+    clock = FakeClock()
+    settings = {"half_open_max_calls": 2, "policy": policy}
     local = CircuitBreaker(recovery_timeout_s=10.0, clock=clock, **settings)  # type: ignore[arg-type]
     shared = RedisCircuitBreaker(
         client,
@@ -771,3 +852,56 @@ def _same_windows(client: RedisClient, ops: list[tuple[str, str, float]]) -> Non
         mine, theirs = local.snapshot().to_dict(), shared.snapshot().to_dict()
         del mine["name"], theirs["name"]
         assert mine == theirs
+
+
+class CountingClient:
+    """Forwards to a real client and counts the scripts run: one per round trip."""
+
+    def __init__(self, inner: RedisClient) -> None:
+        self.inner = inner
+        self.sent = 0
+
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        self.sent += 1
+        return self.inner.evalsha(sha, numkeys, *keys_and_args)
+
+    def script_load(self, script: str, /) -> object:
+        return self.inner.script_load(script)
+
+
+@pytest.mark.parametrize(
+    ("policy", "success_trips", "failure_trips"),
+    [(None, 1, 2), (_WINDOW, 2, 2), (_TIME_WINDOW, 2, 2)],
+    ids=["consecutive", "count-window", "time-window"],
+)
+def test_round_trips_per_call_while_closed(
+    client: RedisClient,
+    name: str,
+    policy: CountWindow | TimeWindow | None,
+    success_trips: int,
+    failure_trips: int,
+) -> None:
+    # Admitting reads once; a success that changes nothing writes nothing; anything else is
+    # one compare-and-set (more only when another writer got there first).
+    counting = CountingClient(client)
+    breaker = RedisCircuitBreaker(counting, name, 10**6, policy=policy)
+    assert breaker.call(_ok) == 42  # loads the script on first use
+    counting.sent = 0
+    for _ in range(5):
+        assert breaker.call(_ok) == 42
+    assert counting.sent == 5 * success_trips
+    counting.sent = 0
+    with pytest.raises(BoomError):
+        breaker.call(_fail)
+    assert counting.sent == failure_trips
+
+
+def test_a_lost_race_is_decided_again_on_the_current_state(client: RedisClient, name: str) -> None:
+    # Two processes admit on the same state; the second one's report conflicts with the
+    # first one's write and is decided again: both failures count, the breaker trips once.
+    one, two = _pair(client, name, limit=2)
+    first, second = one.admit(), two.admit()
+    first.failure(BoomError())
+    second.failure(BoomError())
+    assert state_of(one) is CircuitState.OPEN
+    assert one.generation == two.generation == 1

@@ -55,6 +55,33 @@ def test_four_processes_hammering_one_breaker_trip_it_exactly_once(
     assert breaker.consecutive_failures == limit
 
 
+def test_processes_filling_one_shared_time_window_lose_no_outcome(
+    redis_server: RedisServer,
+) -> None:
+    # Every outcome is a compare-and-set on one hash; racing writers decide again on the
+    # state that won, so the window ends up with every call of every process.
+    name, calls = _name(), 60
+    barrier = ctx.Barrier(PROCESSES)
+    out: multiprocessing.Queue[int] = ctx.Queue()
+    procs = [
+        ctx.Process(target=_workers.fill_window, args=(redis_server.url, name, calls, barrier, out))
+        for _ in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    assert sum(out.get(timeout=50) for _ in procs) == PROCESSES * calls
+    for p in procs:
+        p.join(timeout=10)
+        assert p.exitcode == 0
+    breaker = RedisCircuitBreaker(
+        connect_redis(redis_server.url), name, policy=_workers.COUNTING_WINDOW
+    )
+    status = breaker.snapshot()
+    assert status.state is CircuitState.CLOSED
+    assert status.calls_in_window == PROCESSES * calls
+    assert status.failed_calls == PROCESSES * (calls // 3)
+
+
 @pytest.mark.parametrize("max_calls", [1, 3])
 def test_half_open_admits_exactly_max_calls_probes_across_processes(
     redis_server: RedisServer, max_calls: int

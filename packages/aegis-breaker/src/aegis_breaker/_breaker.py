@@ -1,7 +1,13 @@
-"""The circuit breaker: one sans-I/O state machine with thin sync and async drivers."""
+"""The circuit breaker: thin sync and async drivers around one state machine in a store.
+
+Why one module over 400 lines: the drivers (call, acall, the decorator's wrappers, the
+context managers) are the hot path and share private fields with the core; splitting them
+would add a call per guarded call.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -11,11 +17,8 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
-import attrs
-
 from aegis_breaker._errors import BulkheadFullError, CircuitOpenError
 from aegis_breaker._events import (
-    BreakerEvent,
     BreakerListener,
     CallEvent,
     CallFailed,
@@ -25,16 +28,25 @@ from aegis_breaker._events import (
     CircuitState,
     StateChanged,
 )
-from aegis_breaker._policy import (
-    ConsecutiveFailures,
-    TimeWindow,
-    TripPolicy,
-    WindowCounts,
-    half_open_window,
-    new_window,
+from aegis_breaker._machine import (
+    FAILURE,
+    IGNORE,
+    SUCCESS,
+    Decision,
+    Event,
+    Machine,
+    MoveTo,
+    OpenFor,
+    Reset,
+    Rules,
+    Token,
+    minimum_calls,
+    window_counts,
 )
+from aegis_breaker._policy import ConsecutiveFailures, TripPolicy
 from aegis_breaker._settings import BreakerSettings
 from aegis_breaker._status import BreakerStatus
+from aegis_breaker._store import BreakerStore, MemoryStore
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -44,11 +56,10 @@ if TYPE_CHECKING:
         Coroutine,
         Generator,
         Iterable,
-        Iterator,
     )
     from types import TracebackType
 
-__all__ = ["CircuitBreaker", "Permit"]
+__all__ = ["CircuitBreaker", "Permit", "Token"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,34 +67,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 E = TypeVar("E")
 
-_CLOSED: Final = CircuitState.CLOSED
-_OPEN: Final = CircuitState.OPEN
 _HALF_OPEN: Final = CircuitState.HALF_OPEN
 _FORCED_OPEN: Final = CircuitState.FORCED_OPEN
 _DISABLED: Final = CircuitState.DISABLED
+_RESET: Final = Reset()
 
-# Outcomes of one admitted call.
-_SUCCESS: Final = 0
-_FAILURE: Final = 1
-_IGNORE: Final = 2
-
-
-@attrs.frozen
-class Token:
-    """What ties a report to its admission: the state period and, for a probe, its number.
-
-    Every state change bumps the generation, so a report whose token is stale changes
-    nothing: late results never transition. Calls admitted while CLOSED share one token per
-    generation, so admission allocates nothing.
-    """
-
-    generation: int
-    """The state period (generation) the call was admitted in."""
-    probe: int = 0
-    """0 for a call admitted while CLOSED or DISABLED; else the half-open probe's number."""
-    local: bool = False
-    """True when a `RedisCircuitBreaker` admitted it from its local fallback state."""
-
+_SUCCESS: Final = SUCCESS
+_FAILURE: Final = FAILURE
+_IGNORE: Final = IGNORE
 
 _SETTING_DEFAULTS: Final = BreakerSettings()
 
@@ -235,39 +226,24 @@ class CircuitBreaker:
 
     __slots__ = (
         "__weakref__",
+        "_admit",
         "_call_listeners",
         "_clock",
-        "_closed_token",
         "_cm_permits",
-        "_failures",
-        "_generation",
-        "_half_open_max_calls",
-        "_half_open_max_wait_s",
-        "_half_window",
+        "_io",
         "_is_failure",
-        "_limit",
         "_listeners",
         "_lock",
         "_name",
-        "_needs_now",
-        "_open_until",
-        "_plain",
         "_policy",
-        "_probe_number",
-        "_probes",
-        "_quiet_window",
-        "_recovery_timeout_s",
         "_rejected",
+        "_rules",
         "_settings",
         "_slow_limit",
         "_slow_s",
-        "_state",
-        "_success_threshold",
-        "_successes",
-        "_tally",
-        "_tally_bucket",
+        "_store",
+        "_store_report",
         "_timed",
-        "_window",
     )
 
     def __init__(  # the 0.1 keywords stay for compatibility
@@ -301,121 +277,89 @@ class CircuitBreaker:
             policy=policy,
         )
         self._settings = settings
-        trip = settings.trip_policy
-        self._policy: TripPolicy = trip
-        self._limit = trip.limit if isinstance(trip, ConsecutiveFailures) else 0
-        self._slow_s = trip.slow_call_duration_s
+        self._rules = rules = Rules.of(settings)
+        self._policy: TripPolicy = rules.policy
+        self._slow_s = rules.policy.slow_call_duration_s
         self._slow_limit = math.inf if self._slow_s is None else self._slow_s
-        self._tally: Iterator[int] | None = None
-        self._tally_bucket: tuple[int, float] | None = None
-        self._recovery_timeout_s = float(settings.recovery_timeout_s)
-        self._half_open_max_calls = settings.half_open_max_calls
-        self._success_threshold = settings.success_threshold
-        self._half_open_max_wait_s = settings.probe_max_wait_s
         self._is_failure = settings.is_failure
         self._clock = clock
         self._name = name
         self._listeners: tuple[BreakerListener, ...] = tuple(listeners)
         self._call_listeners: tuple[CallListener, ...] = tuple(call_listeners)
         self._lock = threading.Lock()
-        self._state = _CLOSED
-        self._generation = 0
-        self._failures = 0
-        self._successes = 0
         self._rejected = 0
-        self._open_until = 0.0
-        self._probe_number = 0
-        self._probes: dict[int, float] = {}  # probe number -> admission time
-        self._closed_token = Token(0)
-        self._window: WindowCounts | None = new_window(trip)
-        self._half_window: WindowCounts | None = None
-        self._plain = self._quiet_window = self._timed = self._needs_now = False
+        self._timed = False
         self._retune()
         self._cm_permits: ContextVar[tuple[Permit, ...]] = ContextVar(
             f"aegis_breaker_permits_{id(self)}", default=()
         )
-        if initial_state is not _CLOSED:
-            self._enter(CircuitState(initial_state), clock())
+        store = self._new_store(rules, clock, CircuitState(initial_state))
+        self._store: BreakerStore = store
+        self._admit = store.admit
+        self._store_report = store.report
+        self._io = store.does_io
+
+    def _new_store(
+        self, rules: Rules, clock: Callable[[], float], initial_state: CircuitState
+    ) -> BreakerStore:
+        """The store this breaker keeps its state in: in memory (`RedisCircuitBreaker`: Redis)."""
+        return MemoryStore(rules, clock, initial_state)
 
     def _retune(self) -> None:
-        """Recompute the fast-path flags from the policy and the call listeners."""
-        listening = bool(self._call_listeners)
-        # A consecutive-failure breaker nobody times skips the lock on a success that
-        # changes nothing; window policies must record every outcome.
-        consecutive = isinstance(self._policy, ConsecutiveFailures)
-        self._plain = consecutive and not listening
-        self._quiet_window = not consecutive and not listening
-        self._timed = self._slow_s is not None or listening
-        self._needs_now = isinstance(self._policy, TimeWindow) or listening
+        """Time calls when a slow-call policy or a call listener needs their durations."""
+        self._timed = self._slow_s is not None or bool(self._call_listeners)
 
     # -- the core: every driver goes through _acquire and _report ------------------------------
 
     def _acquire(self) -> Token:
         """Admit one call and return its token, or raise CircuitOpenError."""
-        # CLOSED admits everyone and changes nothing, so it needs no lock. Reading the
-        # generation before the state makes the token safe: every transition bumps the
-        # generation, so if one slipped in between the two reads the token is stale and
-        # the call's outcome is ignored as a late result (never a wrong transition).
-        token = self._closed_token
-        state = self._state
-        if state is _CLOSED or state is _DISABLED:
+        token = self._admit()
+        if token.__class__ is Token:
             return token
-        # acquire/release with try/finally costs half of a `with` block on CPython 3.11.
-        lock = self._lock
-        lock.acquire()
-        try:
-            state = self._state
-            if state is _CLOSED or state is _DISABLED:
-                return self._closed_token
-            now = self._clock()
-            token, rejected_in, retry_after_s, changed = self._admit_locked(now)
-            if rejected_in is not None:
-                self._rejected += 1
-            listeners = self._listeners
-            call_listeners = self._call_listeners
-        finally:
-            lock.release()
-        if rejected_in is not None:
-            if listeners or call_listeners:
-                rejected = CallRejected(self._name, rejected_in, retry_after_s, now)
-                events: list[BreakerEvent] = [] if changed is None else [changed]
-                _emit(listeners, [*events, rejected])
-                _emit(call_listeners, (rejected,))
-            raise CircuitOpenError(self._name, retry_after_s, rejected_in)
+        return self._admitted(token)  # type: ignore[arg-type]
+
+    def _admitted(self, decision: Decision) -> Token:
+        """Tell the listeners what *decision* did; return its token or raise the rejection."""
+        listeners = self._listeners
+        changed = self._changed(decision) if listeners else None
+        rejected_in = decision.rejected
+        if rejected_in is None:
+            if changed is not None:
+                _emit(listeners, (changed,))
+            assert decision.token is not None  # noqa: S101  # admitted
+            return decision.token
+        with self._lock:
+            self._rejected += 1
+        retry = decision.retry_after_s
+        call_listeners = self._call_listeners
+        if listeners or call_listeners:
+            at, shared_at = self._times(decision)
+            rejected = CallRejected(self._name, rejected_in, retry, at, shared_at)
+            _emit(listeners, (rejected,) if changed is None else (changed, rejected))
+            _emit(call_listeners, (rejected,))
+        raise CircuitOpenError(self._name, retry, rejected_in)
+
+    def _times(self, decision: Decision) -> tuple[float, float | None]:
+        """(at, shared_at) of an event: the breaker's clock, and a shared store's clock."""
+        if decision.shared:
+            return self._clock(), decision.now
+        return decision.now, None
+
+    def _tell(self, decision: Decision) -> None:
+        """Tell the listeners about the transition *decision* made, if any."""
+        changed = self._changed(decision)
         if changed is not None:
-            _emit(listeners, (changed,))
-        return token
+            _emit(self._listeners, (changed,))
 
-    def _admit_locked(
-        self, now: float
-    ) -> tuple[Token, CircuitState | None, float, StateChanged | None]:
-        """Admit or reject while OPEN, FORCED_OPEN or HALF_OPEN (lock held).
+    def _changed(self, decision: Decision) -> StateChanged | None:
+        """The `StateChanged` of *decision*, if it made a transition."""
+        old = decision.changed_from
+        if old is None:
+            return None
+        at, shared_at = self._times(decision)
+        return StateChanged(self._name, old, decision.state, at, shared_at=shared_at)
 
-        Returns (token, state rejected in or None, retry_after_s, state-change event or None).
-        """
-        state = self._state
-        if state is _FORCED_OPEN:
-            return self._closed_token, _FORCED_OPEN, math.inf, None
-        if state is _OPEN:
-            if now < self._open_until:
-                return self._closed_token, _OPEN, self._open_until - now, None
-            changed = self._transition(_HALF_OPEN, now)
-        else:
-            changed = None
-        probes = self._probes
-        if probes:
-            expired = now - self._half_open_max_wait_s
-            for stale in [t for t, at in probes.items() if at <= expired]:
-                del probes[stale]
-        if len(probes) >= self._half_open_max_calls:
-            # A slot frees at the latest when the oldest probe expires.
-            retry_after_s = min(probes.values()) + self._half_open_max_wait_s - now
-            return self._closed_token, _HALF_OPEN, retry_after_s, changed
-        self._probe_number += 1
-        probes[self._probe_number] = now
-        return Token(self._generation, self._probe_number), None, 0.0, changed
-
-    def _report(  # noqa: C901, PLR0912  # the hot path stays one function: a call costs ~50 ns
+    def _report(
         self,
         token: Token,
         outcome: int,
@@ -427,171 +371,34 @@ class CircuitBreaker:
 
         *now* is the clock reading at the end of the call, when the driver has one.
         """
-        if not token.probe:
-            if self._plain:
-                # A success with no failures counted changes nothing for a consecutive-failure
-                # breaker, whatever the generation: skip the lock. A racing failure is then
-                # ordered after this success, which is allowed since the two calls overlapped.
-                if outcome == _IGNORE or (outcome == _SUCCESS and self._failures == 0):
+        slow = duration_s > self._slow_limit
+        call_listeners = self._call_listeners
+        if outcome == _SUCCESS and not slow and not call_listeners:
+            store = self._store
+            quiet = store.quiet
+            if quiet is not None and token is store.closed_token:
+                # Nothing a lock is needed for (see `BreakerStore.quiet`). Racing a transition,
+                # a success may be noted in the next period's window: it never trips one.
+                bucket = store.quiet_bucket
+                if bucket is None:
+                    next(quiet)
                     return
-            elif self._quiet_window:
-                if (
-                    outcome == _SUCCESS
-                    and duration_s <= self._slow_limit
-                    and token.generation == self._generation
-                    and not self._failures
-                ):
-                    # No lock when the success cannot trip the window (see success_tally).
-                    # Racing a transition, it may land in the next window, never trip it.
-                    tally = self._tally
-                    if tally is not None:
-                        bucket = self._tally_bucket
-                        if bucket is None:
-                            next(tally)
-                            return
-                        if now is None:
-                            now = self._clock()
-                        if now // bucket[1] == bucket[0]:
-                            next(tally)
-                            return
-                if outcome != _IGNORE:
-                    self._record_closed(token, outcome, duration_s, now)
-                return
-        slow_s = self._slow_s
-        slow = slow_s is not None and duration_s > slow_s
-        slow_bit = 2 if slow else 0
-        if now is None:
-            now = self._clock() if self._needs_now else 0.0
-        lock = self._lock
-        lock.acquire()
-        try:
-            if not token.probe:
-                changed = self._report_closed(token, outcome, slow_bit, now)
-            else:
-                changed = self._report_probe(token, outcome, slow_bit, now)
-            call_listeners = self._call_listeners
-        finally:
-            lock.release()
-        if changed is not None:
-            _emit(self._listeners, (changed,))
+                if now is None:
+                    now = self._clock()
+                if now // store.bucket_width == bucket:
+                    next(quiet)
+                    return
+        decision = self._store_report(token, outcome, slow, now)
+        if decision is not None and self._listeners:
+            self._tell(decision)
         if call_listeners and outcome != _IGNORE:
-            _emit(call_listeners, (self._call_event(outcome, duration_s, slow, error, now),))
-
-    def _call_event(
-        self,
-        outcome: int,
-        duration_s: float,
-        slow: bool,  # noqa: FBT001  # private, positional for speed
-        error: BaseException | None,
-        now: float,
-    ) -> CallEvent:
-        if outcome == _SUCCESS:
-            return CallSucceeded(self._name, duration_s, slow, now)
-        return CallFailed(self._name, duration_s, slow, error, now)
-
-    def _record_closed(
-        self, token: Token, outcome: int, duration_s: float, now: float | None
-    ) -> None:
-        """`_report_closed` for a window breaker nobody listens to calls of: the hot path."""
-        slow_s = self._slow_s
-        code = outcome | 2 if slow_s is not None and duration_s > slow_s else outcome
-        if now is None:
-            now = self._clock() if self._needs_now else 0.0
-        lock = self._lock
-        lock.acquire()
-        try:
-            if token.generation != self._generation:
-                return  # a late result from an earlier state period
-            self._failures = self._failures + 1 if outcome else 0
-            window = self._window
-            if window is None:
-                return
-            if not window.record(code, now):
-                self._tally = window.success_tally()
-                self._tally_bucket = window.tally_bucket()
-                return
-            if self._state is not _CLOSED:
-                return
-            changed = self._transition(_OPEN, self._clock())
-        finally:
-            lock.release()
-        if changed is not None:
-            _emit(self._listeners, (changed,))
-
-    def _report_closed(
-        self, token: Token, outcome: int, slow_bit: int, now: float
-    ) -> StateChanged | None:
-        """Count an outcome admitted while CLOSED or DISABLED (lock held)."""
-        if token.generation != self._generation or outcome == _IGNORE:
-            return None  # a late result from an earlier state period, or nothing to count
-        failed = outcome == _FAILURE
-        if failed:
-            self._failures += 1
-        else:
-            self._failures = 0
-        window = self._window
-        if window is None:
-            tripped = failed and self._failures >= self._limit
-        else:
-            tripped = window.record(failed | slow_bit, now)
-        if tripped and self._state is _CLOSED:
-            return self._transition(_OPEN, self._clock())
-        return None
-
-    def _report_probe(
-        self, token: Token, outcome: int, slow_bit: int, now: float
-    ) -> StateChanged | None:
-        """Settle a half-open probe (lock held)."""
-        if (
-            token.generation != self._generation  # its half-open period is over
-            or self._probes.pop(token.probe, None) is None  # expired
-            or outcome == _IGNORE
-        ):
-            return None  # expired, its half-open period is over, or it says nothing
-        failed = outcome == _FAILURE
-        window = self._half_window
-        if window is None:  # ConsecutiveFailures
-            if failed:
-                self._failures += 1
-                return self._transition(_OPEN, self._clock())
-            self._successes += 1
-            if self._successes < self._success_threshold:
-                return None
-            return self._transition(_CLOSED, self._clock())
-        if failed:
-            self._failures += 1
-        else:
-            self._failures = 0
-        tripped = window.record(failed | slow_bit, now)
-        if window.counts(now)[0] < self._half_open_max_calls:
-            return None
-        return self._transition(_OPEN if tripped else _CLOSED, self._clock())
-
-    def _transition(self, new: CircuitState, now: float) -> StateChanged | None:
-        """Move to *new* (lock held); return the event if anyone listens."""
-        old = self._state
-        self._enter(new, now)
-        if self._listeners:
-            return StateChanged(self._name, old, new, now)
-        return None
-
-    def _enter(self, new: CircuitState, now: float) -> None:
-        """Set the state to *new* and start its period (lock held, or during __init__)."""
-        self._tally = self._tally_bucket = None
-        self._state = new
-        self._generation += 1
-        self._closed_token = Token(self._generation)
-        self._probes.clear()
-        self._successes = 0
-        if new is _OPEN:
-            self._open_until = now + self._recovery_timeout_s
-        elif new is _HALF_OPEN:
-            self._half_window = half_open_window(self._policy, self._half_open_max_calls)
-        elif new is _CLOSED or new is _DISABLED:
-            # The window keeps what tripped the breaker while OPEN, for `snapshot`; each
-            # closed (or measured-only) period starts from an empty one.
-            self._failures = 0
-            self._window = new_window(self._policy)
+            at = self._clock() if now is None else now
+            event: CallEvent = (
+                CallSucceeded(self._name, duration_s, slow, at)
+                if outcome == _SUCCESS
+                else CallFailed(self._name, duration_s, slow, error, at)
+            )
+            _emit(call_listeners, (event,))
 
     def _classify(self, exc: BaseException) -> int:
         """Map an exception to an outcome: ignored unless an Exception that is_failure accepts."""
@@ -636,8 +443,21 @@ class CircuitBreaker:
         return Permit(self, token, self._clock() if self._timed else None)
 
     async def _aacquire(self) -> Token:
-        """`_acquire` for async drivers; subclasses that do I/O keep it off the loop."""
-        return self._acquire()
+        """`_acquire` for async drivers: a store that does I/O is used off the event loop."""
+        if not self._io:
+            return self._acquire()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._acquire)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, future: asyncio.Future[Token]) -> None:
+        """Hand back the permit of an admission whose awaiting task was cancelled."""
+        if not future.cancelled() and future.exception() is None:
+            self._report(future.result(), _IGNORE)
 
     async def _areport(
         self,
@@ -647,8 +467,13 @@ class CircuitBreaker:
         error: BaseException | None = None,
         now: float | None = None,
     ) -> None:
-        """`_report` for async drivers; subclasses that do I/O keep it off the loop."""
-        self._report(token, outcome, duration_s, error, now)
+        """`_report` for async drivers: a store that does I/O is used off the event loop."""
+        if not self._io:
+            self._report(token, outcome, duration_s, error, now)
+            return
+        loop = asyncio.get_running_loop()
+        report = functools.partial(self._report, token, outcome, duration_s, error, now)
+        await asyncio.shield(loop.run_in_executor(None, report))
 
     # -- drivers: `call` and `acall` are the one guarded path every wrapper goes through ------
 
@@ -658,7 +483,10 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: When the call is rejected; *fn* is not called.
         """
-        token = self._acquire()
+        store = self._store
+        token = store.closed_token  # the CLOSED fast path of `_acquire`, inlined
+        if token is None:
+            token = self._acquire()
         if self._timed:
             clock = self._clock
             started = clock()
@@ -669,14 +497,32 @@ class CircuitBreaker:
                 self._report(token, self._classify(exc), ended - started, exc, ended)
                 raise
             ended = clock()
-            self._report(token, _SUCCESS, ended - started, None, ended)
+            duration = ended - started
+            # The quiet path of `_report`, inlined (time windows time every call).
+            quiet = store.quiet
+            if (
+                quiet is not None
+                and duration <= self._slow_limit
+                and token is store.closed_token
+                and not self._call_listeners
+            ):
+                bucket = store.quiet_bucket
+                if bucket is None or ended // store.bucket_width == bucket:
+                    next(quiet)
+                    return result
+            self._report(token, _SUCCESS, duration, None, ended)
             return result
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self._report(token, self._classify(exc), 0.0, exc)
             raise
-        self._report(token, _SUCCESS)
+        # Untimed: no call listeners, no slow calls. The quiet path of `_report`, inlined.
+        quiet = store.quiet
+        if quiet is not None and token is store.closed_token and store.quiet_bucket is None:
+            next(quiet)
+        else:
+            self._report(token, _SUCCESS)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -734,10 +580,29 @@ class CircuitBreaker:
             return async_wrapper
 
         call = self.call
+        store = self._store
+        acquire, report, classify = self._acquire, self._report, self._classify
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return call(fn, *args, **kwargs)
+            if self._timed:
+                return call(fn, *args, **kwargs)
+            # The untimed path of `call`, inlined (one call frame fewer per decorated call);
+            # the decisions stay in `_acquire` and `_report`.
+            token = store.closed_token
+            if token is None:
+                token = acquire()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                report(token, classify(exc), 0.0, exc)
+                raise
+            quiet = store.quiet
+            if quiet is not None and token is store.closed_token and store.quiet_bucket is None:
+                next(quiet)
+            else:
+                report(token, _SUCCESS)
+            return result
 
         return wrapper
 
@@ -837,17 +702,25 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Report the body's outcome; cancellation is ignored."""
-        self.__exit__(exc_type, exc, tb)
+        """Report the body's outcome (off the loop for a store that does I/O)."""
+        if not self._io:
+            self.__exit__(exc_type, exc, tb)
+            return
+        stack = self._cm_permits.get()
+        self._cm_permits.set(stack[:-1])
+        permit = stack[-1]
+        report = permit.success if exc is None else functools.partial(permit.failure, exc)
+        loop = asyncio.get_running_loop()
+        await asyncio.shield(loop.run_in_executor(None, report))
 
     # -- operator controls ---------------------------------------------------------------------
 
-    def _move(self, new: CircuitState) -> None:
-        """Transition to *new* unless already there, and tell the listeners."""
-        with self._lock:
-            changed = None if self._state is new else self._transition(new, self._clock())
-        if changed is not None:
-            _emit(self._listeners, (changed,))
+    def _apply(self, event: Event) -> Decision:
+        """Apply *event* to the store and tell the listeners about a transition."""
+        decision = self._store.apply(event)
+        if self._listeners:
+            self._tell(decision)
+        return decision
 
     def open_for(self, seconds: float) -> None:
         """Force the breaker OPEN for at least *seconds* (e.g. a provider's Retry-After).
@@ -860,89 +733,50 @@ class CircuitBreaker:
         """
         if not seconds >= 0:
             raise ValueError(f"open_for of circuit breaker {self._name!r}: seconds must be >= 0")
-        with self._lock:
-            now = self._clock()
-            until = now + seconds
-            changed = None
-            state = self._state
-            if state is _OPEN:
-                self._open_until = max(self._open_until, until)
-            elif state is not _FORCED_OPEN and state is not _DISABLED:
-                changed = self._transition(_OPEN, now)
-                self._open_until = until
-        if changed is not None:
-            _emit(self._listeners, (changed,))
+        self._apply(OpenFor(float(seconds)))
 
     def force_open(self) -> None:
         """Reject every call (state FORCED_OPEN) until `reset`, `disable` or a half-open move.
 
         Rejections carry ``retry_after_s == inf``. Emits `StateChanged` unless already forced.
         """
-        self._move(_FORCED_OPEN)
+        self._apply(MoveTo(_FORCED_OPEN))
 
     def disable(self) -> None:
         """Admit every call and never trip (state DISABLED); outcomes are still measured.
 
         Emits `StateChanged` unless already disabled; `reset` turns the breaker back on.
         """
-        self._move(_DISABLED)
+        self._apply(MoveTo(_DISABLED))
 
     def transition_to_half_open(self) -> None:
         """Move to HALF_OPEN now, so the next calls are probes; emits `StateChanged`."""
-        self._move(_HALF_OPEN)
+        self._apply(MoveTo(_HALF_OPEN))
 
     def reset(self) -> None:
         """Close the breaker and clear its counts and window; in-flight calls become late.
 
         Emits `StateChanged` unless the breaker was already CLOSED.
         """
-        with self._lock:
-            changed = None
-            if self._state is _CLOSED:
-                self._failures = 0
-                self._tally = self._tally_bucket = None
-                self._window = new_window(self._policy)
-            else:
-                changed = self._transition(_CLOSED, self._clock())
-        if changed is not None:
-            _emit(self._listeners, (changed,))
+        self._apply(_RESET)
 
     # -- inspection ----------------------------------------------------------------------------
 
-    def _observe(self) -> tuple[CircuitState, int, float]:
-        """Apply the lazy OPEN -> HALF_OPEN change and return (state, failures, retry_after_s)."""
-        with self._lock:
-            changed, retry = self._observe_locked(self._clock())
-            state, failures = self._state, self._failures
-        if changed is not None:
-            _emit(self._listeners, (changed,))
-        return state, failures, retry
-
-    def _observe_locked(self, now: float) -> tuple[StateChanged | None, float]:
-        changed = None
-        retry = 0.0
-        if self._state is _OPEN:
-            if now >= self._open_until:
-                changed = self._transition(_HALF_OPEN, now)
-            else:
-                retry = self._open_until - now
-        elif self._state is _FORCED_OPEN:
-            retry = math.inf
-        return changed, retry
+    def _look(self) -> tuple[Machine, Decision]:
+        """The state after any due OPEN -> HALF_OPEN change (told to the listeners)."""
+        machine, decision = self._store.look()
+        if self._listeners:
+            self._tell(decision)
+        return machine, decision
 
     def snapshot(self) -> BreakerStatus:
         """A typed, frozen `BreakerStatus`; applies a due OPEN -> HALF_OPEN change first."""
-        with self._lock:
-            now = self._clock()
-            changed, retry = self._observe_locked(now)
-            state = self._state
-            window = self._half_window if state is _HALF_OPEN else self._window
-            calls, failed, slow = (0, 0, 0) if window is None else window.counts(now)
-            snapshot_failures, rejected = self._failures, self._rejected
-        if changed is not None:
-            _emit(self._listeners, (changed,))
-        minimum = self._minimum_calls(state)
-        rated = window is not None and calls > 0 and calls >= minimum
+        machine, decision = self._look()
+        rules = self._rules
+        state = machine.state
+        calls, failed, slow = window_counts(rules, machine, decision.now)
+        has_window = not isinstance(rules.policy, ConsecutiveFailures)
+        rated = has_window and calls > 0 and calls >= minimum_calls(rules, state)
         return BreakerStatus(
             name=self._name,
             state=state,
@@ -951,35 +785,27 @@ class CircuitBreaker:
             calls_in_window=calls,
             failed_calls=failed,
             slow_calls=slow,
-            consecutive_failures=snapshot_failures,
-            rejected_calls=rejected,
-            retry_after_s=retry,
+            consecutive_failures=machine.failures,
+            rejected_calls=self._rejected,
+            retry_after_s=decision.retry_after_s,
         )
-
-    def _minimum_calls(self, state: CircuitState) -> int:
-        policy = self._policy
-        if isinstance(policy, ConsecutiveFailures):
-            return 0
-        if state is _HALF_OPEN:
-            return self._half_open_max_calls
-        if isinstance(policy, TimeWindow):
-            return policy.minimum_calls
-        return min(policy.minimum_calls, policy.size)
 
     @property
     def state(self) -> CircuitState:
         """The current state; reading it applies a due OPEN -> HALF_OPEN change."""
-        return self._observe()[0]
+        return self._look()[0].state
 
     @property
     def consecutive_failures(self) -> int:
         """Failures in a row counted so far (kept while OPEN/HALF_OPEN, cleared on closing)."""
-        return self._failures
+        if self._io:
+            return self._look()[0].failures
+        return self._store.machine.failures
 
     @property
     def retry_after_s(self) -> float:
         """Seconds until an OPEN breaker turns HALF_OPEN; inf when FORCED_OPEN; else 0.0."""
-        return self._observe()[2]
+        return self._look()[1].retry_after_s
 
     @property
     def name(self) -> str | None:
@@ -999,7 +825,9 @@ class CircuitBreaker:
     @property
     def generation(self) -> int:
         """A counter bumped on every state change; permits from older generations are late."""
-        return self._generation
+        if self._io:
+            return self._look()[0].generation
+        return self._store.machine.generation
 
     def status(self) -> dict[str, object]:
         """A plain-dict snapshot: `snapshot` as a dict, plus the 0.1 keys.
@@ -1010,7 +838,7 @@ class CircuitBreaker:
         """
         snapshot = self.snapshot().to_dict()
         snapshot["consecutive_failure_limit"] = self._settings.consecutive_failure_limit
-        snapshot["recovery_timeout_s"] = self._recovery_timeout_s
+        snapshot["recovery_timeout_s"] = self._rules.recovery_timeout_s
         return snapshot
 
     def add_listener(self, listener: BreakerListener) -> None:
@@ -1046,7 +874,8 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         """Show the name, state and failure count without changing anything."""
+        machine = self._store.machine
         return (
-            f"CircuitBreaker(name={self._name!r}, state={self._state.value!r}, "
-            f"consecutive_failures={self._failures})"
+            f"CircuitBreaker(name={self._name!r}, state={machine.state.value!r}, "
+            f"consecutive_failures={machine.failures})"
         )

@@ -6,12 +6,15 @@ import asyncio
 import collections
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aegis_breaker._errors import BulkheadFullError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
+
+R = TypeVar("R")
 
 __all__ = ["Bulkhead"]
 
@@ -228,6 +231,31 @@ class Bulkhead:
         if self._waiters:
             with self._lock:
                 self._serve_waiters()
+
+    def _run(self, fn: Callable[..., R], args: tuple[object, ...], kwargs: dict[str, object]) -> R:
+        """Call ``fn(*args, **kwargs)`` holding a permit (taken as `acquire` takes one).
+
+        `AgentPool`'s hot path: `try_acquire` and `release` inlined, and the arguments passed
+        packed, as the pool received them (re-splatting them costs more than the permit).
+
+        Raises:
+            BulkheadFullError: When no permit came free within ``max_wait_s``.
+        """
+        if self._waiters:
+            self.acquire()
+        else:
+            try:
+                self._free.pop()
+            except IndexError:
+                if not self._mint():
+                    self.acquire()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._free.append(None)
+            if self._waiters:
+                with self._lock:
+                    self._serve_waiters()
 
     def __enter__(self) -> Bulkhead:  # noqa: PYI034  # typing.Self is 3.11+
         """Take a permit for the ``with`` body (see `acquire`)."""

@@ -41,7 +41,14 @@ class CircuitState(str, enum.Enum):
 
 @attrs.frozen
 class StateChanged:
-    """A breaker moved from *old* to *new* at clock time *at*."""
+    """A breaker moved from *old* to *new* at clock time *at*.
+
+    ``at`` is always a reading of the breaker's own ``clock`` (monotonic seconds by default)
+    taken by the process that emits the event: when it made the change, or, for a change
+    another process made (``remote``), when it heard of it. A breaker whose state is shared
+    through Redis also gives the store's time of the change as ``shared_at``: the Redis
+    server's clock in epoch seconds (the breaker's clock with ``server_clock=False``).
+    """
 
     breaker: str | None
     """The breaker's name."""
@@ -50,9 +57,11 @@ class StateChanged:
     new: CircuitState
     """State after the change."""
     at: float
-    """The breaker's clock reading (monotonic seconds) when it changed."""
+    """The breaker's clock reading (monotonic seconds by default) when it changed or was heard."""
     remote: bool = False
     """True when another process made the change (a `RedisCircuitBreaker` hears them)."""
+    shared_at: float | None = None
+    """The shared store's clock at the change (Redis server epoch seconds); None if local."""
 
 
 @attrs.frozen
@@ -66,7 +75,9 @@ class CallRejected:
     retry_after_s: float
     """Seconds until a call may be admitted again, as carried by the CircuitOpenError."""
     at: float
-    """The breaker's clock reading (monotonic seconds) at rejection."""
+    """The breaker's clock reading (monotonic seconds by default) at rejection."""
+    shared_at: float | None = None
+    """The shared store's clock at the decision (Redis server epoch seconds); None if local."""
 
 
 @attrs.frozen

@@ -166,27 +166,13 @@ class AgentPool:
             CircuitOpenError: When the breaker rejects the call; *fn* is not called.
             BulkheadFullError: When no permit came free within ``max_wait_s``.
         """
-        return self._default.call(self._in_bulkhead, fn, args, kwargs)
+        return self._default.call(self._bulkhead._run, fn, args, kwargs)  # noqa: SLF001  # one package
 
     def run_on(self, key: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Like `run`, through the breaker for *key* (e.g. one provider endpoint)."""
-        return self.breaker(key).call(self._in_bulkhead, fn, args, kwargs)
-
-    def _in_bulkhead(
-        self, fn: Callable[..., R], args: tuple[object, ...], kwargs: dict[str, object]
-    ) -> R:
-        """Run *fn* holding a bulkhead permit; the breaker's `call` wraps this.
-
-        The breaker comes first, so an open circuit rejects at once without waiting for a
-        permit; a full bulkhead's `BulkheadFullError` is an ignored outcome for the breaker.
-        """
-        bulkhead = self._bulkhead
-        if not bulkhead.try_acquire():
-            bulkhead.acquire()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            bulkhead.release()
+        # The breaker comes first, so an open circuit rejects at once without waiting for a
+        # permit; a full bulkhead's `BulkheadFullError` is an ignored outcome for the breaker.
+        return self.breaker(key).call(self._bulkhead._run, fn, args, kwargs)  # noqa: SLF001  # one package
 
     async def _ain_bulkhead(
         self,
