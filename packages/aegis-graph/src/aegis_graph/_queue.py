@@ -1,25 +1,27 @@
-"""`TaskQueue`: a validated dependency graph that hands out ready tasks and cascades failures."""
+"""`TaskQueue`: a validated dependency graph that hands out ready tasks and cascades failures.
+
+Over 400 lines on purpose: one class whose per-task and batch paths share its private state;
+the construction-time checks live in `_build`.
+"""
 
 from __future__ import annotations
 
 import heapq
 import threading
 from collections import deque
-from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import eq, itemgetter, lt, not_
-from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
+from itertools import chain, compress, repeat
+from operator import lt, not_
+from typing import TYPE_CHECKING
 
 import attrs
 
+from aegis_graph import _build
 from aegis_graph._errors import (
-    CyclicDependencyError,
-    DuplicateTaskError,
     GraphError,
     InconsistentResumeError,
     InvalidTaskError,
     InvalidTransitionError,
     TaskNotReadyError,
-    UnknownDependencyError,
     UnknownTaskError,
 )
 from aegis_graph._mermaid import render_mermaid
@@ -27,11 +29,9 @@ from aegis_graph._state import SkipReason, TaskState
 from aegis_graph._task import Task
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator
 
 __all__ = ["TaskQueue"]
-
-_T = TypeVar("_T")
 
 _PENDING = TaskState.PENDING
 _RUNNING = TaskState.RUNNING
@@ -105,18 +105,18 @@ class TaskQueue:
         if 0 not in counts and n:
             # No task is free of dependencies, so every task is on or after a cycle (or names
             # an unknown id): find one without numbering the tasks or building any edges.
-            _raise_without_roots(task_tuple, ids, depends_on)
+            _build.raise_without_roots(task_tuple, ids, depends_on)
         index = dict(zip(ids, range(n), strict=True))
         if len(index) != n:
-            _raise_duplicate(ids)
+            _build.raise_duplicate(ids)
         # Edges are handled as two parallel int sequences (dependency, dependent) built with
         # C-level iteration: one dict lookup per edge and no per-edge Python bytecode. Every
         # sequence shares the index's int objects: the work is bound by memory traffic, and
         # fewer objects touched is measurably faster.
         try:
-            targets = _resolve(index, depends_on, sum(counts))
+            targets = _build.resolve(index, depends_on, sum(counts))
         except KeyError:
-            _raise_unknown_dependency(task_tuple, index)
+            _build.raise_unknown_dependency(task_tuple, index)
         numbers = list(index.values())
         roots = list(compress(numbers, map(not_, counts)))
         owners = list(chain.from_iterable(map(repeat, numbers, counts)))
@@ -126,7 +126,7 @@ class TaskQueue:
         # When every task only depends on earlier ones (the usual way to declare a pipeline),
         # declaration order is topological and there can be no cycle.
         if not all(map(lt, targets, owners)):
-            _check_acyclic(ids, targets, counts, dependents, roots)
+            _build.check_acyclic(ids, targets, counts, dependents, roots)
 
         self._tasks = task_tuple
         self._ids = ids
@@ -250,7 +250,7 @@ class TaskQueue:
         # The graph never changes, so the layers are computed once (racing threads would
         # compute the same value).
         if self._generations is None:
-            self._generations = _layers(self._remaining_at_start(), self._dependents)
+            self._generations = _build.layers(self._remaining_at_start(), self._dependents)
         return self._generations
 
     def to_mermaid(self, *, with_state: bool = False) -> str:
@@ -489,130 +489,3 @@ class TaskQueue:
         for s in states:
             counts[s] += 1
         return {s.value: c for s, c in counts.items() if c}
-
-
-def _raise_duplicate(ids: Sequence[str]) -> NoReturn:
-    seen: set[str] = set()
-    for task_id in ids:  # pragma: no branch  # a duplicate exists, so the loop raises
-        if task_id in seen:
-            raise DuplicateTaskError(task_id)
-        seen.add(task_id)
-    raise AssertionError  # pragma: no cover  # unreachable: the lengths differed
-
-
-def _raise_unknown_dependency(tasks: Sequence[Task], known: Container[str]) -> NoReturn:
-    for task in tasks:  # pragma: no branch  # an unknown id exists, so the loop raises
-        for dep in task.depends_on:
-            if dep not in known:
-                raise UnknownDependencyError(task.id, dep)
-    raise AssertionError  # pragma: no cover  # unreachable: a KeyError had a cause
-
-
-def _check_acyclic(
-    ids: list[str],
-    targets: Sequence[int],
-    counts: list[int],
-    dependents: list[list[int]],
-    roots: list[int],
-) -> None:
-    """Raise `CyclicDependencyError` if the graph has a cycle (Kahn's algorithm, O(V + E))."""
-    remaining = counts.copy()
-    order = roots.copy()
-    append = order.append
-    for i in order:  # the list grows while we walk it: a FIFO queue without a deque
-        for j in dependents[i]:
-            left = remaining[j] - 1
-            remaining[j] = left
-            if not left:
-                append(j)
-    if len(order) != len(counts):
-        _raise_cycle(ids, targets, counts, remaining)
-
-
-def _resolve(index: dict[str, int], depends_on: list[tuple[str, ...]], edges: int) -> Sequence[int]:
-    """The index of every dependency, task after task; `KeyError` for an unknown id."""
-    if edges > 1:
-        # One C call does every lookup (a little faster than mapping ``__getitem__``).
-        return cast("tuple[int, ...]", itemgetter(*chain.from_iterable(depends_on))(index))
-    return list(map(index.__getitem__, chain.from_iterable(depends_on)))
-
-
-def _raise_without_roots(
-    tasks: Sequence[Task],
-    ids: list[str],
-    depends_on: list[tuple[str, ...]],
-) -> NoReturn:
-    """Raise the error of a graph in which every task has a dependency.
-
-    Such a graph has a cycle unless it names an unknown id. The checks decide which error
-    wins as the general path does: a duplicate id, then an unknown dependency, then the
-    cycle, found by following each task's first dependency from the first task. O(V + E),
-    with one dict keyed by id and no numbering of the tasks.
-    """
-    n = len(ids)
-    following = dict(zip(ids, map(itemgetter(0), depends_on), strict=True))
-    if len(following) != n:
-        _raise_duplicate(ids)
-    # Check every dependency is known before walking: a walk of n steps may end on an unknown
-    # id it never had to look up (a single task depending on a missing one does).
-    if not all(map(following.__contains__, chain.from_iterable(depends_on))):
-        _raise_unknown_dependency(tasks, following)
-    cycle = _walk_to_cycle([ids[0]], following.__getitem__, n)
-    raise CyclicDependencyError(tuple(cycle))
-
-
-def _raise_cycle(
-    ids: list[str], targets: Sequence[int], counts: list[int], left_over: list[int]
-) -> NoReturn:
-    """Raise `CyclicDependencyError` for one cycle among the tasks Kahn's algorithm left over.
-
-    Args:
-        ids: The ids, in declaration order.
-        targets: The dependencies of every task, as indices, task after task.
-        counts: How many dependencies each task has.
-        left_over: Positive exactly for the left-over tasks.
-
-    Every left-over task waits on a left-over dependency: pick one for each (its *next*)
-    and walk. O(V + E).
-    """
-    starts = list(accumulate(counts, initial=0))
-    following = [-1] * len(counts)
-    for i in compress(range(len(counts)), left_over):
-        k = starts[i]
-        while not left_over[targets[k]]:  # an ordered dependency: try the next one
-            k += 1
-        following[i] = targets[k]
-    first = next(compress(range(len(counts)), left_over))
-    cycle = _walk_to_cycle([first], following.__getitem__, sum(map(bool, left_over)))
-    raise CyclicDependencyError(tuple(map(ids.__getitem__, cycle)))
-
-
-def _walk_to_cycle(path: list[_T], step: Callable[[_T], _T], steps: int) -> list[_T]:
-    """The cycle a walk of *steps* steps from ``path[0]`` ends on, first element repeated last.
-
-    Every node the walk reaches can step again, so a walk as long as the number of nodes it
-    may visit must end on a cycle, which it has gone round once just before its end. The
-    walk runs in C: map reads the path list while extend appends to it.
-    """
-    path.extend(islice(map(step, path), steps))
-    length = path[-2::-1].index(path[-1]) + 1
-    # Report the cycle from where the walk entered it, as a walk that stops at the first
-    # repeat would: the first position whose node comes back *length* steps later.
-    entry = next(compress(count(), map(eq, path, islice(path, length, None))))
-    return path[entry : entry + length + 1]
-
-
-def _layers(remaining: list[int], dependents: list[list[int]]) -> tuple[tuple[int, ...], ...]:
-    layer = [i for i, r in enumerate(remaining) if not r]
-    layers: list[tuple[int, ...]] = []
-    while layer:
-        layers.append(tuple(layer))
-        nxt: list[int] = []
-        for i in layer:
-            for j in dependents[i]:
-                remaining[j] -= 1
-                if not remaining[j]:
-                    nxt.append(j)
-        nxt.sort()
-        layer = nxt
-    return tuple(layers)
