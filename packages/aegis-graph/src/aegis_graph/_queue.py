@@ -6,12 +6,12 @@ the construction-time checks live in `_build`.
 
 from __future__ import annotations
 
-import heapq
 import threading
 from collections import deque
+from heapq import heappop, heappush
 from itertools import chain, compress, repeat
 from operator import lt, not_
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import attrs
 
@@ -29,9 +29,11 @@ from aegis_graph._state import SkipReason, TaskState
 from aegis_graph._task import Task
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["TaskQueue"]
+
+_Item = TypeVar("_Item")
 
 _PENDING = TaskState.PENDING
 _RUNNING = TaskState.RUNNING
@@ -49,9 +51,14 @@ class TaskQueue:
     Internally tasks are numbered in declaration order and every list this class returns
     follows that order.
 
+    Each step has a per-task form (`ready`, `start`, `complete`) and a batch form
+    (`ready_ids`, `start_many`, `start_ready`, `complete_many`) that takes the lock once per
+    call; a batch call does exactly what the same single calls in a row would, or raises the
+    error the first failing one would raise and changes nothing.
+
     Thread-safety: every method may be called from any number of threads at once; `start`
-    is how concurrent workers claim a task without duplicates (the loser of a race gets
-    `InvalidTransitionError`). No user code runs under the internal lock.
+    (or `start_ready`) is how concurrent workers claim a task without duplicates (the loser
+    of a race gets `InvalidTransitionError`). No user code runs under the internal lock.
     """
 
     _tasks: tuple[Task, ...]
@@ -61,6 +68,7 @@ class TaskQueue:
     _remaining: list[int]
     _state: list[TaskState]
     _ready: dict[str, int]
+    _heap: list[int]
     _running: dict[str, int]
     _skip_reason: dict[int, SkipReason]
     _blame: dict[int, int]
@@ -142,9 +150,13 @@ class TaskQueue:
         self._generations = None
         if self._resume(completed):
             state = self._state
-            self._ready = {ids[i]: i for i in range(n) if not counts[i] and state[i] is _PENDING}
-        else:
-            self._ready = dict(zip(map(ids.__getitem__, roots), roots, strict=True))
+            roots = [i for i in range(n) if not counts[i] and state[i] is _PENDING]
+        self._ready = dict(zip(map(ids.__getitem__, roots), roots, strict=True))
+        # The ready positions as a min-heap, so the first few ready tasks are found without
+        # scanning them all. Entries are never removed when a task leaves the ready set; a
+        # popped entry whose task is no longer PENDING is dropped (a PENDING task that was
+        # ready stays ready). A task becomes ready once, so the heap never exceeds n entries.
+        self._heap = roots  # ascending, so already a heap
         self._running = {}
 
     def _resume(self, completed: Iterable[str]) -> bool:
@@ -272,19 +284,51 @@ class TaskQueue:
 
         With ``limit``, only the first ``limit`` of them (what a scheduler with that many free
         slots needs). A pure query: nothing changes. Costs O(k log k) for k ready tasks, or
-        O(k log limit) with a limit, never a graph scan.
+        O(limit log n) with a small limit, never a graph scan.
         """
+        return self._first_ready(limit, self._tasks)
+
+    def ready_ids(self, limit: int | None = None) -> list[str]:
+        """The ids of `ready` (same order, same ``limit``), without building a list of tasks."""
+        return self._first_ready(limit, self._ids)
+
+    def _first_ready(self, limit: int | None, pick: Sequence[_Item]) -> list[_Item]:
         lock = self._lock
         lock.acquire()
         try:
-            if limit is None or limit >= len(self._ready):
-                ready = sorted(self._ready.values())
-            else:
-                ready = heapq.nsmallest(max(limit, 0), self._ready.values())
+            return list(map(pick.__getitem__, self._first_positions(limit, claim=False)))
         finally:
             lock.release()
-        tasks = self._tasks
-        return [tasks[i] for i in ready]
+
+    def _first_positions(self, limit: int | None, *, claim: bool) -> list[int]:
+        """The first *limit* ready positions (all of them for ``None``), ascending.
+
+        With *claim* they also leave the heap (the caller starts them). Call under the lock.
+        """
+        ready = self._ready
+        if limit is None or limit * 4 >= len(ready):
+            # A full sort is cheaper than the heap when the limit covers a good part of the
+            # ready tasks, and it rebuilds the heap without stale entries: a sorted list is
+            # a heap.
+            order = sorted(ready.values())
+            k = len(order) if limit is None else max(limit, 0)
+            self._heap = order[k:] if claim else order
+            return order[:k] if k < len(order) else order
+        if limit <= 0:
+            return []
+        # Pop the first `limit` ready positions (O(limit log n)) and, for a query, put them
+        # back; the entries of tasks no longer ready are dropped for good.
+        heap = self._heap
+        state = self._state
+        first: list[int] = []
+        while len(first) < limit:
+            i = heappop(heap)
+            if state[i] is _PENDING:
+                first.append(i)
+        if not claim:
+            for i in first:
+                heappush(heap, i)
+        return first
 
     def start(self, task_id: str) -> Task:
         """Claim a ready PENDING task: it becomes RUNNING.
@@ -309,6 +353,65 @@ class TaskQueue:
             return self._tasks[i]
         except (KeyError, TypeError):
             raise self._not_startable(task_id, "start") from None
+        finally:
+            lock.release()
+
+    def start_many(self, task_ids: Iterable[str]) -> None:
+        """Claim several ready PENDING tasks at once: `start` for each id, in order.
+
+        Either every task becomes RUNNING or, when one of the calls would fail, nothing
+        changes and the error that call would raise is raised (an id given twice fails the
+        second time, with `InvalidTransitionError`).
+
+        Raises:
+            TypeError: *task_ids* is a string (pass a list of ids).
+            UnknownTaskError: No task has one of the ids.
+            TaskNotReadyError: A task is PENDING but a dependency is not DONE.
+            InvalidTransitionError: A task is not PENDING, or its id is repeated.
+        """
+        batch = _batch(task_ids)
+        lock = self._lock
+        lock.acquire()
+        try:
+            ready = self._ready
+            positions: list[int | None] = []
+            try:
+                positions.extend(map(ready.pop, batch, repeat(None)))
+            except TypeError:  # an unhashable id: put back what was taken, report below
+                positions.append(None)
+            if None in positions:
+                _put_back(ready, batch, positions)
+                self._check_batch(batch, "start")
+                raise AssertionError  # pragma: no cover  # unreachable: the check raised
+            started = cast("list[int]", positions)
+            self._running.update(zip(batch, started, strict=True))
+            deque(map(self._state.__setitem__, started, repeat(_RUNNING)), maxlen=0)
+        finally:
+            lock.release()
+
+    def start_ready(self, limit: int | None = None) -> list[Task]:
+        """Claim the first ``limit`` ready tasks (all for ``None``): they become RUNNING.
+
+        What ``start_many(ready_ids(limit))`` would do, in one step: no other thread can
+        claim a task in between. With a limit it costs O(limit log n), never a scan of the
+        ready tasks.
+
+        Returns:
+            The claimed tasks, in declaration order (empty when none is ready).
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            positions = self._first_positions(limit, claim=True)
+            ids = list(map(self._ids.__getitem__, positions))
+            ready = self._ready
+            if len(ids) == len(ready):
+                ready.clear()
+            else:
+                deque(map(ready.__delitem__, ids), maxlen=0)
+            self._running.update(zip(ids, positions, strict=True))
+            deque(map(self._state.__setitem__, positions, repeat(_RUNNING)), maxlen=0)
+            return list(map(self._tasks.__getitem__, positions))
         finally:
             lock.release()
 
@@ -343,12 +446,14 @@ class TaskQueue:
                 state[i] = _DONE
                 remaining = self._remaining
                 ready = self._ready
+                heap = self._heap
                 ids = self._ids
                 for j in self._dependents[i]:
                     left = remaining[j] - 1
                     remaining[j] = left
                     if not left and state[j] is _PENDING:
                         ready[ids[j]] = j
+                        heappush(heap, j)
                 return []
             state[i] = _FAILED
             if self._stop_on_failure:
@@ -356,6 +461,101 @@ class TaskQueue:
             return self._skip_descendants(i)
         finally:
             lock.release()
+
+    def complete_many(self, task_ids: Iterable[str]) -> None:
+        """Finish several tasks as DONE at once: ``complete(id)`` for each id, in order.
+
+        Each task must be RUNNING, or ready and PENDING, or made ready by the ids before it
+        (``complete_many(["a", "b"])`` where b depends only on a is fine). Either every task
+        becomes DONE or, when one of the calls would fail, nothing changes and the error
+        that call would raise is raised. A batch only succeeds: report a failure with
+        ``complete(id, success=False)``, which cascades it.
+
+        Raises:
+            TypeError: *task_ids* is a string (pass a list of ids).
+            UnknownTaskError: No task has one of the ids.
+            TaskNotReadyError: A task is PENDING and waits on a task that is not DONE and
+                not earlier in the batch.
+            InvalidTransitionError: A task is already finished, or its id is repeated.
+        """
+        batch = _batch(task_ids)
+        lock = self._lock
+        lock.acquire()
+        try:
+            # The common case, every task RUNNING: take them all off the running set in C,
+            # and put them back if one was not there.
+            running = self._running
+            taken: list[int | None] = []
+            try:
+                taken.extend(map(running.pop, batch, repeat(None)))
+            except TypeError:  # an unhashable id: put back what was taken, check below
+                taken.append(None)
+            if None in taken:
+                _put_back(running, batch, taken)
+                positions = self._check_batch(batch, "complete")
+                ready = self._ready
+                for task_id in batch:
+                    running.pop(task_id, None)
+                    ready.pop(task_id, None)
+                self._mark_done(positions)
+                # Tasks of the batch that earlier ones made ready are DONE, not ready.
+                for task_id in batch:
+                    ready.pop(task_id, None)
+            else:
+                self._mark_done(cast("list[int]", taken))
+        finally:
+            lock.release()
+
+    def _mark_done(self, positions: list[int]) -> None:
+        """Mark the tasks at *positions*, taken off the ready and running sets, DONE."""
+        state = self._state
+        remaining = self._remaining
+        dependents = self._dependents
+        ready = self._ready
+        heap = self._heap
+        ids = self._ids
+        for i in positions:
+            state[i] = _DONE
+            for j in dependents[i]:
+                left = remaining[j] - 1
+                remaining[j] = left
+                if not left and state[j] is _PENDING:
+                    ready[ids[j]] = j
+                    heappush(heap, j)
+        self._unfinished -= len(positions)
+
+    def _check_batch(self, batch: list[str], action: str) -> list[int]:
+        """The positions of *batch* if the single calls would all succeed, in order.
+
+        Otherwise raise what the first failing single call would. Changes nothing. Call
+        under the lock.
+        """
+        state = self._state
+        index = self._index
+        seen: set[int] = set()
+        positions: list[int] = []
+        for task_id in batch:
+            i = self._position(task_id)
+            if i in seen:
+                raise InvalidTransitionError(
+                    task_id, _RUNNING if action == "start" else _DONE, action
+                )
+            current = state[i]
+            if current is _PENDING:
+                # Completing earlier ids of the batch makes their dependents ready.
+                waiting = tuple(
+                    dep
+                    for dep in self._tasks[i].depends_on
+                    if state[index[dep]] is not _DONE
+                    and (action == "start" or index[dep] not in seen)
+                )
+                if waiting:
+                    raise TaskNotReadyError(task_id, waiting)
+            elif current is not _RUNNING or action == "start":
+                raise InvalidTransitionError(task_id, current, action)
+            seen.add(i)
+            positions.append(i)
+        return positions
 
     def halt(self, reason: SkipReason = SkipReason.CANCELLED) -> list[str]:
         """Stop handing out work: every PENDING task becomes SKIPPED with *reason*.
@@ -376,6 +576,7 @@ class TaskQueue:
             state[i] = _SKIPPED
             skip_reason[i] = reason
         self._ready.clear()
+        self._heap = []
         self._unfinished -= len(skipped)
         ids = self._ids
         return [ids[i] for i in skipped]
@@ -489,3 +690,19 @@ class TaskQueue:
         for s in states:
             counts[s] += 1
         return {s.value: c for s, c in counts.items() if c}
+
+
+def _batch(task_ids: Iterable[str]) -> list[str]:
+    """The ids of a batch call as a list; a bare string is a mistake, not a list of letters."""
+    if isinstance(task_ids, str):
+        msg = f"expected an iterable of task ids, got the string {task_ids!r}"
+        raise TypeError(f"{msg} (write [{task_ids!r}])")
+    return list(task_ids)
+
+
+def _put_back(taken_from: dict[str, int], batch: list[str], taken: list[int | None]) -> None:
+    """Undo a batch's pops: *taken* holds a position or ``None`` per id, and may be short."""
+    # Not strict: after an unhashable id, *taken* stops at it (with a None for it).
+    taken_from.update(
+        (task_id, i) for task_id, i in zip(batch, taken, strict=False) if i is not None
+    )
