@@ -47,7 +47,8 @@ class TaskQueue:
     """A dependency graph of tasks that hands out ready work and cascades failures.
 
     The graph is validated once, at construction (O(V + E), iterative, so a 100k-task chain
-    is fine); afterwards each call costs O(1) amortised per dependency edge it touches.
+    is fine); afterwards each call costs O(1) amortised per dependency edge it touches, plus
+    O(log n) for each task it makes ready.
     Internally tasks are numbered in declaration order and every list this class returns
     follows that order.
 
@@ -109,11 +110,11 @@ class TaskQueue:
         ids = [task.id for task in task_tuple]
         n = len(ids)
         depends_on = [task.depends_on for task in task_tuple]
-        counts = list(map(len, depends_on))
-        if 0 not in counts and n:
+        if n and all(depends_on):  # stops at the first task without dependencies
             # No task is free of dependencies, so every task is on or after a cycle (or names
             # an unknown id): find one without numbering the tasks or building any edges.
             _build.raise_without_roots(task_tuple, ids, depends_on)
+        counts = list(map(len, depends_on))
         index = dict(zip(ids, range(n), strict=True))
         if len(index) != n:
             _build.raise_duplicate(ids)
