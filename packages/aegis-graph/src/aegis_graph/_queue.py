@@ -11,7 +11,7 @@ from collections import deque
 from heapq import heappop, heappush
 from itertools import chain, compress, repeat
 from operator import lt, not_
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -370,23 +370,33 @@ class TaskQueue:
             TaskNotReadyError: A task is PENDING but a dependency is not DONE.
             InvalidTransitionError: A task is not PENDING, or its id is repeated.
         """
-        batch = _batch(task_ids)
+        batch = task_ids if type(task_ids) is list else _batch(task_ids)
         lock = self._lock
         lock.acquire()
         try:
+            # Plain loops, inline: cheaper than C-level map/zip pipelines or helper calls
+            # at any batch size, and a batch of one costs little more than `start`.
             ready = self._ready
-            positions: list[int | None] = []
+            running = self._running
+            state = self._state
+            started = 0
             try:
-                positions.extend(map(ready.pop, batch, repeat(None)))
-            except TypeError:  # an unhashable id: put back what was taken, report below
-                positions.append(None)
-            if None in positions:
-                _put_back(ready, batch, positions)
+                for task_id in batch:
+                    i = ready.pop(task_id, None)
+                    if i is None:
+                        break
+                    running[task_id] = i
+                    state[i] = _RUNNING
+                    started += 1
+            except TypeError:  # an unhashable id: undone and reported below
+                pass
+            if started != len(batch):
+                for task_id in batch[:started]:
+                    i = running.pop(task_id)
+                    ready[task_id] = i
+                    state[i] = _PENDING
                 self._check_batch(batch, "start")
                 raise AssertionError  # pragma: no cover  # unreachable: the check raised
-            started = cast("list[int]", positions)
-            self._running.update(zip(batch, started, strict=True))
-            deque(map(self._state.__setitem__, started, repeat(_RUNNING)), maxlen=0)
         finally:
             lock.release()
 
@@ -404,15 +414,17 @@ class TaskQueue:
         lock.acquire()
         try:
             positions = self._first_positions(limit, claim=True)
-            ids = list(map(self._ids.__getitem__, positions))
             ready = self._ready
-            if len(ids) == len(ready):
-                ready.clear()
-            else:
-                deque(map(ready.__delitem__, ids), maxlen=0)
-            self._running.update(zip(ids, positions, strict=True))
-            deque(map(self._state.__setitem__, positions, repeat(_RUNNING)), maxlen=0)
-            return list(map(self._tasks.__getitem__, positions))
+            running = self._running
+            state = self._state
+            ids = self._ids
+            for i in positions:
+                task_id = ids[i]
+                del ready[task_id]
+                running[task_id] = i
+                state[i] = _RUNNING
+            tasks = self._tasks
+            return [tasks[i] for i in positions]
         finally:
             lock.release()
 
@@ -479,31 +491,37 @@ class TaskQueue:
                 not earlier in the batch.
             InvalidTransitionError: A task is already finished, or its id is repeated.
         """
-        batch = _batch(task_ids)
+        batch = task_ids if type(task_ids) is list else _batch(task_ids)
         lock = self._lock
         lock.acquire()
         try:
-            # The common case, every task RUNNING: take them all off the running set in C,
-            # and put them back if one was not there.
+            # The common case, every task RUNNING: take them off the running set, and put
+            # them back if one was not there.
             running = self._running
-            taken: list[int | None] = []
+            taken: list[int] = []
+            append = taken.append
             try:
-                taken.extend(map(running.pop, batch, repeat(None)))
-            except TypeError:  # an unhashable id: put back what was taken, check below
-                taken.append(None)
-            if None in taken:
-                _put_back(running, batch, taken)
-                positions = self._check_batch(batch, "complete")
-                ready = self._ready
                 for task_id in batch:
-                    running.pop(task_id, None)
-                    ready.pop(task_id, None)
-                self._mark_done(positions)
-                # Tasks of the batch that earlier ones made ready are DONE, not ready.
-                for task_id in batch:
-                    ready.pop(task_id, None)
-            else:
-                self._mark_done(cast("list[int]", taken))
+                    i = running.pop(task_id, None)
+                    if i is None:
+                        break
+                    append(i)
+            except TypeError:  # an unhashable id: put back and reported below
+                pass
+            if len(taken) == len(batch):
+                self._mark_done(taken)
+                return
+            for task_id, i in zip(batch, taken):  # noqa: B905  # a prefix of the batch
+                running[task_id] = i
+            positions = self._check_batch(batch, "complete")
+            ready = self._ready
+            for task_id in batch:
+                running.pop(task_id, None)
+                ready.pop(task_id, None)
+            self._mark_done(positions)
+            # Tasks of the batch that earlier ones made ready are DONE, not ready.
+            for task_id in batch:
+                ready.pop(task_id, None)
         finally:
             lock.release()
 
@@ -694,16 +712,11 @@ class TaskQueue:
 
 
 def _batch(task_ids: Iterable[str]) -> list[str]:
-    """The ids of a batch call as a list; a bare string is a mistake, not a list of letters."""
+    """The ids of a batch call as a list; a bare string is a mistake, not a list of letters.
+
+    Batch calls pass a list through as it is: they only read it, under the lock.
+    """
     if isinstance(task_ids, str):
         msg = f"expected an iterable of task ids, got the string {task_ids!r}"
         raise TypeError(f"{msg} (write [{task_ids!r}])")
     return list(task_ids)
-
-
-def _put_back(taken_from: dict[str, int], batch: list[str], taken: list[int | None]) -> None:
-    """Undo a batch's pops: *taken* holds a position or ``None`` per id, and may be short."""
-    # Not strict: after an unhashable id, *taken* stops at it (with a None for it).
-    taken_from.update(
-        (task_id, i) for task_id, i in zip(batch, taken, strict=False) if i is not None
-    )
