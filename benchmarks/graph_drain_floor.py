@@ -18,7 +18,7 @@ interleaved with the others; the script prints the median and range of each, and
 floors' share of the budget taken round by round. It also splits the batched drain
 (``ready_ids``/``start_many``/``complete_many``) out of the build.
 
-Run: ``python benchmarks/graph_drain_floor.py [--rounds N]``
+Run: ``python benchmarks/graph_drain_floor.py [--rounds N] [--clock cpu]``
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from itertools import chain
 
+import graph_vs_graphlib as bench
 from aegis_graph import Task, TaskQueue
 from graph_vs_graphlib import N, random_dag, spread, timed
 
@@ -176,12 +177,14 @@ def interleaved_runs(cases: dict[str, tuple[Setup, Timed]], rounds: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="runs of each measurement")
+    parser.add_argument("--clock", choices=sorted(bench.CLOCKS), default="wall")
     args = parser.parse_args()
+    bench.clock = bench.CLOCKS[args.clock]
     ids = [f"task-{i}" for i in range(N)]
     tasks = [Task(ids[i], depends_on=[ids[d] for d in ds]) for i, ds in enumerate(random_dag(N))]
     edges = sum(len(t.depends_on) for t in tasks)
     times = interleaved_runs(measurements(tasks), args.rounds)
-    print(f"{args.rounds} rounds, interleaved; {N} tasks, {edges} edges, random DAG")
+    print(f"{args.rounds} rounds, interleaved, {args.clock} clock; {N} tasks, {edges} edges")
     print("ms, median [min-max]")
     for name, xs in times.items():
         print(f"  {name:<24} {spread(xs, 1e3)}")
