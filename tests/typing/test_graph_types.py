@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     assert_type(q.ready_ids(), list[str])
     assert_type(q.ready_ids(None), list[str])
     assert_type(q.start_ready(4), list[Task])
-    assert_type(q.start_many(["b"]), None)
-    assert_type(q.complete_many(("b",)), None)
+    q.start_many(["b"])  # returns None
+    q.complete_many(("b",))  # any iterable of ids
     assert_type(q.halt(), list[str])
     assert_type(q.halt(SkipReason.STOPPED), list[str])
     assert_type(q.state("a"), TaskState)
