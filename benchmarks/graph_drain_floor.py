@@ -12,25 +12,29 @@ generations, each in declaration order):
 * *lookups*: numbering the ids and looking every dependency up once, the least validation
   can do (no reverse edges, no cycle check).
 
-It prints the budget that 2x graphlib's throughput leaves and what the two floors already
-use of it. Run: ``python benchmarks/graph_drain_floor.py``
+It prints the budget that 2x graphlib's throughput (its batched ``done(*nodes)`` drain)
+leaves and what the floors already use of it. Every measurement runs ROUNDS times,
+interleaved with the others; the script prints the median and range of each, and of the
+floors' share of the budget taken round by round. It also splits the batched drain
+(``ready_ids``/``start_many``/``complete_many``) out of the build.
+
+Run: ``python benchmarks/graph_drain_floor.py [--rounds N] [--clock cpu]``
 """
 
 from __future__ import annotations
 
+import argparse
 import graphlib
+import statistics
 import threading
 from collections.abc import Callable
 from itertools import chain
 
+import graph_vs_graphlib as bench
 from aegis_graph import Task, TaskQueue
-from graph_vs_graphlib import N, random_dag, timed
+from graph_vs_graphlib import N, random_dag, spread, timed
 
-REPEATS = 5
-
-
-def best(fn: Callable[[], object]) -> float:
-    return min(timed(fn) for _ in range(REPEATS))
+ROUNDS = 5
 
 
 class HandOffOnly:
@@ -82,37 +86,36 @@ def drain_order(tasks: list[Task]) -> list[list[Task]]:
     return generations
 
 
-def ours(tasks: list[Task]) -> tuple[float, float]:
-    """Best build and best drain of a TaskQueue."""
-    queues = [TaskQueue(tasks) for _ in range(REPEATS)]
-
-    def drain() -> None:
-        q = queues.pop()
-        while not q.is_finished:
-            for t in q.ready():
-                q.start(t.id)
-                q.complete(t.id)
-
-    return best(lambda: TaskQueue(tasks)), best(drain)
+Setup = Callable[[], object]
+Timed = Callable[[object], object]
 
 
-def theirs(graph: dict[str, list[str]]) -> tuple[float, float]:
-    """Best build (with prepare) and best build + drain of a graphlib.TopologicalSorter."""
-
-    def build() -> None:
-        graphlib.TopologicalSorter(graph).prepare()
-
-    def everything() -> None:
-        ts = graphlib.TopologicalSorter(graph)
-        ts.prepare()
-        while ts.is_active():
-            ts.done(*ts.get_ready())
-
-    return best(build), best(everything)
+def drain(q: object) -> None:
+    assert isinstance(q, TaskQueue)
+    while not q.is_finished:
+        for t in q.ready():
+            q.start(t.id)
+            q.complete(t.id)
 
 
-def floors(tasks: list[Task], generations: list[list[Task]]) -> tuple[float, float, float]:
+def drain_batched(q: object) -> None:
+    assert isinstance(q, TaskQueue)
+    while not q.is_finished:
+        ids = q.ready_ids()
+        q.start_many(ids)
+        q.complete_many(ids)
+
+
+def graphlib_all(graph: object) -> None:
+    ts = graphlib.TopologicalSorter(graph)
+    ts.prepare()
+    while ts.is_active():
+        ts.done(*ts.get_ready())
+
+
+def floors(tasks: list[Task]) -> dict[str, tuple[Setup, Timed]]:
     """The calls, edges and lookups floors, the first two in the drain's order."""
+    generations = drain_order(tasks)
     position = {t.id: i for i, t in enumerate(tasks)}
     order = [position[t.id] for layer in generations for t in layer]
     dependents: list[list[int]] = [[] for _ in tasks]
@@ -120,42 +123,90 @@ def floors(tasks: list[Task], generations: list[list[Task]]) -> tuple[float, flo
         for dep in t.depends_on:
             dependents[position[dep]].append(i)
 
-    def calls() -> None:
-        stub = HandOffOnly(generations)
+    def calls(stub: object) -> None:
+        assert isinstance(stub, HandOffOnly)
         for _ in generations:
             for t in stub.ready():
                 stub.start(t.id)
                 stub.complete(t.id)
 
-    def edges() -> None:
-        remaining = [len(t.depends_on) for t in tasks]
+    def edges(remaining: object) -> None:
+        assert isinstance(remaining, list)
         for i in order:
             for j in dependents[i]:
                 remaining[j] -= 1
 
-    def lookups() -> None:
+    def lookups(_: object) -> None:
         index = {t.id: i for i, t in enumerate(tasks)}
         list(map(index.__getitem__, chain.from_iterable(t.depends_on for t in tasks)))
 
-    return best(calls), best(edges), best(lookups)
+    return {
+        "floor: calls": (lambda: HandOffOnly(generations), calls),
+        "floor: edges": (lambda: [len(t.depends_on) for t in tasks], edges),
+        "floor: lookups": (lambda: None, lookups),
+    }
+
+
+def measurements(tasks: list[Task]) -> dict[str, tuple[Setup, Timed]]:
+    """Every measurement by name: an untimed setup, and the timed part given its result."""
+    graph = {t.id: list(t.depends_on) for t in tasks}
+    return {
+        "aegis build": (lambda: tasks, TaskQueue),
+        "aegis drain, per task": (lambda: TaskQueue(tasks), drain),
+        "aegis drain, batched": (lambda: TaskQueue(tasks), drain_batched),
+        "graphlib build": (
+            lambda: graph,
+            lambda g: graphlib.TopologicalSorter(g).prepare(),
+        ),
+        "graphlib build + drain": (lambda: graph, graphlib_all),
+        **floors(tasks),
+    }
+
+
+def interleaved_runs(cases: dict[str, tuple[Setup, Timed]], rounds: int) -> dict[str, list[float]]:
+    """Wall times of every case, one run of each per round, setups untimed."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (setup, run) in cases.items():
+            arg = setup()
+            times[name].append(timed(lambda run=run, arg=arg: run(arg)))
+            del arg
+    return times
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="runs of each measurement")
+    parser.add_argument("--clock", choices=sorted(bench.CLOCKS), default="wall")
+    args = parser.parse_args()
+    bench.clock = bench.CLOCKS[args.clock]
     ids = [f"task-{i}" for i in range(N)]
     tasks = [Task(ids[i], depends_on=[ids[d] for d in ds]) for i, ds in enumerate(random_dag(N))]
-    graph = {t.id: list(t.depends_on) for t in tasks}
-    build, drain = ours(tasks)
-    theirs_build, theirs_all = theirs(graph)
-    calls, edges, lookups = floors(tasks, drain_order(tasks))
-    budget = theirs_all / 2
-    print(f"best of {REPEATS}; {N} tasks, {sum(map(len, graph.values()))} edges, random DAG")
-    print(f"aegis    build {build * 1e3:6.1f} ms   drain {drain * 1e3:6.1f} ms")
-    print(f"graphlib build {theirs_build * 1e3:6.1f} ms   all   {theirs_all * 1e3:6.1f} ms")
-    print(f"2x graphlib leaves {budget * 1e3:.1f} ms for build + drain")
-    floor = calls + edges + lookups
+    edges = sum(len(t.depends_on) for t in tasks)
+    times = interleaved_runs(measurements(tasks), args.rounds)
+    print(f"{args.rounds} rounds, interleaved, {args.clock} clock; {N} tasks, {edges} edges")
+    print("ms, median [min-max]")
+    for name, xs in times.items():
+        print(f"  {name:<24} {spread(xs, 1e3)}")
+    rounds = range(args.rounds)
+    budget = [times["graphlib build + drain"][r] / 2 for r in rounds]
+    floor = [
+        times["floor: calls"][r] + times["floor: edges"][r] + times["floor: lookups"][r]
+        for r in rounds
+    ]
+    per_task = [times["aegis build"][r] + times["aegis drain, per task"][r] for r in rounds]
+    batched = [times["aegis build"][r] + times["aegis drain, batched"][r] for r in rounds]
+    print(f"2x graphlib leaves {spread(budget, 1e3)} ms for build + drain")
+    print(f"floors (calls + edges + lookups): {spread(floor, 1e3)} ms")
+    share = [f / b for f, b in zip(floor, budget, strict=True)]
+    print(f"  share of the budget: {spread(share, 100, '.0f')} %")
+    print(f"aegis build + per-task drain: {spread(per_task, 1e3)} ms")
+    print(f"aegis build + batched drain:  {spread(batched, 1e3)} ms")
+    speedup = [2 * b / t for t, b in zip(batched, budget, strict=True)]
+    print(f"  batched vs graphlib batched: x{spread(speedup, fmt='.2f')}")
     print(
-        f"floors: calls {calls * 1e3:.1f} ms + edges {edges * 1e3:.1f} ms + lookups "
-        f"{lookups * 1e3:.1f} ms = {floor * 1e3:.1f} ms, {floor / budget:.0%} of that budget"
+        f"  (median build share of the batched total: "
+        f"{statistics.median(times['aegis build']) / statistics.median(batched):.0%})"
     )
 
 

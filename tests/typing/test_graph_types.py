@@ -37,6 +37,12 @@ if TYPE_CHECKING:
     assert_type(q.ready(), list[Task])
     assert_type(q.start("b"), Task)
     assert_type(q.complete("b", success=False), list[str])
+    assert_type(q.ready(2), list[Task])
+    assert_type(q.ready_ids(), list[str])
+    assert_type(q.ready_ids(None), list[str])
+    assert_type(q.start_ready(4), list[Task])
+    q.start_many(["b"])  # returns None
+    q.complete_many(("b",))  # any iterable of ids
     assert_type(q.halt(), list[str])
     assert_type(q.halt(SkipReason.STOPPED), list[str])
     assert_type(q.state("a"), TaskState)

@@ -1,25 +1,27 @@
-"""`TaskQueue`: a validated dependency graph that hands out ready tasks and cascades failures."""
+"""`TaskQueue`: a validated dependency graph that hands out ready tasks and cascades failures.
+
+Over 400 lines on purpose: one class whose per-task and batch paths share its private state;
+the construction-time checks live in `_build`.
+"""
 
 from __future__ import annotations
 
-import heapq
 import threading
 from collections import deque
-from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import eq, itemgetter, lt, not_
-from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
+from heapq import heappop, heappush
+from itertools import chain, compress, repeat
+from operator import lt, not_
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
+from aegis_graph import _build
 from aegis_graph._errors import (
-    CyclicDependencyError,
-    DuplicateTaskError,
     GraphError,
     InconsistentResumeError,
     InvalidTaskError,
     InvalidTransitionError,
     TaskNotReadyError,
-    UnknownDependencyError,
     UnknownTaskError,
 )
 from aegis_graph._mermaid import render_mermaid
@@ -27,11 +29,11 @@ from aegis_graph._state import SkipReason, TaskState
 from aegis_graph._task import Task
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["TaskQueue"]
 
-_T = TypeVar("_T")
+_Item = TypeVar("_Item")
 
 _PENDING = TaskState.PENDING
 _RUNNING = TaskState.RUNNING
@@ -45,13 +47,19 @@ class TaskQueue:
     """A dependency graph of tasks that hands out ready work and cascades failures.
 
     The graph is validated once, at construction (O(V + E), iterative, so a 100k-task chain
-    is fine); afterwards each call costs O(1) amortised per dependency edge it touches.
+    is fine); afterwards each call costs O(1) amortised per dependency edge it touches, plus
+    O(log n) for each task it makes ready.
     Internally tasks are numbered in declaration order and every list this class returns
     follows that order.
 
+    Each step has a per-task form (`ready`, `start`, `complete`) and a batch form
+    (`ready_ids`, `start_many`, `start_ready`, `complete_many`) that takes the lock once per
+    call; a batch call does exactly what the same single calls in a row would, or raises the
+    error the first failing one would raise and changes nothing.
+
     Thread-safety: every method may be called from any number of threads at once; `start`
-    is how concurrent workers claim a task without duplicates (the loser of a race gets
-    `InvalidTransitionError`). No user code runs under the internal lock.
+    (or `start_ready`) is how concurrent workers claim a task without duplicates (the loser
+    of a race gets `InvalidTransitionError`). No user code runs under the internal lock.
     """
 
     _tasks: tuple[Task, ...]
@@ -61,6 +69,7 @@ class TaskQueue:
     _remaining: list[int]
     _state: list[TaskState]
     _ready: dict[str, int]
+    _heap: list[int]
     _running: dict[str, int]
     _skip_reason: dict[int, SkipReason]
     _blame: dict[int, int]
@@ -101,22 +110,22 @@ class TaskQueue:
         ids = [task.id for task in task_tuple]
         n = len(ids)
         depends_on = [task.depends_on for task in task_tuple]
-        counts = list(map(len, depends_on))
-        if 0 not in counts and n:
+        if n and all(depends_on):  # stops at the first task without dependencies
             # No task is free of dependencies, so every task is on or after a cycle (or names
             # an unknown id): find one without numbering the tasks or building any edges.
-            _raise_without_roots(task_tuple, ids, depends_on)
+            _build.raise_without_roots(task_tuple, ids, depends_on)
+        counts = list(map(len, depends_on))
         index = dict(zip(ids, range(n), strict=True))
         if len(index) != n:
-            _raise_duplicate(ids)
+            _build.raise_duplicate(ids)
         # Edges are handled as two parallel int sequences (dependency, dependent) built with
         # C-level iteration: one dict lookup per edge and no per-edge Python bytecode. Every
         # sequence shares the index's int objects: the work is bound by memory traffic, and
         # fewer objects touched is measurably faster.
         try:
-            targets = _resolve(index, depends_on, sum(counts))
+            targets = _build.resolve(index, depends_on, sum(counts))
         except KeyError:
-            _raise_unknown_dependency(task_tuple, index)
+            _build.raise_unknown_dependency(task_tuple, index)
         numbers = list(index.values())
         roots = list(compress(numbers, map(not_, counts)))
         owners = list(chain.from_iterable(map(repeat, numbers, counts)))
@@ -126,7 +135,7 @@ class TaskQueue:
         # When every task only depends on earlier ones (the usual way to declare a pipeline),
         # declaration order is topological and there can be no cycle.
         if not all(map(lt, targets, owners)):
-            _check_acyclic(ids, targets, counts, dependents, roots)
+            _build.check_acyclic(ids, targets, counts, dependents, roots)
 
         self._tasks = task_tuple
         self._ids = ids
@@ -142,9 +151,13 @@ class TaskQueue:
         self._generations = None
         if self._resume(completed):
             state = self._state
-            self._ready = {ids[i]: i for i in range(n) if not counts[i] and state[i] is _PENDING}
-        else:
-            self._ready = dict(zip(map(ids.__getitem__, roots), roots, strict=True))
+            roots = [i for i in range(n) if not counts[i] and state[i] is _PENDING]
+        self._ready = dict(zip(map(ids.__getitem__, roots), roots, strict=True))
+        # The ready positions as a min-heap, so the first few ready tasks are found without
+        # scanning them all. Entries are never removed when a task leaves the ready set; a
+        # popped entry whose task is no longer PENDING is dropped (a PENDING task that was
+        # ready stays ready). A task becomes ready once, so the heap never exceeds n entries.
+        self._heap = roots  # ascending, so already a heap
         self._running = {}
 
     def _resume(self, completed: Iterable[str]) -> bool:
@@ -250,7 +263,7 @@ class TaskQueue:
         # The graph never changes, so the layers are computed once (racing threads would
         # compute the same value).
         if self._generations is None:
-            self._generations = _layers(self._remaining_at_start(), self._dependents)
+            self._generations = _build.layers(self._remaining_at_start(), self._dependents)
         return self._generations
 
     def to_mermaid(self, *, with_state: bool = False) -> str:
@@ -272,19 +285,51 @@ class TaskQueue:
 
         With ``limit``, only the first ``limit`` of them (what a scheduler with that many free
         slots needs). A pure query: nothing changes. Costs O(k log k) for k ready tasks, or
-        O(k log limit) with a limit, never a graph scan.
+        O(limit log n) with a small limit, never a graph scan.
         """
+        return self._first_ready(limit, self._tasks)
+
+    def ready_ids(self, limit: int | None = None) -> list[str]:
+        """The ids of `ready` (same order, same ``limit``), without building a list of tasks."""
+        return self._first_ready(limit, self._ids)
+
+    def _first_ready(self, limit: int | None, pick: Sequence[_Item]) -> list[_Item]:
         lock = self._lock
         lock.acquire()
         try:
-            if limit is None or limit >= len(self._ready):
-                ready = sorted(self._ready.values())
-            else:
-                ready = heapq.nsmallest(max(limit, 0), self._ready.values())
+            return list(map(pick.__getitem__, self._first_positions(limit, claim=False)))
         finally:
             lock.release()
-        tasks = self._tasks
-        return [tasks[i] for i in ready]
+
+    def _first_positions(self, limit: int | None, *, claim: bool) -> list[int]:
+        """The first *limit* ready positions (all of them for ``None``), ascending.
+
+        With *claim* they also leave the heap (the caller starts them). Call under the lock.
+        """
+        ready = self._ready
+        if limit is None or limit * 4 >= len(ready):
+            # A full sort is cheaper than the heap when the limit covers a good part of the
+            # ready tasks, and it rebuilds the heap without stale entries: a sorted list is
+            # a heap.
+            order = sorted(ready.values())
+            k = len(order) if limit is None else max(limit, 0)
+            self._heap = order[k:] if claim else order
+            return order[:k] if k < len(order) else order
+        if limit <= 0:
+            return []
+        # Pop the first `limit` ready positions (O(limit log n)) and, for a query, put them
+        # back; the entries of tasks no longer ready are dropped for good.
+        heap = self._heap
+        state = self._state
+        first: list[int] = []
+        while len(first) < limit:
+            i = heappop(heap)
+            if state[i] is _PENDING:
+                first.append(i)
+        if not claim:
+            for i in first:
+                heappush(heap, i)
+        return first
 
     def start(self, task_id: str) -> Task:
         """Claim a ready PENDING task: it becomes RUNNING.
@@ -309,6 +354,77 @@ class TaskQueue:
             return self._tasks[i]
         except (KeyError, TypeError):
             raise self._not_startable(task_id, "start") from None
+        finally:
+            lock.release()
+
+    def start_many(self, task_ids: Iterable[str]) -> None:
+        """Claim several ready PENDING tasks at once: `start` for each id, in order.
+
+        Either every task becomes RUNNING or, when one of the calls would fail, nothing
+        changes and the error that call would raise is raised (an id given twice fails the
+        second time, with `InvalidTransitionError`).
+
+        Raises:
+            TypeError: *task_ids* is a string (pass a list of ids).
+            UnknownTaskError: No task has one of the ids.
+            TaskNotReadyError: A task is PENDING but a dependency is not DONE.
+            InvalidTransitionError: A task is not PENDING, or its id is repeated.
+        """
+        batch = task_ids if type(task_ids) is list else _batch(task_ids)
+        lock = self._lock
+        lock.acquire()
+        try:
+            # Plain loops, inline: cheaper than C-level map/zip pipelines or helper calls
+            # at any batch size, and a batch of one costs little more than `start`.
+            ready = self._ready
+            running = self._running
+            state = self._state
+            started = 0
+            try:
+                for task_id in batch:
+                    i = ready.pop(task_id, None)
+                    if i is None:
+                        break
+                    running[task_id] = i
+                    state[i] = _RUNNING
+                    started += 1
+            except TypeError:  # an unhashable id: undone and reported below
+                pass
+            if started != len(batch):
+                for task_id in batch[:started]:
+                    i = running.pop(task_id)
+                    ready[task_id] = i
+                    state[i] = _PENDING
+                self._check_batch(batch, "start")
+                raise AssertionError  # pragma: no cover  # unreachable: the check raised
+        finally:
+            lock.release()
+
+    def start_ready(self, limit: int | None = None) -> list[Task]:
+        """Claim the first ``limit`` ready tasks (all for ``None``): they become RUNNING.
+
+        What ``start_many(ready_ids(limit))`` would do, in one step: no other thread can
+        claim a task in between. With a limit it costs O(limit log n), never a scan of the
+        ready tasks.
+
+        Returns:
+            The claimed tasks, in declaration order (empty when none is ready).
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            positions = self._first_positions(limit, claim=True)
+            ready = self._ready
+            running = self._running
+            state = self._state
+            ids = self._ids
+            for i in positions:
+                task_id = ids[i]
+                del ready[task_id]
+                running[task_id] = i
+                state[i] = _RUNNING
+            tasks = self._tasks
+            return [tasks[i] for i in positions]
         finally:
             lock.release()
 
@@ -343,12 +459,14 @@ class TaskQueue:
                 state[i] = _DONE
                 remaining = self._remaining
                 ready = self._ready
+                heap = self._heap
                 ids = self._ids
                 for j in self._dependents[i]:
                     left = remaining[j] - 1
                     remaining[j] = left
                     if not left and state[j] is _PENDING:
                         ready[ids[j]] = j
+                        heappush(heap, j)
                 return []
             state[i] = _FAILED
             if self._stop_on_failure:
@@ -356,6 +474,107 @@ class TaskQueue:
             return self._skip_descendants(i)
         finally:
             lock.release()
+
+    def complete_many(self, task_ids: Iterable[str]) -> None:
+        """Finish several tasks as DONE at once: ``complete(id)`` for each id, in order.
+
+        Each task must be RUNNING, or ready and PENDING, or made ready by the ids before it
+        (``complete_many(["a", "b"])`` where b depends only on a is fine). Either every task
+        becomes DONE or, when one of the calls would fail, nothing changes and the error
+        that call would raise is raised. A batch only succeeds: report a failure with
+        ``complete(id, success=False)``, which cascades it.
+
+        Raises:
+            TypeError: *task_ids* is a string (pass a list of ids).
+            UnknownTaskError: No task has one of the ids.
+            TaskNotReadyError: A task is PENDING and waits on a task that is not DONE and
+                not earlier in the batch.
+            InvalidTransitionError: A task is already finished, or its id is repeated.
+        """
+        batch = task_ids if type(task_ids) is list else _batch(task_ids)
+        lock = self._lock
+        lock.acquire()
+        try:
+            # The common case, every task RUNNING: take them off the running set, and put
+            # them back if one was not there.
+            running = self._running
+            taken: list[int] = []
+            append = taken.append
+            try:
+                for task_id in batch:
+                    i = running.pop(task_id, None)
+                    if i is None:
+                        break
+                    append(i)
+            except TypeError:  # an unhashable id: put back and reported below
+                pass
+            if len(taken) == len(batch):
+                self._mark_done(taken)
+                return
+            for task_id, i in zip(batch, taken):  # noqa: B905  # a prefix of the batch
+                running[task_id] = i
+            positions = self._check_batch(batch, "complete")
+            ready = self._ready
+            for task_id in batch:
+                running.pop(task_id, None)
+                ready.pop(task_id, None)
+            self._mark_done(positions)
+            # Tasks of the batch that earlier ones made ready are DONE, not ready.
+            for task_id in batch:
+                ready.pop(task_id, None)
+        finally:
+            lock.release()
+
+    def _mark_done(self, positions: list[int]) -> None:
+        """Mark the tasks at *positions*, taken off the ready and running sets, DONE."""
+        state = self._state
+        remaining = self._remaining
+        dependents = self._dependents
+        ready = self._ready
+        heap = self._heap
+        ids = self._ids
+        for i in positions:
+            state[i] = _DONE
+            for j in dependents[i]:
+                left = remaining[j] - 1
+                remaining[j] = left
+                if not left and state[j] is _PENDING:
+                    ready[ids[j]] = j
+                    heappush(heap, j)
+        self._unfinished -= len(positions)
+
+    def _check_batch(self, batch: list[str], action: str) -> list[int]:
+        """The positions of *batch* if the single calls would all succeed, in order.
+
+        Otherwise raise what the first failing single call would. Changes nothing. Call
+        under the lock.
+        """
+        state = self._state
+        index = self._index
+        seen: set[int] = set()
+        positions: list[int] = []
+        for task_id in batch:
+            i = self._position(task_id)
+            if i in seen:
+                raise InvalidTransitionError(
+                    task_id, _RUNNING if action == "start" else _DONE, action
+                )
+            current = state[i]
+            if current is _PENDING:
+                # Completing earlier ids of the batch makes their dependents ready.
+                waiting = tuple(
+                    dep
+                    for dep in self._tasks[i].depends_on
+                    if state[index[dep]] is not _DONE
+                    and (action == "start" or index[dep] not in seen)
+                )
+                if waiting:
+                    raise TaskNotReadyError(task_id, waiting)
+            elif current is not _RUNNING or action == "start":
+                raise InvalidTransitionError(task_id, current, action)
+            seen.add(i)
+            positions.append(i)
+        return positions
 
     def halt(self, reason: SkipReason = SkipReason.CANCELLED) -> list[str]:
         """Stop handing out work: every PENDING task becomes SKIPPED with *reason*.
@@ -376,6 +595,7 @@ class TaskQueue:
             state[i] = _SKIPPED
             skip_reason[i] = reason
         self._ready.clear()
+        self._heap = []
         self._unfinished -= len(skipped)
         ids = self._ids
         return [ids[i] for i in skipped]
@@ -491,128 +711,12 @@ class TaskQueue:
         return {s.value: c for s, c in counts.items() if c}
 
 
-def _raise_duplicate(ids: Sequence[str]) -> NoReturn:
-    seen: set[str] = set()
-    for task_id in ids:  # pragma: no branch  # a duplicate exists, so the loop raises
-        if task_id in seen:
-            raise DuplicateTaskError(task_id)
-        seen.add(task_id)
-    raise AssertionError  # pragma: no cover  # unreachable: the lengths differed
+def _batch(task_ids: Iterable[str]) -> list[str]:
+    """The ids of a batch call as a list; a bare string is a mistake, not a list of letters.
 
-
-def _raise_unknown_dependency(tasks: Sequence[Task], known: Container[str]) -> NoReturn:
-    for task in tasks:  # pragma: no branch  # an unknown id exists, so the loop raises
-        for dep in task.depends_on:
-            if dep not in known:
-                raise UnknownDependencyError(task.id, dep)
-    raise AssertionError  # pragma: no cover  # unreachable: a KeyError had a cause
-
-
-def _check_acyclic(
-    ids: list[str],
-    targets: Sequence[int],
-    counts: list[int],
-    dependents: list[list[int]],
-    roots: list[int],
-) -> None:
-    """Raise `CyclicDependencyError` if the graph has a cycle (Kahn's algorithm, O(V + E))."""
-    remaining = counts.copy()
-    order = roots.copy()
-    append = order.append
-    for i in order:  # the list grows while we walk it: a FIFO queue without a deque
-        for j in dependents[i]:
-            left = remaining[j] - 1
-            remaining[j] = left
-            if not left:
-                append(j)
-    if len(order) != len(counts):
-        _raise_cycle(ids, targets, counts, remaining)
-
-
-def _resolve(index: dict[str, int], depends_on: list[tuple[str, ...]], edges: int) -> Sequence[int]:
-    """The index of every dependency, task after task; `KeyError` for an unknown id."""
-    if edges > 1:
-        # One C call does every lookup (a little faster than mapping ``__getitem__``).
-        return cast("tuple[int, ...]", itemgetter(*chain.from_iterable(depends_on))(index))
-    return list(map(index.__getitem__, chain.from_iterable(depends_on)))
-
-
-def _raise_without_roots(
-    tasks: Sequence[Task],
-    ids: list[str],
-    depends_on: list[tuple[str, ...]],
-) -> NoReturn:
-    """Raise the error of a graph in which every task has a dependency.
-
-    Such a graph has a cycle unless it names an unknown id. The checks decide which error
-    wins as the general path does: a duplicate id, then an unknown dependency, then the
-    cycle, found by following each task's first dependency from the first task. O(V + E),
-    with one dict keyed by id and no numbering of the tasks.
+    Batch calls pass a list through as it is: they only read it, under the lock.
     """
-    n = len(ids)
-    following = dict(zip(ids, map(itemgetter(0), depends_on), strict=True))
-    if len(following) != n:
-        _raise_duplicate(ids)
-    # Check every dependency is known before walking: a walk of n steps may end on an unknown
-    # id it never had to look up (a single task depending on a missing one does).
-    if not all(map(following.__contains__, chain.from_iterable(depends_on))):
-        _raise_unknown_dependency(tasks, following)
-    cycle = _walk_to_cycle([ids[0]], following.__getitem__, n)
-    raise CyclicDependencyError(tuple(cycle))
-
-
-def _raise_cycle(
-    ids: list[str], targets: Sequence[int], counts: list[int], left_over: list[int]
-) -> NoReturn:
-    """Raise `CyclicDependencyError` for one cycle among the tasks Kahn's algorithm left over.
-
-    Args:
-        ids: The ids, in declaration order.
-        targets: The dependencies of every task, as indices, task after task.
-        counts: How many dependencies each task has.
-        left_over: Positive exactly for the left-over tasks.
-
-    Every left-over task waits on a left-over dependency: pick one for each (its *next*)
-    and walk. O(V + E).
-    """
-    starts = list(accumulate(counts, initial=0))
-    following = [-1] * len(counts)
-    for i in compress(range(len(counts)), left_over):
-        k = starts[i]
-        while not left_over[targets[k]]:  # an ordered dependency: try the next one
-            k += 1
-        following[i] = targets[k]
-    first = next(compress(range(len(counts)), left_over))
-    cycle = _walk_to_cycle([first], following.__getitem__, sum(map(bool, left_over)))
-    raise CyclicDependencyError(tuple(map(ids.__getitem__, cycle)))
-
-
-def _walk_to_cycle(path: list[_T], step: Callable[[_T], _T], steps: int) -> list[_T]:
-    """The cycle a walk of *steps* steps from ``path[0]`` ends on, first element repeated last.
-
-    Every node the walk reaches can step again, so a walk as long as the number of nodes it
-    may visit must end on a cycle, which it has gone round once just before its end. The
-    walk runs in C: map reads the path list while extend appends to it.
-    """
-    path.extend(islice(map(step, path), steps))
-    length = path[-2::-1].index(path[-1]) + 1
-    # Report the cycle from where the walk entered it, as a walk that stops at the first
-    # repeat would: the first position whose node comes back *length* steps later.
-    entry = next(compress(count(), map(eq, path, islice(path, length, None))))
-    return path[entry : entry + length + 1]
-
-
-def _layers(remaining: list[int], dependents: list[list[int]]) -> tuple[tuple[int, ...], ...]:
-    layer = [i for i, r in enumerate(remaining) if not r]
-    layers: list[tuple[int, ...]] = []
-    while layer:
-        layers.append(tuple(layer))
-        nxt: list[int] = []
-        for i in layer:
-            for j in dependents[i]:
-                remaining[j] -= 1
-                if not remaining[j]:
-                    nxt.append(j)
-        nxt.sort()
-        layer = nxt
-    return tuple(layers)
+    if isinstance(task_ids, str):
+        msg = f"expected an iterable of task ids, got the string {task_ids!r}"
+        raise TypeError(f"{msg} (write [{task_ids!r}])")
+    return list(task_ids)
