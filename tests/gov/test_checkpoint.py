@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 import pytest
 from aegis_gov import (
     AgentConfig,
@@ -20,6 +21,7 @@ from aegis_gov import (
     EchoAdapter,
     IncompatibleResumeError,
     Message,
+    OllamaAdapter,
     OpenMultiAgent,
     ResumePlan,
     RunCancelledError,
@@ -27,9 +29,11 @@ from aegis_gov import (
     RunResult,
     ScriptedAdapter,
     Task,
+    TaskResult,
     TaskState,
     TaskSucceeded,
     Team,
+    ToolRegistry,
     UnknownRunError,
 )
 from hypothesis import given
@@ -210,7 +214,7 @@ def test_an_unreadable_stored_result_names_its_task(tmp_path: Path) -> None:
             .run_id
         )
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE aegis_tasks SET result = '{\"x\": 1' WHERE task_id = 'draft'")
+        db.execute("UPDATE aegis_tasks SET result = '{\"x\": 1' WHERE task_id = '\"draft\"'")
     with Checkpoint(path) as store, pytest.raises(CheckpointError, match="task 'draft'"):
         store.load(run_id or "")
 
@@ -417,3 +421,86 @@ def test_a_changed_output_type_reruns_the_task() -> None:
     assert _plan(tasks, team(Report), first).kept == ("r",)
     plan = _plan(tasks, team(Longer), first)
     assert dict(plan.rerun) == {"r": "its agent's output settings changed"}
+
+
+# -- what an adversarial pass found ---------------------------------------------------------
+
+
+def test_a_store_from_before_runs_had_a_fingerprint_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with Checkpoint(path) as store:
+        OpenMultiAgent().run_tasks(TASKS[:1], _team(ScriptedAdapter(_answer)), checkpoint=store)
+    with sqlite3.connect(path) as db:  # the layout of the first store version, as shipped
+        db.execute("ALTER TABLE aegis_runs DROP COLUMN fingerprint")
+    with Checkpoint(path) as store:
+        [old] = store.runs()
+        assert old.fingerprint == ""
+        OpenMultiAgent().run_tasks(TASKS[:1], _team(ScriptedAdapter(_answer)), checkpoint=store)
+        assert len(store.runs()) == 2
+
+
+def test_generation_settings_and_the_tool_root_are_part_of_a_definition(tmp_path: Path) -> None:
+    def team(adapter: OllamaAdapter) -> Team:
+        return OpenMultiAgent.create_team(
+            "t", AgentConfig(name="a", adapter=adapter), AgentConfig(name="b", tools=["file_read"])
+        )
+
+    tasks = [Task(id="x", agent="a"), Task(id="y", agent="b")]
+    short = OllamaAdapter(model="m", max_tokens=3)
+    longer = OllamaAdapter(model="m", max_tokens=4000)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    oma_one = OpenMultiAgent(tools=ToolRegistry(root=tmp_path / "one"))
+    oma_two = OpenMultiAgent(tools=ToolRegistry(root=tmp_path / "two"))
+    done = RunResult(
+        results={
+            "x": TaskResult(task_id="x", status=TaskState.DONE, output="o"),
+            "y": TaskResult(task_id="y", status=TaskState.DONE, output="o"),
+        }
+    )
+    base = oma_one.plan_resume(tasks, team(short), done)
+    recorded = RunResult(
+        results={
+            task_id: attrs.evolve(result, definition=base.definitions[task_id])
+            for task_id, result in done.items()
+        }
+    )
+    assert oma_one.plan_resume(tasks, team(short), recorded).kept == ("x", "y")
+    plan = oma_two.plan_resume(tasks, team(longer), recorded)
+    assert dict(plan.rerun) == {
+        "x": "its agent's model or endpoint changed",
+        "y": "its agent's tools changed",
+    }
+
+
+def test_a_plan_made_before_an_edit_is_refused() -> None:
+    first = _first_run()
+    adapter = ScriptedAdapter(_answer)
+    plan = _plan(TASKS, _team(adapter), first)
+    edited = [Task(id="research", description="CHANGED", agent="a"), *TASKS[1:]]
+    with pytest.raises(ValueError, match="differs on 'research'"):
+        OpenMultiAgent().run_tasks(edited, _team(adapter), resume=plan)
+
+
+def test_an_edited_upstream_output_reruns_what_was_built_from_it() -> None:
+    data = _first_run().to_dict()
+    tasks = data["tasks"]
+    assert isinstance(tasks, list)
+    tasks[0]["output"] = "TAMPERED"
+    plan = _plan(TASKS, _team(ScriptedAdapter(_answer)), RunResult.from_dict(data))
+    assert plan.kept == ("research",)
+    assert plan.rerun["draft"].startswith("the outputs it was given differ")
+    assert plan.rerun["publish"].startswith("upstream 'draft', 'facts' runs again")
+
+
+def test_a_task_id_with_a_lone_surrogate_is_stored(tmp_path: Path) -> None:
+    odd = [Task(id="s\udc80", description="odd", agent="a")]
+    with Checkpoint(tmp_path / "runs.db") as store:
+        result = OpenMultiAgent().run_tasks(odd, _team(ScriptedAdapter(_answer)), checkpoint=store)
+        assert store.load(result.run_id or "") == result
+
+
+@pytest.mark.parametrize("wrong", ["runs.db", Path("runs.db"), 5, True])
+def test_a_checkpoint_that_is_not_a_store_is_a_type_error(wrong: object) -> None:
+    with pytest.raises(TypeError, match="checkpoint must be a CheckpointStore"):
+        OpenMultiAgent().run_tasks(TASKS, _team(ScriptedAdapter(_answer)), checkpoint=wrong)  # type: ignore[arg-type]

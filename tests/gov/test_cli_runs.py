@@ -136,3 +136,54 @@ def test_a_json_resume_still_works_next_to_the_store(
     capsys.readouterr()
     assert main(["run", pipeline, "--plain", "--checkpoint", store, "--resume", str(out)]) == 0
     assert "keeping 2, running 0" in capsys.readouterr().out
+
+
+def test_resume_last_never_takes_another_directorys_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "shared.db")
+    for name in ("A", "B"):
+        (tmp_path / name).mkdir()
+        _pipeline(tmp_path / name)
+    monkeypatch.chdir(tmp_path / "A")
+    assert main(["run", "p.toml", "--plain", "--checkpoint", store]) == 0
+    monkeypatch.chdir(tmp_path / "B")
+    capsys.readouterr()
+    assert main(["run", "p.toml", "--plain", "--checkpoint", store, "--resume", "last"]) == 2
+    assert "no run of p.toml to resume" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # the same file by another path is the same pipeline
+    assert main(["run", "A/p.toml", "--plain", "--checkpoint", store, "--resume", "last"]) == 0
+    assert "keeping 2, running 0" in capsys.readouterr().out
+
+
+def test_a_store_that_refuses_the_run_is_one_line_and_nothing_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "runs.db"
+    Checkpoint(store).close()
+    with sqlite3.connect(store) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON aegis_runs "
+            "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded (simulated)'); END"
+        )
+    assert main(["run", str(_pipeline(tmp_path)), "--plain", "--checkpoint", str(store)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert "disk quota exceeded (simulated)" in captured.err
+    assert "started" not in captured.out
+
+
+def test_a_store_that_fails_mid_run_is_reported_not_claimed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "runs.db"
+    Checkpoint(store).close()
+    with sqlite3.connect(store) as db:  # the run starts, then no task can be recorded
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON aegis_tasks "
+            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+        )
+    assert main(["run", str(_pipeline(tmp_path)), "--plain", "--checkpoint", str(store)]) == 0
+    captured = capsys.readouterr()
+    assert "checkpointed in" not in captured.out
+    assert "is incomplete (0 of 2 tasks recorded)" in captured.err

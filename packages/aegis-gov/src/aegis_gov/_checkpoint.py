@@ -195,10 +195,36 @@ class Checkpoint:
         except sqlite3.Error as exc:
             raise CheckpointError(f"{self.path}: cannot open the checkpoint store: {exc}") from None
         try:
-            self._setup(durable=durable)
+            self._setup_when_free(durable=durable)
         except BaseException:
             self._db.close()
             raise
+
+    def _setup_when_free(self, *, durable: bool) -> None:
+        """Set the file up, waiting while another process sets it up at the same moment.
+
+        Switching a new file to WAL takes an exclusive lock that SQLite does not wait for
+        (its busy timeout does not apply), so two runs creating one store at once retry.
+        """
+        deadline = time.monotonic() + _SETUP_WAIT_S
+        pause = 0.005
+        while (busy := self._try_setup(durable=durable)) is not None:
+            if time.monotonic() >= deadline:
+                raise CheckpointError(f"{self.path}: cannot set up the checkpoint store: {busy}")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    def _try_setup(self, *, durable: bool) -> sqlite3.OperationalError | None:
+        """Set the file up; the error if another process held it (other errors raise)."""
+        try:
+            self._setup(durable=durable)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise CheckpointError(
+                    f"{self.path}: not an aegis checkpoint store, or corrupt: {exc}"
+                ) from None
+            return exc
+        return None
 
     @property
     def label(self) -> str | None:
@@ -209,45 +235,52 @@ class Checkpoint:
         return CheckpointError(f"{self.path}: cannot {doing}: {exc}")
 
     def _setup(self, *, durable: bool) -> None:
+        """Switch to WAL, then check or create the tables (busy errors raise as they are)."""
         try:
-            self._db.execute("PRAGMA journal_mode=WAL").fetchall()
+            (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                self._db.execute("PRAGMA journal_mode=WAL").fetchall()
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             with self._transaction():
-                tables = {
-                    name
-                    for (name,) in self._db.execute(
-                        "SELECT name FROM sqlite_master WHERE type = 'table'"
-                    )
-                }
-                if tables and "aegis_meta" not in tables:
-                    raise CheckpointError(
-                        f"{self.path}: an SQLite database of something else, not an aegis "
-                        f"checkpoint store (it has tables {', '.join(sorted(tables)[:3])})"
-                    )
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                row = self._db.execute(
-                    "SELECT value FROM aegis_meta WHERE key = 'version'"
-                ).fetchone()
-                if row is None:
-                    self._db.execute(
-                        "INSERT INTO aegis_meta VALUES ('version', ?)", (str(STORE_VERSION),)
-                    )
-                elif not str(row[0]).isdigit() or int(row[0]) != STORE_VERSION:
-                    newer = str(row[0]).isdigit() and int(row[0]) > STORE_VERSION
-                    raise CheckpointError(
-                        f"{self.path}: checkpoint store version {row[0]!s:.20} "
-                        + (
-                            f"was written by a newer aegis (this one reads {STORE_VERSION})"
-                            if newer
-                            else f"is not one this aegis reads ({STORE_VERSION})"
-                        )
-                    )
+                self._check_or_create()
+        except sqlite3.OperationalError:
+            raise  # _try_setup tells a busy file from a corrupt one
         except sqlite3.DatabaseError as exc:
             raise CheckpointError(
                 f"{self.path}: not an aegis checkpoint store, or corrupt: {exc}"
             ) from None
+
+    def _check_or_create(self) -> None:
+        """Refuse another program's database or a newer store; create or upgrade ours."""
+        db = self._db
+        tables = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if tables and "aegis_meta" not in tables:
+            raise CheckpointError(
+                f"{self.path}: an SQLite database of something else, not an aegis "
+                f"checkpoint store (it has tables {', '.join(sorted(tables)[:3])})"
+            )
+        if tables:
+            row = db.execute("SELECT value FROM aegis_meta WHERE key = 'version'").fetchone()
+            version = "" if row is None else str(row[0])
+            if not version.isdigit() or int(version) != STORE_VERSION:
+                newer = version.isdigit() and int(version) > STORE_VERSION
+                raise CheckpointError(
+                    f"{self.path}: checkpoint store version {version or 'missing'!s:.20} "
+                    + (
+                        f"was written by a newer aegis (this one reads {STORE_VERSION})"
+                        if newer
+                        else f"is not one this aegis reads ({STORE_VERSION})"
+                    )
+                )
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(aegis_runs)")}
+        if "fingerprint" not in columns:  # stores written before runs had one
+            db.execute("ALTER TABLE aegis_runs ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''")
+        db.execute("INSERT OR IGNORE INTO aegis_meta VALUES ('version', ?)", (str(STORE_VERSION),))
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
@@ -268,12 +301,12 @@ class Checkpoint:
                             run.resumed_from,
                             run.host,
                             run.pid,
-                            json.dumps(list(task_ids), ensure_ascii=False),
+                            json.dumps(list(task_ids)),
                             run.fingerprint,
                         ),
                     )
                     self._insert(run.run_id, kept)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, ValueError) as exc:
                 raise self._fail(exc, f"record run {run.run_id!r}") from None
 
     def _insert(self, run_id: str, results: Sequence[TaskResult]) -> None:
@@ -282,7 +315,7 @@ class Checkpoint:
             [
                 (
                     run_id,
-                    result.task_id,
+                    json.dumps(result.task_id),  # a lone surrogate cannot be stored as text
                     result.status.value,
                     result.usage.input_tokens,
                     result.usage.output_tokens,
@@ -351,7 +384,7 @@ class Checkpoint:
             team=team,
             status=status,
             task_ids=json.loads(task_ids),
-            stored=dict(rows),
+            stored={json.loads(key): text for key, text in rows},
             spent=spent,
         )
 
@@ -449,6 +482,14 @@ class _Transaction:
         tb: TracebackType | None,
     ) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+_SETUP_WAIT_S: Final = 30.0
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _cost(spent: str | bytes | None) -> float | None:

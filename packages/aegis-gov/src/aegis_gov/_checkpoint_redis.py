@@ -135,7 +135,7 @@ class RedisCheckpoint:
                     "resumed_from": run.resumed_from or "",
                     "host": run.host,
                     "pid": str(run.pid),
-                    "task_ids": json.dumps(list(task_ids), ensure_ascii=False),
+                    "task_ids": json.dumps(list(task_ids)),
                     "fingerprint": run.fingerprint,
                 },
             )
@@ -149,7 +149,7 @@ class RedisCheckpoint:
         key = self._run_key(run_id)
         for result in results:
             text = json.dumps(result.to_dict(), allow_nan=False)
-            pipe.hset(f"{key}:tasks", result.task_id, text)
+            pipe.hset(f"{key}:tasks", json.dumps(result.task_id), text)
             pipe.hincrby(key, f"count:{result.status.value}", 1)
             pipe.hincrby(key, "input_tokens", result.usage.input_tokens)
             pipe.hincrby(key, "output_tokens", result.usage.output_tokens)
@@ -203,7 +203,7 @@ class RedisCheckpoint:
             team=run.get("team", ""),
             status=run.get("status", "running"),
             task_ids=json.loads(run.get("task_ids", "[]")),
-            stored=stored,
+            stored={json.loads(key): text for key, text in stored.items()},
             spent=run.get("spent"),
         )
 

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._caller import endpoint_key
-from aegis_gov._checkpoint import Checkpoint
+from aegis_gov._checkpoint import Checkpoint, CheckpointError
 from aegis_gov._cli_runs import (
     PRETTY_TASKS,
     CheckpointUsageError,
@@ -38,6 +38,7 @@ from aegis_gov._cli_runs import (
     default_checkpoint,
     explain_plan,
     open_store,
+    report_checkpoint,
     resume_from_store,
     runs_command,
 )
@@ -375,7 +376,9 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
     if args.provider is not None:
         pipeline = pipeline.with_provider(args.provider, args.model)
     store = (
-        open_store(args.checkpoint, label=args.pipeline, create=True) if args.checkpoint else None
+        open_store(args.checkpoint, label=os.path.realpath(args.pipeline), create=True)
+        if args.checkpoint
+        else None
     )
     with contextlib.ExitStack() as stack:
         if store is not None:
@@ -432,6 +435,8 @@ def _run_pipeline(
             )
         except RunCancelledError as exc:  # a second signal: what finished is in the error
             result = exc.result
+        except CheckpointError as exc:  # the store refused the run's start: nothing ran
+            raise UsageError(str(exc)) from None
         interrupts.defer()
         written = _finish(
             result,
@@ -441,12 +446,8 @@ def _run_pipeline(
             pipeline_tasks=[t.id for t in pipeline.tasks],
             sinks=_sinks(pipeline),
         )
-        if store is not None and result.run_id is not None:
-            console.file.write(
-                f"run {result.run_id} checkpointed in {store.path}"
-                + ("" if result.ok else f" (resume with --resume {result.run_id})")
-                + "\n"
-            )
+        if store is not None:
+            report_checkpoint(store, result, console.file, sys.stderr)
     return _exit_status(result, interrupts, written=written)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "default_checkpoint",
     "explain_plan",
     "open_store",
+    "report_checkpoint",
     "resume_from_store",
     "runs_command",
 ]
@@ -40,6 +41,7 @@ def default_checkpoint() -> str:
 
 
 _PREVIEW: Final = 60
+_ID_WIDTH: Final = 20
 PRETTY_TASKS: Final = 1000
 """Results of up to this many tasks are written indented, for people; larger ones compact."""
 
@@ -124,12 +126,35 @@ def resume_from_store(store: Checkpoint, run_id: str, pipeline: str | None) -> R
                 if pipeline is None or _same_pipeline(run.name, pipeline)
             ]
             if not runs:
-                of = f" of {pipeline}" if pipeline is not None else ""
-                raise CheckpointUsageError(f"{store.path}: no run{of} to resume")
+                if pipeline is None:
+                    raise CheckpointUsageError(f"{store.path}: no runs yet")
+                raise CheckpointUsageError(f"{store.path}: no run of {pipeline} to resume")
             run_id = runs[0].run_id
         return store.load(run_id)
     except CheckpointError as exc:
         raise CheckpointUsageError(str(exc)) from None
+
+
+def report_checkpoint(store: Checkpoint, result: RunResult, out: IO[str], err: IO[str]) -> None:
+    """Say where the run was checkpointed, or warn when the store missed some of its tasks."""
+    if result.run_id is None:
+        return
+    try:
+        recorded = len(store.load(result.run_id))
+        problem = "" if recorded >= len(result) else f"{recorded} of {len(result)} tasks recorded"
+    except CheckpointError as exc:
+        problem = str(exc)
+    if problem:
+        err.write(
+            f"aegis: warning: the checkpoint of run {result.run_id} in {store.path} is "
+            f"incomplete ({problem}); resuming it would run the missing tasks again\n"
+        )
+        return
+    out.write(
+        f"run {result.run_id} checkpointed in {store.path}"
+        + ("" if result.ok else f" (resume with --resume {result.run_id})")
+        + "\n"
+    )
 
 
 def explain_plan(out: IO[str], plan: ResumePlan, source: str) -> None:
@@ -218,8 +243,10 @@ def _show(out: IO[str], result: RunResult) -> None:
         if len(shown) > _PREVIEW:
             shown = shown[: _PREVIEW - 3] + "..."
         endpoint = printable(task.endpoint or "-", one_line=True)
+        shown_id = printable(task_id, one_line=True)
+        shown_id = shown_id if len(shown_id) <= _ID_WIDTH else shown_id[: _ID_WIDTH - 3] + "..."
         out.write(
-            f"{printable(task_id, one_line=True):<20} {task.status.value:<8} "
+            f"{shown_id:<20} {task.status.value:<8} "
             f"{task.duration_s:>7.2f}s  {endpoint[:28]:<28} {shown}\n"
         )
     for task_id in result.unfinished:

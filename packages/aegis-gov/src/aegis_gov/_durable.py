@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Final
 
 from aegis_adapters import is_chat_adapter
 from aegis_graph import Task
@@ -24,12 +25,23 @@ __all__ = ["checkpointed", "definitions"]
 logger = logging.getLogger(__name__)
 
 
+_GENERATION: Final = ("max_tokens", "temperature", "top_p", "options")
+"""Adapter settings that change what the model answers (not timeouts or retries)."""
+
+
 def _model(route: Route) -> str:
-    """The agent's model as a stable string (a custom adapter by its class, not its id)."""
+    """The agent's model and generation settings, stable across processes.
+
+    A custom adapter is named by its class, not its id; ``max_tokens``, ``temperature``,
+    ``top_p`` and Ollama's ``options`` are part of it where the adapter has them.
+    """
     adapter = route.adapter
     if is_chat_adapter(adapter):
-        return adapter.endpoint.key
-    return f"custom:{type(adapter).__module__}.{type(adapter).__qualname__}"
+        name = adapter.endpoint.key
+    else:
+        name = f"custom:{type(adapter).__module__}.{type(adapter).__qualname__}"
+    settings = {key: getattr(adapter, key) for key in _GENERATION if hasattr(adapter, key)}
+    return f"{name} {json.dumps(settings, sort_keys=True, default=repr)}" if settings else name
 
 
 def _output(route: Route) -> str:
@@ -38,10 +50,13 @@ def _output(route: Route) -> str:
     return "" if schema is None else json.dumps(dict(schema.schema), sort_keys=True)
 
 
-def definitions(tasks: Sequence[Task], routes: Mapping[str, Route]) -> dict[str, dict[str, str]]:
+def definitions(
+    tasks: Sequence[Task], routes: Mapping[str, Route], *, tool_root: str = ""
+) -> dict[str, dict[str, str]]:
     """Each task's definition digests (see :func:`aegis_gov._resume.definition`).
 
-    The agent's parts are digested once per agent, not once per task.
+    The agent's parts are digested once per agent, not once per task. *tool_root* is where
+    the registry's built-in tools read and run: part of an agent's tools when it has any.
     """
     by_agent: dict[str, dict[str, str]] = {}
     for name, route in routes.items():
@@ -50,8 +65,11 @@ def definitions(tasks: Sequence[Task], routes: Mapping[str, Route]) -> dict[str,
             system_prompt=route.agent.system_prompt,
             model=_model(route),
             tools=[
-                (spec.name, spec.description, json.dumps(spec.input_schema, sort_keys=True))
-                for spec in route.tools
+                *(
+                    (spec.name, spec.description, json.dumps(spec.input_schema, sort_keys=True))
+                    for spec in route.tools
+                ),
+                *((("root", tool_root),) if route.tools else ()),
             ],
             output=_output(route),
         )

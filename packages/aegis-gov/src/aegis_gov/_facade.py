@@ -300,6 +300,7 @@ class OpenMultiAgent:
             CheckpointError: the checkpoint store cannot record the run (before any call).
         """
         _check_run_options(on_event, cancel, executor)
+        _check_checkpoint(checkpoint)
         emit = Emitter(on_event)
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = (on_event is not None if stream is None else stream) and executor is None
@@ -349,6 +350,7 @@ class OpenMultiAgent:
         result back instead.
         """
         _check_run_options(on_event, cancel, None)
+        _check_checkpoint(checkpoint)
         emit = Emitter(on_event)
         state, routes = self._prepare(tasks, team, stop_on_failure, emit, resume)
         streaming = on_event is not None if stream is None else stream
@@ -478,9 +480,13 @@ class OpenMultiAgent:
             emit=emit,
             clock=self._clock,
             resume=resume,
-            definitions=definitions(tasks, routes),
+            definitions=definitions(tasks, routes, tool_root=self._tool_root(routes)),
         )
         return state, routes
+
+    def _tool_root(self, routes: Mapping[str, Route]) -> str:
+        """The built-in tools' root, when some agent of the run has tools."""
+        return str(self.tools.root) if any(route.tools for route in routes.values()) else ""
 
     def _tool_specs(self, agent: AgentConfig) -> tuple[ToolSpec, ...]:
         if not agent.tools:
@@ -549,6 +555,15 @@ def _checked_limits(limits: Mapping[str, Limits] | None) -> dict[str, Limits]:
 def _check_type(name: str, value: object, kind: type) -> None:
     if value is not None and not isinstance(value, kind):
         raise TypeError(f"{name} must be a {kind.__name__} or None, got {value!r:.80}")
+
+
+def _check_checkpoint(checkpoint: object) -> None:
+    if checkpoint is not None and not isinstance(checkpoint, CheckpointStore):
+        path = isinstance(checkpoint, (str, os.PathLike))
+        hint = " (open a file with Checkpoint(path))" if path else ""
+        raise TypeError(
+            f"checkpoint must be a CheckpointStore or None, got {checkpoint!r:.80}{hint}"
+        )
 
 
 def _check_run_options(on_event: object, cancel: object, executor: object) -> None:

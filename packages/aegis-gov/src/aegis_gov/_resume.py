@@ -16,6 +16,7 @@ import attrs
 from aegis_graph import Task, TaskState
 
 from aegis_gov._errors import IncompatibleResumeError
+from aegis_gov._prompt import build_prompt
 from aegis_gov._results import RunResult, TaskResult
 
 __all__ = [
@@ -106,6 +107,7 @@ class ResumePlan:
             kept, without a call, if its upstream outputs come out unchanged.
         previous: the earlier results a waiting task may be kept from.
         source: the stored run the earlier results come from (None: not from a store).
+        definitions: each task's definition digests the plan was made for.
     """
 
     kept: tuple[str, ...] = ()
@@ -114,6 +116,7 @@ class ResumePlan:
     waiting: frozenset[str] = frozenset()
     previous: Mapping[str, TaskResult] = attrs.field(factory=dict, repr=False)
     source: str | None = None
+    definitions: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict, repr=False)
 
     def explain(self) -> list[str]:
         """The plan in words, one line per decision (what ``aegis run --resume`` prints)."""
@@ -122,15 +125,25 @@ class ResumePlan:
         lines += [f"drop {task_id}: no longer in the pipeline" for task_id in self.dropped]
         return lines
 
-    def check_covers(self, tasks: Sequence[Task]) -> None:
-        """Raise ``ValueError`` unless this plan was made for exactly these task ids."""
+    def check_covers(
+        self, tasks: Sequence[Task], definitions: Mapping[str, Mapping[str, str]]
+    ) -> None:
+        """Raise ``ValueError`` unless this plan was made for exactly these tasks, as defined now.
+
+        A task edited after the plan was made would otherwise keep its stale result.
+        """
         planned = {*self.kept, *self.rerun}
         given = {task.id for task in tasks}
-        if planned != given:
-            extra = sorted(given - planned)[:3] or sorted(planned - given)[:3]
+        differ = sorted(given ^ planned) or sorted(
+            task_id
+            for task_id in given
+            if dict(self.definitions.get(task_id, {})) != dict(definitions.get(task_id, {}))
+        )
+        if differ:
             raise ValueError(
-                f"this resume plan was made for other tasks (differs on {', '.join(extra)}); "
-                "make it with OpenMultiAgent.plan_resume for the tasks being run"
+                f"this resume plan was made for other tasks (it differs on "
+                f"{', '.join(map(repr, differ[:3]))}); make it with OpenMultiAgent.plan_resume "
+                "for the tasks being run"
             )
 
     def kept_results(self) -> dict[str, TaskResult]:
@@ -187,6 +200,12 @@ def plan_resume(
             rerun[task.id] = "; ".join(changed)
             continue
         again = [dep for dep in task.depends_on if dep in rerun]
+        if not again and not _same_inputs(task, result, previous):
+            rerun[task.id] = (
+                "the outputs it was given differ from the ones recorded now "
+                "(an upstream result was edited)"
+            )
+            continue
         if again:
             rerun[task.id] = (
                 f"upstream {', '.join(map(repr, again))} runs again "
@@ -203,7 +222,16 @@ def plan_resume(
         waiting=frozenset(waiting),
         previous=dict(previous.items()),
         source=previous.run_id,
+        definitions=definitions,
     )
+
+
+def _same_inputs(task: Task, result: TaskResult, previous: RunResult) -> bool:
+    """Whether *task* would get the prompt it ran with, from the outputs recorded upstream."""
+    if result.input_digest is None:  # recorded before prompts were digested: trust it
+        return True
+    outputs = {dep: previous[dep].output or "" for dep in task.depends_on if dep in previous}
+    return digest(build_prompt(task, outputs)) == result.input_digest
 
 
 def _not_done(result: TaskResult) -> str:

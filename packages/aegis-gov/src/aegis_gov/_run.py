@@ -43,6 +43,7 @@ from aegis_gov._events import (
     TaskSucceeded,
 )
 from aegis_gov._outcome import Failure, Outcome
+from aegis_gov._prompt import build_prompt
 from aegis_gov._results import AgentResult, RunCancelledError, RunResult, TaskResult
 from aegis_gov._resume import ResumePlan, definition, digest, fingerprint, plan_resume
 from aegis_gov._slots import Slot, Slots
@@ -59,17 +60,6 @@ class Work:
     task: Task
     agent: AgentConfig
     prompt: str
-
-
-def build_prompt(task: Task, upstream: Mapping[str, str]) -> str:
-    """The task's description followed by its direct dependencies' outputs, labelled by id."""
-    description = task.description or task.id
-    if not task.depends_on:
-        return description
-    parts = [description, "", "Results of the tasks this one depends on:"]
-    for dep in task.depends_on:
-        parts += ["", f"--- {dep} ---", upstream.get(dep, "")]
-    return "\n".join(parts)
 
 
 @attrs.define
@@ -118,7 +108,7 @@ class RunState:
         if isinstance(resume, RunResult):
             plan = plan_resume(tasks, resume, definitions)
         elif plan is not None:
-            plan.check_covers(tasks)
+            plan.check_covers(tasks, definitions)
         kept = plan.kept_results() if plan is not None else {}
         queue = TaskQueue(tasks, stop_on_failure=stop_on_failure, completed=kept)
         for task in queue.tasks:
@@ -144,10 +134,10 @@ class RunState:
         work: list[Work] = []
         reused: list[TaskResult] = []
         with self._lock:
-            while len(work) < limit and (batch := self.queue.ready(limit - len(work))):
+            while len(work) < limit and (batch := self.queue.start_ready(limit - len(work))):
+                now = self.clock()
                 for task in batch:
-                    self.queue.start(task.id)
-                    self._started_at[task.id] = self.clock()
+                    self._started_at[task.id] = now
                     prompt = build_prompt(task, self._outputs)
                     if self._reuse(task, prompt):
                         reused.append(self.results[task.id])
