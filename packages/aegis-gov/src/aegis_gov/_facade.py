@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
+from types import TracebackType
 from typing import TypeVar, cast
 
 import attrs
@@ -46,7 +47,7 @@ from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._resume import ResumePlan
 from aegis_gov._retry import RetryPolicy
-from aegis_gov._run import RunLimits, RunState, run_async, run_threads
+from aegis_gov._run import RunLimits, RunState, Workers, max_parked, run_async, run_threads
 from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._streams import astream_chunks, stream_chunks
 from aegis_gov._task_trace import TaskTrace
@@ -139,6 +140,8 @@ class OpenMultiAgent:
             clock=clock,
         )
         self._pool.add_listener(self._forward_breaker_event)
+        max_concurrent = self._pool.max_concurrent
+        self._workers = Workers(max_concurrent + max_parked(max_concurrent))
         self._tracer = make_tracer(tracing)
 
     # -- configuration -------------------------------------------------------------------
@@ -193,6 +196,28 @@ class OpenMultiAgent:
     def create_team(name: str, *agents: AgentConfig) -> Team:
         """A team of ``agents``; raises :class:`DuplicateAgentError` on a repeated name."""
         return Team(name, agents)
+
+    def close(self) -> None:
+        """Let the worker threads kept between ``run_tasks`` calls go.
+
+        A facade keeps its threads so a run does not pay for starting them; ``close`` (or
+        leaving a ``with OpenMultiAgent(...) as oma:`` block) shuts them down. The facade
+        still works afterwards: each later run starts and stops threads of its own.
+        """
+        self._workers.close()
+
+    def __enter__(self) -> OpenMultiAgent:  # noqa: PYI034  # Self needs Python 3.11
+        """Use the facade in a ``with`` block; its threads are shut down at the end."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Call :meth:`close`."""
+        self.close()
 
     def get_status(self) -> Status:
         """A snapshot of the pool and of each provider endpoint called so far.
@@ -322,6 +347,7 @@ class OpenMultiAgent:
                 max_concurrent=self._pool.max_concurrent,
                 limits=limits,
                 clock=self._clock,
+                workers=self._workers,
             )
         return state.result()
 

@@ -48,7 +48,15 @@ from aegis_gov._results import AgentResult, RunCancelledError, RunResult, TaskRe
 from aegis_gov._resume import ResumePlan, definition, digest, fingerprint, plan_resume
 from aegis_gov._slots import Slot, Slots
 
-__all__ = ["RunLimits", "RunState", "Work", "build_prompt", "run_async", "run_threads"]
+__all__ = [
+    "RunLimits",
+    "RunState",
+    "Work",
+    "Workers",
+    "build_prompt",
+    "run_async",
+    "run_threads",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -468,6 +476,53 @@ def max_parked(max_concurrent: int) -> int:
     return max(16, 4 * max_concurrent)
 
 
+class Workers:
+    """Worker threads kept between runs, so a run does not pay for starting a pool.
+
+    One run borrows them at a time; a run that finds them busy (another thread's run) gets
+    a pool of its own for its duration. A run that gives up on a thread (a deadline, Ctrl-C)
+    retires the pool, since that thread may never come back. ``close`` shuts them down.
+    """
+
+    def __init__(self, size: int) -> None:
+        """Keep up to *size* threads."""
+        self.size = size
+        self._lock = threading.Lock()
+        self._idle: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[tuple[ThreadPoolExecutor, Callable[[], None]]]:
+        """A pool for one run, and a callback that retires it (a thread was given up)."""
+        with self._lock:
+            pool, self._idle = self._idle, None
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="aegis")
+        retired = False
+
+        def retire() -> None:
+            nonlocal retired
+            retired = True
+
+        try:
+            yield pool, retire
+        finally:
+            with self._lock:
+                keep = not retired and not self._closed and self._idle is None
+                if keep:
+                    self._idle = pool
+            if not keep:
+                pool.shutdown(wait=not retired, cancel_futures=True)
+
+    def close(self) -> None:
+        """Shut the idle threads down; a run still going keeps its own until it ends."""
+        with self._lock:
+            self._closed = True
+            pool, self._idle = self._idle, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
 def run_threads(
     state: RunState,
     execute: Callable[[Work, Slot], Outcome],
@@ -475,6 +530,7 @@ def run_threads(
     max_concurrent: int,
     limits: RunLimits,
     clock: Callable[[], float] = time.monotonic,
+    workers: Workers | None = None,
 ) -> None:
     """Drive a run with threads: start each task as soon as it is ready, up to the limit.
 
@@ -490,7 +546,23 @@ def run_threads(
     arbitrary bytecode could land between claiming a task and tracking it.)
     """
     parked = max_parked(max_concurrent)
-    pool = ThreadPoolExecutor(max_workers=max_concurrent + parked, thread_name_prefix="aegis")
+    if workers is None or workers.size < max_concurrent + parked:
+        workers = Workers(max_concurrent + parked)
+        workers.close()  # used for this run only: shut down when it ends
+    with workers.borrow() as (pool, retire):
+        _drive_threads(state, execute, pool, retire, max_concurrent, limits, clock)
+
+
+def _drive_threads(  # noqa: PLR0917  # the driver's state, handed over once
+    state: RunState,
+    execute: Callable[[Work, Slot], Outcome],
+    pool: ThreadPoolExecutor,
+    retire: Callable[[], None],
+    max_concurrent: int,
+    limits: RunLimits,
+    clock: Callable[[], float],
+) -> None:
+    parked = max_parked(max_concurrent)
     finished: queue.SimpleQueue[Future[Outcome] | None] = queue.SimpleQueue()
     slots = Slots(max_concurrent, max_parked=parked, wake=lambda: finished.put(None))
     flight: _Flight[Future[Outcome]] = _Flight(state, limits, slots, started=clock())
@@ -519,7 +591,8 @@ def run_threads(
             for future in flight.abort():
                 future.cancel()
             abandoned = True
-        pool.shutdown(wait=not abandoned, cancel_futures=True)
+        if abandoned:
+            retire()
     if interrupt is not None:
         raise RunCancelledError(state.result()) from interrupt
 
