@@ -19,9 +19,10 @@ rate, if lower), then climbs back along a cubic curve: to that ceiling in a seco
 near it, then probing ever faster above it, until the next 429. This is how the AWS SDKs'
 "adaptive" retry mode paces (CUBIC on the rate, from a ratio of 0.7 of the measured *send*
 rate, in absolute units); measuring the rate the provider *answered* lands the ceiling on its
-limit, so the ratio can be gentler, and the curve is scaled to the ceiling. Only a 429 that reflects the current
-rate counts: 429s to requests sent before the last cut say nothing new (as TCP reacts once
-per window). A Retry-After also holds the pacer, so paced requests do not run into it.
+limit, so the ratio can be gentler, and the curve is scaled to the ceiling. Only a 429 that
+reflects the current rate counts: 429s to requests sent before the last cut say nothing new
+(as TCP reacts once per window). A Retry-After also holds the pacer, so paced requests do
+not run into it.
 
 :class:`Waiters` and :class:`Alarm` let tasks that wait for an endpoint (over its limit, or
 for a half-open circuit's probe) be woken when it can take more, instead of sleeping out a
@@ -216,7 +217,8 @@ class LearnedRate:
     def reserve(self) -> tuple[float, int | None]:
         """Take the next turn: (seconds to wait before sending, the epoch it was taken in).
 
-        Turns are taken at most ``horizon_s`` ahead, so a rate that grows applies at once:
+        Turns are taken at most ``horizon_s`` (or one turn) ahead, so a rate that grows
+        applies at once:
         past that, no turn is taken (the epoch is None) and the caller looks again after the
         wait it is given.
         """
@@ -225,11 +227,14 @@ class LearnedRate:
             if self._first is None:
                 self._first = now
             start = max(now, self._hold_until)
+            if start - now > self.horizon_s:
+                return start - now, None  # held (a Retry-After): look again when it ends
             rate = self._now_rate(now)
             if rate is not None:
                 start = max(start, self._next)
-                if start - now > self.horizon_s:
-                    return self.horizon_s, None
+                ahead = max(self.horizon_s, 1.0 / rate)  # at least the next turn
+                if start - now > ahead:
+                    return ahead, None
                 self._next = start + 1.0 / rate
             return start - now, self._epoch
 
@@ -318,6 +323,11 @@ class Alarm:
                 return False
         return True
 
+    @property
+    def waiting(self) -> bool:
+        """Whether the task still waits on this alarm (neither rung nor closed)."""
+        return not (self._closed or self._event.is_set())
+
     def close(self) -> None:
         """The task stopped waiting."""
         self._closed = True
@@ -349,6 +359,8 @@ class Waiters:
     def join(self, alarm: Alarm) -> None:
         """Queue *alarm* to be rung when the endpoint can take more."""
         with self._lock:
+            if len(self._queue) >= _PRUNE_AT:  # drop those that stopped waiting
+                self._queue = collections.deque(a for a in self._queue if a.waiting)
             self._queue.append(alarm)
 
     def wake(self, count: int | None = None) -> int:
@@ -362,6 +374,9 @@ class Waiters:
             if alarm.ring():
                 woken += 1
         return woken
+
+
+_PRUNE_AT = 64
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -9,9 +9,9 @@ tools. :meth:`EndpointCaller.run` and :meth:`EndpointCaller.arun` drive one agen
 
 Each endpoint also has a pace (a declared rate, else one learned from 429s) that requests
 wait for before they count as in flight, and two queues of waiting tasks — over its adaptive
-limit, or turned away while a half-open circuit's probe decides — that are woken when a call
-ends, one per free place under the limit (so a recovered endpoint is ramped up as its limit
-grows, not flooded), and all at once when the probe fails (to wait for the circuit again).
+limit, or turned away by its open or half-open circuit — woken when a call ends (the second
+only once the circuit is closed again), one per free place under the limit, so a recovered
+endpoint is ramped up as its limit grows rather than flooded.
 
 Over 400 lines on purpose: the sync and async halves of each step sit side by side so they stay
 twins.
@@ -20,11 +20,13 @@ twins.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import warnings
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
 
 import attrs
@@ -81,9 +83,24 @@ class Route:
 
     @classmethod
     def resolve(cls, agent: AgentConfig, adapter: LLMAdapter, tools: tuple[ToolSpec, ...]) -> Route:
-        """The route of *agent* talking to *adapter* (then its fallbacks) with *tools*."""
+        """The route of *agent* talking to *adapter* (then its fallbacks) with *tools*.
+
+        Raises:
+            ValueError: a fallback is the agent's own endpoint, or another fallback's (it
+                shares their circuit and limits: falling back to it would change nothing).
+        """
+        key = endpoint_key(adapter)
         fallbacks = tuple((as_chat_adapter(a), endpoint_key(a)) for a in agent.fallbacks)
-        return cls(agent, as_chat_adapter(adapter), endpoint_key(adapter), tools, fallbacks)
+        seen = {key: "the agent's own adapter"}
+        for number, (_fallback, fallback_key) in enumerate(fallbacks, start=1):
+            if fallback_key in seen:
+                raise ValueError(
+                    f"agent {agent.name!r}: fallbacks[{number - 1}] is the same endpoint as "
+                    f"{seen[fallback_key]} ({fallback_key}); falling back to it would only "
+                    "retry the same provider: remove it or name another model or provider"
+                )
+            seen[fallback_key] = f"fallbacks[{number - 1}]"
+        return cls(agent, as_chat_adapter(adapter), key, tools, fallbacks)
 
     def target(self, index: int) -> tuple[ChatAdapter, str]:
         """The adapter and endpoint key of endpoint *index* (0: the agent's own)."""
@@ -177,6 +194,7 @@ class EndpointCaller:
         self._adaptive: dict[str, AdaptiveLimit] = {}
         self._adaptive_lock = threading.Lock()
         self._learned: dict[str, LearnedRate | None] = {}
+        self._unmatched_warned: set[str] = set()
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
         own_rule = pool.settings.is_failure
@@ -313,6 +331,7 @@ class EndpointCaller:
         trace: RunTrace | None = None,
     ) -> Callable[[Work, Slot], Outcome]:
         """What the thread driver calls for each task of a run: its agent's conversation."""
+        self.check_limits(routes.values())
 
         def execute(work: Work, slot: Slot) -> Outcome:
             route = routes[work.agent.name]
@@ -340,6 +359,7 @@ class EndpointCaller:
         trace: RunTrace | None = None,
     ) -> Callable[[Work, Slot], Awaitable[Outcome]]:
         """The asyncio twin of :meth:`task_runner`."""
+        self.check_limits(routes.values())
 
         async def execute(work: Work, slot: Slot) -> Outcome:
             route = routes[work.agent.name]
@@ -523,12 +543,8 @@ class EndpointCaller:
         if busy:
             free -= busy.wake(free)
         probing = self._probing.get(key)
-        if probing:
-            state = self.pool.breaker(key).state
-            if state is CircuitState.CLOSED:
-                probing.wake(free)  # the probe succeeded: as many as the limit lets in
-            elif state is not CircuitState.HALF_OPEN:
-                probing.wake()  # the probe failed: all learn how long the circuit stays open
+        if probing and free > 0 and self.pool.breaker(key).state is CircuitState.CLOSED:
+            probing.wake(free)  # the probe succeeded: as many as the limit lets in
 
     def _waiters(self, table: dict[str, Waiters], key: str) -> Waiters:
         found = table.get(key)
@@ -549,6 +565,37 @@ class EndpointCaller:
             with self._adaptive_lock:
                 self._learned.setdefault(key, learned)
         return self._learned[key]
+
+    def check_limits(self, routes: Iterable[Route]) -> None:
+        """Warn (once per key) about declared limits that match no endpoint of a run.
+
+        A key is a model name typed by hand: a typo would silently leave the model unlimited.
+        A facade may serve teams with other models, so it is a warning, not an error.
+        """
+        if not self._limits:
+            return
+        endpoints = [
+            (adapter.endpoint, key)
+            for route in routes
+            for adapter, key in (route.target(i) for i in range(len(route.fallbacks) + 1))
+        ]
+        for name in self._limits:
+            if name in self._unmatched_warned or any(
+                name in (key, f"{endpoint.provider}:{endpoint.model}", endpoint.model)
+                for endpoint, key in endpoints
+            ):
+                continue
+            self._unmatched_warned.add(name)
+            models = sorted({endpoint.model for endpoint, _key in endpoints})
+            close = difflib.get_close_matches(name, models, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            warnings.warn(
+                f"limits[{name!r}] matches no model of this run (its models: "
+                f"{', '.join(map(repr, models)) or 'none'}), so it limits nothing{hint} "
+                "(keys are a model name, 'provider:model' or an endpoint key)",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def adaptive_limit(self, key: str, adapter: ChatAdapter | None = None) -> AdaptiveLimit:
         """The concurrency limit of the endpoint *key* (made at first use).
@@ -764,13 +811,13 @@ class _Call:
         alarms: _AlarmBox | None,
         loop: asyncio.AbstractEventLoop | None,
     ) -> None:
-        """The circuit turned the call away; while a probe decides, wait to be woken."""
-        if alarms is not None and exc.state is CircuitState.HALF_OPEN:
+        """The circuit turned the call away: wait to be woken when a probe closes it."""
+        if alarms is not None and exc.state in {CircuitState.OPEN, CircuitState.HALF_OPEN}:
             breaker = self.caller.pool.breaker(self.key)
             alarms.queue(
                 self.caller._waiters(self.caller._probing, self.key),  # noqa: SLF001  # one mechanism
                 loop,
-                ready=lambda: breaker.state is not CircuitState.HALF_OPEN,
+                ready=lambda: breaker.state is CircuitState.CLOSED,
             )
 
     def settle(self) -> None:
