@@ -803,7 +803,12 @@ class _Call:
         if learned is not None and (
             isinstance(exc, RateLimitError) or exc.status_code == _TOO_MANY_REQUESTS
         ):
-            learned.throttled(self.turn.epoch or 0, exc.retry_after_s)
+            # A Retry-After longer than the policy honours is the circuit's business (tasks
+            # then fail with CircuitWaitTooLongError); the pace holds only for what they wait.
+            hold = exc.retry_after_s
+            if hold is not None and hold > self.caller.retry.max_delay_s:
+                hold = None
+            learned.throttled(self.turn.epoch or 0, hold)
 
     def rejected(
         self,
