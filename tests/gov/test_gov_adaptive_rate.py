@@ -239,7 +239,7 @@ def test_a_task_turned_away_by_an_open_circuit_is_woken_when_a_probe_closes_it(
     request = ChatRequest((Message.user("hi"),), None, ())
     with pytest.raises(ProviderUnavailableError):
         caller.chat(route, request)
-    box = _AlarmBox()
+    box = _AlarmBox(Slots(1, max_parked=1, wake=lambda: None).claim())
     with pytest.raises(CircuitOpenError):
         caller.chat(route, request, alarms=box)
     alarm = box.take()

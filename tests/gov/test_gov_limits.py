@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -161,3 +162,29 @@ def test_a_rate_too_small_to_wait_for_is_refused_or_bounded(clock: FakeClock) ->
     assert result["b"].status is TaskState.FAILED
     assert result["b"].error_type == "RateLimitExceededError"
     assert len(times) == 1
+
+
+def test_a_task_given_up_while_waiting_its_turn_sends_nothing(clock: FakeClock) -> None:
+    # Its thread cannot be killed: once the run has given it up (past its deadline), it must
+    # not send when its turn comes.
+    release = threading.Event()
+    times: list[float] = []
+
+    def sleep(_seconds: float) -> None:
+        clock.now += 100.0  # past the task's deadline: the driver gives the task up
+        release.wait(timeout=10)
+
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=2, clock=clock),
+        default_adapter=_recording(clock, times),
+        sleep=sleep,
+        clock=clock,
+        limits={"gpt-test": Limits(requests_per_minute=1)},
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = oma.run_tasks([Task("a", agent="w"), Task("b", agent="w")], team, task_timeout_s=30.0)
+    assert result["b"].error_type == "DeadlineExceededError"
+    release.set()
+    for worker in [t for t in threading.enumerate() if t.name.startswith("aegis")]:
+        worker.join(timeout=10)
+    assert len(times) == 1  # only a's request: b, given up while waiting, sent nothing

@@ -250,7 +250,7 @@ class EndpointCaller:
         With a *slot*, the task gives it up while it waits between requests; with a *trace*,
         the conversation is traced (see :mod:`aegis_gov._tracing`).
         """
-        box = None if slot is None else _AlarmBox()
+        box = None if slot is None else _AlarmBox(slot)
         pause: Callable[[float], object] = (
             self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
         )
@@ -290,7 +290,7 @@ class EndpointCaller:
         trace: TaskTrace | None = None,
     ) -> Outcome:
         """Run one agent's conversation on the running event loop; return its outcome."""
-        box = None if slot is None else _AlarmBox()
+        box = None if slot is None else _AlarmBox(slot)
         pause: Callable[[float], Awaitable[object]] = (
             self._async_sleep
             if slot is None
@@ -419,6 +419,8 @@ class EndpointCaller:
         turn = self._pace(adapter, key, request)
         while turn.wait > 0:
             (pause or self._sleep)(turn.wait)
+            if alarms is not None and alarms.abandoned:
+                raise _Abandoned  # the run gave the task up while it waited its turn
             turn = turn.again()
         call = self._start(adapter, key, turn, alarms, None)
         try:
@@ -476,6 +478,8 @@ class EndpointCaller:
         turn = self._pace(adapter, key, request)
         while turn.wait > 0:
             await (pause or self._async_sleep)(turn.wait)
+            if alarms is not None and alarms.abandoned:
+                raise _Abandoned
             turn = turn.again()
         call = self._start(adapter, key, turn, alarms, loop)
         try:
@@ -759,10 +763,16 @@ class _Turn:
 class _AlarmBox:
     """One task's alarm for its next wait, left by the request that was turned away."""
 
-    __slots__ = ("_alarm",)
+    __slots__ = ("_alarm", "_slot")
 
-    def __init__(self) -> None:
+    def __init__(self, slot: Slot) -> None:
         self._alarm: Alarm | None = None
+        self._slot = slot
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the run gave the task up."""
+        return self._slot.abandoned
 
     def queue(
         self,
