@@ -32,6 +32,8 @@ from tests.gov.conftest import FakeClock
 
 
 def _answer(rate: LearnedRate, clock: FakeClock, count: int, every_s: float) -> None:
+    """Answers now and *count* more, *every_s* apart: *count* over the span."""
+    rate.answered()
     for _ in range(count):
         clock.now += every_s
         rate.answered()
@@ -49,6 +51,36 @@ def test_nothing_is_paced_until_a_429_then_the_pace_is_what_the_provider_answere
     second, _ = rate.reserve()
     assert (first, epoch) == (0.0, 1)
     assert second == pytest.approx(1 / 18.0)  # spaced evenly
+
+
+def test_a_first_request_slow_to_leave_does_not_make_the_provider_look_slow() -> None:
+    # Found by the traffic benchmark: counting from the first request *made*, a new
+    # connection's 0.3 s made a 20/s provider look like 3/s, and the run crawled.
+    clock = FakeClock()
+    rate = LearnedRate(clock)
+    rate.reserve()
+    clock.now += 5.0  # the first request takes a while to leave
+    _answer(rate, clock, 2, 0.02)
+    clock.now += 0.01
+    assert rate.throttled(0, None)
+    assert (rate.rate() or 0) > 20.0  # from 3 answers in 0.05 s, not in 5 s
+
+
+def test_a_ceiling_from_a_handful_of_answers_is_probed_above_fast() -> None:
+    # A run just starting: one answer in 0.2 s says "5 a second" on thin evidence.
+    sure_clock, unsure_clock = FakeClock(), FakeClock()
+    sure, unsure = LearnedRate(sure_clock), LearnedRate(unsure_clock)
+    _answer(sure, sure_clock, 20, 0.05)
+    sure.throttled(0, None)
+    unsure.answered()
+    unsure_clock.now += 0.2
+    unsure.throttled(0, None)
+    sure_clock.now += 1.0  # two seconds after each cut, answering at the pace
+    unsure_clock.now += 1.0
+    _answer(sure, sure_clock, 20, 0.05)
+    _answer(unsure, unsure_clock, 5, 0.2)
+    assert sure.rate() == pytest.approx(22.0)  # 10% above its ceiling of 20
+    assert unsure.rate() == pytest.approx(10.0)  # twice its ceiling of 5
 
 
 def test_a_429_to_a_request_sent_before_the_last_cut_cuts_nothing() -> None:

@@ -16,7 +16,8 @@ one call in flight is still hundreds a second. So a 429 also teaches :class:`Lea
 request rate, which then paces the endpoint's requests (evenly spaced): on a 429 the rate
 drops to 90% of what the provider was seen to answer over the last second (or of the paced
 rate, if lower), then climbs back along a cubic curve: to that ceiling in a second, flat
-near it, then probing ever faster above it, until the next 429. This is how the AWS SDKs'
+near it, then probing ever faster above it (much faster when the ceiling came from a handful
+of answers, as when a run starts), until the next 429. This is how the AWS SDKs'
 "adaptive" retry mode paces (CUBIC on the rate, from a ratio of 0.7 of the measured *send*
 rate, in absolute units); measuring the rate the provider *answered* lands the ceiling on its
 limit, so the ratio can be gentler, and the curve is scaled to the ceiling. Only a 429 that
@@ -197,6 +198,7 @@ class LearnedRate:
         self._lock = threading.Lock()
         self._rate: float | None = None
         self._ceiling = 0.0
+        self._sure = True  # whether the ceiling came from enough answers to trust
         self._cut_at = 0.0
         self._epoch = 0
         self._next = -float("inf")
@@ -224,8 +226,6 @@ class LearnedRate:
         """
         with self._lock:
             now = self._clock()
-            if self._first is None:
-                self._first = now
             start = max(now, self._hold_until)
             if start - now > self.horizon_s:
                 return start - now, None  # held (a Retry-After): look again when it ends
@@ -242,6 +242,8 @@ class LearnedRate:
         """The provider answered a request (not a 429): count it, let the rate grow."""
         with self._lock:
             now = self._clock()
+            if self._first is None:
+                self._first = now
             self._answers.append(now)
             self._prune(now)
 
@@ -252,6 +254,8 @@ class LearnedRate:
         """
         with self._lock:
             now = self._clock()
+            if self._first is None:
+                self._first = now
             if retry_after_s:
                 self._hold_until = max(self._hold_until, now + retry_after_s)
                 self._next = max(self._next, self._hold_until)
@@ -266,6 +270,9 @@ class LearnedRate:
             else:
                 ceiling = seen if rate is None else min(rate, seen)
             self._ceiling = max(ceiling, self.min_rate)
+            # A ceiling from a handful of answers (a run just starting) may be far too low:
+            # probe above it fast rather than creep up for seconds.
+            self._sure = len(self._answers) >= _SURE_AFTER
             self._rate = max(self._ceiling * self.backoff_ratio, self.min_rate)
             self._cut_at = now
             self._epoch += 1
@@ -279,11 +286,16 @@ class LearnedRate:
         # CUBIC, relative to the ceiling: back to it after `regain_s`, flat near it, then
         # probing ever faster above it — capped at twice what was answered lately.
         since = max(now - self._cut_at, 0.0) - self.regain_s
-        rate = self._ceiling * (1.0 + (1.0 - self.backoff_ratio) * (since / self.regain_s) ** 3)
+        steep = 1.0 - self.backoff_ratio if since < 0.0 or self._sure else 1.0
+        rate = self._ceiling * (1.0 + steep * (since / self.regain_s) ** 3)
         return max(min(rate, max(2.0 * self._seen_rate(now), self._ceiling)), self.min_rate)
 
     def _seen_rate(self, now: float) -> float:
-        """Answers a second over the last window (or since the first request, if sooner)."""
+        """Answers a second over the last window, or since the provider first answered.
+
+        Not since the first request was *made*: a first request slow to leave (a new
+        connection) would make the provider look slower than it is.
+        """
         self._prune(now)
         span = self.window_s if self._first is None else min(self.window_s, now - self._first)
         return len(self._answers) / max(span, 0.05 * self.window_s)
@@ -377,6 +389,7 @@ class Waiters:
 
 
 _PRUNE_AT = 64
+_SURE_AFTER = 10  # answers in the window that make a learned ceiling trustworthy
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -14,7 +14,8 @@ only once the circuit is closed again), one per free place under the limit, so a
 endpoint is ramped up as its limit grows rather than flooded.
 
 Over 400 lines on purpose: the sync and async halves of each step sit side by side so they stay
-twins.
+twins, and the small classes of one call's pacing and waking (:class:`_Turn`, :class:`_Call`,
+:class:`_AlarmBox`) sit with the two methods that use them.
 """
 
 from __future__ import annotations
