@@ -562,12 +562,15 @@ def _exit_status(result: RunResult, interrupts: Interrupts, *, written: bool) ->
 
 
 def _preflight(
-    pipeline: Pipeline, *, max_concurrent: int | None = None
+    pipeline: Pipeline, *, max_concurrent: int | None = None, tools: bool = True
 ) -> tuple[Team, OpenMultiAgent]:
     """The team and facade of *pipeline*, after the checks a run makes before it starts.
 
+    With *tools*, the facade's registry is connected to the file's MCP servers (the caller
+    closes it); without, nothing is started (``aegis graph`` only checks).
+
     Raises:
-        AegisError: an agent's key variable is unset.
+        AegisError: an agent's key variable is unset; an MCP server cannot be used.
         ValueError: a cost budget over a model with no price; a fallback that is the agent's
             own endpoint.
     """
@@ -575,18 +578,22 @@ def _preflight(
     oma = OpenMultiAgent(
         pool=pipeline.pool(max_concurrent=max_concurrent),
         retry=pipeline.retry,
-        tools=pipeline.tool_registry(),
+        tools=pipeline.tool_registry() if tools else None,
         limits=pipeline.limits,
     )
-    for agent in team.values():
-        Route.resolve(agent, oma.adapter_for(agent), ())  # a fallback equal to its primary
-    if pipeline.budget is not None:  # a cost budget needs every model's price, up front
-        BudgetMeter(pipeline.budget).check_prices(
-            (chat.endpoint, endpoint_key(adapter))
-            for agent in team.values()
-            for adapter in (oma.adapter_for(agent), *agent.fallbacks)
-            for chat in (as_chat_adapter(adapter),)
-        )
+    try:
+        for agent in team.values():
+            Route.resolve(agent, oma.adapter_for(agent), ())  # a fallback equal to its primary
+        if pipeline.budget is not None:  # a cost budget needs every model's price, up front
+            BudgetMeter(pipeline.budget).check_prices(
+                (chat.endpoint, endpoint_key(adapter))
+                for agent in team.values()
+                for adapter in (oma.adapter_for(agent), *agent.fallbacks)
+                for chat in (as_chat_adapter(adapter),)
+            )
+    except BaseException:
+        oma.tools.close()  # end the MCP servers' sessions the registry opened
+        raise
     return team, oma
 
 
@@ -594,7 +601,7 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
     pipeline = _load(args.pipeline)
     if pipeline.budget is not None and pipeline.budget.max_cost_usd is not None:
         try:  # what `aegis run` would refuse before starting, `aegis graph` refuses too
-            _preflight(pipeline)
+            _preflight(pipeline, tools=False)
         except (AegisError, ValueError) as exc:
             raise UsageError(f"{args.pipeline}: {exc}") from None
     queue = pipeline.queue()
