@@ -15,7 +15,7 @@ from aegis_adapters import (
     RateLimitError,
     ScriptedAdapter,
 )
-from aegis_breaker import AgentPool, CircuitOpenError, CircuitState
+from aegis_breaker import AgentPool, CircuitState
 from aegis_gov import AgentConfig, RetryPolicy, RunEvent, Team, ToolRegistry
 from aegis_gov._caller import EndpointCaller, Route, Sink
 from aegis_gov._conversation import ChatRequest
@@ -34,6 +34,7 @@ def _caller(pool: AgentPool, clock: FakeClock, **retry: float) -> EndpointCaller
         retry=RetryPolicy(**retry),  # type: ignore[arg-type]
         rng=random.Random(0),
         sleep=clock.sleep,
+        clock=clock,
     )
 
 
@@ -57,14 +58,18 @@ def test_a_bad_request_does_not_count_against_the_breaker(clock: FakeClock) -> N
 
 def test_a_retryable_error_counts_and_a_retry_after_holds_the_endpoint(clock: FakeClock) -> None:
     pool = AgentPool(consecutive_failure_limit=5, clock=clock)
-    adapter = ScriptedAdapter([RateLimitError("p", "slow", retry_after_s=7.0)])
+    adapter = ScriptedAdapter([RateLimitError("p", "slow", retry_after_s=7.0), "ok"])
     caller = _caller(pool, clock)
     route = _route(adapter)
     with pytest.raises(RateLimitError):
         caller.chat(route, REQUEST)
-    with pytest.raises(CircuitOpenError) as info:
-        caller.chat(route, REQUEST)
-    assert info.value.retry_after_s == pytest.approx(7.0)
+    breaker = pool.breaker(route.key)
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.retry_after_s == pytest.approx(7.0)
+    # The next request waits the hold out before it is sent (the endpoint's pace holds too),
+    # instead of running into the open circuit.
+    assert caller.chat(route, REQUEST).text == "ok"
+    assert clock.sleeps == [pytest.approx(7.0)]
 
 
 def test_a_pool_with_its_own_rule_decides_what_counts(clock: FakeClock) -> None:

@@ -22,7 +22,9 @@ from hypothesis import given
 
 from tests.gov.conftest import FakeClock
 
-steps = st.lists(st.sampled_from(["acquire", "ok", "overload", "neutral"]), max_size=200)
+steps = st.lists(
+    st.sampled_from(["acquire", "ok", "overload", "neutral", "recovered"]), max_size=200
+)
 
 
 @given(st.integers(1, 64), steps)
@@ -34,6 +36,8 @@ def test_the_limit_stays_in_bounds_and_is_never_exceeded(max_limit: int, ops: li
             if limit.try_acquire():
                 held += 1
                 assert held <= limit.max_limit
+        elif op == "recovered":
+            limit.recovered()
         elif held:
             held -= 1
             limit.release(overloaded={"ok": False, "overload": True, "neutral": None}[op])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -51,8 +52,49 @@ def test_requests_per_minute_are_paced_first_come_first_served(
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     result = asyncio.run(oma.arun_tasks(tasks, team)) if use_async else oma.run_tasks(tasks, team)
     assert {r.status for r in result.values()} == {TaskState.DONE}
-    # Spaced evenly: one every ten seconds (a second's worth, at least one, may go at once).
+    # Spaced evenly: one every ten seconds.
     assert times == pytest.approx([0, 10, 20, 30, 40, 50, 60, 70, 80, 90])
+
+
+@pytest.mark.parametrize(("burst", "expected"), [(None, [0, 0.5, 1, 1.5]), (3, [0, 0, 0, 0.5])])
+def test_a_declared_rate_is_spaced_evenly_unless_a_burst_is_declared(
+    clock: FakeClock, burst: float | None, expected: list[float]
+) -> None:
+    # Found by counting what the traffic benchmark's server saw: a second's worth sent at once
+    # (20 at 1,200 a minute) drew 429s from a provider that takes two at a time; every 429 of
+    # a declared run came in its first second.
+    times: list[float] = []
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=8, clock=clock),
+        default_adapter=_recording(clock, times),
+        sleep=clock.sleep,
+        clock=clock,
+        limits={"gpt-test": Limits(requests_per_minute=120, burst=burst)},
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    oma.run_tasks([Task(f"t{i}", agent="w") for i in range(4)], team)
+    assert sorted(times) == pytest.approx(expected)
+
+
+def test_a_limit_that_matches_no_model_of_a_run_is_named(clock: FakeClock) -> None:
+    oma = OpenMultiAgent(
+        AgentPool(clock=clock),
+        default_adapter=ScriptedAdapter(["ok"], name="gpt-test"),
+        clock=clock,
+        limits={"gpt-tset": Limits(requests_per_minute=60)},  # a typo
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    with pytest.warns(UserWarning, match=r"limits\['gpt-tset'\] matches no model .*'gpt-test'\?"):
+        oma.run_tasks([Task("a", agent="w")], team)
+
+
+def test_a_fallback_equal_to_the_primary_is_refused() -> None:
+    model = ScriptedAdapter(["ok"], name="gpt-test")
+    oma = OpenMultiAgent(default_adapter=model)
+    agent = AgentConfig(name="w", fallbacks=[model])
+    team = OpenMultiAgent.create_team("t", agent)
+    with pytest.raises(ValueError, match=r"agent 'w': fallbacks\[0\] is the same endpoint"):
+        oma.run_tasks([Task("a", agent="w")], team)
 
 
 def test_tokens_per_minute_use_the_reported_usage(clock: FakeClock) -> None:
@@ -92,6 +134,10 @@ def test_limits_are_checked() -> None:
         Limits(requests_per_minute=0)
     with pytest.raises(TypeError, match="max_concurrent must be an int"):
         Limits(max_concurrent=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="burst must be at least 1"):
+        Limits(requests_per_minute=60, burst=0.5)
+    with pytest.raises(ValueError, match="burst needs requests_per_minute"):
+        Limits(tokens_per_minute=60, burst=2)
     with pytest.raises(TypeError, match=r"limits\['m'\] must be a Limits"):
         OpenMultiAgent(limits={"m": 5})  # type: ignore[dict-item]
 
@@ -116,3 +162,29 @@ def test_a_rate_too_small_to_wait_for_is_refused_or_bounded(clock: FakeClock) ->
     assert result["b"].status is TaskState.FAILED
     assert result["b"].error_type == "RateLimitExceededError"
     assert len(times) == 1
+
+
+def test_a_task_given_up_while_waiting_its_turn_sends_nothing(clock: FakeClock) -> None:
+    # Its thread cannot be killed: once the run has given it up (past its deadline), it must
+    # not send when its turn comes.
+    release = threading.Event()
+    times: list[float] = []
+
+    def sleep(_seconds: float) -> None:
+        clock.now += 100.0  # past the task's deadline: the driver gives the task up
+        release.wait(timeout=10)
+
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=2, clock=clock),
+        default_adapter=_recording(clock, times),
+        sleep=sleep,
+        clock=clock,
+        limits={"gpt-test": Limits(requests_per_minute=1)},
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = oma.run_tasks([Task("a", agent="w"), Task("b", agent="w")], team, task_timeout_s=30.0)
+    assert result["b"].error_type == "DeadlineExceededError"
+    release.set()
+    for worker in [t for t in threading.enumerate() if t.name.startswith("aegis")]:
+        worker.join(timeout=10)
+    assert len(times) == 1  # only a's request: b, given up while waiting, sent nothing

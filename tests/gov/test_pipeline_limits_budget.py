@@ -95,4 +95,28 @@ def test_a_cost_budget_without_prices_is_refused_before_the_run(
     path = tmp_path / "p.toml"
     path.write_text(AGENTS + "\n[budget]\nmax_cost_usd = 1.0\n")
     assert main(["run", str(path), "--plain"]) == 2
-    assert 'add it to Budget.prices ([budget.prices."m1"]' in capsys.readouterr().err
+    run_error = capsys.readouterr().err
+    assert 'add it to Budget.prices ([budget.prices."m1"]' in run_error
+    # `aegis graph` calls the file valid only if `aegis run` would start it: the same error.
+    assert main(["graph", str(path)]) == 2
+    assert capsys.readouterr().err == run_error
+
+
+def test_a_fallback_equal_to_the_agent_s_own_model_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "p.toml"
+    agents = AGENTS.replace(
+        'model = "m1"\n', 'model = "m1"\nfallbacks = [{ provider = "scripted", model = "m1" }]\n'
+    )
+    path.write_text(agents)
+    assert main(["run", str(path), "--plain"]) == 2
+    error = capsys.readouterr().err
+    assert "agent 'a': fallbacks[0] is the same endpoint as the agent's own adapter" in error
+
+
+def test_a_limits_burst_is_read_and_checked(tmp_path: Path) -> None:
+    pipeline = parse_pipeline(AGENTS + '\n[limits."m1"]\nrequests_per_minute = 600\nburst = 4\n')
+    assert pipeline.limits == {"m1": Limits(requests_per_minute=600, burst=4)}
+    with pytest.raises(PipelineError, match=r'\[limits."m1"\]: burst needs requests_per_minute'):
+        parse_pipeline(AGENTS + '\n[limits."m1"]\nburst = 4\n')

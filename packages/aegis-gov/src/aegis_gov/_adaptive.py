@@ -1,20 +1,47 @@
-"""Adaptive concurrency per endpoint: an AIMD limit on the calls in flight to one provider.
+"""Adaptive limits per endpoint: an AIMD limit on calls in flight, a rate learned from 429s.
 
 When nobody declared what an endpoint can take, learn it: the limit grows by one for every
 window of successful calls that used at least half of it (additive increase) and halves on a
 sign of overload — a 429, a 529 or 503, a timeout (multiplicative decrease), never below one
-nor above the pool's ``max_concurrent``. The anchor is Netflix's concurrency-limits ``AIMD``
+nor above the pool's ``max_concurrent``. A limit cut again and again by a run of overloads
+with no success between climbs back by one per success up to where the first cut of that run
+left it, as TCP's slow start climbs to its threshold; after an outage (a half-open circuit's
+probe succeeded) up to where the run began: a recovered endpoint is ramped up — not flooded —
+in a few round trips, not a few dozen. The anchor is Netflix's concurrency-limits ``AIMD``
 limit. Sans-I/O and thread-safe: callers ask :meth:`AdaptiveLimit.try_acquire` and report
 each call's outcome with :meth:`AdaptiveLimit.release`; waiting is the caller's business.
+
+A concurrency limit cannot bound a *rate*: against a provider that answers in milliseconds,
+one call in flight is still hundreds a second. So a 429 also teaches :class:`LearnedRate` a
+request rate, which then paces the endpoint's requests (evenly spaced): on a 429 the rate
+drops to 90% of what the provider was seen to answer over the last second (or of the paced
+rate, if lower), then climbs back along a cubic curve: to that ceiling in a second, flat
+near it, then probing ever faster above it (much faster when the ceiling came from a handful
+of answers, as when a run starts), until the next 429. This is how the AWS SDKs'
+"adaptive" retry mode paces (CUBIC on the rate, from a ratio of 0.7 of the measured *send*
+rate, in absolute units); measuring the rate the provider *answered* lands the ceiling on its
+limit, so the ratio can be gentler, and the curve is scaled to the ceiling. Only a 429 that
+reflects the current rate counts: 429s to requests sent before the last cut say nothing new
+(as TCP reacts once per window). A Retry-After also holds the pacer, so paced requests do
+not run into it.
+
+:class:`Waiters` and :class:`Alarm` let tasks that wait for an endpoint (over its limit, or
+for a half-open circuit's probe) be woken when it can take more, instead of sleeping out a
+backoff: one per call that ends, first come first served, so a recovering endpoint is ramped
+up by its limit rather than flooded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import threading
+import time
+from collections.abc import Callable
 
 import attrs
 
-__all__ = ["AdaptiveLimit", "AdaptiveStatus"]
+__all__ = ["AdaptiveLimit", "AdaptiveStatus", "Alarm", "LearnedRate", "Waiters"]
 
 
 @attrs.frozen
@@ -29,8 +56,10 @@ class AdaptiveStatus:
     """Signs of overload seen (429s, 529s, 503s, timeouts)."""
     max_limit: int
     """The ceiling: the pool's ``max_concurrent``."""
+    rate_per_s: float | None = None
+    """The request rate learned from 429s (requests a second), or None before the first."""
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | float | None]:
         """The snapshot as a JSON-ready dict."""
         return attrs.asdict(self)
 
@@ -56,12 +85,24 @@ class AdaptiveLimit:
         self._limit = float(max_limit)
         self._in_flight = 0
         self._overloads = 0
+        # Where growth turns from one per success to one per window (TCP's ssthresh): set by
+        # the first cut of a run of overloads, so a limit cut further by an outage (every
+        # call failing) climbs back fast, and one cut once grows gently.
+        self._threshold = float(max_limit)
+        self._streak = False  # overloads since the last success
+        self._before = float(max_limit)  # the limit when the current run of overloads began
         self._lock = threading.Lock()
 
     @property
     def limit(self) -> int:
         """Calls allowed in flight now."""
         return _whole(self._limit)
+
+    @property
+    def free(self) -> int:
+        """How many more calls the limit allows in flight now."""
+        with self._lock:
+            return max(_whole(self._limit) - self._in_flight, 0)
 
     def try_acquire(self) -> bool:
         """Count one more call in flight if the limit allows it."""
@@ -78,10 +119,32 @@ class AdaptiveLimit:
             self._in_flight = max(in_flight - 1, 0)
             if overloaded:
                 self._overloads += 1
+                if not self._streak:
+                    self._before = self._limit
                 self._limit = max(float(self.min_limit), self._limit * self.backoff_ratio)
-            elif overloaded is False and in_flight * 2 >= self._limit:
-                # Grow only when the limit was being used: idle success proves nothing.
-                self._limit = min(float(self.max_limit), self._limit + 1.0 / self._limit)
+                if not self._streak:
+                    self._threshold = self._limit
+                self._streak = True
+            elif overloaded is False:
+                self._streak = False
+                if self._limit < self._threshold:  # climbing back to a known-good limit
+                    self._limit = min(self._threshold, self._limit + 1.0)
+                elif in_flight * 2 >= self._limit:
+                    # Grow only when the limit was being used: idle success proves nothing.
+                    self._limit = min(float(self.max_limit), self._limit + 1.0 / self._limit)
+
+    def recovered(self) -> None:
+        """The endpoint was down and a probe just succeeded: climb fast to where it was.
+
+        What cut the limit was an outage, not overload, so it restarts from a quarter of the
+        limit the run of failures began at and grows by one per success (a doubling per round
+        trip) back up to it.
+        """
+        with self._lock:
+            self._threshold = max(self._threshold, self._before)
+            # Restart from a quarter of it, as TCP restarts from an initial window: a probe
+            # that succeeded says one call goes; a few more are no flood.
+            self._limit = max(self._limit, float(_whole(self._before / 4.0)), 1.0)
 
     def status(self) -> AdaptiveStatus:
         """A snapshot of the limit."""
@@ -97,3 +160,238 @@ class AdaptiveLimit:
 def _whole(limit: float) -> int:
     # Sums of 1/limit land a hair under the next integer; do not lose a slot to that.
     return int(limit + 1e-9)
+
+
+class LearnedRate:
+    """A request rate learned from 429s, pacing one endpoint (see the module docstring).
+
+    Unpaced until the first 429. Sans-I/O over *clock*; thread-safe.
+
+    Args:
+        clock: Monotonic seconds.
+        window_s: How far back the provider's answers are counted.
+        backoff_ratio: The share of the ceiling the rate drops to on a 429.
+        regain_s: Seconds after a cut until the rate is back at the ceiling.
+        horizon_s: How far ahead turns are taken.
+        min_rate: The slowest pace, in requests a second.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        window_s: float = 1.0,
+        backoff_ratio: float = 0.9,
+        regain_s: float = 1.0,
+        horizon_s: float = 0.25,
+        min_rate: float = 0.05,
+    ) -> None:
+        """Start unpaced: nothing is known to be wrong yet."""
+        if not 0.0 < backoff_ratio < 1.0:
+            raise ValueError(f"backoff_ratio must be in (0, 1), got {backoff_ratio!r}")
+        self._clock = clock
+        self.window_s = window_s
+        self.backoff_ratio = backoff_ratio
+        self.regain_s = regain_s
+        self.horizon_s = horizon_s
+        self.min_rate = min_rate
+        self._lock = threading.Lock()
+        self._rate: float | None = None
+        self._ceiling = 0.0
+        self._sure = True  # whether the ceiling came from enough answers to trust
+        self._cut_at = 0.0
+        self._epoch = 0
+        self._next = -float("inf")
+        self._hold_until = -float("inf")
+        self._first: float | None = None
+        self._answers: collections.deque[float] = collections.deque()
+
+    @property
+    def epoch(self) -> int:
+        """How many times the pace was cut or held; a reservation of an older epoch is stale."""
+        return self._epoch
+
+    def rate(self) -> float | None:
+        """Requests a second now, or None while unpaced."""
+        with self._lock:
+            return self._now_rate(self._clock())
+
+    def reserve(self) -> tuple[float, int | None]:
+        """Take the next turn: (seconds to wait before sending, the epoch it was taken in).
+
+        Turns are taken at most ``horizon_s`` (or one turn) ahead, so a rate that grows
+        applies at once:
+        past that, no turn is taken (the epoch is None) and the caller looks again after the
+        wait it is given.
+        """
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._hold_until)
+            if start - now > self.horizon_s:
+                return start - now, None  # held (a Retry-After): look again when it ends
+            rate = self._now_rate(now)
+            if rate is not None:
+                start = max(start, self._next)
+                ahead = max(self.horizon_s, 1.0 / rate)  # at least the next turn
+                if start - now > ahead:
+                    return ahead, None
+                self._next = start + 1.0 / rate
+            return start - now, self._epoch
+
+    def answered(self) -> None:
+        """The provider answered a request (not a 429): count it, let the rate grow."""
+        with self._lock:
+            now = self._clock()
+            if self._first is None:
+                self._first = now
+            self._answers.append(now)
+            self._prune(now)
+
+    def throttled(self, epoch: int, retry_after_s: float | None) -> bool:
+        """A 429 to a request sent in *epoch*; return whether it cut the rate.
+
+        A Retry-After holds every later turn until it has passed, whatever the epoch.
+        """
+        with self._lock:
+            now = self._clock()
+            if self._first is None:
+                self._first = now
+            if retry_after_s:
+                self._hold_until = max(self._hold_until, now + retry_after_s)
+                self._next = max(self._next, self._hold_until)
+            if epoch != self._epoch:
+                return False  # sent before the last cut: it says nothing about the new pace
+            seen = self._seen_rate(now)
+            rate = self._now_rate(now)
+            if seen <= 0.0:
+                if rate is None:
+                    return False  # nothing answered yet to learn a rate from: the hold will do
+                ceiling = rate * self.backoff_ratio  # nothing answered lately: back off further
+            else:
+                ceiling = seen if rate is None else min(rate, seen)
+            self._ceiling = max(ceiling, self.min_rate)
+            # A ceiling from a handful of answers (a run just starting) may be far too low:
+            # probe above it fast rather than creep up for seconds.
+            self._sure = len(self._answers) >= _SURE_AFTER
+            self._rate = max(self._ceiling * self.backoff_ratio, self.min_rate)
+            self._cut_at = now
+            self._epoch += 1
+            # Every turn promised so far is stale (its taker reserves again): start afresh.
+            self._next = max(now, self._hold_until)
+            return True
+
+    def _now_rate(self, now: float) -> float | None:
+        if self._rate is None:
+            return None
+        # CUBIC, relative to the ceiling: back to it after `regain_s`, flat near it, then
+        # probing ever faster above it — capped at twice what was answered lately.
+        since = max(now - self._cut_at, 0.0) - self.regain_s
+        steep = 1.0 - self.backoff_ratio if since < 0.0 or self._sure else 1.0
+        rate = self._ceiling * (1.0 + steep * (since / self.regain_s) ** 3)
+        return max(min(rate, max(2.0 * self._seen_rate(now), self._ceiling)), self.min_rate)
+
+    def _seen_rate(self, now: float) -> float:
+        """Answers a second over the last window, or since the provider first answered.
+
+        Not since the first request was *made*: a first request slow to leave (a new
+        connection) would make the provider look slower than it is.
+        """
+        self._prune(now)
+        span = self.window_s if self._first is None else min(self.window_s, now - self._first)
+        return len(self._answers) / max(span, 0.05 * self.window_s)
+
+    def _prune(self, now: float) -> None:
+        answers = self._answers
+        while answers and answers[0] <= now - self.window_s:
+            answers.popleft()
+
+
+class Alarm:
+    """A one-shot wake-up for one waiting task: thread-safe, awaitable on its loop."""
+
+    __slots__ = ("_closed", "_event", "_future", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """An alarm for a thread, or for a coroutine of *loop*."""
+        self._event = threading.Event()
+        self._loop = loop
+        self._future: asyncio.Future[None] | None = None if loop is None else loop.create_future()
+        self._closed = False
+
+    @property
+    def rung(self) -> bool:
+        """Whether the alarm went off."""
+        return self._event.is_set()
+
+    def ring(self) -> bool:
+        """Wake the task; False if it had stopped waiting (the wake-up is not used)."""
+        if self._closed or self._event.is_set():
+            return False
+        self._event.set()
+        if self._loop is not None and self._future is not None:
+            try:
+                self._loop.call_soon_threadsafe(_resolve, self._future)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                return False
+        return True
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the task still waits on this alarm (neither rung nor closed)."""
+        return not (self._closed or self._event.is_set())
+
+    def close(self) -> None:
+        """The task stopped waiting."""
+        self._closed = True
+
+    def wait(self, seconds: float) -> bool:
+        """Block until rung or *seconds* passed; return whether it was rung."""
+        return self._event.wait(seconds)
+
+    async def await_for(self, seconds: float) -> bool:
+        """Wait on the loop until rung or *seconds* passed; return whether it was rung."""
+        if self._future is None:
+            raise RuntimeError("this alarm was made for a thread, not a loop")
+        await asyncio.wait([self._future], timeout=seconds)
+        return self.rung
+
+
+class Waiters:
+    """Tasks waiting for one endpoint to take more, woken first come, first served."""
+
+    def __init__(self) -> None:
+        """No one waits yet."""
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Alarm] = collections.deque()
+
+    def __len__(self) -> int:
+        """How many alarms are queued (some may have stopped waiting)."""
+        return len(self._queue)
+
+    def join(self, alarm: Alarm) -> None:
+        """Queue *alarm* to be rung when the endpoint can take more."""
+        with self._lock:
+            if len(self._queue) >= _PRUNE_AT:  # drop those that stopped waiting
+                self._queue = collections.deque(a for a in self._queue if a.waiting)
+            self._queue.append(alarm)
+
+    def wake(self, count: int | None = None) -> int:
+        """Ring the *count* longest-waiting alarms still waiting (all with None); say how many."""
+        woken = 0
+        while count is None or woken < count:
+            with self._lock:
+                if not self._queue:
+                    break
+                alarm = self._queue.popleft()
+            if alarm.ring():
+                woken += 1
+        return woken
+
+
+_PRUNE_AT = 64
+_SURE_AFTER = 10  # answers in the window that make a learned ceiling trustworthy
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -7,18 +7,27 @@ provider asks for a Retry-After, streams deltas, and runs tool calls within the 
 tools. :meth:`EndpointCaller.run` and :meth:`EndpointCaller.arun` drive one agent's
 :class:`Conversation` with threads or asyncio; both end in an :data:`Outcome` value.
 
+Each endpoint also has a pace (a declared rate, else one learned from 429s) that requests
+wait for before they count as in flight, and two queues of waiting tasks — over its adaptive
+limit, or turned away by its open or half-open circuit — woken when a call ends (the second
+only once the circuit is closed again), one per free place under the limit, so a recovered
+endpoint is ramped up as its limit grows rather than flooded.
+
 Over 400 lines on purpose: the sync and async halves of each step sit side by side so they stay
-twins.
+twins, and the small classes of one call's pacing and waking (:class:`_Turn`, :class:`_Call`,
+:class:`_AlarmBox`) sit with the two methods that use them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import warnings
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
 
 import attrs
@@ -34,9 +43,9 @@ from aegis_adapters import (
     is_chat_adapter,
     supports_output_schema,
 )
-from aegis_breaker import AgentPool
+from aegis_breaker import AgentPool, CircuitOpenError, CircuitState
 
-from aegis_gov._adaptive import AdaptiveLimit, AdaptiveStatus
+from aegis_gov._adaptive import AdaptiveLimit, AdaptiveStatus, Alarm, LearnedRate, Waiters
 from aegis_gov._agents import AgentConfig, output_checks
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
@@ -75,9 +84,24 @@ class Route:
 
     @classmethod
     def resolve(cls, agent: AgentConfig, adapter: LLMAdapter, tools: tuple[ToolSpec, ...]) -> Route:
-        """The route of *agent* talking to *adapter* (then its fallbacks) with *tools*."""
+        """The route of *agent* talking to *adapter* (then its fallbacks) with *tools*.
+
+        Raises:
+            ValueError: a fallback is the agent's own endpoint, or another fallback's (it
+                shares their circuit and limits: falling back to it would change nothing).
+        """
+        key = endpoint_key(adapter)
         fallbacks = tuple((as_chat_adapter(a), endpoint_key(a)) for a in agent.fallbacks)
-        return cls(agent, as_chat_adapter(adapter), endpoint_key(adapter), tools, fallbacks)
+        seen = {key: "the agent's own adapter"}
+        for number, (_fallback, fallback_key) in enumerate(fallbacks, start=1):
+            if fallback_key in seen:
+                raise ValueError(
+                    f"agent {agent.name!r}: fallbacks[{number - 1}] is the same endpoint as "
+                    f"{seen[fallback_key]} ({fallback_key}); falling back to it would only "
+                    "retry the same provider: remove it or name another model or provider"
+                )
+            seen[fallback_key] = f"fallbacks[{number - 1}]"
+        return cls(agent, as_chat_adapter(adapter), key, tools, fallbacks)
 
     def target(self, index: int) -> tuple[ChatAdapter, str]:
         """The adapter and endpoint key of endpoint *index* (0: the agent's own)."""
@@ -110,7 +134,8 @@ class _Declined:
     error: Exception
 
 
-_OVERLOAD_STATUSES = frozenset({429, 503, 529})
+_TOO_MANY_REQUESTS = 429
+_OVERLOAD_STATUSES = frozenset({_TOO_MANY_REQUESTS, 503, 529})
 
 
 def _is_overload(exc: RetryableError) -> bool:
@@ -169,6 +194,10 @@ class EndpointCaller:
         self._async_sleep = async_sleep
         self._adaptive: dict[str, AdaptiveLimit] = {}
         self._adaptive_lock = threading.Lock()
+        self._learned: dict[str, LearnedRate | None] = {}
+        self._unmatched_warned: set[str] = set()
+        self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
+        self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
         own_rule = pool.settings.is_failure
         self._counts: Callable[[BaseException], bool] = (
             own_rule if own_rule is not None else counts_against_breaker
@@ -222,9 +251,20 @@ class EndpointCaller:
         With a *slot*, the task gives it up while it waits between requests; with a *trace*,
         the conversation is traced (see :mod:`aegis_gov._tracing`).
         """
-        sleep = self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
+        box = None if slot is None else _AlarmBox(slot)
+        pause: Callable[[float], object] = (
+            self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
+        )
+        sleep = pause if slot is None or box is None else _woken_sleep(slot, self._sleep, box)
         chat: Callable[[ChatRequest], ChatResponse] = functools.partial(
-            self.chat, route, sink=sink, executor=executor, pause=sleep, budget=budget, trace=trace
+            self.chat,
+            route,
+            sink=sink,
+            executor=executor,
+            pause=pause,
+            budget=budget,
+            trace=trace,
+            alarms=box,
         )
         run_tool: Callable[[ToolCall], str] = functools.partial(self.run_tool, route.agent)
         if trace is not None:
@@ -251,11 +291,17 @@ class EndpointCaller:
         trace: TaskTrace | None = None,
     ) -> Outcome:
         """Run one agent's conversation on the running event loop; return its outcome."""
-        sleep = self._async_sleep
-        if slot is not None:
-            sleep = functools.partial(slot.asleep, sleep=self._async_sleep)
+        box = None if slot is None else _AlarmBox(slot)
+        pause: Callable[[float], Awaitable[object]] = (
+            self._async_sleep
+            if slot is None
+            else functools.partial(slot.asleep, sleep=self._async_sleep)
+        )
+        sleep = (
+            pause if slot is None or box is None else _awoken_sleep(slot, self._async_sleep, box)
+        )
         chat: Callable[[ChatRequest], Awaitable[ChatResponse]] = functools.partial(
-            self.achat, route, sink=sink, pause=sleep, budget=budget, trace=trace
+            self.achat, route, sink=sink, pause=pause, budget=budget, trace=trace, alarms=box
         )
         run_tool: Callable[[ToolCall], Awaitable[str]] = functools.partial(
             self.arun_tool, route.agent
@@ -286,6 +332,7 @@ class EndpointCaller:
         trace: RunTrace | None = None,
     ) -> Callable[[Work, Slot], Outcome]:
         """What the thread driver calls for each task of a run: its agent's conversation."""
+        self.check_limits(routes.values())
 
         def execute(work: Work, slot: Slot) -> Outcome:
             route = routes[work.agent.name]
@@ -313,6 +360,7 @@ class EndpointCaller:
         trace: RunTrace | None = None,
     ) -> Callable[[Work, Slot], Awaitable[Outcome]]:
         """The asyncio twin of :meth:`task_runner`."""
+        self.check_limits(routes.values())
 
         async def execute(work: Work, slot: Slot) -> Outcome:
             route = routes[work.agent.name]
@@ -331,7 +379,7 @@ class EndpointCaller:
 
     # -- requests ------------------------------------------------------------------------
 
-    def chat(  # noqa: C901  # admission, pacing, budget, the call and its outcome, in order
+    def chat(  # noqa: C901  # pacing, admission, budget, the call and its outcome, in order
         self,
         route: Route,
         request: ChatRequest,
@@ -341,10 +389,13 @@ class EndpointCaller:
         pause: Callable[[float], object] | None = None,
         budget: BudgetMeter | None = None,
         trace: TaskTrace | None = None,
+        alarms: _AlarmBox | None = None,
     ) -> ChatResponse:
         """Send *request* through the pool to *route*'s endpoint; raise what it raised.
 
-        A declared rate limit is waited out first, with *pause* (the task's parked sleep).
+        The endpoint's pace (declared, or learned from 429s) is waited out first, with
+        *pause* (the task's parked sleep). Turned away (over the endpoint's limit, or by a
+        half-open circuit), the task leaves an alarm in *alarms* for its next wait.
         """
         adapter, key = route.target(request.endpoint)
 
@@ -366,20 +417,14 @@ class EndpointCaller:
                     raise
                 return _Declined(exc)
 
-        limit = self._admit(adapter, key)
-        limiter = self._limiter(adapter, key)
-        answer: ChatResponse | _Declined | None = None
-        overloaded: bool | None = None
-        # A declared limit is waited out within the retry policy's total budget; past it, the
-        # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
-        budget_s = self.retry.max_total_delay_s
-        taken = 0.0
+        turn = self._pace(adapter, key, request)
+        while turn.wait > 0:
+            (pause or self._sleep)(turn.wait)
+            if alarms is not None and alarms.abandoned:
+                raise _Abandoned  # the run gave the task up while it waited its turn
+            turn = turn.again()
+        call = self._start(adapter, key, turn, alarms, None)
         try:
-            wait, taken = (
-                limiter.reserve(_estimate(request), max_wait_s=budget_s) if limiter else (0.0, 0.0)
-            )
-            if wait > 0:
-                (pause or self._sleep)(wait)
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
             answer = self.pool.run_on(key, attempt)
@@ -387,18 +432,21 @@ class EndpointCaller:
                 raise answer.error
             if budget is not None:
                 budget.record(adapter.endpoint, key, answer.usage)
-            overloaded = False
+            call.answer = answer
         except RetryableError as exc:
             # Whether or not it counted against the breaker, a 429 still says "overloaded"
             # and its Retry-After still holds the endpoint.
-            overloaded = _is_overload(exc)
+            call.failed(exc)
             self._after_retryable(route, key, exc, sink)
             raise
+        except CircuitOpenError as exc:
+            call.rejected(exc, alarms, None)
+            raise
         finally:
-            _settle(limit, overloaded, limiter, taken, answer)
+            self._end(call)
         return answer
 
-    async def achat(  # noqa: C901  # (the twin of chat)
+    async def achat(  # noqa: C901  # the twin of chat
         self,
         route: Route,
         request: ChatRequest,
@@ -407,6 +455,7 @@ class EndpointCaller:
         pause: Callable[[float], Awaitable[object]] | None = None,
         budget: BudgetMeter | None = None,
         trace: TaskTrace | None = None,
+        alarms: _AlarmBox | None = None,
     ) -> ChatResponse:
         """The asyncio twin of :meth:`chat`."""
         adapter, key = route.target(request.endpoint)
@@ -426,20 +475,15 @@ class EndpointCaller:
                     raise
                 return _Declined(exc)
 
-        limit = self._admit(adapter, key)
-        limiter = self._limiter(adapter, key)
-        answer: ChatResponse | _Declined | None = None
-        overloaded: bool | None = None
-        # A declared limit is waited out within the retry policy's total budget; past it, the
-        # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
-        budget_s = self.retry.max_total_delay_s
-        taken = 0.0
+        loop = asyncio.get_running_loop()
+        turn = self._pace(adapter, key, request)
+        while turn.wait > 0:
+            await (pause or self._async_sleep)(turn.wait)
+            if alarms is not None and alarms.abandoned:
+                raise _Abandoned
+            turn = turn.again()
+        call = self._start(adapter, key, turn, alarms, loop)
         try:
-            wait, taken = (
-                limiter.reserve(_estimate(request), max_wait_s=budget_s) if limiter else (0.0, 0.0)
-            )
-            if wait > 0:
-                await (pause or self._async_sleep)(wait)
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
             answer = await self.pool.arun_on(key, attempt)
@@ -447,16 +491,116 @@ class EndpointCaller:
                 raise answer.error
             if budget is not None:
                 budget.record(adapter.endpoint, key, answer.usage)
-            overloaded = False
+            call.answer = answer
         except RetryableError as exc:
-            # Whether or not it counted against the breaker, a 429 still says "overloaded"
-            # and its Retry-After still holds the endpoint.
-            overloaded = _is_overload(exc)
+            call.failed(exc)
             self._after_retryable(route, key, exc, sink)
             raise
+        except CircuitOpenError as exc:
+            call.rejected(exc, alarms, loop)
+            raise
         finally:
-            _settle(limit, overloaded, limiter, taken, answer)
+            self._end(call)
         return answer
+
+    def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
+        """Take the request's turn in the endpoint's pace (declared, else learned)."""
+        limiter = self._limiter(adapter, key)
+        # A declared limit is waited out within the retry policy's total budget; past it, the
+        # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
+        wait, taken = (
+            limiter.reserve(_estimate(request), max_wait_s=self.retry.max_total_delay_s)
+            if limiter
+            else (0.0, 0.0)
+        )
+        learned = self._learned_rate(adapter, key)
+        epoch: int | None = 0
+        if learned is not None:
+            learned_wait, epoch = learned.reserve()
+            wait = max(wait, learned_wait)
+        return _Turn(wait, limiter, taken, learned, epoch)
+
+    def _start(
+        self,
+        adapter: ChatAdapter,
+        key: str,
+        turn: _Turn,
+        alarms: _AlarmBox | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> _Call:
+        """Count the call in flight, or queue the task for a place and raise EndpointBusyError."""
+        limit = self.adaptive_limit(key, adapter)
+        if limit.try_acquire():
+            probe = self.pool.breaker(key).state is CircuitState.HALF_OPEN
+            return _Call(self, key, limit, turn, probe=probe)
+        if turn.limiter is not None:  # the turn goes unused: give it back
+            turn.limiter.cancel(turn.taken)
+        if alarms is not None:
+            alarms.queue(self._waiters(self._busy, key), loop, ready=lambda: limit.free > 0)
+        raise EndpointBusyError(key, limit.limit)
+
+    def _end(self, call: _Call) -> None:
+        """A call is over: settle it, then wake who can go now."""
+        call.settle()
+        key = call.key
+        free = call.limit.free
+        busy = self._busy.get(key)
+        if busy:
+            free -= busy.wake(free)
+        probing = self._probing.get(key)
+        if probing and free > 0 and self.pool.breaker(key).state is CircuitState.CLOSED:
+            probing.wake(free)  # the probe succeeded: as many as the limit lets in
+
+    def _waiters(self, table: dict[str, Waiters], key: str) -> Waiters:
+        found = table.get(key)
+        if found is None:
+            with self._adaptive_lock:
+                found = table.setdefault(key, Waiters())
+        return found
+
+    def _learned_rate(self, adapter: ChatAdapter, key: str) -> LearnedRate | None:
+        """The pace learned from 429s, unless a request rate is declared for the endpoint."""
+        if key not in self._learned:
+            declared = self._declared(adapter, key)
+            learned = (
+                LearnedRate(self._clock)
+                if declared is None or declared.requests_per_minute is None
+                else None
+            )
+            with self._adaptive_lock:
+                self._learned.setdefault(key, learned)
+        return self._learned[key]
+
+    def check_limits(self, routes: Iterable[Route]) -> None:
+        """Warn (once per key) about declared limits that match no endpoint of a run.
+
+        A key is a model name typed by hand: a typo would silently leave the model unlimited.
+        A facade may serve teams with other models, so it is a warning, not an error.
+        """
+        if not self._limits:
+            return
+        endpoints = [
+            (adapter.endpoint, key)
+            for route in routes
+            for adapter, key in (route.target(i) for i in range(len(route.fallbacks) + 1))
+        ]
+        for name in self._limits:
+            if name in self._unmatched_warned or any(
+                name in (key, f"{endpoint.provider}:{endpoint.model}", endpoint.model)
+                for endpoint, key in endpoints
+            ):
+                continue
+            self._unmatched_warned.add(name)
+            models = sorted({endpoint.model for endpoint, _key in endpoints})
+            close = difflib.get_close_matches(name, models, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            warnings.warn(
+                f"limits[{name!r}] matches no model of this run (its models: "
+                f"{', '.join(map(repr, models)) or 'none'}), so it limits nothing{hint} "
+                "(keys are a model name, 'provider:model' or an endpoint key)",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def adaptive_limit(self, key: str, adapter: ChatAdapter | None = None) -> AdaptiveLimit:
         """The concurrency limit of the endpoint *key* (made at first use).
@@ -497,14 +641,13 @@ class EndpointCaller:
         return self._limiters[key]
 
     def adaptive_status(self) -> dict[str, AdaptiveStatus]:
-        """A snapshot of every endpoint's adaptive limit, by endpoint key."""
-        return {key: limit.status() for key, limit in list(self._adaptive.items())}
-
-    def _admit(self, adapter: ChatAdapter, key: str) -> AdaptiveLimit:
-        limit = self.adaptive_limit(key, adapter)
-        if not limit.try_acquire():
-            raise EndpointBusyError(key, limit.limit)
-        return limit
+        """A snapshot of every endpoint's adaptive limit and learned rate, by endpoint key."""
+        status = {}
+        for key, limit in list(self._adaptive.items()):
+            learned = self._learned.get(key)
+            rate = learned.rate() if learned is not None else None
+            status[key] = attrs.evolve(limit.status(), rate_per_s=rate)
+        return status
 
     def _after_retryable(
         self, route: Route, key: str, exc: RetryableError, sink: Sink | None
@@ -566,6 +709,28 @@ def _awhile_wanted(
     return send
 
 
+def _woken_sleep(
+    slot: Slot, sleep: Callable[[float], object], box: _AlarmBox
+) -> Callable[[float], None]:
+    """The conversation's waits: parked, and cut short by the alarm a refusal left."""
+
+    def wait(seconds: float) -> None:
+        slot.sleep(seconds, sleep, box.take())
+
+    return wait
+
+
+def _awoken_sleep(
+    slot: Slot, sleep: Callable[[float], Awaitable[object]], box: _AlarmBox
+) -> Callable[[float], Awaitable[None]]:
+    """The async twin of :func:`_woken_sleep`."""
+
+    async def wait(seconds: float) -> None:
+        await slot.asleep(seconds, sleep, box.take())
+
+    return wait
+
+
 def _task_trace(trace: RunTrace, work: Work, route: Route) -> TaskTrace:
     return trace.task(work.task.id, route.agent.name, route.adapter.endpoint)
 
@@ -578,17 +743,110 @@ def _delta_sink(emit: EventHandler, task_id: str) -> Sink:
     return Sink(on_delta, restartable=True)
 
 
-def _settle(
-    limit: AdaptiveLimit,
-    overloaded: bool | None,  # noqa: FBT001  # a three-valued outcome, not a switch
-    limiter: EndpointLimiter | None,
-    taken: float,
-    answer: object,
-) -> None:
-    """A call is over: free its concurrency, reconcile its tokens with the reported usage."""
-    limit.release(overloaded=overloaded)
-    if limiter is not None:
-        limiter.reconcile(taken, answer if isinstance(answer, ChatResponse) else None)
+@attrs.define
+class _Turn:
+    """A request's turn in its endpoint's pace: how long to wait, and what it reserved."""
+
+    wait: float
+    limiter: EndpointLimiter | None
+    taken: float
+    learned: LearnedRate | None
+    epoch: int | None  # None: no turn taken yet (the queue was too long), look again
+
+    def again(self) -> _Turn:
+        """After the wait: go, unless no turn was taken or a 429 cut the pace meanwhile."""
+        if self.learned is None or (self.epoch is not None and self.learned.epoch == self.epoch):
+            return attrs.evolve(self, wait=0.0)
+        wait, epoch = self.learned.reserve()
+        return attrs.evolve(self, wait=wait, epoch=epoch)
+
+
+class _AlarmBox:
+    """One task's alarm for its next wait, left by the request that was turned away."""
+
+    __slots__ = ("_alarm", "_slot")
+
+    def __init__(self, slot: Slot) -> None:
+        self._alarm: Alarm | None = None
+        self._slot = slot
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the run gave the task up."""
+        return self._slot.abandoned
+
+    def queue(
+        self,
+        waiters: Waiters,
+        loop: asyncio.AbstractEventLoop | None,
+        *,
+        ready: Callable[[], bool],
+    ) -> None:
+        """Queue a new alarm with *waiters*; ring it at once if *ready* already holds."""
+        alarm = Alarm(loop)
+        waiters.join(alarm)
+        if ready():  # freed between the refusal and the queueing: do not sleep it out
+            alarm.ring()
+        self._alarm = alarm
+
+    def take(self) -> Alarm | None:
+        """The alarm for the wait about to start (each is used once)."""
+        alarm, self._alarm = self._alarm, None
+        return alarm
+
+
+@attrs.define
+class _Call:
+    """One call in flight on an endpoint, and what its end tells the endpoint."""
+
+    caller: EndpointCaller
+    key: str
+    limit: AdaptiveLimit
+    turn: _Turn
+    probe: bool = False  # sent while the circuit was half-open: it may be the probe
+    answer: ChatResponse | None = None
+    overloaded: bool | None = None
+
+    def failed(self, exc: RetryableError) -> None:
+        """The call ended in a retryable error: was that overload, and a 429 to learn from?"""
+        self.overloaded = _is_overload(exc)
+        learned = self.turn.learned
+        if learned is not None and (
+            isinstance(exc, RateLimitError) or exc.status_code == _TOO_MANY_REQUESTS
+        ):
+            # A Retry-After longer than the policy honours is the circuit's business (tasks
+            # then fail with CircuitWaitTooLongError); the pace holds only for what they wait.
+            hold = exc.retry_after_s
+            if hold is not None and hold > self.caller.retry.max_delay_s:
+                hold = None
+            learned.throttled(self.turn.epoch or 0, hold)
+
+    def rejected(
+        self,
+        exc: CircuitOpenError,
+        alarms: _AlarmBox | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        """The circuit turned the call away: wait to be woken when a probe closes it."""
+        if alarms is not None and exc.state in {CircuitState.OPEN, CircuitState.HALF_OPEN}:
+            breaker = self.caller.pool.breaker(self.key)
+            alarms.queue(
+                self.caller._waiters(self.caller._probing, self.key),  # noqa: SLF001  # one mechanism
+                loop,
+                ready=lambda: breaker.state is CircuitState.CLOSED,
+            )
+
+    def settle(self) -> None:
+        """Free the call's place; reconcile its tokens; count an answer for the learned pace."""
+        if self.answer is not None:
+            self.overloaded = False
+            if self.turn.learned is not None:
+                self.turn.learned.answered()
+        self.limit.release(overloaded=self.overloaded)
+        if self.probe and self.answer is not None:
+            self.limit.recovered()
+        if self.turn.limiter is not None:
+            self.turn.limiter.reconcile(self.turn.taken, self.answer)
 
 
 def _estimate(request: ChatRequest) -> int:

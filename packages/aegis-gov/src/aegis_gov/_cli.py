@@ -27,8 +27,9 @@ from aegis_adapters import as_chat_adapter, redact_text
 from aegis_graph import TaskState
 from rich.console import Console
 
+from aegis_gov._agents import Team
 from aegis_gov._budget import BudgetMeter
-from aegis_gov._caller import endpoint_key
+from aegis_gov._caller import Route, endpoint_key
 from aegis_gov._checkpoint import Checkpoint, CheckpointError
 from aegis_gov._cli_runs import (
     PRETTY_TASKS,
@@ -395,20 +396,7 @@ def _run_pipeline(
 ) -> int:
     resume = _resume_source(args, store) if args.resume else None
     try:
-        team = pipeline.team()
-        oma = OpenMultiAgent(
-            pool=pipeline.pool(max_concurrent=args.max_concurrent),
-            retry=pipeline.retry,
-            tools=pipeline.tool_registry(),
-            limits=pipeline.limits,
-        )
-        if pipeline.budget is not None:  # a cost budget needs every model's price, up front
-            BudgetMeter(pipeline.budget).check_prices(
-                (chat.endpoint, endpoint_key(adapter))
-                for agent in team.values()
-                for adapter in (oma.adapter_for(agent), *agent.fallbacks)
-                for chat in (as_chat_adapter(adapter),)
-            )
+        team, oma = _preflight(pipeline, max_concurrent=args.max_concurrent)
         plan = oma.plan_resume(pipeline.tasks, team, resume) if resume is not None else None
     except (AegisError, ValueError) as exc:
         where = f"{args.resume}: " if resume is not None else f"{args.pipeline}: "
@@ -573,8 +561,49 @@ def _exit_status(result: RunResult, interrupts: Interrupts, *, written: bool) ->
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def _preflight(
+    pipeline: Pipeline, *, max_concurrent: int | None = None, tools: bool = True
+) -> tuple[Team, OpenMultiAgent]:
+    """The team and facade of *pipeline*, after the checks a run makes before it starts.
+
+    With *tools*, the facade's registry is connected to the file's MCP servers (the caller
+    closes it); without, nothing is started (``aegis graph`` only checks).
+
+    Raises:
+        AegisError: an agent's key variable is unset; an MCP server cannot be used.
+        ValueError: a cost budget over a model with no price; a fallback that is the agent's
+            own endpoint.
+    """
+    team = pipeline.team()
+    oma = OpenMultiAgent(
+        pool=pipeline.pool(max_concurrent=max_concurrent),
+        retry=pipeline.retry,
+        tools=pipeline.tool_registry() if tools else None,
+        limits=pipeline.limits,
+    )
+    try:
+        for agent in team.values():
+            Route.resolve(agent, oma.adapter_for(agent), ())  # a fallback equal to its primary
+        if pipeline.budget is not None:  # a cost budget needs every model's price, up front
+            BudgetMeter(pipeline.budget).check_prices(
+                (chat.endpoint, endpoint_key(adapter))
+                for agent in team.values()
+                for adapter in (oma.adapter_for(agent), *agent.fallbacks)
+                for chat in (as_chat_adapter(adapter),)
+            )
+    except BaseException:
+        oma.tools.close()  # end the MCP servers' sessions the registry opened
+        raise
+    return team, oma
+
+
 def _graph(args: argparse.Namespace, console: Console) -> int:
     pipeline = _load(args.pipeline)
+    if pipeline.budget is not None and pipeline.budget.max_cost_usd is not None:
+        try:  # what `aegis run` would refuse before starting, `aegis graph` refuses too
+            _preflight(pipeline, tools=False)
+        except (AegisError, ValueError) as exc:
+            raise UsageError(f"{args.pipeline}: {exc}") from None
     queue = pipeline.queue()
     out = console.file
     if args.format in {"text", "both"}:

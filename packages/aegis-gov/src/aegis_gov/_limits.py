@@ -6,9 +6,13 @@ or a full endpoint key; the most specific match wins. Requests and tokens are pa
 aegis-breaker's :class:`~aegis_breaker.RateLimiter` (token buckets, first come first served);
 a declared ``max_concurrent`` replaces the endpoint's adaptive limit.
 
-Each bucket holds one second's worth (at least one request): providers enforce per-minute
-limits over shorter windows, so calls are spaced evenly rather than sent a minute's worth at
-once. Tokens are counted before a call from an estimate — a quarter of the characters of the
+Requests are spaced evenly: the request bucket holds ``Limits.burst`` requests, one by default.
+Providers enforce per-minute limits over much shorter windows (a bucket that refills
+continuously, holding only a few requests), so even a second's worth at once draws 429s; the
+traffic benchmark measured that (every 429 of a declared run came from the first second's
+burst). The token bucket holds a second's worth (requests differ in size).
+
+Tokens are counted before a call from an estimate — a quarter of the characters of the
 messages, the system prompt and the tools' schemas, plus the call's ``max_tokens`` is *not*
 added — and reconciled after it with the usage the provider reports (input plus output), so
 the bucket converges on the real count.
@@ -48,6 +52,15 @@ def _rate(_instance: object, attribute: attrs.Attribute[float | None], value: fl
             raise ValueError(f"{attribute.name} must be at least {MIN_PER_MINUTE}, got {value!r}")
 
 
+def _burst(
+    _instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None:
+        check_number(attribute.name, value)
+        if value < 1:
+            raise ValueError(f"{attribute.name} must be at least 1 request, got {value!r}")
+
+
 def _count(_instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
     if value is not None:
         check_number(attribute.name, value, integer=True)
@@ -58,11 +71,21 @@ class Limits:
     """What a model's provider account allows; ``None`` leaves that dimension unlimited."""
 
     requests_per_minute: float | None = attrs.field(default=None, validator=_rate)
-    """Requests started per minute, spaced evenly (at most a second's worth at once)."""
+    """Requests started per minute, spaced evenly (at most ``burst`` at once)."""
     tokens_per_minute: float | None = attrs.field(default=None, validator=_rate)
     """Tokens (input and output) per minute."""
     max_concurrent: int | None = attrs.field(default=None, validator=_count)
     """Calls in flight at once; replaces the endpoint's adaptive limit."""
+    burst: float | None = attrs.field(default=None, validator=_burst)
+    """Requests that may go at once after a quiet spell; ``None`` means 1 (evenly spaced).
+
+    Raise it only when the provider is known to accept bursts; needs ``requests_per_minute``.
+    """
+
+    def __attrs_post_init__(self) -> None:
+        """A burst needs a request rate to refill it."""
+        if self.burst is not None and self.requests_per_minute is None:
+            raise ValueError("burst needs requests_per_minute (it is a number of requests)")
 
 
 def resolve_limits(limits: Mapping[str, Limits], endpoint: Endpoint, key: str) -> Limits | None:
@@ -93,7 +116,7 @@ class EndpointLimiter:
             else RateLimiter(
                 limits.requests_per_minute,
                 60.0,
-                burst=_second_of(limits.requests_per_minute),
+                burst=1.0 if limits.burst is None else limits.burst,
                 name=f"{name} requests",
                 clock=clock,
             )
@@ -131,6 +154,13 @@ class EndpointLimiter:
                 raise
         return wait, taken
 
+    def cancel(self, taken: float) -> None:
+        """Give back a reservation that was not used (one request and *taken* tokens)."""
+        if self.requests is not None:
+            self.requests.refund(1.0)
+        if self.tokens is not None and taken:
+            self.tokens.refund(taken)
+
     def reconcile(self, taken: float, response: ChatResponse | None) -> None:
         """Correct the token bucket with what the provider reports the call used."""
         if self.tokens is None or response is None:
@@ -146,7 +176,7 @@ class EndpointLimiter:
 
 def _second_of(per_minute: float) -> float:
     # Providers enforce per-minute limits over shorter windows (a minute's worth at once is
-    # refused), so the buckets hold one second's worth: requests go evenly spaced.
+    # refused), so the token bucket holds one second's worth.
     return max(1.0, per_minute / 60.0)
 
 

@@ -229,6 +229,7 @@ PIPELINE_SCHEMA: Final[Schema] = _table(
                     "requests_per_minute": _number(MAX_RATE, zero_ok=False),
                     "tokens_per_minute": _number(MAX_RATE, zero_ok=False),
                     "max_concurrent": _integer(1, MAX_CONCURRENT),
+                    "burst": _number(MAX_RATE, zero_ok=False),
                 },
                 **{"x-must": 'a table ([limits."model"])'},
             ),
@@ -365,6 +366,7 @@ class _LimitsDoc(TypedDict, total=False):
     requests_per_minute: float
     tokens_per_minute: float
     max_concurrent: int
+    burst: float
 
 
 class _PriceDoc(TypedDict):

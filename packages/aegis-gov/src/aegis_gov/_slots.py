@@ -5,6 +5,9 @@ its slot, so it *parks*: the slot goes to a task of another endpoint (a waiting 
 then new work), and the parked task queues for a slot again when its wait is over. Slots are
 handed over first come, first served, so a task back from a wait never starves behind new
 work. Thread-safe; async waiters are woken through their loop.
+
+A wait may carry an :class:`~aegis_gov._adaptive.Alarm`: the endpoint it waits for rings it
+when it can take more (a call ended, a probe settled), and the wait ends early.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import collections
 import threading
 import time
 from collections.abc import Awaitable, Callable
+
+from aegis_gov._adaptive import Alarm
 
 __all__ = ["Slot", "Slots"]
 
@@ -62,13 +67,14 @@ class Slots:
 class Slot:
     """One task's hold on a slot of its run."""
 
-    __slots__ = ("_gone", "_slots", "state")
+    __slots__ = ("_alarm", "_gone", "_slots", "state")
 
     def __init__(self, slots: Slots) -> None:
         """Hold a slot of *slots* (see :meth:`Slots.claim`)."""
         self._slots = slots
         self.state = _ACTIVE
         self._gone = threading.Event()  # set when the run is done with the task
+        self._alarm: Alarm | None = None  # the alarm of the wait under way, if any
 
     @property
     def abandoned(self) -> bool:
@@ -132,6 +138,9 @@ class Slot:
         """
         slots = self._slots
         self._gone.set()  # a real wait of this task's ends now
+        alarm = self._alarm
+        if alarm is not None:
+            alarm.ring()
         with slots._lock:  # noqa: SLF001
             state, self.state = self.state, _GONE
             if state == _ACTIVE:
@@ -149,27 +158,50 @@ class Slot:
         if wake and state in {_ACTIVE, _PARKED, _WAITING}:
             slots._wake()  # noqa: SLF001
 
-    def sleep(self, seconds: float, sleep: Callable[[float], object]) -> None:
+    def sleep(
+        self, seconds: float, sleep: Callable[[float], object], alarm: Alarm | None = None
+    ) -> None:
         """Wait *seconds* with *sleep*, parked, then take a slot back.
 
-        With the real ``time.sleep``, the wait ends early once the run gives the task up, so
-        an abandoned task's thread does not linger (and keep its process alive).
+        With the real ``time.sleep`` the wait ends early when *alarm* rings, or once the run
+        gives the task up (so an abandoned task's thread does not linger and keep its
+        process alive). An injected *sleep* is called as it is, unless *alarm* already rang.
         """
         self.park()
         try:
+            if alarm is not None and alarm.rung:
+                return
             if sleep is time.sleep:
-                self._gone.wait(seconds)
+                alarm = alarm or Alarm()
+                self._alarm = alarm
+                if not self._gone.is_set():
+                    alarm.wait(seconds)
             else:
                 sleep(seconds)
         finally:
+            self._alarm = None
+            if alarm is not None:
+                alarm.close()
             self.unpark()
 
-    async def asleep(self, seconds: float, sleep: Callable[[float], Awaitable[object]]) -> None:
-        """The async twin of :meth:`sleep`."""
+    async def asleep(
+        self,
+        seconds: float,
+        sleep: Callable[[float], Awaitable[object]],
+        alarm: Alarm | None = None,
+    ) -> None:
+        """The async twin of :meth:`sleep` (*alarm* must be made on the running loop)."""
         self.park()
         try:
-            await sleep(seconds)
+            if alarm is not None and alarm.rung:
+                return
+            if alarm is not None and sleep is asyncio.sleep:
+                await alarm.await_for(seconds)
+            else:
+                await sleep(seconds)
         finally:
+            if alarm is not None:
+                alarm.close()
             await self.aunpark()
 
 
