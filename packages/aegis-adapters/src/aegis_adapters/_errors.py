@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import math
 import time
 from typing import TYPE_CHECKING
@@ -142,6 +141,8 @@ def parse_retry_after(
     seconds = _float_or_none(value)
     if seconds is not None:
         return max(seconds, 0.0)
+    import email.utils  # noqa: PLC0415  # lazy: only an HTTP-date Retry-After needs it
+
     try:
         when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):

@@ -10,10 +10,7 @@ import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
-
-import requests
-import urllib3.exceptions
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aegis_adapters._base import BaseChatAdapter
 from aegis_adapters._errors import (
@@ -35,19 +32,15 @@ from aegis_adapters._types import (
 )
 from aegis_adapters._wire import as_int, as_list, as_map, as_str, error_details
 
+if TYPE_CHECKING:
+    import requests
+
 __all__ = ["OllamaAdapter", "ollama_base_url"]
 
 _PROVIDER = "ollama"
 _DEFAULT_URL = "http://localhost:11434"
 _DONE_REASONS: dict[str, StopReason] = {"stop": "end_turn", "length": "max_tokens"}
 _END = object()
-# Mistakes in the configuration, not an unavailable server.
-_CONFIG_ERRORS = (
-    requests.exceptions.InvalidURL,
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidHeader,
-)
 
 
 def ollama_base_url(value: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
@@ -197,6 +190,8 @@ class OllamaAdapter(BaseChatAdapter):
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
+            import requests  # noqa: PLC0415  # lazy: not imported with the package
+
             session = requests.Session()
             self._local.session = session
         return session
@@ -243,6 +238,15 @@ class OllamaAdapter(BaseChatAdapter):
     @contextlib.contextmanager
     def _post(self, payload: dict[str, Any]) -> Iterator[requests.Response]:
         """POST to /api/chat; translate every failure; raise on an HTTP error status."""
+        import requests  # noqa: PLC0415  # lazy: not imported with the package
+
+        # Mistakes in the configuration, not an unavailable server.
+        config_errors = (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidHeader,
+        )
         try:
             with self._session().post(
                 f"{self._base_url}/api/chat",
@@ -255,7 +259,7 @@ class OllamaAdapter(BaseChatAdapter):
                 yield response
         except LLMError:
             raise
-        except _CONFIG_ERRORS as exc:
+        except config_errors as exc:
             raise InvalidRequestError(_PROVIDER, f"bad request configuration: {exc}") from exc
         except (requests.exceptions.RequestException, OSError) as exc:
             if isinstance(exc, requests.ConnectTimeout):
@@ -380,12 +384,17 @@ class OllamaAdapter(BaseChatAdapter):
 
 def _timed_out(exc: BaseException) -> bool:
     """Whether *exc* is a read timeout (requests wraps one met mid-stream in ConnectionError)."""
+    import requests  # noqa: PLC0415  # already imported by the failed request
+    import urllib3.exceptions  # noqa: PLC0415
+
     if isinstance(exc, (requests.exceptions.Timeout, TimeoutError)):
         return True
     return any(isinstance(arg, urllib3.exceptions.TimeoutError) for arg in exc.args)
 
 
 def _raise_for_status(response: requests.Response) -> None:
+    import requests  # noqa: PLC0415  # already imported by the request
+
     try:
         body: object = response.json()
     except ValueError:
