@@ -15,6 +15,7 @@ running at the deadline is left to finish in a daemon thread (``getaddrinfo`` ha
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import socket
 import threading
@@ -23,10 +24,6 @@ import urllib.parse
 from typing import TYPE_CHECKING
 
 import attrs
-import requests
-import requests.adapters
-import urllib3.connection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from aegis_gov._netguard import IPAddress, blocked_reason, literal_address
 from aegis_gov._sandbox import SandboxConfig
@@ -40,7 +37,11 @@ from aegis_gov._tool_errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+    import requests
+    import requests.adapters
+    from urllib3.connectionpool import HTTPConnectionPool
 
 __all__ = ["MAX_REDIRECTS", "http_get"]
 
@@ -118,6 +119,8 @@ def _shutdown(sock: socket.socket) -> None:
 
 def _watched_pools(deadline: _Deadline) -> dict[str, type[HTTPConnectionPool]]:
     """Connection pool classes whose connections register each new socket with *deadline*."""
+    import urllib3.connection  # noqa: PLC0415  # lazy, as in _deadline_adapter
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool  # noqa: PLC0415
 
     class _HTTPConnection(urllib3.connection.HTTPConnection):
         def _new_conn(self) -> socket.socket:
@@ -140,29 +143,43 @@ def _watched_pools(deadline: _Deadline) -> dict[str, type[HTTPConnectionPool]]:
     return {"http": _HTTPPool, "https": _HTTPSPool}
 
 
-class _DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """An adapter whose sockets obey the call's deadline.
+def _deadline_adapter(
+    deadline: _Deadline, tls_hostname: str | None
+) -> requests.adapters.HTTPAdapter:
+    """An adapter whose sockets obey *deadline* (the class is defined on first use)."""
+    return _deadline_adapter_class()(deadline, tls_hostname)
 
-    For https to a pinned address, TLS uses *tls_hostname* for SNI and certificate checks.
-    """
 
-    def __init__(self, deadline: _Deadline, tls_hostname: str | None) -> None:
-        self._deadline = deadline
-        self._tls_hostname = tls_hostname
-        super().__init__(max_retries=0)
+@functools.cache
+def _deadline_adapter_class() -> Callable[[_Deadline, str | None], requests.adapters.HTTPAdapter]:
+    """The adapter class, defined here so that requests is not imported with the package."""
+    import requests.adapters  # noqa: PLC0415
 
-    def init_poolmanager(
-        self,
-        connections: int,
-        maxsize: int,
-        block: bool = False,  # noqa: FBT001, FBT002  # mirrors HTTPAdapter.init_poolmanager
-        **pool_kwargs: object,
-    ) -> None:
-        if self._tls_hostname is not None:
-            pool_kwargs["server_hostname"] = self._tls_hostname
-            pool_kwargs["assert_hostname"] = self._tls_hostname
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = _watched_pools(self._deadline)
+    class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+        """An adapter whose sockets obey the call's deadline.
+
+        For https to a pinned address, TLS uses *tls_hostname* for SNI and certificate checks.
+        """
+
+        def __init__(self, deadline: _Deadline, tls_hostname: str | None) -> None:
+            self._deadline = deadline
+            self._tls_hostname = tls_hostname
+            super().__init__(max_retries=0)
+
+        def init_poolmanager(
+            self,
+            connections: int,
+            maxsize: int,
+            block: bool = False,  # noqa: FBT001, FBT002  # mirrors HTTPAdapter.init_poolmanager
+            **pool_kwargs: object,
+        ) -> None:
+            if self._tls_hostname is not None:
+                pool_kwargs["server_hostname"] = self._tls_hostname
+                pool_kwargs["assert_hostname"] = self._tls_hostname
+            super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+            self.poolmanager.pool_classes_by_scheme = _watched_pools(self._deadline)
+
+    return _DeadlineAdapter
 
 
 @attrs.frozen
@@ -296,6 +313,8 @@ def http_get(config: SandboxConfig, url: str) -> str:
 
 
 def _get(config: SandboxConfig, url: str, deadline: _Deadline) -> str:
+    import requests  # noqa: PLC0415  # lazy: only a call of the tool needs it
+
     tool = "http_get"
     current = url
     for _ in range(MAX_REDIRECTS + 1):
@@ -303,9 +322,9 @@ def _get(config: SandboxConfig, url: str, deadline: _Deadline) -> str:
         pinned_tls = target.scheme == "https" and literal_address(target.hostname) is None
         with requests.Session() as session:
             session.trust_env = False  # no proxies or .netrc from the environment
-            session.mount("http://", _DeadlineAdapter(deadline, None))
+            session.mount("http://", _deadline_adapter(deadline, None))
             session.mount(
-                "https://", _DeadlineAdapter(deadline, target.hostname if pinned_tls else None)
+                "https://", _deadline_adapter(deadline, target.hostname if pinned_tls else None)
             )
             remaining = deadline.remaining_s()
             try:
@@ -343,6 +362,8 @@ def _get(config: SandboxConfig, url: str, deadline: _Deadline) -> str:
 def _read_capped(
     config: SandboxConfig, response: requests.Response, url: str, deadline: _Deadline
 ) -> bytes:
+    import requests  # noqa: PLC0415  # already imported by _get
+
     tool = "http_get"
     cap = config.max_output_bytes
     too_large = OutputTooLargeError(

@@ -9,18 +9,17 @@ worded as a person would: ``agent 'a': 'delay_s' must be a number >= 0 and <= 86
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import reprlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, cast
-
-import jsonschema
-import jsonschema.exceptions
-import jsonschema.protocols
-import jsonschema.validators
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from aegis_gov._errors import AegisError
 from aegis_gov._pipeline_schema import PIPELINE_SCHEMA, PipelineDoc, Schema
+
+if TYPE_CHECKING:
+    import jsonschema.protocols
 
 __all__ = ["PipelineError", "one_of", "show", "suggest", "validate_document"]
 
@@ -55,13 +54,21 @@ def _is_number(_checker: object, value: object) -> bool:
     return _is_integer(_checker, value) or (isinstance(value, float) and math.isfinite(value))
 
 
-_Validator: Final[type[jsonschema.protocols.Validator]] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]  # extend() has no annotations in types-jsonschema
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {"integer": _is_integer, "number": _is_number}
-    ),
-)
-_VALIDATOR: Final = _Validator(PIPELINE_SCHEMA)
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    """The pipeline schema's validator, built on first use: jsonschema is slow to import."""
+    import jsonschema  # noqa: PLC0415
+    import jsonschema.validators  # noqa: PLC0415
+
+    kind: type[jsonschema.protocols.Validator] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]  # extend() has no annotations in types-jsonschema
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+            {"integer": _is_integer, "number": _is_number}
+        ),
+    )
+    return kind(PIPELINE_SCHEMA)
+
+
 _TOP_TABLES: Final = ("retry", "breaker", "tools")
 # Tables whose keys include names of models or servers.
 _NAMED_TABLES: Final = ("limits", "budget", "mcp_servers")
@@ -77,7 +84,9 @@ def validate_document(raw: dict[str, Any], path: str) -> PipelineDoc:
         PipelineError: for the most relevant mismatch, naming ``path``, the entry and the
             problem in words.
     """
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(raw))
+    import jsonschema.exceptions  # noqa: PLC0415  # lazy, as in _validator
+
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(raw))
     if error is not None:
         at: Path = list(error.absolute_path)
         entry, problem = _explain(raw, at, str(error.validator), error.validator_value)

@@ -13,8 +13,6 @@ import re
 from collections.abc import Callable, Mapping
 
 import attrs
-import jsonschema
-import jsonschema.exceptions
 from aegis_adapters import ToolSpec
 
 from aegis_gov._tool_errors import InvalidToolNameError, InvalidToolSchemaError, ToolError
@@ -43,6 +41,9 @@ def _validate_schema(name: str, schema: object) -> None:
         raise InvalidToolSchemaError(
             f"schema must be a mapping, not {type(schema).__name__}", tool_name=name
         )
+    import jsonschema  # noqa: PLC0415  # lazy: checked when a tool is made, not on import
+    import jsonschema.exceptions  # noqa: PLC0415
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.exceptions.SchemaError as exc:

@@ -20,8 +20,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import attrs
-import jsonschema
-import jsonschema.exceptions
 from aegis_adapters import ToolSpec
 
 from aegis_gov._builtins import builtin_tools
@@ -41,6 +39,8 @@ from aegis_gov._tool_errors import (
 
 if TYPE_CHECKING:
     from typing import TypeAlias
+
+    import jsonschema.protocols
 
     from aegis_gov._netguard import Resolver
 
@@ -466,6 +466,8 @@ class ToolRegistry:
 
     def _add(self, tool: Tool, server: str | None = None) -> Tool:
         function = isinstance(tool, FunctionTool)
+        import jsonschema  # noqa: PLC0415  # lazy: imported with the first tool, not the package
+
         entry = _Entry(
             tool=tool,
             validator=None if function else jsonschema.Draft202012Validator(tool.input_schema),
@@ -537,6 +539,8 @@ class ToolRegistry:
         kwargs = dict(arguments)
         if entry.validator is None:
             return cast("FunctionTool", entry.tool).validate(kwargs)
+        import jsonschema.exceptions  # noqa: PLC0415  # already imported by _add
+
         error = jsonschema.exceptions.best_match(
             entry.validator.iter_errors(cast("_JsonObject", kwargs))
         )

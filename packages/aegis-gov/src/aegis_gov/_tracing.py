@@ -15,7 +15,6 @@ that SDK and HTTP instrumentation nests below it and nothing leaks between tasks
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -205,6 +204,8 @@ class RunTrace:
 
 
 def _version() -> str | None:
+    import importlib.metadata  # noqa: PLC0415  # lazy: its email imports cost more than this module
+
     try:
         return importlib.metadata.version("aegis-gov")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover  # run from a checkout
