@@ -162,8 +162,26 @@ def docs(session: nox.Session) -> None:
 FORBIDDEN_ON_IMPORT: dict[str, tuple[str, ...]] = {
     "aegis-graph": ("aegis_breaker", "aegis_adapters", "aegis_gov", "requests"),
     "aegis-breaker": ("aegis_graph", "aegis_adapters", "aegis_gov", "requests"),
-    "aegis-adapters": ("aegis_graph", "aegis_breaker", "aegis_gov", "anthropic", "openai"),
-    "aegis-gov": ("anthropic", "openai"),
+    "aegis-adapters": (
+        "aegis_graph",
+        "aegis_breaker",
+        "aegis_gov",
+        "anthropic",
+        "openai",
+        "requests",
+        "urllib3",
+        "jsonschema",
+    ),
+    "aegis-gov": (
+        "anthropic",
+        "openai",
+        "requests",
+        "urllib3",
+        "jsonschema",
+        "pydantic",
+        "mcp",
+        "opentelemetry",
+    ),
 }
 
 
