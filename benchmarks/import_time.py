@@ -2,16 +2,19 @@
 
 Each measurement is a fresh subprocess running ``python -X importtime -c "import X"``; the
 number kept is the cumulative microseconds of X's own line (everything X imports, the
-interpreter's start-up excluded). Bytecode is cached in a private directory
+interpreter's start-up excluded), with the CPU time of the import (``time.process_time``,
+steadier than wall time on a loaded machine) next to it. Bytecode is cached in a private directory
 (``PYTHONPYCACHEPREFIX``) and one warm-up run per package fills it, so the numbers are those of
-an installed package with its ``.pyc`` files, whatever ``PYTHONDONTWRITEBYTECODE`` says.
+an installed package with its ``.pyc`` files, whatever ``PYTHONDONTWRITEBYTECODE`` says
+(``--no-bytecode`` measures compiling from source instead, which costs about twice as much).
 
 ``--variant NAME=DIR[:DIR...]`` adds a variant whose sources come first on ``PYTHONPATH`` (for
 example an exported older commit's ``packages/*/src``); variants and packages are interleaved
 within each round, so a change of load hits them alike. ``--top K`` also prints the K biggest
 cumulative entries of the median run of each package.
 
-Run: ``python benchmarks/import_time.py [--runs 9] [--top 0] [--variant NAME=DIRS] [MODULE...]``.
+Run: ``python benchmarks/import_time.py [--runs 9] [--top K] [--no-bytecode] [--variant NAME=DIRS]
+[MODULE...]``.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ DEFAULT_MODULES = ("aegis_graph", "aegis_breaker", "aegis_adapters", "aegis_gov"
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)$")
 
 
-def importtime(module: str, env: dict[str, str]) -> tuple[int, list[tuple[int, str]]]:
-    """*module*'s cumulative import time in µs, and every (cumulative µs, name) line."""
+def importtime(module: str, env: dict[str, str]) -> tuple[int, int, list[tuple[int, str]]]:
+    """*module*'s import time in µs (wall, CPU) and every (cumulative µs, name) line."""
+    code = f"import time; t = time.process_time(); import {module}; print(time.process_time() - t)"
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-X", "importtime", "-c", code],
         capture_output=True,
         text=True,
         check=True,
@@ -51,16 +55,23 @@ def importtime(module: str, env: dict[str, str]) -> tuple[int, list[tuple[int, s
             total = cumulative
     if total is None:
         raise RuntimeError(f"no importtime line for {module!r}:\n{out.stderr[-2000:]}")
-    return total, lines
+    return total, round(float(out.stdout) * 1e6), lines
 
 
-Runs = dict[tuple[str, str], list[tuple[int, list[tuple[int, str]]]]]
+Runs = dict[tuple[str, str], list[tuple[int, int, list[tuple[int, str]]]]]
 
 
-def measure(variants: dict[str, str | None], modules: list[str], rounds: int) -> Runs:
-    """Every (variant, module) measured *rounds* times, interleaved, after one warm-up each."""
+def measure(
+    variants: dict[str, str | None], modules: list[str], rounds: int, *, bytecode: bool = True
+) -> Runs:
+    """Every (variant, module) measured *rounds* times, interleaved, after one warm-up each.
+
+    With ``bytecode=False`` no ``.pyc`` is written or read: every module compiles from source.
+    """
     with tempfile.TemporaryDirectory(prefix="aegis-importtime-") as cache:
         base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        if not bytecode:
+            base["PYTHONDONTWRITEBYTECODE"] = "1"
         envs: dict[str, dict[str, str]] = {}
         for name, path in variants.items():
             env = dict(base, PYTHONPYCACHEPREFIX=str(Path(cache) / name))
@@ -79,27 +90,34 @@ def measure(variants: dict[str, str | None], modules: list[str], rounds: int) ->
     return runs
 
 
+def _time(run: tuple[int, int, list[tuple[int, str]]], column: int) -> int:
+    return run[0] if column == 0 else run[1]
+
+
 def report(runs: Runs, variants: list[str], module: str, top: int) -> None:
     """Print *module*'s median and range per variant, its top entries, and the ratios."""
     for name in variants:
-        totals = sorted(total for total, _ in runs[name, module])
-        median = statistics.median(totals) / 1000
-        low, high = totals[0] / 1000, totals[-1] / 1000
-        print(f"  {module:<16} {name:<10} {median:7.1f}  ({low:.1f}-{high:.1f})")
+        cells = []
+        for column in (0, 1):
+            values = sorted(_time(run, column) / 1000 for run in runs[name, module])
+            median = statistics.median(values)
+            cells.append(f"{median:7.1f} ({values[0]:.1f}-{values[-1]:.1f})")
+        print(f"  {module:<16} {name:<10} wall {cells[0]:<22} cpu {cells[1]}")
         if top:
-            by_total = sorted(runs[name, module], key=lambda run: run[0])
-            _, lines = by_total[len(by_total) // 2]
+            _, _, lines = sorted(runs[name, module])[len(runs[name, module]) // 2]
             for cumulative, entry in sorted(lines, reverse=True)[1 : top + 1]:
                 print(f"      {cumulative / 1000:7.1f}  {entry}")
     first, *others = variants
     for other in others:
-        ratios = sorted(
-            b[0] / a[0] for a, b in zip(runs[first, module], runs[other, module], strict=True)
-        )
-        print(
-            f"  {module:<16} {other}/{first}: median {statistics.median(ratios):.2f}x "
-            f"({ratios[0]:.2f}-{ratios[-1]:.2f})"
-        )
+        cells = []
+        for column in (0, 1):
+            ratios = sorted(
+                _time(b, column) / _time(a, column)
+                for a, b in zip(runs[first, module], runs[other, module], strict=True)
+            )
+            median = statistics.median(ratios)
+            cells.append(f"{median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})")
+        print(f"  {module:<16} {other}/{first}: wall {cells[0]}, cpu {cells[1]}")
 
 
 def main() -> None:
@@ -110,14 +128,20 @@ def main() -> None:
     parser.add_argument(
         "--variant", action="append", default=[], help="NAME=DIR[:DIR...] prepended to PYTHONPATH"
     )
+    parser.add_argument(
+        "--no-bytecode", action="store_true", help="compile every module from source each run"
+    )
     args = parser.parse_args()
     variants: dict[str, str | None] = {"current": None}
     for spec in args.variant:
         name, _, path = spec.partition("=")
         variants[name] = path
-    runs = measure(variants, args.modules, args.runs)
+    runs = measure(variants, args.modules, args.runs, bytecode=not args.no_bytecode)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"{args.runs} runs each, cumulative import time in ms, median (range); load {load}")
+    mode = "from source" if args.no_bytecode else "with cached bytecode"
+    print(
+        f"{args.runs} runs each {mode}, cumulative import time in ms, median (range); load {load}"
+    )
     for module in args.modules:
         report(runs, list(variants), module, args.top)
 
