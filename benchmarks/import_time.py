@@ -6,7 +6,8 @@ interpreter's start-up excluded), with the CPU time of the import (``time.proces
 steadier than wall time on a loaded machine) next to it. Bytecode is cached in a private directory
 (``PYTHONPYCACHEPREFIX``) and one warm-up run per package fills it, so the numbers are those of
 an installed package with its ``.pyc`` files, whatever ``PYTHONDONTWRITEBYTECODE`` says
-(``--no-bytecode`` measures compiling from source instead, which costs about twice as much).
+(``--no-bytecode`` measures with ``PYTHONDONTWRITEBYTECODE`` set instead: every module that has
+no ``.pyc`` yet compiles from source, which can cost several times as much).
 
 ``--variant NAME=DIR[:DIR...]`` adds a variant whose sources come first on ``PYTHONPATH`` (for
 example an exported older commit's ``packages/*/src``); variants and packages are interleaved
@@ -66,7 +67,8 @@ def measure(
 ) -> Runs:
     """Every (variant, module) measured *rounds* times, interleaved, after one warm-up each.
 
-    With ``bytecode=False`` no ``.pyc`` is written or read: every module compiles from source.
+    With ``bytecode=False`` no ``.pyc`` is written: modules without one (in a virtual environment
+    made with ``PYTHONDONTWRITEBYTECODE`` set, every installed one) compile from source each run.
     """
     with tempfile.TemporaryDirectory(prefix="aegis-importtime-") as cache:
         base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -74,7 +76,9 @@ def measure(
             base["PYTHONDONTWRITEBYTECODE"] = "1"
         envs: dict[str, dict[str, str]] = {}
         for name, path in variants.items():
-            env = dict(base, PYTHONPYCACHEPREFIX=str(Path(cache) / name))
+            env = dict(base)
+            if bytecode:  # a private cache: nothing is written next to the sources
+                env["PYTHONPYCACHEPREFIX"] = str(Path(cache) / name)
             if path:
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [path, env.get("PYTHONPATH")]))
             envs[name] = env
