@@ -167,6 +167,7 @@ def test_a_rate_too_small_to_wait_for_is_refused_or_bounded(clock: FakeClock) ->
 def test_a_task_given_up_while_waiting_its_turn_sends_nothing(clock: FakeClock) -> None:
     # Its thread cannot be killed: once the run has given it up (past its deadline), it must
     # not send when its turn comes.
+    threads_before = set(threading.enumerate())
     release = threading.Event()
     times: list[float] = []
 
@@ -185,6 +186,7 @@ def test_a_task_given_up_while_waiting_its_turn_sends_nothing(clock: FakeClock) 
     result = oma.run_tasks([Task("a", agent="w"), Task("b", agent="w")], team, task_timeout_s=30.0)
     assert result["b"].error_type == "DeadlineExceededError"
     release.set()
-    for worker in [t for t in threading.enumerate() if t.name.startswith("aegis")]:
+    oma.close()
+    for worker in set(threading.enumerate()) - threads_before:  # this run's, not others'
         worker.join(timeout=10)
     assert len(times) == 1  # only a's request: b, given up while waiting, sent nothing

@@ -160,6 +160,7 @@ def test_a_429_left_out_of_the_breaker_still_holds_the_endpoint_and_shrinks_its_
 def test_a_task_the_run_gave_up_on_sends_no_more_requests(clock: FakeClock) -> None:
     # Its thread cannot be killed, but once the run has recorded it FAILED (past its
     # deadline), the conversation stops at its next request instead of sending it.
+    threads_before = set(threading.enumerate())
     release = threading.Event()
 
     def reply(_messages: Sequence[Message]) -> str:
@@ -181,7 +182,8 @@ def test_a_task_the_run_gave_up_on_sends_no_more_requests(clock: FakeClock) -> N
     result = oma.run_tasks([Task("a", agent="w")], team, task_timeout_s=30.0)
     assert result["a"].error_type == "DeadlineExceededError"
     release.set()
-    for worker in [t for t in threading.enumerate() if t.name.startswith("aegis")]:
+    oma.close()
+    for worker in set(threading.enumerate()) - threads_before:  # this run's, not others'
         worker.join(timeout=10)
     assert len(adapter.calls) == 1  # the abandoned task did not retry
 

@@ -200,7 +200,7 @@ def _is_count(value: object) -> bool:
     return value is None or (type(value) is int and 0 <= value <= _MAX_COUNT)
 
 
-def _fast_task(data: object) -> TaskResult | None:  # noqa: C901, PLR0911  # one flat pass
+def _fast_task(data: object) -> TaskResult | None:  # noqa: C901, PLR0911, PLR0912  # one pass
     """The common case, checked in one pass: a well-formed task with no tool calls.
 
     Returns None whenever anything is unusual; the field-by-field reader then either builds
@@ -210,7 +210,9 @@ def _fast_task(data: object) -> TaskResult | None:  # noqa: C901, PLR0911  # one
         return None
     get = data.get
     task_id, status, usage = get("task_id"), get("status"), get("usage")
-    if type(task_id) is not str or not task_id or status not in _FINAL_STATES:
+    if type(task_id) is not str or not task_id:
+        return None
+    if type(status) is not str or status not in _FINAL_STATES:  # (a list is not hashable)
         return None
     if get("tool_calls") or get("skip_reason") is not None or get("value") is not None:
         return None  # the field-by-field reader checks these
