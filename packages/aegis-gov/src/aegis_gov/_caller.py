@@ -88,7 +88,8 @@ class Route:
 
         Raises:
             ValueError: a fallback is the agent's own endpoint, or another fallback's (it
-                shares their circuit and limits: falling back to it would change nothing).
+                shares their circuit and limits: falling back to it would change nothing);
+                or a tool has the name of the agent's output type.
         """
         key = endpoint_key(adapter)
         fallbacks = tuple((as_chat_adapter(a), endpoint_key(a)) for a in agent.fallbacks)
@@ -101,6 +102,12 @@ class Route:
                     "retry the same provider: remove it or name another model or provider"
                 )
             seen[fallback_key] = f"fallbacks[{number - 1}]"
+        answer = agent.output_schema
+        if answer is not None and any(spec.name == answer.name for spec in tools):
+            raise ValueError(
+                f"agent {agent.name!r}: its tool {answer.name!r} has the name of its output "
+                "type, which some providers are sent as a tool of that name: rename one"
+            )
         return cls(agent, as_chat_adapter(adapter), key, tools, fallbacks)
 
     def target(self, index: int) -> tuple[ChatAdapter, str]:

@@ -168,13 +168,21 @@ class Emitter:
         """Deliver events to *handler* (None: drop them)."""
         self._handler = handler
         self._lock = threading.Lock()
+        self._closed = False
         self.active = handler is not None
+
+    def close(self) -> None:
+        """Deliver nothing more: the run has returned its result to the caller."""
+        with self._lock:
+            self._closed = True
 
     def __call__(self, event: RunEvent) -> None:
         """Deliver *event*, one at a time; a handler that raises is logged and ignored."""
         if self._handler is None:
             return
         with self._lock:
+            if self._closed:  # an abandoned call still going after its run returned
+                return
             try:
                 self._handler(event)
             except Exception:

@@ -540,6 +540,7 @@ class OpenMultiAgent:
             with self._lock:
                 for watcher in watchers:
                     self._watchers.remove(watcher)
+            emit.close()  # a call given up on and still going reports nothing after the run
 
 
 def _source(resume: RunResult | ResumePlan | None) -> str | None:

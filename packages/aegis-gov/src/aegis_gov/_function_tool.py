@@ -82,6 +82,12 @@ def function_tool(
     # A functools.partial or a callable object: the types are the wrapped function's.
     typed = _typed(fn)
     tool_name = name if name is not None else getattr(typed, "__name__", type(fn).__name__)
+    if inspect.isasyncgenfunction(typed) or inspect.isgeneratorfunction(typed):
+        raise InvalidToolSchemaError(
+            "a generator function cannot be a tool: calling it would not run its body "
+            "(return the result, or a list of results, instead)",
+            tool_name=str(tool_name),
+        )
     doc = docstring_parser.parse(_docstring(fn, typed))
     described = {p.arg_name: p.description for p in doc.params if p.description}
     try:
@@ -176,7 +182,9 @@ def _validator(
 
 def _invalid(tool_name: str, errors: Sequence[ErrorDetails]) -> InvalidToolArgumentsError:
     """One error naming every failing argument (the first few), never the argument values."""
-    shown = [f"{_json_path(error['loc'])}: {error['msg']}" for error in errors[:_MAX_ERRORS_SHOWN]]
+    shown = [
+        f"{_json_path(error['loc'])}: {_message(error)}" for error in errors[:_MAX_ERRORS_SHOWN]
+    ]
     more = len(errors) - len(shown)
     tail = f" (and {more} more)" if more > 0 else ""
     first = errors[0] if errors else None
@@ -223,3 +231,11 @@ def _without_titles(schema: Any) -> Any:  # any JSON value
         else:
             out[key] = value
     return out
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """Pydantic's message, except where it quotes the model's input (a union's tag)."""
+    if error.get("type") in {"union_tag_invalid", "union_tag_not_found"}:
+        expected = (error.get("ctx") or {}).get("expected_tags", "")
+        return f"does not name one of the expected kinds ({expected})"
+    return str(error["msg"])

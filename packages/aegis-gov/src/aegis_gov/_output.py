@@ -18,6 +18,7 @@ import attrs
 from aegis_adapters import OutputSchema
 
 from aegis_gov._errors import AegisError
+from aegis_gov._schema_refs import empty_registry, outside_reference
 
 if TYPE_CHECKING:
     import jsonschema.exceptions
@@ -161,7 +162,13 @@ def _from_schema(schema: Mapping[str, object]) -> OutputSpec:
         kind.check_schema(copied)
     except jsonschema.exceptions.SchemaError as exc:
         raise ValueError(f"output_type is not a valid JSON Schema: {exc.message}") from exc
-    validator = kind(copied)
+    outside = outside_reference(copied)
+    if outside is not None:
+        raise ValueError(
+            f"output_type refers to {outside!r:.80} outside itself; only references within the "
+            "schema (#/...) are allowed, so checking an answer never fetches anything"
+        )
+    validator = kind(copied, registry=empty_registry())
 
     def parse(text: str) -> object:
         try:

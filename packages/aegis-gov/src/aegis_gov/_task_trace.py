@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 from urllib.parse import urlsplit
 
 from aegis_adapters import ChatAdapter, ChatResponse, Endpoint, Message, ToolCall, Usage
@@ -88,7 +88,7 @@ class TaskTrace:
     def _crashed(self, exc: BaseException) -> None:
         """An exception escaped the conversation (a bug, or asyncio cancelling the task)."""
         if self._span is not None:
-            mark_failed(self._span, exc, record=True)
+            mark_failed(self._span, exc, record=self._capture)
 
     def run(self, body: Callable[[], Outcome], prompt: str) -> Outcome:
         """``body()``, the conversation answering *prompt*, in the task's span."""
@@ -127,12 +127,14 @@ class TaskTrace:
             if outcome.endpoint:
                 span.set_attribute("aegis.endpoint", outcome.endpoint)
             if self._capture:
-                span.set_attribute("gen_ai.input.messages", _messages([Message.user(prompt)]))
+                span.set_attribute(
+                    "gen_ai.input.messages", _capped(_messages([Message.user(prompt)]))
+                )
                 span.set_attribute(
                     "gen_ai.output.messages", _messages([Message.assistant(outcome.output)])
                 )
         else:
-            mark_failed(span, outcome.error, record=True)
+            mark_failed(span, outcome.error, record=self._capture)  # messages quote content
         return outcome
 
     def observe(self, emit: EventHandler) -> EventHandler:
@@ -148,7 +150,7 @@ class TaskTrace:
                             "aegis.attempt": event.attempt,
                             "aegis.retry.delay_s": event.delay_s,
                             "aegis.retry.rejected": event.rejected,
-                            "aegis.retry.error": event.error[:_MAX_ERROR_CHARS],
+                            **self._error_text("aegis.retry.error", event.error),
                         },
                     )
                 elif isinstance(event, FellBack):
@@ -157,12 +159,20 @@ class TaskTrace:
                         {
                             "aegis.fallback.from": event.from_endpoint,
                             "aegis.fallback.to": event.to_endpoint,
-                            "aegis.fallback.error": event.error[:_MAX_ERROR_CHARS],
+                            **self._error_text("aegis.fallback.error", event.error),
                         },
                     )
             emit(event)
 
         return observed
+
+    def _error_text(self, key: str, error: str) -> dict[str, str]:
+        """An error's message as an attribute, only when content is captured.
+
+        Providers' and validators' messages quote what was sent or answered (an invalid
+        answer, a rejected prompt), so they are content.
+        """
+        return {key: error[:_MAX_ERROR_CHARS]} if self._capture else {}
 
     # -- attempts and provider calls --------------------------------------------------------
 
@@ -201,7 +211,7 @@ class TaskTrace:
             yield
         except BaseException as exc:
             # The provider call (if one was made) holds the exception event; not again here.
-            mark_failed(span, exc, record=True, event=False)
+            mark_failed(span, exc, record=self._capture, event=False)
             raise
         finally:
             self._attempt = self._attempt_now = None
@@ -217,7 +227,7 @@ class TaskTrace:
     ) -> ChatResponse:
         """``send()``, the provider call of the attempt in progress, in a ``chat`` span."""
         span = self._call_span(adapter, request, streaming=streaming)
-        with _current(span, record=True):
+        with _current(span, record=self._capture):
             response = send()
         self._answered(span, response)
         return response
@@ -232,7 +242,7 @@ class TaskTrace:
     ) -> ChatResponse:
         """The asyncio twin of :meth:`call`."""
         span = self._call_span(adapter, request, streaming=streaming)
-        with _current(span, record=True):
+        with _current(span, record=self._capture):
             response = await send()
         self._answered(span, response)
         return response
@@ -261,7 +271,7 @@ class TaskTrace:
             attributes=attributes,
         )
         if self._capture:
-            span.set_attribute("gen_ai.input.messages", _messages(request.messages))
+            span.set_attribute("gen_ai.input.messages", _capped(_messages(request.messages)))
             if request.system:
                 span.set_attribute(
                     "gen_ai.system_instructions",
@@ -277,7 +287,7 @@ class TaskTrace:
         _usage(span, response.usage)
         if self._capture:
             reply = Message.assistant(response.text, response.tool_calls)
-            span.set_attribute("gen_ai.output.messages", _messages([reply]))
+            span.set_attribute("gen_ai.output.messages", _capped(_messages([reply])))
         span.end()
 
     # -- tools ----------------------------------------------------------------------------
@@ -318,12 +328,12 @@ class TaskTrace:
             },
         )
         if self._capture:
-            span.set_attribute("gen_ai.tool.call.arguments", _json(call.arguments))
+            span.set_attribute("gen_ai.tool.call.arguments", _capped(_json(call.arguments)))
         return span
 
     def _tool_done(self, span: Span, result: str) -> str:
         if self._capture:
-            span.set_attribute("gen_ai.tool.call.result", result)
+            span.set_attribute("gen_ai.tool.call.result", _capped(result))
         span.end()
         return result
 
@@ -348,7 +358,8 @@ def _current(span: Span, *, record: bool) -> Iterator[None]:
 def mark_failed(span: Span, exc: BaseException, *, record: bool, event: bool = True) -> None:
     """Mark *span* as ended by *exc*: ``error.type`` and an ERROR status.
 
-    With *record*, the status has the message and (with *event*) the span an exception event.
+    With *event*, the span gets an exception event; with *record*, that event and the status
+    carry the message and stack trace too (only when content is captured).
     """
     from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415
 
@@ -359,7 +370,9 @@ def mark_failed(span: Span, exc: BaseException, *, record: bool, event: bool = T
         if event:
             span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, str(exc)[:_MAX_ERROR_CHARS]))
-    else:
+    else:  # the type only: messages quote content (an answer, a prompt, an argument)
+        if event:
+            span.add_event("exception", {"exception.type": type(exc).__qualname__})
         span.set_status(Status(StatusCode.ERROR))
 
 
@@ -388,6 +401,17 @@ def _server(base_url: str) -> tuple[str, int] | None:
 
 def _json(value: object) -> str:
     return json.dumps(value, default=repr, ensure_ascii=False)
+
+
+_MAX_CONTENT_CHARS: Final = 65_536
+"""The most of one content attribute recorded: exporters refuse oversized spans."""
+
+
+def _capped(text: str) -> str:
+    """*text*, cut to :data:`_MAX_CONTENT_CHARS` with a note saying how much was left out."""
+    if len(text) <= _MAX_CONTENT_CHARS:
+        return text
+    return f"{text[:_MAX_CONTENT_CHARS]}... [{len(text) - _MAX_CONTENT_CHARS} more characters]"
 
 
 def _messages(messages: Sequence[Message]) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import attrs
 from aegis_adapters import ToolSpec
 
+from aegis_gov._schema_refs import outside_reference
 from aegis_gov._tool_errors import InvalidToolNameError, InvalidToolSchemaError, ToolError
 
 __all__ = ["TOOL_NAME_PATTERN", "Tool", "ToolOutcome", "clip", "to_text"]
@@ -54,6 +55,13 @@ def _validate_schema(name: str, schema: object) -> None:
     if schema.get("type") != "object":
         raise InvalidToolSchemaError(
             'schema must describe an object: its top level needs "type": "object"', tool_name=name
+        )
+    outside = outside_reference(schema)
+    if outside is not None:
+        raise InvalidToolSchemaError(
+            f"schema refers to {clip(outside, 80)!r} outside itself; only references within "
+            "the schema (#/...) are allowed, so checking arguments never fetches anything",
+            tool_name=name,
         )
 
 

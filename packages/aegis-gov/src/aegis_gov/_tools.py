@@ -28,6 +28,7 @@ from aegis_gov._loop_thread import LoopThread
 from aegis_gov._mcp import MCPConnection, MCPServerSpec, RemoteCall, RemoteTool
 from aegis_gov._memory import ToolMemory
 from aegis_gov._sandbox import SandboxConfig
+from aegis_gov._schema_refs import empty_registry
 from aegis_gov._tool import Tool, ToolOutcome, clip, to_text
 from aegis_gov._tool_errors import (
     DuplicateToolError,
@@ -91,6 +92,32 @@ def _signature(fn: Callable[..., object]) -> inspect.Signature | None:
         return inspect.signature(fn)
     except (TypeError, ValueError):  # some builtins have no introspectable signature
         return None
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's message, even when its ``__str__`` raises."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001  # a tool's own exception class: say so instead
+        return "(its message could not be read)"
+
+
+def _without_values(error: jsonschema.exceptions.ValidationError) -> str:
+    """What a schema check found, naming keys and what the schema wants, never the values.
+
+    jsonschema's own messages quote the offending value (``'s3cret' is not of type
+    'integer'``); arguments can hold a user's data, and this text goes to logs, events and
+    checkpoints as well as back to the model.
+    """
+    keyword = str(error.validator)
+    if keyword == "required":
+        return error.message  # "'name' is a required property": the name is the schema's
+    if keyword == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
+        extra = sorted(str(k) for k in error.instance if k not in allowed)
+        return f"unexpected properties: {', '.join(map(repr, extra[:10]))}"
+    wanted = json.dumps(error.validator_value, default=str, ensure_ascii=False)
+    return f"does not satisfy {keyword!r} {clip(wanted, 160)}"
 
 
 def _json_path(path: Iterable[object]) -> str:
@@ -423,15 +450,17 @@ class ToolRegistry:
             result = entry.tool.fn(**kwargs)
             if inspect.isawaitable(result):  # an async tool: run it on the registry's loop
                 result = self._loop.run(result)
+            # Turning the result into text can fail too (bytes that are not UTF-8, a cycle,
+            # a __str__ that raises): that is the tool's failure, told to the model.
+            if isinstance(entry.tool, FunctionTool):
+                return entry.tool.render(result)
+            return to_text(result)
         except ToolError:
             raise
         except Exception as exc:
             raise ToolExecutionError(
-                f"failed with {type(exc).__name__}: {clip(str(exc))}", tool_name=name
+                f"failed with {type(exc).__name__}: {clip(_message(exc))}", tool_name=name
             ) from exc
-        if isinstance(entry.tool, FunctionTool):
-            return entry.tool.render(result)
-        return to_text(result)
 
     def try_call(self, name: str, arguments: Mapping[str, object] | str) -> ToolOutcome:
         """Like ``call`` but return a ``ToolError`` as an outcome: the body of a tool-calling loop.
@@ -470,7 +499,9 @@ class ToolRegistry:
 
         entry = _Entry(
             tool=tool,
-            validator=None if function else jsonschema.Draft202012Validator(tool.input_schema),
+            validator=None
+            if function
+            else jsonschema.Draft202012Validator(tool.input_schema, registry=empty_registry()),
             signature=None if function else _signature(tool.fn),
             server=server,
         )
@@ -547,7 +578,7 @@ class ToolRegistry:
         if error is not None:
             path = _json_path(error.absolute_path)
             raise InvalidToolArgumentsError(
-                f"invalid arguments at {path}: {clip(error.message)}",
+                f"invalid arguments at {path}: {clip(_without_values(error))}",
                 tool_name=name,
                 path=path,
                 validator=str(error.validator),
