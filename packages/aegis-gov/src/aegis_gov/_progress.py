@@ -7,23 +7,25 @@ graph with either display and returns the :class:`RunResult`.
 
 from __future__ import annotations
 
-import re
+import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Final
 
 import attrs
+from aegis_adapters import Endpoint, Usage
 from aegis_breaker import CircuitState
 from aegis_graph import Task
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
+from aegis_gov._adaptive import AdaptiveStatus
 from aegis_gov._agents import Team
-from aegis_gov._budget import Budget
+from aegis_gov._budget import Budget, BudgetMeter, BudgetSpentError, Spent
 from aegis_gov._checkpoint import CheckpointStore
+from aegis_gov._display_names import endpoint_display_names, printable
 from aegis_gov._events import (
     CircuitStateChanged,
     FellBack,
@@ -37,6 +39,8 @@ from aegis_gov._events import (
     ToolCalled,
 )
 from aegis_gov._facade import OpenMultiAgent, endpoint_key
+from aegis_gov._limits import Limits, resolve_limits
+from aegis_gov._progress_view import BudgetLine, EndpointRow, ProgressView, TaskRow
 from aegis_gov._results import RunResult, TaskResult
 from aegis_gov._resume import ResumePlan
 from aegis_gov._status import EndpointStatus
@@ -47,66 +51,38 @@ __all__ = [
     "TaskRow",
     "describe_event",
     "endpoints_of",
+    "fallbacks_of",
     "printable",
     "run_with_progress",
 ]
 
-_STATE_STYLES: Final = {
-    "pending": "dim",
-    "running": "bold blue",
-    "retrying": "bold yellow",
-    "done": "bold green",
-    "kept": "green",
-    "failed": "bold red",
-    "skipped": "yellow",
-}
-_CIRCUIT_STYLES: Final = {
-    CircuitState.CLOSED: "green",
-    CircuitState.HALF_OPEN: "yellow",
-    CircuitState.OPEN: "bold red",
-}
 _NOTE_WIDTH: Final = 60
 
 
-@attrs.define
-class TaskRow:
-    """What the display knows about one task.
-
-    ``state`` is ``pending``, ``running``, ``retrying``, ``done``, ``kept`` (a DONE result
-    reused from ``--resume``), ``failed`` or ``skipped``. While a task streams its answer,
-    ``note`` shows the end of its last line, ``streamed_chars`` counts what arrived and
-    ``stream_tail`` keeps the last few hundred characters.
-    """
-
-    task_id: str
-    agent: str
-    endpoint: str
-    state: str = "pending"
-    attempts: int = 0
-    retries: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    started_at: float | None = None
-    duration_s: float | None = None
-    note: str = ""
-    streamed_chars: int = 0
-    stream_tail: str = attrs.field(default="", repr=False)
-
-
 class ProgressTracker:
-    """Folds run events into task rows and endpoint circuit states; thread-safe.
+    """Folds run events into task rows and endpoint states; thread-safe.
 
     Pass it (or a function that calls it) as ``on_event``. ``kept`` lists the results a
-    resumed run reuses, shown as ``kept`` from the start.
+    resumed run reuses, shown as ``kept`` from the start. ``fallbacks`` names endpoint keys
+    agents may fall back to (shown from the start), ``limits`` the declared
+    :class:`~aegis_gov.Limits` and ``budget`` the run's :class:`~aegis_gov.Budget`.
+
+    What a budget has spent is counted from events while the run goes: the requests (a
+    task's ``attempts`` count every request it sent, tool rounds included), tokens and cost
+    of the tasks that finished; a failed task's tokens and the calls still in flight are not
+    in it yet. :meth:`finish` replaces it by the run's exact ``RunResult.spent``.
     """
 
-    def __init__(
+    def __init__(  # each is one thing the table shows
         self,
         tasks: Iterable[Task],
         endpoints: Mapping[str, str],
         *,
         kept: Mapping[str, TaskResult] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fallbacks: Iterable[str] = (),
+        limits: Mapping[str, Limits] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         """Start every task as pending; ``endpoints`` maps agent names to endpoint keys."""
         self._clock = clock
@@ -116,10 +92,16 @@ class ProgressTracker:
             agent = task.agent or ""
             self._rows[task.id] = TaskRow(task.id, agent, endpoints.get(agent, ""))
         self._circuits: dict[str, CircuitState] = dict.fromkeys(
-            sorted(set(endpoints.values())), CircuitState.CLOSED
+            sorted({*endpoints.values(), *fallbacks}), CircuitState.CLOSED
         )
+        self._names = endpoint_display_names(self._circuits)
         self._failures: dict[str, int] = {}
-        self._limits: dict[str, str] = {}  # "in flight/limit" per endpoint
+        self._adaptive: dict[str, AdaptiveStatus] = {}
+        self._limits = dict(limits or {})
+        self._fell_from: Counter[str] = Counter()
+        self._fell_to: Counter[str] = Counter()
+        self._meter = BudgetMeter(budget) if budget is not None else None
+        self._final_spent: Spent | None = None
         for task_id, result in (kept or {}).items():
             row = self._rows.get(task_id)
             if row is not None:
@@ -134,8 +116,16 @@ class ProgressTracker:
         with self._lock:
             self._record(event)
 
+    def _name(self, key: str) -> str:
+        """The short name of *key*; an endpoint first seen now joins the table."""
+        if key not in self._circuits:
+            self._circuits[key] = CircuitState.CLOSED
+            self._names = endpoint_display_names(self._circuits)
+        return self._names[key]
+
     def _record(self, event: RunEvent) -> None:  # noqa: C901  # one branch per event type
         if isinstance(event, CircuitStateChanged):
+            self._name(event.endpoint)
             self._circuits[event.endpoint] = event.new
             return
         row = self._rows.get(event.task_id)
@@ -154,17 +144,22 @@ class ProgressTracker:
             row.input_tokens = event.usage.input_tokens
             row.output_tokens = event.usage.output_tokens
             row.note = _first_line(event.output)
+            if not event.reused:
+                self._spend(row.endpoint, event.attempts, event.usage)
         elif isinstance(event, TaskFailed):
             row.state, row.attempts, row.duration_s = "failed", event.attempts, event.duration_s
             row.note = f"{event.error_type}: {event.error}"
+            self._spend(row.endpoint, event.attempts, None)
         elif isinstance(event, TaskSkipped):
             row.state = "skipped"
             row.note = _skip_note(event.reason, event.blamed)
         elif isinstance(event, ToolCalled):
             row.note = f"tool {event.tool}" + (f" failed: {event.error}" if event.error else "")
         elif isinstance(event, FellBack):
-            row.note = f"fell back to {event.to_endpoint}"
-            self._circuits.setdefault(event.to_endpoint, CircuitState.CLOSED)
+            row.note = f"fell back to {self._name(event.to_endpoint)}"
+            row.endpoint = event.to_endpoint
+            self._fell_from[event.from_endpoint] += 1
+            self._fell_to[event.to_endpoint] += 1
         elif isinstance(event, TaskOutputDelta):
             row.state = "running"
             row.streamed_chars += len(event.text)
@@ -172,18 +167,30 @@ class ProgressTracker:
             row.stream_tail = (row.stream_tail + event.text)[-4 * _NOTE_WIDTH :]
             row.note = _last_line_end(row.stream_tail)
 
+    def _spend(self, key: str, requests: int, usage: Usage | None) -> None:
+        """Count a finished task's requests and tokens (and their cost) against the budget."""
+        if self._meter is None:
+            return
+        for _ in range(requests):
+            with contextlib.suppress(BudgetSpentError):  # past a limit: counted all the same
+                self._meter.admit()
+        if usage is not None:
+            self._meter.record(_endpoint_of(key), key, usage)
+
     def observe_circuits(self, endpoints: Mapping[str, EndpointStatus]) -> None:
-        """Take circuit states and failure counts from ``OpenMultiAgent.get_status()``."""
+        """Take circuit states, failure counts and adaptive limits from ``get_status()``."""
         with self._lock:
             for key, status in endpoints.items():
                 if key in self._circuits:
                     self._circuits[key] = status.state
                     self._failures[key] = status.breaker.consecutive_failures
                     if status.adaptive is not None:
-                        adaptive = status.adaptive
-                        self._limits[key] = f"{adaptive.in_flight}/{adaptive.limit}" + (
-                            f", {adaptive.overloads} overloaded" if adaptive.overloads else ""
-                        )
+                        self._adaptive[key] = status.adaptive
+
+    def finish(self, result: RunResult) -> None:
+        """Show the run's exact spending (``result.spent``) from now on."""
+        with self._lock:
+            self._final_spent = result.spent
 
     def rows(self) -> list[TaskRow]:
         """A copy of every task's row, in declaration order."""
@@ -195,68 +202,46 @@ class ProgressTracker:
         with self._lock:
             return dict(self._circuits)
 
-    def render(self) -> Group:
-        """The tables the live display shows: tasks, then endpoints."""
-        now = self._clock()
-        rows = self.rows()
-        tasks = Table(title="tasks", title_justify="left", expand=False)
-        for column in ("task", "agent", "state", "attempts", "retries", "tokens in/out", "time"):
-            tasks.add_column(column, no_wrap=True)
-        tasks.add_column("note", overflow="ellipsis", max_width=_NOTE_WIDTH, no_wrap=True)
-        total_in = total_out = 0
-        for row in rows:
-            total_in += row.input_tokens
-            total_out += row.output_tokens
-            if row.duration_s is not None:
-                elapsed = f"{row.duration_s:.1f}s"
-            elif row.started_at is not None and row.state in {"running", "retrying"}:
-                elapsed = f"{now - row.started_at:.1f}s"
-            else:
-                elapsed = ""
-            tasks.add_row(
-                Text(printable(row.task_id, one_line=True)),
-                Text(printable(row.agent, one_line=True)),
-                Text(row.state, style=_STATE_STYLES.get(row.state, "")),
-                str(row.attempts or ""),
-                str(row.retries or ""),
-                f"{row.input_tokens}/{row.output_tokens}" if row.input_tokens else "",
-                elapsed,
-                Text(printable(row.note, one_line=True)),
-            )
+    def endpoint_rows(self) -> list[EndpointRow]:
+        """Each endpoint's row: short name, circuit, limits, fall-backs."""
         with self._lock:
-            circuits = dict(self._circuits)
-            failures = dict(self._failures)
-            limits = dict(self._limits)
-        endpoints = Table(title="endpoints", title_justify="left")
-        endpoints.add_column("endpoint", no_wrap=True)
-        endpoints.add_column("circuit", no_wrap=True)
-        endpoints.add_column("consecutive failures", no_wrap=True)
-        endpoints.add_column("in flight/limit", no_wrap=True)
-        for key, state in circuits.items():
-            endpoints.add_row(
-                Text(printable(key, one_line=True)),
-                Text(state.value, style=_CIRCUIT_STYLES.get(state, "magenta")),
-                str(failures.get(key, 0)),
-                limits.get(key, ""),
-            )
-        footer = Text(f"tokens: {total_in} in / {total_out} out", style="dim")
-        return Group(tasks, endpoints, footer)
+            return [
+                EndpointRow(
+                    key,
+                    self._names[key],
+                    state,
+                    self._failures.get(key, 0),
+                    self._adaptive.get(key),
+                    _declared(self._limits, key),
+                    self._fell_from[key],
+                    self._fell_to[key],
+                )
+                for key, state in self._circuits.items()
+            ]
+
+    def budget_line(self) -> BudgetLine | None:
+        """What the budget has spent so far, or None without a budget."""
+        with self._lock:
+            if self._meter is None:
+                return None
+            if self._final_spent is not None:
+                return BudgetLine(self._meter.budget, self._final_spent, final=True)
+            return BudgetLine(self._meter.budget, self._meter.spent())
+
+    def render(self) -> ProgressView:
+        """What the live display shows (tasks, endpoints, totals), fitted to the width."""
+        return ProgressView(self.rows(), self.endpoint_rows(), self._clock(), self.budget_line())
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+def _endpoint_of(key: str) -> Endpoint:
+    """The endpoint a ``provider|base_url|model`` key names (to look up its price, limits)."""
+    provider, _sep, rest = key.partition("|")
+    base_url, _sep, model = rest.rpartition("|")
+    return Endpoint(provider or key, base_url, model or key)
 
 
-def printable(text: str, *, one_line: bool = False) -> str:
-    """*text* safe to show on a terminal: control characters (ESC, BEL, ...) as escapes.
-
-    Model and tool text is shown as it is, never as markup or terminal commands; with
-    *one_line*, newlines are escaped too, so a model cannot forge log lines.
-    """
-    pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
-    if not pattern.search(text):
-        return text
-    return pattern.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+def _declared(limits: Mapping[str, Limits], key: str) -> Limits | None:
+    return resolve_limits(limits, _endpoint_of(key), key) if limits else None
 
 
 def _first_line(text: str) -> str:
@@ -347,6 +332,17 @@ def endpoints_of(oma: OpenMultiAgent, team: Team, tasks: Iterable[Task]) -> dict
     }
 
 
+def fallbacks_of(team: Team, tasks: Iterable[Task]) -> list[str]:
+    """The endpoint keys the agents that ``tasks`` use may fall back to."""
+    used = {task.agent for task in tasks}
+    return [
+        endpoint_key(adapter)
+        for name, agent in team.items()
+        if name in used
+        for adapter in agent.fallbacks
+    ]
+
+
 def run_with_progress(
     oma: OpenMultiAgent,
     tasks: Iterable[Task],
@@ -362,11 +358,14 @@ def run_with_progress(
     cancel_grace_s: float = 10.0,
     budget: Budget | None = None,
     checkpoint: CheckpointStore | None = None,
+    limits: Mapping[str, Limits] | None = None,
 ) -> RunResult:
     """Run ``tasks`` with ``team``, showing progress on ``console``.
 
-    ``live=True`` shows a rich live table (task states, retries, tokens, each endpoint's
-    circuit); otherwise one plain line per event is written to the console's file.
+    ``live=True`` shows a rich live table (task states, retries, tokens; each endpoint's
+    circuit, limiter and fall-backs; the budget spent), fitted to the terminal's width;
+    otherwise one plain line per event is written to the console's file. ``limits`` are
+    the facade's declared :class:`~aegis_gov.Limits`, for the table to show.
     ``extra_handler`` also receives every event. ``cancel`` and ``cancel_grace_s`` are
     passed to :meth:`~aegis_gov.OpenMultiAgent.run_tasks`: once ``cancel`` is set, pending
     tasks are skipped and calls in flight get ``cancel_grace_s`` seconds to finish.
@@ -376,7 +375,14 @@ def run_with_progress(
             holds what finished.
     """
     tasks = list(tasks)
-    tracker = ProgressTracker(tasks, endpoints_of(oma, team, tasks), kept=kept)
+    tracker = ProgressTracker(
+        tasks,
+        endpoints_of(oma, team, tasks),
+        kept=kept,
+        fallbacks=fallbacks_of(team, tasks),
+        limits=limits,
+        budget=budget,
+    )
     plain = None if live else PlainLog(console.file)
 
     def on_event(event: RunEvent) -> None:
@@ -402,9 +408,11 @@ def run_with_progress(
     if not live:
         return run()
 
-    def render() -> Group:
+    def render() -> ProgressView:
         tracker.observe_circuits(oma.get_status().endpoints)
         return tracker.render()
 
     with Live(get_renderable=render, console=console, refresh_per_second=8):
-        return run()
+        result = run()
+        tracker.finish(result)  # the last frame shows the run's exact spending
+        return result
