@@ -420,6 +420,7 @@ def _run_pipeline(
                 cancel_grace_s=args.cancel_grace,
                 budget=pipeline.budget,
                 checkpoint=store,
+                limits=pipeline.limits,
             )
         except RunCancelledError as exc:  # a second signal: what finished is in the error
             result = exc.result
