@@ -34,6 +34,7 @@ from aegis_gov._status import EndpointStatus
 from aegis_graph import SkipReason
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 from rich.console import Console
 
 SCRIPTED = "scripted|scripted://researcher|researcher"
@@ -206,19 +207,31 @@ names = st.text(
 
 
 @settings(max_examples=60, deadline=None)
-@given(width=st.integers(80, 260), task_id=names, agent=names, note=st.text(max_size=200))
+@given(
+    width=st.integers(80, 260),
+    task_id=names,
+    agent=names,
+    model=names,
+    note=st.text(max_size=200),
+)
 def test_at_any_width_the_watched_columns_stay_whole(
-    width: int, task_id: str, agent: str, note: str
+    width: int, task_id: str, agent: str, model: str, note: str
 ) -> None:
-    tracker = ProgressTracker([Task(task_id, agent=agent)], {agent: OPENAI}, clock=lambda: 0.0)
+    key = f"openai|http://user:{SECRET}@example.com:8080/v1|{model}"
+    tracker = ProgressTracker([Task(task_id, agent=agent)], {agent: key}, clock=lambda: 0.0)
     tracker(TaskStarted(task_id, agent, 1))
     tracker(TaskRetrying(task_id, agent, 2, 0.1, note))
     tracker(TaskSucceeded(task_id, agent, note, Usage(12345, 67890), 12, 1234.5))
     shown = draw(tracker, width)
     assert SECRET not in shown
+    assert max(cell_len(line) for line in shown.splitlines()) <= width
     (line,) = [line for line in shown.splitlines() if "12345/67890" in line]
     cells = [cell.strip() for cell in line.split("│")]
     assert cells[3:8] == ["done", "12", "1", "12345/67890", "1234.5s"]
+    (endpoint,) = [line for line in shown.splitlines() if "│ closed " in line]
+    assert [cell.strip() for cell in endpoint.split("│")][2:4] == ["closed", "0"]
+    # Whole: wrapped (at " @ ", or inside a long model name) but never cut.
+    assert f"openai:{model}@example.com:8080" in first_cells(shown).replace(" ", "")
 
 
 def test_run_with_progress_draws_the_last_frame_with_the_exact_spending() -> None:

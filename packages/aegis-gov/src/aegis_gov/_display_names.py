@@ -15,9 +15,9 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterable
 
-from aegis_adapters import redact_url
+from aegis_adapters import Endpoint, redact_url
 
-__all__ = ["endpoint_display_name", "endpoint_display_names", "printable"]
+__all__ = ["endpoint_display_name", "endpoint_display_names", "endpoint_from_key", "printable"]
 
 _Rename = Callable[[str, str, int], str]
 
@@ -31,6 +31,16 @@ def _parts(key: str) -> tuple[str, str, str] | None:
     if not (sep and sep2):
         return None
     return provider, base_url, model
+
+
+def endpoint_from_key(key: str) -> Endpoint:
+    """The :class:`~aegis_adapters.Endpoint` a key names, to look up its price or limits.
+
+    A key that is not ``provider|base_url|model`` (a custom adapter's) gives an endpoint
+    whose provider and model are the whole key, so only the key itself can match.
+    """
+    parts = _parts(key)
+    return Endpoint(key, "", key) if parts is None else Endpoint(*parts)
 
 
 def _host(base_url: str) -> tuple[str, str]:

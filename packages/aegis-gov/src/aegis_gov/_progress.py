@@ -1,8 +1,11 @@
 """Progress of a run for people: a rich live table on a terminal, plain log lines otherwise.
 
-:class:`ProgressTracker` folds a run's events into one row per task and one circuit state per
-endpoint. :class:`PlainLog` writes a line per event. :func:`run_with_progress` runs a task
-graph with either display and returns the :class:`RunResult`.
+:class:`ProgressTracker` folds a run's events into one row per task and one row per endpoint
+(circuit, limiter, fall-backs), plus the budget spent; its :meth:`~ProgressTracker.render`
+gives a :class:`~aegis_gov._progress_view.ProgressView`, which lays the tables out for the
+terminal's width. :class:`PlainLog` writes a line per event, with full endpoint keys.
+:func:`run_with_progress` runs a task graph with either display and returns the
+:class:`RunResult`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Final
 
 import attrs
-from aegis_adapters import Endpoint, Usage
+from aegis_adapters import Usage
 from aegis_breaker import CircuitState
 from aegis_graph import Task
 from rich.console import Console
@@ -25,7 +28,7 @@ from aegis_gov._adaptive import AdaptiveStatus
 from aegis_gov._agents import Team
 from aegis_gov._budget import Budget, BudgetMeter, BudgetSpentError, Spent
 from aegis_gov._checkpoint import CheckpointStore
-from aegis_gov._display_names import endpoint_display_names, printable
+from aegis_gov._display_names import endpoint_display_names, endpoint_from_key, printable
 from aegis_gov._events import (
     CircuitStateChanged,
     FellBack,
@@ -175,7 +178,7 @@ class ProgressTracker:
             with contextlib.suppress(BudgetSpentError):  # past a limit: counted all the same
                 self._meter.admit()
         if usage is not None:
-            self._meter.record(_endpoint_of(key), key, usage)
+            self._meter.record(endpoint_from_key(key), key, usage)
 
     def observe_circuits(self, endpoints: Mapping[str, EndpointStatus]) -> None:
         """Take circuit states, failure counts and adaptive limits from ``get_status()``."""
@@ -233,15 +236,8 @@ class ProgressTracker:
         return ProgressView(self.rows(), self.endpoint_rows(), self._clock(), self.budget_line())
 
 
-def _endpoint_of(key: str) -> Endpoint:
-    """The endpoint a ``provider|base_url|model`` key names (to look up its price, limits)."""
-    provider, _sep, rest = key.partition("|")
-    base_url, _sep, model = rest.rpartition("|")
-    return Endpoint(provider or key, base_url, model or key)
-
-
 def _declared(limits: Mapping[str, Limits], key: str) -> Limits | None:
-    return resolve_limits(limits, _endpoint_of(key), key) if limits else None
+    return resolve_limits(limits, endpoint_from_key(key), key) if limits else None
 
 
 def _first_line(text: str) -> str:

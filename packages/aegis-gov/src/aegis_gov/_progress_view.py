@@ -14,7 +14,8 @@ from typing import Final
 import attrs
 from aegis_breaker import CircuitState
 from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -270,9 +271,9 @@ class ProgressView:
             table.add_column("limiter", width=wanted[4], no_wrap=True)
         table.add_column("fallbacks", width=wanted[5], no_wrap=True)
         for endpoint, cell in zip(self.endpoints, cells, strict=True):
-            name = Text(cell[0])
-            if not side_by_side:
-                name.append("\n  " + cell[4], style="dim")
+            name: RenderableType = Text(cell[0])
+            if not side_by_side:  # indented under the name, wrapped lines too
+                name = Group(name, Padding(Text(cell[4], style="dim"), (0, 0, 0, 2)))
             table.add_row(
                 name,
                 Text(cell[1], style=_CIRCUIT_STYLES.get(endpoint.circuit, "magenta")),
