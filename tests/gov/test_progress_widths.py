@@ -7,17 +7,22 @@ way first and is gone at 80 columns; endpoints show short names and never a cred
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import pytest
 from aegis_adapters import ScriptedAdapter, Usage
 from aegis_breaker import BreakerStatus, CircuitState
 from aegis_gov import (
     AgentConfig,
+    AgentPool,
     Budget,
     FellBack,
     Limits,
+    Message,
     OpenMultiAgent,
     Price,
+    ProviderUnavailableError,
+    RetryPolicy,
     Task,
     TaskFailed,
     TaskRetrying,
@@ -36,6 +41,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
+
+from tests.gov.conftest import FakeClock
 
 SCRIPTED = "scripted|scripted://researcher|researcher"
 SECRET = "sk-live-SECRET123"
@@ -254,3 +261,27 @@ def test_run_with_progress_draws_the_last_frame_with_the_exact_spending() -> Non
     assert "done" in shown
     assert "1 of 5 requests" in shown
     assert shown.rstrip().endswith(f"{result.spent.tokens} tokens, 1 of 5 requests")
+
+
+def test_a_fall_back_in_a_real_run_shows_on_both_endpoints(clock: FakeClock) -> None:
+    def down(_messages: Sequence[Message]) -> str:
+        raise ProviderUnavailableError("primary", "HTTP 503")
+
+    primary = ScriptedAdapter(down, name="primary")
+    backup = ScriptedAdapter(["from the backup"], name="backup")
+    oma = OpenMultiAgent(
+        AgentPool(clock=clock, consecutive_failure_limit=100),
+        retry=RetryPolicy(max_attempts=1),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    team = oma.create_team("t", AgentConfig(name="w", adapter=primary, fallbacks=[backup]))
+    console = Console(record=True, width=120, file=io.StringIO(), force_terminal=True)
+    result = run_with_progress(oma, [Task("t", agent="w")], team, console=console, live=True)
+    assert result["t"].output == "from the backup"
+    shown = console.export_text()
+    last_frame = shown[shown.rindex("tasks") :]
+    (line,) = [line for line in last_frame.splitlines() if "scripted:primary" in line]
+    assert "1 away" in line
+    (line,) = [line for line in last_frame.splitlines() if "scripted:backup" in line]
+    assert "1 here" in line
