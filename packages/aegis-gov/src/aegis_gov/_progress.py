@@ -76,7 +76,7 @@ class ProgressTracker:
     in it yet. :meth:`finish` replaces it by the run's exact ``RunResult.spent``.
     """
 
-    def __init__(  # each is one thing the table shows
+    def __init__(
         self,
         tasks: Iterable[Task],
         endpoints: Mapping[str, str],
