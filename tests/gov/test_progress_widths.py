@@ -134,6 +134,9 @@ def test_endpoints_show_short_names_and_never_a_credential(width: int) -> None:
     flat = first_cells(shown)
     assert "openai:gpt-4o-mini @" in flat
     assert "localhost:1234" in flat
+    if width == 80:  # the limiter under the name, only when there is more to say than this
+        assert "adaptive" not in shown
+        assert "60 req/min, max 2 at once" in flat
 
 
 def test_endpoint_rows_show_the_limiter_fallbacks_and_calls_in_flight() -> None:

@@ -44,6 +44,7 @@ _CIRCUIT_STYLES: Final = {
     CircuitState.OPEN: "bold red",
 }
 _NAME_MIN: Final = 6  # task and agent names are never squeezed below this
+_STATE_WIDTH: Final = max(map(len, _STATE_STYLES))
 
 
 @attrs.define
@@ -214,6 +215,7 @@ class ProgressView:
         columns = list(zip(*cells, strict=True)) if cells else [()] * 8
         fixed_headers = ["state", "attempts", "retries", "tokens in/out", "time"]
         fixed = [_widest(h, col) for h, col in zip(fixed_headers, columns[2:7], strict=True)]
+        fixed[0] = max(fixed[0], _STATE_WIDTH)  # the table does not jump as states change
         names = [_widest("task", columns[0]), _widest("agent", columns[1])]
         room = width - _chrome(7) - sum(fixed)
         if room - sum(names) - 3 < NOTE_MIN_WIDTH and fixed[3] > len("tokens"):
@@ -272,7 +274,8 @@ class ProgressView:
         table.add_column("fallbacks", width=wanted[5], no_wrap=True)
         for endpoint, cell in zip(self.endpoints, cells, strict=True):
             name: RenderableType = Text(cell[0])
-            if not side_by_side:  # indented under the name, wrapped lines too
+            if not side_by_side and cell[4] != "adaptive":  # nothing to say: one line
+                # Indented under the name, wrapped lines too.
                 name = Group(name, Padding(Text(cell[4], style="dim"), (0, 0, 0, 2)))
             table.add_row(
                 name,
