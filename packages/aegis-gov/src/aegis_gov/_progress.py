@@ -6,6 +6,9 @@ gives a :class:`~aegis_gov._progress_view.ProgressView`, which lays the tables o
 terminal's width. :class:`PlainLog` writes a line per event, with full endpoint keys.
 :func:`run_with_progress` runs a task graph with either display and returns the
 :class:`RunResult`.
+
+A little over 400 lines: the tracker's event folding and the plain log's one line per event
+mirror each other and read best side by side; the layout lives in _progress_view.
 """
 
 from __future__ import annotations
