@@ -118,6 +118,7 @@ def _expected(n: int) -> dict[str, TaskState]:
     return expected
 
 
+@pytest.mark.timeout(240)  # ~17 s here on an idle machine; four times that when it is busy
 def test_a_thousand_tasks_with_random_failures_each_end_in_one_state(
     dask_client: Client, redis_server: RedisServer
 ) -> None:
