@@ -401,3 +401,20 @@ def test_live_display_renders_on_a_terminal(
     assert "researcher" in out
     assert "3 tasks: 3 done" in out
     assert "retrying in" not in out  # no plain lines on a terminal
+
+
+def test_a_reader_that_closes_early_gets_no_traceback(offline_env: dict[str, str]) -> None:
+    """``aegis graph … | head -0``: the pipe is closed before the command writes a byte."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aegis_gov._cli", "graph", str(EXAMPLES / "article.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=offline_env,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the interpreter is still starting: every write will find no reader
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err
+    assert b"Exception ignored" not in err

@@ -66,6 +66,7 @@ from aegis_gov._results import RunCancelledError, RunResult, TaskResult
 
 __all__ = [
     "CANCEL_GRACE_S",
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -93,6 +94,8 @@ EXIT_INTERRUPTED: Final = 130
 """Interrupted with SIGINT (Ctrl-C): pending tasks were cancelled, the partial result kept."""
 EXIT_TERMINATED: Final = 143
 """Stopped with SIGTERM: as :data:`EXIT_INTERRUPTED`."""
+EXIT_BROKEN_PIPE: Final = 141
+"""Whoever read the output closed it early (``aegis runs | head``); no traceback."""
 
 CANCEL_GRACE_S: Final = 5.0
 """How long calls in flight may take to finish after the first SIGINT or SIGTERM, by default."""
@@ -351,7 +354,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> NoReturn:
     """The ``aegis`` console script: :func:`main` on the command line, then exit."""
-    status = main()
+    try:
+        status = main()
+    except BrokenPipeError:
+        # The reader went away (``aegis runs | head``): stop quietly, as Unix tools do, and
+        # keep the interpreter from failing again while flushing stdout at exit.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        status = EXIT_BROKEN_PIPE
     if status in {EXIT_INTERRUPTED, EXIT_TERMINATED}:
         # Calls given up on after the grace period still occupy worker threads, which the
         # interpreter would wait for at exit. The result is written and flushed: leave now.
