@@ -143,3 +143,15 @@ def test_a_tool_the_server_does_not_offer_fails_when_connecting(folder: Path) ->
     pipeline = parse_pipeline(text, base_dir=folder)
     with pytest.raises(PipelineError, match="'tools' lists 'calc_missing', which no MCP server"):
         pipeline.tool_registry()
+
+
+def test_aegis_run_names_the_file_once_when_a_server_cannot_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "pipeline.toml"
+    missing = tmp_path / "no-such-server"
+    path.write_text(PIPELINE.replace(json.dumps(sys.executable), json.dumps(str(missing))))
+    assert main(["run", str(path), "--plain", "--no-checkpoint"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"aegis: error: {path}: [mcp_servers.calc]: MCP server 'calc'"), err
+    assert err.count(str(path)) == 1, err

@@ -409,6 +409,8 @@ def _run_pipeline(
     try:
         team, oma = _preflight(pipeline, max_concurrent=args.max_concurrent)
         plan = oma.plan_resume(pipeline.tasks, team, resume) if resume is not None else None
+    except PipelineError as exc:  # names the file already
+        raise UsageError(str(exc)) from None
     except (AegisError, ValueError) as exc:
         where = f"{args.resume}: " if resume is not None else f"{args.pipeline}: "
         raise UsageError(f"{where}{exc}") from None
