@@ -23,6 +23,10 @@ problem, before anything runs. The file's structure and every bound (see the ``M
 constants) are the JSON Schema of :mod:`aegis_gov._pipeline_schema`; what relates fields to
 each other (declared agents, the task graph, the tools an agent may call) is checked here. A
 file is read only if it is a regular file of at most :data:`MAX_PIPELINE_BYTES`.
+
+A little over 400 lines: the cross-field checks of every table (agents, tasks, tools, limits,
+fallbacks, budget) read one validated file in one pass, and split apart they would each need
+the whole file again.
 """
 
 from __future__ import annotations
