@@ -98,6 +98,7 @@ from aegis_gov._events import (
     ToolCalled,
 )
 from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint_key
+from aegis_gov._graph_svg import GraphvizError, GraphvizNotFoundError, graph_dot, render_graph
 from aegis_gov._limits import Limits
 from aegis_gov._mcp import MCPConnectionError
 from aegis_gov._memory import ToolMemory
@@ -188,6 +189,8 @@ __all__ = [
     "FellBack",
     "ForbiddenShellSyntaxError",
     "GraphError",
+    "GraphvizError",
+    "GraphvizNotFoundError",
     "HTTPStatusError",
     "IncompatibleResumeError",
     "InvalidRequestError",
@@ -271,5 +274,7 @@ __all__ = [
     "connect_redis",
     "dask_executor",
     "endpoint_key",
+    "graph_dot",
     "redis_agent_pool",
+    "render_graph",
 ]
