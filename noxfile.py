@@ -85,6 +85,7 @@ def tests_pkg(session: nox.Session, package: str) -> None:
     _, tests, _, _ = PACKAGES[package]
     if package == "aegis-gov":
         _ensure_bubblewrap(session)
+        _ensure_graphviz(session)
     _sync_package(session, package, "test")
     session.run("pytest", tests, *session.posargs)
 
@@ -130,11 +131,24 @@ def _ensure_bubblewrap(session: nox.Session) -> None:
         session.warn("bubblewrap is not installed: the shell sandbox tests will be skipped")
 
 
+def _ensure_graphviz(session: nox.Session) -> None:
+    """`aegis graph --format svg|png` draws with Graphviz's dot; install Debian's if missing."""
+    if shutil.which("dot"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "graphviz", external=True, env=env)
+    else:
+        session.warn("Graphviz is not installed: the SVG and PNG drawing tests will be skipped")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test of every package, with branch coverage."""
     _ensure_redis_server(session)
     _ensure_bubblewrap(session)
+    _ensure_graphviz(session)
     _sync(
         session,
         "--all-packages",

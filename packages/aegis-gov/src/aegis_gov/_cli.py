@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import io
 import logging
 import math
 import os
@@ -53,6 +54,7 @@ from aegis_gov._demo import (
 from aegis_gov._errors import AegisError
 from aegis_gov._facade import OpenMultiAgent
 from aegis_gov._files import AtomicOutput, read_regular_file
+from aegis_gov._graph_svg import GraphvizError, render_graph
 from aegis_gov._interrupt import Interrupts
 from aegis_gov._pipeline import (
     MAX_CONCURRENT,
@@ -161,11 +163,20 @@ def _parser() -> argparse.ArgumentParser:
     graph = sub.add_parser(
         "graph",
         help="validate a pipeline file and print its task graph",
-        description="Validate a pipeline file and print its task graph as text and Mermaid.",
+        description=(
+            "Validate a pipeline file and print its task graph as text and Mermaid, or draw it "
+            "as SVG or PNG with Graphviz."
+        ),
     )
     graph.add_argument("pipeline", help="the pipeline file (TOML)")
     graph.add_argument(
-        "--format", choices=("text", "mermaid", "both"), default="both", help="what to print"
+        "--format",
+        choices=("text", "mermaid", "both", "svg", "png"),
+        default="both",
+        help="what to print (svg and png are drawn by Graphviz's dot; png needs -o)",
+    )
+    graph.add_argument(
+        "-o", "--output", metavar="FILE", help="write it to FILE instead of standard output"
     )
 
     demo = sub.add_parser(
@@ -612,15 +623,42 @@ def _preflight(
 
 
 def _graph(args: argparse.Namespace, console: Console) -> int:
+    if args.format == "png" and not args.output:
+        raise UsageError("--format png needs -o FILE (a PNG is not written to a terminal)")
     pipeline = _load(args.pipeline)
     if pipeline.budget is not None and pipeline.budget.max_cost_usd is not None:
         try:  # what `aegis run` would refuse before starting, `aegis graph` refuses too
             _preflight(pipeline, tools=False)
         except (AegisError, ValueError) as exc:
             raise UsageError(f"{args.pipeline}: {exc}") from None
+    with _open_output(args.output) as output:  # a bad -o path is found before drawing
+        if args.format in {"svg", "png"}:
+            try:
+                data = render_graph(
+                    pipeline.tasks,
+                    fmt=args.format,
+                    titles={t.id: f"[{t.agent}]" for t in pipeline.tasks if t.agent},
+                )
+            except GraphvizError as exc:  # dot missing, failed or too slow: one line
+                raise UsageError(str(exc)) from None
+        else:
+            text = io.StringIO()
+            _print_graph(args.format, pipeline, text)
+            data = text.getvalue().encode("utf-8")
+        if output is None:
+            console.file.write(data.decode("utf-8"))
+            return EXIT_OK
+        try:
+            output.commit(data)
+        except OSError as exc:
+            raise UsageError(f"{args.output}: cannot write the graph: {_reason(exc)}") from None
+    return EXIT_OK
+
+
+def _print_graph(fmt: str, pipeline: Pipeline, out: TextIO) -> None:
+    """``aegis graph``'s text: the steps (``text``), the Mermaid flowchart, or ``both``."""
     queue = pipeline.queue()
-    out = console.file
-    if args.format in {"text", "both"}:
+    if fmt in {"text", "both"}:
         agents = {task.id: task.agent for task in pipeline.tasks}
         out.write(
             f"pipeline {pipeline.name!r}: {len(pipeline.agents)} agents, "
@@ -633,11 +671,10 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
                 deps = queue.dependencies(task_id)
                 after = f" <- {', '.join(deps)}" if deps else ""
                 out.write(f"  {task_id} [{agents[task_id]}]{after}\n")
-    if args.format == "both":
+    if fmt == "both":
         out.write("\n")
-    if args.format in {"mermaid", "both"}:
+    if fmt in {"mermaid", "both"}:
         out.write(queue.to_mermaid())
-    return EXIT_OK
 
 
 def _demo(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:

@@ -113,13 +113,13 @@ class AtomicOutput:
             with contextlib.suppress(OSError):
                 temp.chmod(stat.S_IMODE(existing.st_mode))
 
-    def commit(self, text: str) -> None:
-        r"""Write ``text`` (UTF-8) and put it in place; the old file survives any failure.
+    def commit(self, text: str | bytes) -> None:
+        r"""Write ``text`` (str as UTF-8, bytes as given) and put it in place, or keep the old.
 
         A lone surrogate (which UTF-8 cannot encode) is written as its ``\\uXXXX`` escape,
         which is what it means inside a JSON string.
         """
-        data = text.encode("utf-8", errors="backslashreplace")
+        data = text if isinstance(text, bytes) else text.encode("utf-8", errors="backslashreplace")
         if self._direct:
             with open(self.path, "wb") as stream:  # noqa: PTH123  # a device or FIFO
                 stream.write(data)
