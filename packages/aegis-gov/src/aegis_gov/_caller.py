@@ -116,10 +116,15 @@ class Route:
 
 
 class Sink:
-    """Where a streamed request's chunks go, remembering whether any went out.
+    r"""Where a conversation's streamed chunks go, remembering whether any went out.
 
     ``restartable`` sinks (a run's live output) may see a retried request's chunks start
     again; a user's iterator may not, so a stream broken after output raises instead.
+
+    A reply that calls tools is followed by another turn, streamed into the same sink: when
+    both turns have text, the next turn's first chunk starts with a newline, so the streamed
+    text reads as the turns' texts joined by newlines ("Let me add.\nThe sum is 5."), not run
+    together ("Let me add.The sum is 5.").
     """
 
     def __init__(self, deliver: Callable[[str], None], *, restartable: bool) -> None:
@@ -127,11 +132,26 @@ class Sink:
         self._deliver = deliver
         self.restartable = restartable
         self.emitted = False
+        self._turn_emitted = False  # the current request's chunks went out
+        # A turn with text ended in tool calls: the next text starts on a new line.
+        self._separate = False
 
     def __call__(self, text: str) -> None:
         """Hand one chunk on."""
-        self.emitted = True
+        self.emitted = self._turn_emitted = True
+        if self._separate:
+            self._separate = False
+            text = "\n" + text
         self._deliver(text)
+
+    def start_turn(self) -> None:
+        """A request starts streaming (a new turn, or a retry of the last one)."""
+        self._turn_emitted = False
+
+    def end_turn(self, response: ChatResponse) -> None:
+        """A request finished: if it streamed text and called tools, another turn follows."""
+        if self._turn_emitted and response.tool_calls:
+            self._separate = True
 
 
 @attrs.frozen
@@ -874,6 +894,7 @@ def _send_streaming(
 ) -> ChatResponse:
     """Stream one request, handing each chunk to *sink*; return the whole response."""
     response: ChatResponse | None = None
+    sink.start_turn()
     for item in open_stream(adapter, request):
         if isinstance(item, ChatResponse):
             response = item
@@ -881,6 +902,7 @@ def _send_streaming(
             sink(item.text)
     if response is None:  # the adapter contract promises a final response
         raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
+    sink.end_turn(response)
     return response
 
 
@@ -888,6 +910,7 @@ async def _asend_streaming(
     adapter: ChatAdapter, request: ChatRequest, sink: Sink, agent: str
 ) -> ChatResponse:
     response: ChatResponse | None = None
+    sink.start_turn()
     stream = aopen_stream(adapter, request)
     async for item in stream:
         if isinstance(item, ChatResponse):
@@ -896,4 +919,5 @@ async def _asend_streaming(
             sink(item.text)
     if response is None:
         raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
+    sink.end_turn(response)
     return response
