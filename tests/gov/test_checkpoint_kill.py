@@ -97,7 +97,7 @@ def test_sigkill_then_resume_loses_no_finished_task(
         clean = ["run", str(pipeline), "--plain", "--no-checkpoint", "--output", "clean.json"]
         monkeypatch.chdir(tmp_path)
         assert main(clean) == 0
-        expected = RunResult.from_json((tmp_path / "clean.json").read_text("utf-8")).outputs()
+        expected = RunResult.from_json((tmp_path / "clean.json").read_text("utf-8")).outputs
         assert set(expected) == set(TASKS)
         for number, kill_after_s in enumerate(KILL_AFTER_S):
             store = tmp_path / f"runs-{number}.db"
@@ -145,5 +145,5 @@ def _kill_and_resume(
     assert not finished & set(asked), f"asked again for finished tasks: {asked}"
     assert sorted(asked) == sorted(set(TASKS) - finished)
     result = RunResult.from_json((cwd / "out.json").read_text("utf-8"))
-    assert result.outputs() == expected
+    assert result.outputs == expected
     return len(finished)

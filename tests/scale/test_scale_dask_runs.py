@@ -91,7 +91,7 @@ def test_a_small_run_matches_the_thread_runner(dask_client: Client) -> None:
     oma = OpenMultiAgent()
     local = oma.run_tasks(tasks, team)
     remote = oma.run_tasks(tasks, team, executor=dask_executor(dask_client))
-    assert remote.outputs() == local.outputs()
+    assert remote.outputs == local.outputs
     assert remote.summary() == {"done": 2}
 
 

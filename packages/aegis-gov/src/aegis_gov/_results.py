@@ -18,7 +18,7 @@ from typing import Final, Generic, NoReturn, cast
 import attrs
 from aegis_adapters import Usage
 from aegis_graph import SkipReason, TaskState
-from typing_extensions import TypeVar
+from typing_extensions import TypeVar, deprecated
 
 from aegis_gov._budget import Spent
 from aegis_gov._errors import AegisError
@@ -27,6 +27,7 @@ __all__ = [
     "AgentResult",
     "ResultFormatError",
     "RunCancelledError",
+    "RunOutputs",
     "RunResult",
     "TaskResult",
     "ToolCallRecord",
@@ -465,6 +466,20 @@ def _task_ids(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+class RunOutputs(dict[str, str]):
+    """A run's outputs by task id: what :attr:`RunResult.outputs` gives, a plain ``dict``.
+
+    Callable only so that code written when ``outputs`` was a method keeps working.
+    """
+
+    __slots__ = ()
+
+    @deprecated("RunResult.outputs is a property now: write result.outputs, not result.outputs()")
+    def __call__(self) -> RunOutputs:
+        """Deprecated: this dict itself (``result.outputs()`` reads ``result.outputs``)."""
+        return self
+
+
 @attrs.frozen
 class RunResult(Mapping[str, TaskResult]):
     """The outcome of :meth:`~aegis_gov.OpenMultiAgent.run_tasks`: task id -> TaskResult.
@@ -516,13 +531,18 @@ class RunResult(Mapping[str, TaskResult]):
         """True when every task is DONE."""
         return all(r.status is TaskState.DONE for r in self.results.values())
 
-    def outputs(self) -> dict[str, str]:
-        """The output of every DONE task, by task id."""
-        return {
-            task_id: r.output or ""
+    @property
+    def outputs(self) -> RunOutputs:
+        """The output of every DONE task, by task id (a new dict at each access).
+
+        A property, like :attr:`ok` and :attr:`usage`. It used to be a method: code that
+        still calls it, ``result.outputs()``, gets the same dict and a ``DeprecationWarning``.
+        """
+        return RunOutputs(
+            (task_id, r.output or "")
             for task_id, r in self.results.items()
             if r.status is TaskState.DONE
-        }
+        )
 
     def to_dict(self, *, tasks: bool = True) -> dict[str, object]:
         """A JSON-serialisable dict of the whole run (``tasks=False``: with an empty array)."""
