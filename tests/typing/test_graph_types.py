@@ -36,12 +36,15 @@ if TYPE_CHECKING:
     assert_type(q.tasks, tuple[Task, ...])
     assert_type(q.ready(), list[Task])
     assert_type(q.start("b"), Task)
+    assert_type(q.start(task), Task)  # a Task stands for its id
     assert_type(q.complete("b", success=False), list[str])
     assert_type(q.ready(2), list[Task])
     assert_type(q.ready_ids(), list[str])
     assert_type(q.ready_ids(None), list[str])
     assert_type(q.start_ready(4), list[Task])
     q.start_many(["b"])  # returns None
+    q.start_many(q.ready())  # tasks too, or ids and tasks mixed
+    q.start_many(["a", task])
     q.complete_many(("b",))  # any iterable of ids
     assert_type(q.halt(), list[str])
     assert_type(q.halt(SkipReason.STOPPED), list[str])

@@ -11,7 +11,7 @@ from collections import deque
 from heapq import heappop, heappush
 from itertools import chain, compress, repeat
 from operator import lt, not_
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import attrs
 
@@ -331,8 +331,10 @@ class TaskQueue:
                 heappush(heap, i)
         return first
 
-    def start(self, task_id: str) -> Task:
-        """Claim a ready PENDING task: it becomes RUNNING.
+    def start(self, task_id: str | Task) -> Task:
+        """Claim a ready PENDING task, by id or as a `Task` (from `ready`): it becomes RUNNING.
+
+        A `Task` stands for its id: ``start(task)`` is ``start(task.id)``.
 
         Returns:
             The task.
@@ -345,24 +347,29 @@ class TaskQueue:
         # The hot paths take the lock with acquire/release: about half the cost of ``with``.
         # They look ids up in the small dicts of ready and running tasks rather than in the
         # index of every task: on a big graph those few entries stay in the CPU's cache.
+        # A Task misses the dict of ids (its hash and equality are its own), so it costs
+        # the id path nothing: it is looked at only once the lookup has failed.
         lock = self._lock
         lock.acquire()
         try:
-            i = self._ready.pop(task_id)  # only ready PENDING tasks are in it
-            self._running[task_id] = i
+            i = self._ready.pop(task_id)  # type: ignore[arg-type]  # only ready PENDING ids
+            self._running[task_id] = i  # type: ignore[index]  # an id: a Task is in no dict
             self._state[i] = _RUNNING
             return self._tasks[i]
         except (KeyError, TypeError):
-            raise self._not_startable(task_id, "start") from None
+            if not isinstance(task_id, Task):
+                raise self._not_startable(task_id, "start") from None
         finally:
             lock.release()
+        return self.start(task_id.id)
 
-    def start_many(self, task_ids: Iterable[str]) -> None:
-        """Claim several ready PENDING tasks at once: `start` for each id, in order.
+    def start_many(self, task_ids: Iterable[str | Task]) -> None:
+        """Claim several ready PENDING tasks at once: `start` for each id (or `Task`), in order.
 
         Either every task becomes RUNNING or, when one of the calls would fail, nothing
         changes and the error that call would raise is raised (an id given twice fails the
-        second time, with `InvalidTransitionError`).
+        second time, with `InvalidTransitionError`). ``start_many(queue.ready())`` claims
+        every ready task.
 
         Raises:
             TypeError: *task_ids* is a string (pass a list of ids).
@@ -370,7 +377,11 @@ class TaskQueue:
             TaskNotReadyError: A task is PENDING but a dependency is not DONE.
             InvalidTransitionError: A task is not PENDING, or its id is repeated.
         """
-        batch = task_ids if type(task_ids) is list else _batch(task_ids)
+        given: list[str | Task] = task_ids if type(task_ids) is list else _batch(task_ids)
+        # Looked up as ids: a Task misses the dicts of ids and is dealt with on the failure
+        # path, so it costs the ids nothing.
+        batch: list[str] = given  # type: ignore[assignment]
+        ids: list[str] | None = None
         lock = self._lock
         lock.acquire()
         try:
@@ -395,10 +406,14 @@ class TaskQueue:
                     i = running.pop(task_id)
                     ready[task_id] = i
                     state[i] = _PENDING
-                self._check_batch(batch, "start")
-                raise AssertionError  # pragma: no cover  # unreachable: the check raised
+                ids = _ids_of_tasks(batch)
+                if ids is None:
+                    self._check_batch(batch, "start")
+                    raise AssertionError  # pragma: no cover  # unreachable: the check raised
         finally:
             lock.release()
+        if ids is not None:  # the batch held tasks: nothing changed, claim their ids
+            self.start_many(ids)
 
     def start_ready(self, limit: int | None = None) -> list[Task]:
         """Claim the first ``limit`` ready tasks (all for ``None``): they become RUNNING.
@@ -711,7 +726,14 @@ class TaskQueue:
         return {s.value: c for s, c in counts.items() if c}
 
 
-def _batch(task_ids: Iterable[str]) -> list[str]:
+def _ids_of_tasks(batch: Sequence[object]) -> list[str] | None:
+    """*batch* with each `Task` replaced by its id, or None when it holds no `Task`."""
+    if not any(isinstance(item, Task) for item in batch):
+        return None
+    return [item.id if isinstance(item, Task) else cast("str", item) for item in batch]
+
+
+def _batch(task_ids: Iterable[_Item]) -> list[_Item]:
     """The ids of a batch call as a list; a bare string is a mistake, not a list of letters.
 
     Batch calls pass a list through as it is: they only read it, under the lock.
