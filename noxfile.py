@@ -1,8 +1,9 @@
 """Every check of the aegis workspace, as nox sessions.
 
-Plain ``nox`` runs what CI needs. Each per-package session builds an environment that
-holds only that package and its declared dependencies (through ``uv sync --package``),
-which is what proves the packages are isolated from one another.
+Plain ``nox`` runs what CI needs (not ``docs_serve``, which serves the docs until stopped).
+Each per-package session builds an environment that holds only that package and its declared
+dependencies (through ``uv sync --package``), which is what proves the packages are isolated
+from one another.
 """
 
 from __future__ import annotations
@@ -168,8 +169,21 @@ def tests(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs --strict (any warning fails)."""
     _sync(session, "--all-packages", "--all-extras", "--group", "docs")
-    site = Path(session.create_tmp()) / "site"
+    site = Path(session.create_tmp()).resolve() / "site"
     session.run("mkdocs", "build", "--strict", "--site-dir", str(site))
+    session.log(f"the site was written to {site}: open {site / 'index.html'}")
+    session.log("or serve it with live reload: nox -s docs_serve")
+
+
+@nox.session(python=PYTHON, default=False)
+def docs_serve(session: nox.Session) -> None:
+    """Serve the docs with live reload (mkdocs serve); only when asked: nox -s docs_serve.
+
+    Extra arguments go to mkdocs serve, e.g. ``nox -s docs_serve -- -a 127.0.0.1:8001``.
+    """
+    _sync(session, "--all-packages", "--all-extras", "--group", "docs")
+    session.log("serving the docs at http://127.0.0.1:8000/ unless -a says where; Ctrl-C stops")
+    session.run("mkdocs", "serve", "--strict", *session.posargs)
 
 
 # Modules that importing each package must not load (isolation and lazy SDK imports).
