@@ -223,6 +223,28 @@ def test_dot_failing_is_a_graphviz_error_with_its_message(
     assert caught.value.stderr == "Error: out of ink"
 
 
+def test_dot_that_cannot_start_is_reported_as_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _fake_dot(tmp_path / "bin", "")
+    (folder / "dot").write_text("#!/nonexistent/interpreter\n", encoding="utf-8")
+    monkeypatch.setenv("PATH", str(folder))
+    with pytest.raises(GraphvizNotFoundError, match="could not be started") as caught:
+        render_graph(ARTICLE)
+    assert "apt-get install graphviz" in str(caught.value)
+
+
+def test_dot_warnings_do_not_fail_the_drawing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cat = shutil.which("cat")
+    script = f"{cat} >/dev/null; echo '<svg/>'; echo 'Warning: no such font' >&2"
+    monkeypatch.setenv("PATH", str(_fake_dot(tmp_path / "bin", script)))
+    with caplog.at_level("DEBUG", logger="aegis_gov._graph_svg"):
+        assert render_graph(ARTICLE) == b"<svg/>\n"
+    assert "dot warned: Warning: no such font" in caplog.text
+
+
 def test_dot_writing_nothing_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "PATH", str(_fake_dot(tmp_path / "bin", f"{shutil.which('cat')} >/dev/null; exit 0"))
