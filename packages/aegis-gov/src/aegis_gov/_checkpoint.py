@@ -28,7 +28,8 @@ import attrs
 
 from aegis_gov._budget import Spent
 from aegis_gov._errors import AegisError
-from aegis_gov._results import ResultFormatError, RunResult, TaskResult
+from aegis_gov._results import ResultFormatError, RunResult, TaskResult, read_timeline
+from aegis_gov._timeline import Timeline
 
 __all__ = [
     "Checkpoint",
@@ -169,6 +170,7 @@ CREATE TABLE IF NOT EXISTS aegis_tasks (
     input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
     result TEXT NOT NULL, PRIMARY KEY (run_id, task_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aegis_timelines (run_id TEXT PRIMARY KEY, timeline TEXT NOT NULL);
 """
 
 
@@ -357,6 +359,18 @@ class Checkpoint:
             except sqlite3.Error as exc:
                 raise self._fail(exc, f"record the end of run {run_id!r}") from None
 
+    def save_timeline(self, run_id: str, timeline: Timeline) -> None:
+        """Keep the run's :class:`~aegis_gov.Timeline` (``load`` puts it on the result)."""
+        text = json.dumps(timeline.to_dict(), allow_nan=False)
+        with self._lock:
+            try:
+                with self._transaction():
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO aegis_timelines VALUES (?, ?)", (run_id, text)
+                    )
+            except sqlite3.Error as exc:
+                raise self._fail(exc, f"record the timeline of run {run_id!r}") from None
+
     def load(self, run_id: str) -> RunResult:
         """The run as far as it got (see :meth:`CheckpointStore.load`).
 
@@ -377,6 +391,9 @@ class Checkpoint:
                     if run is not None
                     else []
                 )
+                timeline = self._db.execute(
+                    "SELECT timeline FROM aegis_timelines WHERE run_id = ?", (run_id,)
+                ).fetchone()
             except sqlite3.Error as exc:
                 raise self._fail(exc, f"read run {run_id!r}") from None
         if run is None:
@@ -390,6 +407,7 @@ class Checkpoint:
             task_ids=json.loads(task_ids),
             stored={json.loads(key): text for key, text in rows},
             spent=spent,
+            timeline=None if timeline is None else timeline[0],
         )
 
     def runs(self) -> list[RunInfo]:
@@ -512,6 +530,7 @@ def assemble_run(
     task_ids: Sequence[str],
     stored: Mapping[str, str | bytes],
     spent: str | bytes | None,
+    timeline: str | bytes | None = None,
 ) -> RunResult:
     """A :class:`RunResult` from a store's rows (shared by the stores; not public)."""
     results: dict[str, TaskResult] = {}
@@ -542,4 +561,16 @@ def assemble_run(
         spent=spent_value,
         run_id=run_id,
         unfinished=[task_id for task_id in task_ids if task_id not in results],
+        timeline=_timeline(store, run_id, timeline),
     )
+
+
+def _timeline(store: str, run_id: str, text: str | bytes | None) -> Timeline | None:
+    if text is None:
+        return None
+    try:
+        return read_timeline(json.loads(text), "timeline")
+    except ValueError as exc:  # ResultFormatError included
+        raise CheckpointError(
+            f"{store}: run {run_id!r}: the stored timeline is unreadable: {exc}"
+        ) from None

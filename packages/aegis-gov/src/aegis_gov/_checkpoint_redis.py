@@ -26,6 +26,7 @@ from aegis_gov._checkpoint import (
     assemble_run,
 )
 from aegis_gov._results import RunResult, TaskResult
+from aegis_gov._timeline import Timeline
 
 __all__ = ["RedisCheckpoint"]
 
@@ -183,6 +184,17 @@ class RedisCheckpoint:
 
         self._call(write, f"record the end of run {run_id!r}")
 
+    def save_timeline(self, run_id: str, timeline: Timeline) -> None:
+        """Keep the run's :class:`~aegis_gov.Timeline` (``load`` puts it on the result)."""
+        text = json.dumps(timeline.to_dict(), allow_nan=False)
+
+        def write() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(self._run_key(run_id), mapping={"timeline": text})
+            pipe.execute()
+
+        self._call(write, f"record the timeline of run {run_id!r}")
+
     def load(self, run_id: str) -> RunResult:
         """The run as far as it got; tasks that never finished are in ``unfinished``.
 
@@ -205,6 +217,7 @@ class RedisCheckpoint:
             task_ids=json.loads(run.get("task_ids", "[]")),
             stored={json.loads(key): text for key, text in stored.items()},
             spent=run.get("spent"),
+            timeline=run.get("timeline"),
         )
 
     def runs(self) -> list[RunInfo]:

@@ -152,6 +152,11 @@ class OpenMultiAgent:
         return self._pool
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock runs are timed with (give it to a ``TimelineRecorder``)."""
+        return self._clock
+
+    @property
     def retry(self) -> RetryPolicy:
         """How retryable errors are retried (assign a new policy to change it)."""
         return self._caller.retry

@@ -20,8 +20,9 @@ from aegis_adapters import Usage
 from aegis_graph import SkipReason, TaskState
 from typing_extensions import TypeVar, deprecated
 
-from aegis_gov._budget import Spent
+from aegis_gov._budget import Price, Spent
 from aegis_gov._errors import AegisError
+from aegis_gov._timeline import TIMELINE_KINDS, Timeline, TimelineEntry
 
 __all__ = [
     "AgentResult",
@@ -31,6 +32,7 @@ __all__ = [
     "RunResult",
     "TaskResult",
     "ToolCallRecord",
+    "read_timeline",
 ]
 
 _FORMAT_VERSION = 1
@@ -498,6 +500,10 @@ class RunResult(Mapping[str, TaskResult]):
     unfinished: tuple[str, ...] = attrs.field(default=(), converter=_task_ids)
     """Tasks of a run read back from a checkpoint store that never finished: the run was
     killed (or is still going) before they did. They have no entry in the mapping."""
+    timeline: Timeline | None = attrs.field(default=None, eq=False, kw_only=True)
+    """When each task started, waited, retried and ended, if the run was recorded by a
+    :class:`~aegis_gov.TimelineRecorder` (``aegis run`` always records); not compared by
+    ``==``."""
 
     def __getitem__(self, task_id: str) -> TaskResult:
         """The result of ``task_id``."""
@@ -559,6 +565,7 @@ class RunResult(Mapping[str, TaskResult]):
             **({"spent": self.spent.to_dict()} if self.spent is not None else {}),
             **({"run_id": self.run_id} if self.run_id is not None else {}),
             **({"unfinished": list(self.unfinished)} if self.unfinished else {}),
+            **({"timeline": self.timeline.to_dict()} if self.timeline is not None else {}),
         }
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -626,6 +633,7 @@ class RunResult(Mapping[str, TaskResult]):
             spent=spent,
             run_id=fields.optional_str("run_id"),
             unfinished=cast("list[str]", unfinished),
+            timeline=read_timeline(fields.data.get("timeline"), "timeline"),
         )
 
     @classmethod
@@ -658,6 +666,55 @@ class RunResult(Mapping[str, TaskResult]):
                     _fail("tasks", "missing: a run result has a 'tasks' array")
                 results = _read_tasks(fields.array("tasks"))
             return cls._assemble(fields, results)
+
+
+def read_timeline(data: object, where: str) -> Timeline | None:
+    """A :class:`Timeline` from its ``to_dict`` data (None stays None), every field checked.
+
+    Raises:
+        ResultFormatError: naming the bad field (``"timeline.entries[3].at_s"``).
+    """
+    if data is None:
+        return None
+    fields = _Object(data, where)
+    entries = []
+    for i, item in enumerate(fields.array("entries")):
+        entry = _Object(item, fields.path(f"entries[{i}]"))
+        kind = entry.required_str("kind")
+        if kind not in TIMELINE_KINDS:
+            _fail(entry.path("kind"), f"must be one of {', '.join(sorted(TIMELINE_KINDS))}")
+        if "at_s" not in entry.data:
+            _fail(entry.path("at_s"), "is missing")
+        entries.append(
+            TimelineEntry(
+                at_s=entry.seconds("at_s"),
+                kind=kind,  # type: ignore[arg-type]  # checked above
+                subject=entry.required_str("subject"),
+                attempt=entry.count("attempt"),
+                delay_s=entry.seconds("delay_s"),
+                endpoint=entry.optional_str("endpoint") or "",
+                error=entry.optional_str("error") or "",
+                state=entry.optional_str("state") or "",
+                previous_state=entry.optional_str("previous_state") or "",
+            )
+        )
+    dependencies: dict[str, tuple[str, ...]] = {}
+    graph = fields.table("dependencies")
+    for task_id in graph.data:
+        deps = graph.array(task_id)
+        for j, dep in enumerate(deps):
+            if not isinstance(dep, str):
+                _fail(graph.path(f"{task_id}[{j}]"), f"must be a task id, got {_kind(dep)}")
+        dependencies[task_id] = tuple(cast("list[str]", deps))
+    prices: dict[str, Price] = {}
+    table = fields.table("prices")
+    for name in table.data:
+        pair = table.array(name)
+        if len(pair) != 2:  # noqa: PLR2004  # input and output price
+            _fail(table.path(name), "must be [input, output] US dollars per million tokens")
+        pair_fields = _Object({"input": pair[0], "output": pair[1]}, table.path(name))
+        prices[name] = Price(pair_fields.seconds("input"), pair_fields.seconds("output"))
+    return Timeline(entries=entries, dependencies=dependencies, prices=prices)
 
 
 def _load_object(text: str) -> Mapping[str, object]:
