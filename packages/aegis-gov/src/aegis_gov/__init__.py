@@ -103,6 +103,7 @@ from aegis_gov._limits import Limits
 from aegis_gov._mcp import MCPConnectionError
 from aegis_gov._memory import ToolMemory
 from aegis_gov._output import OutputValidationError
+from aegis_gov._report_html import render_report
 from aegis_gov._results import (
     AgentResult,
     ResultFormatError,
@@ -115,6 +116,7 @@ from aegis_gov._results import (
 from aegis_gov._resume import ResumePlan
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._status import EndpointStatus, Status
+from aegis_gov._timeline import Timeline, TimelineEntry, TimelineKind, TimelineRecorder
 from aegis_gov._tool import Tool, ToolOutcome
 from aegis_gov._tool_errors import (
     BlockedAddressError,
@@ -249,6 +251,10 @@ __all__ = [
     "TaskState",
     "TaskSucceeded",
     "Team",
+    "Timeline",
+    "TimelineEntry",
+    "TimelineKind",
+    "TimelineRecorder",
     "Tool",
     "ToolCall",
     "ToolCallLimitError",
@@ -279,4 +285,5 @@ __all__ = [
     "graph_dot",
     "redis_agent_pool",
     "render_graph",
+    "render_report",
 ]

@@ -32,6 +32,7 @@ from aegis_gov._agents import Team
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._caller import Route, endpoint_key
 from aegis_gov._checkpoint import Checkpoint, CheckpointError
+from aegis_gov._cli_report import add_report_command, both, keep_timeline, report_command
 from aegis_gov._cli_runs import (
     PRETTY_TASKS,
     CheckpointUsageError,
@@ -65,6 +66,7 @@ from aegis_gov._pipeline import (
 )
 from aegis_gov._progress import printable, run_with_progress
 from aegis_gov._results import RunCancelledError, RunResult, TaskResult
+from aegis_gov._timeline import TimelineRecorder
 
 __all__ = [
     "CANCEL_GRACE_S",
@@ -196,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     _display_options(demo)
     add_checkpoint_option(demo, default=None)
     add_runs_command(sub)
+    add_report_command(sub)
     return parser
 
 
@@ -340,7 +343,7 @@ def _configure_logging(*, verbose: bool) -> None:
         root.setLevel(logging.INFO)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  # one per command
     """Run the ``aegis`` command on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
     _configure_logging(verbose=args.verbose)
@@ -354,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _graph(args, console)
             if args.command == "runs":
                 return runs_command(args, console.file)
+            if args.command == "report":
+                return report_command(args, console.file)
             return _demo(args, console, interrupts)
         except (UsageError, CheckpointUsageError) as exc:
             sys.stderr.write(f"aegis: error: {exc}\n")
@@ -430,6 +435,8 @@ def _run_pipeline(
         if plan is not None:
             explain_plan(console.file, plan, args.resume)
         interrupts.graceful(_stop_notice(args.cancel_grace))
+        prices = pipeline.budget.prices if pipeline.budget is not None else None
+        recorder = TimelineRecorder(pipeline.tasks, clock=oma.clock, prices=prices)
         try:
             result = run_with_progress(
                 oma,
@@ -445,11 +452,13 @@ def _run_pipeline(
                 budget=pipeline.budget,
                 checkpoint=store,
                 limits=pipeline.limits,
+                extra_handler=recorder,
             )
         except RunCancelledError as exc:  # a second signal: what finished is in the error
             result = exc.result
         except CheckpointError as exc:  # the store refused the run's start: nothing ran
             raise UsageError(str(exc)) from None
+        result = keep_timeline(recorder, result, store, sys.stderr)
         interrupts.defer()
         written = _finish(
             result,
@@ -704,6 +713,7 @@ def _run_demo(
         demo = provider_demo(adapter, description)
         out.write(f"aegis demo: running the article's pipeline on {description}.\n\n")
     witness = DemoWitness()
+    recorder = TimelineRecorder(demo.tasks, clock=demo.oma.clock)
     interrupts.graceful(_stop_notice(args.cancel_grace))
     try:
         result = run_with_progress(
@@ -712,12 +722,13 @@ def _run_demo(
             demo.team,
             console=console,
             live=_live(console, args),
-            extra_handler=witness,
+            extra_handler=both(witness, recorder),
             cancel=interrupts.cancel,
             cancel_grace_s=args.cancel_grace,
         )
     except RunCancelledError as exc:  # a second signal: what finished is in the error
         result = exc.result
+    result = recorder.attach(result)
     interrupts.defer()
     sinks = ["translate", "publish"] + (["headlines", "summary"] if demo.offline else [])
     written = _finish(

@@ -234,9 +234,12 @@ def _task_line(
         endpoint = task.endpoint or (fell_back[-1] if fell_back else "")
         if not endpoint and task.status is not TaskState.SKIPPED:
             endpoint = UNRECORDED_ENDPOINT
+    state = _state(task, items)
+    if recorded and not items and task is not None and task.status is TaskState.DONE:
+        state = "kept"  # kept by a resume without a call: it has no events in this run
     line = TaskLine(
         task_id=task_id,
-        state=_state(task, items),
+        state=state,
         result=task,
         ready_s=ready,
         dependencies=deps or (),

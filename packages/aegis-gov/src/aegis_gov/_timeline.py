@@ -175,7 +175,7 @@ class TimelineRecorder:
         with self._lock:
             if self._start is None:
                 self._start = now
-            at = now - self._start
+            at = round(now - self._start, 6)
             row = _row(at, event)
             if row is not None:
                 self._rows.append(row)

@@ -1,0 +1,629 @@
+"""A run report as one self-contained HTML page: inline CSS and SVG, no script, no fetch.
+
+Every piece of text from a run (task ids, agent names, outputs, errors, endpoint names)
+goes through :func:`_e` (``html.escape`` with quotes) before it reaches the page, and the
+page forbids scripts and every network fetch with its Content-Security-Policy, so a task id
+or a model's output cannot inject markup or make the page call home.
+
+Over 400 lines on purpose: the page's sections (the at-a-glance box, graph, timeline,
+breakers, task and usage tables) share one palette and one time axis and read best together;
+the numbers behind them are worked out in ``_report``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+from aegis_graph import Task, TaskState
+
+from aegis_gov._budget import Price
+from aegis_gov._display_names import printable
+from aegis_gov._graph_svg import GraphvizError, GraphvizNotFoundError, render_graph
+from aegis_gov._report import (
+    UNRECORDED_ENDPOINT,
+    Report,
+    Span,
+    TaskLine,
+    UsageLine,
+    build_report,
+)
+from aegis_gov._results import RunResult
+
+__all__ = ["MAX_TIMELINE_ROWS", "graph_states", "graph_tasks", "render_html", "render_report"]
+
+MAX_TIMELINE_ROWS: Final = 1000
+"""The most task rows the timeline draws (the tables still list every task)."""
+_MAX_GRAPH_TASKS: Final = 300
+_MAX_TABLE_ROWS: Final = 5000
+_PREVIEW_CHARS: Final = 160
+
+_STATE_COLOURS: Final = {
+    "done": "#2e7d32",
+    "failed": "#c62828",
+    "skipped": "#9e9e9e",
+    "kept": "#5c6bc0",
+    "unfinished": "#ef6c00",
+}
+_SPAN_COLOURS: Final = {
+    "blocked": "url(#hatch)",
+    "waiting": "#f4b400",
+    "running": "#1e88e5",
+    "retrying": "#fb8c00",
+    "parked": "#8e24aa",
+    "fallback": "#00897b",
+}
+_SPAN_WORDS: Final = {
+    "blocked": "waiting on upstream",
+    "waiting": "ready, waiting for a slot",
+    "running": "running",
+    "retrying": "waiting to retry",
+    "parked": "parked (turned away by breaker or limit)",
+    "fallback": "running on a fallback",
+}
+_CIRCUIT_COLOURS: Final = {"closed": "#66bb6a", "open": "#e53935", "half_open": "#ffb300"}
+
+_CSS: Final = """
+:root { color-scheme: light; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+  sans-serif; margin: 0; padding: 24px 32px 48px; color: #202124; background: #fafafa; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
+section { background: #fff; border: 1px solid #e0e0e0; border-radius: 8px; padding: 4px 18px 14px;
+  margin-top: 16px; }
+.meta { color: #5f6368; margin: 0; }
+.chips span { display: inline-block; border-radius: 12px; padding: 1px 10px; margin: 8px 6px 0 0;
+  color: #fff; font-weight: 600; }
+.glance { border-left: 6px solid #c62828; }
+.glance.ok { border-left-color: #2e7d32; }
+.glance ul { margin: 6px 0; padding-left: 20px; }
+.note { color: #5f6368; font-style: italic; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eee; vertical-align: top; }
+th { background: #f5f5f5; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.state { font-weight: 600; white-space: nowrap; }
+.s-done { color: #2e7d32; } .s-failed { color: #c62828; } .s-skipped { color: #757575; }
+.s-kept { color: #5c6bc0; } .s-unfinished { color: #ef6c00; }
+tr.failed td { background: #fdecea; } tr.skipped td { background: #f5f5f5; }
+.id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  overflow-wrap: anywhere; }
+.preview { color: #5f6368; overflow-wrap: anywhere; max-width: 420px; }
+.legend span { display: inline-block; margin: 2px 14px 2px 0; white-space: nowrap; }
+.legend i { display: inline-block; width: 14px; height: 10px; margin-right: 5px;
+  vertical-align: baseline; border: 1px solid rgba(0,0,0,.15); }
+.graph svg { max-width: 100%; height: auto; }
+ul.graph-list { list-style: none; padding-left: 0; } ul.graph-list li { margin: 2px 0; }
+svg.chart { width: 100%; height: auto; display: block; }
+svg.chart text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
+  fill: #202124; }
+svg.chart text.tick { fill: #757575; font-size: 11px; }
+svg.chart text.why { fill: #5f6368; }
+footer { color: #9e9e9e; margin-top: 24px; font-size: 12px; }
+"""
+
+_CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+# Chart geometry (SVG user units; the SVG scales to the page's width).
+_LABEL_W: Final = 180
+_PLOT_W: Final = 600
+_NOTE_W: Final = 300
+_ROW_H: Final = 22
+_BAR_H: Final = 14
+_AXIS_H: Final = 26
+
+_XML_PROLOGUE: Final = re.compile(r"\A\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?", re.IGNORECASE)
+_COMMENT: Final = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
+_ESCAPES: Final = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;"}
+_ESCAPES[ord("'")] = "&#x27;"
+
+
+def _e(text: object) -> str:
+    """*text* escaped for HTML text and quoted attributes (control characters shown).
+
+    As ``html.escape(..., quote=True)``, without importing ``html`` (and its entity table)
+    with the package.
+    """
+    return printable(str(text), one_line=True).translate(_ESCAPES)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "&ndash;"
+    if value < 10:  # noqa: PLR2004  # short times get more precision
+        return f"{value:.2f} s"
+    if value < 120:  # noqa: PLR2004
+        return f"{value:.1f} s"
+    return f"{int(value // 60)} min {value % 60:.0f} s"
+
+
+def _cost(value: float | None) -> str:
+    return "&ndash;" if value is None else f"${value:.4f}"
+
+
+def _preview(text: str | None) -> str:
+    shown = " ".join((text or "").split())
+    return shown if len(shown) <= _PREVIEW_CHARS else shown[: _PREVIEW_CHARS - 1] + "…"
+
+
+def render_report(
+    result: RunResult,
+    *,
+    dependencies: Mapping[str, Sequence[str]] | None = None,
+    prices: Mapping[str, Price] | None = None,
+) -> str:
+    """The run report of *result* as one self-contained HTML page (what ``aegis report`` writes).
+
+    Shows which tasks failed and what was skipped because of each, the task graph coloured
+    by state (drawn by Graphviz's ``dot``; a list when it is not installed), a timeline of
+    every task and each endpoint's breaker states (when the result carries a
+    :class:`~aegis_gov.Timeline`; the page says so when it does not), and tokens and cost
+    per agent and endpoint. *dependencies* (task id -> ids it depends on) and *prices* (as
+    ``Budget.prices``) fill in what the result's timeline does not hold. Every text from the
+    run is escaped; the page runs no script and fetches nothing.
+    """
+    report = build_report(result, dependencies=dependencies, prices=prices)
+    tasks = graph_tasks(report)
+    if tasks is None:
+        note = (
+            f"The graph has more than {_MAX_GRAPH_TASKS} tasks: listed, not drawn."
+            if report.has_graph
+            else "The task graph (each task's dependencies) was not recorded with this "
+            "result: the tasks are listed with their states. (aegis report --pipeline FILE "
+            "gives it.)"
+        )
+        return render_html(report, graph_svg=None, graph_note=note)
+    titles = {
+        line.task_id: line.result.agent
+        for line in report.tasks
+        if line.result is not None and line.result.agent
+    }
+    try:
+        svg = render_graph(tasks, states=graph_states(report), titles=titles).decode("utf-8")
+    except GraphvizNotFoundError as exc:
+        note = f"Graphviz is not installed, so the graph is listed instead of drawn: {exc}"
+        return render_html(report, graph_svg=None, graph_note=note)
+    except GraphvizError as exc:
+        note = f"Graphviz could not draw the graph, so it is listed instead: {exc}"
+        return render_html(report, graph_svg=None, graph_note=note)
+    return render_html(report, graph_svg=svg)
+
+
+def render_html(report: Report, *, graph_svg: str | None, graph_note: str = "") -> str:
+    """The report page; *graph_svg* is Graphviz's drawing (None: the graph as a list)."""
+    result = report.result
+    title = f"aegis run report: {result.run_id or result.team or 'run'}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        _header(report),
+        _glance(report),
+        _graph(report, graph_svg, graph_note),
+        _timeline(report),
+        _breakers(report),
+        _task_table(report),
+        _usage(report),
+        (
+            f"<footer>Written by aegis-gov {_e(_version())}. No network is needed to read "
+            "this page.</footer>"
+        ),
+        "</body></html>",
+    ]
+    page = "\n".join(part for part in parts if part) + "\n"
+    # A lone surrogate (from a model, or a resumed file) cannot be written as UTF-8: its escape.
+    return page.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _version() -> str:
+    import importlib.metadata  # noqa: PLC0415  # slow to import; only a report needs it
+
+    try:
+        return importlib.metadata.version("aegis-gov")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _header(report: Report) -> str:
+    result = report.result
+    counts: dict[str, int] = {}
+    for line in report.tasks:
+        counts[line.state] = counts.get(line.state, 0) + 1
+    chips = "".join(
+        f'<span data-count="{_e(state)}" style="background:{_STATE_COLOURS[state]}">'
+        f"{count} {_e(state)}</span>"
+        for state, count in counts.items()
+    )
+    usage = result.usage
+    bits = [f"team <b>{_e(result.team or '(unnamed)')}</b>"]
+    if result.run_id:
+        bits.append(f"run <b class='id'>{_e(result.run_id)}</b>")
+    if report.timeline is not None:
+        bits.append(f"{_seconds(report.duration_s)} from first to last event")
+    bits.append(f"{usage.input_tokens:,} tokens in / {usage.output_tokens:,} out")
+    if result.spent is not None and result.spent.cost_usd is not None:
+        bits.append(f"spent {_cost(result.spent.cost_usd)}")
+    if result.cancelled:
+        bits.append("<b>cancelled</b>")
+    return (
+        f"<header><h1>Run report</h1><p class='meta'>{' · '.join(bits)}</p>"
+        f"<div class='chips'>{chips}</div></header>"
+    )
+
+
+def _glance(report: Report) -> str:
+    """Which tasks failed, what was skipped because of each, and how long each waited."""
+    failed = [line for line in report.tasks if line.state == "failed"]
+    skipped = [line for line in report.tasks if line.state == "skipped"]
+    if not failed and not skipped:
+        unfinished = sum(line.state == "unfinished" for line in report.tasks)
+        words = f"{unfinished} task(s) never finished." if unfinished else "Every task is done."
+        return (
+            f"<section id='glance' class='glance ok'><h2>At a glance</h2><p>{words}</p></section>"
+        )
+    items = []
+    for line in failed:
+        task = line.result
+        error = f"{task.error_type}: {task.error}" if task is not None else ""
+        victims = [s for s in skipped if s.result is not None and s.result.blamed == line.task_id]
+        because = (
+            "; skipped because of it: "
+            + ", ".join(
+                f"<span class='id' data-victim='{_e(v.task_id)}'>{_e(v.task_id)}</span>"
+                f" (waited {_seconds(_waited(v))})"
+                for v in victims
+            )
+            if victims
+            else "; nothing depended on it"
+        )
+        items.append(
+            f"<li data-failed='{_e(line.task_id)}'><b class='id s-failed'>{_e(line.task_id)}"
+            f"</b> failed after {line.result.attempts if line.result else 0} attempt(s), "
+            f"{_seconds(line.result.duration_s if line.result else None)}: "
+            f"<span class='preview'>{_e(_preview(error))}</span>{because}</li>"
+        )
+    others = [s for s in skipped if s.result is None or s.result.blamed is None]
+    items.extend(
+        f"<li><b class='id s-skipped'>{_e(s.task_id)}</b> skipped: {_e(_reason(s))}</li>"
+        for s in others
+    )
+    return (
+        "<section id='glance' class='glance'><h2>At a glance</h2><ul>"
+        + "".join(items)
+        + "</ul></section>"
+    )
+
+
+def _waited(line: TaskLine) -> float | None:
+    """How long a task waited before it ran (or, if skipped, before it was given up on)."""
+    if line.state == "skipped":
+        return line.ended_s
+    if line.waited_s is None:
+        return None
+    return line.waited_s + line.retry_wait_s + line.parked_s
+
+
+def _reason(line: TaskLine) -> str:
+    task = line.result
+    if task is None or task.skip_reason is None:
+        return "skipped"
+    if task.blamed:
+        return f"{task.skip_reason.value}: {task.blamed} failed"
+    return task.skip_reason.value
+
+
+def _graph(report: Report, graph_svg: str | None, note: str) -> str:
+    head = "<section id='graph' class='graph'><h2>Task graph</h2>"
+    if graph_svg is not None:
+        return f"{head}{_inline_svg(graph_svg)}</section>"
+    why = f"<p class='note'>{_e(note)}</p>" if note else ""
+    items = []
+    for line in report.tasks[:_MAX_GRAPH_TASKS]:
+        after = (
+            " ← " + ", ".join(f"<span class='id'>{_e(d)}</span>" for d in line.dependencies)
+            if line.dependencies
+            else ""
+        )
+        items.append(
+            f"<li data-task='{_e(line.task_id)}' data-state='{_e(line.state)}'>"
+            f"<span class='state s-{_e(line.state)}'>{_state_mark(line.state)}</span> "
+            f"<span class='id'>{_e(line.task_id)}</span>{after}</li>"
+        )
+    more = len(report.tasks) - _MAX_GRAPH_TASKS
+    tail = f"<p class='note'>… and {more} more tasks (see the table).</p>" if more > 0 else ""
+    return f"{head}{why}<ul class='graph-list'>{''.join(items)}</ul>{tail}</section>"
+
+
+def _state_mark(state: str) -> str:
+    return {"done": "✓", "failed": "✗", "skipped": "⤼", "kept": "↺"}.get(state, "…")
+
+
+def _inline_svg(svg: str) -> str:
+    """Graphviz's SVG document, fit to sit inside the page (no prologue or comments)."""
+    return _COMMENT.sub("", _XML_PROLOGUE.sub("", svg, count=1))
+
+
+def graph_tasks(report: Report) -> list[Task] | None:
+    """The report's tasks as a graph ``render_graph`` can draw (None: the graph is unknown)."""
+    if not report.has_graph or len(report.tasks) > _MAX_GRAPH_TASKS:
+        return None
+    known = {line.task_id for line in report.tasks}
+    tasks = []
+    for line in report.tasks:
+        if line.task_id not in report.dependencies:
+            return None
+        deps = [d for d in line.dependencies if d in known]
+        tasks.append(Task(id=line.task_id, depends_on=deps))
+    return tasks
+
+
+def graph_states(report: Report) -> dict[str, TaskState]:
+    """Each task's state as the graph colours it (kept counts as done)."""
+    names = {"done": TaskState.DONE, "kept": TaskState.DONE, "failed": TaskState.FAILED}
+    names["skipped"] = TaskState.SKIPPED
+    return {line.task_id: names.get(line.state, TaskState.PENDING) for line in report.tasks}
+
+
+def _legend(items: Iterable[tuple[str, str]]) -> str:
+    shown = "".join(
+        f"<span><i style='background:{colour}'></i>{_e(word)}</span>" for colour, word in items
+    )
+    return f"<p class='legend'>{shown}</p>"
+
+
+def _ticks(duration: float) -> list[float]:
+    if duration <= 0:
+        return [0.0]
+    raw = duration / 6
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    count = int(duration / step + 1e-9)
+    return [i * step for i in range(count + 1)]
+
+
+def _axis(duration: float, top: float, height: float) -> list[str]:
+    out = []
+    for tick in _ticks(duration):
+        x = _LABEL_W + _x(tick, duration)
+        out.append(
+            f"<line x1='{x:.1f}' y1='{top:.1f}' x2='{x:.1f}' y2='{top + height:.1f}' "
+            "stroke='#eeeeee'/>"
+            f"<text class='tick' x='{x:.1f}' y='{top - 8:.1f}' text-anchor='middle'>"
+            f"{tick:g} s</text>"
+        )
+    return out
+
+
+def _x(seconds: float, duration: float) -> float:
+    return 0.0 if duration <= 0 else max(0.0, min(_PLOT_W, seconds / duration * _PLOT_W))
+
+
+def _bars(spans: Sequence[Span], duration: float, y: float, colours: dict[str, str]) -> str:
+    out = []
+    for span in spans:
+        x1, x2 = _x(span.start_s, duration), _x(span.end_s, duration)
+        width = max(x2 - x1, 1.5)
+        words = _SPAN_WORDS.get(span.kind, span.kind.replace("_", "-"))
+        out.append(
+            f"<rect class='span {_e(span.kind)}' data-kind='{_e(span.kind)}' "
+            f"x='{_LABEL_W + x1:.1f}' y='{y:.1f}' width='{width:.1f}' height='{_BAR_H}' "
+            f"rx='2' fill='{colours.get(span.kind, '#bdbdbd')}'>"
+            f"<title>{_e(words)}: {span.start_s:.2f}&ndash;{span.end_s:.2f} s "
+            f"({span.end_s - span.start_s:.2f} s)</title></rect>"
+        )
+    return "".join(out)
+
+
+def _label(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _timeline(report: Report) -> str:
+    head = "<section id='timeline'><h2>Timeline</h2>"
+    if report.timeline is None:
+        return (
+            f"{head}<p class='note' id='no-timeline'>The timeline was not recorded: this "
+            "result was written without a TimelineRecorder (by an older aegis, or by a "
+            "library run that did not attach one). The graph, states, blame, durations and "
+            "usage below come from the result itself.</p></section>"
+        )
+    duration = report.duration_s
+    lines = report.tasks[:MAX_TIMELINE_ROWS]
+    top = _AXIS_H
+    height = top + len(lines) * _ROW_H + 8
+    width = _LABEL_W + _PLOT_W + _NOTE_W
+    rows = []
+    for number, line in enumerate(lines):
+        y = top + number * _ROW_H
+        waited = _waited(line)
+        rows.append(
+            f"<g class='tl-row' data-task='{_e(line.task_id)}' data-state='{_e(line.state)}' "
+            f"data-waited='{'' if waited is None else f'{waited:.3f}'}'>"
+            f"<title>{_e(line.task_id)}</title>"
+            f"<text x='4' y='{y + _BAR_H - 2:.1f}'>{_e(_label(line.task_id))}</text>"
+            + _bars(line.spans, duration, y + 2, _SPAN_COLOURS)
+            + _end_mark(line, duration, y)
+            + f"<text class='why' x='{_LABEL_W + _PLOT_W + 12}' y='{y + _BAR_H - 2:.1f}'>"
+            f"{_row_note(line)}</text></g>"
+        )
+    more = len(report.tasks) - len(lines)
+    tail = (
+        f"<p class='note'>The first {len(lines)} of {len(report.tasks)} tasks are drawn.</p>"
+        if more > 0
+        else ""
+    )
+    graph_note = (
+        ""
+        if report.has_graph
+        else "<p class='note'>The task graph was not recorded, so the time each task waited "
+        "for its upstream is not told apart from the time it waited for a free slot.</p>"
+    )
+    return (
+        head
+        + _legend(
+            (_SPAN_COLOURS[k] if k != "blocked" else "#e0e0e0", w) for k, w in _SPAN_WORDS.items()
+        )
+        + graph_note
+        + f"<svg class='chart' viewBox='0 0 {width} {height}' role='img' "
+        f"aria-label='timeline of every task'>"
+        "<defs><pattern id='hatch' width='6' height='6' patternUnits='userSpaceOnUse' "
+        "patternTransform='rotate(45)'><rect width='6' height='6' fill='#eeeeee'/>"
+        "<line x1='0' y1='0' x2='0' y2='6' stroke='#cfcfcf' stroke-width='3'/></pattern></defs>"
+        + "".join(_axis(duration, top, height - top))
+        + "".join(rows)
+        + f"</svg>{tail}</section>"
+    )
+
+
+def _end_mark(line: TaskLine, duration: float, y: float) -> str:
+    if line.ended_s is None:
+        return ""
+    x = _LABEL_W + _x(line.ended_s, duration)
+    colour = _STATE_COLOURS.get(line.state, "#757575")
+    return (
+        f"<circle class='end' cx='{x:.1f}' cy='{y + 2 + _BAR_H / 2:.1f}' r='4.5' "
+        f"fill='{colour}' stroke='#fff' stroke-width='1'><title>{_e(line.state)} at "
+        f"{line.ended_s:.2f} s</title></circle>"
+    )
+
+
+def _row_note(line: TaskLine) -> str:
+    state = f"<tspan class='s-{_e(line.state)}' fill='{_STATE_COLOURS.get(line.state, '#757575')}'>"
+    state += f"{_e(line.state)}</tspan>"
+    if line.state == "skipped":
+        blamed = line.result.blamed if line.result is not None else None
+        why = f" ← {_e(_label(blamed, 28))} failed" if blamed else f" ({_e(_reason(line))})"
+        return f"{state}{why}"
+    bits = [state]
+    if line.waited_s:
+        bits.append(f"waited {_seconds(line.waited_s)}")
+    if line.retry_wait_s:
+        bits.append(f"retry waits {_seconds(line.retry_wait_s)}")
+    if line.parked_s:
+        bits.append(f"parked {_seconds(line.parked_s)}")
+    if line.fell_back_to:
+        bits.append("fell back")
+    return " · ".join(bits)
+
+
+def _breakers(report: Report) -> str:
+    head = "<section id='breakers'><h2>Breakers</h2>"
+    if not report.endpoints:
+        return f"{head}<p class='note'>No endpoint was recorded.</p></section>"
+    if report.timeline is None:
+        names = ", ".join(f"<span class='id'>{_e(e.name)}</span>" for e in report.endpoints)
+        return (
+            f"{head}<p class='note'>Breaker states over the run were not recorded (no "
+            f"timeline). Endpoints used: {names}.</p></section>"
+        )
+    duration = report.duration_s
+    top = _AXIS_H
+    height = top + len(report.endpoints) * _ROW_H + 8
+    rows = []
+    for number, endpoint in enumerate(report.endpoints):
+        y = top + number * _ROW_H
+        changes = f"{endpoint.changes} change(s)" if endpoint.changes else "closed throughout"
+        rows.append(
+            f"<g class='br-row' data-endpoint='{_e(endpoint.name)}' "
+            f"data-changes='{endpoint.changes}'><title>{_e(endpoint.name)}</title>"
+            f"<text x='4' y='{y + _BAR_H - 2:.1f}'>{_e(_label(endpoint.name))}</text>"
+            + _bars(endpoint.spans, duration, y + 2, _CIRCUIT_COLOURS)
+            + f"<text class='why' x='{_LABEL_W + _PLOT_W + 12}' y='{y + _BAR_H - 2:.1f}'>"
+            f"{_e(changes)}</text></g>"
+        )
+    return (
+        head
+        + _legend((colour, state.replace("_", "-")) for state, colour in _CIRCUIT_COLOURS.items())
+        + f"<svg class='chart' viewBox='0 0 {_LABEL_W + _PLOT_W + _NOTE_W} {height}' "
+        "role='img' aria-label='breaker state of each endpoint'>"
+        + "".join(_axis(duration, top, height - top))
+        + "".join(rows)
+        + "</svg></section>"
+    )
+
+
+def _task_table(report: Report) -> str:
+    rows = []
+    for line in report.tasks[:_MAX_TABLE_ROWS]:
+        task = line.result
+        blamed = task.blamed if task is not None else None
+        if task is None:
+            what = "never finished (the run stopped first)"
+        elif line.state == "failed":
+            what = f"{task.error_type}: {task.error}"
+        elif line.state == "skipped":
+            what = _reason(line)
+        else:
+            what = task.output or ""
+        usage = task.usage if task is not None else None
+        rows.append(
+            f"<tr class='{_e(line.state)}' data-task='{_e(line.task_id)}' "
+            f"data-state='{_e(line.state)}'"
+            + (f" data-blamed='{_e(blamed)}'" if blamed else "")
+            + f"><td class='id'>{_e(line.task_id)}</td>"
+            f"<td class='state s-{_e(line.state)}'>{_state_mark(line.state)} {_e(line.state)}</td>"
+            f"<td>{_e(task.agent or '') if task else ''}</td>"
+            f"<td>{_e(_endpoint_name(report, line.endpoint))}</td>"
+            f"<td class='num'>{task.attempts if task else ''}</td>"
+            f"<td class='num'>{_seconds(_waited(line))}</td>"
+            f"<td class='num'>{_seconds(task.duration_s) if task else '&ndash;'}</td>"
+            f"<td class='num'>{usage.input_tokens if usage else ''}</td>"
+            f"<td class='num'>{usage.output_tokens if usage else ''}</td>"
+            f"<td class='preview'>{_e(_preview(what))}</td></tr>"
+        )
+    more = len(report.tasks) - len(rows)
+    tail = f"<p class='note'>… and {more} more tasks.</p>" if more > 0 else ""
+    return (
+        "<section id='tasks'><h2>Tasks</h2><table><thead><tr><th>task</th><th>state</th>"
+        "<th>agent</th><th>endpoint</th><th class='num'>attempts</th>"
+        "<th class='num' title='ready to started, plus waits between attempts; skipped: "
+        "until given up on'>waited</th><th class='num'>ran</th><th class='num'>tokens in</th>"
+        "<th class='num'>tokens out</th><th>output, error or reason</th></tr></thead><tbody>"
+        + "".join(rows)
+        + f"</tbody></table>{tail}</section>"
+    )
+
+
+def _endpoint_name(report: Report, key: str) -> str:
+    if not key or key == UNRECORDED_ENDPOINT:
+        return key
+    return report.endpoint_names.get(key, key)
+
+
+def _usage(report: Report) -> str:
+    note = (
+        ""
+        if report.priced
+        else "<p class='note'>No prices were given (Budget.prices, or [budget.prices] in a "
+        "pipeline file), so no cost is shown.</p>"
+    )
+    return (
+        "<section id='usage'><h2>Tokens and cost</h2>"
+        + note
+        + "<p class='note'>A task's tokens count against the agent that ran it and the "
+        "endpoint that answered it (for a failed task, the last it fell back to).</p>"
+        + _usage_table("agent", report.agents_usage, lambda name: name)
+        + _usage_table("endpoint", report.endpoints_usage, lambda key: _endpoint_name(report, key))
+        + "</section>"
+    )
+
+
+def _usage_table(kind: str, lines: Sequence[UsageLine], name_of: object) -> str:
+    show = name_of if callable(name_of) else str
+    rows = "".join(
+        f"<tr data-{kind}='{_e(show(line.name))}'><td>{_e(show(line.name))}</td>"
+        f"<td class='num'>{line.tasks}</td><td class='num'>{line.usage.input_tokens:,}</td>"
+        f"<td class='num'>{line.usage.output_tokens:,}</td>"
+        f"<td class='num'>{_cost(line.cost_usd)}</td></tr>"
+        for line in lines
+    )
+    return (
+        f"<table class='usage' data-by='{kind}'><thead><tr><th>{kind}</th>"
+        "<th class='num'>tasks</th><th class='num'>tokens in</th><th class='num'>tokens out"
+        f"</th><th class='num'>cost</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
