@@ -87,6 +87,7 @@ def tests_pkg(session: nox.Session, package: str) -> None:
     if package == "aegis-gov":
         _ensure_bubblewrap(session)
         _ensure_graphviz(session)
+        _ensure_chromium(session)
     _sync_package(session, package, "test")
     session.run("pytest", tests, *session.posargs)
 
@@ -144,12 +145,25 @@ def _ensure_graphviz(session: nox.Session) -> None:
         session.warn("Graphviz is not installed: the SVG and PNG drawing tests will be skipped")
 
 
+def _ensure_chromium(session: nox.Session) -> None:
+    """The run report is checked in headless chromium (DOM and screenshot); install Debian's."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env=env)
+    else:
+        session.warn("chromium is not installed: the report's browser tests will be skipped")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test of every package, with branch coverage."""
     _ensure_redis_server(session)
     _ensure_bubblewrap(session)
     _ensure_graphviz(session)
+    _ensure_chromium(session)
     _sync(
         session,
         "--all-packages",
