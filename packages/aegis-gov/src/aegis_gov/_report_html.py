@@ -108,7 +108,8 @@ _CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 # Chart geometry (SVG user units; the SVG scales to the page's width).
 _LABEL_W: Final = 180
 _PLOT_W: Final = 600
-_NOTE_W: Final = 300
+_NOTE_W: Final = 330
+_SHOWN_WAIT_S: Final = 0.005  # shorter waits are not worth a word in the timeline
 _ROW_H: Final = 22
 _BAR_H: Final = 14
 _AXIS_H: Final = 26
@@ -500,11 +501,11 @@ def _row_note(line: TaskLine) -> str:
         why = f" ← {_e(_label(blamed, 28))} failed" if blamed else f" ({_e(_reason(line))})"
         return f"{state}{why}"
     bits = [state]
-    if line.waited_s:
-        bits.append(f"waited {_seconds(line.waited_s)}")
-    if line.retry_wait_s:
-        bits.append(f"retry waits {_seconds(line.retry_wait_s)}")
-    if line.parked_s:
+    if line.waited_s is not None and line.waited_s >= _SHOWN_WAIT_S:
+        bits.append(f"waited {_seconds(line.waited_s)} for a slot")
+    if line.retry_wait_s >= _SHOWN_WAIT_S:
+        bits.append(f"retry {_seconds(line.retry_wait_s)}")
+    if line.parked_s >= _SHOWN_WAIT_S:
         bits.append(f"parked {_seconds(line.parked_s)}")
     if line.fell_back_to:
         bits.append("fell back")
