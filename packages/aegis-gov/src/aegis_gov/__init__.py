@@ -116,7 +116,8 @@ from aegis_gov._results import (
 from aegis_gov._resume import ResumePlan
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._status import EndpointStatus, Status
-from aegis_gov._timeline import Timeline, TimelineEntry, TimelineKind, TimelineRecorder
+from aegis_gov._timeline import Timeline, TimelineEntry, TimelineKind
+from aegis_gov._timeline_recorder import TimelineRecorder
 from aegis_gov._tool import Tool, ToolOutcome
 from aegis_gov._tool_errors import (
     BlockedAddressError,

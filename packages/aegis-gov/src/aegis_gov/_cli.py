@@ -66,7 +66,7 @@ from aegis_gov._pipeline import (
 )
 from aegis_gov._progress import printable, run_with_progress
 from aegis_gov._results import RunCancelledError, RunResult, TaskResult
-from aegis_gov._timeline import TimelineRecorder
+from aegis_gov._timeline_recorder import TimelineRecorder
 
 __all__ = [
     "CANCEL_GRACE_S",

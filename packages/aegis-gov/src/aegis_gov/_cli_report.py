@@ -26,7 +26,7 @@ from aegis_gov._files import AtomicOutput, read_regular_file
 from aegis_gov._pipeline import PipelineError, load_pipeline
 from aegis_gov._report_html import render_report
 from aegis_gov._results import RunResult
-from aegis_gov._timeline import TimelineRecorder
+from aegis_gov._timeline_recorder import TimelineRecorder
 
 __all__ = [
     "MAX_REPORT_INPUT_BYTES",
