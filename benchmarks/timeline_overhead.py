@@ -66,9 +66,9 @@ def main() -> None:
     recorded: RunResult | None = None
     run(tasks, "none")  # warm up
     for _ in range(REPEATS):
-        for handler in times:
+        for handler, spent in times.items():
             elapsed, result = run(tasks, handler)
-            times[handler].append(elapsed)
+            spent.append(elapsed)
             if handler == "recorder":
                 recorded = result
     median = {handler: statistics.median(values) for handler, values in times.items()}
