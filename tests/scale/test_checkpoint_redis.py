@@ -19,6 +19,7 @@ from aegis_gov import (
     ScriptedAdapter,
     Task,
     Team,
+    TimelineRecorder,
     UnknownRunError,
 )
 
@@ -52,6 +53,22 @@ def test_a_run_is_stored_listed_and_loaded(redis_server: RedisServer) -> None:
     assert info.input_tokens == result.usage.input_tokens
     with pytest.raises(UnknownRunError, match=f"latest: {result.run_id}"):
         store.load("nope")
+
+
+def test_the_redis_store_keeps_a_runs_timeline(redis_server: RedisServer) -> None:
+    store = RedisCheckpoint(redis_server.url, prefix="ckpt-timeline")
+    oma = OpenMultiAgent()
+    recorder = TimelineRecorder(TASKS, clock=oma.clock)
+    result = recorder.attach(
+        oma.run_tasks(TASKS, _team(ScriptedAdapter(_answer)), on_event=recorder, checkpoint=store)
+    )
+    assert result.run_id is not None
+    assert result.timeline is not None
+    assert store.load(result.run_id).timeline is None
+    store.save_timeline(result.run_id, result.timeline)
+    loaded = store.load(result.run_id).timeline
+    assert loaded == result.timeline
+    assert next(e.subject for e in loaded.entries if e.kind == "started") == "a"
 
 
 def test_resume_from_redis_asks_only_for_what_had_not_finished(redis_server: RedisServer) -> None:
