@@ -9,6 +9,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import attrs
 import pytest
 from aegis_adapters import Usage
 from aegis_gov import (
@@ -273,3 +274,15 @@ def test_aegis_report_says_when_the_page_cannot_be_written(
     good.write_text(article().to_json(), encoding="utf-8")
     assert main(["report", str(good), "-o", str(tmp_path / "missing" / "x.html")]) == 3
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_a_doctored_graph_with_a_cycle_is_listed_not_drawn() -> None:
+    result = article()
+    assert result.timeline is not None
+    cyclic = Timeline(result.timeline.entries, {"research": ["draft"], "draft": ["research"]})
+    page = render_report(attrs.evolve(result, timeline=cyclic), dependencies={})
+    assert "could not be drawn" in page or "does not name every task" in page
+    full = {"research": ["draft"], "draft": ["research"], "fact_check": [], "cite": []}
+    page = render_report(attrs.evolve(result, timeline=Timeline(result.timeline.entries, full)))
+    assert "could not be drawn" in page
+    assert "<ul class='graph-list'>" in page

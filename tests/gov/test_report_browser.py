@@ -25,11 +25,14 @@ from aegis_graph import TaskState
 from tests.gov.browser import CHROMIUM, dump_dom, idat_variety, png_size, screenshot
 from tests.gov.test_report import ATTACKS
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium is not installed (nox installs Debian's chromium when run as root; "
-    "or: apt-get install chromium)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="chromium is not installed (nox installs Debian's chromium when run as root; "
+        "or: apt-get install chromium)",
+    ),
+    pytest.mark.timeout(600),  # chromium starts slowly on a busy machine
+]
 
 
 class _Dom(HTMLParser):

@@ -14,6 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "screenshots.py"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.timeout(600)  # a real demo run and three chromium drawings on a busy machine
 def test_the_screenshots_script_writes_every_picture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

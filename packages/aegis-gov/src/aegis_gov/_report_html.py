@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from aegis_graph import Task, TaskState
+from aegis_graph import GraphError, Task, TaskState
 
 from aegis_gov._budget import Price
 from aegis_gov._display_names import printable
@@ -169,13 +169,16 @@ def render_report(
     report = build_report(result, dependencies=dependencies, prices=prices)
     tasks = graph_tasks(report)
     if tasks is None:
-        note = (
-            f"The graph has more than {_MAX_GRAPH_TASKS} tasks: listed, not drawn."
-            if report.has_graph
-            else "The task graph (each task's dependencies) was not recorded with this "
-            "result: the tasks are listed with their states. (aegis report --pipeline FILE "
-            "gives it.)"
-        )
+        if not report.has_graph:
+            note = (
+                "The task graph (each task's dependencies) was not recorded with this "
+                "result: the tasks are listed with their states. (aegis report --pipeline "
+                "FILE gives it.)"
+            )
+        elif len(report.tasks) > _MAX_GRAPH_TASKS:
+            note = f"The graph has more than {_MAX_GRAPH_TASKS} tasks: listed, not drawn."
+        else:
+            note = "The recorded graph does not name every task of the result: listed."
         return render_html(report, graph_svg=None, graph_note=note)
     titles = {
         line.task_id: line.result.agent
@@ -187,8 +190,8 @@ def render_report(
     except GraphvizNotFoundError as exc:
         note = f"Graphviz is not installed, so the graph is listed instead of drawn: {exc}"
         return render_html(report, graph_svg=None, graph_note=note)
-    except GraphvizError as exc:
-        note = f"Graphviz could not draw the graph, so it is listed instead: {exc}"
+    except (GraphvizError, GraphError) as exc:  # GraphError: a cycle in a doctored file
+        note = f"The graph could not be drawn, so it is listed instead: {exc}"
         return render_html(report, graph_svg=None, graph_note=note)
     return render_html(report, graph_svg=svg)
 
