@@ -286,3 +286,14 @@ def test_a_doctored_graph_with_a_cycle_is_listed_not_drawn() -> None:
     page = render_report(attrs.evolve(result, timeline=Timeline(result.timeline.entries, full)))
     assert "could not be drawn" in page
     assert "<ul class='graph-list'>" in page
+
+
+def test_a_task_kept_by_a_resume_shows_as_kept_without_spans() -> None:
+    result = article()
+    assert result.timeline is not None
+    kept = TaskResult("old", TaskState.DONE, agent="writer", output="from before")
+    resumed = RunResult({"old": kept, **result.results}, timeline=result.timeline)
+    lines = {line.task_id: line for line in build_report(resumed).tasks}
+    assert lines["old"].state == "kept"
+    assert lines["old"].spans == ()
+    assert "data-task='old' data-state='kept'" in render_report(resumed)
