@@ -235,3 +235,11 @@ def test_a_store_from_before_timelines_is_read_and_upgraded(tmp_path: Path) -> N
         loaded = reopened.load(result.run_id).timeline
         assert loaded is not None
         assert loaded.entries[0].subject == "only"
+
+
+def test_a_task_named_tasks_does_not_confuse_the_compact_writer() -> None:
+    timeline = Timeline([TimelineEntry(0.0, "started", "tasks")], {"tasks": []})
+    result = RunResult({}, team='"tasks": []', timeline=timeline)
+    back = RunResult.from_json(result.to_json())
+    assert back.timeline == timeline
+    assert back.team == '"tasks": []'
