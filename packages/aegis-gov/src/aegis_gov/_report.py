@@ -154,9 +154,10 @@ def build_report(
         for entry in items
         if entry.kind in _END_KINDS
     }
-    duration = max(
-        (timeline.duration_s if timeline is not None else 0.0),
-        max((r.duration_s for r in result.values()), default=0.0) if timeline is None else 0.0,
+    duration = (
+        timeline.duration_s
+        if timeline is not None
+        else max((r.duration_s for r in result.values()), default=0.0)
     )
     lines = [
         _task_line(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from aegis_graph import GraphError, Task, TaskState
@@ -617,8 +617,7 @@ def _usage(report: Report) -> str:
     )
 
 
-def _usage_table(kind: str, lines: Sequence[UsageLine], name_of: object) -> str:
-    show = name_of if callable(name_of) else str
+def _usage_table(kind: str, lines: Sequence[UsageLine], show: Callable[[str], str]) -> str:
     rows = "".join(
         f"<tr data-{kind}='{_e(show(line.name))}'><td>{_e(show(line.name))}</td>"
         f"<td class='num'>{line.tasks}</td><td class='num'>{line.usage.input_tokens:,}</td>"
