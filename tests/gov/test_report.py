@@ -13,7 +13,9 @@ import attrs
 import pytest
 from aegis_adapters import Usage
 from aegis_gov import (
+    Checkpoint,
     Price,
+    RunInfo,
     RunResult,
     TaskResult,
     Timeline,
@@ -297,3 +299,14 @@ def test_a_task_kept_by_a_resume_shows_as_kept_without_spans() -> None:
     assert lines["old"].state == "kept"
     assert lines["old"].spans == ()
     assert "data-task='old' data-state='kept'" in render_report(resumed)
+
+
+def test_a_killed_run_from_the_store_shows_its_unfinished_tasks(tmp_path: Path) -> None:
+    with Checkpoint(tmp_path / "runs.db") as store:
+        store.begin(RunInfo("run-1", "p.toml", "t", 0.0), ["a", "b", "c"], [])
+        store.record("run-1", [TaskResult("a", TaskState.DONE, agent="w", output="x")])
+        result = store.load("run-1")
+    page = render_report(result)
+    assert "id='no-timeline'" in page
+    assert "<tr class='unfinished' data-task='b' data-state='unfinished'>" in page
+    assert 'data-count="unfinished"' in page
