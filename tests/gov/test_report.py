@@ -231,13 +231,46 @@ def test_aegis_run_records_and_aegis_report_draws(
 def test_aegis_report_of_an_old_file_takes_the_graph_from_the_pipeline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = article(timeline=False).to_dict()
     old = tmp_path / "old.json"
-    old.write_text(json.dumps(data), encoding="utf-8")
-    page = tmp_path / "old.html"
-    assert main(["report", str(old), "-o", str(page)]) == 0
+    old.write_text(json.dumps(article(timeline=False).to_dict()), encoding="utf-8")
+    pipeline = tmp_path / "article.toml"
+    pipeline.write_text(
+        '[[agents]]\nname = "w"\nprovider = "echo"\n'
+        "[budget]\nmax_total_tokens = 100000\n"
+        '[budget.prices."gpt-4o-mini"]\ninput_per_million_usd = 1.0\n'
+        "output_per_million_usd = 2.0\n"
+        + "".join(
+            f'[[tasks]]\nid = "{task}"\ndescription = "d"\nagent = "w"\n'
+            f"depends_on = {deps!r}\n".replace("'", '"')
+            for task, deps in (
+                ("research", []),
+                ("draft", ["research"]),
+                ("fact_check", []),
+                ("cite", ["fact_check"]),
+            )
+        ),
+        encoding="utf-8",
+    )
+    bare, with_graph = tmp_path / "bare.html", tmp_path / "graph.html"
+    assert main(["report", str(old), "-o", str(bare)]) == 0
     assert "no timeline recorded" in capsys.readouterr().out
-    assert "id='no-timeline'" in page.read_text(encoding="utf-8")
+    assert "id='no-timeline'" in bare.read_text(encoding="utf-8")
+    assert "was not recorded with this result" in bare.read_text(encoding="utf-8")
+    assert main(["report", str(old), "--pipeline", str(pipeline), "-o", str(with_graph)]) == 0
+    page = with_graph.read_text(encoding="utf-8")
+    assert "was not recorded with this result" not in page
+    assert "$0.0005" in page  # researcher: 100 in, 200 out at $1 and $2 per million
+
+
+def test_aegis_report_refuses_a_bad_pipeline_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "r.json"
+    good.write_text(article().to_json(), encoding="utf-8")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[tasks]\n", encoding="utf-8")
+    assert main(["report", str(good), "--pipeline", str(bad), "-o", str(tmp_path / "x.html")]) == 2
+    assert "bad.toml" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
