@@ -343,3 +343,17 @@ def test_a_killed_run_from_the_store_shows_its_unfinished_tasks(tmp_path: Path) 
     assert "id='no-timeline'" in page
     assert "<tr class='unfinished' data-task='b' data-state='unfinished'>" in page
     assert 'data-count="unfinished"' in page
+
+
+def test_aegis_demo_records_its_timeline_for_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, page = tmp_path / "demo.json", tmp_path / "demo.html"
+    args = ["demo", "--offline", "--plain", "--no-outputs", "--output", str(out)]
+    assert main(args) == 0
+    result = RunResult.from_json(out.read_bytes())
+    assert result.timeline is not None
+    assert result.timeline.dependencies["cite_sources"] == ("fact_check",)
+    assert main(["report", str(out), "-o", str(page)]) == 0
+    capsys.readouterr()
+    assert "data-victim='cite_sources'" in page.read_text(encoding="utf-8")
