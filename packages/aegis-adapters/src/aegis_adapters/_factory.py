@@ -6,15 +6,11 @@ The facade's default adapter, the demo and pipeline files all build adapters her
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Final, Literal, TypeGuard, get_args
 
-from aegis_adapters._anthropic import AnthropicAdapter
 from aegis_adapters._base import BaseChatAdapter
-from aegis_adapters._ollama import OllamaAdapter
-from aegis_adapters._openai import OpenAIAdapter
 from aegis_adapters._protocols import ChatAdapter, LLMAdapter
 from aegis_adapters._types import ChatResponse, Endpoint, Message, TextDelta, ToolSpec
 
@@ -61,19 +57,26 @@ def make_adapter(
         )
         if value is not None
     }
+    # Each adapter's module loads with the first adapter of its provider.
     if provider == "anthropic":
+        from aegis_adapters._anthropic import AnthropicAdapter  # noqa: PLC0415
+
         return AnthropicAdapter(
             model or AnthropicAdapter.DEFAULT_MODEL,
             api_key=api_key,
             **options,  # type: ignore[arg-type]
         )
     if provider == "openai":
+        from aegis_adapters._openai import OpenAIAdapter  # noqa: PLC0415
+
         return OpenAIAdapter(
             model or OpenAIAdapter.DEFAULT_MODEL,
             api_key=api_key,
             **options,  # type: ignore[arg-type]
         )
     if provider == "ollama":
+        from aegis_adapters._ollama import OllamaAdapter  # noqa: PLC0415
+
         return OllamaAdapter(model or OllamaAdapter.DEFAULT_MODEL, **options)  # type: ignore[arg-type]
     known = ", ".join(PROVIDERS)
     raise ValueError(f"unknown provider {provider!r}; expected one of {known}")
@@ -173,6 +176,8 @@ class _PlainChatAdapter(BaseChatAdapter):
         tools: Sequence[ToolSpec] = (),
     ) -> ChatResponse:
         """:meth:`chat` on a thread: a plain adapter is synchronous."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         return await asyncio.to_thread(self.chat, messages, system=system, tools=tools)
 
     async def achat_stream(
@@ -183,6 +188,8 @@ class _PlainChatAdapter(BaseChatAdapter):
         tools: Sequence[ToolSpec] = (),
     ) -> AsyncIterator[TextDelta | ChatResponse]:
         """:meth:`chat_stream` with each chunk read on a thread."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         stream = self.chat_stream(messages, system=system, tools=tools)
         done = object()
         while True:

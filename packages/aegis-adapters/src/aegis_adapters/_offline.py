@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import re
 import threading
@@ -136,6 +135,8 @@ class _OfflineAdapter(BaseChatAdapter):
         tools: Sequence[ToolSpec] = (),
     ) -> ChatResponse:
         """Async twin of :meth:`chat`; sleeps with ``asyncio.sleep``."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         return self._next(messages, system, tools)

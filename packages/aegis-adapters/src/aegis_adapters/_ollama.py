@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -339,6 +338,8 @@ class OllamaAdapter(BaseChatAdapter):
         output_schema: OutputSchema | None = None,
     ) -> ChatResponse:
         """Async twin of :meth:`chat`: the request runs in a worker thread."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         return await asyncio.to_thread(
             self.chat, messages, system=system, tools=tools, output_schema=output_schema
         )
@@ -352,6 +353,8 @@ class OllamaAdapter(BaseChatAdapter):
         output_schema: OutputSchema | None = None,
     ) -> AsyncIterator[TextDelta | ChatResponse]:
         """Async twin of :meth:`chat_stream`: each read runs in a worker thread."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         iterator = self.chat_stream(
             messages, system=system, tools=tools, output_schema=output_schema
         )

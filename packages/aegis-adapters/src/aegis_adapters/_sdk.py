@@ -9,7 +9,6 @@ failure into the aegis taxonomy, and the sync/async drivers written once.
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextlib
 import importlib
 import threading
@@ -28,6 +27,7 @@ from aegis_adapters._errors import (
 from aegis_adapters._wire import as_map, error_details
 
 if TYPE_CHECKING:
+    import asyncio
     from types import ModuleType
 
     from aegis_adapters._types import (
@@ -242,6 +242,8 @@ class SDKAdapter(BaseChatAdapter):
 
     async def awarm_up(self) -> None:
         """Import the SDK (off the loop) and build this loop's client now."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         with contextlib.suppress(ImportError, LLMError):
             await asyncio.to_thread(self._sdk)
             await self._async_client()
@@ -262,6 +264,8 @@ class SDKAdapter(BaseChatAdapter):
             return self._client
 
     async def _async_client(self) -> Any:
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         loop = asyncio.get_running_loop()
         with self._lock:
             entry = self._aclients.get(loop)

@@ -7,9 +7,7 @@ would add a call per guarded call.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
 import logging
 import math
 import threading
@@ -49,6 +47,7 @@ from aegis_breaker._status import BreakerStatus
 from aegis_breaker._store import BreakerStore, MemoryStore
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import (
         AsyncGenerator,
         Awaitable,
@@ -444,6 +443,8 @@ class CircuitBreaker:
 
     async def _aacquire(self) -> Token:
         """`_acquire` for async drivers: a store that does I/O is used off the event loop."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         if not self._io:
             return self._acquire()
         loop = asyncio.get_running_loop()
@@ -468,6 +469,8 @@ class CircuitBreaker:
         now: float | None = None,
     ) -> None:
         """`_report` for async drivers: a store that does I/O is used off the event loop."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         if not self._io:
             self._report(token, outcome, duration_s, error, now)
             return
@@ -566,6 +569,8 @@ class CircuitBreaker:
         generator closed early is ignored. A function that merely *returns* a generator is not
         recognised; decorate the generator function itself.
         """
+        import inspect  # noqa: PLC0415  # inspect loads with the first decorated function
+
         if inspect.isasyncgenfunction(fn):
             return self._wrap_async_generator(fn)
         if inspect.isgeneratorfunction(fn):
@@ -703,6 +708,8 @@ class CircuitBreaker:
         tb: TracebackType | None,
     ) -> None:
         """Report the body's outcome (off the loop for a store that does I/O)."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         if not self._io:
             self.__exit__(exc_type, exc, tb)
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
 import time
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 from aegis_breaker._errors import BulkheadFullError
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
     from types import TracebackType
 
@@ -188,6 +188,8 @@ class Bulkhead:
         Raises:
             BulkheadFullError: When no permit came free in time.
         """
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         if self._try_take():
             return
         with self._lock:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
@@ -77,6 +76,13 @@ class RateLimiterStatus:
     def to_dict(self) -> dict[str, object]:
         """The snapshot as a plain dict (for logs, JSON and status pages)."""
         return attrs.asdict(self)
+
+
+async def _asyncio_sleep(seconds: float) -> None:
+    """``asyncio.sleep``, imported on first use so that importing the package loads no asyncio."""
+    import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
+    await asyncio.sleep(seconds)
 
 
 def _positive(name: str | None, what: str, value: float) -> float:
@@ -421,7 +427,7 @@ class RateLimiter:
         amount: float = 1.0,
         *,
         timeout_s: float | None = None,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[object]] = _asyncio_sleep,
     ) -> float:
         """Take *amount*, awaiting its turn without blocking the loop; first come first served.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
@@ -16,6 +15,7 @@ from aegis_breaker._ratelimit import RateLimiter, RateLimiterStatus, RateLimitEx
 from aegis_breaker._redis import RedisClient
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
 __all__ = ["RedisRateLimiter"]
@@ -249,6 +249,8 @@ class RedisRateLimiter(RateLimiter):
         return self._take(amount, 0.0)[0] >= 0
 
     async def _atake(self, amount: float, max_wait_s: float | None) -> _Grant:
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         loop = asyncio.get_running_loop()
         lock = threading.Lock()
         taken: list[_Grant] = []
@@ -290,6 +292,8 @@ class RedisRateLimiter(RateLimiter):
             self._eval("refund", amount)
 
     def _untake(self, amount: float, go_at: float, shared: bool) -> None:  # noqa: FBT001
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         if not shared:
             super()._untake(amount, go_at, shared)
             return

@@ -33,13 +33,16 @@ up by its limit rather than flooded.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["AdaptiveLimit", "AdaptiveStatus", "Alarm", "LearnedRate", "Waiters"]
 
@@ -350,6 +353,8 @@ class Alarm:
 
     async def await_for(self, seconds: float) -> bool:
         """Wait on the loop until rung or *seconds* passed; return whether it was rung."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         if self._future is None:
             raise RuntimeError("this alarm was made for a thread, not a loop")
         await asyncio.wait([self._future], timeout=seconds)

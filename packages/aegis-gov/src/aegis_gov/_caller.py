@@ -20,7 +20,6 @@ twins, and the small classes of one call's pacing and waking (:class:`_Turn`, :c
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import functools
 import random
@@ -29,6 +28,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 import attrs
 from aegis_adapters import (
@@ -56,11 +56,15 @@ from aegis_gov._outcome import Outcome
 from aegis_gov._requests import aopen_stream, asend, open_stream, send
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Work
-from aegis_gov._slots import Slot
+from aegis_gov._slots import Slot, asyncio_sleep
 from aegis_gov._task_trace import TaskTrace
 from aegis_gov._tool_errors import ToolNotOfferedError
-from aegis_gov._tools import ToolRegistry
 from aegis_gov._tracing import RunTrace
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from aegis_gov._tools import ToolRegistry
 
 __all__ = ["EndpointCaller", "Route", "Sink", "counts_against_breaker", "endpoint_key"]
 
@@ -202,7 +206,7 @@ class EndpointCaller:
         retry: RetryPolicy,
         rng: random.Random,
         sleep: Callable[[float], object] = time.sleep,
-        async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        async_sleep: Callable[[float], Awaitable[object]] = asyncio_sleep,
         limits: Mapping[str, Limits] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -485,6 +489,8 @@ class EndpointCaller:
         alarms: _AlarmBox | None = None,
     ) -> ChatResponse:
         """The asyncio twin of :meth:`chat`."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         adapter, key = route.target(request.endpoint)
 
         async def send() -> ChatResponse:
@@ -701,6 +707,8 @@ class EndpointCaller:
 
     async def arun_tool(self, agent: AgentConfig, call: ToolCall) -> str:
         """:meth:`run_tool` on a thread (tools are synchronous)."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         return await asyncio.to_thread(self.run_tool, agent, call)
 
 

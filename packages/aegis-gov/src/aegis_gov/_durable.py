@@ -6,19 +6,20 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aegis_adapters import is_chat_adapter
 from aegis_graph import Task
 
 from aegis_gov._caller import Route
-from aegis_gov._checkpoint import CheckpointStore, RunInfo, new_run_id
 from aegis_gov._results import RunCancelledError, RunResult
 from aegis_gov._resume import agent_parts, digest, task_parts
 from aegis_gov._run import RunState
+
+if TYPE_CHECKING:
+    from aegis_gov._checkpoint import CheckpointStore
 
 __all__ = ["checkpointed", "definitions"]
 
@@ -90,6 +91,10 @@ def checkpointed(
     if store is None:
         yield
         return
+    import socket  # noqa: PLC0415  # a run with no store loads neither sqlite3 nor socket
+
+    from aegis_gov._checkpoint import RunInfo, new_run_id  # noqa: PLC0415
+
     run_id = new_run_id()
     store.begin(
         RunInfo(

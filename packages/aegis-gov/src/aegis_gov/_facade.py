@@ -10,7 +10,6 @@ resolves routes and hands work to _caller and _run.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -20,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from types import TracebackType
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import attrs
 from aegis_adapters import (
@@ -35,7 +34,6 @@ from aegis_graph import InvalidTaskError, Task
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._budget import Budget, BudgetMeter
 from aegis_gov._caller import EndpointCaller, Route, Sink, counts_against_breaker, endpoint_key
-from aegis_gov._checkpoint import CheckpointStore
 from aegis_gov._durable import checkpointed, definitions
 from aegis_gov._events import (
     CircuitStateChanged,
@@ -48,11 +46,17 @@ from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._resume import ResumePlan
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import RunLimits, RunState, Workers, max_parked, run_async, run_threads
+from aegis_gov._slots import asyncio_sleep
 from aegis_gov._status import EndpointStatus, Status
 from aegis_gov._streams import astream_chunks, stream_chunks
 from aegis_gov._task_trace import TaskTrace
-from aegis_gov._tools import ToolRegistry
 from aegis_gov._tracing import RunTrace, Tracing, make_tracer, run_span
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from aegis_gov._checkpoint import CheckpointStore
+    from aegis_gov._tools import ToolRegistry
 
 __all__ = ["OpenMultiAgent", "adapter_from_environment", "endpoint_key"]
 
@@ -103,7 +107,7 @@ class OpenMultiAgent:
         tools: ToolRegistry | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], object] = time.sleep,
-        async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        async_sleep: Callable[[float], Awaitable[object]] = asyncio_sleep,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
         limits: Mapping[str, Limits] | None = None,
@@ -116,7 +120,10 @@ class OpenMultiAgent:
             ImportError: ``tracing`` is on and opentelemetry-api is not installed.
         """
         _check_type("pool", pool, AgentPool)
-        _check_type("tools", tools, ToolRegistry)
+        if tools is not None:
+            from aegis_gov._tools import ToolRegistry  # noqa: PLC0415  # tools load when used
+
+            _check_type("tools", tools, ToolRegistry)
         _check_type("retry", retry, RetryPolicy)
         if default_adapter is not None and not isinstance(default_adapter, LLMAdapter):
             raise TypeError(
@@ -170,6 +177,8 @@ class OpenMultiAgent:
         """The tool registry agents' tools are looked up in."""
         with self._lock:
             if self._tools is None:
+                from aegis_gov._tools import ToolRegistry  # noqa: PLC0415  # loads when used
+
                 self._tools = ToolRegistry()
             return self._tools
 
@@ -590,7 +599,11 @@ def _check_type(name: str, value: object, kind: type) -> None:
 
 
 def _check_checkpoint(checkpoint: object) -> None:
-    if checkpoint is not None and not isinstance(checkpoint, CheckpointStore):
+    if checkpoint is None:
+        return
+    from aegis_gov._checkpoint import CheckpointStore  # noqa: PLC0415  # sqlite3 loads when used
+
+    if not isinstance(checkpoint, CheckpointStore):
         path = isinstance(checkpoint, (str, os.PathLike))
         hint = " (open a file with Checkpoint(path))" if path else ""
         raise TypeError(

@@ -9,10 +9,12 @@ coroutine binds to its loop (an MCP session, a cached async client) valid from c
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["LoopThread"]
 
@@ -39,6 +41,8 @@ class LoopThread:
             RuntimeError: called from the loop's own thread, where waiting would deadlock
                 (*awaitable* is closed, never run).
         """
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         if threading.current_thread() is self._thread:
             close = getattr(awaitable, "close", None)
             if callable(close):
@@ -65,6 +69,8 @@ class LoopThread:
             thread.join(timeout_s)
 
     def _started(self) -> asyncio.AbstractEventLoop:
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         with self._lock:
             if self._loop is not None:
                 return self._loop
@@ -80,6 +86,8 @@ async def _awaited(awaitable: Awaitable[_T]) -> _T:
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
     asyncio.set_event_loop(loop)
     try:
         loop.run_forever()

@@ -12,7 +12,6 @@ The ``mcp`` package (the ``aegis-gov[mcp]`` extra) is imported only when a serve
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -30,6 +29,8 @@ from aegis_gov._tool import clip
 from aegis_gov._tool_errors import ToolExecutionError, ToolTimeoutError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from aegis_gov._loop_thread import LoopThread
 
 __all__ = ["MCPConnection", "MCPConnectionError", "MCPServerSpec", "RemoteCall", "RemoteTool"]
@@ -166,6 +167,8 @@ class MCPConnection:
     # -- on the loop's thread ---------------------------------------------------------------
 
     async def _aopen(self) -> list[RemoteTool]:
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         ready: asyncio.Future[list[RemoteTool]] = asyncio.get_running_loop().create_future()
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._serve(ready), name=f"mcp:{self.spec.name}")
@@ -182,12 +185,16 @@ class MCPConnection:
 
     async def _abandon(self) -> None:
         """Stop a connection that never opened: cancel its task, whatever it is waiting on."""
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.wait([task])  # its outcome is the cancellation: nothing to report
 
     async def _serve(self, ready: asyncio.Future[list[RemoteTool]]) -> None:
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         from mcp import Client  # noqa: PLC0415
 
         try:
@@ -223,6 +230,8 @@ class MCPConnection:
         return _http_transport(spec.url, dict(spec.headers or {}))
 
     async def _acall(self, tool_name: str, remote_name: str, arguments: dict[str, object]) -> str:
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         from mcp import MCPError  # noqa: PLC0415
 
         client = self._client
@@ -257,6 +266,8 @@ class MCPConnection:
         return text
 
     async def _aclose(self) -> None:
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
         task, self._task = self._task, None
         if task is None:
             return

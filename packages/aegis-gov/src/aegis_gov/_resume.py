@@ -9,7 +9,6 @@ matches), the way Bazel cuts a rebuild short when an input's content did not cha
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
@@ -42,6 +41,8 @@ _PARTS = {
 
 def digest(text: str) -> str:
     """A short, stable digest of *text* (16 hex digits of BLAKE2b)."""
+    import hashlib  # noqa: PLC0415  # hashlib (OpenSSL) loads with the first run, not on import
+
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 

@@ -10,7 +10,6 @@ splitting them would only move private names across modules.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import heapq
 import itertools
@@ -654,6 +653,8 @@ async def run_async(
     cancelled, calls in flight are cancelled, pending tasks skipped, and the cancellation
     propagates (events already reported everything that finished).
     """
+    import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
     finished: asyncio.Queue[asyncio.Task[Outcome] | None] = asyncio.Queue()
     slots = Slots(
         max_concurrent,

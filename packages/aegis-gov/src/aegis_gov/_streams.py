@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -56,6 +55,8 @@ async def astream_chunks(
     produce: Callable[[Callable[[str], None]], Awaitable[Outcome]],
 ) -> AsyncIterator[str]:
     """Async twin of :func:`stream_chunks`: the producer runs as a task on the same loop."""
+    import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
     chunks: asyncio.Queue[str | _Done] = asyncio.Queue()
 
     async def work() -> None:
