@@ -9,10 +9,12 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import pytest
 from aegis_gov import RunResult
 from aegis_gov._cli import EXIT_OUTPUT_FAILED, main
+from aegis_gov._files import AtomicOutput
 
 OK_PIPELINE = '[[agents]]\nname = "a"\nprovider = "echo"\n[[tasks]]\nid = "t"\ndescription = "hi"\n'
 
@@ -145,3 +147,24 @@ def test_output_to_a_pipe_through_dev_stdout(pipeline: Path, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     assert '"format": 1' in proc.stdout
     assert "result written to /dev/stdout" in proc.stdout
+
+
+def test_a_streamed_write_that_fails_midway_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    target.write_text("old", encoding="utf-8")
+
+    def write(stream: IO[str]) -> None:
+        stream.write("partial " * 10_000)  # more than the text buffer: some reached the file
+        raise ValueError("a task with NaN")
+
+    with AtomicOutput(target) as output, pytest.raises(ValueError, match="NaN"):
+        output.commit_written(write)
+    assert target.read_text(encoding="utf-8") == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temp file left
+
+
+def test_a_streamed_write_is_utf8_with_lone_surrogates_escaped(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    with AtomicOutput(target) as output:
+        output.commit_written(lambda stream: stream.write('"é\ud800"\n'))
+    assert target.read_bytes() == '"é\\ud800"\n'.encode()

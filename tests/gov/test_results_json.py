@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 from pathlib import Path
 from types import MappingProxyType
 
@@ -238,3 +240,65 @@ def test_the_fast_reader_agrees_with_the_field_by_field_one(
 def _task_from_dict_strict(data: dict[str, object]) -> TaskResult:
     """The strict reader alone: the fast path is turned off by handing it a non-dict mapping."""
     return TaskResult.from_dict(MappingProxyType(data))
+
+
+_TEXTS = st.text(max_size=6) | st.sampled_from(["\ud800", 'é\n"\\', "\x00", "🙂"])
+_TASK_RESULTS = st.builds(
+    TaskResult,
+    task_id=st.text(min_size=1, max_size=4),
+    status=st.sampled_from([TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED]),
+    agent=st.none() | _TEXTS,
+    output=st.none() | _TEXTS,
+    attempts=st.integers(0, 3),
+    duration_s=st.floats(0, 10),
+    tool_calls=st.lists(
+        st.builds(
+            ToolCallRecord,
+            st.sampled_from(["file_read", "memory_store"]),
+            st.dictionaries(_TEXTS, st.none() | st.integers() | _TEXTS, max_size=2),
+            _TEXTS,
+        ),
+        max_size=2,
+    ).map(tuple),
+)
+_RUN_RESULTS = st.builds(
+    RunResult,
+    results=st.lists(_TASK_RESULTS, max_size=4).map(lambda rs: {r.task_id: r for r in rs}),
+    team=_TEXTS,
+    cancelled=st.booleans(),
+    run_id=st.none() | _TEXTS,
+)
+
+
+@given(result=_RUN_RESULTS, indent=st.sampled_from([None, 2]))
+def test_write_json_writes_to_json_text_which_reads_back(
+    result: RunResult, indent: int | None
+) -> None:
+    stream = io.StringIO()
+    result.write_json(stream, indent=indent)
+    assert stream.getvalue() == result.to_json(indent=indent)
+    assert RunResult.from_json(stream.getvalue()) == result
+
+
+def test_write_json_to_a_file_reads_back_with_a_lone_surrogate(tmp_path: Path) -> None:
+    result = RunResult({"a": TaskResult("a", TaskState.DONE, output="x\ud800y")}, team="t")
+    path = tmp_path / "r.json"
+    with path.open("w", encoding="utf-8", errors="backslashreplace") as stream:
+        result.write_json(stream)
+    assert RunResult.from_json(path.read_bytes()) == result
+
+
+def test_write_json_refuses_nan_like_to_json() -> None:
+    bad = ToolCallRecord("memory_store", {"value": math.nan}, "ok")
+    result = RunResult(
+        {
+            "a": TaskResult("a", TaskState.DONE, output="fine"),
+            "b": TaskResult("b", TaskState.DONE, tool_calls=(bad,)),
+        }
+    )
+    with pytest.raises(ValueError, match="JSON compliant"):
+        result.to_json()
+    stream = io.StringIO()
+    with pytest.raises(ValueError, match="JSON compliant"):
+        result.write_json(stream)
+    assert '"task_id": "a"' in stream.getvalue()  # written up to the bad task, as documented

@@ -3,6 +3,7 @@ sees it, including the names it re-exports from the other packages."""
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING
 
 from aegis_gov import (
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     assert_type(result.summary(), dict[str, int])
     assert_type(result.usage, Usage)
     assert_type(RunResult.from_json(result.to_json()), RunResult)
+    result.write_json(io.StringIO(), indent=2)
 
     answer = oma.run_agent(AgentConfig(name="a"), "question")
     assert_type(answer, AgentResult)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.metadata
 import io
 import logging
@@ -34,7 +35,6 @@ from aegis_gov._caller import Route, endpoint_key
 from aegis_gov._checkpoint import Checkpoint, CheckpointError
 from aegis_gov._cli_report import add_report_command, both, keep_timeline, report_command
 from aegis_gov._cli_runs import (
-    PRETTY_TASKS,
     CheckpointUsageError,
     add_checkpoint_option,
     add_runs_command,
@@ -44,6 +44,7 @@ from aegis_gov._cli_runs import (
     report_checkpoint,
     resume_from_store,
     runs_command,
+    write_result,
 )
 from aegis_gov._demo import (
     DemoWitness,
@@ -540,7 +541,7 @@ def _finish(
     written = output is None
     if output is not None:
         try:
-            output.commit(result.to_json(indent=_indent(result)) + "\n")
+            output.commit_written(functools.partial(write_result, result))
             written = True
         except (OSError, ValueError, TypeError) as exc:
             sys.stderr.write(f"aegis: error: cannot write {output.path}: {_reason(exc)}\n")
@@ -568,11 +569,6 @@ def _finish(
             if task is not None and task.status is TaskState.DONE:
                 _print_output(out, task)
     return written
-
-
-def _indent(result: RunResult) -> int | None:
-    """Indent a result file people will read; write a large one compact (much faster)."""
-    return 2 if len(result) <= PRETTY_TASKS else None
 
 
 def _print_output(out: object, task: TaskResult) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "report_checkpoint",
     "resume_from_store",
     "runs_command",
+    "write_result",
 ]
 
 DEFAULT_CHECKPOINT: Final = str(Path(".aegis") / "runs.db")
@@ -185,13 +187,20 @@ def runs_command(args: argparse.Namespace, out: IO[str]) -> int:
             raise CheckpointUsageError("'aegis runs export' needs --output FILE")
         try:
             with AtomicOutput(args.output) as output:
-                output.commit(
-                    result.to_json(indent=2 if len(result) <= PRETTY_TASKS else None) + "\n"
-                )
+                output.commit_written(functools.partial(write_result, result))
         except (OSError, ValueError) as exc:
             raise CheckpointUsageError(f"cannot write {args.output}: {exc}") from None
         out.write(f"run {result.run_id} written to {args.output}\n")
         return 0
+
+
+def write_result(result: RunResult, stream: IO[str]) -> None:
+    """Write a result file: indented for people to read, compact (much faster) when large.
+
+    The text is written task by task, so a large run's JSON is never held whole in memory.
+    """
+    result.write_json(stream, indent=2 if len(result) <= PRETTY_TASKS else None)
+    stream.write("\n")
 
 
 def _status(run: RunInfo) -> str:

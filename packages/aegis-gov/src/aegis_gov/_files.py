@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import io
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import IO, Final
 
 __all__ = ["AtomicOutput", "read_regular_file"]
 
@@ -120,16 +123,29 @@ class AtomicOutput:
         which is what it means inside a JSON string.
         """
         data = text if isinstance(text, bytes) else text.encode("utf-8", errors="backslashreplace")
+        self._put(lambda stream: stream.write(data))
+
+    def commit_written(self, write: Callable[[IO[str]], object]) -> None:
+        """Like :meth:`commit` for text, with ``write(stream)`` writing it piece by piece.
+
+        A large output is then never held whole in memory. If *write* raises, the temporary
+        file is removed and the old file survives (a device or FIFO written directly keeps
+        what was written before the failure).
+        """
+        self._put(functools.partial(_write_text, write=write))
+
+    def _put(self, write: Callable[[IO[bytes]], object]) -> None:
+        """Have *write* fill the file, flush it to disk and put it in place."""
         if self._direct:
             with open(self.path, "wb") as stream:  # noqa: PTH123  # a device or FIFO
-                stream.write(data)
+                write(stream)
             return
         if self._fd is None or self._temp is None:
             raise OSError(errno.EBADF, "the output was already committed or discarded")
         fd, self._fd = self._fd, None
         try:
             with os.fdopen(fd, "wb") as stream:
-                stream.write(data)
+                write(stream)
                 stream.flush()
                 os.fsync(stream.fileno())
             self._temp.replace(self._target)
@@ -162,6 +178,14 @@ class AtomicOutput:
     ) -> None:
         """Discard what was not committed."""
         self.discard()
+
+
+def _write_text(binary: IO[bytes], write: Callable[[IO[str]], object]) -> None:
+    """Have *write* write text to *binary*: UTF-8, a lone surrogate as its backslash escape."""
+    stream = io.TextIOWrapper(binary, encoding="utf-8", errors="backslashreplace", newline="")
+    write(stream)
+    stream.flush()
+    stream.detach()  # the caller closes *binary*
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -13,7 +13,7 @@ import math
 import re
 import reprlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final, Generic, NoReturn, cast
+from typing import IO, Final, Generic, NoReturn, cast
 
 import attrs
 from aegis_adapters import Usage
@@ -572,7 +572,9 @@ class RunResult(Mapping[str, TaskResult]):
         """The run as JSON text (see :meth:`from_json`): compact, or indented by ``indent``.
 
         Compact text is encoded one task at a time, so a large run is never held twice as a
-        tree of dicts as well as text.
+        tree of dicts as well as text; the pieces and the joined text still make about twice
+        the text at the end. :meth:`write_json` writes the same text to a file without
+        holding it.
 
         Raises:
             ValueError: a tool call's arguments (or a task's ``value``) hold NaN or an
@@ -583,18 +585,44 @@ class RunResult(Mapping[str, TaskResult]):
             with _collector_paused():
                 tree = self.to_dict()
             return json.dumps(tree, indent=indent, ensure_ascii=False, allow_nan=False)
+        return "".join(self._compact_json())
+
+    def write_json(self, stream: IO[str], *, indent: int | None = None) -> None:
+        """Write :meth:`to_json`'s text to the text *stream*, one task at a time.
+
+        The text is the same as ``to_json(indent=indent)``; compact, it is written task by
+        task, so memory stays that of one task's text however large the run (indented, the
+        run's tree of dicts is built first, as for ``to_json``). Pass a file opened with
+        ``encoding="utf-8"``.
+
+        Raises:
+            ValueError, TypeError: as :meth:`to_json`; the text written up to the bad task
+                is then in *stream*.
+        """
+        if indent is not None:
+            with _collector_paused():
+                tree = self.to_dict()
+            json.dump(tree, stream, indent=indent, ensure_ascii=False, allow_nan=False)
+            return
+        write = stream.write
+        for piece in self._compact_json():
+            write(piece)
+
+    def _compact_json(self) -> Iterator[str]:
+        """The pieces of the compact text: the run's fields around each task's object."""
         encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
         # Keys are written in order and "tasks" is the only one holding an empty array, and a
         # string value cannot contain the unescaped quote this looks for: one exact place.
         before, after = encode(self.to_dict(tasks=False)).split('"tasks": []', 1)
-        pieces = [before, '"tasks": [']
+        yield before
+        yield '"tasks": ['
         with _collector_paused():
             for number, result in enumerate(self.results.values()):
                 if number:
-                    pieces.append(", ")
-                pieces.append(encode(result.to_dict()))
-        pieces += ["]", after]
-        return "".join(pieces)
+                    yield ", "
+                yield encode(result.to_dict())
+        yield "]"
+        yield after
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> RunResult:
