@@ -203,7 +203,7 @@ def docs_serve(session: nox.Session) -> None:
 # Modules that importing each package must not load (isolation and lazy SDK imports).
 FORBIDDEN_ON_IMPORT: dict[str, tuple[str, ...]] = {
     "aegis-graph": ("aegis_breaker", "aegis_adapters", "aegis_gov", "requests"),
-    "aegis-breaker": ("aegis_graph", "aegis_adapters", "aegis_gov", "requests"),
+    "aegis-breaker": ("aegis_graph", "aegis_adapters", "aegis_gov", "requests", "asyncio"),
     "aegis-adapters": (
         "aegis_graph",
         "aegis_breaker",
@@ -213,6 +213,7 @@ FORBIDDEN_ON_IMPORT: dict[str, tuple[str, ...]] = {
         "requests",
         "urllib3",
         "jsonschema",
+        "asyncio",
     ),
     "aegis-gov": (
         "anthropic",
@@ -223,6 +224,12 @@ FORBIDDEN_ON_IMPORT: dict[str, tuple[str, ...]] = {
         "pydantic",
         "mcp",
         "opentelemetry",
+        # the package's modules load on first use of a name (PEP 562), these with them
+        "asyncio",
+        "sqlite3",
+        "aegis_graph",
+        "aegis_breaker",
+        "aegis_adapters",
     ),
 }
 

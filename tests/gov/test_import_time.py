@@ -166,3 +166,18 @@ def test_dir_lists_names_not_loaded_yet_and_star_import_gets_them_all(name: str)
         f"assert set({name}.__all__) <= set(namespace), set({name}.__all__) - set(namespace)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", LAZY_PACKAGES)
+def test_a_module_that_fails_to_import_is_not_reported_as_a_missing_name(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `from pkg import X` turns an AttributeError from __getattr__ into "cannot import name",
+    # which would hide a bug in X's module: such an error comes out as an ImportError instead.
+    (tmp_path / "aegis_broken_module.py").write_text("raise AttributeError('the real bug')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = importlib.import_module(name)
+    monkeypatch.setitem(package._MODULE_OF, "Broken", "aegis_broken_module")
+    with pytest.raises(ImportError, match=r"aegis_broken_module.*the real bug") as info:
+        exec(f"from {name} import Broken", {})
+    assert isinstance(info.value.__cause__, AttributeError)

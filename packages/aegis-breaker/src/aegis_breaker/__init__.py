@@ -109,7 +109,10 @@ if not TYPE_CHECKING:  # hidden from type checkers, which would type unknown nam
             module = _MODULE_OF[name]
         except KeyError:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-        value = getattr(importlib.import_module(module), name)
+        try:
+            value = getattr(importlib.import_module(module), name)
+        except AttributeError as exc:  # from the module's own code: not a missing name
+            raise ImportError(f"importing {module} (for {name}) failed: {exc}") from exc
         globals()[name] = value
         return value
 
