@@ -20,7 +20,6 @@ twins, and the small classes of one call's pacing and waking (:class:`_Turn`, :c
 
 from __future__ import annotations
 
-import difflib
 import functools
 import random
 import threading
@@ -625,6 +624,8 @@ class EndpointCaller:
                 continue
             self._unmatched_warned.add(name)
             models = sorted({endpoint.model for endpoint, _key in endpoints})
+            import difflib  # noqa: PLC0415  # only for this warning
+
             close = difflib.get_close_matches(name, models, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             warnings.warn(

@@ -47,8 +47,6 @@ from aegis_gov._resume import ResumePlan
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import RunLimits, RunState, Workers, max_parked, run_async, run_threads
 from aegis_gov._slots import asyncio_sleep
-from aegis_gov._status import EndpointStatus, Status
-from aegis_gov._streams import astream_chunks, stream_chunks
 from aegis_gov._task_trace import TaskTrace
 from aegis_gov._tracing import RunTrace, Tracing, make_tracer, run_span
 
@@ -56,6 +54,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from aegis_gov._checkpoint import CheckpointStore
+    from aegis_gov._status import Status
     from aegis_gov._tools import ToolRegistry
 
 __all__ = ["OpenMultiAgent", "adapter_from_environment", "endpoint_key"]
@@ -242,6 +241,8 @@ class OpenMultiAgent:
         ``endpoints`` maps each endpoint key to its breaker's status, with its adaptive
         concurrency limit under ``"adaptive"`` once it has been called.
         """
+        from aegis_gov._status import EndpointStatus, Status  # noqa: PLC0415  # rarely used
+
         pool = self._pool.snapshot()
         adaptive = self._caller.adaptive_status()
         endpoints = {
@@ -452,6 +453,8 @@ class OpenMultiAgent:
             sink = Sink(deliver, restartable=False)
             return caller.run(route, task, Emitter(None), sink=sink, trace=trace)
 
+        from aegis_gov._streams import stream_chunks  # noqa: PLC0415  # streaming loads it
+
         return stream_chunks(produce, name=f"aegis-stream-{agent.name}")
 
     def astream_agent(self, agent: AgentConfig, task: str) -> AsyncIterator[str]:
@@ -464,6 +467,8 @@ class OpenMultiAgent:
         async def produce(deliver: Callable[[str], None]) -> Outcome:
             sink = Sink(deliver, restartable=False)
             return await caller.arun(route, task, Emitter(None), sink=sink, trace=trace)
+
+        from aegis_gov._streams import astream_chunks  # noqa: PLC0415  # streaming loads it
 
         return astream_chunks(produce)
 
