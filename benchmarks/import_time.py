@@ -9,8 +9,9 @@ a loaded machine) next to it. A target holding a space is a statement measured t
 only the package's ``__init__`` (the default targets include the article's import line).
 Bytecode is cached in a private directory (``PYTHONPYCACHEPREFIX``) and one warm-up run per
 target fills it, so the numbers are those of an installed package with its ``.pyc`` files,
-whatever ``PYTHONDONTWRITEBYTECODE`` says (``--no-bytecode`` measures with ``PYTHONDONTWRITEBYTECODE`` set instead: every module that has
-no ``.pyc`` yet compiles from source, which can cost several times as much).
+whatever ``PYTHONDONTWRITEBYTECODE`` says (``--no-bytecode`` measures with
+``PYTHONDONTWRITEBYTECODE`` set instead: every module that has no ``.pyc`` yet compiles from
+source, which can cost several times as much).
 
 ``--variant NAME=DIR[:DIR...]`` adds a variant whose sources come first on ``PYTHONPATH`` (for
 example an exported older commit's ``packages/*/src``); variants and packages are interleaved
