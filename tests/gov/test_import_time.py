@@ -39,6 +39,7 @@ DEFERRED = (
     "aegis_gov._graph_svg",
     "aegis_gov._status",
     "aegis_gov._streams",
+    "aegis_gov._timeline",
     "aegis_adapters._anthropic",
     "aegis_adapters._openai",
     "aegis_breaker._redis",

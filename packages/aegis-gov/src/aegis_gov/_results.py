@@ -13,7 +13,7 @@ import math
 import re
 import reprlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Final, Generic, NoReturn, cast
+from typing import IO, TYPE_CHECKING, Final, Generic, NoReturn, cast
 
 import attrs
 from aegis_adapters import Usage
@@ -22,7 +22,9 @@ from typing_extensions import TypeVar, deprecated
 
 from aegis_gov._budget import Price, Spent
 from aegis_gov._errors import AegisError
-from aegis_gov._timeline import TIMELINE_KINDS, Timeline, TimelineEntry
+
+if TYPE_CHECKING:
+    from aegis_gov._timeline import Timeline
 
 __all__ = [
     "AgentResult",
@@ -704,6 +706,9 @@ def read_timeline(data: object, where: str) -> Timeline | None:
     """
     if data is None:
         return None
+    # A run without a timeline (the library's default) never loads the module.
+    from aegis_gov._timeline import TIMELINE_KINDS, Timeline, TimelineEntry  # noqa: PLC0415
+
     fields = _Object(data, where)
     entries = []
     for i, item in enumerate(fields.array("entries")):
