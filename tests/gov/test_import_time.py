@@ -43,6 +43,7 @@ DEFERRED = (
     "aegis_adapters._anthropic",
     "aegis_adapters._openai",
     "aegis_breaker._redis",
+    "aegis_breaker._ratelimit",
 )
 
 

@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping
 
 import attrs
 from aegis_adapters import ChatResponse, Endpoint
-from aegis_breaker import RateLimiter, RateLimitExceededError
 
 from aegis_gov._checks import check_number
 
@@ -109,6 +108,9 @@ class EndpointLimiter:
         self, limits: Limits, *, name: str, clock: Callable[[], float] = time.monotonic
     ) -> None:
         """Make the buckets *limits* asks for, on *clock*."""
+        # The limiter's module loads with the first endpoint that declares limits.
+        from aegis_breaker import RateLimiter  # noqa: PLC0415
+
         self.limits = limits
         self.requests = (
             None
@@ -140,6 +142,8 @@ class EndpointLimiter:
         Raises:
             RateLimitExceededError: the wait would exceed *max_wait_s* (nothing is reserved).
         """
+        from aegis_breaker import RateLimitExceededError  # noqa: PLC0415  # loaded by __init__
+
         wait = 0.0
         if self.requests is not None:
             wait = self.requests.reserve(1.0, max_wait_s=max_wait_s)
