@@ -40,6 +40,8 @@ DEFERRED = (
     "aegis_gov._status",
     "aegis_gov._streams",
     "aegis_gov._timeline",
+    "aegis_gov._tracing",
+    "aegis_gov._task_trace",
     "aegis_adapters._anthropic",
     "aegis_adapters._openai",
     "aegis_breaker._redis",

@@ -56,14 +56,14 @@ from aegis_gov._requests import aopen_stream, asend, open_stream, send
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Work
 from aegis_gov._slots import Slot, asyncio_sleep
-from aegis_gov._task_trace import TaskTrace
 from aegis_gov._tool_errors import ToolNotOfferedError
-from aegis_gov._tracing import RunTrace
 
 if TYPE_CHECKING:
     import asyncio
 
+    from aegis_gov._task_trace import TaskTrace
     from aegis_gov._tools import ToolRegistry
+    from aegis_gov._tracing import RunTrace
 
 __all__ = ["EndpointCaller", "Route", "Sink", "counts_against_breaker", "endpoint_key"]
 

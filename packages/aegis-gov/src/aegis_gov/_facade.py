@@ -47,15 +47,15 @@ from aegis_gov._resume import ResumePlan
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import RunLimits, RunState, Workers, max_parked, run_async, run_threads
 from aegis_gov._slots import asyncio_sleep
-from aegis_gov._task_trace import TaskTrace
-from aegis_gov._tracing import RunTrace, Tracing, make_tracer, run_span
 
 if TYPE_CHECKING:
     import asyncio
 
     from aegis_gov._checkpoint import CheckpointStore
     from aegis_gov._status import Status
+    from aegis_gov._task_trace import TaskTrace
     from aegis_gov._tools import ToolRegistry
+    from aegis_gov._tracing import RunTrace, RunTracer, Tracing
 
 __all__ = ["OpenMultiAgent", "adapter_from_environment", "endpoint_key"]
 
@@ -148,7 +148,7 @@ class OpenMultiAgent:
         self._pool.add_listener(self._forward_breaker_event)
         max_concurrent = self._pool.max_concurrent
         self._workers = Workers(max_concurrent + max_parked(max_concurrent))
-        self._tracer = make_tracer(tracing)
+        self._tracer = _make_tracer(tracing)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -349,7 +349,7 @@ class OpenMultiAgent:
         for adapter in _distinct_adapters(routes):
             _warm_up(adapter)
         with (
-            run_span(self._tracer, state) as trace,
+            _run_span(self._tracer, state) as trace,
             self._watching(emit, trace),
             checkpointed(checkpoint, state, _source(resume)),
         ):
@@ -400,7 +400,7 @@ class OpenMultiAgent:
         for adapter in _distinct_adapters(routes):
             await _awarm_up(adapter)
         with (
-            run_span(self._tracer, state) as trace,
+            _run_span(self._tracer, state) as trace,
             self._watching(emit, trace),
             checkpointed(checkpoint, state, _source(resume)),
         ):
@@ -596,6 +596,24 @@ def _checked_limits(limits: Mapping[str, Limits] | None) -> dict[str, Limits]:
             raise TypeError(f"limits[{name!r}] must be a Limits, got {value!r:.80}")
         checked[name] = value
     return checked
+
+
+def _make_tracer(tracing: object) -> RunTracer | None:
+    """:func:`~aegis_gov._tracing.make_tracer`; without tracing, its module is not loaded."""
+    if tracing is False:
+        return None
+    from aegis_gov._tracing import make_tracer  # noqa: PLC0415  # with opentelemetry
+
+    return make_tracer(tracing)
+
+
+def _run_span(
+    tracer: RunTracer | None, state: RunState
+) -> contextlib.AbstractContextManager[RunTrace | None]:
+    """:func:`~aegis_gov._tracing.run_span`, loading its module only when tracing is on."""
+    if tracer is None:
+        return contextlib.nullcontext()
+    return tracer.run(state)
 
 
 def _check_type(name: str, value: object, kind: type) -> None:
