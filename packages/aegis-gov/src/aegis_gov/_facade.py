@@ -610,7 +610,7 @@ def _make_tracer(tracing: object) -> RunTracer | None:
 def _run_span(
     tracer: RunTracer | None, state: RunState
 ) -> contextlib.AbstractContextManager[RunTrace | None]:
-    """:func:`~aegis_gov._tracing.run_span`, loading its module only when tracing is on."""
+    """:func:`~aegis_gov._tracing.run_span` without importing it (no tracer, no tracing)."""
     if tracer is None:
         return contextlib.nullcontext()
     return tracer.run(state)
