@@ -772,11 +772,18 @@ def _task_trace(trace: RunTrace, work: Work, route: Route) -> TaskTrace:
 
 
 def _delta_sink(emit: EventHandler, task_id: str) -> Sink:
+    if not getattr(emit, "active", True):  # streamed as asked, but nobody reads the chunks
+        return Sink(_discard, restartable=True)
+
     def on_delta(text: str) -> None:
         emit(TaskOutputDelta(task_id, text))
 
     # In a run, a retried task's chunks simply start again after its TaskRetrying event.
     return Sink(on_delta, restartable=True)
+
+
+def _discard(_text: str) -> None:
+    pass
 
 
 @attrs.define

@@ -117,6 +117,11 @@ class Conversation:
     _rejections: int = 0
     _using: int = 0  # which endpoint: 0 the agent's own, then its fallbacks
     _invalid_answers: int = 0
+    _emitting: bool = attrs.field(init=False, default=True)
+
+    def __attrs_post_init__(self) -> None:
+        # An Emitter without a handler says so: then no event object is built at all.
+        self._emitting = getattr(self.emit, "active", True)
 
     def steps(self) -> Generator[Command, object, Outcome]:
         """The conversation: yields commands, receives their answers, returns the outcome."""
@@ -167,7 +172,10 @@ class Conversation:
                 else:
                     text, error = self._within_budget(str(result)), None
             self.tool_calls.append(ToolCallRecord(call.name, call.arguments, text, error))
-            self.emit(ToolCalled(self.task_id, self.agent, call.name, call.arguments, text, error))
+            if self._emitting:
+                self.emit(
+                    ToolCalled(self.task_id, self.agent, call.name, call.arguments, text, error)
+                )
             messages.append(Message.tool_result(call, text, is_error=error is not None))
         return None
 
@@ -183,15 +191,16 @@ class Conversation:
             return self._failure(
                 OutputValidationError(self.agent, self._invalid_answers, value.problem, text)
             )
-        self.emit(
-            TaskRetrying(
-                self.task_id,
-                self.agent,
-                self.attempts + 1,
-                0.0,
-                f"invalid output: {value.problem}",
+        if self._emitting:
+            self.emit(
+                TaskRetrying(
+                    self.task_id,
+                    self.agent,
+                    self.attempts + 1,
+                    0.0,
+                    f"invalid output: {value.problem}",
+                )
             )
-        )
         return Invalid(self.output.feedback(value.problem))
 
     def _result(self, text: str, value: object) -> AgentResult:
@@ -305,17 +314,17 @@ class Conversation:
                 if self._fall_over(error):
                     continue
                 return self._failure(error)
-            rejected = isinstance(error, BreakerError)
-            self.emit(
-                TaskRetrying(
-                    self.task_id,
-                    self.agent,
-                    self.attempts + 1,
-                    delay,
-                    str(error),
-                    rejected=rejected,
+            if self._emitting:
+                self.emit(
+                    TaskRetrying(
+                        self.task_id,
+                        self.agent,
+                        self.attempts + 1,
+                        delay,
+                        str(error),
+                        rejected=isinstance(error, BreakerError),
+                    )
                 )
-            )
             self._waited_s += delay
             yield Sleep(delay)
 
@@ -371,7 +380,8 @@ class Conversation:
         self._failures = 0
         self._waited_s = 0.0
         self._rejections = 0
-        self.emit(FellBack(self.task_id, self.agent, was, self._endpoint_key(), str(error)))
+        if self._emitting:
+            self.emit(FellBack(self.task_id, self.agent, was, self._endpoint_key(), str(error)))
         return True
 
     def _failure(self, error: Exception) -> Failure:

@@ -542,7 +542,9 @@ class OpenMultiAgent:
         if not isinstance(event, StateChanged):
             return
         with self._lock:
-            watchers = list(self._watchers)
+            watchers = [emit for emit in self._watchers if emit.active]
+        if not watchers:
+            return
         change = CircuitStateChanged(event.breaker or "default", event.old, event.new)
         for emit in watchers:
             emit(change)

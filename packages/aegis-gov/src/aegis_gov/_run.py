@@ -89,6 +89,11 @@ class RunState:
     record: Callable[[list[TaskResult]], None] | None = None
     """Commits finished tasks' results (a checkpoint store), called in finishing order."""
     run_id: str | None = None
+    _emitting: bool = attrs.field(init=False, default=True)
+
+    def __attrs_post_init__(self) -> None:
+        # An Emitter without a handler says so: then no event object is built at all.
+        self._emitting = getattr(self.emit, "active", True)
 
     @classmethod
     def create(
@@ -152,18 +157,20 @@ class RunState:
                     work.append(Work(task, self.team[task.agent or ""], prompt))
         if reused:
             self._commit(reused)
-            for result in reused:
-                self.emit(
-                    TaskSucceeded(
-                        result.task_id,
-                        result.agent or "",
-                        result.output or "",
-                        result.usage,
-                        result.attempts,
-                        result.duration_s,
-                        reused=True,
-                    )
+        if not self._emitting:
+            return work
+        for result in reused:
+            self.emit(
+                TaskSucceeded(
+                    result.task_id,
+                    result.agent or "",
+                    result.output or "",
+                    result.usage,
+                    result.attempts,
+                    result.duration_s,
+                    reused=True,
                 )
+            )
         for item in work:
             self.emit(TaskStarted(item.task.id, item.agent.name, 1))
         return work
@@ -217,9 +224,6 @@ class RunState:
                     input_digest=digest(work.prompt),
                     value=outcome.value if work.agent.output_type is not None else None,
                 )
-                event: TaskSucceeded | TaskFailed = TaskSucceeded(
-                    task_id, agent, outcome.output, outcome.usage, outcome.attempts, duration
-                )
             else:
                 error = outcome.error
                 result = TaskResult(
@@ -233,17 +237,14 @@ class RunState:
                     duration_s=duration,
                     tool_calls=outcome.tool_calls,
                 )
-                event = TaskFailed(
-                    task_id, agent, str(error), type(error).__name__, outcome.attempts, duration
-                )
                 logger.warning("task %r failed: %s: %s", task_id, type(error).__name__, error)
             self.results[task_id] = result
-            skip_events = self._record_skips(skipped)
-            finished = [result, *(self.results[skip.task_id] for skip in skip_events)]
+            skips = self._record_skips(skipped)
+            finished = [result, *skips] if skips else [result]
         self._commit(finished)
-        self.emit(event)
-        for skip in skip_events:
-            self.emit(skip)
+        if self._emitting:
+            self.emit(_finished_event(result))
+            self._emit_skips(skips)
 
     def cancel(self) -> None:
         """Start nothing new; every pending task ends SKIPPED with reason ``cancelled``."""
@@ -255,26 +256,31 @@ class RunState:
         """Start nothing new; every pending task ends SKIPPED with *reason*."""
         with self._lock:
             self.stopped = True
-            skip_events = self._record_skips(self.queue.halt(reason))
-            finished = [self.results[skip.task_id] for skip in skip_events]
-        self._commit(finished)
-        for skip in skip_events:
-            self.emit(skip)
+            skips = self._record_skips(self.queue.halt(reason))
+        self._commit(skips)
+        if self._emitting:
+            self._emit_skips(skips)
 
-    def _record_skips(self, task_ids: Iterable[str]) -> list[TaskSkipped]:
-        events = []
+    def _record_skips(self, task_ids: Iterable[str]) -> list[TaskResult]:
+        """Record each of *task_ids* SKIPPED (locked); return their results."""
+        skips = []
         for task_id in task_ids:
             reason = self.queue.skip_reason(task_id) or SkipReason.UPSTREAM_FAILED
-            blamed = self.queue.blame(task_id)
-            self.results[task_id] = TaskResult(
+            result = TaskResult(
                 task_id=task_id,
                 status=TaskState.SKIPPED,
                 agent=self.queue.get(task_id).agent,
-                blamed=blamed,
+                blamed=self.queue.blame(task_id),
                 skip_reason=reason,
             )
-            events.append(TaskSkipped(task_id, reason, blamed))
-        return events
+            self.results[task_id] = result
+            skips.append(result)
+        return skips
+
+    def _emit_skips(self, skips: list[TaskResult]) -> None:
+        for skip in skips:
+            reason = skip.skip_reason or SkipReason.UPSTREAM_FAILED
+            self.emit(TaskSkipped(skip.task_id, reason, skip.blamed))
 
     def result(self) -> RunResult:
         """The run's result so far, in declaration order."""
@@ -288,6 +294,27 @@ class RunState:
             spent=spent,
             run_id=self.run_id,
         )
+
+
+def _finished_event(result: TaskResult) -> TaskSucceeded | TaskFailed:
+    """The event of a task that ran to its end (DONE or FAILED)."""
+    if result.status is TaskState.DONE:
+        return TaskSucceeded(
+            result.task_id,
+            result.agent or "",
+            result.output or "",
+            result.usage,
+            result.attempts,
+            result.duration_s,
+        )
+    return TaskFailed(
+        result.task_id,
+        result.agent or "",
+        result.error or "",
+        result.error_type or "",
+        result.attempts,
+        result.duration_s,
+    )
 
 
 def _basic_definition(task: Task, team: Team) -> dict[str, str]:
