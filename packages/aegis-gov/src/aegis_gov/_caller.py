@@ -4,8 +4,9 @@ One :class:`EndpointCaller` per :class:`~aegis_gov.OpenMultiAgent` owns the I/O 
 it sends each :class:`ChatRequest` through the pool's bulkhead and the endpoint's breaker,
 decides (once, here) which errors count against the breaker, holds an endpoint back when a
 provider asks for a Retry-After, streams deltas, and runs tool calls within the agent's
-tools. :meth:`EndpointCaller.run` and :meth:`EndpointCaller.arun` drive one agent's
-:class:`Conversation` with threads or asyncio; both end in an :data:`Outcome` value.
+tools. :meth:`EndpointCaller.run` and :meth:`EndpointCaller.arun` step one agent's
+:class:`Conversation` generator and carry out each command it yields themselves (a request,
+a tool call, a wait), with threads or asyncio; both end in an :data:`Outcome` value.
 
 Each endpoint also has a pace (a declared rate, else one learned from 429s) that requests
 wait for before they count as in flight, and two queues of waiting tasks — over its adaptive
@@ -13,9 +14,10 @@ limit, or turned away by its open or half-open circuit — woken when a call end
 only once the circuit is closed again), one per free place under the limit, so a recovered
 endpoint is ramped up as its limit grows rather than flooded.
 
-Over 400 lines on purpose: the sync and async halves of each step sit side by side so they stay
-twins, and the small classes of one call's pacing and waking (:class:`_Turn`, :class:`_Call`,
-:class:`_AlarmBox`) sit with the two methods that use them.
+Over 400 lines on purpose: the sync and async halves of each step (driving a conversation, a
+request, a tool call, a wait) sit side by side so they stay twins, and the small classes of one
+task and one call (:class:`_Job`, :class:`_Turn`, :class:`_Call`, :class:`_AlarmBox`) sit with
+the methods that use them.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import attrs
 from aegis_adapters import (
@@ -47,11 +49,11 @@ from aegis_breaker import AgentPool, CircuitOpenError, CircuitState
 from aegis_gov._adaptive import AdaptiveLimit, AdaptiveStatus, Alarm, LearnedRate, Waiters
 from aegis_gov._agents import AgentConfig, output_checks
 from aegis_gov._budget import BudgetMeter
-from aegis_gov._conversation import ChatRequest, Conversation, adrive, drive
+from aegis_gov._conversation import ChatRequest, Command, Conversation, Sleep
 from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
 from aegis_gov._events import EventHandler, TaskOutputDelta
 from aegis_gov._limits import EndpointLimiter, Limits, estimate_tokens, resolve_limits, tools_chars
-from aegis_gov._outcome import Outcome
+from aegis_gov._outcome import Outcome, Raised
 from aegis_gov._requests import aopen_stream, asend, open_stream, send
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Work
@@ -281,32 +283,13 @@ class EndpointCaller:
         With a *slot*, the task gives it up while it waits between requests; with a *trace*,
         the conversation is traced (see :mod:`aegis_gov._tracing`).
         """
-        box = None if slot is None else _AlarmBox(slot)
-        pause: Callable[[float], object] = (
-            self._sleep if slot is None else functools.partial(slot.sleep, sleep=self._sleep)
-        )
-        sleep = pause if slot is None or box is None else _woken_sleep(slot, self._sleep, box)
-        chat: Callable[[ChatRequest], ChatResponse] = functools.partial(
-            self.chat,
-            route,
-            sink=sink,
-            executor=executor,
-            pause=pause,
-            budget=budget,
-            trace=trace,
-            alarms=box,
-        )
-        run_tool: Callable[[ToolCall], str] = functools.partial(self.run_tool, route.agent)
         if trace is not None:
-            emit, chat, run_tool = trace.observe(emit), trace.attempts(chat), trace.tools(run_tool)
-        conversation = functools.partial(
-            drive,
-            self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=chat if slot is None else _while_wanted(chat, slot),
-            run_tool=run_tool,
-            sleep=sleep,
-        )
-        return conversation() if trace is None else trace.run(conversation, prompt)
+            emit = trace.observe(emit)
+        steps = self.conversation(route, prompt, emit, task_id=task_id).steps()
+        job = _Job(route, sink, executor, slot, budget, trace)
+        if trace is None:
+            return self._drive(steps, job)
+        return trace.run(functools.partial(self._drive, steps, job), prompt)
 
     async def arun(
         self,
@@ -321,35 +304,144 @@ class EndpointCaller:
         trace: TaskTrace | None = None,
     ) -> Outcome:
         """Run one agent's conversation on the running event loop; return its outcome."""
-        box = None if slot is None else _AlarmBox(slot)
-        pause: Callable[[float], Awaitable[object]] = (
-            self._async_sleep
-            if slot is None
-            else functools.partial(slot.asleep, sleep=self._async_sleep)
-        )
-        sleep = (
-            pause if slot is None or box is None else _awoken_sleep(slot, self._async_sleep, box)
-        )
-        chat: Callable[[ChatRequest], Awaitable[ChatResponse]] = functools.partial(
-            self.achat, route, sink=sink, pause=pause, budget=budget, trace=trace, alarms=box
-        )
-        run_tool: Callable[[ToolCall], Awaitable[str]] = functools.partial(
-            self.arun_tool, route.agent
-        )
         if trace is not None:
-            emit, chat, run_tool = (
-                trace.observe(emit),
-                trace.aattempts(chat),
-                trace.atools(run_tool),
+            emit = trace.observe(emit)
+        steps = self.conversation(route, prompt, emit, task_id=task_id).steps()
+        job = _Job(route, sink, None, slot, budget, trace)
+        if trace is None:
+            return await self._adrive(steps, job)
+        return await trace.arun(functools.partial(self._adrive, steps, job), prompt)
+
+    # -- carrying out a conversation's commands --------------------------------------------
+
+    def _drive(self, steps: Generator[Command, object, Outcome], job: _Job) -> Outcome:
+        """Carry out the conversation's commands with threads; return its outcome.
+
+        An exception a request or a tool raises is caught here, once, and sent to the
+        conversation as a :class:`Raised` value.
+        """
+        answer: object = None
+        while True:
+            try:
+                command = steps.send(answer)
+            except StopIteration as stop:
+                return cast("Outcome", stop.value)
+            if isinstance(command, Sleep):
+                self._wait(job, command.seconds)
+                answer = None
+                continue
+            try:
+                if isinstance(command, ChatRequest):
+                    answer = self._request(job, command)
+                else:
+                    answer = self._tool(job, command.call)
+            except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
+                answer = Raised(exc)
+
+    async def _adrive(self, steps: Generator[Command, object, Outcome], job: _Job) -> Outcome:
+        """The asyncio twin of :meth:`_drive`."""
+        answer: object = None
+        while True:
+            try:
+                command = steps.send(answer)
+            except StopIteration as stop:
+                return cast("Outcome", stop.value)
+            if isinstance(command, Sleep):
+                await self._await(job, command.seconds)
+                answer = None
+                continue
+            try:
+                if isinstance(command, ChatRequest):
+                    answer = await self._arequest(job, command)
+                else:
+                    answer = await self._atool(job, command.call)
+            except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
+                answer = Raised(exc)
+
+    def _request(self, job: _Job, request: ChatRequest) -> ChatResponse:
+        if job.slot is not None and job.slot.abandoned:
+            raise _Abandoned  # the run gave the task up (its thread lives on): send no more
+        trace = job.trace
+        if trace is None:
+            return self.chat(
+                job.route,
+                request,
+                sink=job.sink,
+                executor=job.executor,
+                pause=None
+                if job.slot is None
+                else functools.partial(job.slot.sleep, sleep=self._sleep),
+                budget=job.budget,
+                alarms=job.alarms,
             )
-        conversation = functools.partial(
-            adrive,
-            self.conversation(route, prompt, emit, task_id=task_id).steps(),
-            chat=_awhile_wanted(chat, slot),
-            run_tool=run_tool,
-            sleep=sleep,
-        )
-        return await (conversation() if trace is None else trace.arun(conversation, prompt))
+        with trace.attempt(request):
+            return self.chat(
+                job.route,
+                request,
+                sink=job.sink,
+                executor=job.executor,
+                pause=None
+                if job.slot is None
+                else functools.partial(job.slot.sleep, sleep=self._sleep),
+                budget=job.budget,
+                trace=trace,
+                alarms=job.alarms,
+            )
+
+    async def _arequest(self, job: _Job, request: ChatRequest) -> ChatResponse:
+        if job.slot is not None and job.slot.abandoned:
+            raise _Abandoned
+        trace = job.trace
+        if trace is None:
+            return await self.achat(
+                job.route,
+                request,
+                sink=job.sink,
+                pause=None
+                if job.slot is None
+                else functools.partial(job.slot.asleep, sleep=self._async_sleep),
+                budget=job.budget,
+                alarms=job.alarms,
+            )
+        with trace.attempt(request):
+            return await self.achat(
+                job.route,
+                request,
+                sink=job.sink,
+                pause=None
+                if job.slot is None
+                else functools.partial(job.slot.asleep, sleep=self._async_sleep),
+                budget=job.budget,
+                trace=trace,
+                alarms=job.alarms,
+            )
+
+    def _tool(self, job: _Job, call: ToolCall) -> str:
+        agent = job.route.agent
+        if job.trace is None:
+            return self.run_tool(agent, call)
+        return job.trace.tool(call, functools.partial(self.run_tool, agent, call))
+
+    async def _atool(self, job: _Job, call: ToolCall) -> str:
+        agent = job.route.agent
+        if job.trace is None:
+            return await self.arun_tool(agent, call)
+        return await job.trace.atool(call, functools.partial(self.arun_tool, agent, call))
+
+    def _wait(self, job: _Job, seconds: float) -> None:
+        """A conversation's wait: parked, and cut short by the alarm a refusal left."""
+        slot = job.slot
+        if slot is None:
+            self._sleep(seconds)
+        else:
+            slot.sleep(seconds, self._sleep, job.alarms.take() if job.alarms else None)
+
+    async def _await(self, job: _Job, seconds: float) -> None:
+        slot = job.slot
+        if slot is None:
+            await self._async_sleep(seconds)
+        else:
+            await slot.asleep(seconds, self._async_sleep, job.alarms.take() if job.alarms else None)
 
     def task_runner(
         self,
@@ -717,56 +809,6 @@ class _Abandoned(Exception):  # noqa: N818  # a signal to stop, not an error of 
     """The run gave up on this task (its deadline, or a cancel): send no more requests."""
 
 
-def _while_wanted(
-    chat: Callable[[ChatRequest], ChatResponse], slot: Slot
-) -> Callable[[ChatRequest], ChatResponse]:
-    """*chat*, refusing to send once the run has given the task up (its thread lives on)."""
-
-    def send(request: ChatRequest) -> ChatResponse:
-        if slot.abandoned:
-            raise _Abandoned
-        return chat(request)
-
-    return send
-
-
-def _awhile_wanted(
-    chat: Callable[[ChatRequest], Awaitable[ChatResponse]], slot: Slot | None
-) -> Callable[[ChatRequest], Awaitable[ChatResponse]]:
-    """The async twin of :func:`_while_wanted` (no slot: *chat* itself)."""
-    if slot is None:
-        return chat
-
-    async def send(request: ChatRequest) -> ChatResponse:
-        if slot.abandoned:
-            raise _Abandoned
-        return await chat(request)
-
-    return send
-
-
-def _woken_sleep(
-    slot: Slot, sleep: Callable[[float], object], box: _AlarmBox
-) -> Callable[[float], None]:
-    """The conversation's waits: parked, and cut short by the alarm a refusal left."""
-
-    def wait(seconds: float) -> None:
-        slot.sleep(seconds, sleep, box.take())
-
-    return wait
-
-
-def _awoken_sleep(
-    slot: Slot, sleep: Callable[[float], Awaitable[object]], box: _AlarmBox
-) -> Callable[[float], Awaitable[None]]:
-    """The async twin of :func:`_woken_sleep`."""
-
-    async def wait(seconds: float) -> None:
-        await slot.asleep(seconds, sleep, box.take())
-
-    return wait
-
-
 def _task_trace(trace: RunTrace, work: Work, route: Route) -> TaskTrace:
     return trace.task(work.task.id, route.agent.name, route.adapter.endpoint)
 
@@ -802,6 +844,29 @@ class _Turn:
             return attrs.evolve(self, wait=0.0)
         wait, epoch = self.learned.reserve()
         return attrs.evolve(self, wait=wait, epoch=epoch)
+
+
+class _Job:
+    """One task's conversation as the caller carries it out: where its requests go, how it waits."""
+
+    __slots__ = ("alarms", "budget", "executor", "route", "sink", "slot", "trace")
+
+    def __init__(  # noqa: PLR0917  # built in one place, from run's arguments
+        self,
+        route: Route,
+        sink: Sink | None,
+        executor: Executor | None,
+        slot: Slot | None,
+        budget: BudgetMeter | None,
+        trace: TaskTrace | None,
+    ) -> None:
+        self.route = route
+        self.sink = sink
+        self.executor = executor
+        self.slot = slot
+        self.budget = budget
+        self.trace = trace
+        self.alarms = None if slot is None else _AlarmBox(slot)
 
 
 class _AlarmBox:

@@ -1,22 +1,21 @@
-"""One agent's conversation as a sans-I/O generator, and the sync and async drivers around it.
+"""One agent's conversation as a sans-I/O generator.
 
 The generator decides everything — retries and their waits, the tool-calling loop, the
 checks of a structured answer (sent back while it is invalid), the events — and only *asks*
 for I/O by yielding a command: make a request (:class:`ChatRequest`), wait (:class:`Sleep`)
-or run a tool (:class:`RunTool`). :func:`drive` and :func:`adrive`
-carry the commands out with threads or asyncio, so both share one behaviour. A command's
-answer is its result, or the exception it raised as a :class:`Raised` value; the
+or run a tool (:class:`RunTool`). The endpoint caller (:mod:`aegis_gov._caller`) steps it and
+carries each command out itself, with threads or asyncio, so both share one behaviour. A
+command's answer is its result, or the exception it raised as a :class:`Raised` value; the
 conversation ends with an :data:`Outcome` value, never by raising.
 
-Over 400 lines on purpose: the conversation's rules and its two drivers are one state machine.
+Over 400 lines on purpose: the conversation's rules are one state machine.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Awaitable, Callable, Generator
-from typing import cast
+from collections.abc import Generator
 
 import attrs
 from aegis_adapters import (
@@ -39,7 +38,7 @@ from aegis_gov._results import AgentResult, ToolCallRecord
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._tool_errors import ToolCallLimitError, ToolError, ToolNotOfferedError
 
-__all__ = ["ChatRequest", "Command", "Conversation", "RunTool", "Sleep", "adrive", "drive"]
+__all__ = ["ChatRequest", "Command", "Conversation", "RunTool", "Sleep"]
 
 # A reply asking for more than this many times max_tool_calls_per_reply calls ends the task.
 _FLOOD_FACTOR = 4
@@ -423,58 +422,3 @@ class Conversation:
             if self._waited_s + delay > self.retry.max_total_delay_s:
                 return None
         return delay
-
-
-def drive(
-    steps: Generator[Command, object, Outcome],
-    *,
-    chat: Callable[[ChatRequest], ChatResponse],
-    run_tool: Callable[[ToolCall], str],
-    sleep: Callable[[float], object],
-) -> Outcome:
-    """Carry out a conversation's commands synchronously; return its outcome.
-
-    An exception a command raises is caught here, once, and sent to the conversation as a
-    :class:`Raised` value.
-    """
-    answer: object = None
-    while True:
-        try:
-            command = steps.send(answer)
-        except StopIteration as stop:
-            return cast("Outcome", stop.value)
-        if isinstance(command, Sleep):
-            sleep(command.seconds)
-            answer = None
-            continue
-        try:
-            answer = chat(command) if isinstance(command, ChatRequest) else run_tool(command.call)
-        except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
-            answer = Raised(exc)
-
-
-async def adrive(
-    steps: Generator[Command, object, Outcome],
-    *,
-    chat: Callable[[ChatRequest], Awaitable[ChatResponse]],
-    run_tool: Callable[[ToolCall], Awaitable[str]],
-    sleep: Callable[[float], Awaitable[object]],
-) -> Outcome:
-    """Carry out a conversation's commands on the running event loop; return its outcome."""
-    answer: object = None
-    while True:
-        try:
-            command = steps.send(answer)
-        except StopIteration as stop:
-            return cast("Outcome", stop.value)
-        if isinstance(command, Sleep):
-            await sleep(command.seconds)
-            answer = None
-            continue
-        try:
-            if isinstance(command, ChatRequest):
-                answer = await chat(command)
-            else:
-                answer = await run_tool(command.call)
-        except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
-            answer = Raised(exc)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from aegis_adapters import ChatAdapter, ChatResponse, Endpoint, Message, ToolCall, Usage
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["TaskTrace", "mark_failed"]
 
 _MAX_ERROR_CHARS = 500
-T = TypeVar("T")
 
 
 class TaskTrace:
@@ -176,28 +175,12 @@ class TaskTrace:
 
     # -- attempts and provider calls --------------------------------------------------------
 
-    def attempts(self, chat: Callable[[ChatRequest], T]) -> Callable[[ChatRequest], T]:
-        """*chat*, each request in an ``aegis.attempt`` span (the provider call inside it)."""
-
-        def attempt(request: ChatRequest) -> T:
-            with self._attempt_span(request):
-                return chat(request)
-
-        return attempt
-
-    def aattempts(
-        self, chat: Callable[[ChatRequest], Awaitable[T]]
-    ) -> Callable[[ChatRequest], Awaitable[T]]:
-        """The asyncio twin of :meth:`attempts`."""
-
-        async def attempt(request: ChatRequest) -> T:
-            with self._attempt_span(request):
-                return await chat(request)
-
-        return attempt
-
     @contextlib.contextmanager
-    def _attempt_span(self, request: ChatRequest) -> Iterator[None]:
+    def attempt(self, request: ChatRequest) -> Iterator[None]:
+        """The block, one request of the conversation, in an ``aegis.attempt`` span.
+
+        The provider call (:meth:`call`), if the request gets that far, is its child.
+        """
         from opentelemetry import trace  # noqa: PLC0415
 
         span = self._tracer.start_span(
@@ -292,29 +275,19 @@ class TaskTrace:
 
     # -- tools ----------------------------------------------------------------------------
 
-    def tools(self, run_tool: Callable[[ToolCall], str]) -> Callable[[ToolCall], str]:
-        """*run_tool*, each call in an ``execute_tool`` span."""
+    def tool(self, call: ToolCall, run: Callable[[], str]) -> str:
+        """``run()``, which runs tool *call*, in an ``execute_tool`` span."""
+        span = self._tool_span(call)
+        with _current(span, record=self._capture):
+            result = run()
+        return self._tool_done(span, result)
 
-        def traced(call: ToolCall) -> str:
-            span = self._tool_span(call)
-            with _current(span, record=self._capture):
-                result = run_tool(call)
-            return self._tool_done(span, result)
-
-        return traced
-
-    def atools(
-        self, run_tool: Callable[[ToolCall], Awaitable[str]]
-    ) -> Callable[[ToolCall], Awaitable[str]]:
-        """The asyncio twin of :meth:`tools`."""
-
-        async def traced(call: ToolCall) -> str:
-            span = self._tool_span(call)
-            with _current(span, record=self._capture):
-                result = await run_tool(call)
-            return self._tool_done(span, result)
-
-        return traced
+    async def atool(self, call: ToolCall, run: Callable[[], Awaitable[str]]) -> str:
+        """The asyncio twin of :meth:`tool`."""
+        span = self._tool_span(call)
+        with _current(span, record=self._capture):
+            result = await run()
+        return self._tool_done(span, result)
 
     def _tool_span(self, call: ToolCall) -> Span:
         span = self._tracer.start_span(
