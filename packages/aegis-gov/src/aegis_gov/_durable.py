@@ -53,11 +53,13 @@ def _output(route: Route) -> str:
 
 def definitions(
     tasks: Sequence[Task], routes: Mapping[str, Route], *, tool_root: str = ""
-) -> dict[str, dict[str, str]]:
+) -> Mapping[str, Mapping[str, str]]:
     """Each task's definition digests (see :func:`aegis_gov._resume.definition`).
 
     The agent's parts are digested once per agent, not once per task. *tool_root* is where
     the registry's built-in tools read and run: part of an agent's tools when it has any.
+    A task's own parts are digested when first read — a resume or a checkpoint reads them all
+    before the run; otherwise only a result that is written out or compared does.
     """
     by_agent: dict[str, dict[str, str]] = {}
     for name, route in routes.items():
@@ -74,8 +76,70 @@ def definitions(
             ],
             output=_output(route),
         )
-    unknown = agent_parts("")  # an unknown agent: the run is refused right after
-    return {task.id: task_parts(task, by_agent.get(task.agent or "", unknown)) for task in tasks}
+    return _Definitions({task.id: task for task in tasks}, by_agent)
+
+
+class _Definitions(Mapping[str, Mapping[str, str]]):
+    """Tasks' definition digests by task id, each made when first read."""
+
+    __slots__ = ("_agents", "_made", "_tasks", "_unknown")
+
+    def __init__(self, tasks: dict[str, Task], agents: dict[str, dict[str, str]]) -> None:
+        self._tasks = tasks
+        self._agents = agents
+        self._unknown: dict[str, str] | None = None  # an unknown agent's: refused right after
+        self._made: dict[str, _TaskDefinition] = {}
+
+    def __getitem__(self, task_id: str) -> Mapping[str, str]:
+        made = self._made.get(task_id)
+        if made is None:
+            task = self._tasks[task_id]
+            agent = self._agents.get(task.agent or "")
+            if agent is None:
+                agent = self._unknown = self._unknown or agent_parts("")
+            made = self._made.setdefault(task_id, _TaskDefinition(task, agent))
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+class _TaskDefinition(Mapping[str, str]):
+    """One task's definition digests (:func:`~aegis_gov._resume.task_parts`), made when read.
+
+    Reads, compares, prints and pickles as the dict it stands for.
+    """
+
+    __slots__ = ("_agent", "_parts", "_task")
+
+    def __init__(self, task: Task, agent: dict[str, str]) -> None:
+        self._task = task
+        self._agent = agent
+        self._parts: dict[str, str] | None = None
+
+    def _made(self) -> dict[str, str]:
+        parts = self._parts
+        if parts is None:  # two threads may both digest: same answer, no harm
+            parts = self._parts = task_parts(self._task, self._agent)
+        return parts
+
+    def __getitem__(self, part: str) -> str:
+        return self._made()[part]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._made())
+
+    def __len__(self) -> int:
+        return len(self._made())
+
+    def __repr__(self) -> str:
+        return repr(self._made())
+
+    def __reduce__(self) -> tuple[type[dict[str, str]], tuple[dict[str, str]]]:
+        return dict, (self._made(),)
 
 
 @contextlib.contextmanager
