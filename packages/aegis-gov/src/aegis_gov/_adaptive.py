@@ -102,6 +102,11 @@ class AdaptiveLimit:
         return _whole(self._limit)
 
     @property
+    def overloads(self) -> int:
+        """Signs of overload seen so far: 0 for a limit never cut."""
+        return self._overloads
+
+    @property
     def free(self) -> int:
         """How many more calls the limit allows in flight now."""
         with self._lock:
@@ -204,8 +209,8 @@ class LearnedRate:
         self._sure = True  # whether the ceiling came from enough answers to trust
         self._cut_at = 0.0
         self._epoch = 0
-        self._next = -float("inf")
-        self._hold_until = -float("inf")
+        self._next = _NEVER
+        self._hold_until = _NEVER
         self._first: float | None = None
         self._answers: collections.deque[float] = collections.deque()
 
@@ -227,6 +232,9 @@ class LearnedRate:
         past that, no turn is taken (the epoch is None) and the caller looks again after the
         wait it is given.
         """
+        epoch = self._epoch  # read first: a cut meanwhile makes this turn stale, not unpaced
+        if self._rate is None and self._hold_until == _NEVER:
+            return 0.0, epoch  # unpaced and never held (no 429 yet): nothing to wait or track
         with self._lock:
             now = self._clock()
             start = max(now, self._hold_until)
@@ -393,6 +401,7 @@ class Waiters:
         return woken
 
 
+_NEVER = -float("inf")
 _PRUNE_AT = 64
 _SURE_AFTER = 10  # answers in the window that make a learned ceiling trustworthy
 

@@ -86,6 +86,15 @@ class Route:
     key: str
     tools: tuple[ToolSpec, ...]
     fallbacks: tuple[tuple[ChatAdapter, str], ...] = ()
+    native_output: tuple[bool, ...] = attrs.field(init=False, eq=False, repr=False)
+    """By endpoint (the agent's own, then its fallbacks): whether it takes an output schema."""
+
+    @native_output.default
+    def _native_output(self) -> tuple[bool, ...]:
+        return tuple(
+            supports_output_schema(adapter)
+            for adapter in (self.adapter, *(a for a, _key in self.fallbacks))
+        )
 
     @classmethod
     def resolve(cls, agent: AgentConfig, adapter: LLMAdapter, tools: tuple[ToolSpec, ...]) -> Route:
@@ -259,10 +268,7 @@ class EndpointCaller:
             max_tool_output_chars=agent.max_tool_output_chars,
             output=output_checks(agent),
             output_retries=agent.output_retries,
-            native_output=tuple(
-                supports_output_schema(adapter)
-                for adapter in (route.adapter, *(a for a, _key in route.fallbacks))
-            ),
+            native_output=route.native_output,
         )
 
     def run(
@@ -655,7 +661,10 @@ class EndpointCaller:
         """Count the call in flight, or queue the task for a place and raise EndpointBusyError."""
         limit = self.adaptive_limit(key, adapter)
         if limit.try_acquire():
-            probe = self.pool.breaker(key).state is CircuitState.HALF_OPEN
+            # Whether the call may be a half-open circuit's probe matters only to a limit that
+            # was ever cut (recovering a limit never cut changes nothing): the breaker's state
+            # is not read otherwise.
+            probe = limit.overloads > 0 and self.pool.breaker(key).state is CircuitState.HALF_OPEN
             return _Call(self, key, limit, turn, probe=probe)
         if turn.limiter is not None:  # the turn goes unused: give it back
             turn.limiter.cancel(turn.taken)
@@ -667,11 +676,13 @@ class EndpointCaller:
         """A call is over: settle it, then wake who can go now."""
         call.settle()
         key = call.key
-        free = call.limit.free
         busy = self._busy.get(key)
+        probing = self._probing.get(key)
+        if not busy and not probing:  # nobody waits: no need to count what is free
+            return
+        free = call.limit.free
         if busy:
             free -= busy.wake(free)
-        probing = self._probing.get(key)
         if probing and free > 0 and self.pool.breaker(key).state is CircuitState.CLOSED:
             probing.wake(free)  # the probe succeeded: as many as the limit lets in
 

@@ -100,6 +100,19 @@ class _Definitions(Mapping[str, Mapping[str, str]]):
             made = self._made.setdefault(task_id, _TaskDefinition(task, agent))
         return made
 
+    def get(self, task_id: str, default: object = None) -> object:  # type: ignore[override]
+        """``self[task_id]``, or *default* for an unknown task (Mapping's, without a raise)."""
+        made = self._made.get(task_id)
+        if made is not None:
+            return made
+        task = self._tasks.get(task_id)
+        if task is None:
+            return default
+        agent = self._agents.get(task.agent or "")
+        if agent is None:
+            return self[task_id]
+        return self._made.setdefault(task_id, _TaskDefinition(task, agent))
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._tasks)
 
