@@ -292,7 +292,7 @@ class EndpointCaller:
         if trace is not None:
             emit = trace.observe(emit)
         steps = self.conversation(route, prompt, emit, task_id=task_id).steps()
-        job = _Job(route, sink, executor, slot, budget, trace)
+        job = _Job(self, route, sink, executor, slot, budget, trace)
         if trace is None:
             return self._drive(steps, job)
         return trace.run(functools.partial(self._drive, steps, job), prompt)
@@ -313,7 +313,7 @@ class EndpointCaller:
         if trace is not None:
             emit = trace.observe(emit)
         steps = self.conversation(route, prompt, emit, task_id=task_id).steps()
-        job = _Job(route, sink, None, slot, budget, trace)
+        job = _Job(self, route, sink, None, slot, budget, trace)
         if trace is None:
             return await self._adrive(steps, job)
         return await trace.arun(functools.partial(self._adrive, steps, job), prompt)
@@ -403,9 +403,7 @@ class EndpointCaller:
                 job.route,
                 request,
                 sink=job.sink,
-                pause=None
-                if job.slot is None
-                else functools.partial(job.slot.asleep, sleep=self._async_sleep),
+                pause=None if job.slot is None else job.apause,
                 budget=job.budget,
                 alarms=job.alarms,
             )
@@ -414,9 +412,7 @@ class EndpointCaller:
                 job.route,
                 request,
                 sink=job.sink,
-                pause=None
-                if job.slot is None
-                else functools.partial(job.slot.asleep, sleep=self._async_sleep),
+                pause=None if job.slot is None else job.apause,
                 budget=job.budget,
                 trace=trace,
                 alarms=job.alarms,
@@ -860,10 +856,11 @@ class _Turn:
 class _Job:
     """One task's conversation as the caller carries it out: where its requests go, how it waits."""
 
-    __slots__ = ("alarms", "budget", "executor", "route", "sink", "slot", "trace")
+    __slots__ = ("alarms", "budget", "caller", "executor", "route", "sink", "slot", "trace")
 
     def __init__(  # noqa: PLR0917  # built in one place, from run's arguments
         self,
+        caller: EndpointCaller,
         route: Route,
         sink: Sink | None,
         executor: Executor | None,
@@ -871,6 +868,7 @@ class _Job:
         budget: BudgetMeter | None,
         trace: TaskTrace | None,
     ) -> None:
+        self.caller = caller
         self.route = route
         self.sink = sink
         self.executor = executor
@@ -878,6 +876,16 @@ class _Job:
         self.budget = budget
         self.trace = trace
         self.alarms = None if slot is None else _AlarmBox(slot)
+
+    def pause(self, seconds: float) -> None:
+        """Wait out an endpoint's pace, parked (the task has a slot)."""
+        assert self.slot is not None  # noqa: S101  # only handed to chat with a slot
+        self.slot.sleep(seconds, self.caller._sleep)  # noqa: SLF001  # one mechanism
+
+    async def apause(self, seconds: float) -> None:
+        """The asyncio twin of :meth:`pause`."""
+        assert self.slot is not None  # noqa: S101
+        await self.slot.asleep(seconds, self.caller._async_sleep)  # noqa: SLF001
 
 
 class _AlarmBox:

@@ -86,7 +86,7 @@ class Slot:
         """Hold a slot of *slots* (see :meth:`Slots.claim`)."""
         self._slots = slots
         self.state = _ACTIVE
-        self._gone = threading.Event()  # set when the run is done with the task
+        self._gone = False  # True once the run is done with the task (a flag: nobody waits on it)
         self._alarm: Alarm | None = None  # the alarm of the wait under way, if any
 
     @property
@@ -152,7 +152,7 @@ class Slot:
         for a task that leaves on its own (a cancelled waiter).
         """
         slots = self._slots
-        self._gone.set()  # a real wait of this task's ends now
+        self._gone = True  # a real wait of this task's ends now (set before the alarm is read)
         alarm = self._alarm
         if alarm is not None:
             alarm.ring()
@@ -189,7 +189,7 @@ class Slot:
             if sleep is time.sleep:
                 alarm = alarm or Alarm()
                 self._alarm = alarm
-                if not self._gone.is_set():
+                if not self._gone:  # read after the alarm is set: leave() rings it or we see this
                     alarm.wait(seconds)
             else:
                 sleep(seconds)
