@@ -24,6 +24,6 @@ if TYPE_CHECKING:
         assert_type(task_id, str)
         assert_type(text, str)
     # Deprecated, still typed: the call returns the same dict.
-    assert_type(result.outputs(), RunOutputs)
+    assert_type(result.outputs(), dict[str, str])
     assert_type(result.outputs()["a"], str)
     takes_a_mapping(result.outputs())

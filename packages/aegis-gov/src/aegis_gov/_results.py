@@ -471,17 +471,22 @@ def _task_ids(value: Iterable[str]) -> tuple[str, ...]:
 
 
 class RunOutputs(dict[str, str]):
-    """A run's outputs by task id: what :attr:`RunResult.outputs` gives, a plain ``dict``.
+    """A run's outputs by task id: what :attr:`RunResult.outputs` gives, a ``dict`` subclass.
 
-    Callable only so that code written when ``outputs`` was a method keeps working.
+    Callable only so that code written when ``outputs`` was a method keeps working: the call
+    returns a plain ``dict``, as the method did. A pickle of it loads as a plain ``dict``.
     """
 
     __slots__ = ()
 
     @deprecated("RunResult.outputs is a property now: write result.outputs, not result.outputs()")
-    def __call__(self) -> RunOutputs:
-        """Deprecated: this dict itself (``result.outputs()`` reads ``result.outputs``)."""
-        return self
+    def __call__(self) -> dict[str, str]:
+        """Deprecated: a plain ``dict`` copy of these outputs, as the old method returned."""
+        return dict(self)
+
+    def __reduce__(self) -> tuple[type[dict[str, str]], tuple[dict[str, str]]]:
+        """Pickle as a plain ``dict``, so loading needs no aegis."""
+        return (dict, (dict(self),))
 
 
 @attrs.frozen
