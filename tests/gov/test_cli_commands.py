@@ -418,3 +418,25 @@ def test_a_reader_that_closes_early_gets_no_traceback(offline_env: dict[str, str
     assert proc.returncode == 141, err
     assert b"Traceback" not in err
     assert b"Exception ignored" not in err
+
+
+def test_demo_checkpoints_so_that_report_last_draws_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "runs.db"
+    assert main(["demo", "--offline", "--plain", "--checkpoint", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpointed in {store}: aegis report " in out
+    page = tmp_path / "report.html"
+    assert main(["report", "last", "--checkpoint", str(store), "-o", str(page)]) == 0
+    assert "with its timeline" in capsys.readouterr().out
+    assert "fact_check" in page.read_text(encoding="utf-8")
+
+
+def test_demo_no_checkpoint_writes_no_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "runs.db"
+    monkeypatch.setenv("AEGIS_CHECKPOINT", str(store))
+    assert main(["demo", "--offline", "--plain", "--no-checkpoint"]) == 0
+    assert not store.exists()

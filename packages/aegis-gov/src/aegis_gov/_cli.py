@@ -197,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _output_options(demo)
     _display_options(demo)
-    add_checkpoint_option(demo, default=None)
+    add_checkpoint_option(demo, default=default_checkpoint())
     add_runs_command(sub)
     add_report_command(sub)
     return parser
@@ -683,8 +683,14 @@ def _print_graph(fmt: str, pipeline: Pipeline, out: TextIO) -> None:
 
 
 def _demo(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:
-    with _open_output(args.output) as output:
-        return _run_demo(args, console, interrupts, output)
+    store = (
+        open_store(args.checkpoint, label="aegis demo", create=True) if args.checkpoint else None
+    )
+    with contextlib.ExitStack() as stack:
+        if store is not None:
+            stack.enter_context(store)
+        output = stack.enter_context(_open_output(args.output))
+        return _run_demo(args, console, interrupts, output, store)
 
 
 def _run_demo(
@@ -692,6 +698,7 @@ def _run_demo(
     console: Console,
     interrupts: Interrupts,
     output: AtomicOutput | None,
+    store: Checkpoint | None,
 ) -> int:
     out = console.file
     detected = "--offline was given" if args.offline else detect_provider()
@@ -721,10 +728,13 @@ def _run_demo(
             extra_handler=both(witness, recorder),
             cancel=interrupts.cancel,
             cancel_grace_s=args.cancel_grace,
+            checkpoint=store,
         )
     except RunCancelledError as exc:  # a second signal: what finished is in the error
         result = exc.result
-    result = recorder.attach(result)
+    except CheckpointError as exc:  # the store refused the run's start: nothing ran
+        raise UsageError(str(exc)) from None
+    result = keep_timeline(recorder, result, store, sys.stderr)
     interrupts.defer()
     sinks = ["translate", "publish"] + (["headlines", "summary"] if demo.offline else [])
     written = _finish(
@@ -735,6 +745,9 @@ def _run_demo(
         pipeline_tasks=[t.id for t in demo.tasks],
         sinks=sinks,
     )
+    if store is not None and result.run_id is not None:
+        hint = f": aegis report {result.run_id} -o report.html draws it"
+        report_checkpoint(store, result, out, sys.stderr, hint=hint)
     status = _exit_status(result, interrupts, written=written)
     if not demo.offline:
         return status

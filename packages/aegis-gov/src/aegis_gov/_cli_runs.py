@@ -137,8 +137,13 @@ def resume_from_store(store: Checkpoint, run_id: str, pipeline: str | None) -> R
         raise CheckpointUsageError(str(exc)) from None
 
 
-def report_checkpoint(store: Checkpoint, result: RunResult, out: IO[str], err: IO[str]) -> None:
-    """Say where the run was checkpointed, or warn when the store missed some of its tasks."""
+def report_checkpoint(
+    store: Checkpoint, result: RunResult, out: IO[str], err: IO[str], *, hint: str | None = None
+) -> None:
+    """Say where the run was checkpointed, or warn when the store missed some of its tasks.
+
+    *hint* replaces the usual "(resume with --resume ID)" for a run that did not all finish.
+    """
     if result.run_id is None:
         return
     try:
@@ -152,11 +157,9 @@ def report_checkpoint(store: Checkpoint, result: RunResult, out: IO[str], err: I
             f"incomplete ({problem}); resuming it would run the missing tasks again\n"
         )
         return
-    out.write(
-        f"run {result.run_id} checkpointed in {store.path}"
-        + ("" if result.ok else f" (resume with --resume {result.run_id})")
-        + "\n"
-    )
+    if hint is None:
+        hint = "" if result.ok else f" (resume with --resume {result.run_id})"
+    out.write(f"run {result.run_id} checkpointed in {store.path}{hint}\n")
 
 
 def explain_plan(out: IO[str], plan: ResumePlan, source: str) -> None:
