@@ -504,3 +504,17 @@ def test_a_task_id_with_a_lone_surrogate_is_stored(tmp_path: Path) -> None:
 def test_a_checkpoint_that_is_not_a_store_is_a_type_error(wrong: object) -> None:
     with pytest.raises(TypeError, match="checkpoint must be a CheckpointStore"):
         OpenMultiAgent().run_tasks(TASKS, _team(ScriptedAdapter(_answer)), checkpoint=wrong)  # type: ignore[arg-type]
+
+
+def test_another_programs_database_is_refused_before_it_is_changed(tmp_path: Path) -> None:
+    foreign = tmp_path / "app.db"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE precious (x)")
+    db.execute("INSERT INTO precious VALUES (1)")
+    db.commit()
+    db.close()
+    before = foreign.read_bytes()
+    with pytest.raises(CheckpointError, match="something else"):
+        Checkpoint(foreign)
+    assert foreign.read_bytes() == before  # not switched to WAL: its header is as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no -wal or -shm left

@@ -241,8 +241,13 @@ class Checkpoint:
         return CheckpointError(f"{self.path}: cannot {doing}: {exc}")
 
     def _setup(self, *, durable: bool) -> None:
-        """Switch to WAL, then check or create the tables (busy errors raise as they are)."""
+        """Switch to WAL, then check or create the tables (busy errors raise as they are).
+
+        Another program's database is refused before anything in it is changed: switching
+        to WAL rewrites the file's header.
+        """
         try:
+            self._refuse_foreign()
             (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
             if str(mode).lower() != "wal":
                 self._db.execute("PRAGMA journal_mode=WAL").fetchall()
@@ -256,17 +261,26 @@ class Checkpoint:
                 f"{self.path}: not an aegis checkpoint store, or corrupt: {exc}"
             ) from None
 
-    def _check_or_create(self) -> None:
-        """Refuse another program's database or a newer store; create or upgrade ours."""
-        db = self._db
-        tables = {
-            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    def _tables(self) -> set[str]:
+        return {
+            name
+            for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
+
+    def _refuse_foreign(self) -> None:
+        """Raise :class:`CheckpointError` for another program's (non-empty) SQLite database."""
+        tables = self._tables()
         if tables and "aegis_meta" not in tables:
             raise CheckpointError(
                 f"{self.path}: an SQLite database of something else, not an aegis "
                 f"checkpoint store (it has tables {', '.join(sorted(tables)[:3])})"
             )
+
+    def _check_or_create(self) -> None:
+        """Refuse another program's database or a newer store; create or upgrade ours."""
+        db = self._db
+        self._refuse_foreign()  # again, in the transaction: another process may have written
+        tables = self._tables()
         if tables:
             row = db.execute("SELECT value FROM aegis_meta WHERE key = 'version'").fetchone()
             version = "" if row is None else str(row[0])
