@@ -4,7 +4,7 @@ and RunState without any driver."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 from aegis_adapters import (
@@ -14,6 +14,8 @@ from aegis_adapters import (
     ProviderUnavailableError,
     RateLimitError,
     ScriptedAdapter,
+    TextDelta,
+    ToolSpec,
 )
 from aegis_breaker import AgentPool, CircuitState
 from aegis_gov import AgentConfig, RetryPolicy, RunEvent, Team, ToolRegistry
@@ -103,21 +105,32 @@ def test_a_failed_conversation_is_a_failure_value_not_an_exception(clock: FakeCl
     assert outcome.attempts == 3
 
 
+class _BreaksAfterAChunk(ScriptedAdapter):
+    """Streams one chunk of its first reply, then the connection drops."""
+
+    def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> Iterator[TextDelta | ChatResponse]:
+        if not self.calls:
+            self.chat(messages, system=system, tools=tools)  # counted as a call
+            yield TextDelta("partial ")
+            raise ProviderUnavailableError("p", "dropped")
+        yield from super().chat_stream(messages, system=system, tools=tools)
+
+
 def test_a_stream_broken_after_output_cannot_restart_for_a_user(clock: FakeClock) -> None:
     chunks: list[str] = []
-
-    def reply(_messages: Sequence[Message]) -> ChatResponse:
-        if chunks:
-            return ChatResponse("again")
-        chunks.append("x")
-        raise ProviderUnavailableError("p", "dropped")
-
     caller = _caller(AgentPool(clock=clock), clock)
     sink = Sink(chunks.append, restartable=False)
-    sink.emitted = True  # output already went to the user
-    outcome = caller.run(_route(ScriptedAdapter(reply)), "hi", lambda _e: None, sink=sink)
+    adapter = _BreaksAfterAChunk(["lost", "again"])
+    outcome = caller.run(_route(adapter), "hi", lambda _e: None, sink=sink)
     assert isinstance(outcome, Failure)
     assert type(outcome.error).__name__ == "StreamInterruptedError"
+    assert chunks == ["partial "]  # nothing after the break: the reader saw no seam
 
 
 def _state(tasks: list[Task], clock: FakeClock) -> tuple[RunState, list[RunEvent]]:

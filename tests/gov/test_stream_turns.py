@@ -104,3 +104,27 @@ def test_a_turn_without_text_adds_no_empty_line(mode: str) -> None:
     # Three turns with text: each on its own line.
     chunks, _ = _stream(("First.", "Second.", "Third: {}."), mode)
     assert "".join(chunks) == "First.\nSecond.\nThird: 5."
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_request_after_a_tool_round_is_retried_before_it_streams(mode: str) -> None:
+    """A 503 on turn two, before any of its chunks: retried, and the stream reads whole."""
+    from aegis_adapters import ProviderUnavailableError  # noqa: PLC0415
+
+    first = ChatResponse(
+        text="Let me add.", tool_calls=(ToolCall(id="1", name="add", arguments={"a": 2, "b": 3}),)
+    )
+    busy = ProviderUnavailableError("offline", "busy", status_code=503, retry_after_s=0.01)
+    agent = AgentConfig(
+        name="calc", adapter=ScriptedAdapter([first, busy, "The sum is 5."]), tools=["add"]
+    )
+    oma = OpenMultiAgent(tools=_registry())
+    if mode == "sync":
+        text = "".join(oma.stream_agent(agent, "2+3?"))
+    else:
+
+        async def collect() -> str:
+            return "".join([chunk async for chunk in oma.astream_agent(agent, "2+3?")])
+
+        text = asyncio.run(collect())
+    assert text == "Let me add.\nThe sum is 5."

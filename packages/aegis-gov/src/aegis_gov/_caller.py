@@ -158,6 +158,11 @@ class Sink:
             text = "\n" + text
         self._deliver(text)
 
+    @property
+    def turn_emitted(self) -> bool:
+        """True once the current request (turn or retry) has handed on a chunk."""
+        return self._turn_emitted
+
     def start_turn(self) -> None:
         """A request starts streaming (a new turn, or a retry of the last one)."""
         self._turn_emitted = False
@@ -788,7 +793,9 @@ class EndpointCaller:
         if isinstance(exc, RateLimitError) and exc.retry_after_s:
             # The provider asked every caller to wait: hold the whole endpoint back.
             self.pool.breaker(key).open_for(exc.retry_after_s)
-        if sink is not None and sink.emitted and not sink.restartable:
+        # Only this turn's chunks matter: a request that follows a tool round and fails
+        # before it streams anything can be retried without the reader seeing a seam.
+        if sink is not None and sink.turn_emitted and not sink.restartable:
             raise StreamInterruptedError(route.agent.name, exc) from exc
 
     # -- tools ---------------------------------------------------------------------------

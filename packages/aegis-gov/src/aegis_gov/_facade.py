@@ -435,8 +435,9 @@ class OpenMultiAgent:
     def stream_agent(self, agent: AgentConfig, task: str) -> Iterator[str]:
         """Yield an agent's answer in chunks as they arrive (a synchronous iterator).
 
-        Retries happen only before the first chunk; a stream that breaks after output was
-        yielded raises :class:`StreamInterruptedError` (chunks cannot be taken back). The
+        A request is retried only before it has yielded a chunk (so the request that follows
+        a tool round may be retried); one that breaks after its output was yielded raises
+        :class:`StreamInterruptedError` (chunks cannot be taken back). The
         call runs on a helper thread; closing the iterator early lets it finish unread.
 
         Raises:
