@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 
 import hypothesis.strategies as st
@@ -9,13 +11,19 @@ import pytest
 from aegis_gov import (
     AgentConfig,
     AgentPool,
+    ChatResponse,
+    CircuitState,
     Message,
     OpenMultiAgent,
+    ProviderUnavailableError,
     RateLimitError,
     RetryPolicy,
+    RunEvent,
     ScriptedAdapter,
     Task,
+    TaskRetrying,
     TaskState,
+    ToolSpec,
 )
 from aegis_gov._adaptive import AdaptiveLimit
 from hypothesis import given
@@ -46,26 +54,73 @@ def test_the_limit_stays_in_bounds_and_is_never_exceeded(max_limit: int, ops: li
         assert status.in_flight == held
 
 
-def test_overload_halves_and_used_successes_grow_it_back() -> None:
-    limit = AdaptiveLimit(8)
+def test_overload_cuts_a_tenth_and_used_successes_grow_it_back() -> None:
+    limit = AdaptiveLimit(10)
     assert limit.try_acquire()
     limit.release(overloaded=True)
-    assert limit.limit == 4
+    assert limit.limit == 9  # Netflix AIMD's backoffRatio 0.9: a cap of C is not left half idle
     assert limit.status().overloads == 1
-    # Idle successes (one call in flight out of 4) prove nothing: no growth.
+    # Idle successes (one call in flight out of 9) prove nothing: no growth.
     for _ in range(10):
         assert limit.try_acquire()
         limit.release(overloaded=False)
-    assert limit.limit == 4
-    # Busy successes grow it by one per window of `limit` calls.
-    for _ in range(4):
-        for _ in range(4):
+    assert limit.limit == 9
+    # Busy successes grow it by one per window of `limit` calls (slower near the cut: the
+    # plateau), never past the ceiling.
+    for _ in range(200):
+        for _ in range(limit.limit):
             assert limit.try_acquire()
-        for _ in range(4):
+        for _ in range(limit.limit):
             limit.release(overloaded=False)
-        if limit.limit == 5:
-            break
-    assert limit.limit == 5
+    assert limit.limit == 10
+
+
+def test_a_burst_of_refusals_lands_the_limit_on_the_providers_cap() -> None:
+    # 16 calls go at once to a provider that holds 4; the 12 it refuses come back while the
+    # 4 it took are in flight. Each says "no more than the others in flight now", so the
+    # limit ends at 4 — not at 16 * 0.9 ** 12, nor at the floor.
+    limit = AdaptiveLimit(16)
+    for _ in range(16):
+        assert limit.try_acquire()
+    for _ in range(12):
+        limit.release(overloaded=True, refused=True)
+    assert limit.limit == 4
+    assert limit.status().overloads == 12
+    assert not limit.try_acquire()  # the 4 in flight are all it allows
+
+
+def _serve_capped(cap: int, max_limit: int, completions: int) -> tuple[int, int, set[int]]:
+    """A provider holding *cap* calls, refusing more at once; callers always have work.
+
+    Returns (refusals, rounds the provider was not full after the first, limits seen).
+    """
+    limit = AdaptiveLimit(max_limit)
+    held = refused = idle = 0
+    seen: set[int] = set()
+    for n in range(completions):
+        while limit.try_acquire():
+            if held < cap:
+                held += 1
+            else:
+                refused += 1
+                limit.release(overloaded=True, refused=True)
+        if n and held < cap:
+            idle += 1
+        if n:
+            seen.add(limit.limit)
+        held -= 1
+        limit.release(overloaded=False)
+    return refused, idle, seen
+
+
+@given(st.integers(1, 12), st.integers(0, 52))
+def test_against_a_concurrency_cap_the_limit_settles_on_it_with_few_refusals(
+    cap: int, above: int
+) -> None:
+    refused, idle, seen = _serve_capped(cap, cap + above, 2000)
+    assert idle == 0  # never below the cap once it is found: full goodput
+    assert seen <= {cap, cap + 1}
+    assert refused <= 0.1 * 2000 + 1  # probing above it costs under a tenth of the calls
 
 
 def test_settings_are_validated() -> None:
@@ -73,17 +128,20 @@ def test_settings_are_validated() -> None:
         AdaptiveLimit(2, min_limit=3)
     with pytest.raises(ValueError, match="backoff_ratio"):
         AdaptiveLimit(2, backoff_ratio=1.0)
+    with pytest.raises(ValueError, match="plateau"):
+        AdaptiveLimit(2, plateau=0.5)
 
 
-def test_a_run_against_a_rate_limited_endpoint_shrinks_its_limit_and_finishes(
+def test_a_run_against_a_rate_limited_endpoint_counts_its_overloads_and_finishes(
     clock: FakeClock,
 ) -> None:
-    calls = 0
+    calls = throttled = 0
 
     def reply(_messages: Sequence[Message]) -> str:
-        nonlocal calls
+        nonlocal calls, throttled
         calls += 1
         if calls % 3 == 1:
+            throttled += 1
             raise RateLimitError("p", "slow down", retry_after_s=0.5)
         return "ok"
 
@@ -101,8 +159,8 @@ def test_a_run_against_a_rate_limited_endpoint_shrinks_its_limit_and_finishes(
     endpoint = oma.get_status()["endpoints"]
     assert isinstance(endpoint, dict)
     adaptive = endpoint[adapter.endpoint.key]["adaptive"]
-    assert adaptive["overloads"] >= 1
-    assert adaptive["limit"] < 8
+    assert adaptive["overloads"] == throttled >= 4  # every 429 was seen as overload
+    assert 1 <= adaptive["limit"] <= 8
     assert adaptive["in_flight"] == 0
 
 
@@ -120,3 +178,108 @@ def test_status_is_typed_and_still_reads_as_the_articles_dict(clock: FakeClock) 
     assert endpoint.adaptive.in_flight == 0
     assert status.to_dict()["endpoints"] == {adapter.endpoint.key: endpoint.to_dict()}
     assert dict(status) == status.to_dict()
+
+
+class _CappedProvider(ScriptedAdapter):
+    """Holds at most *cap* calls, until ``release`` is set; refuses more with a 503."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(["unused"], name="capped")
+        self.cap = cap
+        self.held = 0
+        self.refused = 0
+        self.release = threading.Event()
+        self._count = threading.Lock()
+
+    def _admit(self) -> None:
+        with self._count:
+            if self.held >= self.cap:
+                self.refused += 1
+                raise ProviderUnavailableError(
+                    "p", "The engine is currently overloaded", status_code=503
+                )
+            self.held += 1
+
+    def _leave(self) -> ChatResponse:
+        with self._count:
+            self.held -= 1
+        return ChatResponse("ok")
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        self._admit()
+        self.release.wait(timeout=10)
+        return self._leave()
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        self._admit()
+        await asyncio.to_thread(self.release.wait, 10)
+        return self._leave()
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_provider_capped_in_flight_trips_no_breaker_and_spends_no_retry_budget(
+    use_async: bool,
+) -> None:
+    # Six tasks at once against a provider that holds two: those it refuses (503) are refused
+    # while the two it took are in flight, and the limit drops to 2 so the rest wait for it.
+    # A breaker that trips on one failure stays closed, and tasks allowed a single attempt
+    # all finish: a refusal beside the endpoint's other calls is the adaptive limit's
+    # business, and the task waits for a call to end, its retry budget untouched.
+    provider = _CappedProvider(cap=2)
+    retried: set[str] = set()
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, TaskRetrying):
+            retried.add(event.task_id)
+            if len(retried) == 4:  # the four not taken have all been turned away: go on
+                provider.release.set()
+
+    changes: list[object] = []
+    pool = AgentPool(max_concurrent=6, consecutive_failure_limit=1)
+    pool.add_listener(changes.append)
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=provider,
+        retry=RetryPolicy(max_attempts=1, initial_delay_s=0.005),
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(6)]
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, on_event=on_event))
+    else:
+        result = oma.run_tasks(tasks, team, on_event=on_event)
+    assert provider.release.is_set()
+    assert provider.refused >= 1
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    assert {r.attempts for r in result.values()} == {1}
+    assert changes == []  # the circuit never left CLOSED
+    adaptive = oma.get_status().endpoints[provider.endpoint.key].adaptive
+    assert adaptive is not None
+    assert adaptive.overloads == provider.refused
+    assert adaptive.limit <= 3  # the cap found (2), plus at most the growth since
+
+
+def test_a_lone_call_refused_still_counts_against_the_breaker(clock: FakeClock) -> None:
+    # Nothing else in flight: a 503 may be a provider that is down. The breaker counts it.
+    adapter = ScriptedAdapter(
+        [ProviderUnavailableError("p", "The engine is currently overloaded", status_code=503)]
+    )
+    pool = AgentPool(consecutive_failure_limit=1, clock=clock)
+    oma = OpenMultiAgent(
+        pool, default_adapter=adapter, retry=RetryPolicy(max_attempts=1), clock=clock
+    )
+    with pytest.raises(ProviderUnavailableError):
+        oma.run_agent(AgentConfig(name="w"), "hi")
+    assert pool.breaker(adapter.endpoint.key).state is CircuitState.OPEN

@@ -154,7 +154,7 @@ def test_a_429_left_out_of_the_breaker_still_holds_the_endpoint_and_shrinks_its_
     adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
     assert adaptive is not None
     assert adaptive.overloads == 1
-    assert adaptive.limit == 4
+    assert adaptive.limit == 7  # 8 * 0.9
 
 
 def test_a_task_the_run_gave_up_on_sends_no_more_requests(clock: FakeClock) -> None:

@@ -1,15 +1,21 @@
 """Adaptive limits per endpoint: an AIMD limit on calls in flight, a rate learned from 429s.
 
-When nobody declared what an endpoint can take, learn it: the limit grows by one for every
-window of successful calls that used at least half of it (additive increase) and halves on a
-sign of overload — a 429, a 529 or 503, a timeout (multiplicative decrease), never below one
-nor above the pool's ``max_concurrent``. A limit cut again and again by a run of overloads
-with no success between climbs back by one per success up to where the first cut of that run
-left it, as TCP's slow start climbs to its threshold; after an outage (a half-open circuit's
-probe succeeded) up to where the run began: a recovered endpoint is ramped up — not flooded —
-in a few round trips, not a few dozen. The anchor is Netflix's concurrency-limits ``AIMD``
-limit. Sans-I/O and thread-safe: callers ask :meth:`AdaptiveLimit.try_acquire` and report
-each call's outcome with :meth:`AdaptiveLimit.release`; waiting is the caller's business.
+When nobody declared what an endpoint can take, learn it, as Netflix's concurrency-limits
+``AIMD`` limit does: the limit grows by one for every window of successful calls that used
+at least half of it (additive increase) and is multiplied by 0.9 on each sign of overload —
+a 429, a 529 or 503, a timeout (multiplicative decrease) — never below one nor above the
+pool's ``max_concurrent``. A provider that *refuses* a call as one too many in flight (a
+503 or 529 while the endpoint's other calls are in flight) says more: it held at most those
+others, so the limit drops to that count at once — a burst of refusals lands it on the
+provider's cap instead of cutting once per refusal. Growth is ten times slower near the
+level the last overload came at (a plateau, as TCP CUBIC's window flattens near where it
+last lost), so a provider capped at C calls is asked for C + 1 about once per 10 C calls.
+After an outage (a half-open circuit's probe succeeded) the limit restarts at a quarter of
+where the run of overloads began and climbs back by one per success, as TCP's slow start
+climbs to its threshold: a recovered endpoint is ramped up — not flooded — in a few round
+trips, not a few dozen. Sans-I/O and thread-safe: callers ask
+:meth:`AdaptiveLimit.try_acquire` and report each call's outcome with
+:meth:`AdaptiveLimit.release`; waiting is the caller's business.
 
 A concurrency limit cannot bound a *rate*: against a provider that answers in milliseconds,
 one call in flight is still hundreds a second. So a 429 also teaches :class:`LearnedRate` a
@@ -29,6 +35,10 @@ not run into it.
 for a half-open circuit's probe) be woken when it can take more, instead of sleeping out a
 backoff: one per call that ends, first come first served, so a recovering endpoint is ramped
 up by its limit rather than flooded.
+
+Over 400 lines on purpose: the limit, the learned rate and the wake-up queue are one
+endpoint's capacity model, tuned against each other; apart, each would hide why the others
+are shaped as they are.
 """
 
 from __future__ import annotations
@@ -73,25 +83,36 @@ class AdaptiveLimit:
     Args:
         max_limit: The ceiling (and the starting limit): the pool's ``max_concurrent``.
         min_limit: The floor.
-        backoff_ratio: What the limit is multiplied by on overload.
+        backoff_ratio: What the limit is multiplied by on overload (Netflix's default, 0.9).
+        plateau: How many times slower the limit grows near the level it was last cut at.
     """
 
-    def __init__(self, max_limit: int, *, min_limit: int = 1, backoff_ratio: float = 0.5) -> None:
+    def __init__(
+        self,
+        max_limit: int,
+        *,
+        min_limit: int = 1,
+        backoff_ratio: float = 0.9,
+        plateau: float = 10.0,
+    ) -> None:
         """Start at *max_limit*: nothing is known to be wrong yet."""
         if not 1 <= min_limit <= max_limit:
             raise ValueError(f"need 1 <= min_limit <= max_limit, got {min_limit}, {max_limit}")
         if not 0.0 < backoff_ratio < 1.0:
             raise ValueError(f"backoff_ratio must be in (0, 1), got {backoff_ratio!r}")
+        if not plateau >= 1.0:
+            raise ValueError(f"plateau must be >= 1, got {plateau!r}")
         self.max_limit = max_limit
         self.min_limit = min_limit
         self.backoff_ratio = backoff_ratio
+        self.plateau = plateau
         self._limit = float(max_limit)
         self._in_flight = 0
         self._overloads = 0
-        # Where growth turns from one per success to one per window (TCP's ssthresh): set by
-        # the first cut of a run of overloads, so a limit cut further by an outage (every
-        # call failing) climbs back fast, and one cut once grows gently.
-        self._threshold = float(max_limit)
+        # After an outage, growth is one per success up to here (TCP's ssthresh); 0: none.
+        self._threshold = 0.0
+        # The whole limit the last run of overloads came at: growth is slow near it.
+        self._ceiling = 0
         self._streak = False  # overloads since the last success
         self._before = float(max_limit)  # the limit when the current run of overloads began
         self._lock = threading.Lock()
@@ -107,6 +128,11 @@ class AdaptiveLimit:
         return self._overloads
 
     @property
+    def in_flight(self) -> int:
+        """Calls in flight now."""
+        return self._in_flight
+
+    @property
     def free(self) -> int:
         """How many more calls the limit allows in flight now."""
         with self._lock:
@@ -120,26 +146,63 @@ class AdaptiveLimit:
             self._in_flight += 1
             return True
 
-    def release(self, *, overloaded: bool | None) -> None:
-        """One call ended: ``True`` overloaded, ``False`` succeeded, ``None`` tells nothing."""
+    def release(self, *, overloaded: bool | None, refused: bool = False) -> None:
+        """One call ended: ``True`` overloaded, ``False`` succeeded, ``None`` tells nothing.
+
+        *refused*: the provider turned the (overloaded) call away as one too many in flight.
+        It then held at most as many as the endpoint's other calls in flight now, so the
+        limit drops to that (rather than by the usual tenth) and grows slowly near it; a
+        refusal that finds the limit already that low says nothing new. A burst of
+        refusals thus lands the limit on the provider's cap, however many come back.
+        """
         with self._lock:
             in_flight = self._in_flight
             self._in_flight = max(in_flight - 1, 0)
-            if overloaded:
-                self._overloads += 1
-                if not self._streak:
-                    self._before = self._limit
-                self._limit = max(float(self.min_limit), self._limit * self.backoff_ratio)
-                if not self._streak:
-                    self._threshold = self._limit
-                self._streak = True
+            if overloaded and refused:
+                self._refused(in_flight - 1)
+            elif overloaded:
+                self._overloaded()
             elif overloaded is False:
-                self._streak = False
-                if self._limit < self._threshold:  # climbing back to a known-good limit
-                    self._limit = min(self._threshold, self._limit + 1.0)
-                elif in_flight * 2 >= self._limit:
-                    # Grow only when the limit was being used: idle success proves nothing.
-                    self._limit = min(float(self.max_limit), self._limit + 1.0 / self._limit)
+                self._succeeded(in_flight)
+
+    def _overloaded(self) -> None:
+        self._overloads += 1
+        whole = _whole(self._limit)
+        if self._streak:  # a burst of overloads: the last cut's level is the one to remember
+            self._ceiling = min(self._ceiling, whole)
+        else:
+            self._before = self._limit
+            self._ceiling = whole
+        self._limit = max(float(self.min_limit), self._limit * self.backoff_ratio)
+        self._threshold = 0.0  # overload while climbing back: stop climbing fast
+        self._streak = True
+
+    def _refused(self, others: int) -> None:
+        self._overloads += 1
+        if others >= _whole(self._limit):
+            return  # the limit is already down to what the provider held: nothing new
+        if not self._streak:
+            self._before = self._limit
+        self._ceiling = others + 1
+        self._limit = max(float(self.min_limit), float(others))
+        self._threshold = 0.0
+        self._streak = True
+
+    def _succeeded(self, in_flight: int) -> None:
+        self._streak = False
+        limit = self._limit
+        if limit < self._threshold:  # climbing back to a known-good limit after an outage
+            self._limit = min(self._threshold, limit + 1.0)
+            return
+        if in_flight * 2 < limit:  # idle success proves nothing
+            return
+        step = 1.0 / limit
+        whole = _whole(limit)
+        if self._ceiling and self._ceiling - 1 <= whole <= self._ceiling:
+            step /= self.plateau  # near where the last overload came: probe it gently
+        self._limit = min(float(self.max_limit), limit + step)
+        if _whole(self._limit) > self._ceiling:
+            self._ceiling = 0  # past it with no overload: what capped it has gone
 
     def recovered(self) -> None:
         """The endpoint was down and a probe just succeeded: climb fast to where it was.
@@ -150,6 +213,7 @@ class AdaptiveLimit:
         """
         with self._lock:
             self._threshold = max(self._threshold, self._before)
+            self._ceiling = 0
             # Restart from a quarter of it, as TCP restarts from an initial window: a probe
             # that succeeded says one call goes; a few more are no flood.
             self._limit = max(self._limit, float(_whole(self._before / 4.0)), 1.0)

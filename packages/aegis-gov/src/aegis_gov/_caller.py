@@ -180,8 +180,24 @@ class _Declined:
     error: Exception
 
 
+class _Crowded(BaseException):
+    """A "too busy" answer carried out of the guarded call as an outcome the breaker ignores.
+
+    A ``BaseException``: the breaker ignores those (as it ignores a cancellation) whatever
+    its ``is_failure``, so the answer neither counts as a failure nor resets the count.
+    """
+
+    def __init__(self, error: RetryableError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 _TOO_MANY_REQUESTS = 429
 _OVERLOAD_STATUSES = frozenset({_TOO_MANY_REQUESTS, 503, 529})
+
+
+_BUSY_STATUSES = frozenset({503, 529})
+_CONCURRENCY_WORDS = ("concurren", "parallel", "in flight", "in-flight")
 
 
 def _is_overload(exc: RetryableError) -> bool:
@@ -189,6 +205,16 @@ def _is_overload(exc: RetryableError) -> bool:
     if isinstance(exc, RateLimitError) or exc.status_code in _OVERLOAD_STATUSES:
         return True
     return "timed out" in exc.provider_message
+
+
+def _says_busy(exc: RetryableError) -> bool:
+    """Whether *exc* says "too many calls at once" (not a rate, not a Retry-After to honour)."""
+    if exc.retry_after_s is not None:
+        return False
+    if exc.status_code in _BUSY_STATUSES:
+        return True
+    message = exc.provider_message.lower()
+    return exc.status_code == _TOO_MANY_REQUESTS and any(w in message for w in _CONCURRENCY_WORDS)
 
 
 def counts_against_breaker(exc: BaseException) -> bool:
@@ -244,9 +270,9 @@ class EndpointCaller:
         self._unmatched_warned: set[str] = set()
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
-        own_rule = pool.settings.is_failure
+        self._own_rule = pool.settings.is_failure
         self._counts: Callable[[BaseException], bool] = (
-            own_rule if own_rule is not None else counts_against_breaker
+            self._own_rule if self._own_rule is not None else counts_against_breaker
         )
 
     # -- conversations -------------------------------------------------------------------
@@ -535,13 +561,15 @@ class EndpointCaller:
                 return _send(adapter, request)
             return _send_streaming(adapter, request, sink, route.agent.name)
 
-        def attempt() -> ChatResponse | _Declined:
+        def attempt(call: _Call) -> ChatResponse | _Declined:
             try:
                 if trace is not None:  # the provider call's span, inside breaker and bulkhead
                     streaming = sink is not None and executor is None
                     return trace.call(send, adapter, request, streaming=streaming)
                 return send()
             except Exception as exc:
+                if isinstance(exc, RetryableError) and self._crowded(exc, call):
+                    raise _Crowded(exc) from None
                 if self._counts(exc):
                     raise
                 return _Declined(exc)
@@ -556,7 +584,7 @@ class EndpointCaller:
         try:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
-            answer = self.pool.run_on(key, attempt)
+            answer = self.pool.run_on(key, attempt, call)
             if isinstance(answer, _Declined):  # not the breaker's business; still an error
                 raise answer.error
             if budget is not None:
@@ -571,6 +599,8 @@ class EndpointCaller:
         except CircuitOpenError as exc:
             call.rejected(exc, alarms, None)
             raise
+        except _Crowded as crowded:
+            raise call.crowded(alarms, None) from crowded.error
         finally:
             self._end(call)
         return answer
@@ -596,12 +626,14 @@ class EndpointCaller:
                 return await asend(adapter, request)
             return await _asend_streaming(adapter, request, sink, route.agent.name)
 
-        async def attempt() -> ChatResponse | _Declined:
+        async def attempt(call: _Call) -> ChatResponse | _Declined:
             try:
                 if trace is not None:  # the provider call's span, inside breaker and bulkhead
                     return await trace.acall(send, adapter, request, streaming=sink is not None)
                 return await send()
             except Exception as exc:
+                if isinstance(exc, RetryableError) and self._crowded(exc, call):
+                    raise _Crowded(exc) from None
                 if self._counts(exc):
                     raise
                 return _Declined(exc)
@@ -617,7 +649,7 @@ class EndpointCaller:
         try:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
-            answer = await self.pool.arun_on(key, attempt)
+            answer = await self.pool.arun_on(key, attempt, call)
             if isinstance(answer, _Declined):  # not the breaker's business; still an error
                 raise answer.error
             if budget is not None:
@@ -630,9 +662,22 @@ class EndpointCaller:
         except CircuitOpenError as exc:
             call.rejected(exc, alarms, loop)
             raise
+        except _Crowded as crowded:
+            raise call.crowded(alarms, loop) from crowded.error
         finally:
             self._end(call)
         return answer
+
+    def _crowded(self, exc: RetryableError, call: _Call) -> bool:
+        """Whether *exc* turned the call away for want of room beside the endpoint's others.
+
+        A provider that answers "too busy" (503, 529, a 429 about concurrent requests, with no
+        Retry-After) while other calls of the endpoint are in flight is at its capacity, not
+        down: that is the adaptive limit's business, not the breaker's, and the task waits
+        for a call to end as it would under the limit. Only with the default failure rule: a
+        pool's own ``is_failure`` decides everything.
+        """
+        return self._own_rule is None and _says_busy(exc) and call.limit.in_flight > 1
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
         """Take the request's turn in the endpoint's pace (declared, else learned)."""
@@ -940,13 +985,16 @@ class _Call:
     probe: bool = False  # sent while the circuit was half-open: it may be the probe
     answer: ChatResponse | None = None
     overloaded: bool | None = None
+    refused: bool = False  # turned away as one call too many
 
     def failed(self, exc: RetryableError) -> None:
         """The call ended in a retryable error: was that overload, and a 429 to learn from?"""
-        self.overloaded = _is_overload(exc)
+        self.overloaded = True if _is_overload(exc) else None  # a 500 says nothing of load
         learned = self.turn.learned
-        if learned is not None and (
-            isinstance(exc, RateLimitError) or exc.status_code == _TOO_MANY_REQUESTS
+        if (
+            learned is not None
+            and (isinstance(exc, RateLimitError) or exc.status_code == _TOO_MANY_REQUESTS)
+            and not _says_busy(exc)  # "too many at once" is no rate to learn
         ):
             # A Retry-After longer than the policy honours is the circuit's business (tasks
             # then fail with CircuitWaitTooLongError); the pace holds only for what they wait.
@@ -970,13 +1018,32 @@ class _Call:
                 ready=lambda: breaker.state is CircuitState.CLOSED,
             )
 
+    def crowded(
+        self, alarms: _AlarmBox | None, loop: asyncio.AbstractEventLoop | None
+    ) -> EndpointBusyError:
+        """The provider was too busy beside the endpoint's other calls: wait for one to end.
+
+        The limit is cut (as for any overload) and the task queues with those over the limit,
+        woken when a call ends with room under it; no request counts against its budget.
+        """
+        self.overloaded = self.refused = True
+        if alarms is not None:
+            caller = self.caller
+            limit = self.limit
+            alarms.queue(
+                caller._waiters(caller._busy, self.key),  # noqa: SLF001  # one mechanism
+                loop,
+                ready=lambda: limit.free > 0,
+            )
+        return EndpointBusyError(self.key, self.limit.limit)
+
     def settle(self) -> None:
         """Free the call's place; reconcile its tokens; count an answer for the learned pace."""
         if self.answer is not None:
             self.overloaded = False
             if self.turn.learned is not None:
                 self.turn.learned.answered()
-        self.limit.release(overloaded=self.overloaded)
+        self.limit.release(overloaded=self.overloaded, refused=self.refused)
         if self.probe and self.answer is not None:
             self.limit.recovered()
         if self.turn.limiter is not None:
