@@ -154,13 +154,13 @@ def test_after_an_outage_the_limit_climbs_back_fast_but_not_at_once() -> None:
         limit.release(overloaded=True)
     assert limit.limit == 1  # 8 * 0.9 ** 20, at the floor
     limit.recovered()  # the half-open probe succeeded
-    assert limit.limit == 2  # a quarter of where the outage began
+    assert limit.limit == 4  # half of where the outage began
     grown = []
     for _ in range(6):
         assert limit.try_acquire()
         limit.release(overloaded=False)
         grown.append(limit.limit)
-    assert grown == [3, 4, 5, 6, 7, 8]  # one per success back to 8, never past it
+    assert grown == [5, 6, 7, 8, 8, 8]  # one per success back to 8, never past it
 
 
 def test_waiters_are_woken_first_come_first_served_skipping_those_gone() -> None:

@@ -10,7 +10,7 @@ others, so the limit drops to that count at once — a burst of refusals lands i
 provider's cap instead of cutting once per refusal. Growth is ten times slower near the
 level the last overload came at (a plateau, as TCP CUBIC's window flattens near where it
 last lost), so a provider capped at C calls is asked for C + 1 about once per 10 C calls.
-After an outage (a half-open circuit's probe succeeded) the limit restarts at a quarter of
+After an outage (a half-open circuit's probe succeeded) the limit restarts at half of
 where the run of overloads began and climbs back by one per success, as TCP's slow start
 climbs to its threshold: a recovered endpoint is ramped up — not flooded — in a few round
 trips, not a few dozen. Sans-I/O and thread-safe: callers ask
@@ -207,16 +207,18 @@ class AdaptiveLimit:
     def recovered(self) -> None:
         """The endpoint was down and a probe just succeeded: climb fast to where it was.
 
-        What cut the limit was an outage, not overload, so it restarts from a quarter of the
-        limit the run of failures began at and grows by one per success (a doubling per round
-        trip) back up to it.
+        What cut the limit was an outage, not overload, so it restarts from half the limit
+        the run of failures began at and grows by one per success (a doubling per round
+        trip) back up to it: the probe, then half, then all of it.
         """
         with self._lock:
             self._threshold = max(self._threshold, self._before)
             self._ceiling = 0
-            # Restart from a quarter of it, as TCP restarts from an initial window: a probe
-            # that succeeded says one call goes; a few more are no flood.
-            self._limit = max(self._limit, float(_whole(self._before / 4.0)), 1.0)
+            # Half, as TCP's threshold is half the window it lost: a probe that succeeded
+            # says one call goes, and a provider still too busy for half refuses the excess
+            # at no cost (the refusals set the limit). A quarter cost two round trips more
+            # than no ramp at all; half costs one.
+            self._limit = max(self._limit, float(_whole(self._before / 2.0)), 1.0)
 
     def status(self) -> AdaptiveStatus:
         """A snapshot of the limit."""
