@@ -20,6 +20,7 @@ from aegis_gov import (
     LLMAdapter,
     OpenMultiAgent,
     Price,
+    RedisRateStore,
     RetryPolicy,
     RunEvent,
     RunResult,
@@ -33,6 +34,7 @@ from aegis_gov import (
     TaskState,
     Team,
     Usage,
+    connect_redis,
 )
 
 failures: list[tuple[str, str]] = []
@@ -99,6 +101,9 @@ if TYPE_CHECKING:
         budget=Budget(max_cost_usd=5.0, prices={"gpt-4o-mini": Price(0.15, 0.6)}),
     )
     assert_type(spent_run.spent, Spent | None)
+    store = RedisRateStore(connect_redis("redis://127.0.0.1:6379/0"), key_prefix="acct-a")
+    assert_type(store.reconnect_interval_s, float)
+    OpenMultiAgent(limits={"gpt-4o-mini": Limits(requests_per_minute=500)}, rate_store=store)
     assert_type(spent_run["t"].skip_reason, SkipReason | None)
     assert_type(spent_run["t"].endpoint, str | None)
     backup = ScriptedAdapter(["ok"])

@@ -102,7 +102,7 @@ if TYPE_CHECKING:
     )
     from aegis_gov._facade import OpenMultiAgent, adapter_from_environment, endpoint_key
     from aegis_gov._graph_svg import GraphvizError, GraphvizNotFoundError, graph_dot, render_graph
-    from aegis_gov._limits import Limits
+    from aegis_gov._limits import Limits, RedisRateStore
     from aegis_gov._mcp import MCPConnectionError
     from aegis_gov._memory import ToolMemory
     from aegis_gov._output import OutputValidationError
@@ -226,6 +226,7 @@ __all__ = [
     "RateLimitError",
     "RedisCheckpoint",
     "RedisCircuitBreaker",
+    "RedisRateStore",
     "ResultFormatError",
     "ResumePlan",
     "RetryPolicy",
@@ -391,7 +392,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
         "graph_dot",
         "render_graph",
     ),
-    "aegis_gov._limits": ("Limits",),
+    "aegis_gov._limits": ("Limits", "RedisRateStore"),
     "aegis_gov._mcp": ("MCPConnectionError",),
     "aegis_gov._memory": ("ToolMemory",),
     "aegis_gov._output": ("OutputValidationError",),

@@ -52,7 +52,14 @@ from aegis_gov._budget import BudgetMeter
 from aegis_gov._conversation import ChatRequest, Command, Conversation, Sleep
 from aegis_gov._errors import EndpointBusyError, StreamInterruptedError
 from aegis_gov._events import EventHandler, TaskOutputDelta
-from aegis_gov._limits import EndpointLimiter, Limits, estimate_tokens, resolve_limits, tools_chars
+from aegis_gov._limits import (
+    EndpointLimiter,
+    Limits,
+    RedisRateStore,
+    estimate_tokens,
+    resolve_limits,
+    tools_chars,
+)
 from aegis_gov._outcome import Outcome, Raised
 from aegis_gov._requests import aopen_stream, asend, open_stream, send
 from aegis_gov._retry import RetryPolicy
@@ -250,13 +257,16 @@ class EndpointCaller:
         async_sleep: Callable[[float], Awaitable[object]] = asyncio_sleep,
         limits: Mapping[str, Limits] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rate_store: RedisRateStore | None = None,
     ) -> None:
         """Call through *pool*; *tools* gives the registry when a tool is first needed.
 
-        *limits* declares what models' accounts allow (see :class:`~aegis_gov.Limits`).
+        *limits* declares what models' accounts allow (see :class:`~aegis_gov.Limits`);
+        *rate_store* keeps their buckets in Redis, shared between processes.
         """
         self.pool = pool
         self._limits: dict[str, Limits] = dict(limits or {})
+        self._rate_store = rate_store
         self._clock = clock
         self._limiters: dict[str, EndpointLimiter | None] = {}
         self._tools = tools
@@ -639,7 +649,12 @@ class EndpointCaller:
                 return _Declined(exc)
 
         loop = asyncio.get_running_loop()
-        turn = self._pace(adapter, key, request)
+        shared = self._rate_store is not None  # a round trip to Redis: keep it off the loop
+        turn = (
+            await asyncio.to_thread(self._pace, adapter, key, request)
+            if shared
+            else self._pace(adapter, key, request)
+        )
         while turn.wait > 0:
             await (pause or self._async_sleep)(turn.wait)
             if alarms is not None and alarms.abandoned:
@@ -665,7 +680,10 @@ class EndpointCaller:
         except _Crowded as crowded:
             raise call.crowded(alarms, loop) from crowded.error
         finally:
-            self._end(call)
+            if shared and call.turn.limiter is not None:
+                await asyncio.to_thread(self._end, call)  # reconciles its tokens in Redis
+            else:
+                self._end(call)
         return answer
 
     def _crowded(self, exc: RetryableError, call: _Call) -> bool:
@@ -818,7 +836,9 @@ class EndpointCaller:
             if declared is not None and (
                 declared.requests_per_minute is not None or declared.tokens_per_minute is not None
             ):
-                limiter = EndpointLimiter(declared, name=key, clock=self._clock)
+                limiter = EndpointLimiter(
+                    declared, name=key, clock=self._clock, store=self._rate_store
+                )
             with self._adaptive_lock:
                 self._limiters.setdefault(key, limiter)
         return self._limiters[key]

@@ -40,7 +40,7 @@ from aegis_gov._events import (
     Emitter,
     EventHandler,
 )
-from aegis_gov._limits import Limits
+from aegis_gov._limits import Limits, RedisRateStore
 from aegis_gov._outcome import Failure, Outcome
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._resume import ResumePlan
@@ -91,6 +91,8 @@ class OpenMultiAgent:
             endpoint key: requests and tokens per minute are paced before each request
             (waiting tasks give their slots up), and a declared ``max_concurrent`` replaces
             the endpoint's adaptive limit. See :class:`Limits`.
+        rate_store: keep the buckets of ``limits`` in Redis (a :class:`RedisRateStore`), so
+            every process given the same store shares one budget per model.
         tracing: emit OpenTelemetry spans for runs and single-agent calls (``True``, or a
             :class:`Tracing` to choose the tracer provider or capture content); needs
             ``aegis-gov[otel]``. Off by default, and then OpenTelemetry is not imported.
@@ -111,6 +113,7 @@ class OpenMultiAgent:
         seed: int | None = None,
         limits: Mapping[str, Limits] | None = None,
         tracing: Tracing | bool = False,
+        rate_store: RedisRateStore | None = None,
     ) -> None:
         """Create the facade; nothing is contacted until a run starts.
 
@@ -124,6 +127,7 @@ class OpenMultiAgent:
 
             _check_type("tools", tools, ToolRegistry)
         _check_type("retry", retry, RetryPolicy)
+        _check_type("rate_store", rate_store, RedisRateStore)
         if default_adapter is not None and not isinstance(default_adapter, LLMAdapter):
             raise TypeError(
                 "default_adapter must be an adapter (with generate and stream), "
@@ -144,6 +148,7 @@ class OpenMultiAgent:
             async_sleep=async_sleep,
             limits=_checked_limits(limits),
             clock=clock,
+            rate_store=rate_store,
         )
         self._pool.add_listener(self._forward_breaker_event)
         max_concurrent = self._pool.max_concurrent

@@ -12,6 +12,10 @@ continuously, holding only a few requests), so even a second's worth at once dra
 traffic benchmark measured that (every 429 of a declared run came from the first second's
 burst). The token bucket holds a second's worth (requests differ in size).
 
+Several processes share one budget per model with a :class:`RedisRateStore`: the buckets then
+live in Redis (aegis-breaker's :class:`~aegis_breaker.RedisRateLimiter`: one atomic script per
+operation, on the server's clock, with a local bucket while Redis is unreachable).
+
 Tokens are counted before a call from an estimate — a quarter of the characters of the
 messages, the system prompt and the tools' schemas, plus the call's ``max_tokens`` is *not*
 added — and reconciled after it with the usage the provider reports (input plus output), so
@@ -24,16 +28,21 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 from aegis_adapters import ChatResponse, Endpoint
 
 from aegis_gov._checks import check_number
 
+if TYPE_CHECKING:
+    from aegis_breaker import RateLimiter, RedisClient
+
 __all__ = [
     "MIN_PER_MINUTE",
     "EndpointLimiter",
     "Limits",
+    "RedisRateStore",
     "estimate_tokens",
     "resolve_limits",
     "tools_chars",
@@ -87,6 +96,69 @@ class Limits:
             raise ValueError("burst needs requests_per_minute (it is a number of requests)")
 
 
+def _prefix(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"key_prefix must be a non-empty string, got {value!r}")
+
+
+def _interval(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_number(attribute.name, value)
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _client(_instance: object, _attribute: attrs.Attribute[RedisClient], value: object) -> None:
+    if not callable(getattr(value, "evalsha", None)):
+        raise TypeError(f"client must be a Redis client (see connect_redis), got {value!r:.80}")
+
+
+@attrs.frozen
+class RedisRateStore:
+    """Keeps declared limits' buckets in Redis: processes share one budget per model.
+
+    ``OpenMultiAgent(limits=..., rate_store=RedisRateStore(connect_redis(url)))``. Every
+    facade, in any process, whose store points at the same Redis server and ``key_prefix``
+    draws a model's requests and tokens from one pair of buckets, named after its endpoint
+    (provider, base URL, model): ``Limits(requests_per_minute=500)`` then means 500 a minute
+    across all of them, first come first served. Each operation is one atomic script on the
+    Redis server's clock (hosts need not agree on time). While Redis is unreachable each
+    process uses a local bucket with the same settings (logging one warning) and returns
+    to the shared one after ``reconnect_interval_s``; a call is never refused because Redis
+    is down. Processes sharing a budget should declare the same limits; give accounts with
+    separate limits separate prefixes. An async run does its round trips off the event loop.
+    """
+
+    client: RedisClient = attrs.field(validator=_client)
+    """A Redis client, e.g. from :func:`~aegis_breaker.connect_redis` (short timeouts)."""
+    key_prefix: str = attrs.field(default="aegis:limits", validator=_prefix)
+    """Prefix of the buckets' Redis keys."""
+    reconnect_interval_s: float = attrs.field(default=1.0, validator=_interval)
+    """Seconds on the local bucket after Redis failed, before trying it again."""
+
+    def bucket(
+        self,
+        name: str,
+        rate: float,
+        per_s: float,
+        *,
+        burst: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RateLimiter:
+        """The shared token bucket called *name*: *rate* every *per_s* seconds, *burst* deep."""
+        from aegis_breaker import RedisRateLimiter  # noqa: PLC0415  # only when a store is used
+
+        return RedisRateLimiter(
+            self.client,
+            name,
+            rate,
+            per_s,
+            burst=burst,
+            clock=clock,
+            key_prefix=self.key_prefix,
+            reconnect_interval_s=self.reconnect_interval_s,
+        )
+
+
 def resolve_limits(limits: Mapping[str, Limits], endpoint: Endpoint, key: str) -> Limits | None:
     """The limits declared for *endpoint*: by its full key, ``provider:model`` or model."""
     for name in (key, f"{endpoint.provider}:{endpoint.model}", endpoint.model):
@@ -105,35 +177,32 @@ class EndpointLimiter:
     """The request and token buckets of one endpoint with declared :class:`Limits`."""
 
     def __init__(
-        self, limits: Limits, *, name: str, clock: Callable[[], float] = time.monotonic
+        self,
+        limits: Limits,
+        *,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+        store: RedisRateStore | None = None,
     ) -> None:
-        """Make the buckets *limits* asks for, on *clock*."""
+        """Make the buckets *limits* asks for, on *clock* (in *store*, shared, if given)."""
         # The limiter's module loads with the first endpoint that declares limits.
         from aegis_breaker import RateLimiter  # noqa: PLC0415
 
         self.limits = limits
+        self.shared = store is not None
+
+        def bucket(what: str, per_minute: float, burst: float) -> RateLimiter:
+            if store is not None:
+                return store.bucket(f"{name} {what}", per_minute, 60.0, burst=burst, clock=clock)
+            return RateLimiter(per_minute, 60.0, burst=burst, name=f"{name} {what}", clock=clock)
+
+        rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
         self.requests = (
             None
-            if limits.requests_per_minute is None
-            else RateLimiter(
-                limits.requests_per_minute,
-                60.0,
-                burst=1.0 if limits.burst is None else limits.burst,
-                name=f"{name} requests",
-                clock=clock,
-            )
+            if rpm is None
+            else bucket("requests", rpm, 1.0 if limits.burst is None else limits.burst)
         )
-        self.tokens = (
-            None
-            if limits.tokens_per_minute is None
-            else RateLimiter(
-                limits.tokens_per_minute,
-                60.0,
-                burst=_second_of(limits.tokens_per_minute),
-                name=f"{name} tokens",
-                clock=clock,
-            )
-        )
+        self.tokens = None if tpm is None else bucket("tokens", tpm, _second_of(tpm))
         self._lock = threading.Lock()
 
     def reserve(self, estimate: int, *, max_wait_s: float | None = None) -> tuple[float, float]:
