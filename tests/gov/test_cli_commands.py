@@ -93,6 +93,7 @@ def test_demo_runs_offline_and_shows_every_behaviour(offline_env: dict[str, str]
     assert "Parallel branch" in out
     assert "Failure cascade" in out
     assert "Circuit breaker" in out
+    assert "Rate limit: 'offline-tagger' is declared at 240 requests a minute" in out
 
 
 def test_demo_output_file_records_the_scripted_outcome(
@@ -103,11 +104,17 @@ def test_demo_output_file_records_the_scripted_outcome(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = RunResult.from_json((tmp_path / "demo.json").read_text(encoding="utf-8"))
-    assert result.summary() == {"done": 6, "failed": 1, "skipped": 1}
+    assert result.summary() == {"done": 9, "failed": 1, "skipped": 1}
     assert result["summary"].endpoint == "scripted|scripted://offline-backup|offline-backup"
     assert result["research"].attempts == 2
     assert result["cite_sources"].blamed == "fact_check"
     assert result["headlines"].attempts == 3
+    # The declared rate limit (one request every 0.25 s) paced the three tags tasks, ready
+    # at once: the second's request went 0.25 s after the first's, the third's 0.5 s after.
+    tags = ("tags_agents", "tags_models", "tags_reliability")
+    durations = sorted(result[t].duration_s for t in tags)
+    assert durations[1] >= 0.45
+    assert durations[2] >= 0.7
     assert "--- translate ---" not in proc.stdout
 
 

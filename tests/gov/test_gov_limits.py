@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 from aegis_gov import (
+    AdaptiveStatus,
     AgentConfig,
     AgentPool,
     ChatResponse,
@@ -20,6 +21,7 @@ from aegis_gov import (
     TaskState,
     Usage,
 )
+from aegis_gov._progress_view import EndpointRow
 
 from tests.gov.conftest import FakeClock
 
@@ -190,3 +192,49 @@ def test_a_task_given_up_while_waiting_its_turn_sends_nothing(clock: FakeClock) 
     for worker in set(threading.enumerate()) - threads_before:  # this run's, not others'
         worker.join(timeout=10)
     assert len(times) == 1  # only a's request: b, given up while waiting, sent nothing
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_requests_waiting_their_turn_show_as_paced(clock: FakeClock, use_async: bool) -> None:
+    adapter = ScriptedAdapter(["first", "second"], name="gpt-test")
+    key = adapter.endpoint.key
+    seen: list[int] = []
+
+    def paced() -> int:
+        adaptive = oma.get_status().endpoints[key].adaptive
+        assert adaptive is not None
+        return adaptive.paced
+
+    def sleep(seconds: float) -> None:
+        seen.append(paced())  # read while the second request waits its turn
+        clock.sleep(seconds)
+
+    async def async_sleep(seconds: float) -> None:
+        sleep(seconds)
+
+    oma = OpenMultiAgent(
+        default_adapter=adapter,
+        limits={"gpt-test": Limits(requests_per_minute=60)},
+        sleep=sleep,
+        async_sleep=async_sleep,
+        clock=clock,
+    )
+    agent = AgentConfig(name="w")
+    for _ in range(2):
+        if use_async:
+            asyncio.run(oma.arun_agent(agent, "hi"))
+        else:
+            oma.run_agent(agent, "hi")
+    assert seen == [1]  # one wait, of the second request, and it showed
+    assert clock.sleeps == [pytest.approx(1.0)]
+    assert paced() == 0
+
+
+def test_the_live_tables_limiter_column_shows_requests_paced() -> None:
+    row = EndpointRow(
+        "scripted|scripted://m|m",
+        "scripted:m",
+        declared=Limits(requests_per_minute=240),
+        adaptive=AdaptiveStatus(limit=4, in_flight=1, overloads=0, max_limit=4, paced=2),
+    )
+    assert row.limiter() == "240 req/min, adaptive, 2 paced"

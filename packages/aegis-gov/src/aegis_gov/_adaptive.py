@@ -71,6 +71,8 @@ class AdaptiveStatus:
     """The ceiling: the pool's ``max_concurrent``."""
     rate_per_s: float | None = None
     """The request rate learned from 429s (requests a second), or None before the first."""
+    paced: int = 0
+    """Requests waiting now for their turn in the endpoint's pace (declared or learned)."""
 
     def to_dict(self) -> dict[str, int | float | None]:
         """The snapshot as a JSON-ready dict."""

@@ -278,6 +278,7 @@ class EndpointCaller:
         self._adaptive_lock = threading.Lock()
         self._learned: dict[str, LearnedRate | None] = {}
         self._unmatched_warned: set[str] = set()
+        self._paced: dict[str, int] = {}  # requests waiting for their turn, by endpoint
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
         self._own_rule = pool.settings.is_failure
@@ -585,11 +586,8 @@ class EndpointCaller:
                 return _Declined(exc)
 
         turn = self._pace(adapter, key, request)
-        while turn.wait > 0:
-            (pause or self._sleep)(turn.wait)
-            if alarms is not None and alarms.abandoned:
-                raise _Abandoned  # the run gave the task up while it waited its turn
-            turn = turn.again()
+        if turn.wait > 0:
+            turn = self._wait_turn(key, turn, pause or self._sleep, alarms)
         call = self._start(adapter, key, turn, alarms, None)
         try:
             if budget is not None:
@@ -655,11 +653,8 @@ class EndpointCaller:
             if shared
             else self._pace(adapter, key, request)
         )
-        while turn.wait > 0:
-            await (pause or self._async_sleep)(turn.wait)
-            if alarms is not None and alarms.abandoned:
-                raise _Abandoned
-            turn = turn.again()
+        if turn.wait > 0:
+            turn = await self._await_turn(key, turn, pause or self._async_sleep, alarms)
         call = self._start(adapter, key, turn, alarms, loop)
         try:
             if budget is not None:
@@ -685,6 +680,48 @@ class EndpointCaller:
             else:
                 self._end(call)
         return answer
+
+    def _wait_turn(
+        self,
+        key: str,
+        turn: _Turn,
+        pause: Callable[[float], object],
+        alarms: _AlarmBox | None,
+    ) -> _Turn:
+        """Wait out the request's turn in the endpoint's pace (shown as paced meanwhile)."""
+        self._count_paced(key, 1)
+        try:
+            while turn.wait > 0:
+                pause(turn.wait)
+                if alarms is not None and alarms.abandoned:
+                    raise _Abandoned  # the run gave the task up while it waited its turn
+                turn = turn.again()
+        finally:
+            self._count_paced(key, -1)
+        return turn
+
+    async def _await_turn(
+        self,
+        key: str,
+        turn: _Turn,
+        pause: Callable[[float], Awaitable[object]],
+        alarms: _AlarmBox | None,
+    ) -> _Turn:
+        """The asyncio twin of :meth:`_wait_turn`."""
+        self._count_paced(key, 1)
+        try:
+            while turn.wait > 0:
+                await pause(turn.wait)
+                if alarms is not None and alarms.abandoned:
+                    raise _Abandoned
+                turn = turn.again()
+        finally:
+            self._count_paced(key, -1)
+        return turn
+
+    def _count_paced(self, key: str, change: int) -> None:
+        with self._adaptive_lock:
+            self._paced[key] = self._paced.get(key, 0) + change
 
     def _crowded(self, exc: RetryableError, call: _Call) -> bool:
         """Whether *exc* turned the call away for want of room beside the endpoint's others.
@@ -849,7 +886,9 @@ class EndpointCaller:
         for key, limit in list(self._adaptive.items()):
             learned = self._learned.get(key)
             rate = learned.rate() if learned is not None else None
-            status[key] = attrs.evolve(limit.status(), rate_per_s=rate)
+            status[key] = attrs.evolve(
+                limit.status(), rate_per_s=rate, paced=self._paced.get(key, 0)
+            )
         return status
 
     def _after_retryable(

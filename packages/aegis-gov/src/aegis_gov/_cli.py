@@ -47,6 +47,7 @@ from aegis_gov._cli_runs import (
     write_result,
 )
 from aegis_gov._demo import (
+    TAG_TASKS,
     DemoWitness,
     detect_provider,
     offline_demo,
@@ -709,7 +710,8 @@ def _run_demo(
             f"{detected}, so the agents run on a built-in offline model (scripted replies, no "
             "network). Set ANTHROPIC_API_KEY or OPENAI_API_KEY, or start Ollama, to see a real "
             "one.\nThe offline run is scripted to show a retry honouring Retry-After, a failure "
-            "cascading into a skip, and a circuit breaker opening and recovering.\n\n"
+            "cascading into a skip, a circuit breaker opening and recovering, a fallback, and "
+            "a declared rate limit pacing requests.\n\n"
         )
     else:
         adapter, description = detected
@@ -729,6 +731,7 @@ def _run_demo(
             cancel=interrupts.cancel,
             cancel_grace_s=args.cancel_grace,
             checkpoint=store,
+            limits=demo.limits,
         )
     except RunCancelledError as exc:  # a second signal: what finished is in the error
         result = exc.result
@@ -736,7 +739,9 @@ def _run_demo(
         raise UsageError(str(exc)) from None
     result = keep_timeline(recorder, result, store, sys.stderr)
     interrupts.defer()
-    sinks = ["translate", "publish"] + (["headlines", "summary"] if demo.offline else [])
+    sinks = ["translate", "publish"] + (
+        ["headlines", "summary", *TAG_TASKS] if demo.offline else []
+    )
     written = _finish(
         result,
         args,

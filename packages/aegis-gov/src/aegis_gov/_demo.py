@@ -2,8 +2,9 @@
 
 The offline scenario is scripted so that one short run shows everything aegis does: the
 parallel branch (translate and publish), a failure cascading into a skip while the other
-branches finish, a retry that honours a 429's Retry-After, and a circuit breaker opening on a
-flaky endpoint and closing again after a successful probe.
+branches finish, a retry that honours a 429's Retry-After, a circuit breaker opening on a
+flaky endpoint and closing again after a successful probe, a fallback to a backup model, and
+a declared rate limit pacing a model's requests.
 
 Over 400 lines on purpose: the offline script, its expected outcome and the witness that
 checks it belong together; provider detection is the rest.
@@ -23,6 +24,7 @@ from typing import Final
 import attrs
 from aegis_adapters import (
     LLMAdapter,
+    Message,
     ModelNotFoundError,
     OllamaAdapter,
     OpenAIAdapter,
@@ -47,6 +49,7 @@ from aegis_gov._events import (
     TaskSucceeded,
 )
 from aegis_gov._facade import OpenMultiAgent
+from aegis_gov._limits import Limits
 from aegis_gov._results import RunResult
 from aegis_gov._retry import RetryPolicy
 
@@ -57,6 +60,9 @@ __all__ = [
     "OFFLINE_EXTRA_TASKS",
     "OLLAMA_PROBE_TIMEOUT_S",
     "RETRY_AFTER_S",
+    "TAGGER_MODEL",
+    "TAGGER_PER_MINUTE",
+    "TAG_TASKS",
     "Demo",
     "DemoWitness",
     "detect_provider",
@@ -75,6 +81,12 @@ RETRY_AFTER_S: Final = 1.0
 
 OFFLINE_DELAY_S: Final = 0.25
 """How long each offline model call takes, so the progress can be watched."""
+
+TAGGER_MODEL: Final = "offline-tagger"
+"""The offline model with a declared rate limit."""
+
+TAGGER_PER_MINUTE: Final = 240.0
+"""Its declared limit: 240 requests a minute, one every 0.25 s."""
 
 _ARTICLE_AGENTS: Final = (
     ("researcher", "Research topics thoroughly."),
@@ -97,6 +109,15 @@ ARTICLE_TASKS: Final = (
 """The article's four tasks: research, then draft, then translate and publish in parallel."""
 
 OFFLINE_EXTRA_TASKS: Final = (
+    # First, so the three start together and wait their turns in the declared pace.
+    *(
+        Task(id=f"tags_{topic}", description=f"Tag the findings on {words}", agent="tagger")
+        for topic, words in (
+            ("agents", "agent teams"),
+            ("models", "local and hosted models"),
+            ("reliability", "reliability"),
+        )
+    ),
     Task(id="fact_check", description="Check every claim in the findings", agent="fact_checker"),
     Task(
         id="cite_sources",
@@ -112,7 +133,10 @@ OFFLINE_EXTRA_TASKS: Final = (
         depends_on=["draft"],
     ),
 )
-"""Branches the offline demo adds to show a failure cascade and a breaker recovering."""
+"""Branches the offline demo adds: a failure cascade, a breaker recovering, a fallback, and
+three tasks paced by a declared rate limit."""
+
+TAG_TASKS: Final = tuple(t.id for t in OFFLINE_EXTRA_TASKS if t.agent == "tagger")
 
 _FINDINGS = """Findings on AI trends (offline model):
 - Multi-agent systems move from demos to production pipelines.
@@ -153,6 +177,8 @@ class Demo:
     tasks: tuple[Task, ...]
     provider: str
     offline: bool
+    limits: Mapping[str, Limits] = attrs.field(factory=dict)
+    """The limits declared on ``oma``, for the live table to show."""
 
 
 def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> Demo:
@@ -166,6 +192,9 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
       recovery 1 s) opens, rejects, lets one probe through after a second and closes.
     * ``summary`` runs on an endpoint that stays down: once its circuit opens, the task falls
       back to the agent's backup adapter, which answers.
+    * the three ``tags_*`` tasks are ready at once, on a model declared at 240 requests a
+      minute (``Limits(requests_per_minute=240)``): their requests go one every 0.25 s, the
+      tasks waiting their turn give their slots up, and they finish a quarter second apart.
     """
     main = "offline-model"
 
@@ -192,12 +221,14 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
         "fact_checker": scripted([missing], name="fact-checker-xl"),
         "editor": scripted([unavailable, unavailable, _HEADLINES], name="offline-flaky"),
         "summarizer": scripted([unavailable] * 4, name="offline-down"),
+        "tagger": ScriptedAdapter(_tags, name=TAGGER_MODEL, delay_s=delay_s),
     }
     fallbacks = {"summarizer": [scripted([_SUMMARY], name="offline-backup")]}
     prompts = dict(_ARTICLE_AGENTS)
     prompts["fact_checker"] = "Check facts; cite sources."
     prompts["editor"] = "Write short, punchy headlines."
     prompts["summarizer"] = "Sum things up in one line."
+    prompts["tagger"] = "Tag texts with three keywords."
     team = Team(
         "article-demo",
         [
@@ -219,8 +250,17 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
     retry = RetryPolicy(
         max_attempts=4, initial_delay_s=0.2, max_delay_s=5.0, max_total_delay_s=10.0
     )
-    oma = OpenMultiAgent(pool=pool, retry=retry, seed=seed)
-    return Demo(oma, team, ARTICLE_TASKS + OFFLINE_EXTRA_TASKS, "offline", offline=True)
+    limits = {TAGGER_MODEL: Limits(requests_per_minute=TAGGER_PER_MINUTE)}
+    oma = OpenMultiAgent(pool=pool, retry=retry, seed=seed, limits=limits)
+    return Demo(
+        oma, team, ARTICLE_TASKS + OFFLINE_EXTRA_TASKS, "offline", offline=True, limits=limits
+    )
+
+
+def _tags(messages: Sequence[Message]) -> str:
+    """The tagger's answer: three keywords from the topic its task names."""
+    topic = messages[-1].content.splitlines()[0].rsplit(" on ", 1)[-1]
+    return ", ".join(f"#{word}" for word in [*topic.replace(" and", "").split(), "ai"][:3])
 
 
 def provider_demo(adapter: LLMAdapter, provider: str) -> Demo:
@@ -336,6 +376,9 @@ OFFLINE_EXPECTED: Final = {
     "cite_sources": TaskState.SKIPPED,
     "headlines": TaskState.DONE,
     "summary": TaskState.DONE,
+    "tags_agents": TaskState.DONE,
+    "tags_models": TaskState.DONE,
+    "tags_reliability": TaskState.DONE,
 }
 """How every task of the offline demo ends when it behaves as scripted."""
 
@@ -413,6 +456,16 @@ class DemoWitness:
             lines.append(
                 "Fallback: 'summary''s endpoint stayed down (503), so once its circuit opened "
                 f"the task moved to its backup, {summary.endpoint!r}, which answered."
+            )
+        tagged = sorted(self.finished[t] for t in TAG_TASKS if t in self.finished)
+        if len(tagged) == len(TAG_TASKS) and self.started:
+            start = min(self.started.values())
+            times = ", ".join(f"{t - start:.2f}" for t in tagged)
+            lines.append(
+                f"Rate limit: {TAGGER_MODEL!r} is declared at {TAGGER_PER_MINUTE:g} requests a "
+                f"minute, so its {len(tagged)} tasks, ready at once, sent one request every "
+                f"{60 / TAGGER_PER_MINUTE:.2f} s (waiting their turn without a slot) and "
+                f"finished at {times} s."
             )
         if result.cancelled:
             cancelled = sum(r.skip_reason == "cancelled" for r in result.values())

@@ -99,7 +99,7 @@ class EndpointRow:
         return "" if a is None else f"{a.in_flight}/{a.limit}"
 
     def limiter(self) -> str:
-        """The declared limits, or ``adaptive`` with the overloads seen and rate learned."""
+        """The declared limits, or ``adaptive``; requests waiting their turn, overloads, rate."""
         words: list[str] = []
         d = self.declared
         if d is not None:
@@ -112,6 +112,8 @@ class EndpointRow:
         if d is None or d.max_concurrent is None:
             words.append("adaptive")
         a = self.adaptive
+        if a is not None and a.paced:
+            words.append(f"{a.paced} paced")
         if a is not None and a.overloads:
             words.append(f"{a.overloads} overloaded")
         if a is not None and a.rate_per_s is not None:
