@@ -7,7 +7,8 @@ provider endpoint with its own behaviour:
 
 * rate-limited: a token bucket of ``R`` requests/s holding at most ``BURST`` tokens; past it
   the answer is 429 with ``retry-after`` = seconds until the next token (rounded up to 10 ms);
-* concurrency-capped: at most ``C`` requests in flight, 503 past that;
+* concurrency-capped: at most ``C`` requests in flight, 503 past that (OpenAI's "engine is
+  currently overloaded", no retry-after);
 * failing: always 500;
 * healthy: answers after 50 ms;
 * outage: 503 for the first 2 s after it is armed, then healthy.
@@ -37,7 +38,14 @@ The figures:
    failures and probes after 0.5 s. Every task must end DONE; makespan against the same
    tasks with no outage (target: at most 2 s + 120% of it). Also shown: when the first
    answer after the outage came (the probe's phase against the 2 s is luck: probes go every
-   0.5 s or so, so it lands up to 0.5 s late) and the makespan from it on.
+   0.5 s or so, so it lands up to 0.5 s late) and the makespan from it on. The target leaves
+   0.2 x the no-outage run (about 65 ms) for everything after the outage: the probe's own
+   round trip (50 ms, one task) takes most of it, so it is met only when the probe lands
+   within a few milliseconds of the outage's end.
+
+The server answers each request in one write with ``TCP_NODELAY``: before, Nagle's algorithm
+held every body until the client's delayed ACK of the headers, about 40 ms, so a 50 ms answer
+took 96 ms and every figure against ``LATENCY_S`` was off by that much.
 
 Run: ``python benchmarks/traffic_governance.py`` (about 100 s on 2 cores; needs the ``openai``
 extra of aegis-adapters). Loopback only; every loop and retry is bounded.
