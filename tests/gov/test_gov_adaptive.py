@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import hypothesis.strategies as st
 import pytest
+from aegis_breaker import CallFailed
 from aegis_gov import (
     AgentConfig,
     AgentPool,
@@ -17,6 +18,7 @@ from aegis_gov import (
     OpenMultiAgent,
     ProviderUnavailableError,
     RateLimitError,
+    RetryableError,
     RetryPolicy,
     RunEvent,
     ScriptedAdapter,
@@ -228,9 +230,14 @@ class _CappedProvider(ScriptedAdapter):
         return self._leave()
 
 
+def _counts_every_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, RetryableError)
+
+
+@pytest.mark.parametrize("pool_kind", ["own", "default", "own_rule"])
 @pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
 def test_a_provider_capped_in_flight_trips_no_breaker_and_spends_no_retry_budget(
-    use_async: bool,
+    use_async: bool, pool_kind: str
 ) -> None:
     # Six tasks at once against a provider that holds two: those it refuses (503) are refused
     # while the two it took are in flight, and the limit drops to 2 so the rest wait for it.
@@ -247,13 +254,22 @@ def test_a_provider_capped_in_flight_trips_no_breaker_and_spends_no_retry_budget
                 provider.release.set()
 
     changes: list[object] = []
-    pool = AgentPool(max_concurrent=6, consecutive_failure_limit=1)
-    pool.add_listener(changes.append)
+    pool = {
+        "own": AgentPool(max_concurrent=6, consecutive_failure_limit=1),
+        "default": None,  # the facade's: AgentPool(is_failure=counts_against_breaker)
+        # A rule of the user's decides whether refusals count; they are still waits.
+        "own_rule": AgentPool(
+            max_concurrent=6, consecutive_failure_limit=100, is_failure=_counts_every_retryable
+        ),
+    }[pool_kind]
     oma = OpenMultiAgent(
         pool,
         default_adapter=provider,
         retry=RetryPolicy(max_attempts=1, initial_delay_s=0.005),
     )
+    oma.pool.add_listener(changes.append)
+    calls: list[object] = []
+    oma.pool.breaker(provider.endpoint.key).add_call_listener(calls.append)
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     tasks = [Task(f"t{i}", agent="w") for i in range(6)]
     if use_async:
@@ -265,6 +281,8 @@ def test_a_provider_capped_in_flight_trips_no_breaker_and_spends_no_retry_budget
     assert {r.status for r in result.values()} == {TaskState.DONE}
     assert {r.attempts for r in result.values()} == {1}
     assert changes == []  # the circuit never left CLOSED
+    failed = sum(isinstance(c, CallFailed) for c in calls)
+    assert failed == (provider.refused if pool_kind == "own_rule" else 0)  # the user's rule
     adaptive = oma.get_status().endpoints[provider.endpoint.key].adaptive
     assert adaptive is not None
     assert adaptive.overloads == provider.refused

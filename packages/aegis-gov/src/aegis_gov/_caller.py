@@ -281,7 +281,9 @@ class EndpointCaller:
         self._paced: dict[str, int] = {}  # requests waiting for their turn, by endpoint
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
-        self._own_rule = pool.settings.is_failure
+        own_rule = pool.settings.is_failure
+        # The facade's default pool passes the default rule itself: that is no rule of the user's.
+        self._own_rule = None if own_rule is counts_against_breaker else own_rule
         self._counts: Callable[[BaseException], bool] = (
             self._own_rule if self._own_rule is not None else counts_against_breaker
         )
@@ -579,7 +581,7 @@ class EndpointCaller:
                     return trace.call(send, adapter, request, streaming=streaming)
                 return send()
             except Exception as exc:
-                if isinstance(exc, RetryableError) and self._crowded(exc, call):
+                if isinstance(exc, RetryableError) and self._refused(exc, call):
                     raise _Crowded(exc) from None
                 if self._counts(exc):
                     raise
@@ -599,6 +601,8 @@ class EndpointCaller:
                 budget.record(adapter.endpoint, key, answer.usage)
             call.answer = answer
         except RetryableError as exc:
+            if call.refused:  # a refusal a pool's own is_failure judged: still a wait
+                raise call.crowded(alarms, None) from exc
             # Whether or not it counted against the breaker, a 429 still says "overloaded"
             # and its Retry-After still holds the endpoint.
             call.failed(exc)
@@ -640,7 +644,7 @@ class EndpointCaller:
                     return await trace.acall(send, adapter, request, streaming=sink is not None)
                 return await send()
             except Exception as exc:
-                if isinstance(exc, RetryableError) and self._crowded(exc, call):
+                if isinstance(exc, RetryableError) and self._refused(exc, call):
                     raise _Crowded(exc) from None
                 if self._counts(exc):
                     raise
@@ -666,6 +670,8 @@ class EndpointCaller:
                 budget.record(adapter.endpoint, key, answer.usage)
             call.answer = answer
         except RetryableError as exc:
+            if call.refused:
+                raise call.crowded(alarms, loop) from exc
             call.failed(exc)
             self._after_retryable(route, key, exc, sink)
             raise
@@ -723,16 +729,19 @@ class EndpointCaller:
         with self._adaptive_lock:
             self._paced[key] = self._paced.get(key, 0) + change
 
-    def _crowded(self, exc: RetryableError, call: _Call) -> bool:
-        """Whether *exc* turned the call away for want of room beside the endpoint's others.
+    def _refused(self, exc: RetryableError, call: _Call) -> bool:
+        """Mark *call* refused if *exc* turned it away as one too many; True: breaker, ignore it.
 
         A provider that answers "too busy" (503, 529, a 429 about concurrent requests, with no
         Retry-After) while other calls of the endpoint are in flight is at its capacity, not
-        down: that is the adaptive limit's business, not the breaker's, and the task waits
-        for a call to end as it would under the limit. Only with the default failure rule: a
-        pool's own ``is_failure`` decides everything.
+        down: that is the adaptive limit's business, and the task waits for a call to end as
+        it would under the limit. The breaker ignores it under the default failure rule; a
+        pool's own ``is_failure`` still decides whether it counts.
         """
-        return self._own_rule is None and _says_busy(exc) and call.limit.in_flight > 1
+        if not (_says_busy(exc) and call.limit.in_flight > 1):
+            return False
+        call.refused = True
+        return self._own_rule is None
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
         """Take the request's turn in the endpoint's pace (declared, else learned)."""
