@@ -652,14 +652,9 @@ class EndpointCaller:
 
         loop = asyncio.get_running_loop()
         shared = self._rate_store is not None  # a round trip to Redis: keep it off the loop
-        turn = (
-            await asyncio.to_thread(self._pace, adapter, key, request)
-            if shared
-            else self._pace(adapter, key, request)
+        call = await self._astart(
+            adapter, key, request, pause or self._async_sleep, alarms, loop, shared=shared
         )
-        if turn.wait > 0:
-            turn = await self._await_turn(key, turn, pause or self._async_sleep, alarms)
-        call = self._start(adapter, key, turn, alarms, loop)
         try:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
@@ -686,6 +681,37 @@ class EndpointCaller:
             else:
                 self._end(call)
         return answer
+
+    async def _astart(  # noqa: PLR0917  # achat's own step, its arguments in order
+        self,
+        adapter: ChatAdapter,
+        key: str,
+        request: ChatRequest,
+        pause: Callable[[float], Awaitable[object]],
+        alarms: _AlarmBox | None,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        shared: bool,
+    ) -> _Call:
+        """Take the request's turn, wait it out, and count the call in flight (async).
+
+        With a *shared* (Redis) pace, its round trips run off the event loop.
+        """
+        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
+
+        turn = (
+            await asyncio.to_thread(self._pace, adapter, key, request)
+            if shared
+            else self._pace(adapter, key, request)
+        )
+        if turn.wait > 0:
+            turn = await self._await_turn(key, turn, pause, alarms)
+        try:
+            return self._start(adapter, key, turn, alarms, loop, give_back=not shared)
+        except EndpointBusyError:
+            if shared and turn.limiter is not None:  # the unused turn, given back off the loop
+                await asyncio.to_thread(turn.limiter.cancel, turn.taken)
+            raise
 
     def _wait_turn(
         self,
@@ -767,8 +793,13 @@ class EndpointCaller:
         turn: _Turn,
         alarms: _AlarmBox | None,
         loop: asyncio.AbstractEventLoop | None,
+        *,
+        give_back: bool = True,
     ) -> _Call:
-        """Count the call in flight, or queue the task for a place and raise EndpointBusyError."""
+        """Count the call in flight, or queue the task for a place and raise EndpointBusyError.
+
+        Turned away, the request's turn in a declared pace is given back (if *give_back*).
+        """
         limit = self.adaptive_limit(key, adapter)
         if limit.try_acquire():
             # Whether the call may be a half-open circuit's probe matters only to a limit that
@@ -776,7 +807,7 @@ class EndpointCaller:
             # is not read otherwise.
             probe = limit.overloads > 0 and self.pool.breaker(key).state is CircuitState.HALF_OPEN
             return _Call(self, key, limit, turn, probe=probe)
-        if turn.limiter is not None:  # the turn goes unused: give it back
+        if give_back and turn.limiter is not None:  # the turn goes unused: give it back
             turn.limiter.cancel(turn.taken)
         if alarms is not None:
             alarms.queue(self._waiters(self._busy, key), loop, ready=lambda: limit.free > 0)
