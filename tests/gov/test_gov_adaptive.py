@@ -28,6 +28,7 @@ from aegis_gov import (
     ToolSpec,
 )
 from aegis_gov._adaptive import AdaptiveLimit
+from aegis_gov._caller import _says_busy
 from hypothesis import given
 
 from tests.gov.conftest import FakeClock
@@ -301,3 +302,24 @@ def test_a_lone_call_refused_still_counts_against_the_breaker(clock: FakeClock) 
     with pytest.raises(ProviderUnavailableError):
         oma.run_agent(AgentConfig(name="w"), "hi")
     assert pool.breaker(adapter.endpoint.key).state is CircuitState.OPEN
+
+
+@pytest.mark.parametrize(
+    ("error", "busy"),
+    [
+        (
+            ProviderUnavailableError("p", "The engine is currently overloaded", status_code=503),
+            True,
+        ),
+        (ProviderUnavailableError("p", "Overloaded", status_code=529), True),
+        (RateLimitError("p", "Too many concurrent requests for this model", status_code=429), True),
+        (RateLimitError("p", "Max parallel request limit reached", status_code=429), True),
+        (RateLimitError("p", "Rate limit reached for requests", status_code=429), False),
+        (ProviderUnavailableError("p", "busy", status_code=503, retry_after_s=30.0), False),
+        (ProviderUnavailableError("p", "The server had an error", status_code=500), False),
+    ],
+)
+def test_what_reads_as_one_call_too_many(error: RetryableError, busy: bool) -> None:
+    # A rate 429 teaches the learned pace instead; a Retry-After is honoured, not skipped by
+    # waking early; a 500 says nothing of load.
+    assert _says_busy(error) is busy
