@@ -10,9 +10,10 @@ a tool call, a wait), with threads or asyncio; both end in an :data:`Outcome` va
 
 Each endpoint also has a pace (a declared rate, else one learned from 429s) that requests
 wait for before they count as in flight, and two queues of waiting tasks — over its adaptive
-limit, or turned away by its open or half-open circuit — woken when a call ends (the second
-only once the circuit is closed again), one per free place under the limit, so a recovered
-endpoint is ramped up as its limit grows rather than flooded.
+limit (or refused by the provider as one call too many beside the endpoint's others, which
+the breaker then ignores), or turned away by its open or half-open circuit — woken when a
+call ends (the second only once the circuit is closed again), one per free place under the
+limit, so a recovered endpoint is ramped up as its limit grows rather than flooded.
 
 Over 400 lines on purpose: the sync and async halves of each step (driving a conversation, a
 request, a tool call, a wait) sit side by side so they stay twins, and the small classes of one
