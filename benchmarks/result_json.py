@@ -7,7 +7,7 @@ time). Targets (issue 19): round trip >= 2x faster; peak memory <= 2x the result
 
 Times are CPU seconds of this process (steadier than wall time on a shared machine), best and
 median of 5 interleaved rounds; peaks are measured in a separate pass with tracemalloc.
-``to_json`` returns the whole text, so it holds it (and its pieces, about twice the text);
+``to_json`` returns the whole text, so it holds it (once: on CPython the text grows in place);
 ``write_json`` writes the same text to a file task by task, and the CLI's ``--output`` writes
 its atomic file that way (compact above 1,000 tasks): their peaks are those of one task.
 

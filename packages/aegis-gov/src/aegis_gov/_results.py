@@ -12,6 +12,7 @@ import json
 import math
 import re
 import reprlib
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Final, Generic, NoReturn, cast
 
@@ -45,6 +46,13 @@ _SHOW: Final = reprlib.Repr()
 _SHOW.maxstring = _SHOW.maxother = 60
 
 ValueT_co = TypeVar("ValueT_co", covariant=True, default=object)
+
+
+_GROWS_IN_PLACE: Final = sys.implementation.name == "cpython"
+"""Whether ``text += piece`` resizes a string held once in place (else it copies)."""
+
+_ENCODE_BATCH: Final = 256
+"""Tasks encoded per encoder call when writing compact JSON (memory: one batch's dicts)."""
 
 
 class ResultFormatError(AegisError, ValueError):
@@ -534,10 +542,8 @@ class RunResult(Mapping[str, TaskResult]):
     @property
     def usage(self) -> Usage:
         """Tokens used by every task of the run together."""
-        total = Usage()
-        for result in self.results.values():
-            total = total + result.usage
-        return total
+        usages = [result.usage for result in self.results.values()]
+        return Usage(sum(u.input_tokens for u in usages), sum(u.output_tokens for u in usages))
 
     @property
     def ok(self) -> bool:
@@ -578,10 +584,9 @@ class RunResult(Mapping[str, TaskResult]):
     def to_json(self, *, indent: int | None = None) -> str:
         """The run as JSON text (see :meth:`from_json`): compact, or indented by ``indent``.
 
-        Compact text is encoded one task at a time, so a large run is never held twice as a
-        tree of dicts as well as text; the pieces and the joined text still make about twice
-        the text at the end. :meth:`write_json` writes the same text to a file without
-        holding it.
+        Compact text is encoded a batch of tasks at a time and, on CPython, grown in place,
+        so a large run is held once as text, never also as a tree of dicts or as the pieces
+        of the text. :meth:`write_json` writes the same text to a file without holding it.
 
         Raises:
             ValueError: a tool call's arguments (or a task's ``value``) hold NaN or an
@@ -592,19 +597,26 @@ class RunResult(Mapping[str, TaskResult]):
             with _collector_paused():
                 tree = self.to_dict()
             return json.dumps(tree, indent=indent, ensure_ascii=False, allow_nan=False)
-        return "".join(self._compact_json())
+        if not _GROWS_IN_PLACE:
+            return "".join(self._compact_json())
+        # CPython appends to a string nobody else holds in place (it resizes the buffer), so
+        # the text is held once; "".join would hold every piece and the joined text at once.
+        text = ""
+        for piece in self._compact_json():
+            text += piece
+        return text
 
     def write_json(self, stream: IO[str], *, indent: int | None = None) -> None:
         """Write :meth:`to_json`'s text to the text *stream*, one task at a time.
 
         The text is the same as ``to_json(indent=indent)``; compact, it is written task by
-        task, so memory stays that of one task's text however large the run (indented, the
-        run's tree of dicts is built first, as for ``to_json``). Pass a file opened with
-        ``encoding="utf-8"``.
+        task (a batch of a few hundred at a time), so memory stays that of one batch's text
+        however large the run (indented, the run's tree of dicts is built first, as for
+        ``to_json``). Pass a file opened with ``encoding="utf-8"``.
 
         Raises:
-            ValueError, TypeError: as :meth:`to_json`; the text written up to the bad task
-                is then in *stream*.
+            ValueError, TypeError: as :meth:`to_json`; the text written before the batch
+                holding the bad task is then in *stream*.
         """
         if indent is not None:
             with _collector_paused():
@@ -623,11 +635,15 @@ class RunResult(Mapping[str, TaskResult]):
         before, after = encode(self.to_dict(tasks=False)).split('"tasks": []', 1)
         yield before
         yield '"tasks": ['
+        results = list(self.results.values())
         with _collector_paused():
-            for number, result in enumerate(self.results.values()):
-                if number:
+            # Tasks are encoded a batch at a time (one encoder call per batch, not per task):
+            # a list's items are joined by the same ", " as the run's, so the text is the same.
+            for start in range(0, len(results), _ENCODE_BATCH):
+                if start:
                     yield ", "
-                yield encode(result.to_dict())
+                batch = results[start : start + _ENCODE_BATCH]
+                yield encode([result.to_dict() for result in batch])[1:-1]
         yield "]"
         yield after
 
