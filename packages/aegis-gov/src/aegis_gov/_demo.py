@@ -40,6 +40,7 @@ from aegis_breaker import AgentPool
 from aegis_graph import Task, TaskState
 
 from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._display_names import endpoint_display_name
 from aegis_gov._events import (
     CircuitStateChanged,
     FellBack,
@@ -455,7 +456,8 @@ class DemoWitness:
         if self.fallbacks and summary is not None and summary.status is TaskState.DONE:
             lines.append(
                 "Fallback: 'summary''s endpoint stayed down (503), so once its circuit opened "
-                f"the task moved to its backup, {summary.endpoint!r}, which answered."
+                f"the task moved to its backup, {endpoint_display_name(summary.endpoint or '')!r}, "
+                "which answered."
             )
         tagged = sorted(self.finished[t] for t in TAG_TASKS if t in self.finished)
         if len(tagged) == len(TAG_TASKS) and self.started:
