@@ -33,7 +33,13 @@ from aegis_gov._agents import Team
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._caller import Route, endpoint_key
 from aegis_gov._checkpoint import Checkpoint, CheckpointError
-from aegis_gov._cli_report import add_report_command, both, keep_timeline, report_command
+from aegis_gov._cli_report import (
+    add_report_command,
+    both,
+    keep_timeline,
+    refuse_overwrite,
+    report_command,
+)
 from aegis_gov._cli_runs import (
     CheckpointUsageError,
     add_checkpoint_option,
@@ -631,6 +637,8 @@ def _preflight(
 def _graph(args: argparse.Namespace, console: Console) -> int:
     if args.format == "png" and not args.output:
         raise UsageError("--format png needs -o FILE (a PNG is not written to a terminal)")
+    if args.output:
+        refuse_overwrite(args.output, [args.pipeline])
     pipeline = _load(args.pipeline)
     if pipeline.budget is not None and pipeline.budget.max_cost_usd is not None:
         try:  # what `aegis run` would refuse before starting, `aegis graph` refuses too

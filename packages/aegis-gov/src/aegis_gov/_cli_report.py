@@ -22,7 +22,7 @@ from aegis_gov._cli_runs import (
     resume_from_store,
 )
 from aegis_gov._events import EventHandler, RunEvent
-from aegis_gov._files import AtomicOutput, read_regular_file
+from aegis_gov._files import AtomicOutput, read_regular_file, same_file
 from aegis_gov._pipeline import PipelineError, load_pipeline
 from aegis_gov._report_html import render_report
 from aegis_gov._results import RunResult
@@ -34,6 +34,7 @@ __all__ = [
     "add_report_command",
     "both",
     "keep_timeline",
+    "refuse_overwrite",
     "report_command",
 ]
 
@@ -82,6 +83,8 @@ def add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def report_command(args: argparse.Namespace, out: IO[str]) -> int:
     """``aegis report``: write the page; returns the exit status."""
+    inputs = [args.run, args.checkpoint, args.pipeline]
+    refuse_overwrite(args.output, [path for path in inputs if path and Path(path).exists()])
     result = _load_run(args.run, args.checkpoint)
     dependencies: dict[str, list[str]] | None = None
     prices: dict[str, Price] | None = None
@@ -102,6 +105,16 @@ def report_command(args: argparse.Namespace, out: IO[str]) -> int:
     recorded = "with its timeline" if result.timeline is not None else "no timeline recorded"
     out.write(f"report of {len(result)} task(s) ({recorded}) written to {args.output}\n")
     return 0
+
+
+def refuse_overwrite(output: str, inputs: list[str]) -> None:
+    """Refuse (a usage error) an *output* that is one of the *inputs*: it would be replaced."""
+    for path in inputs:
+        if same_file(output, path):
+            raise ReportUsageError(
+                f"-o {output} is the input {path}: writing would replace it; "
+                "choose another output file"
+            )
 
 
 def _load_run(source: str, checkpoint: str | None) -> RunResult:

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
-__all__ = ["AtomicOutput", "read_regular_file"]
+__all__ = ["AtomicOutput", "read_regular_file", "same_file"]
 
 _READ_FLAGS: Final = (
     os.O_RDONLY
@@ -34,6 +34,14 @@ _CHUNK: Final = 1 << 16
 
 def _mebibytes(limit: int) -> str:
     return f"{limit / (1 << 20):g} MiB"
+
+
+def same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
+    """Whether the two paths name one file (a hard link, a symlink or another spelling of it)."""
+    try:
+        return Path(first).samefile(second)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return os.path.realpath(first) == os.path.realpath(second)
 
 
 def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:

@@ -1,0 +1,56 @@
+"""Regression tests for the attack on ``aegis report`` and ``aegis graph --format svg|png``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from aegis_gov import Checkpoint, RunInfo, TaskResult
+from aegis_gov._cli import main
+from aegis_graph import TaskState
+
+from tests.gov.test_report import EXAMPLES, article
+
+# ---------------------------------------------------------------- -o naming the input
+
+
+def test_report_refuses_to_write_over_its_result_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = tmp_path / "r.json"
+    result.write_text(article().to_json(), encoding="utf-8")
+    before = result.read_bytes()
+    link = tmp_path / "hard.json"
+    os.link(result, link)
+    for output in (result, link, tmp_path / "." / "r.json"):
+        assert main(["report", str(result), "-o", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"-o {output} is the input {result}" in err
+    assert result.read_bytes() == before
+
+
+def test_report_refuses_to_write_over_the_checkpoint_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    with Checkpoint(db) as store:
+        store.begin(RunInfo("run-1", "p.toml", "t", 0.0), ["a"], [])
+        store.record("run-1", [TaskResult("a", TaskState.DONE, agent="w", output="x")])
+    before = db.read_bytes()
+    assert main(["report", "last", "--checkpoint", str(db), "-o", str(db)]) == 2
+    assert f"is the input {db}" in capsys.readouterr().err
+    assert db.read_bytes() == before
+
+
+def test_graph_refuses_to_write_over_its_pipeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_bytes((EXAMPLES / "article.toml").read_bytes())
+    before = pipeline.read_bytes()
+    for fmt in ("svg", "text"):
+        assert main(["graph", str(pipeline), "--format", fmt, "-o", str(pipeline)]) == 2
+        assert f"is the input {pipeline}" in capsys.readouterr().err
+    assert pipeline.read_bytes() == before
