@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import attrs
 import pytest
-from aegis_gov import Checkpoint, RunInfo, TaskResult
+from aegis_gov import Checkpoint, RunInfo, RunResult, TaskResult, render_report
 from aegis_gov._cli import main
 from aegis_graph import TaskState
 
@@ -54,3 +56,34 @@ def test_graph_refuses_to_write_over_its_pipeline(
         assert main(["graph", str(pipeline), "--format", fmt, "-o", str(pipeline)]) == 2
         assert f"is the input {pipeline}" in capsys.readouterr().err
     assert pipeline.read_bytes() == before
+
+
+# ---------------------------------------------------------------- valid files, no traceback
+
+
+@pytest.mark.parametrize("deps", [["draft"], ["research", "research"]], ids=["self", "repeated"])
+def test_a_doctored_graph_is_listed_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], deps: list[str]
+) -> None:
+    data = json.loads(article().to_json())
+    data["timeline"]["dependencies"]["draft"] = deps
+    source = tmp_path / "r.json"
+    source.write_text(json.dumps(data), encoding="utf-8")
+    page = tmp_path / "r.html"
+    assert main(["report", str(source), "-o", str(page)]) == 0
+    capsys.readouterr()
+    assert "<ul class='graph-list'>" in page.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("at_s", [5e-324, 2e-323, 1e-9])
+def test_a_run_of_a_tiny_duration_still_gets_an_axis(at_s: float) -> None:
+    result = article()
+    assert result.timeline is not None
+    entries = [attrs.evolve(e, at_s=min(e.at_s, at_s)) for e in result.timeline.entries]
+    tiny = attrs.evolve(result, timeline=attrs.evolve(result.timeline, entries=entries))
+    assert "class='tick'" in render_report(tiny)
+
+
+def test_a_running_task_from_the_library_is_drawn() -> None:
+    result = RunResult({"a": TaskResult("a", TaskState.RUNNING)})
+    assert "data-task='a' data-state='running'" in render_report(result)

@@ -167,7 +167,11 @@ def render_report(
     run is escaped; the page runs no script and fetches nothing.
     """
     report = build_report(result, dependencies=dependencies, prices=prices)
-    tasks = graph_tasks(report)
+    try:
+        tasks = graph_tasks(report)
+    except GraphError as exc:  # a doctored file: a task that depends on itself, say
+        note = f"The recorded graph is not valid, so it is listed instead: {exc}"
+        return render_html(report, graph_svg=None, graph_note=note)
     if tasks is None:
         if not report.has_graph:
             note = (
@@ -239,7 +243,7 @@ def _header(report: Report) -> str:
     for line in report.tasks:
         counts[line.state] = counts.get(line.state, 0) + 1
     chips = "".join(
-        f'<span data-count="{_e(state)}" style="background:{_STATE_COLOURS[state]}">'
+        f'<span data-count="{_e(state)}" style="background:{_colour(state)}">'
         f"{count} {_e(state)}</span>"
         for state, count in counts.items()
     )
@@ -380,8 +384,16 @@ def _legend(items: Iterable[tuple[str, str]]) -> str:
     return f"<p class='legend'>{shown}</p>"
 
 
+def _colour(state: str) -> str:
+    """The colour of a task state (a running or pending task, from the library, is grey)."""
+    return _STATE_COLOURS.get(state, "#757575")
+
+
+_MIN_AXIS_S: Final = 1e-6  # the recorder's resolution: a shorter run has no ticks to space
+
+
 def _ticks(duration: float) -> list[float]:
-    if duration <= 0:
+    if duration < _MIN_AXIS_S:
         return [0.0]
     raw = duration / 6
     magnitude = 10 ** math.floor(math.log10(raw))
@@ -488,7 +500,7 @@ def _end_mark(line: TaskLine, duration: float, y: float) -> str:
     if line.ended_s is None:
         return ""
     x = _LABEL_W + _x(line.ended_s, duration)
-    colour = _STATE_COLOURS.get(line.state, "#757575")
+    colour = _colour(line.state)
     return (
         f"<circle class='end' cx='{x:.1f}' cy='{y + 2 + _BAR_H / 2:.1f}' r='4.5' "
         f"fill='{colour}' stroke='#fff' stroke-width='1'><title>{_e(line.state)} at "
@@ -497,7 +509,7 @@ def _end_mark(line: TaskLine, duration: float, y: float) -> str:
 
 
 def _row_note(line: TaskLine) -> str:
-    state = f"<tspan class='s-{_e(line.state)}' fill='{_STATE_COLOURS.get(line.state, '#757575')}'>"
+    state = f"<tspan class='s-{_e(line.state)}' fill='{_colour(line.state)}'>"
     state += f"{_e(line.state)}</tspan>"
     if line.state == "skipped":
         blamed = line.result.blamed if line.result is not None else None
