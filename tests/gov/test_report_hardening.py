@@ -8,9 +8,16 @@ from pathlib import Path
 
 import attrs
 import pytest
-from aegis_gov import Checkpoint, RunInfo, RunResult, TaskResult, render_report
+from aegis_gov import (
+    Checkpoint,
+    RunInfo,
+    RunResult,
+    TaskResult,
+    Timeline,
+    render_report,
+)
 from aegis_gov._cli import main
-from aegis_graph import TaskState
+from aegis_graph import SkipReason, TaskState
 
 from tests.gov.test_report import EXAMPLES, article
 
@@ -87,3 +94,45 @@ def test_a_run_of_a_tiny_duration_still_gets_an_axis(at_s: float) -> None:
 def test_a_running_task_from_the_library_is_drawn() -> None:
     result = RunResult({"a": TaskResult("a", TaskState.RUNNING)})
     assert "data-task='a' data-state='running'" in render_report(result)
+
+
+# ---------------------------------------------------------------- at a glance
+
+
+def _glance_of(page: str) -> str:
+    return page[page.index("<section id='glance'") : page.index("<section id='graph'")]
+
+
+def _stopped_run(*, cancelled: bool = False) -> RunResult:
+    reason = SkipReason.CANCELLED if cancelled else SkipReason.STOPPED
+    tasks = {
+        "a": TaskResult("a", TaskState.FAILED, error="no key", error_type="AuthError",
+                        attempts=1),
+        "b": TaskResult("b", TaskState.DONE, output="x", attempts=1),
+        "c": TaskResult("c", TaskState.SKIPPED, skip_reason=reason),
+        "d": TaskResult("d", TaskState.SKIPPED, skip_reason=reason),
+    }  # fmt: skip
+    graph = {"a": [], "b": [], "c": ["b"], "d": ["a"]}
+    return RunResult(tasks, cancelled=cancelled, timeline=Timeline([], graph))
+
+
+def test_the_glance_of_a_stopped_run_names_what_was_skipped_and_why() -> None:
+    glance = _glance_of(render_report(_stopped_run()))
+    assert "nothing depended on it" not in glance
+    assert "The run stopped after <span class='id'>a</span> failed" in glance
+    assert "data-victim='d'>d</span> (stopped, waited" in glance
+    assert "<li data-reason='stopped'>1 skipped (stopped): <b class='id s-skipped'>c</b>" in glance
+
+
+def test_the_glance_of_a_cancelled_run_says_so() -> None:
+    glance = _glance_of(render_report(_stopped_run(cancelled=True)))
+    assert "The run was cancelled" in glance
+    assert "data-victim='d'>d</span> (cancelled, waited" in glance
+    assert "nothing depended on it" not in glance
+
+
+def test_the_glance_of_an_unfinished_run_says_it_did_not_finish() -> None:
+    result = RunResult({"a": TaskResult("a", TaskState.DONE, output="x")}, unfinished=["b"])
+    glance = _glance_of(render_report(result))
+    assert "The run did not finish: 1 task(s) never finished" in glance
+    assert "Every task is done" not in glance

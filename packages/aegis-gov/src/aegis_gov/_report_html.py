@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
-from aegis_graph import GraphError, Task, TaskState
+from aegis_graph import GraphError, SkipReason, Task, TaskState
 
 from aegis_gov._budget import Price
 from aegis_gov._display_names import printable
@@ -264,47 +264,160 @@ def _header(report: Report) -> str:
     )
 
 
-def _glance(report: Report) -> str:
-    """Which tasks failed, what was skipped because of each, and how long each waited."""
+_MAX_GLANCE_ITEMS: Final = 50  # failed tasks, and skipped tasks per reason, in the glance
+_MAX_VICTIMS: Final = 20  # skipped tasks named after each failed one
+
+
+def _outcome(report: Report, skipped: Sequence[TaskLine], run_note: str) -> str:
+    """How the run ended, in words, when it did not simply run every task."""
+    result = report.result
+    unfinished = sum(line.state == "unfinished" for line in report.tasks)
+    reasons = {s.result.skip_reason for s in skipped if s.result is not None}
+    failed = [line.task_id for line in report.tasks if line.state == "failed"]
+    words = []
+    if result.cancelled or SkipReason.CANCELLED in reasons:
+        words.append("The run was cancelled: what had not finished was skipped.")
+    if SkipReason.STOPPED in reasons:
+        names = ", ".join(_e(task_id) for task_id in failed[:3]) or "a task"
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""  # noqa: PLR2004
+        words.append(
+            f"The run stopped after <span class='id'>{names}</span>{more} failed "
+            "(stop_on_failure): every task not yet started was skipped."
+        )
+    if SkipReason.BUDGET_SPENT in reasons:
+        words.append("The run's budget ran out: the tasks not yet started were skipped.")
+    if unfinished:
+        words.append(
+            f"The run did not finish: {unfinished} task(s) never finished"
+            + (
+                f" ({_e(run_note)})."
+                if run_note
+                else " (it was still running, or was killed, when this was saved)."
+            )
+        )
+    return "".join(f"<p class='outcome'>{w}</p>" for w in words)
+
+
+def _dependents(report: Report) -> dict[str, list[str]]:
+    """Task id -> the ids of the tasks that depend on it directly."""
+    out: dict[str, list[str]] = {}
+    for task_id, deps in report.dependencies.items():
+        for dep in dict.fromkeys(deps):
+            if dep != task_id:
+                out.setdefault(dep, []).append(task_id)
+    return out
+
+
+def _downstream(task_id: str, dependents: Mapping[str, Sequence[str]]) -> set[str]:
+    """Every task that depends on *task_id*, directly or through others."""
+    seen: set[str] = set()
+    todo = list(dependents.get(task_id, ()))
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(dependents.get(current, ()))
+    return seen
+
+
+def _glance(report: Report, run_note: str = "") -> str:
+    """How the run ended, which tasks failed, what was skipped because of each (and why)."""
     failed = [line for line in report.tasks if line.state == "failed"]
     skipped = [line for line in report.tasks if line.state == "skipped"]
+    outcome = _outcome(report, skipped, run_note)
     if not failed and not skipped:
-        unfinished = sum(line.state == "unfinished" for line in report.tasks)
-        words = f"{unfinished} task(s) never finished." if unfinished else "Every task is done."
+        words = "" if outcome else "<p>Every task is done.</p>"
         return (
-            f"<section id='glance' class='glance ok'><h2>At a glance</h2><p>{words}</p></section>"
+            f"<section id='glance' class='glance ok'><h2>At a glance</h2>{outcome}{words}</section>"
         )
+    blamed: dict[str, list[TaskLine]] = {}
+    for s in skipped:
+        if s.result is not None and s.result.blamed is not None:
+            blamed.setdefault(s.result.blamed, []).append(s)
+    by_id = {line.task_id: line for line in report.tasks}
+    dependents = _dependents(report)
+    named: set[str] = set()
     items = []
-    for line in failed:
-        task = line.result
-        error = f"{task.error_type}: {task.error}" if task is not None else ""
-        victims = [s for s in skipped if s.result is not None and s.result.blamed == line.task_id]
-        because = (
-            "; skipped because of it: "
-            + ", ".join(
-                f"<span class='id' data-victim='{_e(v.task_id)}'>{_e(v.task_id)}</span>"
-                f" (waited {_seconds(_waited(v))})"
-                for v in victims
-            )
-            if victims
-            else "; nothing depended on it"
-        )
+    for line in failed[:_MAX_GLANCE_ITEMS]:
+        victims = {v.task_id: v for v in blamed.get(line.task_id, ())}
+        below = _downstream(line.task_id, dependents) if report.has_graph else set()
+        for task_id in below:
+            victim = by_id.get(task_id)
+            if victim is not None and victim.state in {"skipped", "unfinished"}:
+                victims.setdefault(task_id, victim)
+        named.update(victims)
         items.append(
-            f"<li data-failed='{_e(line.task_id)}'><b class='id s-failed'>{_e(line.task_id)}"
-            f"</b> failed after {line.result.attempts if line.result else 0} attempt(s), "
-            f"{_seconds(line.result.duration_s if line.result else None)}: "
-            f"<span class='preview'>{_e(_preview(error))}</span>{because}</li>"
+            _failed_item(
+                line, list(victims.values()), has_graph=report.has_graph, has_dependents=bool(below)
+            )
         )
-    others = [s for s in skipped if s.result is None or s.result.blamed is None]
-    items.extend(
-        f"<li><b class='id s-skipped'>{_e(s.task_id)}</b> skipped: {_e(_reason(s))}</li>"
-        for s in others
-    )
+    if len(failed) > _MAX_GLANCE_ITEMS:
+        items.append(
+            f"<li>… and {len(failed) - _MAX_GLANCE_ITEMS} more failed tasks (see the table).</li>"
+        )
+    items.extend(_other_skips(skipped, named))
     return (
-        "<section id='glance' class='glance'><h2>At a glance</h2><ul>"
+        f"<section id='glance' class='glance'><h2>At a glance</h2>{outcome}<ul>"
         + "".join(items)
         + "</ul></section>"
     )
+
+
+def _other_skips(skipped: Sequence[TaskLine], named: set[str]) -> list[str]:
+    """The skipped tasks no failure accounts for, one item per reason."""
+    items = []
+    others: dict[str, list[TaskLine]] = {}
+    for s in skipped:
+        if s.task_id not in named:
+            others.setdefault(_reason(s), []).append(s)
+    for reason, group in others.items():
+        shown = ", ".join(
+            f"<b class='id s-skipped'>{_e(s.task_id)}</b>" for s in group[:_MAX_GLANCE_ITEMS]
+        )
+        more = (
+            f" and {len(group) - _MAX_GLANCE_ITEMS} more" if len(group) > _MAX_GLANCE_ITEMS else ""
+        )
+        items.append(
+            f"<li data-reason='{_e(reason)}'>{len(group)} skipped ({_e(reason)}): "
+            f"{shown}{more}</li>"
+        )
+    return items
+
+
+def _failed_item(
+    line: TaskLine, victims: Sequence[TaskLine], *, has_graph: bool, has_dependents: bool
+) -> str:
+    task = line.result
+    error = f"{task.error_type}: {task.error}" if task is not None else ""
+    if victims:
+        shown = ", ".join(
+            f"<span class='id' data-victim='{_e(v.task_id)}'>{_e(v.task_id)}</span>"
+            + (f" ({_e(_reason(v))}, " if _skip_reason(v) != "upstream_failed" else " (")
+            + f"waited {_seconds(_waited(v))})"
+            for v in victims[:_MAX_VICTIMS]
+        )
+        more = f" and {len(victims) - _MAX_VICTIMS} more" if len(victims) > _MAX_VICTIMS else ""
+        because = f"; skipped because of it: {shown}{more}"
+    elif has_graph and not has_dependents:
+        because = "; nothing depended on it"
+    elif has_graph:
+        because = "; no task was skipped because of it"
+    else:
+        because = "; no skipped task names it (the task graph was not recorded)"
+    attempts = task.attempts if task is not None else 0
+    after = f" after {attempts} attempt(s)" if attempts else ""
+    return (
+        f"<li data-failed='{_e(line.task_id)}'><b class='id s-failed'>{_e(line.task_id)}"
+        f"</b> failed{after}, {_seconds(task.duration_s if task else None)}: "
+        f"<span class='preview'>{_e(_preview(error))}</span>{because}</li>"
+    )
+
+
+def _skip_reason(line: TaskLine) -> str:
+    task = line.result
+    if task is None:
+        return "unfinished"
+    return task.skip_reason.value if task.skip_reason is not None else ""
 
 
 def _waited(line: TaskLine) -> float | None:
@@ -318,7 +431,9 @@ def _waited(line: TaskLine) -> float | None:
 
 def _reason(line: TaskLine) -> str:
     task = line.result
-    if task is None or task.skip_reason is None:
+    if task is None:
+        return "never finished"
+    if task.skip_reason is None:
         return "skipped"
     if task.blamed:
         return f"{task.skip_reason.value}: {task.blamed} failed"
