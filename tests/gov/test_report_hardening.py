@@ -10,6 +10,7 @@ import attrs
 import pytest
 from aegis_gov import (
     Checkpoint,
+    ResultFormatError,
     RunInfo,
     RunResult,
     TaskResult,
@@ -136,3 +137,24 @@ def test_the_glance_of_an_unfinished_run_says_it_did_not_finish() -> None:
     glance = _glance_of(render_report(result))
     assert "The run did not finish: 1 task(s) never finished" in glance
     assert "Every task is done" not in glance
+
+
+# ---------------------------------------------------------------- hostile keys in messages
+
+HOSTILE_KEY = "\x1b]0;PWNED\x07\x1b[2J\u202eEVIL"
+
+
+def test_a_hostile_key_reaches_the_error_as_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "esc.json"
+    data = {"format": 1, "tasks": [], "timeline": {"dependencies": {HOSTILE_KEY: "x"}}}
+    source.write_text(json.dumps(data), encoding="utf-8")
+    assert main(["report", str(source), "-o", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert "\u202e" not in err
+    assert r"timeline.dependencies.\x1b]0;PWNED\x07\x1b[2J\u202eEVIL: must be an array" in err
+    with pytest.raises(ResultFormatError) as caught:
+        RunResult.from_json(json.dumps(data))
+    assert caught.value.field == f"timeline.dependencies.{HOSTILE_KEY}"

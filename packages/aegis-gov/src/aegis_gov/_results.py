@@ -65,10 +65,23 @@ class ResultFormatError(AegisError, ValueError):
     """
 
     def __init__(self, field: str | None, problem: str) -> None:
-        """Record where the problem is and what it is."""
-        super().__init__(f"{field}: {problem}" if field else problem)
+        """Record where the problem is and what it is (the message shows controls as escapes)."""
+        super().__init__(_visible(f"{field}: {problem}" if field else problem))
         self.field = field
         self.problem = problem
+
+
+def _visible(text: str) -> str:
+    r"""*text* with each unprintable character (controls, bidi overrides) as an escape (``\x1b``).
+
+    A field path holds the file's own keys: a hostile one must not drive the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
 
 
 @attrs.frozen
