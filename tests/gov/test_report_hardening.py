@@ -15,10 +15,11 @@ from aegis_gov import (
     RunResult,
     TaskResult,
     Timeline,
+    graph_dot,
     render_report,
 )
 from aegis_gov._cli import main
-from aegis_graph import SkipReason, TaskState
+from aegis_graph import SkipReason, Task, TaskState
 
 from tests.gov.test_report import EXAMPLES, article
 
@@ -158,3 +159,23 @@ def test_a_hostile_key_reaches_the_error_as_escapes(
     with pytest.raises(ResultFormatError) as caught:
         RunResult.from_json(json.dumps(data))
     assert caught.value.field == f"timeline.dependencies.{HOSTILE_KEY}"
+
+
+# ---------------------------------------------------------------- bidi and zero-width text
+
+SPOOFS = ["\u202e", "\u2066", "\u200f", "\u061c", "\u200b", "\u200d", "\u2060", "\ufeff"]
+
+
+@pytest.mark.parametrize("char", SPOOFS)
+def test_bidi_and_zero_width_characters_are_shown_as_escapes(char: str) -> None:
+    task_id = f"fact_check{char}"
+    result = attrs.evolve(article(task_id=task_id), team=f"team{char}")
+    page = render_report(result)
+    assert char not in page
+    escape = char.encode("unicode_escape").decode("ascii")
+    assert f"data-failed='fact_check{escape}'" in page
+    assert f"team <b>team{escape}</b>" in page
+    assert "unicode-bidi: isolate" in page
+    dot = graph_dot([Task("a"), Task(task_id, depends_on=["a"])])
+    assert char not in dot
+    assert f'label="fact_check\\{escape}"' in dot

@@ -61,8 +61,12 @@ _LEGEND_ORDER: Final = (
 
 # What XML 1.0 (and so SVG) cannot hold, and what a terminal or Graphviz would act on:
 # control characters (newlines included: a label is one line per field), lone surrogates
-# (UTF-8 cannot encode them) and U+FFFE/U+FFFF.
-_UNSHOWABLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# (UTF-8 cannot encode them) and U+FFFE/U+FFFF; and what would rearrange or hide the label's
+# text: bidi embeddings, overrides, isolates and marks, zero-width characters, separators.
+_UNSHOWABLE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
+    "\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
 _DOT_SPECIAL: Final = re.compile(r'[\\"&<>]')
 _DOT_ESCAPES: Final = {"\\": "\\\\", '"': "&quot;", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
 

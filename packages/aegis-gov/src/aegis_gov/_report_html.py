@@ -89,6 +89,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 tr.failed td { background: #fdecea; } tr.skipped td { background: #f5f5f5; }
 .id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   overflow-wrap: anywhere; }
+b, td, li, .id, .preview, svg text, svg tspan { unicode-bidi: isolate; }
 .preview { color: #5f6368; overflow-wrap: anywhere; max-width: 420px; }
 .legend span { display: inline-block; margin: 2px 14px 2px 0; white-space: nowrap; }
 .legend i { display: inline-block; width: 14px; height: 10px; margin-right: 5px;
@@ -122,13 +123,22 @@ _ESCAPES: Final = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"
 _ESCAPES[ord("'")] = "&#x27;"
 
 
+# Characters that rearrange or hide the text around them: bidi embeddings, overrides,
+# isolates and marks, zero-width characters, line and paragraph separators.
+_INVISIBLE: Final = re.compile("[\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
 def _e(text: object) -> str:
-    """*text* escaped for HTML text and quoted attributes (control characters shown).
+    r"""*text* escaped for HTML text and quoted attributes (control characters shown).
 
     As ``html.escape(..., quote=True)``, without importing ``html`` (and its entity table)
-    with the package.
+    with the package. Control, bidi and zero-width characters are shown as escapes
+    (``\u202e``), so a task id cannot reverse the page's words around it or pass for another.
     """
-    return printable(str(text), one_line=True).translate(_ESCAPES)
+    shown = printable(str(text), one_line=True)
+    if _INVISIBLE.search(shown):
+        shown = _INVISIBLE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), shown)
+    return shown.translate(_ESCAPES)
 
 
 def _seconds(value: float | None) -> str:
