@@ -15,6 +15,7 @@ from aegis_gov import (
     RunResult,
     TaskResult,
     Timeline,
+    TimelineEntry,
     graph_dot,
     render_report,
 )
@@ -179,3 +180,48 @@ def test_bidi_and_zero_width_characters_are_shown_as_escapes(char: str) -> None:
     dot = graph_dot([Task("a"), Task(task_id, depends_on=["a"])])
     assert char not in dot
     assert f'label="fact_check\\{escape}"' in dot
+
+
+# ---------------------------------------------------------------- big runs stay small
+
+
+def test_a_row_of_many_retries_draws_a_bounded_number_of_bars() -> None:
+    n = 20_000
+    entries = [TimelineEntry(0.0, "started", "a", attempt=1)]
+    entries += [
+        TimelineEntry(i * 1e-3, "retrying", "a", attempt=i, delay_s=4e-4) for i in range(1, n)
+    ]
+    entries.append(TimelineEntry(n * 1e-3, "succeeded", "a"))
+    result = RunResult(
+        {"a": TaskResult("a", TaskState.DONE, output="x")},
+        timeline=Timeline(entries, {"a": []}),
+    )
+    page = render_report(result)
+    assert page.count("<rect class='span") <= 401  # 600 plot units / 1.5 per bar
+    assert "shorter span(s) drawn under this bar" in page
+    assert len(page) < 200_000
+
+
+def test_the_failed_task_survives_the_caps_of_a_big_run() -> None:
+    tasks = {f"t{i}": TaskResult(f"t{i}", TaskState.DONE, output="x") for i in range(6000)}
+    tasks["culprit"] = TaskResult("culprit", TaskState.FAILED, error="boom", error_type="E")
+    entries = [TimelineEntry(float(i), "succeeded", f"t{i}") for i in range(6000)]
+    entries.append(TimelineEntry(6000.0, "failed", "culprit"))
+    page = render_report(RunResult(tasks, timeline=Timeline(entries)))
+    assert "<g class='tl-row' data-task='culprit'" in page
+    assert "<tr class='failed' data-task='culprit'" in page
+    assert "<li data-task='culprit' data-state='failed'>" in page
+    assert "1000 of 6001 tasks are drawn (failed, skipped and unfinished ones first)" in page
+    assert "5001 left out" in page
+
+
+def test_the_glance_lists_at_most_fifty_failures() -> None:
+    tasks: dict[str, TaskResult] = {}
+    for i in range(400):
+        tasks[f"f{i}"] = TaskResult(f"f{i}", TaskState.FAILED, error="e", error_type="E")
+        tasks[f"s{i}"] = TaskResult(
+            f"s{i}", TaskState.SKIPPED, skip_reason=SkipReason.UPSTREAM_FAILED, blamed=f"f{i}"
+        )
+    glance = _glance_of(render_report(RunResult(tasks)))
+    assert glance.count("<li data-failed=") == 50
+    assert "… and 350 more failed tasks (see the table)" in glance

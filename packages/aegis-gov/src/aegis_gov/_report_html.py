@@ -456,7 +456,8 @@ def _graph(report: Report, graph_svg: str | None, note: str) -> str:
         return f"{head}{_inline_svg(graph_svg)}</section>"
     why = f"<p class='note'>{_e(note)}</p>" if note else ""
     items = []
-    for line in report.tasks[:_MAX_GRAPH_TASKS]:
+    shown = _shown(report.tasks, _MAX_GRAPH_TASKS)
+    for line in shown:
         after = (
             " ← " + ", ".join(f"<span class='id'>{_e(d)}</span>" for d in line.dependencies)
             if line.dependencies
@@ -467,8 +468,7 @@ def _graph(report: Report, graph_svg: str | None, note: str) -> str:
             f"<span class='state s-{_e(line.state)}'>{_state_mark(line.state)}</span> "
             f"<span class='id'>{_e(line.task_id)}</span>{after}</li>"
         )
-    more = len(report.tasks) - _MAX_GRAPH_TASKS
-    tail = f"<p class='note'>… and {more} more tasks (see the table).</p>" if more > 0 else ""
+    tail = _left_out(len(shown), len(report.tasks), "are listed")
     return f"{head}{why}<ul class='graph-list'>{''.join(items)}</ul>{tail}</section>"
 
 
@@ -544,20 +544,59 @@ def _x(seconds: float, duration: float) -> float:
     return 0.0 if duration <= 0 else max(0.0, min(_PLOT_W, seconds / duration * _PLOT_W))
 
 
+_MIN_BAR_W: Final = 1.5  # the narrowest bar drawn, in plot units
+
+
 def _bars(spans: Sequence[Span], duration: float, y: float, colours: dict[str, str]) -> str:
-    out = []
+    """One row's bars; a span that falls within the bar before it is merged into that bar.
+
+    So a row holds at most ``_PLOT_W / _MIN_BAR_W`` bars, however many retries it had.
+    """
+    bars: list[tuple[float, float, Span, int]] = []  # x1, x2, first span, spans merged in
     for span in spans:
         x1, x2 = _x(span.start_s, duration), _x(span.end_s, duration)
-        width = max(x2 - x1, 1.5)
-        words = _SPAN_WORDS.get(span.kind, span.kind.replace("_", "-"))
-        out.append(
-            f"<rect class='span {_e(span.kind)}' data-kind='{_e(span.kind)}' "
-            f"x='{_LABEL_W + x1:.1f}' y='{y:.1f}' width='{width:.1f}' height='{_BAR_H}' "
-            f"rx='2' fill='{colours.get(span.kind, '#bdbdbd')}'>"
-            f"<title>{_e(words)}: {span.start_s:.2f}&ndash;{span.end_s:.2f} s "
-            f"({span.end_s - span.start_s:.2f} s)</title></rect>"
-        )
-    return "".join(out)
+        if bars:
+            last_x1, last_x2, first, merged = bars[-1]
+            drawn_to = last_x1 + max(last_x2 - last_x1, _MIN_BAR_W)
+            if x2 <= drawn_to:  # hidden under the bar before: count it there
+                bars[-1] = (last_x1, last_x2, first, merged + 1)
+                continue
+            x1 = max(x1, drawn_to)
+        bars.append((x1, x2, span, 0))
+    return "".join(_bar(bar, y, colours) for bar in bars)
+
+
+def _bar(bar: tuple[float, float, Span, int], y: float, colours: dict[str, str]) -> str:
+    x1, x2, span, merged = bar
+    words = _SPAN_WORDS.get(span.kind, span.kind.replace("_", "-"))
+    more = f", and {merged} shorter span(s) drawn under this bar" if merged else ""
+    return (
+        f"<rect class='span {_e(span.kind)}' data-kind='{_e(span.kind)}' "
+        f"x='{_LABEL_W + x1:.1f}' y='{y:.1f}' width='{max(x2 - x1, _MIN_BAR_W):.1f}' "
+        f"height='{_BAR_H}' rx='2' fill='{colours.get(span.kind, '#bdbdbd')}'>"
+        f"<title>{_e(words)}: {span.start_s:.2f}&ndash;{span.end_s:.2f} s "
+        f"({span.end_s - span.start_s:.2f} s){more}</title></rect>"
+    )
+
+
+_FIRST_SHOWN: Final = {"failed": 0, "skipped": 1, "unfinished": 2}
+
+
+def _shown(lines: Sequence[TaskLine], cap: int) -> list[TaskLine]:
+    """At most *cap* of *lines*, in their order: failed, skipped and unfinished ones first."""
+    if len(lines) <= cap:
+        return list(lines)
+    order = sorted(range(len(lines)), key=lambda i: _FIRST_SHOWN.get(lines[i].state, 3))
+    return [lines[i] for i in sorted(order[:cap])]
+
+
+def _left_out(shown: int, total: int, what: str) -> str:
+    if shown >= total:
+        return ""
+    return (
+        f"<p class='note'>{shown} of {total} tasks {what} (failed, skipped and unfinished "
+        f"ones first); {total - shown} left out.</p>"
+    )
 
 
 def _label(text: str, limit: int = 24) -> str:
@@ -574,7 +613,7 @@ def _timeline(report: Report) -> str:
             "usage below come from the result itself.</p></section>"
         )
     duration = report.duration_s
-    lines = report.tasks[:MAX_TIMELINE_ROWS]
+    lines = _shown(report.tasks, MAX_TIMELINE_ROWS)
     top = _AXIS_H
     height = top + len(lines) * _ROW_H + 8
     width = _LABEL_W + _PLOT_W + _NOTE_W
@@ -592,12 +631,7 @@ def _timeline(report: Report) -> str:
             + f"<text class='why' x='{_LABEL_W + _PLOT_W + 12}' y='{y + _BAR_H - 2:.1f}'>"
             f"{_row_note(line)}</text></g>"
         )
-    more = len(report.tasks) - len(lines)
-    tail = (
-        f"<p class='note'>The first {len(lines)} of {len(report.tasks)} tasks are drawn.</p>"
-        if more > 0
-        else ""
-    )
+    tail = _left_out(len(lines), len(report.tasks), "are drawn")
     graph_note = (
         ""
         if report.has_graph
@@ -690,7 +724,7 @@ def _breakers(report: Report) -> str:
 
 def _task_table(report: Report) -> str:
     rows = []
-    for line in report.tasks[:_MAX_TABLE_ROWS]:
+    for line in _shown(report.tasks, _MAX_TABLE_ROWS):
         task = line.result
         blamed = task.blamed if task is not None else None
         if task is None:
@@ -717,8 +751,7 @@ def _task_table(report: Report) -> str:
             f"<td class='num'>{usage.output_tokens if usage else ''}</td>"
             f"<td class='preview'>{_e(_preview(what))}</td></tr>"
         )
-    more = len(report.tasks) - len(rows)
-    tail = f"<p class='note'>… and {more} more tasks.</p>" if more > 0 else ""
+    tail = _left_out(len(rows), len(report.tasks), "are in the table")
     return (
         "<section id='tasks'><h2>Tasks</h2><table><thead><tr><th>task</th><th>state</th>"
         "<th>agent</th><th>endpoint</th><th class='num'>attempts</th>"
