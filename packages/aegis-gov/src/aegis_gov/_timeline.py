@@ -6,6 +6,7 @@ reads and writes them with the result's JSON.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Final, Literal
 
@@ -27,6 +28,20 @@ TIMELINE_KINDS: Final[frozenset[str]] = frozenset(
 """Every :data:`TimelineKind`."""
 
 
+def _not_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(
+            f"TimelineEntry.{attribute.name} must be a finite number >= 0, got {value!r}"
+        )
+
+
+def _kind(_instance: object, _attribute: object, value: str) -> None:
+    if value not in TIMELINE_KINDS:
+        raise ValueError(
+            f"TimelineEntry.kind must be one of {', '.join(sorted(TIMELINE_KINDS))}, got {value!r}"
+        )
+
+
 @attrs.frozen
 class TimelineEntry:
     """One moment of a run, ``at_s`` seconds after its first event.
@@ -38,13 +53,18 @@ class TimelineEntry:
     ``succeeded``, ``reused`` (kept from the run it resumed), ``failed``, ``skipped``, or
     ``circuit``: the breaker of endpoint ``subject`` went from ``previous_state`` to
     ``state``. ``subject`` is the task id for every other kind.
+
+    Raises:
+        ValueError: ``at_s`` or ``delay_s`` is negative or not finite, ``attempt`` is
+            negative, or ``kind`` is not a :data:`TimelineKind` (what a result's reader
+            refuses is never written).
     """
 
-    at_s: float
-    kind: TimelineKind
+    at_s: float = attrs.field(validator=_not_negative)
+    kind: TimelineKind = attrs.field(validator=_kind)
     subject: str
-    attempt: int = 0
-    delay_s: float = 0.0
+    attempt: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    delay_s: float = attrs.field(default=0.0, validator=_not_negative)
     endpoint: str = ""
     error: str = ""
     state: str = ""

@@ -75,14 +75,18 @@ class TimelineRecorder:
         row = _ROWS.get(type(event))
         if row is None:  # streamed chunks (the most frequent event) and tool calls
             return
-        now = self._clock()
         start = self._start
         if start is None:
-            with self._lock:
+            with self._lock:  # the first event's clock read fixes the start, under the lock
+                now = self._clock()
                 if self._start is None:
                     self._start = now
                 start = self._start
-        self._rows.append(row(round(now - start, 6), event))  # one append: atomic
+        else:
+            now = self._clock()
+        # Never before the start: another thread's first event may have read the clock
+        # later, and a clock that is not monotonic may step back.
+        self._rows.append(row(max(0.0, round(now - start, 6)), event))  # one append: atomic
 
     def timeline(self) -> Timeline:
         """What was recorded so far, in time order."""
