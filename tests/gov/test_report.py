@@ -297,9 +297,10 @@ def test_aegis_report_names_the_bad_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"format": 1, "tasks": [], "timeline": {"entries": 3}}))
+    task = {"task_id": "a", "status": "done", "attempts": -1}
+    bad.write_text(json.dumps({"format": 1, "tasks": [task], "timeline": {"entries": 3}}))
     assert main(["report", str(bad), "-o", str(tmp_path / "x.html")]) == 2
-    assert "timeline.entries: must be an array" in capsys.readouterr().err
+    assert "tasks[0].attempts: must be a whole number" in capsys.readouterr().err
 
 
 def test_aegis_report_says_when_the_page_cannot_be_written(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import attrs
@@ -14,8 +17,10 @@ from aegis_gov import (
     RunInfo,
     RunResult,
     TaskResult,
+    TaskStarted,
     Timeline,
     TimelineEntry,
+    TimelineRecorder,
     graph_dot,
     render_report,
 )
@@ -152,7 +157,8 @@ def test_a_hostile_key_reaches_the_error_as_escapes(
     source = tmp_path / "esc.json"
     data = {"format": 1, "tasks": [], "timeline": {"dependencies": {HOSTILE_KEY: "x"}}}
     source.write_text(json.dumps(data), encoding="utf-8")
-    assert main(["report", str(source), "-o", str(tmp_path / "x.html")]) == 2
+    pipeline = str(EXAMPLES / "failure-cascade.toml")
+    assert main(["run", pipeline, "--resume", str(source), "--no-checkpoint"]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err
     assert "\u202e" not in err
@@ -160,6 +166,10 @@ def test_a_hostile_key_reaches_the_error_as_escapes(
     with pytest.raises(ResultFormatError) as caught:
         RunResult.from_json(json.dumps(data))
     assert caught.value.field == f"timeline.dependencies.{HOSTILE_KEY}"
+    page = tmp_path / "x.html"
+    assert main(["report", str(source), "-o", str(page)]) == 0  # the timeline is left out
+    assert "\x1b" not in capsys.readouterr().out
+    assert r"dependencies.\x1b]0;PWNED\x07\x1b[2J\u202eEVIL" in page.read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- bidi and zero-width text
@@ -225,3 +235,112 @@ def test_the_glance_lists_at_most_fifty_failures() -> None:
     glance = _glance_of(render_report(RunResult(tasks)))
     assert glance.count("<li data-failed=") == 50
     assert "… and 350 more failed tasks (see the table)" in glance
+
+
+# ---------------------------------------------------------------- timelines that cannot be read
+
+
+def test_a_recorder_never_writes_a_time_before_its_start() -> None:
+    times = iter([10.0, 9.5, 12.0])  # the second event's clock reads earlier than the first
+    recorder = TimelineRecorder([Task("a"), Task("b")], clock=lambda: next(times))
+    for task_id in ("a", "b", "a"):
+        recorder(TaskStarted(task_id=task_id, agent="w", attempt=1))
+    result = recorder.attach(RunResult({}, unfinished=["a", "b"]))
+    assert [e.at_s for e in recorder.timeline().entries] == [0.0, 0.0, 2.0]
+    assert RunResult.from_json(result.to_json()).timeline == result.timeline
+
+
+def test_the_first_event_reads_the_clock_under_the_lock() -> None:
+    recorder = TimelineRecorder([Task("a")])
+    held: list[bool] = []
+
+    def clock() -> float:
+        held.append(recorder._lock.locked())  # what this test is about
+        return 1.0
+
+    recorder._clock = clock
+    recorder(TaskStarted(task_id="a", agent="w", attempt=1))
+    assert held == [True]
+
+
+@pytest.mark.parametrize(
+    "field", [{"at_s": -0.05}, {"at_s": math.inf}, {"delay_s": -1.0}, {"attempt": -1}]
+)
+def test_a_timeline_entry_the_reader_would_refuse_cannot_be_made(field: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(field))):
+        TimelineEntry(**{"at_s": 0.0, "kind": "started", "subject": "a", **field})  # type: ignore[arg-type]
+
+
+def test_a_bad_timeline_in_a_file_drops_only_the_timeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads(article().to_json())
+    data["timeline"]["entries"][0]["at_s"] = -0.05
+    source, page = tmp_path / "r.json", tmp_path / "r.html"
+    source.write_text(json.dumps(data), encoding="utf-8")
+    assert main(["report", str(source), "-o", str(page)]) == 0
+    assert "no timeline: The recorded timeline could not be read" in capsys.readouterr().out
+    html = page.read_text(encoding="utf-8")
+    assert "timeline.entries[0].at_s: must be a finite number &gt;= 0" in html
+    assert "data-failed='fact_check'" in html
+    data["tasks"][0]["attempts"] = -1  # the tasks are still read strictly
+    source.write_text(json.dumps(data), encoding="utf-8")
+    assert main(["report", str(source), "-o", str(page)]) == 2
+    assert "tasks[0].attempts" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- runs from the store
+
+
+def _store_with_a_run(tmp_path: Path, pid: int) -> Path:
+    db = tmp_path / "runs.db"
+    info = RunInfo(
+        "run-1", str(EXAMPLES / "article.toml"), "t", 0.0, host=socket.gethostname(), pid=pid
+    )
+    with Checkpoint(db) as store:
+        store.begin(info, ["research", "draft", "translate", "publish"], [])
+        store.record("run-1", [TaskResult("research", TaskState.DONE, agent="w", output="x")])
+    return db
+
+
+def test_a_killed_run_is_reported_as_killed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    db, page = _store_with_a_run(tmp_path, child.pid), tmp_path / "r.html"
+    assert main(["report", "last", "--checkpoint", str(db), "-o", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert f"report of run run-1 in {db}: 4 task(s)" in out
+    assert "killed" in out
+    html = page.read_text(encoding="utf-8")
+    assert "The run was killed before it finished" in html
+    assert "without a TimelineRecorder" not in html
+    assert "The run did not finish: 3 task(s) never finished (killed" in html
+    assert "The task graph (each task's dependencies) was not recorded" not in html  # the file's
+
+
+def test_a_running_run_is_reported_as_not_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, page = _store_with_a_run(tmp_path, os.getpid()), tmp_path / "r.html"
+    assert main(["report", "last", "--checkpoint", str(db), "-o", str(page)]) == 0
+    assert "still running" in capsys.readouterr().out
+    assert "The run had not finished when this report was written" in page.read_text(
+        encoding="utf-8"
+    )
+
+
+def test_a_file_named_like_a_run_id_does_not_hide_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = _store_with_a_run(tmp_path, os.getpid())
+    Path("last").write_text("notes\n", encoding="utf-8")
+    assert main(["report", "last", "--checkpoint", str(db), "-o", "x.html"]) == 0
+    assert "report of run run-1 in" in capsys.readouterr().out
+    Path("mine").write_text(article().to_json(), encoding="utf-8")  # not a run id: the file
+    assert main(["report", "mine", "--checkpoint", str(db), "-o", "y.html"]) == 0
+    assert "report of mine: 4 task(s)" in capsys.readouterr().out
+    assert main(["report", "nope", "--checkpoint", str(db), "-o", "z.html"]) == 2
+    assert "nope" in capsys.readouterr().err

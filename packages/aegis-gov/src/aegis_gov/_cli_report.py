@@ -7,10 +7,13 @@ result (so ``--output`` writes it) and in the checkpoint store.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 from typing import IO, Final
+
+import attrs
 
 from aegis_gov._budget import Price
 from aegis_gov._checkpoint import Checkpoint, CheckpointError
@@ -21,11 +24,12 @@ from aegis_gov._cli_runs import (
     open_store,
     resume_from_store,
 )
+from aegis_gov._display_names import printable
 from aegis_gov._events import EventHandler, RunEvent
 from aegis_gov._files import AtomicOutput, read_regular_file, same_file
 from aegis_gov._pipeline import PipelineError, load_pipeline
-from aegis_gov._report_html import render_report
-from aegis_gov._results import RunResult
+from aegis_gov._report_html import render_page
+from aegis_gov._results import ResultFormatError, RunResult
 from aegis_gov._timeline_recorder import TimelineRecorder
 
 __all__ = [
@@ -81,21 +85,44 @@ def add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
 
 
+@attrs.frozen
+class _Loaded:
+    """A run to report on, with what the page should say about how it was found."""
+
+    result: RunResult
+    source: str  # "FILE" or "run ID in STORE", for the summary line
+    run_note: str = ""  # how the run ended, when the result cannot tell (killed, running)
+    timeline_note: str = ""  # why the page has no timeline, when it is known
+    pipeline: str | None = None  # the pipeline file the store says the run ran
+
+
 def report_command(args: argparse.Namespace, out: IO[str]) -> int:
     """``aegis report``: write the page; returns the exit status."""
     inputs = [args.run, args.checkpoint, args.pipeline]
     refuse_overwrite(args.output, [path for path in inputs if path and Path(path).exists()])
-    result = _load_run(args.run, args.checkpoint)
+    loaded = _load_run(args.run, args.checkpoint)
+    result = loaded.result
     dependencies: dict[str, list[str]] | None = None
     prices: dict[str, Price] | None = None
-    if args.pipeline is not None:
+    pipeline_file = args.pipeline
+    if pipeline_file is None and result.timeline is None and loaded.pipeline is not None:
+        pipeline_file = loaded.pipeline if Path(loaded.pipeline).is_file() else None
+    if pipeline_file is not None:
         try:
-            pipeline = load_pipeline(args.pipeline)
+            pipeline = load_pipeline(pipeline_file)
         except PipelineError as exc:
-            raise ReportUsageError(str(exc)) from None
-        dependencies = {task.id: list(task.depends_on) for task in pipeline.tasks}
-        prices = dict(pipeline.budget.prices) if pipeline.budget is not None else None
-    page = render_report(result, dependencies=dependencies, prices=prices)
+            if args.pipeline is not None:
+                raise ReportUsageError(str(exc)) from None
+        else:
+            dependencies = {task.id: list(task.depends_on) for task in pipeline.tasks}
+            prices = dict(pipeline.budget.prices) if pipeline.budget is not None else None
+    page = render_page(
+        result,
+        dependencies=dependencies,
+        prices=prices,
+        run_note=loaded.run_note,
+        timeline_note=loaded.timeline_note,
+    )
     try:
         with AtomicOutput(args.output) as output:
             output.commit(page)
@@ -103,7 +130,14 @@ def report_command(args: argparse.Namespace, out: IO[str]) -> int:
         sys.stderr.write(f"aegis: error: cannot write {args.output}: {exc.strerror or exc}\n")
         return _EXIT_OUTPUT_FAILED
     recorded = "with its timeline" if result.timeline is not None else "no timeline recorded"
-    out.write(f"report of {len(result)} task(s) ({recorded}) written to {args.output}\n")
+    if result.timeline is None and loaded.timeline_note:
+        recorded = "no timeline: " + loaded.timeline_note.split(":")[0].rstrip(".")
+    tasks = len(result) + len(result.unfinished)
+    ended = f", {loaded.run_note}" if loaded.run_note else ""
+    out.write(
+        f"report of {printable(loaded.source, one_line=True)}: {tasks} task(s) "
+        f"({recorded}{ended}) written to {args.output}\n"
+    )
     return 0
 
 
@@ -117,27 +151,77 @@ def refuse_overwrite(output: str, inputs: list[str]) -> None:
             )
 
 
-def _load_run(source: str, checkpoint: str | None) -> RunResult:
-    """A result file if *source* names one, else a run id (or ``last``) in the store."""
-    as_file = Path(source).exists() or os.sep in source or source.endswith(".json")
-    if as_file:
-        try:
-            data = read_regular_file(source, max_bytes=MAX_REPORT_INPUT_BYTES)
-        except OSError as exc:
-            raise ReportUsageError(
-                f"{source}: cannot read the result: {exc.strerror or exc}"
-            ) from None
-        try:
-            return RunResult.from_json(data)
-        except ValueError as exc:
+def _looks_like_a_file(source: str) -> bool:
+    return os.sep in source or source.endswith(".json")
+
+
+def _load_run(source: str, checkpoint: str | None) -> _Loaded:
+    """The run *source* names: a run id (or ``last``) in the store, else a result file.
+
+    A *source* with no ``/`` that does not end in ``.json`` is looked up in the store first
+    (when there is one and it has that run), so a file named ``last`` cannot hide the latest
+    run; otherwise *source* is read as a result file.
+    """
+    have_store = bool(checkpoint) and Path(checkpoint or "").exists()
+    if not _looks_like_a_file(source) and have_store and checkpoint:
+        with open_store(checkpoint, create=False) as store:
+            try:
+                return _from_store(store, source)
+            except CheckpointUsageError:
+                if not Path(source).exists():
+                    raise
+    if Path(source).exists() or _looks_like_a_file(source):
+        return _from_file(source)
+    where = f"no checkpoint store at {checkpoint}" if checkpoint else "no checkpoint store"
+    raise ReportUsageError(
+        f"{source}: no such result file, and {where} to look it up in as a run id"
+    )
+
+
+def _from_file(source: str) -> _Loaded:
+    try:
+        data = read_regular_file(source, max_bytes=MAX_REPORT_INPUT_BYTES)
+    except OSError as exc:
+        raise ReportUsageError(f"{source}: cannot read the result: {exc.strerror or exc}") from None
+    try:
+        return _Loaded(RunResult.from_json(data), source)
+    except ResultFormatError as exc:
+        if not (exc.field or "").startswith("timeline"):
             raise ReportUsageError(f"{source}: not a result written by --output: {exc}") from None
-    if not checkpoint or not Path(checkpoint).exists():
-        where = f"no checkpoint store at {checkpoint}" if checkpoint else "no checkpoint store"
-        raise ReportUsageError(
-            f"{source}: no such result file, and {where} to look it up in as a run id"
+        problem = str(exc)
+    except ValueError as exc:
+        raise ReportUsageError(f"{source}: not a result written by --output: {exc}") from None
+    # Only the timeline is bad: report the run without it (its tasks are still checked).
+    document = json.loads(data)
+    document.pop("timeline", None)
+    try:
+        result = RunResult.from_dict(document)
+    except ValueError as exc:
+        raise ReportUsageError(f"{source}: not a result written by --output: {exc}") from None
+    note = f"The recorded timeline could not be read, so it is left out: {problem}."
+    return _Loaded(result, source, timeline_note=note)
+
+
+def _from_store(store: Checkpoint, source: str) -> _Loaded:
+    result = resume_from_store(store, source, None)
+    where = f"run {result.run_id} in {store.path}"
+    info = next((run for run in store.runs() if run.run_id == result.run_id), None)
+    if info is None or info.status != "running" or result.timeline is not None:
+        return _Loaded(result, where, pipeline=info.name if info is not None else None)
+    if info.killed:
+        run_note = "killed: its process ended before the run did"
+        timeline_note = (
+            "The run was killed before it finished: aegis saves a run's timeline when the "
+            "run ends, so this one has none. The states, blame and usage below come from "
+            "the tasks it checkpointed."
         )
-    with open_store(checkpoint, create=False) as store:
-        return resume_from_store(store, source, None)
+    else:
+        run_note = "still running when this report was written (or killed on another host)"
+        timeline_note = (
+            "The run had not finished when this report was written: its timeline is saved "
+            "when it ends. The states and usage below are of the tasks finished so far."
+        )
+    return _Loaded(result, where, run_note, timeline_note, pipeline=info.name)
 
 
 def both(first: EventHandler, second: EventHandler) -> EventHandler:

@@ -32,7 +32,14 @@ from aegis_gov._report import (
 )
 from aegis_gov._results import RunResult
 
-__all__ = ["MAX_TIMELINE_ROWS", "graph_states", "graph_tasks", "render_html", "render_report"]
+__all__ = [
+    "MAX_TIMELINE_ROWS",
+    "graph_states",
+    "graph_tasks",
+    "render_html",
+    "render_page",
+    "render_report",
+]
 
 MAX_TIMELINE_ROWS: Final = 1000
 """The most task rows the timeline draws (the tables still list every task)."""
@@ -176,12 +183,29 @@ def render_report(
     ``Budget.prices``) fill in what the result's timeline does not hold. Every text from the
     run is escaped; the page runs no script and fetches nothing.
     """
+    return render_page(result, dependencies=dependencies, prices=prices)
+
+
+def render_page(
+    result: RunResult,
+    *,
+    dependencies: Mapping[str, Sequence[str]] | None = None,
+    prices: Mapping[str, Price] | None = None,
+    run_note: str = "",
+    timeline_note: str = "",
+) -> str:
+    """:func:`render_report`, with what ``aegis report`` knows beyond the result.
+
+    *run_note* says how the run ended when the result cannot (killed, still running);
+    *timeline_note* why it has no timeline (killed, or the recorded one was unreadable).
+    """
     report = build_report(result, dependencies=dependencies, prices=prices)
+    notes = {"run_note": run_note, "timeline_note": timeline_note}
     try:
         tasks = graph_tasks(report)
     except GraphError as exc:  # a doctored file: a task that depends on itself, say
         note = f"The recorded graph is not valid, so it is listed instead: {exc}"
-        return render_html(report, graph_svg=None, graph_note=note)
+        return render_html(report, graph_svg=None, graph_note=note, **notes)
     if tasks is None:
         if not report.has_graph:
             note = (
@@ -193,7 +217,7 @@ def render_report(
             note = f"The graph has more than {_MAX_GRAPH_TASKS} tasks: listed, not drawn."
         else:
             note = "The recorded graph does not name every task of the result: listed."
-        return render_html(report, graph_svg=None, graph_note=note)
+        return render_html(report, graph_svg=None, graph_note=note, **notes)
     titles = {
         line.task_id: line.result.agent
         for line in report.tasks
@@ -203,14 +227,21 @@ def render_report(
         svg = render_graph(tasks, states=graph_states(report), titles=titles).decode("utf-8")
     except GraphvizNotFoundError as exc:
         note = f"Graphviz is not installed, so the graph is listed instead of drawn: {exc}"
-        return render_html(report, graph_svg=None, graph_note=note)
+        return render_html(report, graph_svg=None, graph_note=note, **notes)
     except (GraphvizError, GraphError) as exc:  # GraphError: a cycle in a doctored file
         note = f"The graph could not be drawn, so it is listed instead: {exc}"
-        return render_html(report, graph_svg=None, graph_note=note)
-    return render_html(report, graph_svg=svg)
+        return render_html(report, graph_svg=None, graph_note=note, **notes)
+    return render_html(report, graph_svg=svg, **notes)
 
 
-def render_html(report: Report, *, graph_svg: str | None, graph_note: str = "") -> str:
+def render_html(
+    report: Report,
+    *,
+    graph_svg: str | None,
+    graph_note: str = "",
+    run_note: str = "",
+    timeline_note: str = "",
+) -> str:
     """The report page; *graph_svg* is Graphviz's drawing (None: the graph as a list)."""
     result = report.result
     title = f"aegis run report: {result.run_id or result.team or 'run'}"
@@ -221,9 +252,9 @@ def render_html(report: Report, *, graph_svg: str | None, graph_note: str = "") 
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         _header(report),
-        _glance(report),
+        _glance(report, run_note),
         _graph(report, graph_svg, graph_note),
-        _timeline(report),
+        _timeline(report, timeline_note),
         _breakers(report),
         _task_table(report),
         _usage(report),
@@ -603,8 +634,10 @@ def _label(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _timeline(report: Report) -> str:
+def _timeline(report: Report, note: str = "") -> str:
     head = "<section id='timeline'><h2>Timeline</h2>"
+    if report.timeline is None and note:
+        return f"{head}<p class='note' id='no-timeline'>{_e(note)}</p></section>"
     if report.timeline is None:
         return (
             f"{head}<p class='note' id='no-timeline'>The timeline was not recorded: this "
