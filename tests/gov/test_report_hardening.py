@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import attrs
 import pytest
 from aegis_gov import (
     Checkpoint,
+    GraphvizError,
     ResultFormatError,
     RunInfo,
     RunResult,
@@ -22,6 +25,7 @@ from aegis_gov import (
     TimelineEntry,
     TimelineRecorder,
     graph_dot,
+    render_graph,
     render_report,
 )
 from aegis_gov._cli import main
@@ -344,3 +348,44 @@ def test_a_file_named_like_a_run_id_does_not_hide_the_store(
     assert "report of mine: 4 task(s)" in capsys.readouterr().out
     assert main(["report", "nope", "--checkpoint", str(db), "-o", "z.html"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- dot
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in {"Z", "X"}  # a zombie waiting for init to reap it is gone too
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_dot_timeout_kills_what_a_wrapper_dot_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    pidfile = tmp_path / "child.pid"
+    dot = folder / "dot"
+    dot.write_text(
+        f"#!/bin/sh\n{shutil.which('sleep')} 600 &\necho $! > {pidfile}\nwait\n", encoding="utf-8"
+    )
+    dot.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    with pytest.raises(GraphvizError, match="did not finish"):
+        render_graph([Task("a")], timeout_s=0.5)
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)  # SIGKILL is delivered asynchronously
+    assert _gone(child)
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz")
+def test_a_very_long_id_is_cut_in_its_box_and_still_drawn() -> None:
+    task_id = '"' * 3000 + "x" * 20_000
+    svg = render_graph([Task(task_id), Task("b", depends_on=[task_id])]).decode("utf-8")
+    assert "&quot;" * 79 + "…" in svg
+    assert "x" * 100 not in svg

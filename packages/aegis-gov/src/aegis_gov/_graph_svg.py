@@ -7,9 +7,12 @@ inside an escaped label, so no id can add attributes, nodes or edges to the draw
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
@@ -103,6 +106,14 @@ def _showable(text: str) -> str:
     )
 
 
+_MAX_LABEL_CHARS: Final = 80  # a longer id is cut in its box (whole in the tooltip)
+_MAX_TOOLTIP_CHARS: Final = 1000  # escaped, well under Graphviz's 16384-byte string limit
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _label(text: str) -> str:
     """*text* as the inside of a DOT quoted-string label that Graphviz shows literally."""
     # Entities, not backslashes, for the XML characters and the quote: Graphviz decodes
@@ -154,17 +165,20 @@ def graph_dot(
     ]
     used: set[TaskState] = set()
     for number, task in enumerate(tasks):
-        label = _label(task.id)
+        label = _label(_cut(task.id, _MAX_LABEL_CHARS))
+        tooltip = ""  # a cut id is shown whole (up to a limit) when the mouse is over it
+        if len(task.id) > _MAX_LABEL_CHARS:
+            tooltip = f', tooltip="{_label(_cut(task.id, _MAX_TOOLTIP_CHARS))}"'
         title = (titles or {}).get(task.id)
         if title:
-            label += "\\n" + _label(title)
+            label += "\\n" + _label(_cut(title, _MAX_LABEL_CHARS))
         style = ""
         if shown is not None:
             state = shown.get(task.id, TaskState.PENDING)
             used.add(state)
             fill, border, extra = _STYLE[state]
             style = f', fillcolor="{fill}", color="{border}"{extra}'
-        lines.append(f'  t{number} [label="{label}"{style}];')
+        lines.append(f'  t{number} [label="{label}"{tooltip}{style}];')
     lines.extend(
         f"  t{index[dep]} -> t{number};"
         for number, task in enumerate(tasks)
@@ -224,14 +238,8 @@ def render_graph(
             f"Graphviz's 'dot' program was not found on PATH: {_INSTALL_HINT}"
         )
     try:
-        done = subprocess.run(  # noqa: S603  # a fixed argv, no shell
-            [dot, f"-T{fmt}"],
-            input=source,
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:  # run() has killed it
+        returncode, stdout, stderr_bytes = _run_dot([dot, f"-T{fmt}"], source, timeout_s)
+    except subprocess.TimeoutExpired:  # _run_dot has killed dot and its children
         raise GraphvizError(
             f"Graphviz's dot ({dot}) did not finish within {timeout_s:g} s ({len(tasks)} tasks)"
         ) from None
@@ -239,13 +247,39 @@ def render_graph(
         raise GraphvizNotFoundError(
             f"Graphviz's dot ({dot}) could not be started ({exc.strerror or exc}): {_INSTALL_HINT}"
         ) from None
-    stderr = done.stderr.decode("utf-8", "replace").strip()
-    if done.returncode != 0 or not done.stdout:
+    stderr = stderr_bytes.decode("utf-8", "replace").strip()
+    if returncode != 0 or not stdout:
         why = stderr.splitlines()[0] if stderr else "no message"
-        status = f"exited with status {done.returncode}" if done.returncode else "wrote nothing"
+        status = f"exited with status {returncode}" if returncode else "wrote nothing"
         raise GraphvizError(
-            f"Graphviz's dot ({dot}) {status}: {why}", returncode=done.returncode, stderr=stderr
+            f"Graphviz's dot ({dot}) {status}: {why}", returncode=returncode, stderr=stderr
         )
     if stderr:
         _log.debug("dot warned: %s", stderr)
-    return done.stdout
+    return stdout
+
+
+def _run_dot(argv: list[str], source: bytes, timeout_s: float) -> tuple[int, bytes, bytes]:
+    """Run ``dot`` in a session of its own; at the timeout, kill it and all it started.
+
+    A ``dot`` that is a wrapper script (snap, conda, nix) runs the real one as a child,
+    which killing the script alone would leave running.
+    """
+    posix = os.name == "posix"
+    with subprocess.Popen(  # noqa: S603  # a fixed argv, no shell
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=posix,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(source, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            if posix:
+                with contextlib.suppress(OSError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
+            process.communicate()
+            raise
+        return process.returncode, stdout, stderr
