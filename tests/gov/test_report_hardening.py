@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -389,3 +392,26 @@ def test_a_very_long_id_is_cut_in_its_box_and_still_drawn() -> None:
     svg = render_graph([Task(task_id), Task("b", depends_on=[task_id])]).decode("utf-8")
     assert "&quot;" * 79 + "…" in svg
     assert "x" * 100 not in svg
+
+
+# ---------------------------------------------------------------- aegis graph to a full disk
+
+
+class _FullDisk(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("fmt", ["text", "mermaid"])
+def test_graph_to_a_full_stdout_is_one_line_and_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    with capsys.disabled():
+        monkeypatch.setattr(sys, "stdout", _FullDisk())
+        err = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        status = main(["graph", str(EXAMPLES / "article.toml"), "--format", fmt])
+    assert status == 3
+    assert err.getvalue() == (
+        "aegis: error: cannot write the graph to standard output: No space left on device\n"
+    )

@@ -660,12 +660,26 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
             _print_graph(args.format, pipeline, text)
             data = text.getvalue().encode("utf-8")
         if output is None:
-            console.file.write(data.decode("utf-8"))
-            return EXIT_OK
+            return _to_stdout(data, console)
         try:
             output.commit(data)
         except OSError as exc:
             raise UsageError(f"{args.output}: cannot write the graph: {_reason(exc)}") from None
+    return EXIT_OK
+
+
+def _to_stdout(data: bytes, console: Console) -> int:
+    """Write ``aegis graph``'s text or SVG to standard output; a failed write is one line."""
+    try:
+        console.file.write(data.decode("utf-8"))
+        console.file.flush()
+    except BrokenPipeError:
+        raise  # the reader went away: console_main ends quietly
+    except OSError as exc:  # a full disk behind `> file`, say: as a failed -o write
+        sys.stderr.write(
+            f"aegis: error: cannot write the graph to standard output: {_reason(exc)}\n"
+        )
+        return EXIT_OUTPUT_FAILED
     return EXIT_OK
 
 
