@@ -320,7 +320,7 @@ def test_cli_unwritable_output_is_a_usage_error(
         main(["graph", str(EXAMPLES / "article.toml"), "--format", "svg", "-o", str(target)]) == 2
     )
     err = capsys.readouterr().err
-    assert err.startswith(f"aegis: error: {target}: cannot write the result there: no such dir")
+    assert err.startswith(f"aegis: error: {target}: cannot write the graph there: no such dir")
 
 
 def test_cli_text_formats_can_go_to_a_file(

@@ -415,3 +415,10 @@ def test_graph_to_a_full_stdout_is_one_line_and_exit_3(
     assert err.getvalue() == (
         "aegis: error: cannot write the graph to standard output: No space left on device\n"
     )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_graph_to_a_full_output_file_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["graph", str(EXAMPLES / "article.toml"), "--format", "text", "-o", "/dev/full"])
+    assert status == 3
+    assert capsys.readouterr().err.startswith("aegis: error: /dev/full: cannot write the graph:")

@@ -498,7 +498,7 @@ def _stop_notice(grace_s: float) -> str:
 
 
 @contextlib.contextmanager
-def _open_output(path: str | None) -> Iterator[AtomicOutput | None]:
+def _open_output(path: str | None, what: str = "the result") -> Iterator[AtomicOutput | None]:
     """The ``--output`` file, checked before anything runs (a bad path is a usage error)."""
     if not path:
         yield None
@@ -506,7 +506,7 @@ def _open_output(path: str | None) -> Iterator[AtomicOutput | None]:
     try:
         output = AtomicOutput(path)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write the result there: {_reason(exc)}") from None
+        raise UsageError(f"{path}: cannot write {what} there: {_reason(exc)}") from None
     with output:
         yield output
 
@@ -645,7 +645,7 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
             _preflight(pipeline, tools=False)
         except (AegisError, ValueError) as exc:
             raise UsageError(f"{args.pipeline}: {exc}") from None
-    with _open_output(args.output) as output:  # a bad -o path is found before drawing
+    with _open_output(args.output, "the graph") as output:  # a bad -o is found before drawing
         if args.format in {"svg", "png"}:
             try:
                 data = render_graph(
@@ -663,8 +663,11 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
             return _to_stdout(data, console)
         try:
             output.commit(data)
-        except OSError as exc:
-            raise UsageError(f"{args.output}: cannot write the graph: {_reason(exc)}") from None
+        except OSError as exc:  # as a result that cannot be written: exit 3
+            sys.stderr.write(
+                f"aegis: error: {args.output}: cannot write the graph: {_reason(exc)}\n"
+            )
+            return EXIT_OUTPUT_FAILED
     return EXIT_OK
 
 
