@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from aegis_gov import (
     Checkpoint,
     GraphvizError,
+    Price,
     ResultFormatError,
     RunInfo,
     RunResult,
@@ -422,3 +424,34 @@ def test_graph_to_a_full_output_file_is_exit_3(capsys: pytest.CaptureFixture[str
     status = main(["graph", str(EXAMPLES / "article.toml"), "--format", "text", "-o", "/dev/full"])
     assert status == 3
     assert capsys.readouterr().err.startswith("aegis: error: /dev/full: cannot write the graph:")
+
+
+# ---------------------------------------------------------------- small input gaps
+
+
+@pytest.mark.parametrize(
+    ("unfinished", "message"),
+    [
+        (["a", "a"], "unfinished[1]: 'a' appears more than once"),
+        (["done"], "unfinished[0]: 'done' is a finished task"),
+    ],
+)
+def test_unfinished_ids_are_each_a_task_that_did_not_finish(
+    unfinished: list[str], message: str
+) -> None:
+    data = {"format": 1, "tasks": [{"task_id": "done", "status": "done"}], "unfinished": unfinished}
+    with pytest.raises(ResultFormatError, match=re.escape(message)):
+        RunResult.from_json(json.dumps(data))
+
+
+def test_a_huge_price_is_shown_not_as_inf() -> None:
+    result = article()
+    assert result.timeline is not None
+    prices = {"gpt-4o-mini": Price(1e308, 1e308)}
+    page = render_report(
+        attrs.evolve(result, timeline=attrs.evolve(result.timeline, prices=prices))
+    )
+    assert "$inf" not in page
+    assert "over $1.8e308" in page
+    page = render_report(article(), prices={"gpt-4o-mini": Price(1e12, 1e12)})
+    assert "$3e+08" in page  # 300 tokens at a million million dollars per million

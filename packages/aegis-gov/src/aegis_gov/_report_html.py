@@ -159,7 +159,11 @@ def _seconds(value: float | None) -> str:
 
 
 def _cost(value: float | None) -> str:
-    return "&ndash;" if value is None else f"${value:.4f}"
+    if value is None:
+        return "&ndash;"
+    if not math.isfinite(value):  # a doctored price table: more than a float holds
+        return "over $1.8e308"
+    return f"${value:.4f}" if value < 1e6 else f"${value:.4g}"  # noqa: PLR2004
 
 
 def _preview(text: str | None) -> str:

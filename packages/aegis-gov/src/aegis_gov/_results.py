@@ -687,9 +687,14 @@ class RunResult(Mapping[str, TaskResult]):
                 cost_usd=None if cost is None else table.seconds("cost_usd"),
             )
         unfinished = fields.array("unfinished")
+        seen: set[str] = set()
         for i, item in enumerate(unfinished):
             if not isinstance(item, str):
                 _fail(f"unfinished[{i}]", f"must be a task id, got {_kind(item)}")
+            if item in seen or item in results:
+                again = "appears more than once" if item in seen else "is a finished task"
+                _fail(f"unfinished[{i}]", f"{item!r} {again}")
+            seen.add(item)
         return cls(
             results=results,
             team=fields.optional_str("team") or "",
