@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import attrs
 import pytest
 from aegis_gov import (
     Checkpoint,
+    CheckpointError,
     GraphvizError,
     Price,
     ResultFormatError,
@@ -455,3 +457,20 @@ def test_a_huge_price_is_shown_not_as_inf() -> None:
     assert "over $1.8e308" in page
     page = render_report(article(), prices={"gpt-4o-mini": Price(1e12, 1e12)})
     assert "$3e+08" in page  # 300 tokens at a million million dollars per million
+
+
+def test_a_bad_stored_timeline_drops_only_the_timeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, page = _store_with_a_run(tmp_path, os.getpid()), tmp_path / "r.html"
+    bad = {"entries": [{"at_s": -1, "kind": "started", "subject": "research"}]}
+    with sqlite3.connect(db) as connection:
+        connection.execute("INSERT INTO aegis_timelines VALUES ('run-1', ?)", (json.dumps(bad),))
+    connection.close()
+    with Checkpoint(db) as store, pytest.raises(CheckpointError, match="timeline is unreadable"):
+        store.load("run-1")  # the library still says so
+    assert main(["report", "last", "--checkpoint", str(db), "-o", str(page)]) == 0
+    assert "no timeline: The recorded timeline could not be read" in capsys.readouterr().out
+    html = page.read_text(encoding="utf-8")
+    assert "timeline.entries[0].at_s: must be a finite number &gt;= 0" in html
+    assert "data-task='research' data-state='done'" in html

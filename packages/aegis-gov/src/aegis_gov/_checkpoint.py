@@ -55,6 +55,18 @@ class CheckpointError(AegisError):
     """
 
 
+class TimelineUnreadableError(CheckpointError):
+    """A stored run's timeline cannot be read; ``result`` is the run without it (not public).
+
+    Only a report needs the timeline: ``aegis report`` draws the run without it, with a note,
+    and a resume uses the tasks as they are.
+    """
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class UnknownRunError(CheckpointError, LookupError):
     """No run with this id is in the store; ``known`` lists the most recent ones."""
 
@@ -568,23 +580,19 @@ def assemble_run(
             requests=int(table.get("requests", 0)),
             cost_usd=None if cost is None else float(cost),
         )
-    return RunResult(
+    result = RunResult(
         results=results,
         team=team,
         cancelled=status == "cancelled",
         spent=spent_value,
         run_id=run_id,
         unfinished=[task_id for task_id in task_ids if task_id not in results],
-        timeline=_timeline(store, run_id, timeline),
     )
-
-
-def _timeline(store: str, run_id: str, text: str | bytes | None) -> Timeline | None:
-    if text is None:
-        return None
+    if timeline is None:
+        return result
     try:
-        return read_timeline(json.loads(text), "timeline")
+        return attrs.evolve(result, timeline=read_timeline(json.loads(timeline), "timeline"))
     except ValueError as exc:  # ResultFormatError included
-        raise CheckpointError(
-            f"{store}: run {run_id!r}: the stored timeline is unreadable: {exc}"
+        raise TimelineUnreadableError(
+            f"{store}: run {run_id!r}: the stored timeline is unreadable: {exc}", result
         ) from None

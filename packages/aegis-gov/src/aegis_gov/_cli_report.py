@@ -203,11 +203,16 @@ def _from_file(source: str) -> _Loaded:
 
 
 def _from_store(store: Checkpoint, source: str) -> _Loaded:
-    result = resume_from_store(store, source, None)
+    notes: list[str] = []
+    result = resume_from_store(store, source, None, notes)
     where = f"run {result.run_id} in {store.path}"
     info = next((run for run in store.runs() if run.run_id == result.run_id), None)
+    pipeline = info.name if info is not None else None
+    if notes:
+        note = f"The recorded timeline could not be read, so it is left out: {notes[0]}."
+        return _Loaded(result, where, timeline_note=note, pipeline=pipeline)
     if info is None or info.status != "running" or result.timeline is not None:
-        return _Loaded(result, where, pipeline=info.name if info is not None else None)
+        return _Loaded(result, where, pipeline=pipeline)
     if info.killed:
         run_note = "killed: its process ended before the run did"
         timeline_note = (

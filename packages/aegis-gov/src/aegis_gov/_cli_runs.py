@@ -11,7 +11,7 @@ from typing import IO, Final
 
 from aegis_graph import TaskState
 
-from aegis_gov._checkpoint import Checkpoint, CheckpointError, RunInfo
+from aegis_gov._checkpoint import Checkpoint, CheckpointError, RunInfo, TimelineUnreadableError
 from aegis_gov._files import AtomicOutput
 from aegis_gov._progress import printable
 from aegis_gov._results import RunResult
@@ -118,8 +118,14 @@ def _same_pipeline(name: str, pipeline: str) -> bool:
     return os.path.realpath(name) == os.path.realpath(pipeline)
 
 
-def resume_from_store(store: Checkpoint, run_id: str, pipeline: str | None) -> RunResult:
-    """A stored run by id (``last``: the latest run of *pipeline*, or of any pipeline)."""
+def resume_from_store(
+    store: Checkpoint, run_id: str, pipeline: str | None, notes: list[str] | None = None
+) -> RunResult:
+    """A stored run by id (``last``: the latest run of *pipeline*, or of any pipeline).
+
+    A stored timeline that cannot be read is left out (a resume does not need it); why is
+    added to *notes*.
+    """
     try:
         if run_id == "last":
             runs = [
@@ -133,6 +139,10 @@ def resume_from_store(store: Checkpoint, run_id: str, pipeline: str | None) -> R
                 raise CheckpointUsageError(f"{store.path}: no run of {pipeline} to resume")
             run_id = runs[0].run_id
         return store.load(run_id)
+    except TimelineUnreadableError as exc:
+        if notes is not None:
+            notes.append(str(exc))
+        return exc.result
     except CheckpointError as exc:
         raise CheckpointUsageError(str(exc)) from None
 
