@@ -37,6 +37,7 @@ __all__ = [
     "CheckpointStore",
     "RunInfo",
     "RunStatus",
+    "TimelineUnreadableError",
     "UnknownRunError",
     "new_run_id",
 ]
