@@ -164,12 +164,12 @@ def _load_run(source: str, checkpoint: str | None) -> _Loaded:
     """
     have_store = bool(checkpoint) and Path(checkpoint or "").exists()
     if not _looks_like_a_file(source) and have_store and checkpoint:
-        with open_store(checkpoint, create=False) as store:
-            try:
+        try:
+            with open_store(checkpoint, create=False) as store:
                 return _from_store(store, source)
-            except CheckpointUsageError:
-                if not Path(source).exists():
-                    raise
+        except CheckpointUsageError:
+            if not Path(source).exists():
+                raise
     if Path(source).exists() or _looks_like_a_file(source):
         return _from_file(source)
     where = f"no checkpoint store at {checkpoint}" if checkpoint else "no checkpoint store"
