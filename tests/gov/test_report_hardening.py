@@ -279,7 +279,8 @@ def test_the_first_event_reads_the_clock_under_the_lock() -> None:
 
 
 @pytest.mark.parametrize(
-    "field", [{"at_s": -0.05}, {"at_s": math.inf}, {"delay_s": -1.0}, {"attempt": -1}]
+    "field",
+    [{"at_s": -0.05}, {"at_s": math.inf}, {"delay_s": -1.0}, {"attempt": -1}, {"attempt": 2**63}],
 )
 def test_a_timeline_entry_the_reader_would_refuse_cannot_be_made(field: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(field))):

@@ -63,7 +63,9 @@ class TimelineEntry:
     at_s: float = attrs.field(validator=_not_negative)
     kind: TimelineKind = attrs.field(validator=_kind)
     subject: str
-    attempt: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    attempt: int = attrs.field(
+        default=0, validator=[attrs.validators.ge(0), attrs.validators.le(2**63 - 1)]
+    )
     delay_s: float = attrs.field(default=0.0, validator=_not_negative)
     endpoint: str = ""
     error: str = ""
