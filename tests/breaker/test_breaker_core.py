@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import re
 from collections.abc import Callable
 
 import pytest
@@ -467,3 +468,20 @@ def test_decorator_preserves_metadata() -> None:
     assert add.__doc__ == "Add."
     assert asyncio.iscoroutinefunction(aadd)
     assert asyncio.run(aadd(1)) == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"consecutive_failure_limit": "5"}, "consecutive_failure_limit must be an int, got '5'"),
+        ({"consecutive_failure_limit": True}, "consecutive_failure_limit must be an int, got True"),
+        ({"half_open_max_calls": 1.5}, "half_open_max_calls must be an int, got 1.5"),
+        ({"recovery_timeout_s": "30"}, "recovery_timeout_s must be a number of seconds"),
+        ({"half_open_max_wait_s": "1"}, "half_open_max_wait_s must be a number of seconds"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_a_type_error_naming_it(
+    settings: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        CircuitBreaker(**settings)  # type: ignore[arg-type]

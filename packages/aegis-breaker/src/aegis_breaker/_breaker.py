@@ -536,6 +536,41 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: When the call is rejected; *fn* is not called.
         """
+        if self._io:
+            return await self._acall_io(fn, *args, **kwargs)
+        # A store in memory: the paths of `call`, with no awaits of our own around *fn*.
+        store = self._store
+        token = store.closed_token  # the CLOSED fast path of `_acquire`, inlined
+        if token is None:
+            token = self._acquire()
+        if self._timed:
+            clock = self._clock
+            started = clock()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                ended = clock()
+                self._report(token, self._classify(exc), ended - started, exc, ended)
+                raise
+            ended = clock()
+            self._report(token, _SUCCESS, ended - started, None, ended)
+            return result
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._report(token, self._classify(exc), 0.0, exc)
+            raise
+        quiet = store.quiet  # the quiet path of `_report`, inlined, as in `call`
+        if quiet is not None and token is store.closed_token and store.quiet_bucket is None:
+            next(quiet)
+        else:
+            self._report(token, _SUCCESS)
+        return result
+
+    async def _acall_io(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """`acall` for a store that does I/O: admission and reports run off the event loop."""
         token = await self._aacquire()
         clock = self._clock
         timed = self._timed

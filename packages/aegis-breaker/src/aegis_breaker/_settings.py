@@ -13,17 +13,29 @@ __all__ = ["BreakerSettings"]
 _DEFAULT_HALF_OPEN_MAX_WAIT_S = 60.0
 
 
-def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _at_least_one(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be an int, got {value!r}")
     if value < 1:
         raise ValueError(f"{attribute.name} must be >= 1, got {value}")
 
 
+def _number(
+    attribute: attrs.Attribute[float] | attrs.Attribute[float | None], value: object
+) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be a number of seconds, got {value!r}")
+
+
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _number(attribute, value)
     if not value >= 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
 def _wait(_: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None:
+        _number(attribute, value)
     if value is not None and not value > 0:
         raise ValueError(f"{attribute.name} must be > 0, got {value}")
 
