@@ -181,7 +181,8 @@ class AgentPool:
         kwargs: dict[str, object],
     ) -> R:
         bulkhead = self._bulkhead
-        await bulkhead.aacquire()
+        if not bulkhead.try_acquire():  # a free permit needs no await
+            await bulkhead.aacquire()
         try:
             return await fn(*args, **kwargs)
         finally:

@@ -643,7 +643,9 @@ class EndpointCaller:
             try:
                 if trace is not None:  # the provider call's span, inside breaker and bulkhead
                     return await trace.acall(send, adapter, request, streaming=sink is not None)
-                return await send()
+                if sink is None:  # `send`, inlined: one coroutine fewer per request
+                    return await asend(adapter, request)
+                return await _asend_streaming(adapter, request, sink, route.agent.name)
             except Exception as exc:
                 if isinstance(exc, RetryableError) and self._refused(exc, call):
                     raise _Crowded(exc) from None
