@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     demo = offline_demo(delay_s=args.model_delay)
     tasks = list(demo.tasks)
     tracker = ProgressTracker(
-        tasks, endpoints_of(demo.oma, demo.team, tasks), fallbacks=fallbacks_of(demo.team, tasks)
+        tasks,
+        endpoints_of(demo.oma, demo.team, tasks),
+        fallbacks=fallbacks_of(demo.team, tasks),
+        limits=demo.limits,
     )
     recorder = TimelineRecorder(tasks, clock=demo.oma.clock)
     tables: dict[int, str] = {}
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         # The moment to show: a task parked by an open breaker while another waits out a
         # 429, one has failed and its dependent was skipped.
         if isinstance(event, TaskRetrying) and event.rejected and not tables:
+            tracker.observe_circuits(demo.oma.get_status().endpoints)  # as the live view does
             for width in WIDTHS:
                 console = Console(record=True, width=width, file=io.StringIO())
                 console.print(tracker.render())
