@@ -50,10 +50,14 @@ DEFERRED = (
 
 
 def _loaded_after(code: str, modules: tuple[str, ...] = HEAVY) -> list[str]:
-    """The modules of *modules* in ``sys.modules`` after running *code* in a fresh interpreter."""
+    """The modules of *modules* that running *code* in a fresh interpreter loaded.
+
+    What the interpreter had loaded before *code* ran does not count: under ``coverage run``
+    the measured subprocess starts coverage first, which loads sqlite3 and hashlib itself.
+    """
     probe = (
-        f"import sys\n{code}\n"
-        f"import json\nprint(json.dumps([m for m in {modules!r} if m in sys.modules]))"
+        f"import sys\nbefore = set(sys.modules)\n{code}\nimport json\n"
+        f"print(json.dumps([m for m in {modules!r} if m in sys.modules and m not in before]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
