@@ -116,6 +116,7 @@ class AdaptiveLimit:
         # The whole limit the last run of overloads came at: growth is slow near it.
         self._ceiling = 0
         self._streak = False  # overloads since the last success
+        self._refusals = 0  # refusals since the last success
         self._before = float(max_limit)  # the limit when the current run of overloads began
         self._lock = threading.Lock()
 
@@ -133,6 +134,11 @@ class AdaptiveLimit:
     def in_flight(self) -> int:
         """Calls in flight now."""
         return self._in_flight
+
+    @property
+    def refusals(self) -> int:
+        """Refusals ("one call too many") since the endpoint last answered a call."""
+        return self._refusals
 
     @property
     def free(self) -> int:
@@ -181,6 +187,7 @@ class AdaptiveLimit:
 
     def _refused(self, others: int) -> None:
         self._overloads += 1
+        self._refusals += 1
         if others >= _whole(self._limit):
             return  # the limit is already down to what the provider held: nothing new
         if not self._streak:
@@ -192,6 +199,7 @@ class AdaptiveLimit:
 
     def _succeeded(self, in_flight: int) -> None:
         self._streak = False
+        self._refusals = 0
         limit = self._limit
         if limit < self._threshold:  # climbing back to a known-good limit after an outage
             self._limit = min(self._threshold, limit + 1.0)

@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 from aegis_adapters import (
@@ -280,6 +280,7 @@ class EndpointCaller:
         self._learned: dict[str, LearnedRate | None] = {}
         self._unmatched_warned: set[str] = set()
         self._paced: dict[str, int] = {}  # requests waiting for their turn, by endpoint
+        self._progress: dict[str, float] = {}  # when a call last started or ended, by endpoint
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
         own_rule = pool.settings.is_failure
@@ -766,8 +767,15 @@ class EndpointCaller:
         down: that is the adaptive limit's business, and the task waits for a call to end as
         it would under the limit. The breaker ignores it under the default failure rule; a
         pool's own ``is_failure`` still decides whether it counts.
+
+        An endpoint that refuses call after call and answers none in between is not full
+        but down: past :func:`_refusals_allowed` refusals since its last answer, "too busy"
+        is an ordinary failure again (it counts against the breaker and the retry budget).
         """
-        if not (_says_busy(exc) and call.limit.in_flight > 1):
+        limit = call.limit
+        if not (_says_busy(exc) and limit.in_flight > 1):
+            return False
+        if limit.refusals >= _refusals_allowed(limit.limit):
             return False
         call.refused = True
         return self._own_rule is None
@@ -804,7 +812,9 @@ class EndpointCaller:
         Turned away, the request's turn in a declared pace is given back (if *give_back*).
         """
         limit = self.adaptive_limit(key, adapter)
+        now = self._clock()
         if limit.try_acquire():
+            self._progress[key] = now
             # Whether the call may be a half-open circuit's probe matters only to a limit that
             # was ever cut (recovering a limit never cut changes nothing): the breaker's state
             # is not read otherwise.
@@ -814,12 +824,16 @@ class EndpointCaller:
             turn.limiter.cancel(turn.taken)
         if alarms is not None:
             alarms.queue(self._waiters(self._busy, key), loop, ready=lambda: limit.free > 0)
-        raise EndpointBusyError(key, limit.limit)
+        # How long the endpoint's calls have made no progress (none started or ended): a
+        # queue behind a call that never ends must not be waited in for ever.
+        stalled = now - self._progress.setdefault(key, now)
+        raise EndpointBusyError(key, limit.limit, stalled_s=max(stalled, 0.0))
 
     def _end(self, call: _Call) -> None:
         """A call is over: settle it, then wake who can go now."""
         call.settle()
         key = call.key
+        self._progress[key] = self._clock()
         busy = self._busy.get(key)
         probing = self._probing.get(key)
         if not busy and not probing:  # nobody waits: no need to count what is free
@@ -938,8 +952,10 @@ class EndpointCaller:
         self, route: Route, key: str, exc: RetryableError, sink: Sink | None
     ) -> None:
         if isinstance(exc, RateLimitError) and exc.retry_after_s:
-            # The provider asked every caller to wait: hold the whole endpoint back.
-            self.pool.breaker(key).open_for(exc.retry_after_s)
+            # The provider asked every caller to wait: hold the whole endpoint back, but no
+            # longer than the retry policy waits for anyone: a lying or broken Retry-After
+            # (a year, an HTTP date in 2099) must not close the endpoint for good.
+            self.pool.breaker(key).open_for(min(exc.retry_after_s, self.retry.max_delay_s))
         # Only this turn's chunks matter: a request that follows a tool round and fails
         # before it streams anything can be retried without the reader seeing a seam.
         if sink is not None and sink.turn_emitted and not sink.restartable:
@@ -1150,6 +1166,15 @@ class _Call:
             self.limit.recovered()
         if self.turn.limiter is not None:
             self.turn.limiter.reconcile(self.turn.taken, self.answer)
+
+
+_MIN_REFUSALS: Final = 8
+"""Refusals in a row an endpoint may give (with no answer between) before they are failures."""
+
+
+def _refusals_allowed(limit: int) -> int:
+    """How many refusals with no answer between still read as "full", at *limit* in flight."""
+    return max(2 * limit, _MIN_REFUSALS)
 
 
 def _estimate(request: ChatRequest) -> int:

@@ -327,7 +327,7 @@ class Conversation:
             self._waited_s += delay
             yield Sleep(delay)
 
-    def _after(self, error: Exception) -> float | Failure | None:  # noqa: PLR0911  # one per kind
+    def _after(self, error: Exception) -> float | Failure | None:  # noqa: C901, PLR0911  # one per kind
         """What a failed request leads to.
 
         A wait, None (no wait allowed), a fall-over (:data:`_FELL_OVER`) or the conversation's
@@ -351,8 +351,11 @@ class Conversation:
             return delay
         if isinstance(error, EndpointBusyError):
             # The endpoint is at its adaptive limit: others' calls are in flight. Look again
-            # soon; this wait is a queue, not a failure, so it spends no budget.
+            # soon; this wait is a queue, not a failure, so it spends no budget -- unless the
+            # queue has not moved for the whole budget (a call that never ends).
             self.attempts -= 1
+            if error.stalled_s > self.retry.max_total_delay_s:
+                return _FELL_OVER if self._fall_over(error) else self._failure(error)
             delay = self.rng.uniform(0.5, 1.0) * self.retry.initial_delay_s
             self._waited_s -= delay
             return delay

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aegis_breaker import BreakerError, CircuitOpenError
 
@@ -133,12 +133,24 @@ class EndpointBusyError(BreakerError, AegisError):
     from the lower-level :class:`~aegis_gov._caller.EndpointCaller`.
     """
 
-    def __init__(self, endpoint: str, limit: int) -> None:
-        """Record the endpoint and its limit at the time."""
-        super().__init__(f"endpoint {endpoint!r} has its {limit} call(s) in flight")
+    def __init__(self, endpoint: str, limit: int, *, stalled_s: float = 0.0) -> None:
+        """Record the endpoint, its limit at the time and how long its calls made no progress.
+
+        *stalled_s*: seconds since a call of the endpoint last started or ended. A task
+        gives up (or falls back) once that exceeds its ``RetryPolicy.max_total_delay_s``.
+        """
+        stalled = f"; none started or ended in {stalled_s:.3g} s" if stalled_s >= 1.0 else ""
+        super().__init__(f"endpoint {endpoint!r} has its {limit} call(s) in flight{stalled}")
         self.endpoint = endpoint
         self.limit = limit
+        self.stalled_s = stalled_s
 
-    def __reduce__(self) -> tuple[type[EndpointBusyError], tuple[str, int]]:
+    def __reduce__(self) -> tuple[Callable[..., EndpointBusyError], tuple[object, ...]]:
         """Pickle with the constructor arguments."""
-        return (type(self), (self.endpoint, self.limit))
+        return (_busy, (type(self), self.endpoint, self.limit, self.stalled_s))
+
+
+def _busy(
+    cls: type[EndpointBusyError], endpoint: str, limit: int, stalled_s: float
+) -> EndpointBusyError:
+    return cls(endpoint, limit, stalled_s=stalled_s)

@@ -218,13 +218,19 @@ class EndpointLimiter:
             wait = self.requests.reserve(1.0, max_wait_s=max_wait_s)
         taken = 0.0
         if self.tokens is not None:
-            taken = min(float(estimate), self.tokens.capacity)
+            # The bucket holds a second's worth; a request bigger than that waits for a full
+            # bucket and takes the rest as debt, which the requests after it wait out. So
+            # the declared tokens per minute hold however large the requests are.
+            taken = float(estimate)
+            head = min(taken, self.tokens.capacity)
             try:
-                wait = max(wait, self.tokens.reserve(taken, max_wait_s=max_wait_s))
+                wait = max(wait, self.tokens.reserve(head, max_wait_s=max_wait_s))
             except RateLimitExceededError:
                 if self.requests is not None:
                     self.requests.refund(1.0)
                 raise
+            if taken > head:
+                self.tokens.consume(taken - head)
         return wait, taken
 
     def cancel(self, taken: float) -> None:

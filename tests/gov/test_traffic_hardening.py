@@ -1,0 +1,190 @@
+"""Traffic governance under a hostile provider: refusals, stalls and lying headers are bounded.
+
+Found by an adversarial pass after the refusal rule landed: a provider answering 503 to every
+call while others were in flight was taken as "full" for ever (no budget spent, no breaker);
+tasks queued behind a call that never ends waited for ever; one 429 with a Retry-After of a
+billion seconds closed the endpoint for good; and requests bigger than a second's worth of
+declared tokens were paced as if they were small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from aegis_gov import (
+    AgentConfig,
+    AgentPool,
+    ChatResponse,
+    CircuitState,
+    Limits,
+    Message,
+    OpenMultiAgent,
+    ProviderUnavailableError,
+    RateLimitError,
+    RetryPolicy,
+    ScriptedAdapter,
+    Task,
+    TaskState,
+    ToolSpec,
+)
+from aegis_gov._adaptive import AdaptiveLimit
+from aegis_gov._conversation import Conversation
+from aegis_gov._errors import EndpointBusyError
+from aegis_gov._limits import EndpointLimiter
+from aegis_gov._outcome import Failure, Raised
+
+from tests.gov.conftest import FakeClock
+
+
+class _AlwaysBusy(ScriptedAdapter):
+    """Answers every call "overloaded" (503), after the other calls of its wave came in."""
+
+    def __init__(self) -> None:
+        super().__init__(["unused"], name="m")
+        self.requests = 0
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        self.requests += 1
+        for _ in range(3):  # let the other tasks' calls start: each 503 finds them in flight
+            await asyncio.sleep(0)
+        raise ProviderUnavailableError("m", "The engine is currently overloaded", status_code=503)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "adaptive"])
+def test_a_provider_that_refuses_everything_is_down_not_full(declared: bool) -> None:
+    provider = _AlwaysBusy()
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=4),
+        default_adapter=provider,
+        retry=RetryPolicy(max_attempts=2, initial_delay_s=0.001, max_total_delay_s=5.0),
+        limits={"m": Limits(max_concurrent=4)} if declared else None,
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(4)]
+    result = asyncio.run(oma.arun_tasks(tasks, team, run_timeout_s=60))
+    assert {r.status for r in result.values()} == {TaskState.FAILED}
+    assert not result.cancelled  # they gave up on their own, long before the run's deadline
+    # At most a few waves of refusals, then failures that spend the retry budget; it used
+    # to go on at ~40 requests a second until the run was cancelled.
+    assert provider.requests <= 40, provider.requests
+
+
+def test_refusals_with_no_answer_between_stop_reading_as_full() -> None:
+    limit = AdaptiveLimit(max_limit=4)
+    for _ in range(5):
+        assert limit.try_acquire()
+        limit.release(overloaded=True, refused=True)
+    assert limit.refusals == 5
+    assert limit.try_acquire()
+    limit.release(overloaded=False)  # an answer: the endpoint is alive, only full
+    assert limit.refusals == 0
+
+
+def _conversation(clock: FakeClock, retry: RetryPolicy) -> Conversation:
+    import random  # noqa: PLC0415
+
+    return Conversation(
+        agent="w",
+        prompt="hi",
+        system=None,
+        tools=(),
+        retry=retry,
+        rng=random.Random(0),
+        emit=lambda _event: None,
+        endpoint="e",
+    )
+
+
+def test_a_queue_that_has_not_moved_for_the_whole_budget_is_given_up(clock: FakeClock) -> None:
+    retry = RetryPolicy(max_total_delay_s=10.0)
+    steps = _conversation(clock, retry).steps()
+    next(steps)  # the first request
+    waited = steps.send(Raised(EndpointBusyError("e", 1, stalled_s=5.0)))
+    assert type(waited).__name__ == "Sleep"  # still moving recently enough: queue on
+    next(steps)  # the request again, after the wait
+    stuck = EndpointBusyError("e", 1, stalled_s=10.5)
+    with pytest.raises(StopIteration) as stop:
+        steps.send(Raised(stuck))
+    outcome = stop.value.value
+    assert isinstance(outcome, Failure)
+    assert outcome.error is stuck
+    assert "none started or ended in 10.5 s" in str(stuck)
+
+
+def test_the_caller_says_how_long_the_queue_has_not_moved(clock: FakeClock) -> None:
+    held = asyncio.Event()
+
+    class Wedged(ScriptedAdapter):
+        async def achat(
+            self,
+            messages: Sequence[Message],
+            *,
+            system: str | None = None,
+            tools: Sequence[ToolSpec] = (),
+        ) -> ChatResponse:
+            held.set()
+            await asyncio.Event().wait()  # a call that never ends
+            raise AssertionError("unreachable")
+
+    adapter = Wedged(["unused"], name="m")
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=8, clock=clock),
+        default_adapter=adapter,
+        clock=clock,
+        limits={"m": Limits(max_concurrent=1)},
+    )
+    agent = AgentConfig(name="w")
+
+    async def main() -> EndpointBusyError:
+        first = asyncio.ensure_future(oma.arun_agent(agent, "one"))
+        await held.wait()
+        clock.sleep(200.0)  # the one call in flight has not ended for 200 s
+        try:
+            await oma.arun_agent(agent, "two")
+        except EndpointBusyError as exc:  # past the retry budget (120 s): given up
+            return exc
+        finally:
+            first.cancel()
+        raise AssertionError("the second call should have given up on the queue")
+
+    busy = asyncio.run(main())
+    assert busy.stalled_s == pytest.approx(200.0)
+    assert "none started or ended in 200 s" in str(busy)
+
+
+def test_a_huge_retry_after_holds_the_endpoint_no_longer_than_the_policy_waits(
+    clock: FakeClock,
+) -> None:
+    lie = RateLimitError("m", "slow down", status_code=429, retry_after_s=1e9)
+    adapter = ScriptedAdapter([lie, "fine"], name="m")
+    retry = RetryPolicy(max_delay_s=30.0)
+    oma = OpenMultiAgent(
+        AgentPool(clock=clock), default_adapter=adapter, retry=retry, clock=clock, sleep=clock.sleep
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    first = oma.run_tasks([Task("a", agent="w")], team)
+    assert first["a"].status is TaskState.FAILED  # it would not wait a billion seconds
+    breaker = oma.pool.breaker(adapter.endpoint.key)
+    assert breaker.state is CircuitState.OPEN
+    clock.sleep(31.0)  # past the policy's longest wait: the endpoint is tried again
+    second = oma.run_tasks([Task("b", agent="w")], team)
+    assert second["b"].status is TaskState.DONE
+    assert second["b"].output == "fine"
+
+
+def test_a_request_bigger_than_a_seconds_tokens_is_charged_in_full(clock: FakeClock) -> None:
+    # 600 tokens a minute: the bucket holds 10 (a second's worth) and refills 10 a second.
+    limiter = EndpointLimiter(Limits(tokens_per_minute=600), name="m", clock=clock)
+    wait, taken = limiter.reserve(100)
+    assert (wait, taken) == (0.0, 100.0)  # a full bucket: it goes now, the rest is debt
+    wait, _ = limiter.reserve(10)
+    # The next one waits for the debt of 90 and its own 10 to be refilled: 10 s.
+    assert wait == pytest.approx(10.0)
