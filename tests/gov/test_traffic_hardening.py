@@ -188,3 +188,67 @@ def test_a_request_bigger_than_a_seconds_tokens_is_charged_in_full(clock: FakeCl
     wait, _ = limiter.reserve(10)
     # The next one waits for the debt of 90 and its own 10 to be refilled: 10 s.
     assert wait == pytest.approx(10.0)
+
+
+def test_an_async_run_parks_any_number_of_tasks_of_a_sick_endpoint() -> None:
+    # Forty tasks on an endpoint held by 429s, declared first, then six on a healthy one,
+    # two slots: the healthy tasks used to wait for the outage to end once sixteen were
+    # parked. Now all forty park and the healthy ones run meanwhile.
+    outage_over = asyncio.Event()
+    order: list[str] = []
+
+    def sick(_messages: Sequence[Message]) -> ChatResponse:
+        if not outage_over.is_set():
+            raise RateLimitError("sick", "slow down", status_code=429, retry_after_s=0.05)
+        order.append("sick")
+        return ChatResponse("late")
+
+    def healthy(_messages: Sequence[Message]) -> ChatResponse:
+        order.append("healthy")
+        if order.count("healthy") == 6:
+            outage_over.set()  # the sick endpoint recovers only once the healthy work is done
+        return ChatResponse("ok")
+
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=2),
+        retry=RetryPolicy(max_attempts=1000, max_delay_s=1.0, max_total_delay_s=60.0),
+    )
+    team = OpenMultiAgent.create_team(
+        "t",
+        AgentConfig(name="a", adapter=ScriptedAdapter(sick, name="sick")),
+        AgentConfig(name="b", adapter=ScriptedAdapter(healthy, name="healthy")),
+    )
+    tasks = [Task(f"a{i}", agent="a") for i in range(40)]
+    tasks += [Task(f"b{i}", agent="b") for i in range(6)]
+    result = asyncio.run(oma.arun_tasks(tasks, team, run_timeout_s=60))
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    assert order[:6] == ["healthy"] * 6  # no sick answer before every healthy one
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_task_given_up_while_waiting_its_turn_gives_the_turn_back(
+    clock: FakeClock, use_async: bool
+) -> None:
+    from aegis_gov._caller import _Turn  # noqa: PLC0415
+
+    limiter = EndpointLimiter(Limits(requests_per_minute=60), name="m", clock=clock)
+    assert limiter.reserve(0) == (0.0, 0.0)  # the one in the bucket
+    wait, taken = limiter.reserve(0)
+    assert wait == pytest.approx(1.0)  # the next turn, a second off: this task waits for it
+    caller = OpenMultiAgent(clock=clock)._caller
+    turn = _Turn(wait, limiter, taken, None, 0, go_at=clock.now + wait)
+
+    def cancelled(_seconds: float) -> None:
+        raise KeyboardInterrupt  # Ctrl-C, a deadline: the task is given up mid-wait
+
+    async def acancelled(_seconds: float) -> None:
+        raise asyncio.CancelledError
+
+    if use_async:
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(caller._await_turn("m", turn, acancelled, None))
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            caller._wait_turn("m", turn, cancelled, None)
+    # Its turn went back: the next task waits one second, not two.
+    assert limiter.reserve(0)[0] == pytest.approx(1.0)

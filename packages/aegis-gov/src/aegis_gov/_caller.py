@@ -23,6 +23,7 @@ the methods that use them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import threading
@@ -730,8 +731,11 @@ class EndpointCaller:
             while turn.wait > 0:
                 pause(turn.wait)
                 if alarms is not None and alarms.abandoned:
-                    raise _Abandoned  # the run gave the task up while it waited its turn
+                    raise _Abandoned  # noqa: TRY301  # the run gave the task up while it waited
                 turn = turn.again()
+        except BaseException:
+            _give_back(turn)  # a task given up (deadline, Ctrl-C) leaves no phantom turn
+            raise
         finally:
             self._count_paced(key, -1)
         return turn
@@ -749,8 +753,11 @@ class EndpointCaller:
             while turn.wait > 0:
                 await pause(turn.wait)
                 if alarms is not None and alarms.abandoned:
-                    raise _Abandoned
+                    raise _Abandoned  # noqa: TRY301  # handed back below, like a cancellation
                 turn = turn.again()
+        except BaseException:
+            _give_back(turn)  # cancelled while waiting: its reserved turn goes back
+            raise
         finally:
             self._count_paced(key, -1)
         return turn
@@ -790,12 +797,13 @@ class EndpointCaller:
             if limiter
             else (0.0, 0.0)
         )
+        go_at = self._clock() + wait if limiter else 0.0
         learned = self._learned_rate(adapter, key)
         epoch: int | None = 0
         if learned is not None:
             learned_wait, epoch = learned.reserve()
             wait = max(wait, learned_wait)
-        return _Turn(wait, limiter, taken, learned, epoch)
+        return _Turn(wait, limiter, taken, learned, epoch, go_at)
 
     def _start(
         self,
@@ -1014,6 +1022,7 @@ class _Turn:
     taken: float
     learned: LearnedRate | None
     epoch: int | None  # None: no turn taken yet (the queue was too long), look again
+    go_at: float = 0.0  # when the declared pace's turn comes, on the caller's clock
 
     def again(self) -> _Turn:
         """After the wait: go, unless no turn was taken or a 429 cut the pace meanwhile."""
@@ -1166,6 +1175,13 @@ class _Call:
             self.limit.recovered()
         if self.turn.limiter is not None:
             self.turn.limiter.reconcile(self.turn.taken, self.answer)
+
+
+def _give_back(turn: _Turn) -> None:
+    """Hand back the declared-rate turn (request and tokens) of a request that was not sent."""
+    if turn.limiter is not None:
+        with contextlib.suppress(Exception):  # a shared bucket that is down has nothing to undo
+            turn.limiter.cancel_waiting(turn.taken, turn.go_at)
 
 
 _MIN_REFUSALS: Final = 8

@@ -240,6 +240,17 @@ class EndpointLimiter:
         if self.tokens is not None and taken:
             self.tokens.refund(taken)
 
+    def cancel_waiting(self, taken: float, go_at: float) -> None:
+        """Give back a reservation whose caller was given up before its turn at *go_at*.
+
+        Unlike :meth:`cancel` (a turn whose time had come), the capacity it held in line
+        goes back, so the callers after it do not wait for a request never sent.
+        """
+        if self.requests is not None:
+            self.requests.cancel(1.0, go_at)
+        if self.tokens is not None and taken:
+            self.tokens.cancel(taken, go_at)
+
     def reconcile(self, taken: float, response: ChatResponse | None) -> None:
         """Correct the token bucket with what the provider reports the call used."""
         if self.tokens is None or response is None:

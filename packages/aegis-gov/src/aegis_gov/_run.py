@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Generic, Protocol, TypeVar, cast
+from typing import Final, Generic, Protocol, TypeVar, cast
 
 import attrs
 from aegis_adapters import Usage
@@ -498,8 +498,16 @@ class _Flight(Generic[H]):
 
 
 def max_parked(max_concurrent: int) -> int:
-    """How many tasks of a run may wait without a slot (each keeps a thread in a thread run)."""
-    return max(16, 4 * max_concurrent)
+    """How many tasks of a threaded run may wait without a slot (each keeps a thread).
+
+    Threads start only as they are needed, so the cap costs nothing until a run parks that
+    many; past it, no new task starts until a parked one comes back.
+    """
+    return max(64, 16 * max_concurrent)
+
+
+MAX_PARKED_ASYNC: Final = 1 << 30
+"""Parked tasks of an asyncio run keep no thread: any number may wait without a slot."""
 
 
 class Workers:
@@ -685,7 +693,7 @@ async def run_async(
     finished: asyncio.Queue[asyncio.Task[Outcome] | None] = asyncio.Queue()
     slots = Slots(
         max_concurrent,
-        max_parked=max_parked(max_concurrent),
+        max_parked=MAX_PARKED_ASYNC,
         # Tasks park from the loop's own thread, so no thread-safe hand-off is needed.
         wake=lambda: finished.put_nowait(None),
     )
