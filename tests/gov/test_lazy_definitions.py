@@ -50,3 +50,13 @@ def test_a_result_with_lazy_definitions_round_trips_through_json() -> None:
     assert {k: dict(v.definition) for k, v in again.items()} == {
         k: dict(v.definition) for k, v in result.items()
     }
+
+
+def test_once_read_a_definition_lets_its_task_go() -> None:
+    from aegis_gov._durable import _TaskDefinition  # noqa: PLC0415
+
+    task = Task("a", description="a long prompt " * 1000, agent="w")
+    definition = _TaskDefinition(task, {"agent": "w"})
+    before = dict(definition)
+    assert definition._task is None  # the description is no longer held
+    assert dict(definition) == before  # and it still reads the same

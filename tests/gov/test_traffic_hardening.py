@@ -252,3 +252,8 @@ def test_a_task_given_up_while_waiting_its_turn_gives_the_turn_back(
             caller._wait_turn("m", turn, cancelled, None)
     # Its turn went back: the next task waits one second, not two.
     assert limiter.reserve(0)[0] == pytest.approx(1.0)
+
+
+def test_a_limits_key_that_is_not_a_name_is_blamed_not_its_value() -> None:
+    with pytest.raises(TypeError, match=r"limits keys must be model names \(str\), got 1"):
+        OpenMultiAgent(limits={1: Limits()})  # type: ignore[dict-item]

@@ -129,14 +129,20 @@ class _TaskDefinition(Mapping[str, str]):
     __slots__ = ("_agent", "_parts", "_task")
 
     def __init__(self, task: Task, agent: dict[str, str]) -> None:
-        self._task = task
-        self._agent = agent
+        self._task: Task | None = task
+        self._agent: dict[str, str] | None = agent
         self._parts: dict[str, str] | None = None
 
     def _made(self) -> dict[str, str]:
         parts = self._parts
         if parts is None:  # two threads may both digest: same answer, no harm
-            parts = self._parts = task_parts(self._task, self._agent)
+            task, agent = self._task, self._agent
+            if task is None or agent is None:  # another thread just made them
+                parts = self._parts
+                assert parts is not None  # noqa: S101  # set before the task was let go
+                return parts
+            parts = self._parts = task_parts(task, agent)
+            self._task = self._agent = None  # the digests are all a result keeps of the task
         return parts
 
     def __getitem__(self, part: str) -> str:

@@ -600,7 +600,9 @@ def _checked_limits(limits: Mapping[str, Limits] | None) -> dict[str, Limits]:
         raise TypeError(f"limits must map model names to Limits, got {limits!r:.80}")
     checked: dict[str, Limits] = {}
     for name, value in cast("Mapping[object, object]", limits).items():
-        if not isinstance(name, str) or not isinstance(value, Limits):
+        if not isinstance(name, str):
+            raise TypeError(f"limits keys must be model names (str), got {name!r:.80}")
+        if not isinstance(value, Limits):
             raise TypeError(f"limits[{name!r}] must be a Limits, got {value!r:.80}")
         checked[name] = value
     return checked

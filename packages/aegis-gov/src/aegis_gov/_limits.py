@@ -102,7 +102,7 @@ def _prefix(_instance: object, _attribute: attrs.Attribute[str], value: object) 
 
 
 def _interval(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    check_number(attribute.name, value)
+    check_number(attribute.name, value, positive=False)
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
