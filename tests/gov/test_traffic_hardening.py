@@ -257,3 +257,29 @@ def test_a_task_given_up_while_waiting_its_turn_gives_the_turn_back(
 def test_a_limits_key_that_is_not_a_name_is_blamed_not_its_value() -> None:
     with pytest.raises(TypeError, match=r"limits keys must be model names \(str\), got 1"):
         OpenMultiAgent(limits={1: Limits()})  # type: ignore[dict-item]
+
+
+def test_a_declared_turn_past_the_budget_fails_at_once_instead_of_polling(
+    clock: FakeClock,
+) -> None:
+    times: list[float] = []
+
+    def reply(_messages: Sequence[Message]) -> ChatResponse:
+        times.append(clock.now)
+        return ChatResponse("ok")
+
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1, clock=clock),
+        default_adapter=ScriptedAdapter(reply, name="m"),
+        clock=clock,
+        sleep=clock.sleep,
+        retry=RetryPolicy(max_total_delay_s=10.0),
+        limits={"m": Limits(requests_per_minute=1)},  # the next turn is a minute off
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = oma.run_tasks([Task("a", agent="w"), Task("b", agent="w")], team)
+    assert result["a"].status is TaskState.DONE
+    assert result["b"].status is TaskState.FAILED
+    assert result["b"].error_type == "RateLimitExceededError"
+    assert clock.now < 1.0  # it used to poll every half second for the whole 10 s budget
+    assert times == [0.0]

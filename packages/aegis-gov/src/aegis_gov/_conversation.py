@@ -359,8 +359,16 @@ class Conversation:
             delay = self.rng.uniform(0.5, 1.0) * self.retry.initial_delay_s
             self._waited_s -= delay
             return delay
-        if isinstance(error, BreakerError):  # a full bulkhead: no request was made either
+        if isinstance(error, BreakerError):  # a full bulkhead, a declared rate: no request
             self.attempts -= 1
+            # A declared rate's turn that is further off than the budget left is known now
+            # (RateLimitExceededError says when): give up or fall back at once, not by polling.
+            turn_in = getattr(error, "retry_after_s", None)
+            if (
+                isinstance(turn_in, float)
+                and self._waited_s + turn_in > self.retry.max_total_delay_s
+            ):
+                return _FELL_OVER if self._fall_over(error) else self._failure(error)
             return self._delay(None, rejected=True)
         if isinstance(error, RetryableError):
             self._failures += 1
