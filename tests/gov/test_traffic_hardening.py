@@ -283,3 +283,37 @@ def test_a_declared_turn_past_the_budget_fails_at_once_instead_of_polling(
     assert result["b"].error_type == "RateLimitExceededError"
     assert clock.now < 1.0  # it used to poll every half second for the whole 10 s budget
     assert times == [0.0]
+
+
+def test_a_429_about_concurrent_requests_still_teaches_the_pace() -> None:
+    calls = 0
+
+    class Worded(ScriptedAdapter):
+        async def achat(
+            self,
+            messages: Sequence[Message],
+            *,
+            system: str | None = None,
+            tools: Sequence[ToolSpec] = (),
+        ) -> ChatResponse:
+            nonlocal calls
+            calls += 1
+            number = calls
+            for _ in range(1 if number <= 3 else 3):  # three answer first, two stay in flight
+                await asyncio.sleep(0)
+            if number == 4:  # a rate limit, worded as some providers word it
+                raise RateLimitError("m", "Too many concurrent requests", status_code=429)
+            return ChatResponse("ok")
+
+    adapter = Worded(["unused"], name="m")
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=4),
+        default_adapter=adapter,
+        retry=RetryPolicy(initial_delay_s=0.001),
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = asyncio.run(oma.arun_tasks([Task(f"t{i}", agent="w") for i in range(5)], team))
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    assert adaptive is not None
+    assert adaptive.rate_per_s is not None  # learned from the 429, refusal or not

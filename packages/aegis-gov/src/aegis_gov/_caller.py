@@ -605,7 +605,7 @@ class EndpointCaller:
             call.answer = answer
         except RetryableError as exc:
             if call.refused:  # a refusal a pool's own is_failure judged: still a wait
-                raise call.crowded(alarms, None) from exc
+                raise call.crowded(alarms, None, exc) from exc
             # Whether or not it counted against the breaker, a 429 still says "overloaded"
             # and its Retry-After still holds the endpoint.
             call.failed(exc)
@@ -615,7 +615,7 @@ class EndpointCaller:
             call.rejected(exc, alarms, None)
             raise
         except _Crowded as crowded:
-            raise call.crowded(alarms, None) from crowded.error
+            raise call.crowded(alarms, None, crowded.error) from crowded.error
         finally:
             self._end(call)
         return answer
@@ -671,7 +671,7 @@ class EndpointCaller:
             call.answer = answer
         except RetryableError as exc:
             if call.refused:
-                raise call.crowded(alarms, loop) from exc
+                raise call.crowded(alarms, loop, exc) from exc
             call.failed(exc)
             self._after_retryable(route, key, exc, sink)
             raise
@@ -679,7 +679,7 @@ class EndpointCaller:
             call.rejected(exc, alarms, loop)
             raise
         except _Crowded as crowded:
-            raise call.crowded(alarms, loop) from crowded.error
+            raise call.crowded(alarms, loop, crowded.error) from crowded.error
         finally:
             if shared and call.turn.limiter is not None:
                 await asyncio.to_thread(self._end, call)  # reconciles its tokens in Redis
@@ -1120,8 +1120,10 @@ class _Call:
         learned = self.turn.learned
         if (
             learned is not None
+            # Every 429 teaches the pace, "too many concurrent requests" included: providers
+            # word rate limits that way too, and a limit on calls in flight alone would leave
+            # a rate limit worded so to fail tasks.
             and (isinstance(exc, RateLimitError) or exc.status_code == _TOO_MANY_REQUESTS)
-            and not _says_busy(exc)  # "too many at once" is no rate to learn
         ):
             # A Retry-After longer than the policy honours is the circuit's business (tasks
             # then fail with CircuitWaitTooLongError); the pace holds only for what they wait.
@@ -1146,14 +1148,22 @@ class _Call:
             )
 
     def crowded(
-        self, alarms: _AlarmBox | None, loop: asyncio.AbstractEventLoop | None
+        self,
+        alarms: _AlarmBox | None,
+        loop: asyncio.AbstractEventLoop | None,
+        error: BaseException | None = None,
     ) -> EndpointBusyError:
         """The provider was too busy beside the endpoint's other calls: wait for one to end.
 
         The limit is cut (as for any overload) and the task queues with those over the limit,
-        woken when a call ends with room under it; no request counts against its budget.
+        woken when a call ends with room under it; no request counts against its budget. A
+        429 still teaches the endpoint's pace: "too many concurrent requests" is sometimes
+        how a provider words its rate limit, and concurrency alone would not fix that.
         """
         self.overloaded = self.refused = True
+        learned = self.turn.learned
+        if learned is not None and isinstance(error, RateLimitError):
+            learned.throttled(self.turn.epoch or 0, None)
         if alarms is not None:
             caller = self.caller
             limit = self.limit
