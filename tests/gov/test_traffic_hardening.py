@@ -317,3 +317,40 @@ def test_a_429_about_concurrent_requests_still_teaches_the_pace() -> None:
     adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
     assert adaptive is not None
     assert adaptive.rate_per_s is not None  # learned from the 429, refusal or not
+
+
+def test_after_an_outage_of_500s_the_probe_is_followed_by_half_the_former_load(
+    clock: FakeClock,
+) -> None:
+    # 500s are no overload: they never cut the limit, so a successful probe used to be
+    # followed at once by the whole former load. The circuit opening now marks an outage.
+    adapter = ScriptedAdapter(
+        [ProviderUnavailableError("m", "The server had an error", status_code=500), "ok"],
+        name="m",
+    )
+    oma = OpenMultiAgent(
+        AgentPool(
+            max_concurrent=8, consecutive_failure_limit=1, recovery_timeout_s=5.0, clock=clock
+        ),
+        default_adapter=adapter,
+        clock=clock,
+        sleep=clock.sleep,
+        retry=RetryPolicy(max_attempts=3),
+    )
+    assert oma.run_agent(AgentConfig(name="w"), "hi").output == "ok"
+    adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    assert adaptive is not None
+    assert adaptive.limit == 4  # half of 8, growing back by one per success
+
+
+def test_an_outage_remembers_the_limit_to_climb_back_to() -> None:
+    limit = AdaptiveLimit(max_limit=8)
+    limit.outage()
+    limit.recovered()
+    assert limit.limit == 4
+    for _ in range(10):
+        for _ in range(limit.limit):
+            assert limit.try_acquire()
+        for _ in range(limit.in_flight):
+            limit.release(overloaded=False)
+    assert limit.limit == 8

@@ -117,6 +117,7 @@ class AdaptiveLimit:
         self._ceiling = 0
         self._streak = False  # overloads since the last success
         self._refusals = 0  # refusals since the last success
+        self._outages = 0  # times the endpoint's circuit opened
         self._before = float(max_limit)  # the limit when the current run of overloads began
         self._lock = threading.Lock()
 
@@ -134,6 +135,18 @@ class AdaptiveLimit:
     def in_flight(self) -> int:
         """Calls in flight now."""
         return self._in_flight
+
+    @property
+    def outages(self) -> int:
+        """Times the endpoint's circuit opened (see :meth:`outage`)."""
+        return self._outages
+
+    def outage(self) -> None:
+        """The endpoint's circuit opened: remember the limit it had, to climb back to it."""
+        with self._lock:
+            self._outages += 1
+            if not self._streak:  # not in a run of overloads, which set its own level
+                self._before = self._limit
 
     @property
     def refusals(self) -> int:
@@ -228,7 +241,10 @@ class AdaptiveLimit:
             # says one call goes, and a provider still too busy for half refuses the excess
             # at no cost (the refusals set the limit). A quarter cost two round trips more
             # than no ramp at all; half costs one.
-            self._limit = max(self._limit, float(_whole(self._before / 2.0)), 1.0)
+            # An outage of failures that are no overload (500s) did not cut the limit at
+            # all: it drops to half, so the probe is not followed by the whole former load.
+            half = max(float(_whole(self._before / 2.0)), 1.0)
+            self._limit = half if self._limit >= self._before else max(self._limit, half)
 
     def status(self) -> AdaptiveStatus:
         """A snapshot of the limit."""

@@ -762,6 +762,12 @@ class EndpointCaller:
             self._count_paced(key, -1)
         return turn
 
+    def circuit_opened(self, key: str) -> None:
+        """The endpoint's circuit opened: its recovery is ramped up (see ``recovered``)."""
+        limit = self._adaptive.get(key)
+        if limit is not None:
+            limit.outage()
+
     def _count_paced(self, key: str, change: int) -> None:
         with self._adaptive_lock:
             self._paced[key] = self._paced.get(key, 0) + change
@@ -826,7 +832,9 @@ class EndpointCaller:
             # Whether the call may be a half-open circuit's probe matters only to a limit that
             # was ever cut (recovering a limit never cut changes nothing): the breaker's state
             # is not read otherwise.
-            probe = limit.overloads > 0 and self.pool.breaker(key).state is CircuitState.HALF_OPEN
+            probe = (limit.overloads > 0 or limit.outages > 0) and self.pool.breaker(
+                key
+            ).state is CircuitState.HALF_OPEN
             return _Call(self, key, limit, turn, probe=probe)
         if give_back and turn.limiter is not None:  # the turn goes unused: give it back
             turn.limiter.cancel(turn.taken)

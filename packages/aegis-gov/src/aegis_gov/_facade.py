@@ -28,7 +28,7 @@ from aegis_adapters import (
     ToolSpec,
     adapter_from_environment,
 )
-from aegis_breaker import AgentPool, BreakerEvent, StateChanged
+from aegis_breaker import AgentPool, BreakerEvent, CircuitState, StateChanged
 from aegis_graph import InvalidTaskError, Task
 
 from aegis_gov._agents import AgentConfig, Team
@@ -547,6 +547,8 @@ class OpenMultiAgent:
     def _forward_breaker_event(self, event: BreakerEvent) -> None:
         if not isinstance(event, StateChanged):
             return
+        if event.new is CircuitState.OPEN and event.breaker is not None:
+            self._caller.circuit_opened(event.breaker)  # a probe will mark its recovery
         with self._lock:
             watchers = [emit for emit in self._watchers if emit.active]
         if not watchers:
