@@ -17,17 +17,20 @@ from aegis_gov import (
     AgentPool,
     ChatResponse,
     Checkpoint,
+    Limits,
     Message,
     OpenMultiAgent,
     PermanentError,
     ProviderUnavailableError,
     RetryPolicy,
+    RunResult,
     ScriptedAdapter,
     Task,
     TaskState,
     Team,
     ToolCall,
     ToolRegistry,
+    ToolSpec,
     Tracing,
     Usage,
 )
@@ -598,3 +601,48 @@ def test_tracing_settings_are_checked() -> None:
         Tracing(tracer_provider="collector:4317")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="capture_content"):
         Tracing(capture_content="yes")  # type: ignore[arg-type]
+
+
+def test_a_request_queued_behind_the_limit_is_no_failed_attempt(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    # Found by an adversarial pass: tasks waiting for a place under an endpoint's limit
+    # painted ~90% of attempt spans ERROR in runs where every task succeeded.
+    gate = asyncio.Event()
+
+    class Slow(ScriptedAdapter):
+        async def achat(
+            self,
+            messages: Sequence[Message],
+            *,
+            system: str | None = None,
+            tools: Sequence[ToolSpec] = (),
+        ) -> ChatResponse:
+            await gate.wait()
+            return ChatResponse("ok")
+
+    adapter = Slow(["unused"], name="m")
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=4),
+        default_adapter=adapter,
+        retry=RetryPolicy(initial_delay_s=0.001),
+        limits={"m": Limits(max_concurrent=1)},
+        tracing=Tracing(tracer_provider=provider),
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+
+    async def main() -> RunResult:
+        run = asyncio.ensure_future(
+            oma.arun_tasks([Task(f"t{i}", agent="w") for i in range(3)], team)
+        )
+        for _ in range(50):  # let the two others queue (and look again) a few times
+            await asyncio.sleep(0.001)
+        gate.set()
+        return await run
+
+    result = asyncio.run(main())
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    attempts = [s for s in exporter.get_finished_spans() if s.name == "aegis.attempt"]
+    queued = [s for s in attempts if _attrs(s).get("aegis.attempt.queued")]
+    assert queued  # the two others did queue
+    assert all(s.status.status_code is not StatusCode.ERROR for s in attempts)

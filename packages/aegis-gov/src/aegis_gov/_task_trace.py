@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from aegis_adapters import ChatAdapter, ChatResponse, Endpoint, Message, ToolCall, Usage
 
 from aegis_gov._conversation import ChatRequest
+from aegis_gov._errors import EndpointBusyError
 from aegis_gov._events import EventHandler, FellBack, RunEvent, TaskRetrying
 from aegis_gov._outcome import Outcome
 from aegis_gov._results import AgentResult
@@ -192,6 +193,11 @@ class TaskTrace:
         self._attempt = trace.set_span_in_context(span)
         try:
             yield
+        except EndpointBusyError:
+            # Queued behind the endpoint's limit: a wait, not a failure (a provider's refusal
+            # is marked failed on the provider call's own span, the child of this one).
+            span.set_attribute("aegis.attempt.queued", True)  # noqa: FBT003  # a span attribute
+            raise
         except BaseException as exc:
             # The provider call (if one was made) holds the exception event; not again here.
             mark_failed(span, exc, record=self._capture, event=False)
