@@ -841,8 +841,12 @@ class EndpointCaller:
         if alarms is not None:
             alarms.queue(self._waiters(self._busy, key), loop, ready=lambda: limit.free > 0)
         # How long the endpoint's calls have made no progress (none started or ended): a
-        # queue behind a call that never ends must not be waited in for ever.
+        # queue behind a call that never ends must not be waited in for ever. Only where the
+        # queue is there because the limit was cut (overloads, refusals): behind a limit that
+        # is all the endpoint allows (a declared max_concurrent, say) slow calls are no fault.
         stalled = now - self._progress.setdefault(key, now)
+        if limit.limit >= limit.max_limit:
+            stalled = 0.0
         raise EndpointBusyError(key, limit.limit, stalled_s=max(stalled, 0.0))
 
     def _end(self, call: _Call) -> None:
