@@ -85,9 +85,7 @@ def tests_pkg(session: nox.Session, package: str) -> None:
     """The package's own tests, alone with its declared dependencies."""
     _, tests, _, _ = PACKAGES[package]
     if package == "aegis-gov":
-        _ensure_bubblewrap(session)
-        _ensure_graphviz(session)
-        _ensure_chromium(session)
+        _ensure_debian(session, BUBBLEWRAP, GRAPHVIZ, CHROMIUM)
     _sync_package(session, package, "test")
     session.run("pytest", tests, *session.posargs)
 
@@ -109,61 +107,36 @@ def typing(session: nox.Session) -> None:
     session.run("pyright", "tests/typing")
 
 
-def _ensure_redis_server(session: nox.Session) -> None:
-    """The shared-breaker tests start their own redis-server; install Debian's if missing."""
-    if shutil.which("redis-server"):
+# Debian packages the tests start or drive, installed from the project's own files when
+# missing: (a program any of which is enough, the package, what is skipped without it).
+REDIS = (("redis-server",), "redis-server", "tests/scale's Redis tests")
+BUBBLEWRAP = (("bwrap",), "bubblewrap", "the shell sandbox tests")
+GRAPHVIZ = (("dot",), "graphviz", "the SVG and PNG drawing tests")
+CHROMIUM = (("chromium", "chromium-browser"), "chromium", "the report's browser tests")
+
+
+def _ensure_debian(session: nox.Session, *needs: tuple[tuple[str, ...], str, str]) -> None:
+    """Install the Debian packages of *needs* whose programs are missing, in one apt-get run.
+
+    Without root or apt-get, each missing one is a warning: the tests that need it skip.
+    """
+    missing = [need for need in needs if not any(shutil.which(p) for p in need[0])]
+    if not missing:
         return
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {"DEBIAN_FRONTEND": "noninteractive"}
+        packages = [package for _, package, _ in missing]
         session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run("apt-get", "install", "-y", "-qq", "redis-server", external=True, env=env)
-    else:
-        session.warn("redis-server is not installed: tests/scale's Redis tests will be skipped")
-
-
-def _ensure_bubblewrap(session: nox.Session) -> None:
-    """The shell tool runs commands inside bubblewrap (bwrap); install Debian's if missing."""
-    if shutil.which("bwrap"):
+        session.run("apt-get", "install", "-y", "-qq", *packages, external=True, env=env)
         return
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
-        session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run("apt-get", "install", "-y", "-qq", "bubblewrap", external=True, env=env)
-    else:
-        session.warn("bubblewrap is not installed: the shell sandbox tests will be skipped")
-
-
-def _ensure_graphviz(session: nox.Session) -> None:
-    """`aegis graph --format svg|png` draws with Graphviz's dot; install Debian's if missing."""
-    if shutil.which("dot"):
-        return
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
-        session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run("apt-get", "install", "-y", "-qq", "graphviz", external=True, env=env)
-    else:
-        session.warn("Graphviz is not installed: the SVG and PNG drawing tests will be skipped")
-
-
-def _ensure_chromium(session: nox.Session) -> None:
-    """The run report is checked in headless chromium (DOM and screenshot); install Debian's."""
-    if shutil.which("chromium") or shutil.which("chromium-browser"):
-        return
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
-        session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env=env)
-    else:
-        session.warn("chromium is not installed: the report's browser tests will be skipped")
+    for _, package, skipped in missing:
+        session.warn(f"{package} is not installed: {skipped} will be skipped")
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test of every package, with branch coverage."""
-    _ensure_redis_server(session)
-    _ensure_bubblewrap(session)
-    _ensure_graphviz(session)
-    _ensure_chromium(session)
+    _ensure_debian(session, REDIS, BUBBLEWRAP, GRAPHVIZ, CHROMIUM)
     _sync(
         session,
         "--all-packages",
