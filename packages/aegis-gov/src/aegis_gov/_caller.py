@@ -421,9 +421,7 @@ class EndpointCaller:
                 request,
                 sink=job.sink,
                 executor=job.executor,
-                pause=None
-                if job.slot is None
-                else functools.partial(job.slot.sleep, sleep=self._sleep),
+                pause=None if job.slot is None else job.pause,
                 budget=job.budget,
                 alarms=job.alarms,
             )
@@ -433,9 +431,7 @@ class EndpointCaller:
                 request,
                 sink=job.sink,
                 executor=job.executor,
-                pause=None
-                if job.slot is None
-                else functools.partial(job.slot.sleep, sleep=self._sleep),
+                pause=None if job.slot is None else job.pause,
                 budget=job.budget,
                 trace=trace,
                 alarms=job.alarms,
@@ -1129,6 +1125,10 @@ class _Call:
     def failed(self, exc: RetryableError) -> None:
         """The call ended in a retryable error: was that overload, and a 429 to learn from?"""
         self.overloaded = True if _is_overload(exc) else None  # a 500 says nothing of load
+        self.learn(exc)
+
+    def learn(self, exc: RetryableError) -> None:
+        """If *exc* is a 429, let the endpoint's learned pace know (refusals included)."""
         learned = self.turn.learned
         if (
             learned is not None
@@ -1173,9 +1173,8 @@ class _Call:
         how a provider words its rate limit, and concurrency alone would not fix that.
         """
         self.overloaded = self.refused = True
-        learned = self.turn.learned
-        if learned is not None and isinstance(error, RateLimitError):
-            learned.throttled(self.turn.epoch or 0, None)
+        if isinstance(error, RetryableError):
+            self.learn(error)
         if alarms is not None:
             caller = self.caller
             limit = self.limit
