@@ -72,6 +72,42 @@ def test_endpoint_is_a_hashable_key() -> None:
     assert {a: 1}[Endpoint("openai", "http://x/v1", "m")] == 1
 
 
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("http://x/v1/", "http://x/v1"),
+        ("HTTP://X:80/v1", "http://x/v1"),
+        ("https://Api.Example.com:443/", "https://api.example.com"),
+        ("http://x:8080/v1//", "http://x:8080/v1"),
+        ("http://[::1]:11434/", "http://[::1]:11434"),
+        ("http://x:/v1", "http://x/v1"),
+        ("http://u:pw@X/v1/?api_key=k&v=2", "http://***@x/v1?api_key=***&v=2"),
+        ("http://x/V1/", "http://x/V1"),  # a path keeps its case: servers may tell them apart
+        ("not a url/", "not a url"),
+    ],
+)
+def test_endpoint_keeps_its_url_in_one_spelling(written: str, kept: str) -> None:
+    # SDKs treat these spellings alike; two adapters written either way must share one
+    # breaker and one declared limit, so the endpoint (and its key) spells them one way.
+    assert Endpoint("openai", written, "m").base_url == kept
+    assert Endpoint("openai", written, "m") == Endpoint("openai", kept, "m")
+
+
+_URLS = st.builds(
+    "{}://{}{}{}".format,
+    st.sampled_from(["http", "HTTPS", "Http"]),
+    st.from_regex(r"[A-Za-z0-9.-]{1,12}", fullmatch=True),
+    st.sampled_from(["", ":", ":80", ":443", ":8080"]),
+    st.from_regex(r"(/[A-Za-z0-9_.-]{0,6}){0,3}/*", fullmatch=True),
+)
+
+
+@given(st.one_of(st.text(max_size=40), _URLS))
+def test_endpoint_spelling_is_stable(url: str) -> None:
+    once = Endpoint("p", url, "m").base_url
+    assert Endpoint("p", once, "m").base_url == once
+
+
 def test_taxonomy_shape() -> None:
     assert issubclass(RateLimitError, RetryableError)
     assert issubclass(ProviderUnavailableError, RetryableError)

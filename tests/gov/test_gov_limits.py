@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 
 import pytest
+from aegis_adapters import AnthropicAdapter
 from aegis_gov import (
     AdaptiveStatus,
     AgentConfig,
@@ -22,10 +23,13 @@ from aegis_gov import (
     Usage,
 )
 from aegis_gov._progress_view import EndpointRow
+from pytest_httpserver import HTTPServer
 
 from tests.gov.conftest import FakeClock
+from tests.gov.fake_providers import serve_anthropic
 
 NO_USAGE = Usage()
+LIMIT_60 = Limits(requests_per_minute=60)
 
 
 def _recording(clock: FakeClock, times: list[float], usage: Usage = NO_USAGE) -> ScriptedAdapter:
@@ -238,3 +242,44 @@ def test_the_live_tables_limiter_column_shows_requests_paced() -> None:
         adaptive=AdaptiveStatus(limit=4, in_flight=1, overloads=0, max_limit=4, paced=2),
     )
     assert row.limiter() == "240 req/min, adaptive, 2 paced"
+
+
+def test_one_endpoint_spelled_two_ways_shares_its_breaker_and_declared_limit(
+    httpserver: HTTPServer, clock: FakeClock
+) -> None:
+    # "http://127.0.0.1:P/" and "HTTP://127.0.0.1:P" reach one server; as two endpoints they
+    # had two breakers and two buckets, and a limit keyed by one spelling missed the other.
+    times: list[float] = []
+
+    def answer(_body: dict[str, object]) -> str:
+        times.append(clock.now)
+        return "ok"
+
+    serve_anthropic(httpserver, answer)
+    url = httpserver.url_for("/")
+    assert url.endswith("/")
+    spelled = [url, url.rstrip("/").replace("http://", "HTTP://")]
+    agents = [
+        AgentConfig(f"a{i}", adapter=AnthropicAdapter("claude-t", api_key="k", base_url=u))
+        for i, u in enumerate(spelled)
+    ]
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1, clock=clock),
+        sleep=clock.sleep,
+        clock=clock,
+        limits={f"anthropic|{url.upper().replace('HTTP://', 'http://')}|claude-t": LIMIT_60},
+    )
+    team = OpenMultiAgent.create_team("t", *agents)
+    tasks = [Task(f"t{i}", agent=f"a{i % 2}") for i in range(4)]
+    result = oma.run_tasks(tasks, team)
+    assert result.summary() == {"done": 4}
+    # One endpoint: one breaker, and one bucket of 60 a minute for both agents.
+    assert list(oma.get_status().endpoints) == [f"anthropic|{url.rstrip('/')}|claude-t"]
+    assert times == pytest.approx([0, 1, 2, 3])
+
+
+def test_two_limits_keys_naming_one_endpoint_must_agree() -> None:
+    same = {"openai|http://h/v1|m": LIMIT_60, "openai|HTTP://H:80/v1/|m": LIMIT_60}
+    assert list(OpenMultiAgent(limits=same)._caller._limits) == ["openai|http://h/v1|m"]
+    with pytest.raises(ValueError, match=r"limits\['openai\|HTTP://H:80/v1/\|m'\] and "):
+        OpenMultiAgent(limits={**same, "openai|HTTP://H:80/v1/|m": Limits(max_concurrent=2)})

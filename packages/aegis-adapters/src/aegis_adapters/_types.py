@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import TYPE_CHECKING, Literal, get_args
 
 import attrs
@@ -245,10 +246,39 @@ class TextDelta:
     text: str
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def _redacted_url(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"base_url must be a string, got {value!r}")
-    return redact_url(value)
+    return _canonical_url(redact_url(value))
+
+
+def _canonical_url(url: str) -> str:
+    """*url* in one spelling: ``HTTP://Host:80/v1/`` and ``http://host/v1`` are one endpoint.
+
+    The scheme and host are lower-cased, a default port (80, 443) and trailing slashes of the
+    path dropped; SDKs treat these spellings alike, so two adapters written either way share
+    one breaker, one limit and one declared rate. Anything that does not parse is kept.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    if not parts.scheme or not parts.netloc:
+        return url.rstrip("/") or url
+    scheme = parts.scheme.lower()
+    userinfo, at, _hostport = parts.netloc.rpartition("@")
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"  # "host:" (no port) and a default port are plain "host"
+    netloc = f"{userinfo}{at}{host}"
+    path = parts.path.rstrip("/")
+    return urllib.parse.urlunsplit((scheme, netloc, path, parts.query, parts.fragment))
 
 
 @attrs.frozen
@@ -260,7 +290,9 @@ class Endpoint:
         base_url: The provider's base URL, with any credentials in it (userinfo, a key in the
             query) replaced by ``***`` (see :func:`redact_url`): an endpoint goes into breaker
             names, messages, logs and results, so it never carries a secret. Adapters keep the
-            real URL to themselves.
+            real URL to themselves. It is kept in one spelling (scheme and host lower-cased,
+            a default port and trailing slashes dropped), so ``http://host/v1/`` and
+            ``HTTP://Host:80/v1`` are one endpoint, with one breaker and one limit.
         model: The model name.
     """
 

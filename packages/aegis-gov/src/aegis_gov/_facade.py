@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 import attrs
 from aegis_adapters import (
     ChatAdapter,
+    Endpoint,
     LLMAdapter,
     ToolSpec,
     adapter_from_environment,
@@ -119,6 +120,8 @@ class OpenMultiAgent:
 
         Raises:
             TypeError: an argument has the wrong type (a string for an adapter, ...).
+            ValueError: two ``limits`` keys name one endpoint (URLs spelled two ways)
+                with different limits.
             ImportError: ``tracing`` is on and opentelemetry-api is not installed.
         """
         _check_type("pool", pool, AgentPool)
@@ -601,13 +604,34 @@ def _checked_limits(limits: Mapping[str, Limits] | None) -> dict[str, Limits]:
     if not isinstance(limits, Mapping):
         raise TypeError(f"limits must map model names to Limits, got {limits!r:.80}")
     checked: dict[str, Limits] = {}
+    written: dict[str, str] = {}  # endpoint key -> the key as the user wrote it
     for name, value in cast("Mapping[object, object]", limits).items():
         if not isinstance(name, str):
             raise TypeError(f"limits keys must be model names (str), got {name!r:.80}")
         if not isinstance(value, Limits):
             raise TypeError(f"limits[{name!r}] must be a Limits, got {value!r:.80}")
-        checked[name] = value
+        key = _endpoint_spelling(name)
+        if key in checked and checked[key] != value:
+            raise ValueError(
+                f"limits[{name!r}] and limits[{written[key]!r}] name one endpoint ({key!r}) "
+                "with different limits: keep one"
+            )
+        checked[key] = value
+        written.setdefault(key, name)
     return checked
+
+
+def _endpoint_spelling(name: str) -> str:
+    """A full endpoint key ``"provider|base_url|model"`` with its URL spelled as endpoints are.
+
+    Endpoints keep their base URL in one spelling (see ``Endpoint.base_url``), so a key
+    written as ``"openai|http://Host/v1/|gpt"`` matches the endpoint ``http://host/v1``.
+    """
+    provider, bar, rest = name.partition("|")
+    base_url, bar2, model = rest.rpartition("|")
+    if not (bar and bar2):
+        return name  # a model name or "provider:model"
+    return Endpoint(provider, base_url, model).key
 
 
 def _make_tracer(tracing: object) -> RunTracer | None:
