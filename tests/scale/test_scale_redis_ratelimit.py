@@ -272,10 +272,12 @@ def test_an_outage_and_recovery(
     assert limit.try_acquire(3)
     with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
         own_redis_server.stop()
-        assert limit.try_acquire()  # the local bucket starts full
+        # The local bucket starts where the shared one was (empty), not full: an outage is
+        # no fresh budget.
+        assert not limit.try_acquire()
         assert not is_shared(limit)
         own_redis_server.start()  # back, empty (no persistence), the script forgotten
-        assert limit.try_acquire()  # still local: the reconnect delay has not passed
+        assert not limit.try_acquire()  # still local: the reconnect delay has not passed
         assert not is_shared(limit)
         clock.now += 5.0
         assert limit.try_acquire(3)  # a fresh shared bucket, through NOSCRIPT and a reload
@@ -283,6 +285,33 @@ def test_an_outage_and_recovery(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("using a local bucket" in m for m in messages) == 1
     assert sum("Redis is back" in m for m in messages) == 1
+
+
+def test_during_an_outage_each_limiter_takes_its_share_of_the_budget(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    # Each process fell back to a full budget of its own, so N processes admitted N times
+    # the rate (and N full bursts at once) for as long as Redis was down.
+    clock = FakeClock()
+    limits = [
+        RedisRateLimiter(
+            connect_redis(own_redis_server.url, timeout_s=1.0), name, 10, 1.0, clock=clock
+        )
+        for _ in range(2)
+    ]
+    for _ in range(2):  # each has seen the other (the server counts sharers on each call)
+        assert all(limit.try_acquire() for limit in limits)
+    own_redis_server.stop()
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
+        admitted = [sum(limit.try_acquire() for _ in range(20)) for limit in limits]
+        assert admitted == [3, 3]  # half each of the 6 tokens left
+        assert not any(is_shared(limit) for limit in limits)
+        clock.now += 1.0  # a second: 10 tokens for the pair, 5 each
+        admitted = [sum(limit.try_acquire() for _ in range(20)) for limit in limits]
+        assert admitted == [5, 5]
+        for limit in limits:
+            assert limit.status().rate == 10  # the settings are unchanged; only the share
+    assert caplog.text.count("with 1/2 of the budget") == 2
 
 
 class GatedClient:

@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -27,13 +28,18 @@ _Grant = tuple[float, float, bool]
 """What `RateLimiter._take` returns: (wait or -retry_after, go time, from the shared bucket)."""
 _US: Final = 1_000_000
 
+_MEMBER_WINDOW_S: Final = 60.0
+"""A limiter counts as sharing the budget for this long after its last call to Redis."""
+
 # One script, the same bucket as `RateLimiter` (see its `_reserve_at`, `_give_back_at` and
-# `_SLACK`), on the Redis server's clock in microseconds. KEYS: the hash. ARGV: op, amount,
-# capacity, tokens per microsecond, and a number whose meaning depends on op: reserve: the
-# longest wait in us (-1: any); cancel: the reservation's go time; refund, consume, status:
-# unused.
-# Reply: {refused (0/1), value, now, tokens, last_go}, numbers as strings (Lua would truncate
-# them to integers); value is the wait (reserve, refused or not) or the tokens put back.
+# `_SLACK`), on the Redis server's clock in microseconds. KEYS: the hash, and the sorted set
+# of the limiters using it (by their last call). ARGV: op, amount, capacity, tokens per
+# microsecond, a number whose meaning depends on op (reserve: the longest wait in us, -1:
+# any; cancel: the reservation's go time; refund, consume, status: unused), the caller's id
+# and how long (us) a caller counts as sharing after its last call.
+# Reply: {refused (0/1), value, now, tokens, last_go, sharers}, numbers as strings (Lua would
+# truncate them to integers); value is the wait (reserve, refused or not) or the tokens put
+# back; sharers is how many limiters used the bucket within the window, this one included.
 # Every write sets the key to expire once the bucket would be full again with nobody queued,
 # plus a second: by then a missing key (a full bucket) means the same thing.
 _SCRIPT: Final = """
@@ -42,6 +48,11 @@ local amount, cap, per_us, arg = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(
   tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[7])
+redis.call('ZADD', KEYS[2], now, ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now - window))
+redis.call('PEXPIRE', KEYS[2], string.format('%d', math.ceil(window / 1000)))
+local sharers = tostring(redis.call('ZCARD', KEYS[2]))
 local h = redis.call('HMGET', key, 'tokens', 'ts', 'last_go')
 local tokens, ts, last_go = tonumber(h[1]) or cap, tonumber(h[2]) or now, tonumber(h[3]) or 0
 local slack = cap * 1e-9
@@ -52,14 +63,14 @@ local value = 0
 if op == 'reserve' then
   local left, wait = tokens - amount, 0
   if left < -slack then wait = -left / per_us end
-  if arg >= 0 and wait > arg then return {'1', f(wait), f(now), f(tokens), f(last_go)} end
+  if arg >= 0 and wait > arg then return {'1', f(wait), f(now), f(tokens), f(last_go), sharers} end
   tokens = left
   if now + wait > last_go then last_go = now + wait end
   value = wait
 elseif op == 'cancel' or op == 'refund' then
   local after = now
   if op == 'cancel' then
-    if arg <= now then return {'0', '0', f(now), f(tokens), f(last_go)} end
+    if arg <= now then return {'0', '0', f(now), f(tokens), f(last_go), sharers} end
     after = arg
     -- A go time converted from a client's clock is off by up to a round trip: within a
     -- millisecond of the last go time, it is the last reservation.
@@ -77,12 +88,12 @@ elseif op == 'cancel' or op == 'refund' then
 elseif op == 'consume' then
   tokens = tokens - amount
 else
-  return {'0', '0', f(now), f(tokens), f(last_go)}
+  return {'0', '0', f(now), f(tokens), f(last_go), sharers}
 end
 redis.call('HSET', key, 'tokens', f(tokens), 'ts', f(now), 'last_go', f(last_go))
 local idle = math.max((cap - tokens) / per_us, last_go - now)
 redis.call('PEXPIRE', key, string.format('%d', math.ceil(idle / 1000) + 1000))
-return {'0', f(value), f(now), f(tokens), f(last_go)}
+return {'0', f(value), f(now), f(tokens), f(last_go), sharers}
 """
 _SHA: Final = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
@@ -95,13 +106,17 @@ class _Reply:
     now_s: float
     tokens: float
     last_go_s: float
+    sharers: int
+    """Limiters that used the bucket within the membership window, this one included."""
 
     @classmethod
     def parse(cls, raw: object) -> _Reply:
-        if not isinstance(raw, list) or len(raw) != 5:  # noqa: PLR2004  # the script's reply shape
+        if not isinstance(raw, list) or len(raw) != 6:  # noqa: PLR2004  # the script's reply shape
             raise TypeError(f"unexpected reply from the rate limiter script: {raw!r}")
-        refused, value, now, tokens, last_go = (float(x) for x in raw)
-        return cls(refused == 1, value, now / _US, tokens, last_go / _US)
+        refused, value, now, tokens, last_go, sharers = (float(x) for x in raw)
+        if not (math.isfinite(sharers) and sharers >= 1):
+            raise TypeError(f"unexpected reply from the rate limiter script: {raw!r}")
+        return cls(refused == 1, value, now / _US, tokens, last_go / _US, int(sharers))
 
 
 class RedisRateLimiter(RateLimiter):
@@ -124,9 +139,14 @@ class RedisRateLimiter(RateLimiter):
     loop's default executor, so the loop never waits on the network.
 
     When Redis fails (unreachable, timing out, any error), the limiter uses its own local
-    bucket with the same settings, logs one warning per outage and tries Redis again after
-    ``reconnect_interval_s``; a call is never refused because Redis is down. During an outage
-    each process admits up to its own budget (which starts full).
+    bucket, logs one warning per outage and tries Redis again after ``reconnect_interval_s``;
+    a call is never refused because Redis is down. The local bucket takes this limiter's
+    share of the budget, so the processes together stay near it: the refill rate divided by
+    the number of limiters that used the shared bucket within the last minute, as the server
+    counted them at this limiter's last call (each call tells the server who is sharing),
+    starting from the shared bucket's tokens as last seen, divided the same way (debt
+    included). A limiter that never reached Redis has no one to share with: it takes the
+    whole budget, with a full bucket.
 
     Args:
         client: A Redis client, e.g. from `connect_redis`; use short timeouts, no retries.
@@ -145,7 +165,10 @@ class RedisRateLimiter(RateLimiter):
     __slots__ = (
         "_client",
         "_degraded",
+        "_full_per_second",
         "_key",
+        "_last_reply",
+        "_member_args",
         "_reconnect_interval_s",
         "_server_offset_s",
         "_settings_args",
@@ -177,6 +200,9 @@ class RedisRateLimiter(RateLimiter):
         self._client = client
         self._key = f"{key_prefix}:{{{name}}}"
         self._settings_args = (repr(self._capacity), repr(self._per_second / _US))
+        self._member_args = (uuid.uuid4().hex, repr(_MEMBER_WINDOW_S * _US))
+        self._full_per_second = self._per_second
+        self._last_reply: _Reply | None = None
         self._reconnect_interval_s = float(reconnect_interval_s)
         self._store_lock = threading.Lock()
         self._store_retry_at = float("-inf")
@@ -189,21 +215,23 @@ class RedisRateLimiter(RateLimiter):
         """Run the script; None when Redis failed (the caller falls back to local state)."""
         if self._store_retry_at > self._clock():
             return None
-        args = (op, repr(amount), *self._settings_args, repr(arg))
+        args = (op, repr(amount), *self._settings_args, repr(arg), *self._member_args)
+        keys = (self._key, f"{self._key}:sharers")
         try:
             try:
-                raw = self._client.evalsha(_SHA, 1, self._key, *args)
+                raw = self._client.evalsha(_SHA, 2, *keys, *args)
             except Exception as exc:
                 if not _is_noscript(exc):
                     raise
                 # A restarted server has forgotten its scripts: load once and run again.
                 self._client.script_load(_SCRIPT)
-                raw = self._client.evalsha(_SHA, 1, self._key, *args)
+                raw = self._client.evalsha(_SHA, 2, *keys, *args)
             reply = _Reply.parse(raw)
         except Exception as exc:  # noqa: BLE001  # any store failure means: use local state
             self._store_failed(exc)
             return None
         self._server_offset_s = reply.now_s - self._clock()
+        self._last_reply = reply
         if self._degraded:
             self._store_recovered()
         return reply
@@ -214,18 +242,45 @@ class RedisRateLimiter(RateLimiter):
             first = not self._degraded
             self._degraded = True
         if first:
+            sharers = self._take_local_share()
             logger.warning(
-                "rate limiter %r: Redis failed (%s: %s); using a local bucket until it is back",
+                "rate limiter %r: Redis failed (%s: %s); using a local bucket with %s of the "
+                "budget until it is back",
                 self._name,
                 type(exc).__name__,
                 exc,
+                "all" if sharers == 1 else f"1/{sharers}",
             )
+
+    def _take_local_share(self) -> int:
+        """Set the local bucket to this limiter's share of the shared one; return the sharers.
+
+        The share is of the rate and of the tokens the shared bucket held when last seen
+        (negative ones too: reservations made ahead are debt every sharer pays its part of).
+        The capacity stays whole, so any amount the shared bucket took still fits.
+        """
+        reply = self._last_reply
+        if reply is None:
+            return 1  # never reached the server: nobody to share with is known
+        sharers = reply.sharers
+        with self._lock:
+            now = self._clock()
+            self._per_second = self._full_per_second / sharers
+            # The tokens were read at the last reply; the bucket refilled since, at full rate.
+            since = max(0.0, now + self._server_offset_s - reply.now_s)
+            tokens = min(self._capacity, reply.tokens + since * self._full_per_second)
+            self._tokens = tokens / sharers
+            self._last = now
+            self._last_go = max(self._last_go, reply.last_go_s - self._server_offset_s)
+        return sharers
 
     def _store_recovered(self) -> None:
         with self._store_lock:
             was = self._degraded
             self._degraded = False
         if was:
+            with self._lock:
+                self._per_second = self._full_per_second
             logger.warning("rate limiter %r: Redis is back; using the shared bucket", self._name)
 
     @property
