@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from aegis_adapters import Usage
-from aegis_gov import Task, TaskOutputDelta, TaskRetrying, TaskStarted, TaskSucceeded
+from collections.abc import Iterator
+
+from aegis_adapters import ProviderUnavailableError, Usage
+from aegis_gov import (
+    AgentConfig,
+    FellBack,
+    OpenMultiAgent,
+    RetryPolicy,
+    RunEvent,
+    Task,
+    TaskOutputDelta,
+    TaskRetrying,
+    TaskStarted,
+    TaskSucceeded,
+)
 from aegis_gov._progress import ProgressTracker
 
 
@@ -36,6 +49,51 @@ def test_a_retry_starts_the_stream_over() -> None:
     (row,) = progress.rows()
     assert (row.state, row.streamed_chars, row.stream_tail) == ("retrying", 0, "")
     assert row.note == "retry in 0.10s: HTTP 503"
+
+
+def test_a_fallback_starts_the_stream_over() -> None:
+    # The chunks of a dropped stream, then the fallback endpoint's answer from its start:
+    # the row showed both run together ("a b x y").
+    progress = tracker()
+    progress(TaskStarted("t", "a", 1))
+    progress(TaskOutputDelta("t", "a b "))
+    progress(FellBack("t", "a", "endpoint", "backup", "dropped"))
+    progress(TaskOutputDelta("t", "x y"))
+    (row,) = progress.rows()
+    assert (row.streamed_chars, row.stream_tail, row.note) == (3, "x y", "x y")
+
+
+def test_a_runs_events_say_where_a_dropped_stream_starts_over() -> None:
+    # What TaskOutputDelta promises consumers: chunks after a TaskRetrying or FellBack of the
+    # task are its answer from the start.
+    class Dropping:
+        def __init__(self, chunks: list[str], drops: int) -> None:
+            self.chunks, self.drops = chunks, drops
+
+        def generate(self, prompt: str, *, system: str | None = None) -> str:
+            return "".join(self.chunks)
+
+        def stream(self, prompt: str, *, system: str | None = None) -> Iterator[str]:
+            yield self.chunks[0]
+            if self.drops:
+                self.drops -= 1
+                raise ProviderUnavailableError("custom", "connection dropped mid-stream")
+            yield from self.chunks[1:]
+
+    primary = Dropping(["a ", "b ", "c"], drops=2)
+    agent = AgentConfig("w", adapter=primary, fallbacks=[Dropping(["x ", "y"], drops=0)])
+    oma = OpenMultiAgent(sleep=lambda _s: None, retry=RetryPolicy(max_attempts=2))
+    answer: list[str] = []
+
+    def consume(event: RunEvent) -> None:
+        if isinstance(event, TaskRetrying | FellBack):
+            answer.clear()
+        elif isinstance(event, TaskOutputDelta):
+            answer.append(event.text)
+
+    team = OpenMultiAgent.create_team("t", agent)
+    result = oma.run_tasks([Task("t", agent="w")], team, on_event=consume, stream=True)
+    assert result["t"].output == "x y" == "".join(answer)
 
 
 def test_model_text_is_shown_literally_never_as_markup_or_terminal_commands() -> None:

@@ -1010,7 +1010,8 @@ def _delta_sink(emit: EventHandler, task_id: str) -> Sink:
     def on_delta(text: str) -> None:
         emit(TaskOutputDelta(task_id, text))
 
-    # In a run, a retried task's chunks simply start again after its TaskRetrying event.
+    # In a run, a retried task's chunks start again after its TaskRetrying or FellBack event
+    # (as TaskOutputDelta's docstring tells consumers).
     return Sink(on_delta, restartable=True)
 
 

@@ -98,7 +98,12 @@ class TaskSkipped:
 
 @attrs.frozen
 class TaskOutputDelta:
-    """A chunk of a streaming task's answer, as it arrives."""
+    """A chunk of a streaming task's answer, as it arrives.
+
+    A request that fails after some chunks is retried (or falls back) from the start: after
+    a :class:`TaskRetrying` or :class:`FellBack` of the same task the answer starts again,
+    so drop the chunks received before it. :attr:`TaskSucceeded.output` is the whole answer.
+    """
 
     task_id: str
     text: str

@@ -161,7 +161,8 @@ class ProgressTracker:
             row.note = _skip_note(event.reason, event.blamed)
         elif isinstance(event, ToolCalled):
             row.note = f"tool {event.tool}" + (f" failed: {event.error}" if event.error else "")
-        elif isinstance(event, FellBack):
+        elif isinstance(event, FellBack):  # the answer starts again on the next endpoint
+            row.streamed_chars, row.stream_tail = 0, ""
             row.note = f"fell back to {self._name(event.to_endpoint)}"
             row.endpoint = event.to_endpoint
             self._fell_from[event.from_endpoint] += 1
