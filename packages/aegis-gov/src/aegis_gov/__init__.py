@@ -3,6 +3,11 @@
 This package re-exports the public API of aegis-graph, aegis-breaker and aegis-adapters, so
 ``from aegis_gov import Task, AgentPool, AnthropicAdapter`` works, and adds the orchestration:
 :class:`OpenMultiAgent`, :class:`AgentConfig`, teams, runs, events and tools.
+
+Over 400 lines because the public API is written out three times, on purpose: the imports
+under ``TYPE_CHECKING`` (what type checkers see), ``__all__``, and the table of which module
+each name loads from on first access (PEP 562), which keeps ``import aegis_gov`` fast.
+``tests/gov/test_import_time.py`` checks that the three agree.
 """
 
 from __future__ import annotations
