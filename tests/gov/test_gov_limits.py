@@ -12,10 +12,13 @@ from aegis_gov import (
     AdaptiveStatus,
     AgentConfig,
     AgentPool,
+    Budget,
     ChatResponse,
     Limits,
     Message,
+    OpenAIAdapter,
     OpenMultiAgent,
+    Price,
     RateLimitError,
     RetryPolicy,
     ScriptedAdapter,
@@ -23,6 +26,7 @@ from aegis_gov import (
     TaskState,
     Usage,
 )
+from aegis_gov._budget import BudgetMeter
 from aegis_gov._progress_view import EndpointRow
 from pytest_httpserver import HTTPServer
 
@@ -329,3 +333,30 @@ def test_a_declared_rate_the_provider_does_not_give_is_learned_down(
     assert result.summary() == {"done": 200}
     assert provider.refused <= 0.05 * provider.answered
     assert clock.now <= 1.5 * 200 / provider.rate
+
+
+def test_keys_naming_one_endpoint_never_quote_its_credentials() -> None:
+    # The conflict message quoted both keys as written, password included.
+    secret = "sk-LIVE-SECRET-123456"
+    with pytest.raises(ValueError, match="credentials are not part of it") as info:
+        OpenMultiAgent(
+            limits={
+                f"openai|https://u:{secret}@api.x.com/v1|m": LIMIT_60,
+                f"openai|https://u:{secret}@API.x.com/v1/|m": Limits(max_concurrent=2),
+            }
+        )
+    assert secret not in str(info.value)
+    with pytest.raises(TypeError) as bad:
+        OpenMultiAgent(limits={f"openai|https://h/v1?api_key={secret}|m": 5})  # type: ignore[dict-item]
+    assert secret not in str(bad.value)
+
+
+def test_prices_keyed_by_endpoint_match_however_the_url_is_spelled() -> None:
+    # Found by an adversarial review: the docs' Azure example with a trailing slash, priced by
+    # its endpoint key as written, was refused up front ("a cost budget needs a price").
+    url = "https://my-resource.openai.azure.com/openai/v1/"
+    budget = Budget(max_cost_usd=1.0, prices={f"openai|{url}|gpt-x": Price(1.0, 1.0)})
+    assert list(budget.prices) == [f"openai|{url.rstrip('/')}|gpt-x"]
+    meter = BudgetMeter(budget)
+    endpoint = OpenAIAdapter("gpt-x", base_url=url, api_key="k").endpoint
+    meter.check_prices([(endpoint, endpoint.key)])  # no ValueError: the price is found

@@ -17,9 +17,12 @@ _SECRET_PARAM: Final = re.compile(
     r"key|token|secret|passw|pwd|sig|auth|credential|session|code|bearer|private|jwt|cookie",
     re.IGNORECASE,
 )
-# "scheme://userinfo@" anywhere in a text. A careless password may hold an unencoded '/', so
-# everything up to the '@' counts (a URL whose path holds an '@' loses its host: a fair price).
-_USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@\s'\"?#]+@")
+# "scheme://userinfo@" anywhere in a text. A careless password may hold an unencoded '/',
+# '?' or '#', so after "user:" everything up to the '@' counts (a URL whose path holds an '@'
+# loses its host: a fair price); with no ':' before the first '/', a query or fragment ends it.
+_USERINFO: Final = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^@/\s'\"]*:[^@\s'\"]*|[^@\s'\"?#]+)@"
+)
 # "?name=value", "&name=value" or "#name=value" anywhere in a text, credential-like names.
 _QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&;#](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)")
 # API keys written into a path: "/sk-...", "/sk_live_..." and the like.

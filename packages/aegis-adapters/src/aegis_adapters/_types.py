@@ -247,36 +247,52 @@ class TextDelta:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# "[userinfo@]host[:port]": a name or dotted address, or a bracketed IPv6 (or future)
+# address; a port of up to five digits, below 65536 (checked where used).
+_AUTHORITY = re.compile(
+    r"(?P<userinfo>[^@\[\]]*@)?(?P<host>\[[0-9A-Za-z:.%_~-]+\]|[^:@\[\]]*)"
+    r"(?::(?P<port>[0-9]{0,5}))?"
+)
 
 
 def _redacted_url(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"base_url must be a string, got {value!r}")
-    return _canonical_url(redact_url(value))
+    # Redacting and respelling a malformed URL can expose a new match for either (an empty
+    # fragment dropped, a userinfo found): repeat until nothing changes, so an endpoint's
+    # URL read back (from a key, a result) gives the same endpoint.
+    for _ in range(8):
+        spelled = _canonical_url(redact_url(value))
+        if spelled == value:
+            break
+        value = spelled
+    return value
 
 
 def _canonical_url(url: str) -> str:
     """*url* in one spelling: ``HTTP://Host:80/v1/`` and ``http://host/v1`` are one endpoint.
 
-    The scheme and host are lower-cased, a default port (80, 443) and trailing slashes of the
-    path dropped; SDKs treat these spellings alike, so two adapters written either way share
-    one breaker, one limit and one declared rate. Anything that does not parse is kept.
+    For ``http`` and ``https``: the scheme and a host name are lower-cased, a default port
+    (80, 443) and trailing slashes of the path dropped; SDKs treat these spellings alike,
+    so two adapters written either way share one breaker, one limit and one declared rate.
+    Any other URL (``scripted://Name``, a custom adapter's), or one whose authority is not
+    plainly ``[userinfo@]host[:port]``, is kept as written.
     """
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError:
+    except ValueError:  # "http://[::1" and the like
         return url
-    if not parts.scheme or not parts.netloc:
-        return url.rstrip("/") or url
     scheme = parts.scheme.lower()
-    userinfo, at, _hostport = parts.netloc.rpartition("@")
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
-        host = f"{host}:{port}"  # "host:" (no port) and a default port are plain "host"
-    netloc = f"{userinfo}{at}{host}"
+    found = _AUTHORITY.fullmatch(parts.netloc) if scheme in _DEFAULT_PORTS else None
+    if found is None or not found["host"]:
+        return url
+    host = found["host"]
+    if not host.startswith("["):  # a bracketed address keeps its case (zone ids)
+        host = host.lower()
+    port = found["port"]
+    if port and int(port) != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{int(port)}"  # "host:" and a default port are plain "host"
+    netloc = f"{found['userinfo'] or ''}{host}"
     path = parts.path.rstrip("/")
     return urllib.parse.urlunsplit((scheme, netloc, path, parts.query, parts.fragment))
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 from aegis_adapters import Endpoint, Usage
 
-from aegis_gov._checks import check_number
+from aegis_gov._checks import check_number, endpoint_keyed
 from aegis_gov._errors import AegisError
 
 __all__ = ["Budget", "BudgetMeter", "BudgetSpentError", "Price", "Spent"]
@@ -61,11 +61,7 @@ class Price:
 
 
 def _prices(value: Mapping[str, Price]) -> dict[str, Price]:
-    prices = dict(value)
-    for name, price in prices.items():
-        if not isinstance(price, Price):
-            raise TypeError(f"prices[{name!r}] must be a Price, got {price!r:.80}")
-    return prices
+    return endpoint_keyed("prices", value, Price)
 
 
 @attrs.frozen

@@ -7,8 +7,14 @@ AttributeError later or a setting that silently fails open.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import TypeVar, cast
 
-__all__ = ["check_bool", "check_not_text", "check_number"]
+from aegis_adapters import Endpoint, redact_text
+
+__all__ = ["check_bool", "check_not_text", "check_number", "endpoint_keyed"]
+
+_V = TypeVar("_V")
 
 
 def check_bool(name: str, value: object) -> bool:
@@ -37,3 +43,46 @@ def check_not_text(name: str, value: object) -> None:
     """TypeError if *value* is a string where a collection of strings is expected."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a collection of names, not the string {value!r}")
+
+
+def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
+    """*value*, a mapping keyed by model name, ``"provider:model"`` or endpoint key, checked.
+
+    A full endpoint key ``"provider|base_url|model"`` is spelled as endpoints spell it (see
+    ``Endpoint.base_url``: credentials redacted, scheme and host lower-cased, a default port
+    and trailing slashes dropped), so ``"openai|http://Host/v1/|gpt"`` matches the endpoint
+    ``http://host/v1``. Messages never quote a key's credentials.
+
+    Raises:
+        TypeError: *value* is not a mapping, a key is not a string or a value not a *kind*.
+        ValueError: two keys name one endpoint with different values.
+    """
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must map model names to {kind.__name__}, got {value!r:.80}")
+    checked: dict[str, _V] = {}
+    written: dict[str, str] = {}  # endpoint key -> the key as the user wrote it
+    for name, item in cast("Mapping[object, object]", value).items():
+        if not isinstance(name, str):
+            raise TypeError(f"{what} keys must be model names (str), got {name!r:.80}")
+        shown = redact_text(name)
+        if not isinstance(item, kind):
+            raise TypeError(f"{what}[{shown!r}] must be a {kind.__name__}, got {item!r:.80}")
+        key = _endpoint_spelling(name)
+        if key in checked and checked[key] != item:
+            raise ValueError(
+                f"{what}[{shown!r}] and {what}[{redact_text(written[key])!r}] name one "
+                f"endpoint, {key!r} (an endpoint is its provider, URL and model; credentials "
+                f"are not part of it), with different {kind.__name__}s: keep one"
+            )
+        checked[key] = item
+        written.setdefault(key, name)
+    return checked
+
+
+def _endpoint_spelling(name: str) -> str:
+    """A full endpoint key with its URL spelled as endpoints are; any other key as it is."""
+    provider, bar, rest = name.partition("|")
+    base_url, bar2, model = rest.rpartition("|")
+    if not (bar and bar2):
+        return name  # a model name or "provider:model"
+    return Endpoint(provider, base_url, model).key

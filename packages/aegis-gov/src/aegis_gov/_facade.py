@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, TypeVar, cast
 import attrs
 from aegis_adapters import (
     ChatAdapter,
-    Endpoint,
     LLMAdapter,
     ToolSpec,
     adapter_from_environment,
@@ -35,6 +34,7 @@ from aegis_graph import InvalidTaskError, Task
 from aegis_gov._agents import AgentConfig, Team
 from aegis_gov._budget import Budget, BudgetMeter
 from aegis_gov._caller import EndpointCaller, Route, Sink, counts_against_breaker, endpoint_key
+from aegis_gov._checks import endpoint_keyed
 from aegis_gov._durable import checkpointed, definitions
 from aegis_gov._events import (
     CircuitStateChanged,
@@ -599,39 +599,7 @@ def _meter(budget: Budget | None, routes: dict[str, Route], state: RunState) -> 
 
 
 def _checked_limits(limits: Mapping[str, Limits] | None) -> dict[str, Limits]:
-    if limits is None:
-        return {}
-    if not isinstance(limits, Mapping):
-        raise TypeError(f"limits must map model names to Limits, got {limits!r:.80}")
-    checked: dict[str, Limits] = {}
-    written: dict[str, str] = {}  # endpoint key -> the key as the user wrote it
-    for name, value in cast("Mapping[object, object]", limits).items():
-        if not isinstance(name, str):
-            raise TypeError(f"limits keys must be model names (str), got {name!r:.80}")
-        if not isinstance(value, Limits):
-            raise TypeError(f"limits[{name!r}] must be a Limits, got {value!r:.80}")
-        key = _endpoint_spelling(name)
-        if key in checked and checked[key] != value:
-            raise ValueError(
-                f"limits[{name!r}] and limits[{written[key]!r}] name one endpoint ({key!r}) "
-                "with different limits: keep one"
-            )
-        checked[key] = value
-        written.setdefault(key, name)
-    return checked
-
-
-def _endpoint_spelling(name: str) -> str:
-    """A full endpoint key ``"provider|base_url|model"`` with its URL spelled as endpoints are.
-
-    Endpoints keep their base URL in one spelling (see ``Endpoint.base_url``), so a key
-    written as ``"openai|http://Host/v1/|gpt"`` matches the endpoint ``http://host/v1``.
-    """
-    provider, bar, rest = name.partition("|")
-    base_url, bar2, model = rest.rpartition("|")
-    if not (bar and bar2):
-        return name  # a model name or "provider:model"
-    return Endpoint(provider, base_url, model).key
+    return {} if limits is None else endpoint_keyed("limits", limits, Limits)
 
 
 def _make_tracer(tracing: object) -> RunTracer | None:
