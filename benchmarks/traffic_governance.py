@@ -20,8 +20,8 @@ The figures:
    *Goodput* = 160 answers / wall time, as a share of ``R`` (target >= 95%); *429 share* =
    429 answers / all answers (target <= 1%). Run once with ``R * 60`` per minute and once
    slightly under it (``0.95 * R * 60``, whose goodput is measured against what it declared).
-   Run a third time declaring ``1.2 * R * 60`` (more than the server gives), held to the
-   adaptive targets below: 429s then teach a pace under the declared one.
+   Run a third time declaring ``1.2 * R * 60``, more than the server gives: shown, not
+   judged (a declared rate replaces the learned one, so 429s are only retried).
    ``Limits`` spaces requests evenly by default (``burst`` 1); until it did, its bucket held
    a second's worth (``R``) against the server's ``BURST`` of 2, and every 429 came in the
    first second.
@@ -440,6 +440,7 @@ def rate_figures(
     capacity: float = R,
     status: int = 429,
     of: str | None = None,
+    unjudged: str = "peer",
 ) -> None:
     put = provider.ok / elapsed
     of = of or ("R" if status == 429 else "C/latency")
@@ -447,14 +448,14 @@ def rate_figures(
     report(
         f"{label}: goodput",
         f"{put:5.1f}/s = {_pct(put / capacity)} of {of}",
-        f">= {low:.0%}" if targets else "peer",
+        f">= {low:.0%}" if targets else unjudged,
         met=put >= low * capacity if targets else None,
     )
     share = provider.share(status)
     report(
         f"{label}: {status} share",
         _pct(share),
-        f"<= {high:.0%}" if targets else "peer",
+        f"<= {high:.0%}" if targets else unjudged,
         met=share <= high if targets else None,
     )
 
@@ -474,8 +475,8 @@ def bench_declared(url: str, providers: dict[str, FakeProvider]) -> None:
         elapsed = aegis_load(
             url, provider, name, N_RATE, AgentPool(max_concurrent=WIDTH), limits=limits
         )
-        if rpm > R * 60:  # declared over what the server gives: held to the adaptive targets
-            rate_figures(label, provider, elapsed, (0.85, 0.15))
+        if rpm > R * 60:  # declared over what the server gives: shown, not judged
+            rate_figures(label, provider, elapsed, None, unjudged="shown")
         else:
             rate_figures(label, provider, elapsed, (0.95, 0.01), capacity=rpm / 60, of=of)
 

@@ -19,7 +19,6 @@ from aegis_gov import (
     OpenAIAdapter,
     OpenMultiAgent,
     Price,
-    RateLimitError,
     RetryPolicy,
     ScriptedAdapter,
     Task,
@@ -288,51 +287,6 @@ def test_two_limits_keys_naming_one_endpoint_must_agree() -> None:
     assert list(OpenMultiAgent(limits=same)._caller._limits) == ["openai|http://h/v1|m"]
     with pytest.raises(ValueError, match=r"limits\['openai\|HTTP://H:80/v1/\|m'\] and "):
         OpenMultiAgent(limits={**same, "openai|HTTP://H:80/v1/|m": Limits(max_concurrent=2)})
-
-
-class _Bucket:
-    """A provider allowing ``rate`` requests a second (a bucket of one), 429 past it."""
-
-    def __init__(self, clock: FakeClock, rate: float) -> None:
-        self.clock, self.rate = clock, rate
-        self.tokens, self.last, self.answered, self.refused = 1.0, 0.0, 0, 0
-
-    def reply(self, _messages: Sequence[Message]) -> ChatResponse:
-        now = self.clock.now
-        self.tokens = min(1.0, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            self.answered += 1
-            return ChatResponse("ok")
-        self.refused += 1
-        wait = round((1.0 - self.tokens) / self.rate, 3)
-        raise RateLimitError("m", "slow down", status_code=429, retry_after_s=wait)
-
-
-@pytest.mark.parametrize("declared_per_s", [20.0, 22.0, 30.0])
-def test_a_declared_rate_the_provider_does_not_give_is_learned_down(
-    clock: FakeClock, declared_per_s: float
-) -> None:
-    # A rate declared a little over what the provider gives: every other request drew a 429
-    # and its retry took a second turn of the declared pace, so the run went at half the
-    # declared rate with one 429 per task (200 tasks: 199 429s, 59 s instead of 10; declared
-    # at exactly the provider's rate, 86 429s and 31 s). A declared rate is a ceiling: 429s
-    # still teach the endpoint a slower pace under it (now 7 429s and 12-14 s).
-    provider = _Bucket(clock, rate=20.0)
-    oma = OpenMultiAgent(
-        AgentPool(max_concurrent=1, clock=clock),
-        default_adapter=ScriptedAdapter(provider.reply, name="gpt-test"),
-        sleep=clock.sleep,
-        clock=clock,
-        retry=RetryPolicy(max_attempts=20, max_total_delay_s=1000.0),
-        limits={"gpt-test": Limits(requests_per_minute=declared_per_s * 60)},
-    )
-    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
-    result = oma.run_tasks([Task(f"t{i}", agent="w") for i in range(200)], team)
-    assert result.summary() == {"done": 200}
-    assert provider.refused <= 0.05 * provider.answered
-    assert clock.now <= 1.5 * 200 / provider.rate
 
 
 def test_keys_naming_one_endpoint_never_quote_its_credentials() -> None:

@@ -8,7 +8,7 @@ tools. :meth:`EndpointCaller.run` and :meth:`EndpointCaller.arun` step one agent
 :class:`Conversation` generator and carry out each command it yields themselves (a request,
 a tool call, a wait), with threads or asyncio; both end in an :data:`Outcome` value.
 
-Each endpoint also has a pace (a declared rate, and one learned from 429s) that requests
+Each endpoint also has a pace (a declared rate, else one learned from 429s) that requests
 wait for before they count as in flight, and two queues of waiting tasks — over its adaptive
 limit (or refused by the provider as one call too many beside the endpoint's others, which
 the breaker then ignores), or turned away by its open or half-open circuit — woken when a
@@ -278,7 +278,7 @@ class EndpointCaller:
         self._async_sleep = async_sleep
         self._adaptive: dict[str, AdaptiveLimit] = {}
         self._adaptive_lock = threading.Lock()
-        self._learned: dict[str, LearnedRate] = {}
+        self._learned: dict[str, LearnedRate | None] = {}
         self._unmatched_warned: set[str] = set()
         self._paced: dict[str, int] = {}  # requests waiting for their turn, by endpoint
         self._progress: dict[str, float] = {}  # when a call last started or ended, by endpoint
@@ -560,7 +560,7 @@ class EndpointCaller:
     ) -> ChatResponse:
         """Send *request* through the pool to *route*'s endpoint; raise what it raised.
 
-        The endpoint's pace (declared, and learned from 429s) is waited out first, with
+        The endpoint's pace (declared, or learned from 429s) is waited out first, with
         *pause* (the task's parked sleep). Turned away (over the endpoint's limit, or by a
         half-open circuit), the task leaves an alarm in *alarms* for its next wait.
         """
@@ -790,7 +790,7 @@ class EndpointCaller:
         return self._own_rule is None
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
-        """Take the request's turn in the endpoint's pace (declared, and learned from 429s)."""
+        """Take the request's turn in the endpoint's pace (declared, else learned)."""
         limiter = self._limiter(adapter, key)
         # A declared limit is waited out within the retry policy's total budget; past it, the
         # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
@@ -801,8 +801,11 @@ class EndpointCaller:
         )
         go_at = self._clock() + wait if limiter else 0.0
         learned = self._learned_rate(adapter, key)
-        learned_wait, epoch = learned.reserve()
-        return _Turn(max(wait, learned_wait), limiter, taken, learned, epoch, go_at)
+        epoch: int | None = 0
+        if learned is not None:
+            learned_wait, epoch = learned.reserve()
+            wait = max(wait, learned_wait)
+        return _Turn(wait, limiter, taken, learned, epoch, go_at)
 
     def _start(
         self,
@@ -864,18 +867,18 @@ class EndpointCaller:
                 found = table.setdefault(key, Waiters())
         return found
 
-    def _learned_rate(self, _adapter: ChatAdapter, key: str) -> LearnedRate:
-        """The pace learned from 429s (none until the first), declared rate or not.
-
-        A declared rate is what the user believes the account allows; a provider that still
-        answers 429 allows less (a rate declared a little high, a budget shared with another
-        program), and requests are then paced by the slower of the two.
-        """
-        found = self._learned.get(key)
-        if found is None:
+    def _learned_rate(self, adapter: ChatAdapter, key: str) -> LearnedRate | None:
+        """The pace learned from 429s, unless a request rate is declared for the endpoint."""
+        if key not in self._learned:
+            declared = self._declared(adapter, key)
+            learned = (
+                LearnedRate(self._clock)
+                if declared is None or declared.requests_per_minute is None
+                else None
+            )
             with self._adaptive_lock:
-                found = self._learned.setdefault(key, LearnedRate(self._clock))
-        return found
+                self._learned.setdefault(key, learned)
+        return self._learned[key]
 
     def check_limits(self, routes: Iterable[Route]) -> None:
         """Warn (once per key) about declared limits that match no endpoint of a run.
