@@ -17,6 +17,7 @@ from aegis_gov import (
     AgentConfig,
     AgentPool,
     ChatResponse,
+    CircuitOpenError,
     CircuitState,
     Limits,
     Message,
@@ -272,6 +273,24 @@ def test_a_task_given_up_while_waiting_its_turn_gives_the_turn_back(
             caller._wait_turn("m", turn, cancelled, None)
     # Its turn went back: the next task waits one second, not two.
     assert limiter.reserve(0)[0] == pytest.approx(1.0)
+
+
+def test_a_call_the_circuit_turns_away_gives_its_declared_turn_back(clock: FakeClock) -> None:
+    # Found by an adversarial review: a task parked behind an open circuit spent a declared
+    # turn each time it looked again, so the declared queue grew for as long as the circuit
+    # was open (37 s of turns for nothing sent) and the endpoint crawled after it closed.
+    from aegis_gov._caller import _Call, _Turn  # noqa: PLC0415
+
+    limiter = EndpointLimiter(Limits(requests_per_minute=60), name="m", clock=clock)
+    caller = OpenMultiAgent(clock=clock)._caller
+    wait, taken = limiter.reserve(0)
+    assert wait == 0.0
+    limit = AdaptiveLimit(max_limit=1)
+    assert limit.try_acquire()
+    call = _Call(caller, "m", limit, _Turn(wait, limiter, taken, None, 0))
+    call.rejected(CircuitOpenError("m", 5.0), None, None)
+    call.settle()
+    assert limiter.reserve(0) == (0.0, 0.0)  # the turn came back: the next one goes at once
 
 
 def test_a_limits_key_that_is_not_a_name_is_blamed_not_its_value() -> None:

@@ -1122,6 +1122,7 @@ class _Call:
     answer: ChatResponse | None = None
     overloaded: bool | None = None
     refused: bool = False  # turned away as one call too many
+    unsent: bool = False  # turned away by the circuit: no request left
 
     def failed(self, exc: RetryableError) -> None:
         """The call ended in a retryable error: was that overload, and a 429 to learn from?"""
@@ -1151,7 +1152,12 @@ class _Call:
         alarms: _AlarmBox | None,
         loop: asyncio.AbstractEventLoop | None,
     ) -> None:
-        """The circuit turned the call away: wait to be woken when a probe closes it."""
+        """The circuit turned the call away: wait to be woken when a probe closes it.
+
+        No request left, so the declared turn it took goes back as the call ends (else a
+        task parked behind an open circuit would spend one each time it looks again).
+        """
+        self.unsent = True
         if alarms is not None and exc.state in {CircuitState.OPEN, CircuitState.HALF_OPEN}:
             breaker = self.caller.pool.breaker(self.key)
             alarms.queue(
@@ -1196,7 +1202,10 @@ class _Call:
         if self.probe and self.answer is not None:
             self.limit.recovered()
         if self.turn.limiter is not None:
-            self.turn.limiter.reconcile(self.turn.taken, self.answer)
+            if self.unsent:
+                self.turn.limiter.cancel(self.turn.taken)
+            else:
+                self.turn.limiter.reconcile(self.turn.taken, self.answer)
 
 
 def _give_back(turn: _Turn) -> None:
