@@ -29,7 +29,7 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Final, cast
 
@@ -97,6 +97,8 @@ class Route:
     fallbacks: tuple[tuple[ChatAdapter, str], ...] = ()
     native_output: tuple[bool, ...] = attrs.field(init=False, eq=False, repr=False)
     """By endpoint (the agent's own, then its fallbacks): whether it takes an output schema."""
+    fallback_keys: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+    """The fallbacks' endpoint keys, in order (what each conversation is told)."""
 
     @native_output.default
     def _native_output(self) -> tuple[bool, ...]:
@@ -104,6 +106,10 @@ class Route:
             supports_output_schema(adapter)
             for adapter in (self.adapter, *(a for a, _key in self.fallbacks))
         )
+
+    @fallback_keys.default
+    def _fallback_keys(self) -> tuple[str, ...]:
+        return tuple(key for _adapter, key in self.fallbacks)
 
     @classmethod
     def resolve(cls, agent: AgentConfig, adapter: LLMAdapter, tools: tuple[ToolSpec, ...]) -> Route:
@@ -308,7 +314,7 @@ class EndpointCaller:
             emit=emit,
             endpoint=route.key,
             task_id=task_id,
-            fallbacks=tuple(key for _adapter, key in route.fallbacks),
+            fallbacks=route.fallback_keys,
             fall_back_on_permanent_errors=agent.fall_back_on_permanent_errors,
             max_tool_rounds=agent.max_tool_rounds,
             max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
@@ -405,7 +411,21 @@ class EndpointCaller:
                 continue
             try:
                 if isinstance(command, ChatRequest):
-                    answer = await self._arequest(job, command)
+                    if job.trace is not None:
+                        answer = await self._arequest(job, command)
+                        continue
+                    # `_arequest`, inlined for an untraced task: one coroutine fewer a request
+                    slot = job.slot
+                    if slot is not None and slot.abandoned:
+                        raise _Abandoned  # noqa: TRY301  # handed over below, as from _arequest
+                    answer = await self.achat(
+                        job.route,
+                        command,
+                        sink=job.sink,
+                        pause=None if slot is None else job.apause,
+                        budget=job.budget,
+                        alarms=job.alarms,
+                    )
                 else:
                     answer = await self._atool(job, command.call)
             except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
@@ -525,7 +545,7 @@ class EndpointCaller:
         streaming: bool,
         budget: BudgetMeter | None = None,
         trace: RunTrace | None = None,
-    ) -> Callable[[Work, Slot], Awaitable[Outcome]]:
+    ) -> Callable[[Work, Slot], Coroutine[object, object, Outcome]]:
         """The asyncio twin of :meth:`task_runner`."""
         self.check_limits(routes.values())
 
@@ -616,7 +636,7 @@ class EndpointCaller:
             self._end(call)
         return answer
 
-    async def achat(  # noqa: C901  # the twin of chat
+    async def achat(  # noqa: C901, PLR0912  # the twin of chat, which says why
         self,
         route: Route,
         request: ChatRequest,
@@ -630,36 +650,26 @@ class EndpointCaller:
         """The asyncio twin of :meth:`chat`."""
         import asyncio  # noqa: PLC0415  # asyncio loads with the async API
 
-        adapter, key = route.target(request.endpoint)
-
-        async def send() -> ChatResponse:
-            if sink is None:
-                return await asend(adapter, request)
-            return await _asend_streaming(adapter, request, sink, route.agent.name)
-
-        async def attempt(call: _Call) -> ChatResponse | _Declined:
-            try:
-                if trace is not None:  # the provider call's span, inside breaker and bulkhead
-                    return await trace.acall(send, adapter, request, streaming=sink is not None)
-                if sink is None:  # `send`, inlined: one coroutine fewer per request
-                    return await asend(adapter, request)
-                return await _asend_streaming(adapter, request, sink, route.agent.name)
-            except Exception as exc:
-                if isinstance(exc, RetryableError) and self._refused(exc, call):
-                    raise _Crowded(exc) from None
-                if self._counts(exc):
-                    raise
-                return _Declined(exc)
-
+        if request.endpoint == 0:  # route.target(0), inlined
+            adapter, key = route.adapter, route.key
+        else:
+            adapter, key = route.target(request.endpoint)
         loop = asyncio.get_running_loop()
         shared = self._rate_store is not None  # a round trip to Redis: keep it off the loop
-        call = await self._astart(
-            adapter, key, request, pause or self._async_sleep, alarms, loop, shared=shared
-        )
+        # A pace in memory is taken here: a turn with no wait then starts with no coroutine.
+        turn = None if shared else self._pace(adapter, key, request)
+        if turn is None or turn.wait > 0:
+            call = await self._astart(
+                adapter, key, request, pause or self._async_sleep, alarms, loop, turn=turn
+            )
+        else:
+            call = self._start(adapter, key, turn, alarms, loop)
         try:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
-            answer = await self.pool.arun_on(key, attempt, call)
+            answer = await self.pool.arun_on(
+                key, self._aattempt, call, route, adapter, request, sink, trace
+            )
             if isinstance(answer, _Declined):  # not the breaker's business; still an error
                 raise answer.error
             if budget is not None:
@@ -683,6 +693,33 @@ class EndpointCaller:
                 self._end(call)
         return answer
 
+    async def _aattempt(  # noqa: PLR0917  # achat's own step, its arguments in order
+        self,
+        call: _Call,
+        route: Route,
+        adapter: ChatAdapter,
+        request: ChatRequest,
+        sink: Sink | None,
+        trace: TaskTrace | None,
+    ) -> ChatResponse | _Declined:
+        """One request inside the breaker and the bulkhead (the twin of ``chat``'s ``attempt``).
+
+        A method given its arguments, not a closure made per request: the pool passes them on.
+        """
+        try:
+            if trace is not None:  # the provider call's span, inside breaker and bulkhead
+                send = functools.partial(_asend_either, adapter, request, sink, route.agent.name)
+                return await trace.acall(send, adapter, request, streaming=sink is not None)
+            if sink is None:
+                return await asend(adapter, request)
+            return await _asend_streaming(adapter, request, sink, route.agent.name)
+        except Exception as exc:
+            if isinstance(exc, RetryableError) and self._refused(exc, call):
+                raise _Crowded(exc) from None
+            if self._counts(exc):
+                raise
+            return _Declined(exc)
+
     async def _astart(  # noqa: PLR0917  # achat's own step, its arguments in order
         self,
         adapter: ChatAdapter,
@@ -692,19 +729,17 @@ class EndpointCaller:
         alarms: _AlarmBox | None,
         loop: asyncio.AbstractEventLoop,
         *,
-        shared: bool,
+        turn: _Turn | None,
     ) -> _Call:
-        """Take the request's turn, wait it out, and count the call in flight (async).
+        """Take the request's turn (unless given it), wait it out, count the call in flight.
 
-        With a *shared* (Redis) pace, its round trips run off the event loop.
+        Without a *turn*, the pace is a shared (Redis) one: its round trips run off the loop.
         """
         import asyncio  # noqa: PLC0415  # asyncio loads with the async API
 
-        turn = (
-            await asyncio.to_thread(self._pace, adapter, key, request)
-            if shared
-            else self._pace(adapter, key, request)
-        )
+        shared = turn is None
+        if turn is None:
+            turn = await asyncio.to_thread(self._pace, adapter, key, request)
         if turn.wait > 0:
             turn = await self._await_turn(key, turn, pause, alarms)
         try:
@@ -791,7 +826,7 @@ class EndpointCaller:
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
         """Take the request's turn in the endpoint's pace (declared, and learned from 429s)."""
-        limiter = self._limiter(adapter, key)
+        limiter = self._limiter(adapter, key) if self._limits else None
         # A declared limit is waited out within the retry policy's total budget; past it, the
         # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
         wait, taken = (
@@ -800,7 +835,9 @@ class EndpointCaller:
             else (0.0, 0.0)
         )
         go_at = self._clock() + wait if limiter else 0.0
-        learned = self._learned_rate(adapter, key)
+        learned = self._learned.get(key)
+        if learned is None:
+            learned = self._learned_rate(adapter, key)
         learned_wait, epoch = learned.reserve()
         return _Turn(max(wait, learned_wait), limiter, taken, learned, epoch, go_at)
 
@@ -818,7 +855,7 @@ class EndpointCaller:
 
         Turned away, the request's turn in a declared pace is given back (if *give_back*).
         """
-        limit = self.adaptive_limit(key, adapter)
+        limit = self._adaptive.get(key) or self.adaptive_limit(key, adapter)
         now = self._clock()
         if limit.try_acquire():
             self._progress[key] = now
@@ -1240,6 +1277,15 @@ def _send_streaming(
         raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
     sink.end_turn(response)
     return response
+
+
+async def _asend_either(
+    adapter: ChatAdapter, request: ChatRequest, sink: Sink | None, agent: str
+) -> ChatResponse:
+    """One request, streamed into *sink* when there is one."""
+    if sink is None:
+        return await asend(adapter, request)
+    return await _asend_streaming(adapter, request, sink, agent)
 
 
 async def _asend_streaming(

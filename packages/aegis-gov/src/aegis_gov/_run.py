@@ -19,9 +19,9 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Final, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, cast
 
 import attrs
 from aegis_adapters import Usage
@@ -46,6 +46,9 @@ from aegis_gov._prompt import build_prompt
 from aegis_gov._results import AgentResult, RunCancelledError, RunResult, TaskResult
 from aegis_gov._resume import ResumePlan, definition, digest, fingerprint, plan_resume
 from aegis_gov._slots import Slot, Slots
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "RunLimits",
@@ -80,6 +83,9 @@ class RunState:
     results: dict[str, TaskResult] = attrs.Factory(dict)
     _outputs: dict[str, str] = attrs.Factory(dict)
     _started_at: dict[str, float] = attrs.Factory(dict)
+    _records: dict[str, tuple[str, Mapping[str, str], str]] = attrs.Factory(dict)
+    """Running tasks' fingerprint, definition and input digest, worked out ahead (see
+    :meth:`record_ahead`)."""
     _lock: threading.Lock = attrs.Factory(threading.Lock)
     cancelled: bool = False
     stopped: bool = False
@@ -200,15 +206,42 @@ class RunState:
                 "checkpoint: could not record %s", ", ".join(r.task_id for r in results)
             )
 
+    def record_ahead(self, work: Iterable[Work]) -> None:
+        """Work out what a DONE result of each running task records beside its answer.
+
+        Its fingerprint, definition and input digest depend on the task and its prompt
+        alone: a driver hands them here while the calls are in flight (an asyncio run, once
+        they are sent), so that :meth:`finish` does not hash them as each answer lands.
+        Optional: :meth:`finish` works them out itself for a task not seen here.
+        """
+        with self._lock:
+            records, running = self._records, self._started_at
+            for item in work:
+                task_id = item.task.id
+                if task_id in running and task_id not in records:
+                    records[task_id] = (
+                        fingerprint(item.task),
+                        self.definitions.get(task_id, {}),
+                        digest(item.prompt),
+                    )
+
     def finish(self, work: Work, outcome: Outcome) -> None:
         """Record a task's outcome and cascade a failure to its dependents."""
         task_id, agent = work.task.id, work.agent.name
         with self._lock:
-            duration = self.clock() - self._started_at.pop(task_id, self.clock())
+            now = self.clock()
+            duration = now - self._started_at.pop(task_id, now)
+            record = self._records.pop(task_id, None)
             success = isinstance(outcome, AgentResult)
             skipped = self.queue.complete(task_id, success=success)
             if isinstance(outcome, AgentResult):
                 self._outputs[task_id] = outcome.output
+                if record is None:
+                    record = (
+                        fingerprint(work.task),
+                        self.definitions.get(task_id, {}),
+                        digest(work.prompt),
+                    )
                 result = TaskResult(
                     task_id=task_id,
                     status=TaskState.DONE,
@@ -218,10 +251,10 @@ class RunState:
                     attempts=outcome.attempts,
                     duration_s=duration,
                     tool_calls=outcome.tool_calls,
-                    fingerprint=fingerprint(work.task),
+                    fingerprint=record[0],
                     endpoint=outcome.endpoint or None,
-                    definition=self.definitions.get(task_id, {}),
-                    input_digest=digest(work.prompt),
+                    definition=record[1],
+                    input_digest=record[2],
                     value=outcome.value if work.agent.output_type is not None else None,
                 )
             else:
@@ -676,7 +709,7 @@ def _sigint_as_request(
 
 async def run_async(
     state: RunState,
-    execute: Callable[[Work, Slot], Awaitable[Outcome]],
+    execute: Callable[[Work, Slot], Coroutine[object, object, Outcome]],
     *,
     max_concurrent: int,
     limits: RunLimits,
@@ -698,13 +731,11 @@ async def run_async(
         wake=lambda: finished.put_nowait(None),
     )
     flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, slots, started=clock())
+    loop = asyncio.get_running_loop()
     try:
         while True:
             now = clock()
-            for work, slot in flight.ready(now):
-                task = asyncio.ensure_future(execute(work, slot))
-                flight.launched(task, work, slot, now)
-                task.add_done_callback(finished.put_nowait)
+            _launch(loop, flight, execute, now, finished.put_nowait)
             if not flight.inflight:
                 break
             timeout = flight.deadlines.wait_s(now)
@@ -726,3 +757,20 @@ async def run_async(
             task.cancel()
         await asyncio.gather(*handles, return_exceptions=True)
         raise
+
+
+def _launch(
+    loop: asyncio.AbstractEventLoop,
+    flight: _Flight[asyncio.Task[Outcome]],
+    execute: Callable[[Work, Slot], Coroutine[object, object, Outcome]],
+    now: float,
+    done: Callable[[asyncio.Task[Outcome]], object],
+) -> None:
+    """Start a task for each piece of ready work; *done* is told when each ends."""
+    ready = flight.ready(now)
+    for work, slot in ready:
+        task = loop.create_task(execute(work, slot))  # (ensure_future makes more checks)
+        flight.launched(task, work, slot, now)
+        task.add_done_callback(done)
+    if ready:  # runs after the new tasks' first steps, which send their requests
+        loop.call_soon(flight.state.record_ahead, [work for work, _slot in ready])
