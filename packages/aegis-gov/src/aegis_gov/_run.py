@@ -10,6 +10,7 @@ splitting them would only move private names across modules.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
@@ -723,32 +724,23 @@ async def run_async(
     """
     import asyncio  # noqa: PLC0415  # asyncio loads with the async API
 
-    finished: asyncio.Queue[asyncio.Task[Outcome] | None] = asyncio.Queue()
-    slots = Slots(
-        max_concurrent,
-        max_parked=MAX_PARKED_ASYNC,
-        # Tasks park from the loop's own thread, so no thread-safe hand-off is needed.
-        wake=lambda: finished.put_nowait(None),
-    )
-    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, slots, started=clock())
     loop = asyncio.get_running_loop()
+    finished = _Finished(loop)
+    # Tasks park from the loop's own thread, so no thread-safe hand-off is needed.
+    slots = Slots(max_concurrent, max_parked=MAX_PARKED_ASYNC, wake=finished.nudge)
+    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, slots, started=clock())
     try:
         while True:
             now = clock()
-            _launch(loop, flight, execute, now, finished.put_nowait)
+            _launch(loop, flight, execute, now, finished.put)
             if not flight.inflight:
                 break
-            timeout = flight.deadlines.wait_s(now)
-            with contextlib.suppress(asyncio.TimeoutError):
-                done = await (
-                    finished.get() if timeout is None else asyncio.wait_for(finished.get(), timeout)
-                )
-                while True:  # take every call that finished meanwhile before looking again
-                    if done is not None and not done.cancelled():
-                        flight.landed(done, done.result)
-                    if finished.empty():
-                        break
-                    done = finished.get_nowait()
+            await finished.wait(flight.deadlines.wait_s(now))
+            done = finished.tasks
+            while done:  # every call that finished meanwhile, before looking again
+                task = done.popleft()
+                if not task.cancelled():
+                    flight.landed(task, task.result)
             for task in flight.expire(clock()):
                 task.cancel()
     except asyncio.CancelledError:
@@ -774,3 +766,52 @@ def _launch(
         task.add_done_callback(done)
     if ready:  # runs after the new tasks' first steps, which send their requests
         loop.call_soon(flight.state.record_ahead, [work for work, _slot in ready])
+
+
+class _Finished:
+    """The tasks of an asyncio run that ended, for its driver to record, and its wake-up.
+
+    What ``asyncio.Queue`` did here, with a plain deque: a task's end costs an append and,
+    for the first of a turn of the loop, setting the future the driver awaits.
+    """
+
+    __slots__ = ("_loop", "_nudged", "_waiter", "tasks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.tasks: collections.deque[asyncio.Task[Outcome]] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._nudged = False
+
+    def put(self, task: asyncio.Task[Outcome]) -> None:
+        """A task ended (its done callback)."""
+        self.tasks.append(task)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def nudge(self) -> None:
+        """Wake the driver with no task ended (a slot came free)."""
+        self._nudged = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, timeout_s: float | None) -> None:
+        """Until a task ends or a nudge comes (at once if one did), or *timeout_s* passes."""
+        if not self.tasks and not self._nudged:
+            loop = self._loop
+            waiter = self._waiter = loop.create_future()
+            timer = None if timeout_s is None else loop.call_later(timeout_s, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        self._nudged = False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
