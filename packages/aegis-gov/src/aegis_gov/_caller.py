@@ -404,7 +404,8 @@ class EndpointCaller:
             try:
                 command = steps.send(answer)
             except StopIteration as stop:
-                return cast("Outcome", stop.value)
+                outcome: Outcome = stop.value  # (not typing.cast: a call per task)
+                return outcome
             if isinstance(command, Sleep):
                 await self._await(job, command.seconds)
                 answer = None

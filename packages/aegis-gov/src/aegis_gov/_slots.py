@@ -169,7 +169,8 @@ class Slot:
                     for s, g in slots._waiters  # noqa: SLF001
                     if s is not self
                 )
-            slots._hand_over()  # noqa: SLF001
+            if slots._waiters:  # noqa: SLF001  # (no call when nobody waits: the common case)
+                slots._hand_over()  # noqa: SLF001
         if wake and state in {_ACTIVE, _PARKED, _WAITING}:
             slots._wake()  # noqa: SLF001
 
