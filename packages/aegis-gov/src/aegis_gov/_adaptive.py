@@ -132,6 +132,11 @@ class AdaptiveLimit:
         return self._overloads
 
     @property
+    def ever_cut(self) -> bool:
+        """Whether the limit was ever cut (an overload, or an outage of the endpoint)."""
+        return self._overloads > 0 or self._outages > 0
+
+    @property
     def in_flight(self) -> int:
         """Calls in flight now."""
         return self._in_flight
@@ -162,7 +167,7 @@ class AdaptiveLimit:
     def try_acquire(self) -> bool:
         """Count one more call in flight if the limit allows it."""
         with self._lock:
-            if self._in_flight >= _whole(self._limit):
+            if self._in_flight >= int(self._limit + 1e-9):  # _whole, inlined (a call per call)
                 return False
             self._in_flight += 1
             return True
@@ -347,8 +352,10 @@ class LearnedRate:
             now = self._clock()
             if self._first is None:
                 self._first = now
-            self._answers.append(now)
-            self._prune(now)
+            answers = self._answers
+            answers.append(now)
+            while answers and answers[0] <= now - self.window_s:  # _prune, inlined
+                answers.popleft()
 
     def throttled(self, epoch: int, retry_after_s: float | None) -> bool:
         """A 429 to a request sent in *epoch*; return whether it cut the rate.

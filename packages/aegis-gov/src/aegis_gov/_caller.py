@@ -72,6 +72,7 @@ from aegis_gov._tool_errors import ToolNotOfferedError
 if TYPE_CHECKING:
     import asyncio
 
+    from aegis_gov._output import OutputSpec
     from aegis_gov._task_trace import TaskTrace
     from aegis_gov._tools import ToolRegistry
     from aegis_gov._tracing import RunTrace
@@ -99,6 +100,8 @@ class Route:
     """By endpoint (the agent's own, then its fallbacks): whether it takes an output schema."""
     fallback_keys: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
     """The fallbacks' endpoint keys, in order (what each conversation is told)."""
+    output: OutputSpec | None = attrs.field(init=False, eq=False, repr=False)
+    """How the agent's answers are checked (None: plain text), looked up once."""
 
     @native_output.default
     def _native_output(self) -> tuple[bool, ...]:
@@ -110,6 +113,10 @@ class Route:
     @fallback_keys.default
     def _fallback_keys(self) -> tuple[str, ...]:
         return tuple(key for _adapter, key in self.fallbacks)
+
+    @output.default
+    def _output(self) -> OutputSpec | None:
+        return output_checks(self.agent)
 
     @classmethod
     def resolve(cls, agent: AgentConfig, adapter: LLMAdapter, tools: tuple[ToolSpec, ...]) -> Route:
@@ -319,7 +326,7 @@ class EndpointCaller:
             max_tool_rounds=agent.max_tool_rounds,
             max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
             max_tool_output_chars=agent.max_tool_output_chars,
-            output=output_checks(agent),
+            output=route.output,
             output_retries=agent.output_retries,
             native_output=route.native_output,
         )
@@ -552,15 +559,20 @@ class EndpointCaller:
 
         async def execute(work: Work, slot: Slot) -> Outcome:
             route = routes[work.agent.name]
+            sink = _delta_sink(emit, work.task.id) if streaming else None
+            if trace is None:  # `arun`, inlined: one coroutine fewer a task
+                conversation = self.conversation(route, work.prompt, emit, task_id=work.task.id)
+                job = _Job(self, route, sink, None, slot, budget, None)
+                return await self._adrive(conversation.steps(), job)
             return await self.arun(
                 route,
                 work.prompt,
                 emit,
                 task_id=work.task.id,
-                sink=_delta_sink(emit, work.task.id) if streaming else None,
+                sink=sink,
                 slot=slot,
                 budget=budget,
-                trace=None if trace is None else _task_trace(trace, work, route),
+                trace=_task_trace(trace, work, route),
             )
 
         return execute
@@ -863,9 +875,7 @@ class EndpointCaller:
             # Whether the call may be a half-open circuit's probe matters only to a limit that
             # was ever cut (recovering a limit never cut changes nothing): the breaker's state
             # is not read otherwise.
-            probe = (limit.overloads > 0 or limit.outages > 0) and self.pool.breaker(
-                key
-            ).state is CircuitState.HALF_OPEN
+            probe = limit.ever_cut and self.pool.breaker(key).state is CircuitState.HALF_OPEN
             return _Call(self, key, limit, turn, probe=probe)
         if give_back and turn.limiter is not None:  # the turn goes unused: give it back
             turn.limiter.cancel(turn.taken)

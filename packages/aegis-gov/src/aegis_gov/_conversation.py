@@ -208,7 +208,7 @@ class Conversation:
             agent=self.agent,
             usage=self.usage,
             attempts=self.attempts,
-            endpoint=self._endpoint_key(),
+            endpoint=self.endpoint if self._using == 0 else self._endpoint_key(),
             tool_calls=tuple(self.tool_calls),
             value=value,
         )

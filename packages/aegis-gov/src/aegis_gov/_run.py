@@ -393,7 +393,8 @@ class _Deadlines:
 
     limits: RunLimits
     started: float
-    _task: dict[object, float] = attrs.Factory(dict)
+    per_task: dict[object, float] = attrs.Factory(dict)
+    """Each tracked call's deadline, by key (empty with no task timeout and no cancel)."""
     _heap: list[tuple[float, int, object]] = attrs.Factory(list)
     _seq: Iterator[int] = attrs.Factory(itertools.count)
 
@@ -405,7 +406,7 @@ class _Deadlines:
         return self.limits.cancel is not None and self.limits.cancel.is_set()
 
     def _set(self, key: object, deadline: float) -> None:
-        self._task[key] = deadline
+        self.per_task[key] = deadline
         heapq.heappush(self._heap, (deadline, next(self._seq), key))
 
     def track(self, key: object, now: float) -> None:
@@ -413,17 +414,17 @@ class _Deadlines:
             self._set(key, now + self.limits.task_timeout_s)
 
     def forget(self, key: object) -> None:
-        self._task.pop(key, None)
+        self.per_task.pop(key, None)
 
     def cut_all(self, keys: Iterable[object], until: float) -> None:
         for key in keys:
-            if until < self._task.get(key, math.inf):
+            if until < self.per_task.get(key, math.inf):
                 self._set(key, until)
 
     def _next(self) -> float | None:
         # Drop heap entries that were forgotten or superseded by an earlier deadline.
         heap = self._heap
-        while heap and self._task.get(heap[0][2]) != heap[0][0]:
+        while heap and self.per_task.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
@@ -498,7 +499,8 @@ class _Flight(Generic[H]):
         entry = self.inflight.pop(handle, None)
         if entry is not None:
             work, slot = entry
-            self.deadlines.forget(handle)
+            if self.deadlines.per_task:  # (nothing to forget without deadlines: no call)
+                self.deadlines.forget(handle)
             slot.leave()
             try:
                 result = outcome()
@@ -728,7 +730,9 @@ async def run_async(
     finished = _Finished(loop)
     # Tasks park from the loop's own thread, so no thread-safe hand-off is needed.
     slots = Slots(max_concurrent, max_parked=MAX_PARKED_ASYNC, wake=finished.nudge)
-    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, slots, started=clock())
+    # In flight by slot (each task's own): a task hands its slot back as it ends.
+    flight: _Flight[Slot] = _Flight(state, limits, slots, started=clock())
+    ended, tasks = finished.ended, finished.tasks
     try:
         while True:
             now = clock()
@@ -736,15 +740,15 @@ async def run_async(
             if not flight.inflight:
                 break
             await finished.wait(flight.deadlines.wait_s(now))
-            done = finished.tasks
-            while done:  # every call that finished meanwhile, before looking again
-                task = done.popleft()
+            while ended:  # every call that finished meanwhile, before looking again
+                slot = ended.popleft()
+                task = tasks.pop(slot)
                 if not task.cancelled():
-                    flight.landed(task, task.result)
-            for task in flight.expire(clock()):
-                task.cancel()
+                    flight.landed(slot, task.result)
+            for slot in flight.expire(clock()):
+                tasks[slot].cancel()
     except asyncio.CancelledError:
-        handles = flight.abort()
+        handles = [tasks[slot] for slot in flight.abort()]
         for task in handles:
             task.cancel()
         await asyncio.gather(*handles, return_exceptions=True)
@@ -753,23 +757,26 @@ async def run_async(
 
 def _launch(
     loop: asyncio.AbstractEventLoop,
-    flight: _Flight[asyncio.Task[Outcome]],
+    flight: _Flight[Slot],
     execute: Callable[[Work, Slot], Coroutine[object, object, Outcome]],
     now: float,
     finished: _Finished,
 ) -> None:
     """Start a task for each piece of ready work; each tells *finished* when it ends."""
     ready = flight.ready(now)
+    tasks = finished.tasks
     for work, slot in ready:
         # (create_task: ensure_future makes more checks)
-        task = loop.create_task(_carry(execute(work, slot), finished))
-        flight.launched(task, work, slot, now)
+        tasks[slot] = loop.create_task(_carry(execute(work, slot), slot, finished))
+        flight.launched(slot, work, slot, now)
     if ready:  # runs after the new tasks' first steps, which send their requests
         loop.call_soon(flight.state.record_ahead, [work for work, _slot in ready])
 
 
-async def _carry(call: Coroutine[object, object, Outcome], finished: _Finished) -> Outcome:
-    """Run one task's call; then hand the task to the driver, which records how it ended.
+async def _carry(
+    call: Coroutine[object, object, Outcome], slot: Slot, finished: _Finished
+) -> Outcome:
+    """Run one task's call; then hand its slot to the driver, which records how it ended.
 
     The task is done (or raised, or was cancelled) by the time the driver looks: nothing is
     awaited after the hand-over. Cheaper than a done callback, a handle run by the loop.
@@ -777,31 +784,30 @@ async def _carry(call: Coroutine[object, object, Outcome], finished: _Finished) 
     try:
         return await call
     finally:
-        finished.put_current()
+        finished.put(slot)
 
 
 class _Finished:
-    """The tasks of an asyncio run that ended, for its driver to record, and its wake-up.
+    """An asyncio run's tasks by slot, those that ended, and the driver's wake-up.
 
     What ``asyncio.Queue`` did here, with a plain deque: a task's end costs an append and,
     for the first of a turn of the loop, setting the future the driver awaits.
     """
 
-    __slots__ = ("_current_task", "_loop", "_nudged", "_waiter", "tasks")
+    __slots__ = ("_loop", "_nudged", "_waiter", "ended", "tasks")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        import asyncio  # noqa: PLC0415  # asyncio loads with the async API
-
         self._loop = loop
-        # Only called from a task of the run (see _carry): never None there.
-        self._current_task = cast("Callable[[], asyncio.Task[Outcome]]", asyncio.current_task)
-        self.tasks: collections.deque[asyncio.Task[Outcome]] = collections.deque()
+        self.tasks: dict[Slot, asyncio.Task[Outcome]] = {}
+        """Every task not yet recorded, by its slot."""
+        self.ended: collections.deque[Slot] = collections.deque()
+        """The slots of the tasks that ended, in the order they did."""
         self._waiter: asyncio.Future[None] | None = None
         self._nudged = False
 
-    def put_current(self) -> None:
-        """The running task is ending (see :func:`_carry`)."""
-        self.tasks.append(self._current_task())
+    def put(self, slot: Slot) -> None:
+        """The task holding *slot* is ending (see :func:`_carry`)."""
+        self.ended.append(slot)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -815,7 +821,7 @@ class _Finished:
 
     async def wait(self, timeout_s: float | None) -> None:
         """Until a task ends or a nudge comes (at once if one did), or *timeout_s* passes."""
-        if not self.tasks and not self._nudged:
+        if not self.ended and not self._nudged:
             loop = self._loop
             waiter = self._waiter = loop.create_future()
             timer = None if timeout_s is None else loop.call_later(timeout_s, _resolve, waiter)
