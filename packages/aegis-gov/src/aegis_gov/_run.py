@@ -97,10 +97,12 @@ class RunState:
     """Commits finished tasks' results (a checkpoint store), called in finishing order."""
     run_id: str | None = None
     _emitting: bool = attrs.field(init=False, default=True)
+    _agents: dict[str, AgentConfig] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         # An Emitter without a handler says so: then no event object is built at all.
         self._emitting = getattr(self.emit, "active", True)
+        self._agents = dict(self.team.items())  # (a dict: `team[name]` is a Python call)
 
     @classmethod
     def create(
@@ -130,8 +132,9 @@ class RunState:
             plan.check_covers(tasks, definitions)
         kept = plan.kept_results() if plan is not None else {}
         queue = TaskQueue(tasks, stop_on_failure=stop_on_failure, completed=kept)
+        names = set(team)  # (a set: `in team` is two Python calls a task)
         for task in queue.tasks:
-            if task.agent is None or task.agent not in team:
+            if task.agent is None or task.agent not in names:
                 raise UnknownAgentError(task.id, task.agent, team.name, list(team))
         state = cls(
             queue=queue, team=team, emit=emit, clock=clock, definitions=definitions, plan=plan
@@ -158,10 +161,10 @@ class RunState:
                 for task in batch:
                     self._started_at[task.id] = now
                     prompt = build_prompt(task, self._outputs)
-                    if self._reuse(task, prompt):
+                    if self.plan is not None and self._reuse(task, prompt):
                         reused.append(self.results[task.id])
                         continue
-                    work.append(Work(task, self.team[task.agent or ""], prompt))
+                    work.append(Work(task, self._agents[task.agent or ""], prompt))
         if reused:
             self._commit(reused)
         if not self._emitting:
@@ -488,11 +491,12 @@ class _Flight(Generic[H]):
         if budget is not None and not self.state.stopped and budget.spent_out:
             self.state.stop(SkipReason.BUDGET_SPENT)  # no new task; calls in flight finish
         work = self.state.take_ready(self.slots.claimable())
-        return [(item, self.slots.claim()) for item in work]
+        return list(zip(work, self.slots.claim_many(len(work)), strict=True))
 
     def launched(self, handle: H, work: Work, slot: Slot, now: float) -> None:
         self.inflight[handle] = (work, slot)
-        self.deadlines.track(handle, now)
+        if self.limits.task_timeout_s is not None:  # (no call for a run without one)
+            self.deadlines.track(handle, now)
 
     def landed(self, handle: H, outcome: Callable[[], Outcome]) -> None:
         """A call finished; ignore it if it was already given up on."""

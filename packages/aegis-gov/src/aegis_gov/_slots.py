@@ -67,6 +67,12 @@ class Slots:
             self.active += 1
         return Slot(self)
 
+    def claim_many(self, count: int) -> list[Slot]:
+        """*count* slots at once, as :meth:`claim` would give them one by one."""
+        with self._lock:
+            self.active += count
+        return [Slot(self) for _ in range(count)]
+
     def _hand_over(self) -> None:
         # Under the lock: give free slots to the tasks that have waited longest.
         while self._waiters and self.active < self.limit:
