@@ -294,6 +294,7 @@ class EndpointCaller:
         self._learned: dict[str, LearnedRate] = {}
         self._unmatched_warned: set[str] = set()
         self._paced: dict[str, int] = {}  # requests waiting for their turn, by endpoint
+        self._free_turns: dict[str, _Turn] = {}  # a turn to go at once, by endpoint (see _pace)
         self._progress: dict[str, float] = {}  # when a call last started or ended, by endpoint
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
@@ -432,7 +433,7 @@ class EndpointCaller:
                         sink=job.sink,
                         pause=None if slot is None else job.apause,
                         budget=job.budget,
-                        alarms=job.alarms,
+                        alarms=None if slot is None else job,
                     )
                 else:
                     answer = await self._atool(job, command.call)
@@ -451,7 +452,7 @@ class EndpointCaller:
                 executor=job.executor,
                 pause=None if job.slot is None else job.pause,
                 budget=job.budget,
-                alarms=job.alarms,
+                alarms=job.alarms(),
             )
         with trace.attempt(request):
             return self.chat(
@@ -462,7 +463,7 @@ class EndpointCaller:
                 pause=None if job.slot is None else job.pause,
                 budget=job.budget,
                 trace=trace,
-                alarms=job.alarms,
+                alarms=job.alarms(),
             )
 
     async def _arequest(self, job: _Job, request: ChatRequest) -> ChatResponse:
@@ -476,7 +477,7 @@ class EndpointCaller:
                 sink=job.sink,
                 pause=None if job.slot is None else job.apause,
                 budget=job.budget,
-                alarms=job.alarms,
+                alarms=job.alarms(),
             )
         with trace.attempt(request):
             return await self.achat(
@@ -486,7 +487,7 @@ class EndpointCaller:
                 pause=None if job.slot is None else job.apause,
                 budget=job.budget,
                 trace=trace,
-                alarms=job.alarms,
+                alarms=job.alarms(),
             )
 
     def _tool(self, job: _Job, call: ToolCall) -> str:
@@ -507,14 +508,14 @@ class EndpointCaller:
         if slot is None:
             self._sleep(seconds)
         else:
-            slot.sleep(seconds, self._sleep, job.alarms.take() if job.alarms else None)
+            slot.sleep(seconds, self._sleep, job.take())
 
     async def _await(self, job: _Job, seconds: float) -> None:
         slot = job.slot
         if slot is None:
             await self._async_sleep(seconds)
         else:
-            await slot.asleep(seconds, self._async_sleep, job.alarms.take() if job.alarms else None)
+            await slot.asleep(seconds, self._async_sleep, job.take())
 
     def task_runner(
         self,
@@ -724,6 +725,10 @@ class EndpointCaller:
                 send = functools.partial(_asend_either, adapter, request, sink, route.agent.name)
                 return await trace.acall(send, adapter, request, streaming=sink is not None)
             if sink is None:
+                if request.output_schema is None:  # `asend`, inlined: one coroutine fewer
+                    return await adapter.achat(
+                        request.messages, system=request.system, tools=request.tools
+                    )
                 return await asend(adapter, request)
             return await _asend_streaming(adapter, request, sink, route.agent.name)
         except Exception as exc:
@@ -852,7 +857,15 @@ class EndpointCaller:
         if learned is None:
             learned = self._learned_rate(adapter, key)
         learned_wait, epoch = learned.reserve()
-        return _Turn(max(wait, learned_wait), limiter, taken, learned, epoch, go_at)
+        wait = max(wait, learned_wait)
+        if limiter is None and wait == 0.0:
+            # Go at once, nothing reserved: the same turn for every such request of the
+            # endpoint until its learned pace changes epoch (a turn is never changed).
+            free = self._free_turns.get(key)
+            if free is None or free.learned is not learned or free.epoch != epoch:
+                free = self._free_turns[key] = _Turn(0.0, None, 0.0, learned, epoch)
+            return free
+        return _Turn(wait, limiter, taken, learned, epoch, go_at)
 
     def _start(
         self,
@@ -1069,7 +1082,10 @@ def _discard(_text: str) -> None:
 
 @attrs.define
 class _Turn:
-    """A request's turn in its endpoint's pace: how long to wait, and what it reserved."""
+    """A request's turn in its endpoint's pace: how long to wait, and what it reserved.
+
+    Never changed once made (:meth:`again` makes another), so one may serve many requests.
+    """
 
     wait: float
     limiter: EndpointLimiter | None
@@ -1084,41 +1100,6 @@ class _Turn:
             return attrs.evolve(self, wait=0.0)
         wait, epoch = self.learned.reserve()
         return attrs.evolve(self, wait=wait, epoch=epoch)
-
-
-class _Job:
-    """One task's conversation as the caller carries it out: where its requests go, how it waits."""
-
-    __slots__ = ("alarms", "budget", "caller", "executor", "route", "sink", "slot", "trace")
-
-    def __init__(  # noqa: PLR0917  # built in one place, from run's arguments
-        self,
-        caller: EndpointCaller,
-        route: Route,
-        sink: Sink | None,
-        executor: Executor | None,
-        slot: Slot | None,
-        budget: BudgetMeter | None,
-        trace: TaskTrace | None,
-    ) -> None:
-        self.caller = caller
-        self.route = route
-        self.sink = sink
-        self.executor = executor
-        self.slot = slot
-        self.budget = budget
-        self.trace = trace
-        self.alarms = None if slot is None else _AlarmBox(slot)
-
-    def pause(self, seconds: float) -> None:
-        """Wait out an endpoint's pace, parked (the task has a slot)."""
-        assert self.slot is not None  # noqa: S101  # only handed to chat with a slot
-        self.slot.sleep(seconds, self.caller._sleep)  # noqa: SLF001  # one mechanism
-
-    async def apause(self, seconds: float) -> None:
-        """The asyncio twin of :meth:`pause`."""
-        assert self.slot is not None  # noqa: S101
-        await self.slot.asleep(seconds, self.caller._async_sleep)  # noqa: SLF001
 
 
 class _AlarmBox:
@@ -1153,6 +1134,49 @@ class _AlarmBox:
         """The alarm for the wait about to start (each is used once)."""
         alarm, self._alarm = self._alarm, None
         return alarm
+
+
+class _Job(_AlarmBox):
+    """One task's conversation as the caller carries it out: where its requests go, how it waits.
+
+    A task with a slot is its own alarm box (one object a task, not two).
+    """
+
+    __slots__ = ("budget", "caller", "executor", "route", "sink", "slot", "trace")
+
+    def __init__(  # noqa: PLR0917  # built in one place, from run's arguments
+        self,
+        caller: EndpointCaller,
+        route: Route,
+        sink: Sink | None,
+        executor: Executor | None,
+        slot: Slot | None,
+        budget: BudgetMeter | None,
+        trace: TaskTrace | None,
+    ) -> None:
+        self.caller = caller
+        self.route = route
+        self.sink = sink
+        self.executor = executor
+        self.slot = slot
+        self.budget = budget
+        self.trace = trace
+        self._alarm = None
+        self._slot = slot  # type: ignore[assignment]  # read only through alarms(): never None
+
+    def alarms(self) -> _AlarmBox | None:
+        """This task's alarm box: itself when it has a slot (its waits may be cut short)."""
+        return None if self.slot is None else self
+
+    def pause(self, seconds: float) -> None:
+        """Wait out an endpoint's pace, parked (the task has a slot)."""
+        assert self.slot is not None  # noqa: S101  # only handed to chat with a slot
+        self.slot.sleep(seconds, self.caller._sleep)  # noqa: SLF001  # one mechanism
+
+    async def apause(self, seconds: float) -> None:
+        """The asyncio twin of :meth:`pause`."""
+        assert self.slot is not None  # noqa: S101
+        await self.slot.asleep(seconds, self.caller._async_sleep)  # noqa: SLF001
 
 
 @attrs.define
