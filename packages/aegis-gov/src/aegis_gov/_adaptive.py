@@ -225,11 +225,11 @@ class AdaptiveLimit:
         if in_flight * 2 < limit:  # idle success proves nothing
             return
         step = 1.0 / limit
-        whole = _whole(limit)
-        if self._ceiling and self._ceiling - 1 <= whole <= self._ceiling:
+        ceiling = self._ceiling
+        if ceiling and ceiling - 1 <= _whole(limit) <= ceiling:
             step /= self.plateau  # near where the last overload came: probe it gently
         self._limit = min(float(self.max_limit), limit + step)
-        if _whole(self._limit) > self._ceiling:
+        if ceiling and _whole(self._limit) > ceiling:
             self._ceiling = 0  # past it with no overload: what capped it has gone
 
     def recovered(self) -> None:

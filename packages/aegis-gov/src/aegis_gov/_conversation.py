@@ -131,7 +131,9 @@ class Conversation:
             if isinstance(response, Failure):
                 return response
             if not response.tool_calls:
-                answer = self._answer(response.text)
+                text = response.text
+                # (a plain-text agent's answer ends it: _answer's first case, without a call)
+                answer = self._result(text, text) if self.output is None else self._answer(text)
                 if isinstance(answer, Invalid):
                     # Sent back with what was wrong, for the model to correct.
                     messages.append(Message.assistant(response.text))
