@@ -24,6 +24,7 @@ from aegis_gov._conversation import ChatRequest
 from aegis_gov._outcome import Failure
 from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._run import RunState
+from aegis_gov._slots import Slots
 from aegis_graph import SkipReason, Task, TaskState
 
 from tests.gov.conftest import FakeClock
@@ -204,3 +205,18 @@ def test_nothing_is_worked_out_ahead_for_a_task_that_is_not_running(clock: FakeC
     state.finish(b, AgentResult(output="done", agent="w"))
     assert not state._records  # taken by finish, none left behind
     assert state.result()["b"].input_digest is not None
+
+
+def test_slots_claimed_in_a_batch_count_as_if_claimed_one_by_one() -> None:
+    slots = Slots(3, max_parked=4, wake=lambda: None)
+    first, second = slots.claim_many(2)
+    assert first is not second
+    assert (slots.active, slots.claimable()) == (2, 1)
+    first.park()  # a parked task's slot goes to new work
+    assert (slots.active, slots.parked, slots.claimable()) == (1, 1, 2)
+    first.leave()
+    second.leave()
+    assert (slots.active, slots.parked, slots.claimable()) == (0, 0, 3)
+    assert first.abandoned
+    assert second.abandoned
+    assert slots.claim_many(0) == []
