@@ -303,7 +303,10 @@ class Conversation:
             self.attempts += 1
             answer = yield self._ask(messages)
             if isinstance(answer, ChatResponse):
-                self.usage = self.usage + answer.usage if self.usage.total_tokens else answer.usage
+                used = self.usage  # (fields, not total_tokens: a property call per request)
+                self.usage = (
+                    used + answer.usage if used.input_tokens or used.output_tokens else answer.usage
+                )
                 return answer
             error = answer.error if isinstance(answer, Raised) else TypeError(repr(answer))
             delay = self._after(error)
