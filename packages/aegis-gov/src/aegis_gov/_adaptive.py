@@ -183,13 +183,13 @@ class AdaptiveLimit:
         """
         with self._lock:
             in_flight = self._in_flight
-            self._in_flight = max(in_flight - 1, 0)
-            if overloaded and refused:
+            self._in_flight = in_flight - 1 if in_flight > 0 else 0  # (no max(): a call each)
+            if overloaded is False:  # the common case first
+                self._succeeded(in_flight)
+            elif overloaded and refused:
                 self._refused(in_flight - 1)
             elif overloaded:
                 self._overloaded()
-            elif overloaded is False:
-                self._succeeded(in_flight)
 
     def _overloaded(self) -> None:
         self._overloads += 1
