@@ -22,8 +22,9 @@ from aegis_gov import AgentConfig, RetryPolicy, RunEvent, Team, ToolRegistry
 from aegis_gov._caller import EndpointCaller, Route, Sink
 from aegis_gov._conversation import ChatRequest
 from aegis_gov._outcome import Failure
-from aegis_gov._results import AgentResult
+from aegis_gov._results import AgentResult, RunResult
 from aegis_gov._run import RunState
+from aegis_gov._slots import Slots
 from aegis_graph import SkipReason, Task, TaskState
 
 from tests.gov.conftest import FakeClock
@@ -174,3 +175,48 @@ def test_run_state_cancel_skips_what_is_pending(clock: FakeClock) -> None:
     assert result.cancelled
     assert result["a"].status is TaskState.DONE
     assert result["b"].skip_reason == "cancelled"
+
+
+def test_a_result_worked_out_ahead_is_the_one_finish_works_out_itself(clock: FakeClock) -> None:
+    tasks = [Task("a", "first", agent="w"), Task("b", "second", agent="w", depends_on=["a"])]
+    results: dict[bool, RunResult] = {}
+    for ahead in (False, True):
+        state, _ = _state(tasks, clock)
+        for _ in tasks:
+            work = state.take_ready(1)
+            if ahead:
+                state.record_ahead(work)
+            state.finish(work[0], AgentResult(output=f"out of {work[0].task.id}", agent="w"))
+        results[ahead] = state.result()
+    for task_id in ("a", "b"):
+        itself, early = results[False][task_id], results[True][task_id]
+        assert early == itself
+        assert (early.fingerprint, early.input_digest) == (itself.fingerprint, itself.input_digest)
+        assert dict(early.definition) == dict(itself.definition)
+        assert early.input_digest is not None
+
+
+def test_nothing_is_worked_out_ahead_for_a_task_that_is_not_running(clock: FakeClock) -> None:
+    state, _ = _state([Task("a", agent="w"), Task("b", agent="w")], clock)
+    a, b = state.take_ready(2)
+    state.finish(a, Failure(ProviderUnavailableError("p", "down")))
+    state.record_ahead([a, b])  # a has ended: only b is worked out
+    assert list(state._records) == ["b"]  # what finish would pick up
+    state.finish(b, AgentResult(output="done", agent="w"))
+    assert not state._records  # taken by finish, none left behind
+    assert state.result()["b"].input_digest is not None
+
+
+def test_slots_claimed_in_a_batch_count_as_if_claimed_one_by_one() -> None:
+    slots = Slots(3, max_parked=4, wake=lambda: None)
+    first, second = slots.claim_many(2)
+    assert first is not second
+    assert (slots.active, slots.claimable()) == (2, 1)
+    first.park()  # a parked task's slot goes to new work
+    assert (slots.active, slots.parked, slots.claimable()) == (1, 1, 2)
+    first.leave()
+    second.leave()
+    assert (slots.active, slots.parked, slots.claimable()) == (0, 0, 3)
+    assert first.abandoned
+    assert second.abandoned
+    assert slots.claim_many(0) == []

@@ -127,9 +127,12 @@ class Bulkhead:
 
     def _take(self) -> bool:
         """Take a free token, minting one if none is free but some were never minted."""
+        free = self._free
+        if not free:  # none free (as while the first calls mint theirs): no IndexError to raise
+            return self._mint()
         try:
-            self._free.pop()
-        except IndexError:
+            free.pop()
+        except IndexError:  # another thread took the last one after we looked
             return self._mint()
         return True
 
@@ -140,9 +143,12 @@ class Bulkhead:
         """
         if self._waiters:
             return False
+        free = self._free
+        if not free:  # none free (as while the first calls mint theirs): no IndexError to raise
+            return self._mint()
         try:
-            self._free.pop()
-        except IndexError:
+            free.pop()
+        except IndexError:  # another thread took the last one after we looked
             return self._mint()
         return True
 
@@ -243,18 +249,22 @@ class Bulkhead:
         Raises:
             BulkheadFullError: When no permit came free within ``max_wait_s``.
         """
+        free = self._free
         if self._waiters:
             self.acquire()
+        elif not free:  # none free (the first calls mint theirs): no IndexError to raise
+            if not self._mint():
+                self.acquire()
         else:
             try:
-                self._free.pop()
-            except IndexError:
+                free.pop()
+            except IndexError:  # another thread took the last one after we looked
                 if not self._mint():
                     self.acquire()
         try:
             return fn(*args, **kwargs)
         finally:
-            self._free.append(None)
+            free.append(None)
             if self._waiters:
                 with self._lock:
                     self._serve_waiters()

@@ -132,6 +132,11 @@ class AdaptiveLimit:
         return self._overloads
 
     @property
+    def ever_cut(self) -> bool:
+        """Whether the limit was ever cut (an overload, or an outage of the endpoint)."""
+        return self._overloads > 0 or self._outages > 0
+
+    @property
     def in_flight(self) -> int:
         """Calls in flight now."""
         return self._in_flight
@@ -162,7 +167,7 @@ class AdaptiveLimit:
     def try_acquire(self) -> bool:
         """Count one more call in flight if the limit allows it."""
         with self._lock:
-            if self._in_flight >= _whole(self._limit):
+            if self._in_flight >= int(self._limit + 1e-9):  # _whole, inlined (a call per call)
                 return False
             self._in_flight += 1
             return True
@@ -178,13 +183,13 @@ class AdaptiveLimit:
         """
         with self._lock:
             in_flight = self._in_flight
-            self._in_flight = max(in_flight - 1, 0)
-            if overloaded and refused:
+            self._in_flight = in_flight - 1 if in_flight > 0 else 0  # (no max(): a call each)
+            if overloaded is False:  # the common case first
+                self._succeeded(in_flight)
+            elif overloaded and refused:
                 self._refused(in_flight - 1)
             elif overloaded:
                 self._overloaded()
-            elif overloaded is False:
-                self._succeeded(in_flight)
 
     def _overloaded(self) -> None:
         self._overloads += 1
@@ -220,11 +225,11 @@ class AdaptiveLimit:
         if in_flight * 2 < limit:  # idle success proves nothing
             return
         step = 1.0 / limit
-        whole = _whole(limit)
-        if self._ceiling and self._ceiling - 1 <= whole <= self._ceiling:
+        ceiling = self._ceiling
+        if ceiling and ceiling - 1 <= _whole(limit) <= ceiling:
             step /= self.plateau  # near where the last overload came: probe it gently
         self._limit = min(float(self.max_limit), limit + step)
-        if _whole(self._limit) > self._ceiling:
+        if ceiling and _whole(self._limit) > ceiling:
             self._ceiling = 0  # past it with no overload: what capped it has gone
 
     def recovered(self) -> None:
@@ -352,9 +357,11 @@ class LearnedRate:
             now = self._clock()
             if self._first is None:
                 self._first = now
-            self._answers.append(now)
+            answers = self._answers
+            answers.append(now)
             self._latest.append(now)
-            self._prune(now)
+            while answers and answers[0] <= now - self.window_s:  # _prune, inlined
+                answers.popleft()
 
     def throttled(self, epoch: int, retry_after_s: float | None) -> bool:
         """A 429 to a request sent in *epoch*; return whether it cut the rate.

@@ -29,7 +29,7 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Final, cast
 
@@ -72,6 +72,7 @@ from aegis_gov._tool_errors import ToolNotOfferedError
 if TYPE_CHECKING:
     import asyncio
 
+    from aegis_gov._output import OutputSpec
     from aegis_gov._task_trace import TaskTrace
     from aegis_gov._tools import ToolRegistry
     from aegis_gov._tracing import RunTrace
@@ -97,6 +98,10 @@ class Route:
     fallbacks: tuple[tuple[ChatAdapter, str], ...] = ()
     native_output: tuple[bool, ...] = attrs.field(init=False, eq=False, repr=False)
     """By endpoint (the agent's own, then its fallbacks): whether it takes an output schema."""
+    fallback_keys: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+    """The fallbacks' endpoint keys, in order (what each conversation is told)."""
+    output: OutputSpec | None = attrs.field(init=False, eq=False, repr=False)
+    """How the agent's answers are checked (None: plain text), looked up once."""
 
     @native_output.default
     def _native_output(self) -> tuple[bool, ...]:
@@ -104,6 +109,14 @@ class Route:
             supports_output_schema(adapter)
             for adapter in (self.adapter, *(a for a, _key in self.fallbacks))
         )
+
+    @fallback_keys.default
+    def _fallback_keys(self) -> tuple[str, ...]:
+        return tuple(key for _adapter, key in self.fallbacks)
+
+    @output.default
+    def _output(self) -> OutputSpec | None:
+        return output_checks(self.agent)
 
     @classmethod
     def resolve(cls, agent: AgentConfig, adapter: LLMAdapter, tools: tuple[ToolSpec, ...]) -> Route:
@@ -281,6 +294,7 @@ class EndpointCaller:
         self._learned: dict[str, LearnedRate | None] = {}
         self._unmatched_warned: set[str] = set()
         self._paced: dict[str, int] = {}  # requests waiting for their turn, by endpoint
+        self._free_turns: dict[str, _Turn] = {}  # a turn to go at once, by endpoint (see _pace)
         self._progress: dict[str, float] = {}  # when a call last started or ended, by endpoint
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
@@ -308,12 +322,12 @@ class EndpointCaller:
             emit=emit,
             endpoint=route.key,
             task_id=task_id,
-            fallbacks=tuple(key for _adapter, key in route.fallbacks),
+            fallbacks=route.fallback_keys,
             fall_back_on_permanent_errors=agent.fall_back_on_permanent_errors,
             max_tool_rounds=agent.max_tool_rounds,
             max_tool_calls_per_reply=agent.max_tool_calls_per_reply,
             max_tool_output_chars=agent.max_tool_output_chars,
-            output=output_checks(agent),
+            output=route.output,
             output_retries=agent.output_retries,
             native_output=route.native_output,
         )
@@ -398,14 +412,29 @@ class EndpointCaller:
             try:
                 command = steps.send(answer)
             except StopIteration as stop:
-                return cast("Outcome", stop.value)
+                outcome: Outcome = stop.value  # (not typing.cast: a call per task)
+                return outcome
             if isinstance(command, Sleep):
                 await self._await(job, command.seconds)
                 answer = None
                 continue
             try:
                 if isinstance(command, ChatRequest):
-                    answer = await self._arequest(job, command)
+                    if job.trace is not None:
+                        answer = await self._arequest(job, command)
+                        continue
+                    # `_arequest`, inlined for an untraced task: one coroutine fewer a request
+                    slot = job.slot
+                    if slot is not None and slot.abandoned:
+                        raise _Abandoned  # noqa: TRY301  # handed over below, as from _arequest
+                    answer = await self.achat(
+                        job.route,
+                        command,
+                        sink=job.sink,
+                        pause=None if slot is None else job.apause,
+                        budget=job.budget,
+                        alarms=None if slot is None else job,
+                    )
                 else:
                     answer = await self._atool(job, command.call)
             except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
@@ -423,7 +452,7 @@ class EndpointCaller:
                 executor=job.executor,
                 pause=None if job.slot is None else job.pause,
                 budget=job.budget,
-                alarms=job.alarms,
+                alarms=job.alarms(),
             )
         with trace.attempt(request):
             return self.chat(
@@ -434,7 +463,7 @@ class EndpointCaller:
                 pause=None if job.slot is None else job.pause,
                 budget=job.budget,
                 trace=trace,
-                alarms=job.alarms,
+                alarms=job.alarms(),
             )
 
     async def _arequest(self, job: _Job, request: ChatRequest) -> ChatResponse:
@@ -448,7 +477,7 @@ class EndpointCaller:
                 sink=job.sink,
                 pause=None if job.slot is None else job.apause,
                 budget=job.budget,
-                alarms=job.alarms,
+                alarms=job.alarms(),
             )
         with trace.attempt(request):
             return await self.achat(
@@ -458,7 +487,7 @@ class EndpointCaller:
                 pause=None if job.slot is None else job.apause,
                 budget=job.budget,
                 trace=trace,
-                alarms=job.alarms,
+                alarms=job.alarms(),
             )
 
     def _tool(self, job: _Job, call: ToolCall) -> str:
@@ -479,14 +508,14 @@ class EndpointCaller:
         if slot is None:
             self._sleep(seconds)
         else:
-            slot.sleep(seconds, self._sleep, job.alarms.take() if job.alarms else None)
+            slot.sleep(seconds, self._sleep, job.take())
 
     async def _await(self, job: _Job, seconds: float) -> None:
         slot = job.slot
         if slot is None:
             await self._async_sleep(seconds)
         else:
-            await slot.asleep(seconds, self._async_sleep, job.alarms.take() if job.alarms else None)
+            await slot.asleep(seconds, self._async_sleep, job.take())
 
     def task_runner(
         self,
@@ -525,21 +554,26 @@ class EndpointCaller:
         streaming: bool,
         budget: BudgetMeter | None = None,
         trace: RunTrace | None = None,
-    ) -> Callable[[Work, Slot], Awaitable[Outcome]]:
+    ) -> Callable[[Work, Slot], Coroutine[object, object, Outcome]]:
         """The asyncio twin of :meth:`task_runner`."""
         self.check_limits(routes.values())
 
         async def execute(work: Work, slot: Slot) -> Outcome:
             route = routes[work.agent.name]
+            sink = _delta_sink(emit, work.task.id) if streaming else None
+            if trace is None:  # `arun`, inlined: one coroutine fewer a task
+                conversation = self.conversation(route, work.prompt, emit, task_id=work.task.id)
+                job = _Job(self, route, sink, None, slot, budget, None)
+                return await self._adrive(conversation.steps(), job)
             return await self.arun(
                 route,
                 work.prompt,
                 emit,
                 task_id=work.task.id,
-                sink=_delta_sink(emit, work.task.id) if streaming else None,
+                sink=sink,
                 slot=slot,
                 budget=budget,
-                trace=None if trace is None else _task_trace(trace, work, route),
+                trace=_task_trace(trace, work, route),
             )
 
         return execute
@@ -616,7 +650,7 @@ class EndpointCaller:
             self._end(call)
         return answer
 
-    async def achat(  # noqa: C901  # the twin of chat
+    async def achat(  # noqa: C901, PLR0912  # the twin of chat, which says why
         self,
         route: Route,
         request: ChatRequest,
@@ -630,36 +664,26 @@ class EndpointCaller:
         """The asyncio twin of :meth:`chat`."""
         import asyncio  # noqa: PLC0415  # asyncio loads with the async API
 
-        adapter, key = route.target(request.endpoint)
-
-        async def send() -> ChatResponse:
-            if sink is None:
-                return await asend(adapter, request)
-            return await _asend_streaming(adapter, request, sink, route.agent.name)
-
-        async def attempt(call: _Call) -> ChatResponse | _Declined:
-            try:
-                if trace is not None:  # the provider call's span, inside breaker and bulkhead
-                    return await trace.acall(send, adapter, request, streaming=sink is not None)
-                if sink is None:  # `send`, inlined: one coroutine fewer per request
-                    return await asend(adapter, request)
-                return await _asend_streaming(adapter, request, sink, route.agent.name)
-            except Exception as exc:
-                if isinstance(exc, RetryableError) and self._refused(exc, call):
-                    raise _Crowded(exc) from None
-                if self._counts(exc):
-                    raise
-                return _Declined(exc)
-
+        if request.endpoint == 0:  # route.target(0), inlined
+            adapter, key = route.adapter, route.key
+        else:
+            adapter, key = route.target(request.endpoint)
         loop = asyncio.get_running_loop()
         shared = self._rate_store is not None  # a round trip to Redis: keep it off the loop
-        call = await self._astart(
-            adapter, key, request, pause or self._async_sleep, alarms, loop, shared=shared
-        )
+        # A pace in memory is taken here: a turn with no wait then starts with no coroutine.
+        turn = None if shared else self._pace(adapter, key, request)
+        if turn is None or turn.wait > 0:
+            call = await self._astart(
+                adapter, key, request, pause or self._async_sleep, alarms, loop, turn=turn
+            )
+        else:
+            call = self._start(adapter, key, turn, alarms, loop)
         try:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
-            answer = await self.pool.arun_on(key, attempt, call)
+            answer = await self.pool.arun_on(
+                key, self._aattempt, call, route, adapter, request, sink, trace
+            )
             if isinstance(answer, _Declined):  # not the breaker's business; still an error
                 raise answer.error
             if budget is not None:
@@ -683,6 +707,37 @@ class EndpointCaller:
                 self._end(call)
         return answer
 
+    async def _aattempt(  # noqa: PLR0917  # achat's own step, its arguments in order
+        self,
+        call: _Call,
+        route: Route,
+        adapter: ChatAdapter,
+        request: ChatRequest,
+        sink: Sink | None,
+        trace: TaskTrace | None,
+    ) -> ChatResponse | _Declined:
+        """One request inside the breaker and the bulkhead (the twin of ``chat``'s ``attempt``).
+
+        A method given its arguments, not a closure made per request: the pool passes them on.
+        """
+        try:
+            if trace is not None:  # the provider call's span, inside breaker and bulkhead
+                send = functools.partial(_asend_either, adapter, request, sink, route.agent.name)
+                return await trace.acall(send, adapter, request, streaming=sink is not None)
+            if sink is None:
+                if request.output_schema is None:  # `asend`, inlined: one coroutine fewer
+                    return await adapter.achat(
+                        request.messages, system=request.system, tools=request.tools
+                    )
+                return await asend(adapter, request)
+            return await _asend_streaming(adapter, request, sink, route.agent.name)
+        except Exception as exc:
+            if isinstance(exc, RetryableError) and self._refused(exc, call):
+                raise _Crowded(exc) from None
+            if self._counts(exc):
+                raise
+            return _Declined(exc)
+
     async def _astart(  # noqa: PLR0917  # achat's own step, its arguments in order
         self,
         adapter: ChatAdapter,
@@ -692,19 +747,17 @@ class EndpointCaller:
         alarms: _AlarmBox | None,
         loop: asyncio.AbstractEventLoop,
         *,
-        shared: bool,
+        turn: _Turn | None,
     ) -> _Call:
-        """Take the request's turn, wait it out, and count the call in flight (async).
+        """Take the request's turn (unless given it), wait it out, count the call in flight.
 
-        With a *shared* (Redis) pace, its round trips run off the event loop.
+        Without a *turn*, the pace is a shared (Redis) one: its round trips run off the loop.
         """
         import asyncio  # noqa: PLC0415  # asyncio loads with the async API
 
-        turn = (
-            await asyncio.to_thread(self._pace, adapter, key, request)
-            if shared
-            else self._pace(adapter, key, request)
-        )
+        shared = turn is None
+        if turn is None:
+            turn = await asyncio.to_thread(self._pace, adapter, key, request)
         if turn.wait > 0:
             turn = await self._await_turn(key, turn, pause, alarms)
         try:
@@ -791,7 +844,7 @@ class EndpointCaller:
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
         """Take the request's turn in the endpoint's pace (declared, else learned)."""
-        limiter = self._limiter(adapter, key)
+        limiter = self._limiter(adapter, key) if self._limits else None
         # A declared limit is waited out within the retry policy's total budget; past it, the
         # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
         wait, taken = (
@@ -800,11 +853,20 @@ class EndpointCaller:
             else (0.0, 0.0)
         )
         go_at = self._clock() + wait if limiter else 0.0
-        learned = self._learned_rate(adapter, key)
+        learned = self._learned.get(key)
+        if learned is None:
+            learned = self._learned_rate(adapter, key)  # made at first use (None if declared)
         epoch: int | None = 0
         if learned is not None:
             learned_wait, epoch = learned.reserve()
             wait = max(wait, learned_wait)
+            if limiter is None and wait == 0.0:
+                # Go at once, nothing reserved: the same turn for every such request of the
+                # endpoint until its learned pace changes epoch (a turn is never changed).
+                free = self._free_turns.get(key)
+                if free is None or free.learned is not learned or free.epoch != epoch:
+                    free = self._free_turns[key] = _Turn(0.0, None, 0.0, learned, epoch)
+                return free
         return _Turn(wait, limiter, taken, learned, epoch, go_at)
 
     def _start(
@@ -821,16 +883,14 @@ class EndpointCaller:
 
         Turned away, the request's turn in a declared pace is given back (if *give_back*).
         """
-        limit = self.adaptive_limit(key, adapter)
+        limit = self._adaptive.get(key) or self.adaptive_limit(key, adapter)
         now = self._clock()
         if limit.try_acquire():
             self._progress[key] = now
             # Whether the call may be a half-open circuit's probe matters only to a limit that
             # was ever cut (recovering a limit never cut changes nothing): the breaker's state
             # is not read otherwise.
-            probe = (limit.overloads > 0 or limit.outages > 0) and self.pool.breaker(
-                key
-            ).state is CircuitState.HALF_OPEN
+            probe = limit.ever_cut and self.pool.breaker(key).state is CircuitState.HALF_OPEN
             return _Call(self, key, limit, turn, probe=probe)
         if give_back and turn.limiter is not None:  # the turn goes unused: give it back
             turn.limiter.cancel(turn.taken)
@@ -1024,7 +1084,10 @@ def _discard(_text: str) -> None:
 
 @attrs.define
 class _Turn:
-    """A request's turn in its endpoint's pace: how long to wait, and what it reserved."""
+    """A request's turn in its endpoint's pace: how long to wait, and what it reserved.
+
+    Never changed once made (:meth:`again` makes another), so one may serve many requests.
+    """
 
     wait: float
     limiter: EndpointLimiter | None
@@ -1039,41 +1102,6 @@ class _Turn:
             return attrs.evolve(self, wait=0.0)
         wait, epoch = self.learned.reserve()
         return attrs.evolve(self, wait=wait, epoch=epoch)
-
-
-class _Job:
-    """One task's conversation as the caller carries it out: where its requests go, how it waits."""
-
-    __slots__ = ("alarms", "budget", "caller", "executor", "route", "sink", "slot", "trace")
-
-    def __init__(  # noqa: PLR0917  # built in one place, from run's arguments
-        self,
-        caller: EndpointCaller,
-        route: Route,
-        sink: Sink | None,
-        executor: Executor | None,
-        slot: Slot | None,
-        budget: BudgetMeter | None,
-        trace: TaskTrace | None,
-    ) -> None:
-        self.caller = caller
-        self.route = route
-        self.sink = sink
-        self.executor = executor
-        self.slot = slot
-        self.budget = budget
-        self.trace = trace
-        self.alarms = None if slot is None else _AlarmBox(slot)
-
-    def pause(self, seconds: float) -> None:
-        """Wait out an endpoint's pace, parked (the task has a slot)."""
-        assert self.slot is not None  # noqa: S101  # only handed to chat with a slot
-        self.slot.sleep(seconds, self.caller._sleep)  # noqa: SLF001  # one mechanism
-
-    async def apause(self, seconds: float) -> None:
-        """The asyncio twin of :meth:`pause`."""
-        assert self.slot is not None  # noqa: S101
-        await self.slot.asleep(seconds, self.caller._async_sleep)  # noqa: SLF001
 
 
 class _AlarmBox:
@@ -1108,6 +1136,49 @@ class _AlarmBox:
         """The alarm for the wait about to start (each is used once)."""
         alarm, self._alarm = self._alarm, None
         return alarm
+
+
+class _Job(_AlarmBox):
+    """One task's conversation as the caller carries it out: where its requests go, how it waits.
+
+    A task with a slot is its own alarm box (one object a task, not two).
+    """
+
+    __slots__ = ("budget", "caller", "executor", "route", "sink", "slot", "trace")
+
+    def __init__(  # noqa: PLR0917  # built in one place, from run's arguments
+        self,
+        caller: EndpointCaller,
+        route: Route,
+        sink: Sink | None,
+        executor: Executor | None,
+        slot: Slot | None,
+        budget: BudgetMeter | None,
+        trace: TaskTrace | None,
+    ) -> None:
+        self.caller = caller
+        self.route = route
+        self.sink = sink
+        self.executor = executor
+        self.slot = slot
+        self.budget = budget
+        self.trace = trace
+        self._alarm = None
+        self._slot = slot  # type: ignore[assignment]  # read only through alarms(): never None
+
+    def alarms(self) -> _AlarmBox | None:
+        """This task's alarm box: itself when it has a slot (its waits may be cut short)."""
+        return None if self.slot is None else self
+
+    def pause(self, seconds: float) -> None:
+        """Wait out an endpoint's pace, parked (the task has a slot)."""
+        assert self.slot is not None  # noqa: S101  # only handed to chat with a slot
+        self.slot.sleep(seconds, self.caller._sleep)  # noqa: SLF001  # one mechanism
+
+    async def apause(self, seconds: float) -> None:
+        """The asyncio twin of :meth:`pause`."""
+        assert self.slot is not None  # noqa: S101
+        await self.slot.asleep(seconds, self.caller._async_sleep)  # noqa: SLF001
 
 
 @attrs.define
@@ -1252,6 +1323,15 @@ def _send_streaming(
         raise StreamInterruptedError(agent, RuntimeError("the stream ended without a response"))
     sink.end_turn(response)
     return response
+
+
+async def _asend_either(
+    adapter: ChatAdapter, request: ChatRequest, sink: Sink | None, agent: str
+) -> ChatResponse:
+    """One request, streamed into *sink* when there is one."""
+    if sink is None:
+        return await asend(adapter, request)
+    return await _asend_streaming(adapter, request, sink, agent)
 
 
 async def _asend_streaming(

@@ -131,7 +131,9 @@ class Conversation:
             if isinstance(response, Failure):
                 return response
             if not response.tool_calls:
-                answer = self._answer(response.text)
+                text = response.text
+                # (a plain-text agent's answer ends it: _answer's first case, without a call)
+                answer = self._result(text, text) if self.output is None else self._answer(text)
                 if isinstance(answer, Invalid):
                     # Sent back with what was wrong, for the model to correct.
                     messages.append(Message.assistant(response.text))
@@ -208,7 +210,7 @@ class Conversation:
             agent=self.agent,
             usage=self.usage,
             attempts=self.attempts,
-            endpoint=self._endpoint_key(),
+            endpoint=self.endpoint if self._using == 0 else self._endpoint_key(),
             tool_calls=tuple(self.tool_calls),
             value=value,
         )
@@ -301,7 +303,10 @@ class Conversation:
             self.attempts += 1
             answer = yield self._ask(messages)
             if isinstance(answer, ChatResponse):
-                self.usage = self.usage + answer.usage if self.usage.total_tokens else answer.usage
+                used = self.usage  # (fields, not total_tokens: a property call per request)
+                self.usage = (
+                    used + answer.usage if used.input_tokens or used.output_tokens else answer.usage
+                )
                 return answer
             error = answer.error if isinstance(answer, Raised) else TypeError(repr(answer))
             delay = self._after(error)

@@ -10,6 +10,7 @@ splitting them would only move private names across modules.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
@@ -19,9 +20,9 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Final, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, cast
 
 import attrs
 from aegis_adapters import Usage
@@ -46,6 +47,9 @@ from aegis_gov._prompt import build_prompt
 from aegis_gov._results import AgentResult, RunCancelledError, RunResult, TaskResult
 from aegis_gov._resume import ResumePlan, definition, digest, fingerprint, plan_resume
 from aegis_gov._slots import Slot, Slots
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "RunLimits",
@@ -80,6 +84,9 @@ class RunState:
     results: dict[str, TaskResult] = attrs.Factory(dict)
     _outputs: dict[str, str] = attrs.Factory(dict)
     _started_at: dict[str, float] = attrs.Factory(dict)
+    _records: dict[str, tuple[str, Mapping[str, str], str]] = attrs.Factory(dict)
+    """Running tasks' fingerprint, definition and input digest, worked out ahead (see
+    :meth:`record_ahead`)."""
     _lock: threading.Lock = attrs.Factory(threading.Lock)
     cancelled: bool = False
     stopped: bool = False
@@ -90,10 +97,12 @@ class RunState:
     """Commits finished tasks' results (a checkpoint store), called in finishing order."""
     run_id: str | None = None
     _emitting: bool = attrs.field(init=False, default=True)
+    _agents: dict[str, AgentConfig] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         # An Emitter without a handler says so: then no event object is built at all.
         self._emitting = getattr(self.emit, "active", True)
+        self._agents = dict(self.team.items())  # (a dict: `team[name]` is a Python call)
 
     @classmethod
     def create(
@@ -123,8 +132,9 @@ class RunState:
             plan.check_covers(tasks, definitions)
         kept = plan.kept_results() if plan is not None else {}
         queue = TaskQueue(tasks, stop_on_failure=stop_on_failure, completed=kept)
+        names = set(team)  # (a set: `in team` is two Python calls a task)
         for task in queue.tasks:
-            if task.agent is None or task.agent not in team:
+            if task.agent is None or task.agent not in names:
                 raise UnknownAgentError(task.id, task.agent, team.name, list(team))
         state = cls(
             queue=queue, team=team, emit=emit, clock=clock, definitions=definitions, plan=plan
@@ -151,10 +161,10 @@ class RunState:
                 for task in batch:
                     self._started_at[task.id] = now
                     prompt = build_prompt(task, self._outputs)
-                    if self._reuse(task, prompt):
+                    if self.plan is not None and self._reuse(task, prompt):
                         reused.append(self.results[task.id])
                         continue
-                    work.append(Work(task, self.team[task.agent or ""], prompt))
+                    work.append(Work(task, self._agents[task.agent or ""], prompt))
         if reused:
             self._commit(reused)
         if not self._emitting:
@@ -200,15 +210,42 @@ class RunState:
                 "checkpoint: could not record %s", ", ".join(r.task_id for r in results)
             )
 
+    def record_ahead(self, work: Iterable[Work]) -> None:
+        """Work out what a DONE result of each running task records beside its answer.
+
+        Its fingerprint, definition and input digest depend on the task and its prompt
+        alone: a driver hands them here while the calls are in flight (an asyncio run, once
+        they are sent), so that :meth:`finish` does not hash them as each answer lands.
+        Optional: :meth:`finish` works them out itself for a task not seen here.
+        """
+        with self._lock:
+            records, running = self._records, self._started_at
+            for item in work:
+                task_id = item.task.id
+                if task_id in running and task_id not in records:
+                    records[task_id] = (
+                        fingerprint(item.task),
+                        self.definitions.get(task_id, {}),
+                        digest(item.prompt),
+                    )
+
     def finish(self, work: Work, outcome: Outcome) -> None:
         """Record a task's outcome and cascade a failure to its dependents."""
         task_id, agent = work.task.id, work.agent.name
         with self._lock:
-            duration = self.clock() - self._started_at.pop(task_id, self.clock())
+            now = self.clock()
+            duration = now - self._started_at.pop(task_id, now)
+            record = self._records.pop(task_id, None)
             success = isinstance(outcome, AgentResult)
             skipped = self.queue.complete(task_id, success=success)
             if isinstance(outcome, AgentResult):
                 self._outputs[task_id] = outcome.output
+                if record is None:
+                    record = (
+                        fingerprint(work.task),
+                        self.definitions.get(task_id, {}),
+                        digest(work.prompt),
+                    )
                 result = TaskResult(
                     task_id=task_id,
                     status=TaskState.DONE,
@@ -218,10 +255,10 @@ class RunState:
                     attempts=outcome.attempts,
                     duration_s=duration,
                     tool_calls=outcome.tool_calls,
-                    fingerprint=fingerprint(work.task),
+                    fingerprint=record[0],
                     endpoint=outcome.endpoint or None,
-                    definition=self.definitions.get(task_id, {}),
-                    input_digest=digest(work.prompt),
+                    definition=record[1],
+                    input_digest=record[2],
                     value=outcome.value if work.agent.output_type is not None else None,
                 )
             else:
@@ -239,9 +276,9 @@ class RunState:
                 )
                 logger.warning("task %r failed: %s: %s", task_id, type(error).__name__, error)
             self.results[task_id] = result
-            skips = self._record_skips(skipped)
-            finished = [result, *skips] if skips else [result]
-        self._commit(finished)
+            skips = self._record_skips(skipped) if skipped else []
+        if self.record is not None:
+            self._commit([result, *skips])
         if self._emitting:
             self.emit(_finished_event(result))
             self._emit_skips(skips)
@@ -359,7 +396,8 @@ class _Deadlines:
 
     limits: RunLimits
     started: float
-    _task: dict[object, float] = attrs.Factory(dict)
+    per_task: dict[object, float] = attrs.Factory(dict)
+    """Each tracked call's deadline, by key (empty with no task timeout and no cancel)."""
     _heap: list[tuple[float, int, object]] = attrs.Factory(list)
     _seq: Iterator[int] = attrs.Factory(itertools.count)
 
@@ -371,7 +409,7 @@ class _Deadlines:
         return self.limits.cancel is not None and self.limits.cancel.is_set()
 
     def _set(self, key: object, deadline: float) -> None:
-        self._task[key] = deadline
+        self.per_task[key] = deadline
         heapq.heappush(self._heap, (deadline, next(self._seq), key))
 
     def track(self, key: object, now: float) -> None:
@@ -379,17 +417,17 @@ class _Deadlines:
             self._set(key, now + self.limits.task_timeout_s)
 
     def forget(self, key: object) -> None:
-        self._task.pop(key, None)
+        self.per_task.pop(key, None)
 
     def cut_all(self, keys: Iterable[object], until: float) -> None:
         for key in keys:
-            if until < self._task.get(key, math.inf):
+            if until < self.per_task.get(key, math.inf):
                 self._set(key, until)
 
     def _next(self) -> float | None:
         # Drop heap entries that were forgotten or superseded by an earlier deadline.
         heap = self._heap
-        while heap and self._task.get(heap[0][2]) != heap[0][0]:
+        while heap and self.per_task.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
@@ -453,18 +491,20 @@ class _Flight(Generic[H]):
         if budget is not None and not self.state.stopped and budget.spent_out:
             self.state.stop(SkipReason.BUDGET_SPENT)  # no new task; calls in flight finish
         work = self.state.take_ready(self.slots.claimable())
-        return [(item, self.slots.claim()) for item in work]
+        return list(zip(work, self.slots.claim_many(len(work)), strict=True))
 
     def launched(self, handle: H, work: Work, slot: Slot, now: float) -> None:
         self.inflight[handle] = (work, slot)
-        self.deadlines.track(handle, now)
+        if self.limits.task_timeout_s is not None:  # (no call for a run without one)
+            self.deadlines.track(handle, now)
 
     def landed(self, handle: H, outcome: Callable[[], Outcome]) -> None:
         """A call finished; ignore it if it was already given up on."""
         entry = self.inflight.pop(handle, None)
         if entry is not None:
             work, slot = entry
-            self.deadlines.forget(handle)
+            if self.deadlines.per_task:  # (nothing to forget without deadlines: no call)
+                self.deadlines.forget(handle)
             slot.leave()
             try:
                 result = outcome()
@@ -676,7 +716,7 @@ def _sigint_as_request(
 
 async def run_async(
     state: RunState,
-    execute: Callable[[Work, Slot], Awaitable[Outcome]],
+    execute: Callable[[Work, Slot], Coroutine[object, object, Outcome]],
     *,
     max_concurrent: int,
     limits: RunLimits,
@@ -690,39 +730,114 @@ async def run_async(
     """
     import asyncio  # noqa: PLC0415  # asyncio loads with the async API
 
-    finished: asyncio.Queue[asyncio.Task[Outcome] | None] = asyncio.Queue()
-    slots = Slots(
-        max_concurrent,
-        max_parked=MAX_PARKED_ASYNC,
-        # Tasks park from the loop's own thread, so no thread-safe hand-off is needed.
-        wake=lambda: finished.put_nowait(None),
-    )
-    flight: _Flight[asyncio.Task[Outcome]] = _Flight(state, limits, slots, started=clock())
+    loop = asyncio.get_running_loop()
+    finished = _Finished(loop)
+    # Tasks park from the loop's own thread, so no thread-safe hand-off is needed.
+    slots = Slots(max_concurrent, max_parked=MAX_PARKED_ASYNC, wake=finished.nudge)
+    # In flight by slot (each task's own): a task hands its slot back as it ends.
+    flight: _Flight[Slot] = _Flight(state, limits, slots, started=clock())
+    ended, tasks = finished.ended, finished.tasks
     try:
         while True:
             now = clock()
-            for work, slot in flight.ready(now):
-                task = asyncio.ensure_future(execute(work, slot))
-                flight.launched(task, work, slot, now)
-                task.add_done_callback(finished.put_nowait)
+            _launch(loop, flight, execute, now, finished)
             if not flight.inflight:
                 break
-            timeout = flight.deadlines.wait_s(now)
-            with contextlib.suppress(asyncio.TimeoutError):
-                done = await (
-                    finished.get() if timeout is None else asyncio.wait_for(finished.get(), timeout)
-                )
-                while True:  # take every call that finished meanwhile before looking again
-                    if done is not None and not done.cancelled():
-                        flight.landed(done, done.result)
-                    if finished.empty():
-                        break
-                    done = finished.get_nowait()
-            for task in flight.expire(clock()):
-                task.cancel()
+            await finished.wait(flight.deadlines.wait_s(now))
+            while ended:  # every call that finished meanwhile, before looking again
+                slot = ended.popleft()
+                task = tasks.pop(slot)
+                if not task.cancelled():
+                    flight.landed(slot, task.result)
+            for slot in flight.expire(clock()):
+                tasks[slot].cancel()
     except asyncio.CancelledError:
-        handles = flight.abort()
+        handles = [tasks[slot] for slot in flight.abort()]
         for task in handles:
             task.cancel()
         await asyncio.gather(*handles, return_exceptions=True)
         raise
+
+
+def _launch(
+    loop: asyncio.AbstractEventLoop,
+    flight: _Flight[Slot],
+    execute: Callable[[Work, Slot], Coroutine[object, object, Outcome]],
+    now: float,
+    finished: _Finished,
+) -> None:
+    """Start a task for each piece of ready work; each tells *finished* when it ends."""
+    ready = flight.ready(now)
+    tasks = finished.tasks
+    for work, slot in ready:
+        # (create_task: ensure_future makes more checks)
+        tasks[slot] = loop.create_task(_carry(execute(work, slot), slot, finished))
+        flight.launched(slot, work, slot, now)
+    if ready:  # runs after the new tasks' first steps, which send their requests
+        loop.call_soon(flight.state.record_ahead, [work for work, _slot in ready])
+
+
+async def _carry(
+    call: Coroutine[object, object, Outcome], slot: Slot, finished: _Finished
+) -> Outcome:
+    """Run one task's call; then hand its slot to the driver, which records how it ended.
+
+    The task is done (or raised, or was cancelled) by the time the driver looks: nothing is
+    awaited after the hand-over. Cheaper than a done callback, a handle run by the loop.
+    """
+    try:
+        return await call
+    finally:
+        finished.put(slot)
+
+
+class _Finished:
+    """An asyncio run's tasks by slot, those that ended, and the driver's wake-up.
+
+    What ``asyncio.Queue`` did here, with a plain deque: a task's end costs an append and,
+    for the first of a turn of the loop, setting the future the driver awaits.
+    """
+
+    __slots__ = ("_loop", "_nudged", "_waiter", "ended", "tasks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.tasks: dict[Slot, asyncio.Task[Outcome]] = {}
+        """Every task not yet recorded, by its slot."""
+        self.ended: collections.deque[Slot] = collections.deque()
+        """The slots of the tasks that ended, in the order they did."""
+        self._waiter: asyncio.Future[None] | None = None
+        self._nudged = False
+
+    def put(self, slot: Slot) -> None:
+        """The task holding *slot* is ending (see :func:`_carry`)."""
+        self.ended.append(slot)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def nudge(self) -> None:
+        """Wake the driver with no task ended (a slot came free)."""
+        self._nudged = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, timeout_s: float | None) -> None:
+        """Until a task ends or a nudge comes (at once if one did), or *timeout_s* passes."""
+        if not self.ended and not self._nudged:
+            loop = self._loop
+            waiter = self._waiter = loop.create_future()
+            timer = None if timeout_s is None else loop.call_later(timeout_s, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        self._nudged = False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

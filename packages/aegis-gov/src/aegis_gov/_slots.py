@@ -67,6 +67,12 @@ class Slots:
             self.active += 1
         return Slot(self)
 
+    def claim_many(self, count: int) -> list[Slot]:
+        """*count* slots at once, as :meth:`claim` would give them one by one."""
+        with self._lock:
+            self.active += count
+        return [Slot(self) for _ in range(count)]
+
     def _hand_over(self) -> None:
         # Under the lock: give free slots to the tasks that have waited longest.
         while self._waiters and self.active < self.limit:
@@ -169,7 +175,8 @@ class Slot:
                     for s, g in slots._waiters  # noqa: SLF001
                     if s is not self
                 )
-            slots._hand_over()  # noqa: SLF001
+            if slots._waiters:  # noqa: SLF001  # (no call when nobody waits: the common case)
+                slots._hand_over()  # noqa: SLF001
         if wake and state in {_ACTIVE, _PARKED, _WAITING}:
             slots._wake()  # noqa: SLF001
 
