@@ -1,31 +1,105 @@
-"""Streamed text across a tool round: each turn's text on its own line, never run together."""
+"""A run's streamed chunks across tool rounds and retries: what TaskOutputDelta promises."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
+from aegis_adapters import ProviderUnavailableError, TextDelta, ToolSpec
 from aegis_gov import (
     AgentConfig,
     ChatResponse,
+    FellBack,
     Message,
     OpenMultiAgent,
+    RetryPolicy,
     RunEvent,
     ScriptedAdapter,
     Task,
     TaskOutputDelta,
-    TaskState,
+    TaskRetrying,
     ToolCall,
+    ToolCalled,
     ToolRegistry,
 )
+from aegis_gov._progress import ProgressTracker
 
 
-def _registry() -> ToolRegistry:
+def _tool_reply(messages: Sequence[Message]) -> ChatResponse:
+    if messages[-1].role == "tool":
+        return ChatResponse(f"The sum is {messages[-1].content}.")
+    return ChatResponse("Let me add these.", tool_calls=(ToolCall("c1", "add", {"a": 2, "b": 3}),))
+
+
+class _Dropping(ScriptedAdapter):
+    """Streams the script; the calls numbered in *drop_on* drop after their first chunk."""
+
+    def __init__(self, drop_on: set[int], name: str = "m") -> None:
+        super().__init__(_tool_reply, name=name)
+        self.drop_on = drop_on
+        self.streams = 0
+
+    def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> Iterator[TextDelta | ChatResponse]:
+        self.streams += 1
+        chunks = super().chat_stream(messages, system=system, tools=tools)
+        yield next(chunks)
+        if self.streams in self.drop_on:
+            raise ProviderUnavailableError("m", "connection dropped mid-stream", status_code=503)
+        yield from chunks
+
+    async def achat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> AsyncIterator[TextDelta | ChatResponse]:
+        self.streams += 1
+        chunks = super().achat_stream(messages, system=system, tools=tools)
+        yield await anext(chunks)
+        if self.streams in self.drop_on:
+            raise ProviderUnavailableError("m", "connection dropped mid-stream", status_code=503)
+        async for chunk in chunks:
+            yield chunk
+
+
+def _consume(events: list[RunEvent]) -> str:
+    """The consumer TaskOutputDelta's docstring describes."""
+    shown: list[str] = []
+    turn_start = 0
+    for event in events:
+        if isinstance(event, ToolCalled):
+            turn_start = len(shown)
+        elif isinstance(event, TaskRetrying | FellBack):
+            del shown[turn_start:]
+        elif isinstance(event, TaskOutputDelta):
+            shown.append(event.text)
+    return "".join(shown)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+@pytest.mark.parametrize(
+    ("drop_on", "fallback"),
+    [(set(), False), ({1}, False), ({2}, False), ({2, 3, 4}, True)],
+    ids=["no-drop", "turn-1-drops", "turn-2-drops", "turn-2-falls-back"],
+)
+def test_a_consumer_that_follows_the_docs_sees_every_turn_once(
+    drop_on: set[int], fallback: bool, use_async: bool
+) -> None:
+    # Found by an adversarial review: with a tool round, a retry re-streams only the failed
+    # turn, and without its leading newline; a consumer dropping everything on a retry (as
+    # the docs said) lost the first turn's text, one dropping nothing repeated words.
     registry = ToolRegistry()
     registry.define_tool(
         name="add",
-        description="Add two integers",
+        description="Add two integers.",
         fn=lambda a, b: a + b,
         schema={
             "type": "object",
@@ -33,98 +107,25 @@ def _registry() -> ToolRegistry:
             "required": ["a", "b"],
         },
     )
-    return registry
-
-
-def _model(*turns: str) -> ScriptedAdapter:
-    """A model whose every turn but the last says its text and calls ``add``."""
-
-    def reply(messages: Sequence[Message]) -> ChatResponse:
-        done = sum(1 for m in messages if m.role == "tool")
-        if done == len(turns) - 1:
-            return ChatResponse(text=turns[-1].format(messages[-1].content))
-        call = ToolCall(id=f"c{done}", name="add", arguments={"a": 2, "b": 3})
-        return ChatResponse(text=turns[done], tool_calls=(call,))
-
-    return ScriptedAdapter(reply)
-
-
-AGENT = AgentConfig(name="calc", tools=["add"])
-
-
-def _stream(turns: tuple[str, ...], mode: str) -> tuple[list[str], str]:
-    oma = OpenMultiAgent(default_adapter=_model(*turns), tools=_registry())
-    if mode == "sync":
-        chunks = list(oma.stream_agent(AGENT, "2+3?"))
-    elif mode == "async":
-
-        async def collect() -> list[str]:
-            return [chunk async for chunk in oma.astream_agent(AGENT, "2+3?")]
-
-        chunks = asyncio.run(collect())
-    else:
-        events: list[RunEvent] = []
-        team = OpenMultiAgent.create_team("t", AGENT)
-        run = getattr(oma, "run_tasks" if mode == "run" else "arun_tasks")
-        tasks = [Task("sum", "2+3?", agent="calc")]
-        result = run(tasks, team, on_event=events.append)
-        if mode == "arun":
-            result = asyncio.run(result)
-        assert result["sum"].status is TaskState.DONE
-        chunks = [e.text for e in events if isinstance(e, TaskOutputDelta)]
-        return chunks, result["sum"].output or ""
-    final = OpenMultiAgent(default_adapter=_model(*turns), tools=_registry()).run_agent(
-        AGENT, "2+3?"
-    )
-    return chunks, final.output
-
-
-MODES = ["sync", "async", "run", "arun"]
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_the_turns_of_a_tool_round_are_separated_by_a_newline(mode: str) -> None:
-    chunks, output = _stream(("Let me add.", "The sum is {}."), mode)
-    assert "".join(chunks) == "Let me add.\nThe sum is 5."
-    # The answer is the last turn's text, which is what the stream ends with.
-    assert output == "The sum is 5."
-    assert "".join(chunks).endswith("\n" + output)
-    # The separator comes with the next turn's first chunk, not as a chunk of its own.
-    assert all(chunk.strip() for chunk in chunks)
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_a_turn_without_text_adds_no_empty_line(mode: str) -> None:
-    chunks, output = _stream(("", "The sum is {}."), mode)
-    assert "".join(chunks) == output == "The sum is 5."
-    # Text, then a silent tool call, then text: one newline between the two texts.
-    chunks, output = _stream(("Let me add.", "", "It is {}."), mode)
-    assert "".join(chunks) == "Let me add.\nIt is 5."
-    assert output == "It is 5."
-    # Three turns with text: each on its own line.
-    chunks, _ = _stream(("First.", "Second.", "Third: {}."), mode)
-    assert "".join(chunks) == "First.\nSecond.\nThird: 5."
-
-
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_the_request_after_a_tool_round_is_retried_before_it_streams(mode: str) -> None:
-    """A 503 on turn two, before any of its chunks: retried, and the stream reads whole."""
-    from aegis_adapters import ProviderUnavailableError  # noqa: PLC0415
-
-    first = ChatResponse(
-        text="Let me add.", tool_calls=(ToolCall(id="1", name="add", arguments={"a": 2, "b": 3}),)
-    )
-    busy = ProviderUnavailableError("offline", "busy", status_code=503, retry_after_s=0.01)
     agent = AgentConfig(
-        name="calc", adapter=ScriptedAdapter([first, busy, "The sum is 5."]), tools=["add"]
+        "calc",
+        adapter=_Dropping(drop_on),
+        tools=["add"],
+        fallbacks=[ScriptedAdapter(_tool_reply, name="backup")] if fallback else [],
     )
-    oma = OpenMultiAgent(tools=_registry())
-    if mode == "sync":
-        text = "".join(oma.stream_agent(agent, "2+3?"))
+    oma = OpenMultiAgent(tools=registry, sleep=lambda _s: None, retry=RetryPolicy(max_attempts=3))
+    team = OpenMultiAgent.create_team("t", agent)
+    events: list[RunEvent] = []
+    tasks = [Task("t", "2+3?", agent="calc")]
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, on_event=events.append, stream=True))
     else:
-
-        async def collect() -> str:
-            return "".join([chunk async for chunk in oma.astream_agent(agent, "2+3?")])
-
-        text = asyncio.run(collect())
-    assert text == "Let me add.\nThe sum is 5."
+        result = oma.run_tasks(tasks, team, on_event=events.append, stream=True)
+    assert result["t"].output == "The sum is 5."
+    assert _consume(events) == "Let me add these.\nThe sum is 5."
+    # The live table keeps the same text.
+    progress = ProgressTracker(tasks, {"calc": "m"}, clock=lambda: 0.0)
+    for event in events:
+        progress(event)
+    (row,) = progress.rows()
+    assert row.stream_tail == "Let me add these.\nThe sum is 5."

@@ -171,6 +171,8 @@ class Sink:
         self._turn_emitted = False  # the current request's chunks went out
         # A turn with text ended in tool calls: the next text starts on a new line.
         self._separate = False
+        self._ended = True  # the last request finished: the next one is a new turn
+        self._turn_separate = False  # whether the current turn starts on a new line
 
     def __call__(self, text: str) -> None:
         """Hand one chunk on."""
@@ -186,11 +188,21 @@ class Sink:
         return self._turn_emitted
 
     def start_turn(self) -> None:
-        """A request starts streaming (a new turn, or a retry of the last one)."""
+        """A request starts streaming (a new turn, or a retry of the last one).
+
+        A retry streams its turn from the start, on a new line again if the turn began on
+        one, so what a retry replaces is exactly the turn's chunks so far.
+        """
+        if self._ended:
+            self._ended = False
+            self._turn_separate = self._separate
+        else:
+            self._separate = self._turn_separate
         self._turn_emitted = False
 
     def end_turn(self, response: ChatResponse) -> None:
         """A request finished: if it streamed text and called tools, another turn follows."""
+        self._ended = True
         if self._turn_emitted and response.tool_calls:
             self._separate = True
 
@@ -1073,7 +1085,7 @@ def _delta_sink(emit: EventHandler, task_id: str) -> Sink:
     def on_delta(text: str) -> None:
         emit(TaskOutputDelta(task_id, text))
 
-    # In a run, a retried task's chunks start again after its TaskRetrying or FellBack event
+    # In a run, a retried turn's chunks start again after its TaskRetrying or FellBack event
     # (as TaskOutputDelta's docstring tells consumers).
     return Sink(on_delta, restartable=True)
 

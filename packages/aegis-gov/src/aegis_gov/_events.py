@@ -100,9 +100,11 @@ class TaskSkipped:
 class TaskOutputDelta:
     """A chunk of a streaming task's answer, as it arrives.
 
-    A request that fails after some chunks is retried (or falls back) from the start: after
-    a :class:`TaskRetrying` or :class:`FellBack` of the same task the answer starts again,
-    so drop the chunks received before it. :attr:`TaskSucceeded.output` is the whole answer.
+    A request that fails after some chunks is retried (or falls back) from the start of its
+    turn: after a :class:`TaskRetrying` or :class:`FellBack` of the same task, drop the
+    chunks received since the task's last :class:`ToolCalled` (since it started, if it has
+    called no tool); the turn's chunks come again. Turns after a tool round start with a
+    newline. :attr:`TaskSucceeded.output` is the last turn's text.
     """
 
     task_id: str

@@ -141,7 +141,7 @@ class ProgressTracker:
             row.state, row.attempts, row.started_at = "running", event.attempt, self._clock()
         elif isinstance(event, TaskRetrying):
             row.state, row.retries = "retrying", row.retries + 1
-            row.streamed_chars, row.stream_tail = 0, ""
+            row.streamed_chars, row.stream_tail = row.turn_start  # the turn streams again
             row.attempts = max(row.attempts, event.attempt - 1)
             row.note = f"retry in {event.delay_s:.2f}s: {event.error}"
         elif isinstance(event, TaskSucceeded):
@@ -159,10 +159,11 @@ class ProgressTracker:
         elif isinstance(event, TaskSkipped):
             row.state = "skipped"
             row.note = _skip_note(event.reason, event.blamed)
-        elif isinstance(event, ToolCalled):
+        elif isinstance(event, ToolCalled):  # the turn is over: a retry goes back to here
+            row.turn_start = (row.streamed_chars, row.stream_tail)
             row.note = f"tool {event.tool}" + (f" failed: {event.error}" if event.error else "")
-        elif isinstance(event, FellBack):  # the answer starts again on the next endpoint
-            row.streamed_chars, row.stream_tail = 0, ""
+        elif isinstance(event, FellBack):  # the turn streams again on the next endpoint
+            row.streamed_chars, row.stream_tail = row.turn_start
             row.note = f"fell back to {self._name(event.to_endpoint)}"
             row.endpoint = event.to_endpoint
             self._fell_from[event.from_endpoint] += 1

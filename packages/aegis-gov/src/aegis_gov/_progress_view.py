@@ -71,6 +71,8 @@ class TaskRow:
     note: str = ""
     streamed_chars: int = 0
     stream_tail: str = attrs.field(default="", repr=False)
+    turn_start: tuple[int, str] = attrs.field(default=(0, ""), repr=False)
+    """``streamed_chars`` and ``stream_tail`` as the current turn began: a retry goes back."""
 
 
 @attrs.frozen
