@@ -18,6 +18,7 @@ from aegis_breaker import (
     RateLimitExceededError,
     RedisClient,
     RedisRateLimiter,
+    _redis_ratelimit,
     connect_redis,
 )
 from hypothesis import given, settings
@@ -287,31 +288,71 @@ def test_an_outage_and_recovery(
     assert sum("Redis is back" in m for m in messages) == 1
 
 
-def test_during_an_outage_each_limiter_takes_its_share_of_the_budget(
-    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture, name: str
+def test_during_an_outage_each_process_takes_its_share_of_the_budget(
+    own_redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
 ) -> None:
     # Each process fell back to a full budget of its own, so N processes admitted N times
-    # the rate (and N full bursts at once) for as long as Redis was down.
+    # the rate (and N full bursts at once) for as long as Redis was down. Two processes are
+    # played here by two limiters whose calls say they come from two processes.
+    process = ["a"]
+    monkeypatch.setattr(_redis_ratelimit, "_process_id", lambda: process[0])
     clock = FakeClock()
-    limits = [
-        RedisRateLimiter(
+    limits = {
+        who: RedisRateLimiter(
             connect_redis(own_redis_server.url, timeout_s=1.0), name, 10, 1.0, clock=clock
         )
-        for _ in range(2)
-    ]
+        for who in "ab"
+    }
+
+    def admitted(count: int) -> list[int]:
+        taken = []
+        for who, limit in limits.items():
+            process[0] = who
+            taken.append(sum(limit.try_acquire() for _ in range(count)))
+        return taken
+
     for _ in range(2):  # each has seen the other (the server counts sharers on each call)
-        assert all(limit.try_acquire() for limit in limits)
+        assert admitted(1) == [1, 1]
     own_redis_server.stop()
     with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
-        admitted = [sum(limit.try_acquire() for _ in range(20)) for limit in limits]
-        assert admitted == [3, 3]  # half each of the 6 tokens left
-        assert not any(is_shared(limit) for limit in limits)
+        assert admitted(20) == [3, 3]  # half each of the 6 tokens left
+        assert not any(is_shared(limit) for limit in limits.values())
         clock.now += 1.0  # a second: 10 tokens for the pair, 5 each
-        admitted = [sum(limit.try_acquire() for _ in range(20)) for limit in limits]
-        assert admitted == [5, 5]
-        for limit in limits:
+        assert admitted(20) == [5, 5]
+        for limit in limits.values():
             assert limit.status().rate == 10  # the settings are unchanged; only the share
     assert caplog.text.count("with 1/2 of the budget") == 2
+
+
+def test_limiters_of_one_process_count_once_and_status_readers_not_at_all(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    # Found by an adversarial review: every limiter object counted as a sharer for a minute
+    # (a facade per job made many), and so did a dashboard reading status(): a lone process
+    # fell back to 1/10 of its budget. A limiter made during the outage took a full bucket.
+    clock = FakeClock()
+
+    def limiter() -> RedisRateLimiter:
+        client = connect_redis(own_redis_server.url, timeout_s=1.0)
+        return RedisRateLimiter(client, name, 10, 1.0, clock=clock)
+
+    for _ in range(9):  # nine short jobs, one after another
+        assert limiter().try_acquire()
+    readers = [limiter() for _ in range(3)]
+    for reader in readers:
+        reader.status()
+    in_use = limiter()
+    assert in_use.try_acquire()  # 0 tokens left: 10 taken in this second
+    own_redis_server.stop()
+    clock.now += 1.0  # a second later: the bucket is full again, all of it this process's
+    with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
+        assert sum(in_use.try_acquire() for _ in range(20)) == 10
+        late = limiter()  # made during the outage: starts from what the process last saw
+        assert sum(late.try_acquire() for _ in range(20)) == 0
+    assert "with all of the budget" in caplog.text
 
 
 class GatedClient:
@@ -332,6 +373,31 @@ class GatedClient:
 
     def script_load(self, script: str, /) -> object:
         return self.inner.script_load(script)
+
+
+class FailingAfterGate(GatedClient):
+    """The first call is held until released (then answered); every other call fails."""
+
+    def evalsha(self, sha: str, numkeys: int, /, *keys_and_args: str) -> object:
+        if self.armed:
+            return super().evalsha(sha, numkeys, *keys_and_args)
+        raise redis.ConnectionError("Redis went away")
+
+
+def test_a_reply_sent_before_an_outage_does_not_end_it(client: RedisClient, name: str) -> None:
+    # Found by an adversarial review: a reply in flight when another thread's call failed
+    # switched the limiter back to "shared" (logging "Redis is back" with Redis down), and
+    # its local bucket ran at the full rate rather than its share.
+    gated = FailingAfterGate(client)
+    limit = RedisRateLimiter(gated, name, 10, 1.0, reconnect_interval_s=5.0)
+    first = threading.Thread(target=limit.try_acquire)
+    first.start()
+    assert gated.entered.wait(10)
+    assert limit.try_acquire()  # fails over to the local bucket: Redis "went away"
+    assert not is_shared(limit)
+    gated.release.set()  # the reply sent before the outage lands now
+    first.join(10)
+    assert not is_shared(limit)
 
 
 @pytest.mark.parametrize("queued", [False, True])

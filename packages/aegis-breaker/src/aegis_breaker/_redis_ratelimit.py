@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -35,8 +36,9 @@ _MEMBER_WINDOW_S: Final = 60.0
 # `_SLACK`), on the Redis server's clock in microseconds. KEYS: the hash, and the sorted set
 # of the limiters using it (by their last call). ARGV: op, amount, capacity, tokens per
 # microsecond, a number whose meaning depends on op (reserve: the longest wait in us, -1:
-# any; cancel: the reservation's go time; refund, consume, status: unused), the caller's id
-# and how long (us) a caller counts as sharing after its last call.
+# any; cancel: the reservation's go time; refund, consume, status: unused), the caller's
+# process id and how long (us) a process counts as sharing after its last call (a status
+# read does not count).
 # Reply: {refused (0/1), value, now, tokens, last_go, sharers}, numbers as strings (Lua would
 # truncate them to integers); value is the wait (reserve, refused or not) or the tokens put
 # back; sharers is how many limiters used the bucket within the window, this one included.
@@ -49,7 +51,7 @@ local amount, cap, per_us, arg = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local window = tonumber(ARGV[7])
-redis.call('ZADD', KEYS[2], now, ARGV[6])
+if op ~= 'status' then redis.call('ZADD', KEYS[2], now, ARGV[6]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now - window))
 redis.call('PEXPIRE', KEYS[2], string.format('%d', math.ceil(window / 1000)))
 local sharers = tostring(redis.call('ZCARD', KEYS[2]))
@@ -140,13 +142,15 @@ class RedisRateLimiter(RateLimiter):
 
     When Redis fails (unreachable, timing out, any error), the limiter uses its own local
     bucket, logs one warning per outage and tries Redis again after ``reconnect_interval_s``;
-    a call is never refused because Redis is down. The local bucket takes this limiter's
+    a call is never refused because Redis is down. The local bucket takes this process's
     share of the budget, so the processes together stay near it: the refill rate divided by
-    the number of limiters that used the shared bucket within the last minute, as the server
-    counted them at this limiter's last call (each call tells the server who is sharing),
-    starting from the shared bucket's tokens as last seen, divided the same way (debt
-    included). A limiter that never reached Redis has no one to share with: it takes the
-    whole budget, with a full bucket.
+    the number of processes that used the shared bucket within the last minute, as the
+    server counted them at this process's last call (each call but a status read tells the
+    server who is sharing; limiters of one process count once), starting from the shared
+    bucket's tokens as last seen, divided the same way (debt included). A limiter made
+    during an outage starts from what its process last saw; one in a process that never
+    reached Redis has no one to share with: it takes the whole budget, with a full bucket.
+    A Redis that restarts empty counts sharers afresh, as each process calls again.
 
     Args:
         client: A Redis client, e.g. from `connect_redis`; use short timeouts, no retries.
@@ -168,12 +172,13 @@ class RedisRateLimiter(RateLimiter):
         "_full_per_second",
         "_key",
         "_last_reply",
-        "_member_args",
+        "_last_reply_own",
         "_reconnect_interval_s",
         "_server_offset_s",
         "_settings_args",
         "_store_lock",
         "_store_retry_at",
+        "_window",
     )
 
     def __init__(
@@ -200,9 +205,12 @@ class RedisRateLimiter(RateLimiter):
         self._client = client
         self._key = f"{key_prefix}:{{{name}}}"
         self._settings_args = (repr(self._capacity), repr(self._per_second / _US))
-        self._member_args = (uuid.uuid4().hex, repr(_MEMBER_WINDOW_S * _US))
+        self._window = repr(_MEMBER_WINDOW_S * _US)
         self._full_per_second = self._per_second
-        self._last_reply: _Reply | None = None
+        # The last reply of any limiter of this process for this key: a limiter made while
+        # Redis is down takes its share from what the process last saw, not a full budget.
+        self._last_reply: _Reply | None = _LAST_SEEN.get(self._key)
+        self._last_reply_own = False  # whether it is this limiter's own (else the process's)
         self._reconnect_interval_s = float(reconnect_interval_s)
         self._store_lock = threading.Lock()
         self._store_retry_at = float("-inf")
@@ -213,9 +221,10 @@ class RedisRateLimiter(RateLimiter):
 
     def _eval(self, op: str, amount: float = 0.0, arg: float = 0.0) -> _Reply | None:
         """Run the script; None when Redis failed (the caller falls back to local state)."""
-        if self._store_retry_at > self._clock():
+        retry_at = self._store_retry_at
+        if retry_at > self._clock():
             return None
-        args = (op, repr(amount), *self._settings_args, repr(arg), *self._member_args)
+        args = (op, repr(amount), *self._settings_args, repr(arg), _process_id(), self._window)
         keys = (self._key, f"{self._key}:sharers")
         try:
             try:
@@ -231,8 +240,11 @@ class RedisRateLimiter(RateLimiter):
             self._store_failed(exc)
             return None
         self._server_offset_s = reply.now_s - self._clock()
-        self._last_reply = reply
-        if self._degraded:
+        self._last_reply = _LAST_SEEN[self._key] = reply
+        self._last_reply_own = True
+        if self._degraded and self._store_retry_at == retry_at:
+            # Back, unless another call failed during this round trip (a reply sent before
+            # the outage): that failure stands until its reconnect delay is over.
             self._store_recovered()
         return reply
 
@@ -267,7 +279,11 @@ class RedisRateLimiter(RateLimiter):
             now = self._clock()
             self._per_second = self._full_per_second / sharers
             # The tokens were read at the last reply; the bucket refilled since, at full rate.
-            since = max(0.0, now + self._server_offset_s - reply.now_s)
+            # A limiter made during the outage starts from its process's last reply as it
+            # was, with no refill: that refill may be another limiter's of the process.
+            since = 0.0
+            if self._last_reply_own:
+                since = max(0.0, now + self._server_offset_s - reply.now_s)
             tokens = min(self._capacity, reply.tokens + since * self._full_per_second)
             self._tokens = tokens / sharers
             self._last = now
@@ -445,6 +461,19 @@ class RedisRateLimiter(RateLimiter):
             f"RedisRateLimiter(name={self._name!r}, rate={self._rate:g}, per_s={self._per_s:g}, "
             f"capacity={self._capacity:g}, shared={not self._degraded})"
         )
+
+
+_LAST_SEEN: dict[str, _Reply] = {}
+"""The last reply seen in this process, by the shared bucket's key (see `_take_local_share`)."""
+_PROCESS_TOKEN: Final = uuid.uuid4().hex
+
+
+def _process_id() -> str:
+    """This process, as the server counts sharers: limiters of one process are one sharer.
+
+    The pid is read at each limiter's making, so a forked child is a sharer of its own.
+    """
+    return f"{_PROCESS_TOKEN}:{os.getpid()}"
 
 
 def _is_noscript(exc: Exception) -> bool:
