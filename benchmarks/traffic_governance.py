@@ -35,17 +35,17 @@ The figures:
    alone, then in one run with tasks of an always-500 endpoint that retry per their
    ``RetryPolicy`` with real sleeps. Figure: when the healthy tasks' last one finished, with
    the failing neighbour against without (target: within 10%). Best of 3, alternating.
-4. **Recovery** -- ``N_RECOVERY`` tasks at once (2 s of work at 8 in flight: as long as the
-   outage) on an endpoint that is down (503) for 2 s then healthy, with a retry budget that
-   covers the outage and a breaker that opens after 3 failures and probes after 0.5 s. Every
-   task must end DONE; makespan against the same tasks with no outage (target: at most
-   2 s + 120% of it). Also shown: when the first answer after the outage came (the probe's
-   phase against the 2 s is luck: probes go every 0.5 s or so, so it lands up to 0.5 s late),
-   the makespan from it on, and what the outage added beyond its own 2 s. The same is run
-   with ``N_RECOVERY_SHORT`` tasks (0.3 s of work), shown but not judged: there 20% of the
-   no-outage run is 60 ms, less than the probe's own round trip (50 ms, one task) plus one
-   round trip of ramp-up, which any client that probes before it floods must spend, so no
-   such client meets it; the figure to read there is the time added.
+4. **Recovery** -- tasks at once on an endpoint that is down (503) for 2 s then healthy,
+   with a retry budget that covers the outage and a breaker that opens after 3 failures and
+   probes after 0.5 s. Every task must end DONE; makespan against the same tasks with no
+   outage (target: at most 2 s + 120% of it). Run twice, both judged: ``N_RECOVERY_SHORT``
+   tasks (0.3 s of work; the figure published before) and ``N_RECOVERY`` (2 s of work, as
+   long as the outage). The target's slack is 20% of the no-outage run, so it grows with the
+   work: 60 ms at 40 tasks, about 430 ms at 320. What recovery itself costs is the time the
+   outage adds past its own 2 s, printed for both: the probe's phase against the 2 s (probes
+   go every 0.5 s or so, so it lands up to 0.5 s late), the probe's own round trip (50 ms,
+   one task) and one round trip of ramp-up (half the former limit, then all of it). At 40
+   tasks that is more than 60 ms for any client that probes before it floods.
 
 The server answers each request in one write with ``TCP_NODELAY``: before, Nagle's algorithm
 held every body until the client's delayed ACK of the headers, about 40 ms, so a 50 ms answer
@@ -104,9 +104,9 @@ N_FAILING = 8
 """Tasks of the failing neighbour in benchmark 3."""
 OUTAGE_S = 2.0
 N_RECOVERY = 320
-"""Tasks in benchmark 4 (the target): 2 s of work at 8 in flight, as long as the outage."""
+"""Tasks in benchmark 4's long run: 2 s of work at 8 in flight, as long as the outage."""
 N_RECOVERY_SHORT = 40
-"""Tasks in benchmark 4's short run (shown, not judged): 0.3 s of work."""
+"""Tasks in benchmark 4's short run: 0.3 s of work."""
 NAIVE_ATTEMPTS = 30
 """The naive peer gives up after this many attempts (bounds its loop)."""
 RUN_TIMEOUT_S = 30.0
@@ -577,20 +577,19 @@ def bench_isolation(url: str, providers: dict[str, FakeProvider]) -> None:
 
 
 def bench_recovery(url: str, providers: dict[str, FakeProvider]) -> None:
-    for count, judged in ((N_RECOVERY, True), (N_RECOVERY_SHORT, False)):
-        recovery_run(url, providers, count, judged=judged)
+    for count in (N_RECOVERY_SHORT, N_RECOVERY):
+        recovery_run(url, providers, count)
 
 
-def recovery_run(url: str, providers: dict[str, FakeProvider], count: int, *, judged: bool) -> None:
+def recovery_run(url: str, providers: dict[str, FakeProvider], count: int) -> None:
     print(
         f"\n4. Recovery: {count} tasks at once, endpoint down (503) for "
         f"{OUTAGE_S:g} s then healthy ({LATENCY_S * 1e3:.0f} ms), max_concurrent 8, breaker "
         "opens after 3 failures, recovery_timeout_s 0.5"
-        + ("" if judged else " (short run: shown, not judged)")
     )
     retry = RetryPolicy(max_attempts=10, max_total_delay_s=30.0)
     makespans: dict[str, float] = {}
-    label = "recovery" if judged else f"recovery, {count} tasks"
+    label = f"recovery, {count} tasks"
     for name in ("steady", "outage"):
         pool = AgentPool(max_concurrent=8, consecutive_failure_limit=3, recovery_timeout_s=0.5)
         oma = OpenMultiAgent(pool, retry=retry)
@@ -622,7 +621,7 @@ def recovery_run(url: str, providers: dict[str, FakeProvider], count: int, *, ju
         f"{makespans['outage']:.2f} s (no outage {makespans['steady']:.2f} s; "
         f"{added * 1e3:.0f} ms added past the 2 s)",
         f"<= {allowed:.2f} s",
-        met=makespans["outage"] <= allowed if judged else None,
+        met=makespans["outage"] <= allowed,
     )
 
 
