@@ -129,3 +129,47 @@ def test_a_consumer_that_follows_the_docs_sees_every_turn_once(
         progress(event)
     (row,) = progress.rows()
     assert row.stream_tail == "Let me add these.\nThe sum is 5."
+
+
+def _output_reply(messages: Sequence[Message]) -> ChatResponse:
+    last = messages[-1]
+    if last.role == "tool":
+        return ChatResponse("not json at all")  # an answer that fails its output check
+    if last.role == "user" and len(messages) > 1:
+        return ChatResponse('{"total": 5}')  # the corrected answer
+    return ChatResponse("Let me add these.", tool_calls=(ToolCall("c1", "add", {"a": 2, "b": 3}),))
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_an_answer_redone_for_its_output_check_starts_where_it_started(use_async: bool) -> None:
+    # Found by a second adversarial review: the redone answer lost the newline that the
+    # invalid one (after a tool round) began with: "Let me add these.{"total": 5}".
+    pydantic = pytest.importorskip("pydantic")
+
+    class Sum(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+        total: int
+
+    registry = ToolRegistry()
+    registry.define_tool(
+        name="add",
+        description="Add two integers.",
+        fn=lambda a, b: a + b,
+        schema={
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+        },
+    )
+    adapter = ScriptedAdapter(_output_reply, name="m")
+    agent = AgentConfig("calc", adapter=adapter, tools=["add"], output_type=Sum)
+    oma = OpenMultiAgent(tools=registry, sleep=lambda _s: None)
+    team = OpenMultiAgent.create_team("t", agent)
+    events: list[RunEvent] = []
+    tasks = [Task("t", "2+3?", agent="calc")]
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, on_event=events.append, stream=True))
+    else:
+        result = oma.run_tasks(tasks, team, on_event=events.append, stream=True)
+    assert result["t"].output == '{"total": 5}'
+    assert any(isinstance(event, TaskRetrying) for event in events)
+    assert _consume(events) == 'Let me add these.\n{"total": 5}'

@@ -296,15 +296,16 @@ def test_during_an_outage_each_process_takes_its_share_of_the_budget(
 ) -> None:
     # Each process fell back to a full budget of its own, so N processes admitted N times
     # the rate (and N full bursts at once) for as long as Redis was down. Two processes are
-    # played here by two limiters whose calls say they come from two processes.
+    # played here by two limiters whose calls say they come from two processes (and which,
+    # on clocks of their own, get local buckets of their own, as two processes would).
     process = ["a"]
     monkeypatch.setattr(_redis_ratelimit, "_process_id", lambda: process[0])
-    clock = FakeClock()
+    clocks = {who: FakeClock() for who in "ab"}
     limits = {
         who: RedisRateLimiter(
             connect_redis(own_redis_server.url, timeout_s=1.0), name, 10, 1.0, clock=clock
         )
-        for who in "ab"
+        for who, clock in clocks.items()
     }
 
     def admitted(count: int) -> list[int]:
@@ -320,7 +321,8 @@ def test_during_an_outage_each_process_takes_its_share_of_the_budget(
     with caplog.at_level(logging.WARNING, logger="aegis_breaker._redis_ratelimit"):
         assert admitted(20) == [3, 3]  # half each of the 6 tokens left
         assert not any(is_shared(limit) for limit in limits.values())
-        clock.now += 1.0  # a second: 10 tokens for the pair, 5 each
+        for clock in clocks.values():
+            clock.now += 1.0  # a second: 10 tokens for the pair, 5 each
         assert admitted(20) == [5, 5]
         for limit in limits.values():
             assert limit.status().rate == 10  # the settings are unchanged; only the share
@@ -352,6 +354,10 @@ def test_limiters_of_one_process_count_once_and_status_readers_not_at_all(
         assert sum(in_use.try_acquire() for _ in range(20)) == 10
         late = limiter()  # made during the outage: starts from what the process last saw
         assert sum(late.try_acquire() for _ in range(20)) == 0
+        # Limiters alive at once split the process's share (each took all of it, found by
+        # a second adversarial review: four limiters admitted four times the rate).
+        clock.now += 1.0
+        assert sum(lim.try_acquire() for lim in (in_use, late) for _ in range(20)) == 10
     assert "with all of the budget" in caplog.text
 
 

@@ -169,10 +169,10 @@ class RedisRateLimiter(RateLimiter):
     __slots__ = (
         "_client",
         "_degraded",
+        "_fallback",
         "_full_per_second",
         "_key",
         "_last_reply",
-        "_last_reply_own",
         "_reconnect_interval_s",
         "_server_offset_s",
         "_settings_args",
@@ -207,10 +207,8 @@ class RedisRateLimiter(RateLimiter):
         self._settings_args = (repr(self._capacity), repr(self._per_second / _US))
         self._window = repr(_MEMBER_WINDOW_S * _US)
         self._full_per_second = self._per_second
-        # The last reply of any limiter of this process for this key: a limiter made while
-        # Redis is down takes its share from what the process last saw, not a full budget.
-        self._last_reply: _Reply | None = _LAST_SEEN.get(self._key)
-        self._last_reply_own = False  # whether it is this limiter's own (else the process's)
+        self._last_reply: _Reply | None = None  # this limiter's own latest reply
+        self._fallback = _fallback(self._key, self._capacity, self._per_second, clock, name)
         self._reconnect_interval_s = float(reconnect_interval_s)
         self._store_lock = threading.Lock()
         self._store_retry_at = float("-inf")
@@ -241,7 +239,6 @@ class RedisRateLimiter(RateLimiter):
             return None
         self._server_offset_s = reply.now_s - self._clock()
         self._last_reply = _LAST_SEEN[self._key] = reply
-        self._last_reply_own = True
         if self._degraded and self._store_retry_at == retry_at:
             # Back, unless another call failed during this round trip (a reply sent before
             # the outage): that failure stands until its reconnect delay is over.
@@ -265,29 +262,36 @@ class RedisRateLimiter(RateLimiter):
             )
 
     def _take_local_share(self) -> int:
-        """Set the local bucket to this limiter's share of the shared one; return the sharers.
+        """Set the process's local bucket to its share of the shared one; return the sharers.
 
-        The share is of the rate and of the tokens the shared bucket held when last seen
-        (negative ones too: reservations made ahead are debt every sharer pays its part of).
-        The capacity stays whole, so any amount the shared bucket took still fits.
+        One local bucket per process and shared bucket (see `_Fallback`), so limiters of one
+        process alive at once split the process's share instead of each taking it. The
+        share is of the rate and of the tokens the shared bucket held when the process last
+        saw it (negative ones too: reservations made ahead are debt every sharer pays its
+        part of), taken once per reply: the limiters failing over after the first in one
+        outage find it taken. The capacity stays whole, so any amount the shared bucket took
+        still fits.
         """
-        reply = self._last_reply
+        reply = _LAST_SEEN.get(self._key)
         if reply is None:
             return 1  # never reached the server: nobody to share with is known
-        sharers = reply.sharers
-        with self._lock:
-            now = self._clock()
-            self._per_second = self._full_per_second / sharers
-            # The tokens were read at the last reply; the bucket refilled since, at full rate.
-            # A limiter made during the outage starts from its process's last reply as it
-            # was, with no refill: that refill may be another limiter's of the process.
+        fallback = self._fallback
+        bucket = fallback.bucket
+        with bucket._lock:  # noqa: SLF001  # the local bucket is this module's
+            if fallback.reply is reply:
+                return reply.sharers
+            fallback.reply = reply
+            sharers = reply.sharers
+            now = bucket._clock()  # noqa: SLF001
+            bucket._per_second = self._full_per_second / sharers  # noqa: SLF001
+            # Read at the reply; refilled since at the full rate, if this limiter knows how
+            # the server's clock reads on its own (else no refill is counted: the safe side).
             since = 0.0
-            if self._last_reply_own:
+            if reply is self._last_reply:
                 since = max(0.0, now + self._server_offset_s - reply.now_s)
             tokens = min(self._capacity, reply.tokens + since * self._full_per_second)
-            self._tokens = tokens / sharers
-            self._last = now
-            self._last_go = max(self._last_go, reply.last_go_s - self._server_offset_s)
+            bucket._tokens = tokens / sharers  # noqa: SLF001
+            bucket._last = now  # noqa: SLF001
         return sharers
 
     def _store_recovered(self) -> None:
@@ -295,8 +299,6 @@ class RedisRateLimiter(RateLimiter):
             was = self._degraded
             self._degraded = False
         if was:
-            with self._lock:
-                self._per_second = self._full_per_second
             logger.warning("rate limiter %r: Redis is back; using the shared bucket", self._name)
 
     @property
@@ -310,7 +312,7 @@ class RedisRateLimiter(RateLimiter):
         max_wait_us = -1.0 if max_wait_s is None else max_wait_s * _US
         reply = self._eval("reserve", amount, max_wait_us)
         if reply is None:
-            return super()._take(amount, max_wait_s)
+            return self._fallback.bucket._take(amount, max_wait_s)  # noqa: SLF001
         wait = reply.value / _US
         if reply.refused:
             return -wait, 0.0, True
@@ -354,9 +356,9 @@ class RedisRateLimiter(RateLimiter):
             return
         if not shared:
             if wait > 0:
-                RateLimiter.cancel(self, amount, go_at)
+                self._fallback.bucket.cancel(amount, go_at)
             else:
-                RateLimiter.refund(self, amount)
+                self._fallback.bucket.refund(amount)
         elif wait > 0:
             self._eval("cancel", amount, go_at * _US)
         else:
@@ -366,7 +368,7 @@ class RedisRateLimiter(RateLimiter):
         import asyncio  # noqa: PLC0415  # asyncio loads with the async API
 
         if not shared:
-            super()._untake(amount, go_at, shared)
+            self._fallback.bucket.cancel(amount, go_at)
             return
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -407,7 +409,7 @@ class RedisRateLimiter(RateLimiter):
         del now
         reply = self._eval("cancel", amount, (go_at + self._server_offset_s) * _US)
         if reply is None:
-            return super().cancel(amount, go_at)
+            return self._fallback.bucket.cancel(amount, go_at)
         return reply.value
 
     def refund(self, amount: float, *, now: float | None = None) -> float:
@@ -424,7 +426,7 @@ class RedisRateLimiter(RateLimiter):
             return super().refund(amount)  # raises the ValueError
         reply = self._eval("refund", amount)
         if reply is None:
-            return super().refund(amount)
+            return self._fallback.bucket.refund(amount)
         return reply.value
 
     def consume(self, amount: float, *, now: float | None = None) -> None:
@@ -437,13 +439,13 @@ class RedisRateLimiter(RateLimiter):
         if not (math.isfinite(amount) and amount >= 0):
             super().consume(amount)  # raises the ValueError
         if self._eval("consume", amount) is None:
-            super().consume(amount)
+            self._fallback.bucket.consume(amount)
 
     def status(self) -> RateLimiterStatus:
         """A snapshot of the shared bucket (of the local one during an outage)."""
         reply = self._eval("status")
         if reply is None:
-            return super().status()
+            return attrs.evolve(self._fallback.bucket.status(), waiting=self._waiting)
         return RateLimiterStatus(
             name=self._name,
             rate=self._rate,
@@ -465,6 +467,33 @@ class RedisRateLimiter(RateLimiter):
 
 _LAST_SEEN: dict[str, _Reply] = {}
 """The last reply seen in this process, by the shared bucket's key (see `_take_local_share`)."""
+
+
+@attrs.define
+class _Fallback:
+    """A process's local bucket for one shared bucket, used by its limiters while Redis is down."""
+
+    bucket: RateLimiter
+    reply: _Reply | None = None
+    """The reply the bucket's share was last taken from."""
+
+
+_FALLBACKS: dict[tuple[str, float, float, Callable[[], float]], _Fallback] = {}
+_FALLBACKS_LOCK = threading.Lock()
+
+
+def _fallback(
+    key: str, capacity: float, per_second: float, clock: Callable[[], float], name: str
+) -> _Fallback:
+    """The process's local bucket for the shared bucket *key* (made full, at the full rate)."""
+    with _FALLBACKS_LOCK:
+        found = _FALLBACKS.get((key, capacity, per_second, clock))
+        if found is None:
+            bucket = RateLimiter(per_second, 1.0, burst=capacity, clock=clock, name=name)
+            found = _FALLBACKS[key, capacity, per_second, clock] = _Fallback(bucket)
+        return found
+
+
 _PROCESS_TOKEN: Final = uuid.uuid4().hex
 
 

@@ -201,8 +201,12 @@ class Sink:
         self._turn_emitted = False
 
     def end_turn(self, response: ChatResponse) -> None:
-        """A request finished: if it streamed text and called tools, another turn follows."""
-        self._ended = True
+        """A request finished: if it streamed text and called tools, another turn follows.
+
+        A request after an answer with no tool calls redoes that answer (its output was
+        invalid): like a retry, it starts where the answer started.
+        """
+        self._ended = bool(response.tool_calls)
         if self._turn_emitted and response.tool_calls:
             self._separate = True
 
