@@ -53,28 +53,6 @@ def test_nothing_is_paced_until_a_429_then_the_pace_is_what_the_provider_answere
     assert second == pytest.approx(1 / 18.0)  # spaced evenly
 
 
-@pytest.mark.parametrize("blip", [10, 20])
-def test_a_pace_cut_below_a_request_a_second_climbs_back(blip: int) -> None:
-    # Found by an adversarial review: after a blip of 429s cut the pace below one request a
-    # second, the one-second window held no answer at each turn, the seen rate read zero, and
-    # the pace could not climb past its ceiling: 0.43/s (10 429s) or 0.11/s (20) for the next
-    # five minutes, with the provider answering everything.
-    clock = FakeClock()
-    rate = LearnedRate(clock)
-    _answer(rate, clock, 20, 0.1)  # 2 s at 10 a second
-    for _ in range(blip):  # then 429s to requests 0.3 s apart
-        _wait, epoch = rate.reserve()
-        clock.now += 0.3
-        rate.throttled(rate.epoch if epoch is None else epoch, None)
-    start = clock.now
-    while clock.now - start < 10.0:  # the provider answers everything again
-        wait, epoch = rate.reserve()
-        clock.now += wait
-        if epoch is not None:
-            rate.answered()
-    assert (rate.rate() or 0.0) >= 5.0
-
-
 def test_a_first_request_slow_to_leave_does_not_make_the_provider_look_slow() -> None:
     # Found by the traffic benchmark: counting from the first request *made*, a new
     # connection's 0.3 s made a 20/s provider look like 3/s, and the run crawled.

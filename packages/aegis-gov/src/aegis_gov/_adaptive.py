@@ -47,7 +47,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -262,10 +262,6 @@ class AdaptiveLimit:
             )
 
 
-_SEEN_TURNS: Final = 4
-"""Below this many answers a window, the seen rate is that of the last this many."""
-
-
 def _whole(limit: float) -> int:
     # Sums of 1/limit land a hair under the next integer; do not lose a slot to that.
     return int(limit + 1e-9)
@@ -314,7 +310,6 @@ class LearnedRate:
         self._hold_until = _NEVER
         self._first: float | None = None
         self._answers: collections.deque[float] = collections.deque()
-        self._latest: collections.deque[float] = collections.deque(maxlen=_SEEN_TURNS)
 
     @property
     def epoch(self) -> int:
@@ -359,7 +354,6 @@ class LearnedRate:
                 self._first = now
             answers = self._answers
             answers.append(now)
-            self._latest.append(now)
             while answers and answers[0] <= now - self.window_s:  # _prune, inlined
                 answers.popleft()
 
@@ -413,17 +407,8 @@ class LearnedRate:
         connection) would make the provider look slower than it is.
         """
         self._prune(now)
-        floor = 0.05 * self.window_s
         span = self.window_s if self._first is None else min(self.window_s, now - self._first)
-        seen = len(self._answers) / max(span, floor)
-        latest = self._latest
-        if len(self._answers) < len(latest) == _SEEN_TURNS:
-            # Fewer answers in the window than the last few: a pace of under a few turns a
-            # window, whose window would read about zero, so the pace could never climb
-            # again (an endpoint cut below a request a second crawled for the rest of the
-            # run). The last few answers say how fast it goes.
-            seen = max(seen, _SEEN_TURNS / max(now - latest[0], floor))
-        return seen
+        return len(self._answers) / max(span, 0.05 * self.window_s)
 
     def _prune(self, now: float) -> None:
         answers = self._answers
