@@ -93,6 +93,13 @@ def test_endpoint_is_a_hashable_key() -> None:
         ("http://[::1]x/", "http://[::1]x/"),
         ("http://[::1", "http://[::1"),
         ("http://h/v1?email=a@b.c", "http://h/v1?email=a@b.c"),
+        # A path holding an '@' keeps its host (Vertex AI's model versions; found by a
+        # second adversarial review: every region and project became one endpoint).
+        (
+            "https://us-east5-aiplatform.googleapis.com/v1/projects/a/models/claude-4@20250514",
+            "https://us-east5-aiplatform.googleapis.com/v1/projects/a/models/claude-4@20250514",
+        ),
+        ("http://Host:8080/path@x/", "http://host:8080/path@x"),
         # Bracketed addresses keep their brackets and their case (zone ids).
         ("http://u:pw@[v1.fe]/", "http://***@[v1.fe]"),
         ("http://[fe80::1%25ETH0]:8080/", "http://[fe80::1%25ETH0]:8080"),

@@ -9,6 +9,7 @@ import threading
 import uuid
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -379,6 +380,23 @@ class GatedClient:
 
     def script_load(self, script: str, /) -> object:
         return self.inner.script_load(script)
+
+
+def test_a_limiter_made_during_an_outage_counts_the_refill_since_its_process_last_saw_redis(
+    own_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # Found by a second adversarial review: the process's last reply was taken as it was,
+    # with no refill, so a queue long gone (10 turns) made the next job's limiter wait 10 s
+    # on a bucket that had been full for a while.
+    process_clock = FakeClock()  # the process's monotonic clock, as the share reads it
+    monkeypatch.setattr(_redis_ratelimit, "time", SimpleNamespace(monotonic=process_clock))
+    first = RedisRateLimiter(connect_redis(own_redis_server.url), name, 1, 1.0, burst=1)
+    waits = [first.reserve() for _ in range(10)]
+    assert waits[-1] == pytest.approx(9.0, abs=0.5)
+    process_clock.now += 12.0  # the queue went through long ago
+    own_redis_server.stop()
+    second = RedisRateLimiter(connect_redis(own_redis_server.url, timeout_s=1.0), name, 1, 1.0)
+    assert second.reserve() == 0.0
 
 
 class FailingAfterGate(GatedClient):

@@ -18,10 +18,12 @@ _SECRET_PARAM: Final = re.compile(
     re.IGNORECASE,
 )
 # "scheme://userinfo@" anywhere in a text. A careless password may hold an unencoded '/',
-# '?' or '#', so after "user:" everything up to the '@' counts (a URL whose path holds an '@'
-# loses its host: a fair price); with no ':' before the first '/', a query or fragment ends it.
+# '?' or '#', so after "user:" everything up to the '@' counts, unless the ':' is a port's
+# (digits, then the path); with no such ':', the userinfo ends at the first '/', '?' or '#'.
+# So a path holding an '@' ("models/claude-sonnet-4@20250514" on Vertex AI) keeps its host.
 _USERINFO: Final = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^@/\s'\"]*:[^@\s'\"]*|[^@\s'\"?#]+)@"
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
+    r"(?:[^@/\s'\"]*:(?![0-9]*[/?#])[^@\s'\"]*|[^@/\s'\"?#]+)@"
 )
 # "?name=value", "&name=value" or "#name=value" anywhere in a text, credential-like names.
 _QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&;#](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)")

@@ -238,7 +238,8 @@ class RedisRateLimiter(RateLimiter):
             self._store_failed(exc)
             return None
         self._server_offset_s = reply.now_s - self._clock()
-        self._last_reply = _LAST_SEEN[self._key] = reply
+        self._last_reply = reply
+        _LAST_SEEN[self._key] = (reply, time.monotonic())
         if self._degraded and self._store_retry_at == retry_at:
             # Back, unless another call failed during this round trip (a reply sent before
             # the outage): that failure stands until its reconnect delay is over.
@@ -267,14 +268,15 @@ class RedisRateLimiter(RateLimiter):
         One local bucket per process and shared bucket (see `_Fallback`), so limiters of one
         process alive at once split the process's share instead of each taking it. The
         share is of the rate and of the tokens the shared bucket held when the process last
-        saw it (negative ones too: reservations made ahead are debt every sharer pays its
-        part of), taken once per reply: the limiters failing over after the first in one
-        outage find it taken. The capacity stays whole, so any amount the shared bucket took
-        still fits.
+        saw it, refilled for the time since (negative ones too: reservations made ahead are
+        debt every sharer pays its part of), taken once per reply: the limiters failing over
+        after the first in one outage find it taken. The capacity stays whole, so any amount
+        the shared bucket took still fits.
         """
-        reply = _LAST_SEEN.get(self._key)
-        if reply is None:
+        seen = _LAST_SEEN.get(self._key)
+        if seen is None:
             return 1  # never reached the server: nobody to share with is known
+        reply, received_at = seen
         fallback = self._fallback
         bucket = fallback.bucket
         with bucket._lock:  # noqa: SLF001  # the local bucket is this module's
@@ -284,11 +286,12 @@ class RedisRateLimiter(RateLimiter):
             sharers = reply.sharers
             now = bucket._clock()  # noqa: SLF001
             bucket._per_second = self._full_per_second / sharers  # noqa: SLF001
-            # Read at the reply; refilled since at the full rate, if this limiter knows how
-            # the server's clock reads on its own (else no refill is counted: the safe side).
-            since = 0.0
+            # Read at the reply; refilled since at the full rate: on this limiter's clock if
+            # the reply was its own, else for the time since the process received it.
             if reply is self._last_reply:
                 since = max(0.0, now + self._server_offset_s - reply.now_s)
+            else:
+                since = max(0.0, time.monotonic() - received_at)
             tokens = min(self._capacity, reply.tokens + since * self._full_per_second)
             bucket._tokens = tokens / sharers  # noqa: SLF001
             bucket._last = now  # noqa: SLF001
@@ -465,7 +468,7 @@ class RedisRateLimiter(RateLimiter):
         )
 
 
-_LAST_SEEN: dict[str, _Reply] = {}
+_LAST_SEEN: dict[str, tuple[_Reply, float]] = {}
 """The last reply seen in this process, by the shared bucket's key (see `_take_local_share`)."""
 
 
