@@ -72,7 +72,7 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
             raise ValueError(
                 f"{what}[{shown!r}] and {what}[{redact_text(written[key])!r}] name one "
                 f"endpoint, {key!r} (an endpoint is its provider, URL and model; credentials "
-                f"are not part of it), with different {kind.__name__}s: keep one"
+                f"are not part of it), with different values: keep one"
             )
         checked[key] = item
         written.setdefault(key, name)
