@@ -12,6 +12,8 @@ from typing import TypeVar, cast
 
 from aegis_adapters import Endpoint, redact_text
 
+from aegis_gov._display_names import endpoint_key_parts
+
 __all__ = ["check_bool", "check_not_text", "check_number", "endpoint_keyed"]
 
 _V = TypeVar("_V")
@@ -81,8 +83,5 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
 
 def _endpoint_spelling(name: str) -> str:
     """A full endpoint key with its URL spelled as endpoints are; any other key as it is."""
-    provider, bar, rest = name.partition("|")
-    base_url, bar2, model = rest.rpartition("|")
-    if not (bar and bar2):
-        return name  # a model name or "provider:model"
-    return Endpoint(provider, base_url, model).key
+    parts = endpoint_key_parts(name)
+    return name if parts is None else Endpoint(*parts).key  # else a model or "provider:model"

@@ -17,14 +17,20 @@ from collections.abc import Callable, Iterable
 
 from aegis_adapters import Endpoint, redact_url
 
-__all__ = ["endpoint_display_name", "endpoint_display_names", "endpoint_from_key", "printable"]
+__all__ = [
+    "endpoint_display_name",
+    "endpoint_display_names",
+    "endpoint_from_key",
+    "endpoint_key_parts",
+    "printable",
+]
 
 _Rename = Callable[[str, str, int], str]
 
 _WEB_SCHEMES = frozenset({"http", "https"})
 
 
-def _parts(key: str) -> tuple[str, str, str] | None:
+def endpoint_key_parts(key: str) -> tuple[str, str, str] | None:
     """``(provider, base_url, model)`` of an adapter endpoint key, None for any other key."""
     provider, sep, rest = key.partition("|")
     base_url, sep2, model = rest.rpartition("|")
@@ -39,7 +45,7 @@ def endpoint_from_key(key: str) -> Endpoint:
     A key that is not ``provider|base_url|model`` (a custom adapter's) gives an endpoint
     whose provider and model are the whole key, so only the key itself can match.
     """
-    parts = _parts(key)
+    parts = endpoint_key_parts(key)
     return Endpoint(key, "", key) if parts is None else Endpoint(*parts)
 
 
@@ -58,7 +64,7 @@ def _host(base_url: str) -> tuple[str, str]:
 
 def endpoint_display_name(key: str) -> str:
     """*key* as a person reads it: ``provider:model @ host[:port]`` (see the module doc)."""
-    parts = _parts(key)
+    parts = endpoint_key_parts(key)
     if parts is None:
         name, _at, _identity = key.partition("@")  # custom:Type@id -> custom:Type
         return name if key.startswith("custom:") else redact_url(key)
@@ -79,7 +85,7 @@ def endpoint_display_names(keys: Iterable[str]) -> dict[str, str]:
 
 
 def _with_path(key: str, name: str, _index: int) -> str:
-    parts = _parts(key)
+    parts = endpoint_key_parts(key)
     if parts is None:
         return name
     _host_port, path = _host(parts[1])
