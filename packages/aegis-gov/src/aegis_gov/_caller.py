@@ -459,52 +459,39 @@ class EndpointCaller:
     def _request(self, job: _Job, request: ChatRequest) -> ChatResponse:
         if job.slot is not None and job.slot.abandoned:
             raise _Abandoned  # the run gave the task up (its thread lives on): send no more
+        send = functools.partial(
+            self.chat,
+            job.route,
+            request,
+            sink=job.sink,
+            executor=job.executor,
+            pause=None if job.slot is None else job.pause,
+            budget=job.budget,
+            alarms=job.alarms(),
+        )
         trace = job.trace
         if trace is None:
-            return self.chat(
-                job.route,
-                request,
-                sink=job.sink,
-                executor=job.executor,
-                pause=None if job.slot is None else job.pause,
-                budget=job.budget,
-                alarms=job.alarms(),
-            )
+            return send()
         with trace.attempt(request):
-            return self.chat(
-                job.route,
-                request,
-                sink=job.sink,
-                executor=job.executor,
-                pause=None if job.slot is None else job.pause,
-                budget=job.budget,
-                trace=trace,
-                alarms=job.alarms(),
-            )
+            return send(trace=trace)
 
     async def _arequest(self, job: _Job, request: ChatRequest) -> ChatResponse:
         if job.slot is not None and job.slot.abandoned:
             raise _Abandoned
+        send = functools.partial(
+            self.achat,
+            job.route,
+            request,
+            sink=job.sink,
+            pause=None if job.slot is None else job.apause,
+            budget=job.budget,
+            alarms=job.alarms(),
+        )
         trace = job.trace
         if trace is None:
-            return await self.achat(
-                job.route,
-                request,
-                sink=job.sink,
-                pause=None if job.slot is None else job.apause,
-                budget=job.budget,
-                alarms=job.alarms(),
-            )
+            return await send()
         with trace.attempt(request):
-            return await self.achat(
-                job.route,
-                request,
-                sink=job.sink,
-                pause=None if job.slot is None else job.apause,
-                budget=job.budget,
-                trace=trace,
-                alarms=job.alarms(),
-            )
+            return await send(trace=trace)
 
     def _tool(self, job: _Job, call: ToolCall) -> str:
         agent = job.route.agent
