@@ -70,6 +70,22 @@ class _Dropping(ScriptedAdapter):
             yield chunk
 
 
+def _adder() -> ToolRegistry:
+    """A registry holding one tool, ``add``."""
+    registry = ToolRegistry()
+    registry.define_tool(
+        name="add",
+        description="Add two integers.",
+        fn=lambda a, b: a + b,
+        schema={
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+        },
+    )
+    return registry
+
+
 def _consume(events: list[RunEvent]) -> str:
     """The consumer TaskOutputDelta's docstring describes."""
     shown: list[str] = []
@@ -96,17 +112,7 @@ def test_a_consumer_that_follows_the_docs_sees_every_turn_once(
     # Found by an adversarial review: with a tool round, a retry re-streams only the failed
     # turn, and without its leading newline; a consumer dropping everything on a retry (as
     # the docs said) lost the first turn's text, one dropping nothing repeated words.
-    registry = ToolRegistry()
-    registry.define_tool(
-        name="add",
-        description="Add two integers.",
-        fn=lambda a, b: a + b,
-        schema={
-            "type": "object",
-            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "required": ["a", "b"],
-        },
-    )
+    registry = _adder()
     agent = AgentConfig(
         "calc",
         adapter=_Dropping(drop_on),
@@ -149,17 +155,7 @@ def test_an_answer_redone_for_its_output_check_starts_where_it_started(use_async
     class Sum(pydantic.BaseModel):  # type: ignore[name-defined,misc]
         total: int
 
-    registry = ToolRegistry()
-    registry.define_tool(
-        name="add",
-        description="Add two integers.",
-        fn=lambda a, b: a + b,
-        schema={
-            "type": "object",
-            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "required": ["a", "b"],
-        },
-    )
+    registry = _adder()
     adapter = ScriptedAdapter(_output_reply, name="m")
     agent = AgentConfig("calc", adapter=adapter, tools=["add"], output_type=Sum)
     oma = OpenMultiAgent(tools=registry, sleep=lambda _s: None)
