@@ -11,6 +11,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import importlib
+import os
+import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
@@ -193,12 +195,19 @@ class SDKAdapter(BaseChatAdapter):
     def _new_client(self, sdk: ModuleType, *, is_async: bool) -> Any:
         """Build an SDK client with ``max_retries=0``: retrying is the caller's job."""
         factory = getattr(sdk, self._client_classes[is_async])
+        kwargs: dict[str, Any] = {}
+        http_client = _http_client(sdk, is_async=is_async)
+        if http_client is not None:
+            kwargs["http_client"] = http_client
+            if not is_async:  # an async one is closed with its loop (_close_at_loop_shutdown)
+                weakref.finalize(self, _close_quietly, http_client)
         return factory(
             api_key=self._api_key,
             base_url=self._base_url,
             timeout=self.timeout_s,
             max_retries=0,
             default_headers=self.default_headers or None,
+            **kwargs,
         )
 
     @abc.abstractmethod
@@ -382,6 +391,52 @@ class SDKAdapter(BaseChatAdapter):
         self._client = None
         self._aclients = weakref.WeakKeyDictionary()
         self._transport = ()
+
+
+def _http_client(sdk: ModuleType, *, is_async: bool) -> Any:
+    """The SDK's default HTTP client, verifying TLS with the process's shared SSL context.
+
+    Loading the trusted certificates costs about 20 ms, and the SDK does it for every client
+    it builds: for each adapter (and each event loop of it) at the start of a run. The context
+    is built once per SDK HTTP library and CA setting (``SSL_CERT_FILE``, ``SSL_CERT_DIR``),
+    by that library's own ``create_ssl_context``, so verification is what the SDK's own client
+    would do. None (the SDK builds its own client) when the SDK does not expose the pieces.
+    """
+    cls = getattr(sdk, "DefaultAsyncHttpxClient" if is_async else "DefaultHttpxClient", None)
+    if not isinstance(cls, type):
+        return None
+    context = _shared_ssl_context(cls)
+    return None if context is None else cls(verify=context)
+
+
+def _shared_ssl_context(client_class: type) -> object | None:
+    # The HTTP library is the package of the client class's base (httpx, or the SDKs' fork).
+    for base in client_class.__mro__[1:]:
+        library = sys.modules.get(base.__module__.partition(".")[0])
+        create = getattr(library, "create_ssl_context", None)
+        if callable(create):
+            break
+    else:
+        return None
+    key = (
+        getattr(library, "__name__", ""),
+        os.environ.get("SSL_CERT_FILE"),
+        os.environ.get("SSL_CERT_DIR"),
+    )
+    with _SSL_LOCK:
+        context = _SSL_CONTEXTS.get(key)
+        if context is None:
+            context = _SSL_CONTEXTS[key] = create()
+    return context
+
+
+_SSL_LOCK = threading.Lock()
+_SSL_CONTEXTS: dict[tuple[str, str | None, str | None], object] = {}
+
+
+def _close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.close()
 
 
 async def _close_at_loop_shutdown(client: Any) -> AsyncGenerator[None, None]:
