@@ -229,3 +229,93 @@ def test_an_abandoned_task_wakes_from_a_real_wait_at_once() -> None:
     assert woke.wait(timeout=10)
     thread.join(timeout=10)
     assert slot.abandoned
+
+
+def _throttled(count: int, retry_after_s: float | None = None) -> list[str | BaseException]:
+    from aegis_gov import RateLimitError  # noqa: PLC0415
+
+    return [RateLimitError("m", "429 too many requests", retry_after_s=retry_after_s)] * count
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_429s_with_nowhere_else_to_go_wait_instead_of_failing_the_task(
+    clock: FakeClock, use_async: bool
+) -> None:
+    # A real-clock run against a 10 request/s provider whose 429s carry no Retry-After:
+    # a burst of 429s at the start opened the circuit for its 30 s recovery timeout, and
+    # a task that drew three 429s in a row failed, though the provider was only pacing.
+    adapter = ScriptedAdapter([*_throttled(6), "ok"])
+    pool = AgentPool(max_concurrent=4, consecutive_failure_limit=2, clock=clock)
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=2, initial_delay_s=0.1, max_total_delay_s=60.0),
+        sleep=clock.sleep,
+        async_sleep=clock.async_sleep,
+        clock=clock,
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    events: list[RunEvent] = []
+    work = [Task("a", agent="w")]
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(work, team, on_event=events.append))
+    else:
+        result = oma.run_tasks(work, team, on_event=events.append)
+    assert result["a"].status is TaskState.DONE
+    assert result["a"].attempts == 7  # every request counted, six of them 429s
+    assert len(adapter.calls) == 7
+    assert sum(isinstance(e, TaskRetrying) for e in events) == 6
+    # The provider answered every time: the circuit never opened.
+    assert pool.breaker(adapter.endpoint.key).state is CircuitState.CLOSED
+    assert clock.now < 60.0
+
+
+def test_429s_still_end_at_the_wait_budget(clock: FakeClock) -> None:
+    from aegis_gov import RateLimitError  # noqa: PLC0415
+
+    adapter = ScriptedAdapter(_throttled(1000))
+    oma = OpenMultiAgent(
+        AgentPool(clock=clock),
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=2, initial_delay_s=0.5, max_total_delay_s=20.0),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    with pytest.raises(RateLimitError):
+        oma.run_agent(AgentConfig(name="a"), "hi")
+    assert sum(clock.sleeps) <= 20.0  # the wait budget, never more
+    assert 2 < len(adapter.calls) < 100  # past max_attempts, but bounded by the budget
+    assert len(adapter.calls) == len(clock.sleeps) + 1
+
+
+def test_a_retry_after_longer_than_max_delay_still_ends_the_task_at_once(
+    clock: FakeClock,
+) -> None:
+    from aegis_gov import RateLimitError  # noqa: PLC0415
+
+    adapter = ScriptedAdapter([*_throttled(1, retry_after_s=3600.0), "ok"])
+    oma = OpenMultiAgent(
+        AgentPool(clock=clock),
+        default_adapter=adapter,
+        retry=RetryPolicy(max_delay_s=30.0),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    with pytest.raises(RateLimitError):
+        oma.run_agent(AgentConfig(name="a"), "hi")
+    assert len(adapter.calls) == 1
+
+
+def test_429s_count_as_failed_attempts_when_a_fallback_is_left(clock: FakeClock) -> None:
+    primary = ScriptedAdapter(_throttled(1000), name="primary")
+    backup = ScriptedAdapter(["from the backup"], name="backup")
+    oma = OpenMultiAgent(
+        AgentPool(clock=clock),
+        retry=RetryPolicy(max_attempts=3, initial_delay_s=0.1),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    agent = AgentConfig(name="a", adapter=primary, fallbacks=[backup])
+    answer = oma.run_agent(agent, "hi")
+    assert answer.output == "from the backup"
+    assert len(primary.calls) == 3  # max_attempts 429s, then the backup

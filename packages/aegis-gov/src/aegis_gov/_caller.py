@@ -257,10 +257,11 @@ def _says_busy(exc: RetryableError) -> bool:
 
 def counts_against_breaker(exc: BaseException) -> bool:
     """The default rule: whether *exc* counts as a failure of its endpoint's breaker."""
-    # A 429 that says how long to wait is a provider at its limit, not a provider down: the
-    # endpoint is held for its Retry-After instead (a failing probe would reopen the circuit
-    # for the whole recovery timeout).
-    if isinstance(exc, RateLimitError) and exc.retry_after_s:
+    # A 429 is a provider at its limit, not a provider down: it answered. The endpoint's
+    # pace (declared, or learned from the 429s) and a Retry-After's hold slow its requests
+    # instead. Counted, a burst of 429s (a run's first requests, all at once) would open the
+    # circuit for the whole recovery timeout, and a failing probe would reopen it.
+    if isinstance(exc, RateLimitError):
         return False
     return isinstance(exc, RetryableError)
 

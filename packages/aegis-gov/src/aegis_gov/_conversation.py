@@ -22,6 +22,7 @@ from aegis_adapters import (
     ChatResponse,
     Message,
     OutputSchema,
+    RateLimitError,
     RetryableError,
     ToolCall,
     ToolSpec,
@@ -114,6 +115,7 @@ class Conversation:
     _failures: int = 0
     _tool_output_chars: int = 0
     _rejections: int = 0
+    _throttles: int = 0  # 429s on the last endpoint, which spend the wait budget only
     _using: int = 0  # which endpoint: 0 the agent's own, then its fallbacks
     _invalid_answers: int = 0
     _emitting: bool = attrs.field(init=False, default=True)
@@ -375,6 +377,15 @@ class Conversation:
             ):
                 return _FELL_OVER if self._fall_over(error) else self._failure(error)
             return self._delay(None, rejected=True)
+        if isinstance(error, RateLimitError) and self._using >= len(self.fallbacks):
+            # A 429 with nowhere else to go: the provider is up and asks for a slower pace
+            # (which the endpoint's pace now keeps). Failing the task would not help, so it
+            # is a wait, not a failed attempt: only the wait budget bounds it. With a
+            # fallback left, it counts, so a throttled endpoint is left after max_attempts.
+            self._throttles += 1
+            return self.retry.next_delay_s(
+                self._throttles, error.retry_after_s, waited_s=self._waited_s, rng=self.rng
+            )
         if isinstance(error, RetryableError):
             self._failures += 1
             if self._failures < self.retry.max_attempts:
