@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 from aegis_adapters._errors import InvalidRequestError, ProviderUnavailableError
 from aegis_adapters._sdk import SDKAdapter, StreamAccumulator
@@ -21,9 +22,6 @@ from aegis_adapters._types import (
     Usage,
 )
 from aegis_adapters._wire import as_int, as_list, as_map, as_str, load_arguments
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
 
 __all__ = ["AnthropicAdapter"]
 

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from aegis_adapters._types import ChatResponse, Endpoint, Message, TextDelta, ToolSpec
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
 
 __all__ = ["BaseChatAdapter"]
 

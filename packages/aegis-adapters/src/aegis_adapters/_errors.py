@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
 from aegis_adapters._redact import redact_text
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
 
 __all__ = [
     "AuthenticationError",

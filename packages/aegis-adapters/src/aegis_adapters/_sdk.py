@@ -16,6 +16,7 @@ import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from aegis_adapters._base import BaseChatAdapter
@@ -26,20 +27,18 @@ from aegis_adapters._errors import (
     ProviderUnavailableError,
     classify_failure,
 )
+from aegis_adapters._types import (
+    ChatResponse,
+    Endpoint,
+    Message,
+    OutputSchema,
+    TextDelta,
+    ToolSpec,
+)
 from aegis_adapters._wire import as_map, error_details
 
 if TYPE_CHECKING:
     import asyncio
-    from types import ModuleType
-
-    from aegis_adapters._types import (
-        ChatResponse,
-        Endpoint,
-        Message,
-        OutputSchema,
-        TextDelta,
-        ToolSpec,
-    )
 
 __all__ = ["SDKAdapter", "StreamAccumulator", "import_sdk", "translate"]
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from typing import TYPE_CHECKING, Literal, get_args
+from collections.abc import Iterable, Mapping
+from typing import Literal, get_args
 
 import attrs
 
 from aegis_adapters._redact import redact_url
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "STOP_REASONS",

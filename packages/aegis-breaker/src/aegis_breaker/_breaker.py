@@ -12,7 +12,16 @@ import logging
 import math
 import threading
 import time
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+)
 from contextvars import ContextVar
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from aegis_breaker._errors import BulkheadFullError, CircuitOpenError
@@ -48,15 +57,6 @@ from aegis_breaker._store import BreakerStore, MemoryStore
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import (
-        AsyncGenerator,
-        Awaitable,
-        Callable,
-        Coroutine,
-        Generator,
-        Iterable,
-    )
-    from types import TracebackType
 
 __all__ = ["CircuitBreaker", "Permit", "Token"]
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from aegis_breaker._errors import BulkheadFullError
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
-    from types import TracebackType
 
 R = TypeVar("R")
 

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
+from typing import Final, ParamSpec, TypeVar
 
 from aegis_breaker._breaker import CircuitBreaker, merge_settings
 from aegis_breaker._bulkhead import Bulkhead
 from aegis_breaker._events import BreakerListener, CircuitState
+from aegis_breaker._policy import TripPolicy
 from aegis_breaker._settings import BreakerSettings
 from aegis_breaker._status import PoolStatus
-
-if TYPE_CHECKING:
-    from aegis_breaker._policy import TripPolicy
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Iterable, Mapping
 
 __all__ = ["AgentPool", "BreakerFactory"]
 

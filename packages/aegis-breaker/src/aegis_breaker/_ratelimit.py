@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import attrs
 
 from aegis_breaker._errors import BreakerError
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
 
 __all__ = ["RateLimitExceededError", "RateLimiter", "RateLimiterStatus"]
 

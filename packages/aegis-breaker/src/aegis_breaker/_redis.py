@@ -9,19 +9,16 @@ import threading
 import time
 import uuid
 import weakref
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Callable, Iterable
+from typing import Any, Final, cast
 
 from aegis_breaker._breaker import CircuitBreaker, _emit, merge_settings
 from aegis_breaker._events import BreakerListener, CallListener, CircuitState, StateChanged
+from aegis_breaker._machine import Rules
+from aegis_breaker._policy import TripPolicy
 from aegis_breaker._redis_store import STATES, RedisClient, RedisStore
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
-
-    from aegis_breaker._machine import Rules
-    from aegis_breaker._policy import TripPolicy
-    from aegis_breaker._settings import BreakerSettings
-    from aegis_breaker._store import BreakerStore
+from aegis_breaker._settings import BreakerSettings
+from aegis_breaker._store import BreakerStore
 
 __all__ = ["RedisCircuitBreaker", "RedisClient", "connect_redis"]
 

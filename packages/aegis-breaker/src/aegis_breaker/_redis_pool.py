@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
 
 from aegis_breaker._breaker import CircuitBreaker, merge_settings
+from aegis_breaker._events import BreakerListener
 from aegis_breaker._pool import AgentPool
 from aegis_breaker._redis import (
     DEFAULT_IDLE_EXPIRY_S,
@@ -13,12 +14,7 @@ from aegis_breaker._redis import (
     RedisCircuitBreaker,
     RedisClient,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
-
-    from aegis_breaker._events import BreakerListener
-    from aegis_breaker._settings import BreakerSettings
+from aegis_breaker._settings import BreakerSettings
 
 __all__ = ["redis_agent_pool"]
 

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -18,7 +19,6 @@ from aegis_breaker._redis import RedisClient
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
 
 __all__ = ["RedisRateLimiter"]
 

@@ -23,7 +23,8 @@ import hashlib
 import logging
 import math
 import threading
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Callable, Iterator
+from typing import Final, Protocol
 
 from aegis_breaker._events import CircuitState
 from aegis_breaker._machine import (
@@ -43,9 +44,6 @@ from aegis_breaker._machine import (
 from aegis_breaker._policy import ConsecutiveFailures
 from aegis_breaker._redis_codec import CODES, STATES, decode, encode
 from aegis_breaker._store import MemoryStore
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
 
 __all__ = ["STATES", "RedisClient", "RedisStore"]
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Callable, Iterator
+from typing import Final, Protocol
 
 from aegis_breaker._events import CircuitState
 from aegis_breaker._machine import (
@@ -32,9 +33,6 @@ from aegis_breaker._machine import (
 )
 from aegis_breaker._policy import ConsecutiveFailures, TimeWindow
 from aegis_breaker._windows import quiet_bucket
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
 
 __all__ = ["BreakerStore", "MemoryStore"]
 

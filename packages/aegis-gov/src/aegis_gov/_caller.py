@@ -63,6 +63,7 @@ from aegis_gov._limits import (
     tools_chars,
 )
 from aegis_gov._outcome import Outcome, Raised
+from aegis_gov._output import OutputSpec
 from aegis_gov._requests import aopen_stream, asend, open_stream, send
 from aegis_gov._retry import RetryPolicy
 from aegis_gov._run import Work
@@ -72,7 +73,6 @@ from aegis_gov._tool_errors import ToolNotOfferedError
 if TYPE_CHECKING:
     import asyncio
 
-    from aegis_gov._output import OutputSpec
     from aegis_gov._task_trace import TaskTrace
     from aegis_gov._tools import ToolRegistry
     from aegis_gov._tracing import RunTrace

@@ -16,7 +16,7 @@ import functools
 import inspect
 import json
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -25,8 +25,6 @@ from aegis_gov._tool import Tool, clip
 from aegis_gov._tool_errors import InvalidToolArgumentsError, InvalidToolSchemaError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from pydantic import BaseModel
     from pydantic_core import ErrorDetails
 

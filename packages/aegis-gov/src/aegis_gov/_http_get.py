@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -37,8 +38,6 @@ from aegis_gov._tool_errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
     import requests
     import requests.adapters
     from urllib3.connectionpool import HTTPConnectionPool

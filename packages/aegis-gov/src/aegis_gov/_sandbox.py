@@ -6,16 +6,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import attrs
 
 from aegis_gov._checks import check_bool, check_not_text, check_number
 from aegis_gov._netguard import IPAddress, Resolver, system_resolver
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 __all__ = ["SANDBOX_BWRAP", "SANDBOX_NONE_UNSAFE", "SandboxConfig"]
 

@@ -27,6 +27,7 @@ from aegis_gov._function_tool import FunctionTool, function_tool
 from aegis_gov._loop_thread import LoopThread
 from aegis_gov._mcp import MCPConnection, MCPServerSpec, RemoteCall, RemoteTool
 from aegis_gov._memory import ToolMemory
+from aegis_gov._netguard import Resolver
 from aegis_gov._sandbox import SandboxConfig
 from aegis_gov._schema_refs import empty_registry
 from aegis_gov._tool import Tool, ToolOutcome, clip, to_text
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     import jsonschema.protocols
-
-    from aegis_gov._netguard import Resolver
 
     _JsonObject: TypeAlias = Mapping[str, Any]
 

@@ -22,13 +22,13 @@ import attrs
 from aegis_adapters import Endpoint
 
 from aegis_gov._events import CircuitStateChanged, RunEvent
+from aegis_gov._results import RunResult
 from aegis_gov._task_trace import TaskTrace, mark_failed
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
-    from aegis_gov._results import RunResult
     from aegis_gov._run import RunState
 
 __all__ = ["RunTrace", "RunTracer", "Tracing", "make_tracer", "run_span"]

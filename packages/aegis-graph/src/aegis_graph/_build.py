@@ -5,20 +5,17 @@ Pure functions over ids and int edge lists; `TaskQueue.__init__` calls them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container, Sequence
 from itertools import accumulate, chain, compress, count, islice
 from operator import eq, itemgetter
-from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
+from typing import NoReturn, TypeVar, cast
 
 from aegis_graph._errors import (
     CyclicDependencyError,
     DuplicateTaskError,
     UnknownDependencyError,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Container, Sequence
-
-    from aegis_graph._task import Task
+from aegis_graph._task import Task
 
 __all__ = [
     "check_acyclic",

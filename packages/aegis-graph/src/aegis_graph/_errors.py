@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from aegis_graph._state import TaskState
+from aegis_graph._state import TaskState
 
 __all__ = [
     "CyclicDependencyError",

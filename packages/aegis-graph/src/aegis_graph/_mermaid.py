@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from aegis_graph._state import TaskState
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 __all__ = ["render_mermaid"]
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from heapq import heappop, heappush
 from itertools import chain, compress, repeat
 from operator import lt, not_
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar, cast
 
 import attrs
 
@@ -27,9 +28,6 @@ from aegis_graph._errors import (
 from aegis_graph._mermaid import render_mermaid
 from aegis_graph._state import SkipReason, TaskState
 from aegis_graph._task import Task
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["TaskQueue"]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
 
 from aegis_graph._errors import InvalidTaskError
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 __all__ = ["Task"]
 
