@@ -29,8 +29,11 @@ The figures:
    ``R``, 429 share <= 15%); in the same run a naive peer: a thread pool of the same width
    whose calls retry every retryable error with exponential backoff and full jitter
    (tenacity's ``wait_random_exponential``: ``uniform(0, min(30, 0.5 * 2 ** n))``), no shared
-   limit, no retry-after. Then the same pair against the concurrency-capped endpoint
-   (goodput as a share of ``C / latency``).
+   limit, no retry-after. Also shown, not judged: the aegis run against the same server
+   with its 429s carrying no ``retry-after`` (the issue's server sends one; some
+   OpenAI-compatible servers do not), where the pace is learned from the 429s alone. Then
+   the same pair against the concurrency-capped endpoint (goodput as a share of
+   ``C / latency``).
 3. **Neighbour isolation** -- ``max_concurrent=4``; a healthy endpoint's tasks (50 ms each)
    alone, then in one run with tasks of an always-500 endpoint that retry per their
    ``RetryPolicy`` with real sleeps. Figure: when the healthy tasks' last one finished, with
@@ -128,8 +131,10 @@ class FakeProvider:
         latency_s: float = 0.0,
         fail_status: int | None = None,
         outage_s: float = 0.0,
+        retry_after: bool = True,
     ) -> None:
         self.rate = rate
+        self.retry_after = retry_after
         self.burst = burst
         self.max_in_flight = max_in_flight
         self.latency_s = latency_s
@@ -173,7 +178,9 @@ class FakeProvider:
                     self._tokens -= 1.0
                 else:
                     wait = math.ceil((1.0 - self._tokens) / self.rate * 100) / 100
-                    status, headers = 429, {"retry-after": f"{wait:.2f}"}
+                    status = 429
+                    if self.retry_after:
+                        headers = {"retry-after": f"{wait:.2f}"}
             if status == 200 and self.max_in_flight is not None:
                 if self._in_flight >= self.max_in_flight:
                     status = 503
@@ -379,8 +386,8 @@ def warm_up(url: str) -> None:
 def rate_limits_do_not_trip(exc: BaseException) -> bool:
     """An ``is_failure`` a user might pass so that 429s never open the circuit.
 
-    The endpoint caller then treats a 429 as "declined" (not counted), and also skips the
-    retry-after hold and the adaptive limit's decrease: the variant shows what that costs.
+    The default rule leaves every 429 out too, so this run differs from the default one only
+    in what a pool's own rule also decides: refusals ("one call too many") count by it.
     """
     return isinstance(exc, RetryableError) and not isinstance(exc, RateLimitError)
 
@@ -492,10 +499,7 @@ def bench_adaptive(url: str, providers: dict[str, FakeProvider]) -> None:
     rate_figures("adaptive", providers["adaptive"], elapsed, (0.85, 0.15))
     elapsed = naive_load(url, providers["naive"], "naive", N_RATE, WIDTH)
     rate_figures("naive backoff peer", providers["naive"], elapsed, None)
-    print(
-        "   the same aegis run with a pool whose is_failure leaves 429s out of the breaker "
-        "(a 429 then neither holds the endpoint nor lowers the adaptive limit)"
-    )
+    print("   the same aegis run with a pool given its own is_failure leaving 429s out")
     elapsed = aegis_load(
         url,
         providers["no_429_failures"],
@@ -505,6 +509,13 @@ def bench_adaptive(url: str, providers: dict[str, FakeProvider]) -> None:
     )
     rate_figures(
         "adaptive, 429s not breaker failures", providers["no_429_failures"], elapsed, (0.85, 0.15)
+    )
+    print("   the same aegis run against a server whose 429s carry no Retry-After (shown)")
+    elapsed = aegis_load(
+        url, providers["bare_429"], "bare_429", N_RATE, AgentPool(max_concurrent=WIDTH)
+    )
+    rate_figures(
+        "adaptive, 429s without Retry-After", providers["bare_429"], elapsed, None, unjudged="shown"
     )
 
     capacity = CAP / LATENCY_S
@@ -634,6 +645,7 @@ def main() -> None:
         "adaptive": FakeProvider(rate=R),
         "naive": FakeProvider(rate=R),
         "no_429_failures": FakeProvider(rate=R),
+        "bare_429": FakeProvider(rate=R, retry_after=False),
         "capped": FakeProvider(max_in_flight=CAP, latency_s=LATENCY_S),
         "capped_naive": FakeProvider(max_in_flight=CAP, latency_s=LATENCY_S),
         "healthy": FakeProvider(latency_s=LATENCY_S),
