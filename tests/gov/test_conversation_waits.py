@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Generator, Iterable
 
 import pytest
 from aegis_adapters import ChatResponse, ProviderUnavailableError
 from aegis_breaker import CircuitOpenError
 from aegis_gov import RetryPolicy, RunEvent, TaskRetrying
-from aegis_gov._conversation import ChatRequest, Conversation, Sleep
+from aegis_gov._conversation import ChatRequest, Command, Conversation, Sleep
 from aegis_gov._errors import CircuitWaitTooLongError
-from aegis_gov._outcome import Failure, Raised
+from aegis_gov._outcome import Failure, Outcome, Raised
 from aegis_gov._progress import describe_event
 
 
@@ -105,3 +106,69 @@ def test_a_half_open_circuit_that_closes_lets_the_task_through() -> None:
     with pytest.raises(StopIteration) as stop:
         steps.send(ChatResponse(text="recovered"))
     assert stop.value.value.output == "recovered"
+
+
+def _throttle(
+    steps: Generator[Command, object, Outcome], served: Iterable[int | None]
+) -> tuple[Outcome, float]:
+    """Answer each request with a 429 carrying the next *served*; (the outcome, the waits)."""
+    from aegis_adapters import RateLimitError  # noqa: PLC0415
+
+    waited = 0.0
+    try:
+        for count in served:
+            command = steps.send(Raised(RateLimitError("e", "429"), count))
+            assert isinstance(command, Sleep)
+            waited += command.seconds
+            assert isinstance(steps.send(None), ChatRequest)
+    except StopIteration as stop:
+        return stop.value, waited
+    raise AssertionError("the conversation never ended")
+
+
+def test_429s_cost_no_attempt_while_the_endpoint_serves_others_but_spend_the_wait_budget() -> None:
+    from aegis_adapters import RateLimitError  # noqa: PLC0415
+
+    conversation = _conversation([])
+    conversation.retry = RetryPolicy(max_attempts=1, initial_delay_s=0.5, max_total_delay_s=10.0)
+    steps = conversation.steps()
+    assert isinstance(next(steps), ChatRequest)
+    # Others were answered between this task's 429s (the count grows by 5 each time).
+    failure, waited = _throttle(steps, range(5, 5000, 5))
+    assert isinstance(failure, Failure)
+    assert isinstance(failure.error, RateLimitError)
+    assert waited <= 10.0  # max_total_delay_s bounds it, not max_attempts=1
+    assert failure.attempts > 3
+
+
+@pytest.mark.parametrize(
+    ("served", "requests"),
+    [
+        ((None, None, None), 3),  # the endpoint's count unknown: as any failure
+        ((7, 7, 7, 7), 4),  # the first is pacing; then nobody was answered: they count
+        ((7, 9, 9, 9, 9), 5),  # others answered before the second: it is free
+    ],
+)
+def test_429s_count_when_the_endpoint_answered_nobody_since_the_last(
+    served: tuple[int | None, ...], requests: int
+) -> None:
+    steps = _conversation([]).steps()  # max_attempts=3
+    next(steps)
+    outcome, _ = _throttle(steps, served)
+    assert isinstance(outcome, Failure)
+    assert outcome.attempts == requests
+
+
+def test_429s_count_while_a_fallback_is_left() -> None:
+    from aegis_adapters import RateLimitError  # noqa: PLC0415
+
+    conversation = _conversation([])
+    conversation.fallbacks = ("backup",)
+    steps = conversation.steps()
+    next(steps)
+    for served in (1, 2):  # others were served: still counted, with somewhere else to go
+        assert isinstance(steps.send(Raised(RateLimitError("e", "429"), served)), Sleep)
+        assert isinstance(steps.send(None), ChatRequest)
+    request = steps.send(Raised(RateLimitError("e", "429"), 3))
+    assert isinstance(request, ChatRequest)
+    assert request.endpoint == 1  # the third 429 moved the task to its fallback

@@ -117,6 +117,7 @@ class AdaptiveLimit:
         self._ceiling = 0
         self._streak = False  # overloads since the last success
         self._refusals = 0  # refusals since the last success
+        self._answered = 0  # calls that succeeded, ever
         self._outages = 0  # times the endpoint's circuit opened
         self._before = float(max_limit)  # the limit when the current run of overloads began
         self._lock = threading.Lock()
@@ -152,6 +153,11 @@ class AdaptiveLimit:
             self._outages += 1
             if not self._streak:  # not in a run of overloads, which set its own level
                 self._before = self._limit
+
+    @property
+    def answered(self) -> int:
+        """Calls of the endpoint that succeeded so far."""
+        return self._answered
 
     @property
     def refusals(self) -> int:
@@ -216,6 +222,7 @@ class AdaptiveLimit:
         self._streak = True
 
     def _succeeded(self, in_flight: int) -> None:
+        self._answered += 1
         self._streak = False
         self._refusals = 0
         limit = self._limit

@@ -420,7 +420,7 @@ class EndpointCaller:
                 else:
                     answer = self._tool(job, command.call)
             except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
-                answer = Raised(exc)
+                answer = self._raised(job, command, exc)
 
     async def _adrive(self, steps: Generator[Command, object, Outcome], job: _Job) -> Outcome:
         """The asyncio twin of :meth:`_drive`."""
@@ -455,7 +455,14 @@ class EndpointCaller:
                 else:
                     answer = await self._atool(job, command.call)
             except Exception as exc:  # noqa: BLE001  # handed to the conversation to decide
-                answer = Raised(exc)
+                answer = self._raised(job, command, exc)
+
+    def _raised(self, job: _Job, command: Command, exc: Exception) -> Raised:
+        """*exc* as the conversation sees it; a 429 says how much its endpoint has served."""
+        if isinstance(exc, RateLimitError) and isinstance(command, ChatRequest):
+            limit = self._adaptive.get(job.route.target(command.endpoint)[1])
+            return Raised(exc, None if limit is None else limit.answered)
+        return Raised(exc)
 
     def _request(self, job: _Job, request: ChatRequest) -> ChatResponse:
         if job.slot is not None and job.slot.abandoned:

@@ -116,6 +116,7 @@ class Conversation:
     _tool_output_chars: int = 0
     _rejections: int = 0
     _throttles: int = 0  # 429s on the last endpoint, which spend the wait budget only
+    _served_mark: int | None = None  # the endpoint's answers at this task's last 429
     _using: int = 0  # which endpoint: 0 the agent's own, then its fallbacks
     _invalid_answers: int = 0
     _emitting: bool = attrs.field(init=False, default=True)
@@ -310,8 +311,11 @@ class Conversation:
                     used + answer.usage if used.input_tokens or used.output_tokens else answer.usage
                 )
                 return answer
-            error = answer.error if isinstance(answer, Raised) else TypeError(repr(answer))
-            delay = self._after(error)
+            if isinstance(answer, Raised):
+                error, served = answer.error, answer.served
+            else:
+                error, served = TypeError(repr(answer)), None
+            delay = self._after(error, served)
             if isinstance(delay, Failure):
                 return delay
             if delay == _FELL_OVER:
@@ -334,11 +338,13 @@ class Conversation:
             self._waited_s += delay
             yield Sleep(delay)
 
-    def _after(self, error: Exception) -> float | Failure | None:  # noqa: C901, PLR0911  # one per kind
+    def _after(  # noqa: C901, PLR0911  # one per kind
+        self, error: Exception, served: int | None = None
+    ) -> float | Failure | None:
         """What a failed request leads to.
 
         A wait, None (no wait allowed), a fall-over (:data:`_FELL_OVER`) or the conversation's
-        end (a :class:`Failure`).
+        end (a :class:`Failure`). *served*: see :class:`Raised`.
         """
         if isinstance(error, BudgetSpentError):
             self.attempts -= 1  # refused before sending
@@ -377,11 +383,16 @@ class Conversation:
             ):
                 return _FELL_OVER if self._fall_over(error) else self._failure(error)
             return self._delay(None, rejected=True)
-        if isinstance(error, RateLimitError) and self._using >= len(self.fallbacks):
-            # A 429 with nowhere else to go: the provider is up and asks for a slower pace
-            # (which the endpoint's pace now keeps). Failing the task would not help, so it
-            # is a wait, not a failed attempt: only the wait budget bounds it. With a
-            # fallback left, it counts, so a throttled endpoint is left after max_attempts.
+        if (
+            isinstance(error, RateLimitError)
+            and self._using >= len(self.fallbacks)
+            and self._pacing(served)
+        ):
+            # A 429 with nowhere else to go, while the endpoint answers others: the provider
+            # is up and asks for a slower pace (which the endpoint's pace now keeps). Failing
+            # the task would not help, so it is a wait, not a failed attempt: only the wait
+            # budget bounds it. With a fallback left, or from an endpoint that answered
+            # nobody since this task's last 429, it counts.
             self._throttles += 1
             return self.retry.next_delay_s(
                 self._throttles, error.retry_after_s, waited_s=self._waited_s, rng=self.rng
@@ -393,6 +404,16 @@ class Conversation:
         elif not self.fall_back_on_permanent_errors:
             return self._failure(error)
         return _FELL_OVER if self._fall_over(error) else self._failure(error)
+
+    def _pacing(self, served: int | None) -> bool:
+        """Whether a 429 is the provider pacing: its endpoint answered others since the last.
+
+        The task's first 429 is taken as pacing. After it, a 429 is pacing only if the
+        endpoint answered a request since the task's previous 429; a provider that answers
+        nobody is refusing, and its 429s count as failed attempts.
+        """
+        last, self._served_mark = self._served_mark, served
+        return served is not None and (last is None or served > last)
 
     def _endpoint_key(self) -> str:
         return self.endpoint if self._using == 0 else self.fallbacks[self._using - 1]

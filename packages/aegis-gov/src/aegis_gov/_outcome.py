@@ -30,9 +30,14 @@ class Failure:
 
 @attrs.frozen
 class Raised:
-    """A command's exception, handed to the conversation as a value."""
+    """A command's exception, handed to the conversation as a value.
+
+    ``served``: for a 429, how many requests its endpoint had answered by then (None when
+    unknown), so the conversation can tell a provider pacing from one refusing everyone.
+    """
 
     error: Exception
+    served: int | None = None
 
 
 Outcome: TypeAlias = AgentResult | Failure

@@ -38,9 +38,9 @@ class RetryPolicy:
     ``retry_after_s``. A task gives up when ``max_attempts`` requests failed, when the
     next wait would exceed ``max_delay_s`` (a Retry-After too long to honour), or when its
     waits would add up to more than ``max_total_delay_s``. A 429 on an agent's last
-    endpoint (no fallback left) is not a failed attempt, only a wait: the provider is up and
-    the endpoint's pace slows down, so only the two wait budgets bound it. Times are in
-    seconds.
+    endpoint (no fallback left) while the endpoint answers others is not a failed attempt,
+    only a wait: the provider is up and the endpoint's pace slows down, so only the two wait
+    budgets bound it. Times are in seconds.
     """
 
     max_attempts: int = attrs.field(default=3)
