@@ -129,3 +129,19 @@ def test_a_sync_client_is_closed_with_its_adapter() -> None:
     del adapter
     gc.collect()
     assert http_client.is_closed
+
+
+def test_a_ca_bundle_rewritten_in_place_is_read_again(
+    tls_server: HTTPServer, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by an adversarial review: the shared context was keyed by the path only, so a
+    # CA taken out of the bundle stayed trusted for every adapter built after, until restart.
+    url = tls_server.url_for("/v1")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    assert OpenAIAdapter("m", api_key="k", base_url=url).chat([Message.user("hi")]).text == "hi"
+    trusted = ca_file.read_bytes()
+    trustme.CA().cert_pem.write_to_path(str(ca_file))  # the server's CA is taken out
+    with pytest.raises(ProviderUnavailableError):
+        OpenAIAdapter("m", api_key="k", base_url=url).chat([Message.user("hi")])
+    ca_file.write_bytes(trusted)  # and put back
+    assert OpenAIAdapter("m", api_key="k", base_url=url).chat([Message.user("hi")]).text == "hi"

@@ -172,3 +172,18 @@ def test_429s_count_while_a_fallback_is_left() -> None:
     request = steps.send(Raised(RateLimitError("e", "429"), 3))
     assert isinstance(request, ChatRequest)
     assert request.endpoint == 1  # the third 429 moved the task to its fallback
+
+
+def test_a_task_s_free_429s_are_capped_against_tiny_delays() -> None:
+    # Found by an adversarial review: with tiny delays (initial 1 ms, multiplier 1) and others
+    # answered between its 429s, one task sent 10,000 requests within its wait budget.
+    conversation = _conversation([])
+    conversation.retry = RetryPolicy(
+        max_attempts=2, initial_delay_s=0.001, multiplier=1.0, max_total_delay_s=60.0
+    )
+    steps = conversation.steps()
+    next(steps)
+    outcome, waited = _throttle(steps, range(1, 10_000))
+    assert isinstance(outcome, Failure)
+    assert outcome.attempts == 22  # 20 free (ten per allowed attempt), then the two counted
+    assert waited < 1.0

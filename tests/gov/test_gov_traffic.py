@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from aegis_gov import (
     AgentConfig,
     AgentPool,
     CircuitState,
+    CircuitStateChanged,
     Message,
     OpenMultiAgent,
     ProviderUnavailableError,
@@ -332,3 +334,65 @@ def test_429s_count_as_failed_attempts_when_a_fallback_is_left(clock: FakeClock)
     answer = oma.run_agent(agent, "hi")
     assert answer.output == "from the backup"
     assert len(primary.calls) == 3  # max_attempts 429s, then the backup
+
+
+def _mixed(pattern: str) -> ScriptedAdapter:
+    """A provider answering by *pattern*, cycled: 5 a 500, 4 a 429 (no Retry-After)."""
+    from aegis_gov import RateLimitError  # noqa: PLC0415
+
+    requests = 0
+
+    def reply(_messages: Sequence[Message]) -> str:
+        nonlocal requests
+        requests += 1
+        if pattern[(requests - 1) % len(pattern)] == "4":
+            raise RateLimitError("m", "429 too many requests")
+        raise ProviderUnavailableError("m", "HTTP 500")
+
+    return ScriptedAdapter(reply)
+
+
+@pytest.mark.parametrize("pattern", ["54", "554"])
+def test_429s_mixed_into_500s_do_not_keep_the_circuit_closed(
+    clock: FakeClock, pattern: str
+) -> None:
+    # Found by an adversarial review: each 429 was reported to the breaker as a success, so a
+    # provider failing every other call with a 500 never opened its circuit.
+    adapter = _mixed(pattern)
+    pool = AgentPool(max_concurrent=1, consecutive_failure_limit=3, clock=clock)
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=3, initial_delay_s=0.1, max_total_delay_s=5.0),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = oma.run_tasks([Task(f"t{i}", agent="w") for i in range(10)], team)
+    assert result.summary() == {"failed": 10}
+    assert pool.breaker(adapter.endpoint.key).state is CircuitState.OPEN
+    assert len(adapter.calls) <= 8  # three 500s (and the 429s between) opened it
+
+
+def test_a_provider_answering_nothing_but_429s_opens_its_circuit(clock: FakeClock) -> None:
+    # Found by an adversarial review: with no 429 counted, 200 tasks sent 2,700 requests to
+    # a provider refusing everyone (an exhausted quota worded as a rate limit).
+    adapter = ScriptedAdapter(_throttled(10_000))
+    pool = AgentPool(max_concurrent=8, clock=clock)  # 5 failures in a row open it
+    oma = OpenMultiAgent(
+        pool, default_adapter=adapter, sleep=clock.sleep, clock=clock
+    )  # the default RetryPolicy
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    sent_when_opened: list[int] = []
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, CircuitStateChanged) and event.new is CircuitState.OPEN:
+            sent_when_opened.append(len(adapter.calls))
+
+    result = oma.run_tasks([Task(f"t{i}", agent="w") for i in range(50)], team, on_event=on_event)
+    assert result.summary() == {"failed": 50}
+    # 16 429s (twice the limit) are taken as pacing, then five more open the circuit (a few
+    # more were in flight by then). Later openings are failed probes.
+    assert sent_when_opened
+    assert sent_when_opened[0] <= 16 + 5 + 8
+    assert all(b - a == 1 for a, b in itertools.pairwise(sent_when_opened))

@@ -607,3 +607,17 @@ def test_every_scripted_error_the_schema_allows_can_be_raised() -> None:
         assert isinstance(adapter, ScriptedAdapter)
         with pytest.raises(LLMError, match=f"simulated {name} error"):
             adapter.generate("x")
+
+
+def test_pipelines_and_the_demo_count_breaker_failures_by_the_facade_s_rule() -> None:
+    # Found by an adversarial review: `aegis run` and the demos built their pools with a rule
+    # of their own (every retryable error counts), so a burst of 429s opened the circuit
+    # there, which the facade's default rule no longer does.
+    from aegis_gov._caller import counts_against_breaker  # noqa: PLC0415
+    from aegis_gov._demo import offline_demo, provider_demo  # noqa: PLC0415
+
+    pipeline = load_pipeline(EXAMPLES / "article.toml")
+    assert pipeline.pool().settings.is_failure is counts_against_breaker
+    assert offline_demo().oma.pool.settings.is_failure is counts_against_breaker
+    demo = provider_demo(EchoAdapter(), "echo")
+    assert demo.oma.pool.settings.is_failure is counts_against_breaker

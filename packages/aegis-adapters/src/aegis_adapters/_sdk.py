@@ -397,9 +397,13 @@ def _http_client(sdk: ModuleType, *, is_async: bool) -> Any:
 
     Loading the trusted certificates costs about 20 ms, and the SDK does it for every client
     it builds: for each adapter (and each event loop of it) at the start of a run. The context
-    is built once per SDK HTTP library and CA setting (``SSL_CERT_FILE``, ``SSL_CERT_DIR``),
-    by that library's own ``create_ssl_context``, so verification is what the SDK's own client
-    would do. None (the SDK builds its own client) when the SDK does not expose the pieces.
+    is built by the SDK's HTTP library's own ``create_ssl_context``, so verification is what
+    the SDK's own client would do, and it is shared by the clients built while the CA setting
+    stays the same: ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` and what the files they (or the
+    system's default CA paths) name hold. A CA bundle rewritten or updated in place is read
+    again by the next client built. The shared context must not be
+    changed through one client. None (the SDK builds its own client) when the SDK does not
+    expose the pieces.
     """
     cls = getattr(sdk, "DefaultAsyncHttpxClient" if is_async else "DefaultHttpxClient", None)
     if not isinstance(cls, type):
@@ -417,20 +421,61 @@ def _shared_ssl_context(client_class: type) -> object | None:
             break
     else:
         return None
-    key = (
-        getattr(library, "__name__", ""),
-        os.environ.get("SSL_CERT_FILE"),
-        os.environ.get("SSL_CERT_DIR"),
-    )
     with _SSL_LOCK:
-        context = _SSL_CONTEXTS.get(key)
-        if context is None:
-            context = _SSL_CONTEXTS[key] = create()
-    return context
+        cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+        key = (getattr(library, "__name__", ""), cafile, capath)
+        stamp = _ca_stamp(cafile, capath)
+        found = _SSL_CONTEXTS.get(key)
+        if found is None or found[0] != stamp:
+            found = _SSL_CONTEXTS[key] = (stamp, create())
+    return found[1]
+
+
+def _ca_stamp(cafile: str | None, capath: str | None) -> tuple[object, ...]:
+    """What identifies the CA files a new SSL context would load now.
+
+    A file by its contents' digest (a system bundle of 200 KB takes about 0.2 ms), so a
+    bundle rewritten in place within one clock tick still counts as changed; a folder by its
+    modification time, which adding or removing a certificate (``c_rehash``) changes.
+    """
+    if cafile:
+        return (_file_digest(cafile),)
+    if capath:
+        return (_folder_stamp(capath),)
+    import ssl  # noqa: PLC0415  # loaded by the SDK's HTTP library by now, not at import
+
+    defaults = ssl.get_default_verify_paths()
+    return (
+        _file_digest(defaults.openssl_cafile),
+        _folder_stamp(defaults.openssl_capath),
+        _file_digest(defaults.cafile),
+    )
+
+
+def _file_digest(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    import hashlib  # noqa: PLC0415  # only when a client is built
+
+    try:
+        with open(path, "rb") as file:  # noqa: PTH123  # pathlib is not loaded otherwise
+            return hashlib.blake2b(file.read(), digest_size=16).digest()
+    except OSError:
+        return None
+
+
+def _folder_stamp(path: str | None) -> tuple[int, int] | None:
+    if not path:
+        return None
+    try:
+        found = os.stat(path)  # noqa: PTH116  # pathlib is not loaded otherwise
+    except OSError:
+        return None
+    return (found.st_mtime_ns, found.st_ino)
 
 
 _SSL_LOCK = threading.Lock()
-_SSL_CONTEXTS: dict[tuple[str, str | None, str | None], object] = {}
+_SSL_CONTEXTS: dict[tuple[str, str | None, str | None], tuple[object, object]] = {}
 
 
 def _close_quietly(client: Any) -> None:

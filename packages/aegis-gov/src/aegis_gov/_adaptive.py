@@ -118,6 +118,7 @@ class AdaptiveLimit:
         self._streak = False  # overloads since the last success
         self._refusals = 0  # refusals since the last success
         self._answered = 0  # calls that succeeded, ever
+        self._throttles = 0  # 429s since the last success
         self._outages = 0  # times the endpoint's circuit opened
         self._before = float(max_limit)  # the limit when the current run of overloads began
         self._lock = threading.Lock()
@@ -158,6 +159,12 @@ class AdaptiveLimit:
     def answered(self) -> int:
         """Calls of the endpoint that succeeded so far."""
         return self._answered
+
+    def throttled(self) -> int:
+        """Count a 429; return how many came since the endpoint last answered a call."""
+        with self._lock:
+            self._throttles += 1
+            return self._throttles
 
     @property
     def refusals(self) -> int:
@@ -223,6 +230,7 @@ class AdaptiveLimit:
 
     def _succeeded(self, in_flight: int) -> None:
         self._answered += 1
+        self._throttles = 0
         self._streak = False
         self._refusals = 0
         limit = self._limit

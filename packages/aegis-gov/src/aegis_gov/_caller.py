@@ -218,6 +218,18 @@ class _Declined:
     error: Exception
 
 
+class _Throttled(BaseException):
+    """A 429 of a provider that still answers, carried out as an outcome the breaker ignores.
+
+    It neither counts as a failure nor resets the count (see :class:`_Crowded`): a burst of
+    429s does not open the circuit, and 429s mixed into 500s do not keep it closed.
+    """
+
+    def __init__(self, error: RateLimitError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class _Crowded(BaseException):
     """A "too busy" answer carried out of the guarded call as an outcome the breaker ignores.
 
@@ -257,11 +269,11 @@ def _says_busy(exc: RetryableError) -> bool:
 
 def counts_against_breaker(exc: BaseException) -> bool:
     """The default rule: whether *exc* counts as a failure of its endpoint's breaker."""
-    # A 429 is a provider at its limit, not a provider down: it answered. The endpoint's
-    # pace (declared, or learned from the 429s) and a Retry-After's hold slow its requests
-    # instead. Counted, a burst of 429s (a run's first requests, all at once) would open the
-    # circuit for the whole recovery timeout, and a failing probe would reopen it.
-    if isinstance(exc, RateLimitError):
+    # A 429 that says how long to wait is a provider at its limit, not a provider down: the
+    # endpoint is held for its Retry-After instead (a failing probe would reopen the circuit
+    # for the whole recovery timeout). Under this rule the caller also leaves out, without
+    # counting them either way, the 429s of an endpoint that still answers (see _paces).
+    if isinstance(exc, RateLimitError) and exc.retry_after_s:
         return False
     return isinstance(exc, RetryableError)
 
@@ -627,6 +639,8 @@ class EndpointCaller:
             except Exception as exc:
                 if isinstance(exc, RetryableError) and self._refused(exc, call):
                     raise _Crowded(exc) from None
+                if isinstance(exc, RateLimitError) and self._paces(exc, call):
+                    raise _Throttled(exc) from None
                 if self._counts(exc):
                     raise
                 return _Declined(exc)
@@ -655,6 +669,10 @@ class EndpointCaller:
         except CircuitOpenError as exc:
             call.rejected(exc, alarms, None)
             raise
+        except _Throttled as throttled:
+            call.failed(throttled.error)
+            self._after_retryable(route, key, throttled.error, sink)
+            raise throttled.error from None
         except _Crowded as crowded:
             raise call.crowded(alarms, None, crowded.error) from crowded.error
         finally:
@@ -709,6 +727,10 @@ class EndpointCaller:
         except CircuitOpenError as exc:
             call.rejected(exc, alarms, loop)
             raise
+        except _Throttled as throttled:
+            call.failed(throttled.error)
+            self._after_retryable(route, key, throttled.error, sink)
+            raise throttled.error from None
         except _Crowded as crowded:
             raise call.crowded(alarms, loop, crowded.error) from crowded.error
         finally:
@@ -745,6 +767,8 @@ class EndpointCaller:
         except Exception as exc:
             if isinstance(exc, RetryableError) and self._refused(exc, call):
                 raise _Crowded(exc) from None
+            if isinstance(exc, RateLimitError) and self._paces(exc, call):
+                raise _Throttled(exc) from None
             if self._counts(exc):
                 raise
             return _Declined(exc)
@@ -852,6 +876,21 @@ class EndpointCaller:
             return False
         call.refused = True
         return self._own_rule is None
+
+    def _paces(self, exc: RateLimitError, call: _Call) -> bool:
+        """Whether the breaker should leave *exc* out: a 429 of a provider pacing, not down.
+
+        Under the default failure rule, a 429 neither counts nor resets the count while its
+        endpoint still answers: it has a Retry-After (the endpoint is held for it), or fewer
+        than :func:`_refusals_allowed` 429s came since the endpoint last answered. Past that,
+        a provider answering nothing but 429s is refusing everyone, and they count, so its
+        circuit opens. A pool's own ``is_failure`` decides for itself.
+        """
+        if self._own_rule is not None:
+            return False
+        limit = call.limit
+        throttles = limit.throttled()
+        return bool(exc.retry_after_s) or throttles <= _refusals_allowed(limit.limit)
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
         """Take the request's turn in the endpoint's pace (declared, else learned)."""

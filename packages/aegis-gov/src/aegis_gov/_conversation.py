@@ -47,6 +47,9 @@ _MAX_LISTED_CHARS = 200  # a refusal names the agent's tools only while the list
 _SPENT = "error: refused (max_tool_output_chars reached)"
 _FELL_OVER = -1.0  # what _after returns when the conversation moved to its next endpoint
 
+_FREE_429S_PER_ATTEMPT = 10
+"""A task's 429s that cost no attempt are at most this many per ``RetryPolicy.max_attempts``."""
+
 
 def _json_size(arguments: object) -> int:
     try:
@@ -386,13 +389,15 @@ class Conversation:
         if (
             isinstance(error, RateLimitError)
             and self._using >= len(self.fallbacks)
+            and self._throttles < _FREE_429S_PER_ATTEMPT * self.retry.max_attempts
             and self._pacing(served)
         ):
             # A 429 with nowhere else to go, while the endpoint answers others: the provider
             # is up and asks for a slower pace (which the endpoint's pace now keeps). Failing
             # the task would not help, so it is a wait, not a failed attempt: only the wait
-            # budget bounds it. With a fallback left, or from an endpoint that answered
-            # nobody since this task's last 429, it counts.
+            # budget bounds it (and, against tiny delays, ten per allowed attempt). With a
+            # fallback left, or from an endpoint that answered nobody since this task's last
+            # 429, it counts.
             self._throttles += 1
             return self.retry.next_delay_s(
                 self._throttles, error.retry_after_s, waited_s=self._waited_s, rng=self.rng

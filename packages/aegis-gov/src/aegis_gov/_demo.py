@@ -30,7 +30,6 @@ from aegis_adapters import (
     OpenAIAdapter,
     ProviderUnavailableError,
     RateLimitError,
-    RetryableError,
     ScriptedAdapter,
     make_adapter,
     ollama_base_url,
@@ -40,6 +39,7 @@ from aegis_breaker import AgentPool
 from aegis_graph import Task, TaskState
 
 from aegis_gov._agents import AgentConfig, Team
+from aegis_gov._caller import counts_against_breaker
 from aegis_gov._display_names import endpoint_display_name
 from aegis_gov._events import (
     CircuitStateChanged,
@@ -246,7 +246,7 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
         max_concurrent=4,
         consecutive_failure_limit=2,
         recovery_timeout_s=1.0,
-        is_failure=_is_retryable,
+        is_failure=counts_against_breaker,
     )
     retry = RetryPolicy(
         max_attempts=4, initial_delay_s=0.2, max_delay_s=5.0, max_total_delay_s=10.0
@@ -270,12 +270,8 @@ def provider_demo(adapter: LLMAdapter, provider: str) -> Demo:
         "article-demo",
         [AgentConfig(name=n, system_prompt=p, adapter=adapter) for n, p in _ARTICLE_AGENTS],
     )
-    pool = AgentPool(max_concurrent=4, is_failure=_is_retryable)
+    pool = AgentPool(max_concurrent=4, is_failure=counts_against_breaker)
     return Demo(OpenMultiAgent(pool=pool), team, ARTICLE_TASKS, provider, offline=False)
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RetryableError)
 
 
 def ollama_url(environ: Mapping[str, str]) -> str:

@@ -23,7 +23,6 @@ from aegis_adapters import (
     ModelNotFoundError,
     ProviderUnavailableError,
     RateLimitError,
-    RetryableError,
     ScriptedAdapter,
     ToolCall,
     make_adapter,
@@ -362,12 +361,14 @@ class Pipeline:
                     )
 
     def pool(self, *, max_concurrent: int | None = None) -> AgentPool:
-        """A pool with the file's limits; only retryable errors count against a breaker."""
+        """A pool with the file's limits, counting failures by the facade's default rule."""
+        from aegis_gov._caller import counts_against_breaker  # noqa: PLC0415  # loads with runs
+
         return AgentPool(
             max_concurrent=max_concurrent if max_concurrent is not None else self.max_concurrent,
             consecutive_failure_limit=self.consecutive_failure_limit,
             recovery_timeout_s=self.recovery_timeout_s,
-            is_failure=_is_retryable,
+            is_failure=counts_against_breaker,
         )
 
     def with_provider(self, provider: str, model: str | None = None) -> Pipeline:
@@ -396,7 +397,3 @@ class Pipeline:
             for agent in self.agents
         )
         return attrs.evolve(self, agents=agents)
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RetryableError)
