@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -18,6 +19,7 @@ from aegis_gov import (
     Message,
     OpenMultiAgent,
     ProviderUnavailableError,
+    RetryPolicy,
     RunCancelledError,
     RunEvent,
     RunResult,
@@ -346,3 +348,53 @@ def test_ctrl_c_at_any_moment_leaves_every_task_in_one_final_state() -> None:
             TaskState.FAILED,
             TaskState.SKIPPED,
         }
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_cancel_ends_tasks_waiting_to_retry_at_once_without_the_grace(use_async: bool) -> None:
+    # Found by an adversarial review: with every task waiting to retry (nothing in flight),
+    # Ctrl-C still waited out the whole grace period. Real waits here: a retry delay of
+    # 1,000 s and a grace of 1,000 s, so the test only ends if neither is waited out.
+    cancel = threading.Event()
+    calls = 0
+
+    def reply(_messages: Sequence[Message]) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # one task parked for its retry, this one's call in flight
+            cancel.set()
+        raise ProviderUnavailableError("p", "HTTP 500")
+
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=2, consecutive_failure_limit=100),
+        default_adapter=ScriptedAdapter(reply),
+        retry=RetryPolicy(max_attempts=5, initial_delay_s=1000.0, max_total_delay_s=5000.0),
+        seed=1,
+    )
+    tasks = [Task("a", agent="w"), Task("b", agent="w"), Task("c", agent="w")]
+    started = time.monotonic()
+    if use_async:
+
+        async def run() -> RunResult:
+            flag = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            watcher = threading.Thread(
+                target=lambda: (cancel.wait(30), loop.call_soon_threadsafe(flag.set))
+            )
+            watcher.start()
+            try:
+                return await oma.arun_tasks(tasks, TEAM, cancel=flag, cancel_grace_s=1000.0)
+            finally:
+                watcher.join()
+
+        result = asyncio.run(run())
+    else:
+        result = oma.run_tasks(tasks, TEAM, cancel=cancel, cancel_grace_s=1000.0)
+    assert time.monotonic() - started < 30.0
+    assert result.cancelled
+    assert {result["a"].error_type, result["b"].error_type} == {"RunCancelledTaskError"}
+    # c was skipped, or (asyncio: the flag reaches the loop a moment later) started and
+    # was itself parked by its first failure: either way ended by the cancel, not run on.
+    c = result["c"]
+    assert c.skip_reason == "cancelled" or c.error_type == "RunCancelledTaskError"
+    assert calls <= 3

@@ -327,8 +327,8 @@ class OpenMultiAgent:
                 :class:`DeadlineExceededError` (its thread is abandoned, not killed).
             run_timeout_s: the run stops after this long, as if cancelled with no grace.
             cancel: set it to cancel: nothing new starts, pending tasks are skipped as
-                cancelled, calls in flight get ``cancel_grace_s`` to finish, and the partial
-                result comes back with ``cancelled=True``.
+                cancelled, calls in flight get ``cancel_grace_s`` to finish (a task waiting to
+                retry ends at once), and the partial result comes back with ``cancelled=True``.
             cancel_grace_s: see ``cancel``.
             executor: make each request to a provider on this executor (a process pool, a
                 Dask client's executor, ...). The queue, retries, breakers and tools stay

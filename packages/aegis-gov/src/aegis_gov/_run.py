@@ -370,6 +370,7 @@ class RunLimits:
     :class:`asyncio.Event`). Once it is set, or ``run_timeout_s`` has passed, no task
     starts, pending tasks are skipped as cancelled and calls in flight get ``grace_s`` to
     finish before they are abandoned (threads) or cancelled (asyncio) and recorded FAILED.
+    A task waiting without a call (to retry, for a circuit or a turn) is recorded at once.
     """
 
     task_timeout_s: float | None = None
@@ -487,6 +488,10 @@ class _Flight(Generic[H]):
             self.state.cancel()
             grace = self.limits.grace_s if deadlines.cancel_requested() else 0.0
             deadlines.cut_all(self.inflight, now + grace)
+        if self.state.cancelled and self.inflight:
+            # The grace is for calls in flight: a task waiting to retry (now, or once its
+            # call ended: parking wakes the driver) ends at once.
+            deadlines.cut_all((h for h, (_, s) in self.inflight.items() if s.parked), now)
         budget = self.limits.budget
         if budget is not None and not self.state.stopped and budget.spent_out:
             self.state.stop(SkipReason.BUDGET_SPENT)  # no new task; calls in flight finish

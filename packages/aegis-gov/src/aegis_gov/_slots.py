@@ -100,6 +100,11 @@ class Slot:
         """Whether the run is done with this task (it finished, or was given up on)."""
         return self.state == _GONE
 
+    @property
+    def parked(self) -> bool:
+        """Whether the task waits without its slot (to retry, or to take a slot back)."""
+        return self.state in {_PARKED, _WAITING}
+
     def park(self) -> None:
         """Give the slot up for a wait."""
         slots = self._slots
