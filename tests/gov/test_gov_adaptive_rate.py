@@ -53,6 +53,102 @@ def test_nothing_is_paced_until_a_429_then_the_pace_is_what_the_provider_answere
     assert second == pytest.approx(1 / 18.0)  # spaced evenly
 
 
+def _turn(rate: LearnedRate, clock: FakeClock) -> int:
+    """Wait for the next turn (looking again while none is taken); its epoch."""
+    while True:
+        wait, epoch = rate.reserve()
+        clock.now += wait
+        if epoch is not None:
+            return epoch
+
+
+def _storm(rate: LearnedRate, clock: FakeClock, count: int) -> None:
+    """*count* requests, each sent at its turn and answered 0.1 s later with a 429."""
+    for _ in range(count):
+        epoch = _turn(rate, clock)
+        clock.now += 0.1
+        rate.throttled(epoch, None)
+
+
+@pytest.mark.parametrize(("storm", "within_s"), [(10, 8.0), (20, 20.0)])
+def test_a_pace_cut_below_a_request_a_second_climbs_back(storm: int, within_s: float) -> None:
+    # The slow-rate trap (found by an adversarial review): a pace cut below about one request
+    # a second found its one-second window empty at every turn, so its cap of twice what was
+    # answered held it at the ceiling for good: 0.6/s after 10 429s, 0.1/s after 20, with the
+    # provider answering everything again. Requests waiting for their turns and answered
+    # now let it double turn by turn.
+    clock = FakeClock()
+    rate = LearnedRate(clock)
+    _answer(rate, clock, 20, 0.1)  # 2 s at 10 a second
+    _storm(rate, clock, storm)  # then the provider answers nothing
+    assert (rate.rate() or 0.0) < 1.0
+    start = clock.now
+    while (rate.rate() or 0.0) < 5.0:  # it answers everything again, in 0.1 s
+        assert clock.now - start < within_s
+        _turn(rate, clock)
+        clock.now += 0.1
+        rate.answered()
+
+
+def test_a_provider_answering_nothing_keeps_the_pace_falling() -> None:
+    # Turn-by-turn growth needs answers: 429s alone are no reason to climb.
+    clock = FakeClock()
+    rate = LearnedRate(clock)
+    _answer(rate, clock, 20, 0.1)
+    _storm(rate, clock, 10)
+    after_ten = rate.rate() or 0.0
+    _storm(rate, clock, 10)
+    assert (rate.rate() or 0.0) < after_ten / 2
+
+
+@pytest.mark.parametrize("allowed", [0.5, 1.0])
+def test_a_slow_provider_is_paced_near_its_limit_with_few_429s(allowed: float) -> None:
+    # At a request a second or less, a one-second window holds one answer or none. Read from
+    # it, the pace sat at 0.17/s against a provider allowing 0.5/s (the trap above) or one
+    # request in four got a 429 at 1/s; read from the last four answers whenever the window
+    # held fewer (an earlier fix, reverted) and probed on a one-second curve, two in three
+    # got a 429 at 0.5/s. Measured from the last answers of requests waiting for their turns,
+    # and regained over turns at it, the pace stays near the limit.
+    clock = FakeClock()
+    rate = LearnedRate(clock)
+    _answer(rate, clock, 20, 0.05)
+    rate.throttled(0, None)  # a run starting fast
+    tokens, last = 1.0, clock.now  # the provider: *allowed* requests a second, no burst
+    late = {True: 0, False: 0}  # answered or not, in the second half
+    while clock.now < 300.0:  # one sender, at each turn, answered in 0.1 s
+        epoch = _turn(rate, clock)
+        tokens = min(1.0, tokens + (clock.now - last) * allowed)
+        last = clock.now
+        clock.now += 0.1
+        answered = tokens >= 1.0
+        if answered:
+            tokens -= 1.0
+            rate.answered()
+        else:
+            rate.throttled(epoch, None)
+        if clock.now > 150.0:
+            late[answered] += 1
+    assert late[True] >= 0.8 * allowed * 150.0
+    assert late[False] <= 3
+
+
+def test_answers_from_before_an_idle_spell_do_not_slow_the_pace() -> None:
+    # Found by the adversarial review of an earlier fix: answers kept across a minute of
+    # idle made a burst's 429 read the provider as answering a few a minute.
+    clock = FakeClock()
+    rate = LearnedRate(clock)
+    _answer(rate, clock, 20, 0.05)
+    rate.throttled(0, None)  # paced at 18 a second
+    for _ in range(6):  # a request every 10 s: turns go unused, nothing waits
+        _turn(rate, clock)
+        rate.answered()
+        clock.now += 10.0
+    epochs = [_turn(rate, clock) for _ in range(8)]  # then a burst: requests wait
+    clock.now += 0.05
+    assert rate.throttled(epochs[-1], None)
+    assert (rate.rate() or 0.0) > 5.0
+
+
 def test_a_first_request_slow_to_leave_does_not_make_the_provider_look_slow() -> None:
     # Found by the traffic benchmark: counting from the first request *made*, a new
     # connection's 0.3 s made a 20/s provider look like 3/s, and the run crawled.

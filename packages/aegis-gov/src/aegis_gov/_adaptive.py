@@ -20,16 +20,37 @@ trips, not a few dozen. Sans-I/O and thread-safe: callers ask
 A concurrency limit cannot bound a *rate*: against a provider that answers in milliseconds,
 one call in flight is still hundreds a second. So a 429 also teaches :class:`LearnedRate` a
 request rate, which then paces the endpoint's requests (evenly spaced): on a 429 the rate
-drops to 90% of what the provider was seen to answer over the last second (or of the paced
-rate, if lower), then climbs back along a cubic curve: to that ceiling in a second, flat
-near it, then probing ever faster above it (much faster when the ceiling came from a handful
-of answers, as when a run starts), until the next 429. This is how the AWS SDKs'
-"adaptive" retry mode paces (CUBIC on the rate, from a ratio of 0.7 of the measured *send*
-rate, in absolute units); measuring the rate the provider *answered* lands the ceiling on its
-limit, so the ratio can be gentler, and the curve is scaled to the ceiling. Only a 429 that
-reflects the current rate counts: 429s to requests sent before the last cut say nothing new
-(as TCP reacts once per window). A Retry-After also holds the pacer, so paced requests do
-not run into it.
+drops to 90% of what the provider was seen to answer (or of the paced rate, if lower), the
+next turn one new turn after the last (not at once: the provider just said it got too many),
+then climbs back along a cubic curve: to that ceiling, flat near it, then probing ever faster
+above it, until the next 429. This is how the AWS SDKs' "adaptive" retry mode paces (CUBIC on
+the rate, from a ratio of 0.7 of the measured *send* rate, in absolute units); measuring the
+rate the provider *answered* lands the ceiling on its limit, so the ratio can be gentler, and
+the curve is scaled to the ceiling. Only a 429 that reflects the current rate counts: 429s to
+requests sent before the last cut say nothing new (as TCP reacts once per window). A
+Retry-After also holds the pacer, so paced requests do not run into it.
+
+What the provider answered is counted over the last second; but while requests wait for their
+turns (the pace, not the application, holds the sender back) and the second holds fewer than
+ten answers, over the last four answers since they began waiting (three gaps, over the time
+they took): a one-second window holds one answer or none at a slow pace. Never from before
+they began waiting, when answers were as few as the application made them (answers kept
+across an idle minute once read as a provider answering a few a minute). A ceiling so
+measured, or from ten answers in the second, is trusted: the curve regains it in five turns
+at it or a second, whichever is longer (a second is a fraction of a turn to a slow provider),
+twice as many turns each time the next 429 measures about the same ceiling (up to 80: a limit
+that holds still is probed rarely), then probes above it gently. One from fewer answers (a
+run just starting) or none (nothing answered since the pace was cut) may be far too low: it
+is regained in a second and probed above fast.
+
+The climb is capped at twice the rate the sender uses, so a pace the application does not use
+does not grow without bound (TCP CUBIC's check for an application-limited sender): what was
+answered over the last second while turns go unused. While requests wait for their turns and
+the provider answers them, every turn is used, but the window can miss the one in flight: one
+answer more is counted, up to the pace itself. Without that a pace cut below about a turn a
+second read an empty window at every turn and stayed at its ceiling for good (0.1-0.6 requests
+a second against a provider answering everything); with it that pace doubles turn by turn. A
+provider answering nothing lets nothing grow.
 
 :class:`Waiters` and :class:`Alarm` let tasks that wait for an endpoint (over its limit, or
 for a half-open circuit's probe) be woken when it can take more, instead of sleeping out a
@@ -291,9 +312,13 @@ class LearnedRate:
         clock: Monotonic seconds.
         window_s: How far back the provider's answers are counted.
         backoff_ratio: The share of the ceiling the rate drops to on a 429.
-        regain_s: Seconds after a cut until the rate is back at the ceiling.
+        regain_s: Seconds after a cut until the rate is back at the ceiling (at least: a
+            ceiling measured from enough answers takes five turns at it or more).
         horizon_s: How far ahead turns are taken.
         min_rate: The slowest pace, in requests a second.
+
+    Raises:
+        ValueError: *backoff_ratio* is not in (0, 1), or *min_rate* is not positive.
     """
 
     def __init__(
@@ -309,6 +334,8 @@ class LearnedRate:
         """Start unpaced: nothing is known to be wrong yet."""
         if not 0.0 < backoff_ratio < 1.0:
             raise ValueError(f"backoff_ratio must be in (0, 1), got {backoff_ratio!r}")
+        if not min_rate > 0.0:
+            raise ValueError(f"min_rate must be positive, got {min_rate!r}")
         self._clock = clock
         self.window_s = window_s
         self.backoff_ratio = backoff_ratio
@@ -322,9 +349,20 @@ class LearnedRate:
         self._cut_at = 0.0
         self._epoch = 0
         self._next = _NEVER
+        self._turn = _NEVER  # when the last turn taken goes
         self._hold_until = _NEVER
         self._first: float | None = None
         self._answers: collections.deque[float] = collections.deque()
+        # The last answers whatever their age, for a pace too slow for the window to hold
+        # enough of them (read only at a cut, while the pace holds the sender back).
+        self._recent: collections.deque[float] = collections.deque(maxlen=_SEEN_TURNS + 1)
+        self._regain = regain_s  # how long after the last cut the curve is back at the ceiling
+        self._measured = 0.0  # the last ceiling measured from enough answers
+        self._steady = 0  # how many cuts in a row measured about that ceiling
+        self._given = 0.0  # the pace the last turn was taken at
+        # Since when requests wait for their turns (the pace holds the sender back): None
+        # while the sender leaves turns unused, or before the first 429.
+        self._pressed_since: float | None = None
 
     @property
     def epoch(self) -> int:
@@ -352,13 +390,22 @@ class LearnedRate:
             start = max(now, self._hold_until)
             if start - now > self.horizon_s:
                 return start - now, None  # held (a Retry-After): look again when it ends
-            rate = self._now_rate(now)
-            if rate is not None:
-                start = max(start, self._next)
-                ahead = max(self.horizon_s, 1.0 / rate)  # at least the next turn
-                if start - now > ahead:
-                    return ahead, None
-                self._next = start + 1.0 / rate
+            if self._rate is None:
+                return start - now, self._epoch
+            turn_at = self._next
+            if turn_at > now:  # this request waits for its turn: the pace holds the sender
+                if self._pressed_since is None:
+                    self._pressed_since = now
+            elif now - turn_at > 1.0 / self._given:  # a whole turn went unused: the sender
+                self._pressed_since = None  # holds its requests back, not the pace
+            rate = self._pace(now)
+            start = max(start, turn_at)
+            ahead = max(self.horizon_s, 1.0 / rate)  # at least the next turn
+            if start - now > ahead:
+                return ahead, None
+            self._next = start + 1.0 / rate
+            self._turn = start
+            self._given = rate
             return start - now, self._epoch
 
     def answered(self) -> None:
@@ -367,6 +414,7 @@ class LearnedRate:
             now = self._clock()
             if self._first is None:
                 self._first = now
+            self._recent.append(now)
             answers = self._answers
             answers.append(now)
             while answers and answers[0] <= now - self.window_s:  # _prune, inlined
@@ -386,7 +434,7 @@ class LearnedRate:
                 self._next = max(self._next, self._hold_until)
             if epoch != self._epoch:
                 return False  # sent before the last cut: it says nothing about the new pace
-            seen = self._seen_rate(now)
+            seen, sure = self._seen_at_cut(now)
             rate = self._now_rate(now)
             if seen <= 0.0:
                 if rate is None:
@@ -394,26 +442,56 @@ class LearnedRate:
                 ceiling = rate * self.backoff_ratio  # nothing answered lately: back off further
             else:
                 ceiling = seen if rate is None else min(rate, seen)
-            self._ceiling = max(ceiling, self.min_rate)
-            # A ceiling from a handful of answers (a run just starting) may be far too low:
-            # probe above it fast rather than creep up for seconds.
-            self._sure = len(self._answers) >= _SURE_AFTER
-            self._rate = max(self._ceiling * self.backoff_ratio, self.min_rate)
+            self._ceiling = ceiling = max(ceiling, self.min_rate)
+            # A ceiling from a handful of answers (a run just starting), or from none, may be
+            # far too low: regain it in a second and probe above it fast. One measured from
+            # enough answers is regained over turns at it (a second is a fraction of a turn
+            # to a slow provider), more of them each time the cut lands about where the last
+            # did (the provider's limit holds still): fewer 429s spent on a known limit.
+            turns = 0.0
+            if sure:
+                last = self._measured
+                steady = self._steady + 1 if last and _same(ceiling, last) else 0
+                self._steady = min(steady, _STEADY_MOST)
+                self._measured = ceiling
+                turns = _REGAIN_TURNS * 2**self._steady
+            self._sure = sure
+            self._regain = max(self.regain_s, turns / ceiling)
+            # The last turn that went. One still ahead is given up (its taker reserves again),
+            # but at a pace slower than a turn per horizon one due within a turn counts as
+            # gone: a caller may send it before it looks again, and a 429 to the next would
+            # cut again for nothing. (None while unpaced.)
+            turn = 1.0 / self._given if self._given else 0.0
+            last_turn = min(self._turn, now + turn if turn >= self.horizon_s else now)
+            self._rate = self._given = max(ceiling * self.backoff_ratio, self.min_rate)
             self._cut_at = now
             self._epoch += 1
-            # Every turn promised so far is stale (its taker reserves again): start afresh.
-            self._next = max(now, self._hold_until)
+            # Every turn promised so far is stale (its taker reserves again): start afresh,
+            # one turn at the new pace after the last (not at once: the provider just said it
+            # got too many).
+            self._next = max(last_turn + 1.0 / self._rate, self._hold_until)
             return True
 
     def _now_rate(self, now: float) -> float | None:
-        if self._rate is None:
-            return None
-        # CUBIC, relative to the ceiling: back to it after `regain_s`, flat near it, then
-        # probing ever faster above it — capped at twice what was answered lately.
-        since = max(now - self._cut_at, 0.0) - self.regain_s
+        return None if self._rate is None else self._pace(now)
+
+    def _pace(self, now: float) -> float:
+        """The rate now, once paced."""
+        # CUBIC, relative to the ceiling: back to it after `_regain`, flat near it, then
+        # probing ever faster above it — capped at twice what the sender used lately.
+        regain = self._regain
+        since = max(now - self._cut_at, 0.0) - regain
         steep = 1.0 - self.backoff_ratio if since < 0.0 or self._sure else 1.0
-        rate = self._ceiling * (1.0 + steep * (since / self.regain_s) ** 3)
-        return max(min(rate, max(2.0 * self._seen_rate(now), self._ceiling)), self.min_rate)
+        rate = self._ceiling * (1.0 + steep * (since / regain) ** 3)
+        used = self._seen_rate(now)
+        recent = self._recent
+        if self._pressed_since is not None and recent and recent[-1] > self._cut_at:
+            # Requests wait for their turns and the provider answers them: every turn is
+            # used, but the window may miss the one in flight. At two turns a window it then
+            # reads one, under one it reads none, and twice that held the pace where it was
+            # for good (the slow-rate trap): count one more, up to the pace turns go at.
+            used = max(used, min(self._given, used + 1.0 / self.window_s))
+        return max(min(rate, max(2.0 * used, self._ceiling)), self.min_rate)
 
     def _seen_rate(self, now: float) -> float:
         """Answers a second over the last window, or since the provider first answered.
@@ -424,6 +502,29 @@ class LearnedRate:
         self._prune(now)
         span = self.window_s if self._first is None else min(self.window_s, now - self._first)
         return len(self._answers) / max(span, 0.05 * self.window_s)
+
+    def _seen_at_cut(self, now: float) -> tuple[float, bool]:
+        """The provider's answer rate for a cut, and whether enough answers say so.
+
+        Over the window; but while the pace holds the sender back and the window holds
+        fewer than ten answers, over the last four, so a slow pace is measured from answers
+        rather than from a window holding one or none. Never from before the sender was held
+        back: answers are then as few as the sender made them, not as the provider allowed.
+        """
+        seen = self._seen_rate(now)
+        count = len(self._answers)
+        pressed = self._pressed_since
+        if pressed is None or count >= _SURE_AFTER:
+            return seen, count >= _SURE_AFTER
+        start = pressed if self._first is None else max(pressed, self._first)
+        times = [at for at in self._recent if at > start]
+        if len(times) < _SEEN_FEWEST:
+            return seen, False
+        # Turns between the answers over the time they took, or up to now if the provider
+        # has been quiet for longer than that.
+        gaps = len(times) - 1
+        span = max(times[-1] - times[0], now - times[1], 0.05 * self.window_s)
+        return gaps / span, gaps >= _SEEN_TURNS
 
     def _prune(self, now: float) -> None:
         answers = self._answers
@@ -518,6 +619,16 @@ class Waiters:
 _NEVER = -float("inf")
 _PRUNE_AT = 64
 _SURE_AFTER = 10  # answers in the window that make a learned ceiling trustworthy
+_SEEN_TURNS = 3  # gaps between the last answers that measure a held-back sender's slow pace
+_SEEN_FEWEST = 3  # the fewest answers that measure it at all (two gaps; not trusted)
+_REGAIN_TURNS = 5  # turns at a trusted ceiling the pace takes to regain it
+_SAME_CEILING = 1.25  # ceilings within this ratio of each other are about the same
+_STEADY_MOST = 4  # doublings of those turns for a ceiling measured again and again (80 turns)
+
+
+def _same(ceiling: float, last: float) -> bool:
+    """Whether two ceilings are about the same: within a quarter of each other."""
+    return last / _SAME_CEILING <= ceiling <= last * _SAME_CEILING
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
