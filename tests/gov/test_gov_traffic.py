@@ -396,3 +396,27 @@ def test_a_provider_answering_nothing_but_429s_opens_its_circuit(clock: FakeCloc
     assert sent_when_opened
     assert sent_when_opened[0] <= 16 + 5 + 8
     assert all(b - a == 1 for a, b in itertools.pairwise(sent_when_opened))
+
+
+@pytest.mark.parametrize(("throttles", "opens"), [(12, False), (20, True)])
+def test_429s_alone_in_flight_count_only_past_twice_the_pool_s_width(
+    clock: FakeClock, throttles: int, opens: bool
+) -> None:
+    # Found by an adversarial review: the count was of the limit the 429s had just cut (8
+    # down to 1 allows only 8), so a paced provider's first burst opened the circuit again.
+    pool = AgentPool(max_concurrent=8, consecutive_failure_limit=2, clock=clock)
+    adapter = ScriptedAdapter([*_throttled(throttles), "ok"])
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(
+            max_attempts=30, initial_delay_s=0.01, multiplier=1.0, max_total_delay_s=60.0
+        ),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    events: list[RunEvent] = []
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    oma.run_tasks([Task("a", agent="w")], team, on_event=events.append)
+    opened = any(isinstance(e, CircuitStateChanged) and e.new is CircuitState.OPEN for e in events)
+    assert opened is opens  # 16 (twice 8) are left out; the 17th and 18th open it

@@ -881,16 +881,21 @@ class EndpointCaller:
         """Whether the breaker should leave *exc* out: a 429 of a provider pacing, not down.
 
         Under the default failure rule, a 429 neither counts nor resets the count while its
-        endpoint still answers: it has a Retry-After (the endpoint is held for it), or fewer
-        than :func:`_refusals_allowed` 429s came since the endpoint last answered. Past that,
-        a provider answering nothing but 429s is refusing everyone, and they count, so its
-        circuit opens. A pool's own ``is_failure`` decides for itself.
+        endpoint may still be answering: it has a Retry-After (the endpoint is held for it),
+        other calls of the endpoint are in flight (a burst, or slow answers on their way), or
+        no more than :func:`_refusals_allowed` of the pool's ``max_concurrent`` 429s came
+        since the endpoint last answered. Past that, a 429 alone in flight is a provider
+        answering nothing but 429s, refusing everyone: it counts, so the circuit opens. The
+        count is of the ceiling, not of the limit a run of 429s has just cut. A pool's own
+        ``is_failure`` decides for itself.
         """
         if self._own_rule is not None:
             return False
         limit = call.limit
         throttles = limit.throttled()
-        return bool(exc.retry_after_s) or throttles <= _refusals_allowed(limit.limit)
+        if exc.retry_after_s or limit.in_flight > 1:
+            return True
+        return throttles <= _refusals_allowed(limit.max_limit)
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
         """Take the request's turn in the endpoint's pace (declared, else learned)."""
