@@ -145,3 +145,21 @@ def test_a_ca_bundle_rewritten_in_place_is_read_again(
         OpenAIAdapter("m", api_key="k", base_url=url).chat([Message.user("hi")])
     ca_file.write_bytes(trusted)  # and put back
     assert OpenAIAdapter("m", api_key="k", base_url=url).chat([Message.user("hi")]).text == "hi"
+
+
+def test_a_certificate_rewritten_in_a_ca_folder_is_read_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Found by an adversarial review: a folder was checked by its own modification time,
+    # which rewriting a file in it (under the same name) does not change.
+    made = _counting(monkeypatch)
+    certificate = tmp_path / "0a1b2c3d.0"
+    certificate.write_bytes(trustme.CA().cert_pem.bytes())
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # a file would be read instead
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    OpenAIAdapter("m", api_key="k", base_url="http://127.0.0.1:9/v1").warm_up()
+    OpenAIAdapter("m", api_key="k", base_url="http://127.0.0.1:9/v1").warm_up()
+    assert len(made) == 1
+    certificate.write_bytes(trustme.CA().cert_pem.bytes() + b"\n")
+    OpenAIAdapter("m", api_key="k", base_url="http://127.0.0.1:9/v1").warm_up()
+    assert len(made) == 2

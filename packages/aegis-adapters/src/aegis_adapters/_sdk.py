@@ -435,8 +435,9 @@ def _ca_stamp(cafile: str | None, capath: str | None) -> tuple[object, ...]:
     """What identifies the CA files a new SSL context would load now.
 
     A file by its contents' digest (a system bundle of 200 KB takes about 0.2 ms), so a
-    bundle rewritten in place within one clock tick still counts as changed; a folder by its
-    modification time, which adding or removing a certificate (``c_rehash``) changes.
+    bundle rewritten in place within one clock tick still counts as changed; a folder by each
+    entry's name, modification time and size, so a certificate added, removed or rewritten
+    in it counts too.
     """
     if cafile:
         return (_file_digest(cafile),)
@@ -464,14 +465,22 @@ def _file_digest(path: str | None) -> bytes | None:
         return None
 
 
-def _folder_stamp(path: str | None) -> tuple[int, int] | None:
+def _folder_stamp(path: str | None) -> tuple[tuple[str, int, int], ...] | None:
+    """Each entry's name, modification time and size (a few hundred stat calls, ~1 ms)."""
     if not path:
         return None
     try:
-        found = os.stat(path)  # noqa: PTH116  # pathlib is not loaded otherwise
+        with os.scandir(path) as entries:
+            found = []
+            for entry in entries:
+                try:
+                    info = entry.stat()  # through the symlinks c_rehash makes
+                except OSError:
+                    continue
+                found.append((entry.name, info.st_mtime_ns, info.st_size))
     except OSError:
         return None
-    return (found.st_mtime_ns, found.st_ino)
+    return tuple(sorted(found))
 
 
 _SSL_LOCK = threading.Lock()
