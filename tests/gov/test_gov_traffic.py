@@ -420,3 +420,35 @@ def test_429s_alone_in_flight_count_only_past_twice_the_pool_s_width(
     oma.run_tasks([Task("a", agent="w")], team, on_event=events.append)
     opened = any(isinstance(e, CircuitStateChanged) and e.new is CircuitState.OPEN for e in events)
     assert opened is opens  # 16 (twice 8) are left out; the 17th and 18th open it
+
+
+@pytest.mark.parametrize(("recovery_timeout_s", "opens"), [(30.0, False), (0.0, True)])
+def test_lone_429s_soon_after_an_answer_do_not_open_the_circuit(
+    clock: FakeClock, recovery_timeout_s: float, opens: bool
+) -> None:
+    # Found by an adversarial review: a provider that answered a burst of 20 and then paced
+    # at 1/s had its circuit opened by the 429s that followed (alone in flight once the
+    # limit was cut), and the run stood still for the 30 s recovery timeout.
+    pool = AgentPool(
+        max_concurrent=4,
+        consecutive_failure_limit=2,
+        recovery_timeout_s=recovery_timeout_s,
+        clock=clock,
+    )
+    adapter = ScriptedAdapter(["ok", *_throttled(20), "ok"])
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(
+            max_attempts=30, initial_delay_s=0.01, multiplier=1.0, max_total_delay_s=60.0
+        ),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert oma.run_agent(AgentConfig(name="w"), "first").output == "ok"
+    clock.now += 0.5
+    events: list[RunEvent] = []
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    oma.run_tasks([Task("a", agent="w")], team, on_event=events.append)
+    opened = any(isinstance(e, CircuitStateChanged) and e.new is CircuitState.OPEN for e in events)
+    assert opened is opens  # answered 0.5 s before: up, unless that is past the timeout

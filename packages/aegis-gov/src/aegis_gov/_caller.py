@@ -325,6 +325,7 @@ class EndpointCaller:
         self._paced: dict[str, int] = {}  # requests waiting for their turn, by endpoint
         self._free_turns: dict[str, _Turn] = {}  # a turn to go at once, by endpoint (see _pace)
         self._progress: dict[str, float] = {}  # when a call last started or ended, by endpoint
+        self._answered_at: dict[str, float] = {}  # when a call last succeeded, by endpoint
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
         own_rule = pool.settings.is_failure
@@ -884,10 +885,10 @@ class EndpointCaller:
         endpoint may still be answering: it has a Retry-After (the endpoint is held for it),
         other calls of the endpoint are in flight (a burst, or slow answers on their way), or
         no more than :func:`_refusals_allowed` of the pool's ``max_concurrent`` 429s came
-        since the endpoint last answered. Past that, a 429 alone in flight is a provider
-        answering nothing but 429s, refusing everyone: it counts, so the circuit opens. The
-        count is of the ceiling, not of the limit a run of 429s has just cut. A pool's own
-        ``is_failure`` decides for itself.
+        since the endpoint last answered, or it answered within the breaker's recovery
+        timeout. Past that, a 429 alone in flight is a provider answering nothing but 429s,
+        refusing everyone: it counts, so the circuit opens. The count is of the ceiling, not
+        of the limit a run of 429s has just cut. A pool's own ``is_failure`` decides.
         """
         if self._own_rule is not None:
             return False
@@ -895,7 +896,13 @@ class EndpointCaller:
         throttles = limit.throttled()
         if exc.retry_after_s or limit.in_flight > 1:
             return True
-        return throttles <= _refusals_allowed(limit.max_limit)
+        if throttles <= _refusals_allowed(limit.max_limit):
+            return True
+        answered_at = self._answered_at.get(call.key)
+        return (
+            answered_at is not None
+            and self._clock() - answered_at < self.pool.settings.recovery_timeout_s
+        )
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
         """Take the request's turn in the endpoint's pace (declared, else learned)."""
@@ -964,7 +971,9 @@ class EndpointCaller:
         """A call is over: settle it, then wake who can go now."""
         call.settle()
         key = call.key
-        self._progress[key] = self._clock()
+        self._progress[key] = now = self._clock()
+        if call.answer is not None:
+            self._answered_at[key] = now
         busy = self._busy.get(key)
         probing = self._probing.get(key)
         if not busy and not probing:  # nobody waits: no need to count what is free
