@@ -187,3 +187,19 @@ def test_a_task_s_free_429s_are_capped_against_tiny_delays() -> None:
     assert isinstance(outcome, Failure)
     assert outcome.attempts == 22  # 20 free (ten per allowed attempt), then the two counted
     assert waited < 1.0
+
+
+def test_429s_from_an_endpoint_that_answered_lately_are_free_though_nobody_was_served() -> None:
+    # Found by an adversarial review: a provider serving 0.2 requests a second answers less
+    # often than a task retries, so a task's second 429 saw nobody served since its first
+    # and counted: half the tasks failed. Answering within the recovery timeout counts too.
+    from aegis_adapters import RateLimitError  # noqa: PLC0415
+
+    steps = _conversation([]).steps()  # max_attempts=3
+    next(steps)
+    for _ in range(6):  # the endpoint's count stays at 7: nobody served in between
+        assert isinstance(steps.send(Raised(RateLimitError("e", "429"), 7, answering=True)), Sleep)
+        assert isinstance(steps.send(None), ChatRequest)
+    with pytest.raises(StopIteration) as stop:
+        steps.send(ChatResponse(text="ok"))
+    assert stop.value.value.attempts == 7

@@ -473,9 +473,18 @@ class EndpointCaller:
     def _raised(self, job: _Job, command: Command, exc: Exception) -> Raised:
         """*exc* as the conversation sees it; a 429 says how much its endpoint has served."""
         if isinstance(exc, RateLimitError) and isinstance(command, ChatRequest):
-            limit = self._adaptive.get(job.route.target(command.endpoint)[1])
-            return Raised(exc, None if limit is None else limit.answered)
+            key = job.route.target(command.endpoint)[1]
+            limit = self._adaptive.get(key)
+            return Raised(exc, None if limit is None else limit.answered, self._answering(key))
         return Raised(exc)
+
+    def _answering(self, key: str) -> bool:
+        """Whether the endpoint answered a call within its breaker's recovery timeout."""
+        answered_at = self._answered_at.get(key)
+        return (
+            answered_at is not None
+            and self._clock() - answered_at < self.pool.settings.recovery_timeout_s
+        )
 
     def _request(self, job: _Job, request: ChatRequest) -> ChatResponse:
         if job.slot is not None and job.slot.abandoned:
@@ -896,13 +905,7 @@ class EndpointCaller:
         throttles = limit.throttled()
         if exc.retry_after_s or limit.in_flight > 1:
             return True
-        if throttles <= _refusals_allowed(limit.max_limit):
-            return True
-        answered_at = self._answered_at.get(call.key)
-        return (
-            answered_at is not None
-            and self._clock() - answered_at < self.pool.settings.recovery_timeout_s
-        )
+        return throttles <= _refusals_allowed(limit.max_limit) or self._answering(call.key)
 
     def _pace(self, adapter: ChatAdapter, key: str, request: ChatRequest) -> _Turn:
         """Take the request's turn in the endpoint's pace (declared, else learned)."""

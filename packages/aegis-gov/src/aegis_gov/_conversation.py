@@ -315,10 +315,10 @@ class Conversation:
                 )
                 return answer
             if isinstance(answer, Raised):
-                error, served = answer.error, answer.served
+                error, served, answering = answer.error, answer.served, answer.answering
             else:
-                error, served = TypeError(repr(answer)), None
-            delay = self._after(error, served)
+                error, served, answering = TypeError(repr(answer)), None, False
+            delay = self._after(error, served, answering=answering)
             if isinstance(delay, Failure):
                 return delay
             if delay == _FELL_OVER:
@@ -342,7 +342,7 @@ class Conversation:
             yield Sleep(delay)
 
     def _after(  # noqa: C901, PLR0911  # one per kind
-        self, error: Exception, served: int | None = None
+        self, error: Exception, served: int | None = None, *, answering: bool = False
     ) -> float | Failure | None:
         """What a failed request leads to.
 
@@ -390,7 +390,7 @@ class Conversation:
             isinstance(error, RateLimitError)
             and self._using >= len(self.fallbacks)
             and self._throttles < _FREE_429S_PER_ATTEMPT * self.retry.max_attempts
-            and self._pacing(served)
+            and self._pacing(served, answering=answering)
         ):
             # A 429 with nowhere else to go, while the endpoint answers others: the provider
             # is up and asks for a slower pace (which the endpoint's pace now keeps). Failing
@@ -410,15 +410,17 @@ class Conversation:
             return self._failure(error)
         return _FELL_OVER if self._fall_over(error) else self._failure(error)
 
-    def _pacing(self, served: int | None) -> bool:
+    def _pacing(self, served: int | None, *, answering: bool = False) -> bool:
         """Whether a 429 is the provider pacing: its endpoint answered others since the last.
 
-        The task's first 429 is taken as pacing. After it, a 429 is pacing only if the
+        The task's first 429 is taken as pacing, and so is one from an endpoint that
+        answered a call within its breaker's recovery timeout (*answering*: a slow provider
+        answers less often than a task retries). Otherwise a 429 is pacing only if the
         endpoint answered a request since the task's previous 429; a provider that answers
         nobody is refusing, and its 429s count as failed attempts.
         """
         last, self._served_mark = self._served_mark, served
-        return served is not None and (last is None or served > last)
+        return answering or (served is not None and (last is None or served > last))
 
     def _endpoint_key(self) -> str:
         return self.endpoint if self._using == 0 else self.fallbacks[self._using - 1]

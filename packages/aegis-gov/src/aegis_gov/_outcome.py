@@ -33,11 +33,13 @@ class Raised:
     """A command's exception, handed to the conversation as a value.
 
     ``served``: for a 429, how many requests its endpoint had answered by then (None when
-    unknown), so the conversation can tell a provider pacing from one refusing everyone.
+    unknown), and ``answering``: whether it answered one within its breaker's recovery
+    timeout, so the conversation can tell a provider pacing from one refusing everyone.
     """
 
     error: Exception
     served: int | None = None
+    answering: bool = False
 
 
 Outcome: TypeAlias = AgentResult | Failure
