@@ -34,6 +34,19 @@ WEATHER = ToolSpec(
 SYSTEM = "Be brief."
 
 
+OPENAI_REPLY: dict[str, object] = {
+    "id": "c1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "m",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+"""A complete OpenAI chat completion answering "hi"."""
+
+
 def run(
     adapter: BaseChatAdapter,
     mode: Mode,

@@ -11,16 +11,7 @@ import pytest
 from aegis_adapters import Message, OpenAIAdapter
 from pytest_httpserver import HTTPServer
 
-REPLY = {
-    "id": "c1",
-    "object": "chat.completion",
-    "created": 0,
-    "model": "m",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
-    ],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}
+from tests.adapters._support import OPENAI_REPLY as REPLY
 
 
 def test_clients_close_with_their_loop(

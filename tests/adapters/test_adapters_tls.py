@@ -15,16 +15,7 @@ import trustme
 from aegis_adapters import AnthropicAdapter, Message, OpenAIAdapter, ProviderUnavailableError
 from pytest_httpserver import HTTPServer
 
-REPLY = {
-    "id": "c1",
-    "object": "chat.completion",
-    "created": 0,
-    "model": "m",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
-    ],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}
+from tests.adapters._support import OPENAI_REPLY as REPLY
 
 
 @pytest.fixture(scope="module")

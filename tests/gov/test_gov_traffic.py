@@ -246,18 +246,7 @@ def test_429s_while_the_provider_serves_others_wait_instead_of_failing_tasks(
     # A real-clock run against a 10 request/s provider whose 429s carry no Retry-After:
     # a burst of 429s at the start opened the circuit for its 30 s recovery timeout, and
     # a task that drew three 429s in a row failed, though the provider was only pacing.
-    from aegis_gov import RateLimitError  # noqa: PLC0415
-
-    requests = 0
-
-    def every_other(_messages: Sequence[Message]) -> str:
-        nonlocal requests
-        requests += 1
-        if requests % 2:  # the provider serves every second request
-            raise RateLimitError("m", "429 too many requests")
-        return "ok"
-
-    adapter = ScriptedAdapter(every_other)
+    adapter = _cycling("4.")  # the provider serves every second request
     # One call at a time, so each answer is in before the next request goes.
     pool = AgentPool(max_concurrent=1, consecutive_failure_limit=2, clock=clock)
     oma = OpenMultiAgent(
@@ -277,7 +266,7 @@ def test_429s_while_the_provider_serves_others_wait_instead_of_failing_tasks(
         result = oma.run_tasks(work, team, on_event=events.append)
     # max_attempts=1, yet no task failed: each 429 came while others were being served.
     assert {r.status for r in result.values()} == {TaskState.DONE}
-    assert requests == 12  # six answers, six 429s
+    assert len(adapter.calls) == 12  # six answers, six 429s
     assert sum(r.attempts for r in result.values()) == 12  # every request counted
     assert sum(isinstance(e, TaskRetrying) for e in events) == 6
     # The provider answered every time: the circuit never opened.
@@ -336,8 +325,8 @@ def test_429s_count_as_failed_attempts_when_a_fallback_is_left(clock: FakeClock)
     assert len(primary.calls) == 3  # max_attempts 429s, then the backup
 
 
-def _mixed(pattern: str) -> ScriptedAdapter:
-    """A provider answering by *pattern*, cycled: 5 a 500, 4 a 429 (no Retry-After)."""
+def _cycling(pattern: str) -> ScriptedAdapter:
+    """A provider answering by *pattern*, cycled: 5 a 500, 4 a 429 (no Retry-After), . ok."""
     from aegis_gov import RateLimitError  # noqa: PLC0415
 
     requests = 0
@@ -345,11 +334,18 @@ def _mixed(pattern: str) -> ScriptedAdapter:
     def reply(_messages: Sequence[Message]) -> str:
         nonlocal requests
         requests += 1
-        if pattern[(requests - 1) % len(pattern)] == "4":
+        answer = pattern[(requests - 1) % len(pattern)]
+        if answer == "4":
             raise RateLimitError("m", "429 too many requests")
-        raise ProviderUnavailableError("m", "HTTP 500")
+        if answer == "5":
+            raise ProviderUnavailableError("m", "HTTP 500")
+        return "ok"
 
     return ScriptedAdapter(reply)
+
+
+def _opened(events: Sequence[RunEvent]) -> bool:
+    return any(isinstance(e, CircuitStateChanged) and e.new is CircuitState.OPEN for e in events)
 
 
 @pytest.mark.parametrize("pattern", ["54", "554"])
@@ -358,7 +354,7 @@ def test_429s_mixed_into_500s_do_not_keep_the_circuit_closed(
 ) -> None:
     # Found by an adversarial review: each 429 was reported to the breaker as a success, so a
     # provider failing every other call with a 500 never opened its circuit.
-    adapter = _mixed(pattern)
+    adapter = _cycling(pattern)
     pool = AgentPool(max_concurrent=1, consecutive_failure_limit=3, clock=clock)
     oma = OpenMultiAgent(
         pool,
@@ -418,8 +414,7 @@ def test_429s_alone_in_flight_count_only_past_twice_the_pool_s_width(
     events: list[RunEvent] = []
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     oma.run_tasks([Task("a", agent="w")], team, on_event=events.append)
-    opened = any(isinstance(e, CircuitStateChanged) and e.new is CircuitState.OPEN for e in events)
-    assert opened is opens  # 16 (twice 8) are left out; the 17th and 18th open it
+    assert _opened(events) is opens  # 16 (twice 8) are left out; the 17th and 18th open it
 
 
 @pytest.mark.parametrize(("recovery_timeout_s", "opens"), [(30.0, False), (0.0, True)])
@@ -450,5 +445,4 @@ def test_lone_429s_soon_after_an_answer_do_not_open_the_circuit(
     events: list[RunEvent] = []
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     oma.run_tasks([Task("a", agent="w")], team, on_event=events.append)
-    opened = any(isinstance(e, CircuitStateChanged) and e.new is CircuitState.OPEN for e in events)
-    assert opened is opens  # answered 0.5 s before: up, unless that is past the timeout
+    assert _opened(events) is opens  # answered 0.5 s before: up, unless that is past the timeout

@@ -673,15 +673,13 @@ class EndpointCaller:
                 raise call.crowded(alarms, None, exc) from exc
             # Whether or not it counted against the breaker, a 429 still says "overloaded"
             # and its Retry-After still holds the endpoint.
-            call.failed(exc)
-            self._after_retryable(route, key, exc, sink)
+            self._after_retryable(route, call, exc, sink)
             raise
         except CircuitOpenError as exc:
             call.rejected(exc, alarms, None)
             raise
         except _Throttled as throttled:
-            call.failed(throttled.error)
-            self._after_retryable(route, key, throttled.error, sink)
+            self._after_retryable(route, call, throttled.error, sink)
             raise throttled.error from None
         except _Crowded as crowded:
             raise call.crowded(alarms, None, crowded.error) from crowded.error
@@ -731,15 +729,13 @@ class EndpointCaller:
         except RetryableError as exc:
             if call.refused:
                 raise call.crowded(alarms, loop, exc) from exc
-            call.failed(exc)
-            self._after_retryable(route, key, exc, sink)
+            self._after_retryable(route, call, exc, sink)
             raise
         except CircuitOpenError as exc:
             call.rejected(exc, alarms, loop)
             raise
         except _Throttled as throttled:
-            call.failed(throttled.error)
-            self._after_retryable(route, key, throttled.error, sink)
+            self._after_retryable(route, call, throttled.error, sink)
             raise throttled.error from None
         except _Crowded as crowded:
             raise call.crowded(alarms, loop, crowded.error) from crowded.error
@@ -1092,8 +1088,11 @@ class EndpointCaller:
         return status
 
     def _after_retryable(
-        self, route: Route, key: str, exc: RetryableError, sink: Sink | None
+        self, route: Route, call: _Call, exc: RetryableError, sink: Sink | None
     ) -> None:
+        """*call* ended in *exc* (counted by the breaker or not): note it, hold the endpoint."""
+        call.failed(exc)
+        key = call.key
         if isinstance(exc, RateLimitError) and exc.retry_after_s:
             # The provider asked every caller to wait: hold the whole endpoint back, but no
             # longer than the retry policy waits for anyone: a lying or broken Retry-After
