@@ -78,6 +78,46 @@ def test_overload_cuts_a_tenth_and_used_successes_grow_it_back() -> None:
     assert limit.limit == 10
 
 
+def test_overloads_of_calls_started_before_the_last_cut_cut_nothing_more() -> None:
+    # 32 calls go at once; 30 come back 429 (a provider that answers slowly and refuses at
+    # once). They all answer the same question, so the limit is cut once, not 0.9 ** 30
+    # (which left 3 in flight against a provider whose pace needed ten).
+    limit = AdaptiveLimit(32)
+    started = []
+    for _ in range(32):
+        assert limit.try_acquire()
+        started.append(limit.cuts)
+    for since in started[:30]:
+        limit.release(overloaded=True, since=since)
+    assert limit.limit == 28  # 32 * 0.9
+    assert limit.status().overloads == 30  # every overload is still counted
+    assert limit.cuts == 1
+    # A call started after that cut says something new: it cuts again.
+    assert limit.try_acquire()
+    limit.release(overloaded=True, since=limit.cuts)
+    assert limit.limit == 25  # 28.8 * 0.9
+    assert limit.cuts == 2
+    # Without *since* (callers that do not track it), every overload cuts, as before.
+    for _ in range(3):
+        assert limit.try_acquire()
+        limit.release(overloaded=True)
+    assert limit.cuts == 5
+
+
+@given(st.integers(1, 64), st.lists(st.booleans(), min_size=1, max_size=100))
+def test_a_burst_sent_together_costs_one_cut_whatever_comes_back(
+    max_limit: int, outcomes: list[bool]
+) -> None:
+    limit = AdaptiveLimit(max_limit)
+    sent = []
+    while len(sent) < len(outcomes) and limit.try_acquire():
+        sent.append(limit.cuts)
+    for since, overloaded in zip(sent, outcomes, strict=False):
+        limit.release(overloaded=overloaded, since=since)
+    assert limit.cuts == (1 if any(outcomes[: len(sent)]) else 0)
+    assert limit.limit >= max(1, int(max_limit * 0.9 + 1e-9))
+
+
 def test_a_burst_of_refusals_lands_the_limit_on_the_providers_cap() -> None:
     # 16 calls go at once to a provider that holds 4; the 12 it refuses come back while the
     # 4 it took are in flight. Each says "no more than the others in flight now", so the
@@ -323,3 +363,82 @@ def test_what_reads_as_one_call_too_many(error: RetryableError, busy: bool) -> N
     # A rate 429 teaches the learned pace instead; a Retry-After is honoured, not skipped by
     # waking early; a 500 says nothing of load.
     assert _says_busy(error) is busy
+
+
+class _SlowAnswersQuickRefusals(_CappedProvider):
+    """Holds *cap* calls until ``release``; refuses *refusals* more with 429s, sent together.
+
+    The refused calls are answered together, once all of them have arrived (a barrier), so
+    they are one burst whatever the order the run's workers start in.
+    """
+
+    def __init__(self, cap: int, refusals: int) -> None:
+        super().__init__(cap)
+        self.refusals = refusals
+        self.burst = threading.Barrier(refusals)
+        self.arrived: asyncio.Event | None = None
+
+    def _take(self) -> bool:
+        """Hold the call (True), or count it as refused (False)."""
+        with self._count:
+            if self.held < self.cap or self.release.is_set():
+                self.held += 1
+                return True
+            self.refused += 1
+            return False
+
+    def _admit(self) -> None:
+        if not self._take():
+            self.burst.wait(timeout=10)
+            raise RateLimitError("p", "Rate limit reached for requests")
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        if self.arrived is None:
+            self.arrived = asyncio.Event()
+        if not self._take():
+            if self.refused == self.refusals:
+                self.arrived.set()
+            await asyncio.wait_for(self.arrived.wait(), 10)
+            raise RateLimitError("p", "Rate limit reached for requests")
+        await asyncio.to_thread(self.release.wait, 10)
+        return self._leave()
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_burst_of_429s_to_calls_sent_together_cuts_the_limit_once(use_async: bool) -> None:
+    # Twelve calls go at once; the provider takes two (and answers them slowly) and turns the
+    # other ten away at once with a 429. The ten are one answer to one burst: the limit is
+    # cut once (12 -> 10), not once per 429 (12 * 0.9 ** 10 -> 4), which against providers
+    # answering in seconds starved the pace of the calls in flight it needed.
+    provider = _SlowAnswersQuickRefusals(cap=2, refusals=10)
+    retried: set[str] = set()
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, TaskRetrying):
+            retried.add(event.task_id)
+            if len(retried) == 10:  # every refused task has its 429: let the two answer
+                provider.release.set()
+
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=12, consecutive_failure_limit=100),
+        default_adapter=provider,
+        retry=RetryPolicy(max_attempts=3, initial_delay_s=0.005),
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(12)]
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, on_event=on_event))
+    else:
+        result = oma.run_tasks(tasks, team, on_event=on_event)
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    assert provider.refused == 10
+    adaptive = oma.get_status().endpoints[provider.endpoint.key].adaptive
+    assert adaptive is not None
+    assert adaptive.overloads == 10  # each 429 is still seen
+    assert adaptive.limit >= 10  # but the burst cost one cut

@@ -4,7 +4,8 @@ When nobody declared what an endpoint can take, learn it, as Netflix's concurren
 ``AIMD`` limit does: the limit grows by one for every window of successful calls that used
 at least half of it (additive increase) and is multiplied by 0.9 on each sign of overload —
 a 429, a 529 or 503, a timeout (multiplicative decrease) — never below one nor above the
-pool's ``max_concurrent``. A provider that *refuses* a call as one too many in flight (a
+pool's ``max_concurrent``; once per burst, as TCP cuts once per round trip: an overload of a
+call started before the last cut answers the same question and cuts nothing more. A provider that *refuses* a call as one too many in flight (a
 503 or 529 while the endpoint's other calls are in flight) says more: it held at most those
 others, so the limit drops to that count at once — a burst of refusals lands it on the
 provider's cap instead of cutting once per refusal. Growth is ten times slower near the
@@ -142,6 +143,7 @@ class AdaptiveLimit:
         self._throttles = 0  # 429s since the last success
         self._outages = 0  # times the endpoint's circuit opened
         self._before = float(max_limit)  # the limit when the current run of overloads began
+        self._cuts = 0  # times the limit was cut: a call started before the last cut is stale
         self._lock = threading.Lock()
 
     @property
@@ -163,6 +165,11 @@ class AdaptiveLimit:
     def in_flight(self) -> int:
         """Calls in flight now."""
         return self._in_flight
+
+    @property
+    def cuts(self) -> int:
+        """Times the limit was cut so far; pass it back to :meth:`release` as *since*."""
+        return self._cuts
 
     @property
     def outages(self) -> int:
@@ -206,8 +213,17 @@ class AdaptiveLimit:
             self._in_flight += 1
             return True
 
-    def release(self, *, overloaded: bool | None, refused: bool = False) -> None:
+    def release(
+        self, *, overloaded: bool | None, refused: bool = False, since: int | None = None
+    ) -> None:
         """One call ended: ``True`` overloaded, ``False`` succeeded, ``None`` tells nothing.
+
+        *since*: :attr:`cuts` when the call started. An overload of a call that started
+        before the limit's last cut is counted but cuts nothing more: it says what that cut
+        already answered, as TCP cuts its window once per round trip, not once per loss. A
+        burst of 429s to calls sent together so costs one cut (0.9), not one per 429 — which
+        took a limit of 32 down to 3 against a provider whose answers take seconds, and
+        starved a pace that needed ten in flight. *None*: every overload cuts.
 
         *refused*: the provider turned the (overloaded) call away as one too many in flight.
         It then held at most as many as the endpoint's other calls in flight now, so the
@@ -222,6 +238,8 @@ class AdaptiveLimit:
                 self._succeeded(in_flight)
             elif overloaded and refused:
                 self._refused(in_flight - 1)
+            elif overloaded and since is not None and since < self._cuts:
+                self._overloads += 1  # stale: the last cut already answered it
             elif overloaded:
                 self._overloaded()
 
@@ -236,6 +254,7 @@ class AdaptiveLimit:
         self._limit = max(float(self.min_limit), self._limit * self.backoff_ratio)
         self._threshold = 0.0  # overload while climbing back: stop climbing fast
         self._streak = True
+        self._cuts += 1
 
     def _refused(self, others: int) -> None:
         self._overloads += 1
@@ -248,6 +267,7 @@ class AdaptiveLimit:
         self._limit = max(float(self.min_limit), float(others))
         self._threshold = 0.0
         self._streak = True
+        self._cuts += 1
 
     def _succeeded(self, in_flight: int) -> None:
         self._answered += 1

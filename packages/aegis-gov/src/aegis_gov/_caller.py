@@ -952,7 +952,7 @@ class EndpointCaller:
             # was ever cut (recovering a limit never cut changes nothing): the breaker's state
             # is not read otherwise.
             probe = limit.ever_cut and self.pool.breaker(key).state is CircuitState.HALF_OPEN
-            return _Call(self, key, limit, turn, probe=probe)
+            return _Call(self, key, limit, turn, probe=probe, since=limit.cuts)
         if give_back and turn.limiter is not None:  # the turn goes unused: give it back
             turn.limiter.cancel(turn.taken)
         if alarms is not None:
@@ -1256,6 +1256,7 @@ class _Call:
     limit: AdaptiveLimit
     turn: _Turn
     probe: bool = False  # sent while the circuit was half-open: it may be the probe
+    since: int | None = None  # the limit's cuts when the call started
     answer: ChatResponse | None = None
     overloaded: bool | None = None
     refused: bool = False  # turned away as one call too many
@@ -1335,7 +1336,7 @@ class _Call:
             self.overloaded = False
             if self.turn.learned is not None:
                 self.turn.learned.answered()
-        self.limit.release(overloaded=self.overloaded, refused=self.refused)
+        self.limit.release(overloaded=self.overloaded, refused=self.refused, since=self.since)
         if self.probe and self.answer is not None:
             self.limit.recovered()
         if self.turn.limiter is not None:
