@@ -59,20 +59,21 @@ def test_a_bad_request_does_not_count_against_the_breaker(clock: FakeClock) -> N
     assert pool.breaker(route.key).state is CircuitState.CLOSED
 
 
-def test_a_retryable_error_counts_and_a_retry_after_holds_the_endpoint(clock: FakeClock) -> None:
+def test_a_retry_after_holds_the_endpoint_in_its_pace_not_its_circuit(clock: FakeClock) -> None:
     pool = AgentPool(consecutive_failure_limit=5, clock=clock)
     adapter = ScriptedAdapter([RateLimitError("p", "slow", retry_after_s=7.0), "ok"])
     caller = _caller(pool, clock)
     route = _route(adapter)
     with pytest.raises(RateLimitError):
         caller.chat(route, REQUEST)
-    breaker = pool.breaker(route.key)
-    assert breaker.state is CircuitState.OPEN
-    assert breaker.retry_after_s == pytest.approx(7.0)
-    # The next request waits the hold out before it is sent (the endpoint's pace holds too),
-    # instead of running into the open circuit.
+    # The endpoint is held in its pace, its circuit left closed: a circuit forced open ends
+    # in a half-open probe that every other task would wait out, answer and all.
+    assert pool.breaker(route.key).state is CircuitState.CLOSED
+    assert caller._held_for(route.key) == pytest.approx(7.0)
+    # The next request waits the hold out before it is sent.
     assert caller.chat(route, REQUEST).text == "ok"
     assert clock.sleeps == [pytest.approx(7.0)]
+    assert caller._held_for(route.key) == 0.0
 
 
 def test_a_pool_with_its_own_rule_decides_what_counts(clock: FakeClock) -> None:

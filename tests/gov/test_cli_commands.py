@@ -145,11 +145,12 @@ def test_examples_run(  # noqa: PLR0917  # pytest passes parameters positionally
     assert f"result written to {output}" in proc.stdout
 
 
-def test_plain_lines_show_retries_circuits_and_tokens(offline_env: dict[str, str]) -> None:
+def test_plain_lines_show_retries_and_tokens(offline_env: dict[str, str]) -> None:
     proc = aegis(offline_env, "run", str(EXAMPLES / "offline.toml"))
     out = proc.stdout
     assert "research: retrying in 0.20s (attempt 2 next) after: scripted (HTTP 429)" in out
-    assert "circuit scripted|scripted://researcher|researcher: closed -> open" in out
+    # A Retry-After holds the endpoint in its pace: its circuit is no business of a 429's.
+    assert "circuit " not in out
     assert "research: done" in out
     assert "tokens" in out
     assert "--- review ---" in out  # the final task's output

@@ -83,7 +83,7 @@ def test_overloads_of_calls_started_before_the_last_cut_cut_nothing_more() -> No
     # once). They all answer the same question, so the limit is cut once, not 0.9 ** 30
     # (which left 3 in flight against a provider whose pace needed ten).
     limit = AdaptiveLimit(32)
-    started = []
+    started: list[int] = []
     for _ in range(32):
         assert limit.try_acquire()
         started.append(limit.cuts)
@@ -109,7 +109,7 @@ def test_a_burst_sent_together_costs_one_cut_whatever_comes_back(
     max_limit: int, outcomes: list[bool]
 ) -> None:
     limit = AdaptiveLimit(max_limit)
-    sent = []
+    sent: list[int] = []
     while len(sent) < len(outcomes) and limit.try_acquire():
         sent.append(limit.cuts)
     for since, overloaded in zip(sent, outcomes, strict=False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import threading
 import time
@@ -376,3 +377,62 @@ def test_a_task_turned_away_by_an_open_circuit_is_woken_when_a_probe_closes_it(
     clock.now += 31.0  # past the recovery timeout: the next call is the probe
     assert caller.chat(route, request).text == "ok"
     assert alarm.rung  # the probe closed the circuit: the waiting task is woken
+
+
+def _serve_slowly(
+    rate: LearnedRate, clock: FakeClock, allowed: float, latency_s: float, until_s: float
+) -> tuple[float, float]:
+    """A provider taking *allowed* requests a second (no burst), answering after *latency_s*
+    and refusing at once (a 429 after 10 ms); senders as many as the pace lets go (up to 64
+    in flight). Returns (goodput as a share of *allowed*, 429 share), over the second half.
+    """
+    tokens, last, order = 1.0, 0.0, 0
+    pending: list[tuple[float, int, bool, float, int]] = []  # (due, order, taken, sent, epoch)
+    late = {True: 0, False: 0}
+    while clock.now < until_s:
+        if len(pending) >= 64:  # the pool's width: wait for a call to end
+            wait, epoch = pending[0][0] - clock.now, None
+        else:
+            wait, epoch = rate.reserve()
+        due = clock.now + wait
+        while pending and pending[0][0] <= due:  # what comes back before the turn
+            at, _, taken, sent_at, sent_in = heapq.heappop(pending)
+            clock.now = max(clock.now, at)
+            if taken:
+                rate.answered()
+            else:
+                rate.throttled(sent_in, None, sent_at=sent_at)
+        clock.now = max(clock.now, due)
+        if epoch is None or rate.epoch != epoch:
+            continue  # no turn taken, or a 429 cut the pace meanwhile: take another
+        sent_at = rate.sent()
+        tokens = min(1.0, tokens + (clock.now - last) * allowed)
+        last = clock.now
+        taken = tokens >= 1.0
+        tokens -= 1.0 if taken else 0.0
+        if clock.now > until_s / 2:
+            late[taken] += 1
+        order += 1
+        back = latency_s if taken else 0.01
+        heapq.heappush(pending, (clock.now + back, order, taken, sent_at, epoch))
+    answered = late[True] / (until_s / 2) / allowed
+    return answered, late[False] / max(late[True] + late[False], 1)
+
+
+@pytest.mark.parametrize(("allowed", "latency_s"), [(1.0, 10.0), (2.0, 5.0), (20.0, 0.05)])
+def test_a_provider_answering_slowly_is_paced_by_what_it_took_not_what_came_back(
+    allowed: float, latency_s: float
+) -> None:
+    # A model takes seconds to answer but refuses at once. Answers then tell what was sent
+    # seconds ago, when the pace, cut, sent few: measured from them alone, the ceiling at a
+    # 429 was that old pace (76% of a 1/s provider answering in 10 s, 88% of 2/s in 5 s).
+    # Requests that left long enough ago to have drawn their 429 and did not were taken:
+    # counted too, the pace keeps near the provider's rate.
+    clock = FakeClock()
+    rate = LearnedRate(clock)
+    rate.sent()
+    clock.now += 0.01
+    rate.throttled(0, None, sent_at=0.0)  # a 429 to the first request: paced from now on
+    answered, refused = _serve_slowly(rate, clock, allowed, latency_s, 300.0)
+    assert answered >= 0.9
+    assert refused <= 0.05

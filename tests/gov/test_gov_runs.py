@@ -13,7 +13,6 @@ from aegis_gov import (
     AgentPool,
     ChatResponse,
     CircuitOpenError,
-    CircuitState,
     CircuitStateChanged,
     CyclicDependencyError,
     DuplicateAgentError,
@@ -181,15 +180,12 @@ def test_retry_honours_retry_after_and_counts_attempts(clock: FakeClock) -> None
     assert result["t1"].output == "finally"
     assert result["t1"].attempts == 3
     retries = [e for e in events if isinstance(e, TaskRetrying)]
-    # After the 429 the endpoint's breaker opened; the 503 probe reopened it, so one retry
-    # waited for the breaker rather than for a request.
-    assert len(retries) >= 2
+    assert len(retries) == 2  # after the 429, after the 503
     assert retries[0].delay_s >= 7.0  # never earlier than the provider asked
     assert clock.sleeps[0] >= 7.0
     assert sum(clock.sleeps) <= oma.retry.max_total_delay_s
-    # The 429 held the whole endpoint back: its breaker opened for the Retry-After.
-    changes = [e for e in events if isinstance(e, CircuitStateChanged)]
-    assert any(c.new is CircuitState.OPEN for c in changes)
+    # The 429 held the endpoint in its pace; one 503 (of five allowed) opened no circuit.
+    assert not [e for e in events if isinstance(e, CircuitStateChanged)]
     assert oma.get_status()["pool_state"] == "closed"
 
 

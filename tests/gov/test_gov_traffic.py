@@ -11,11 +11,13 @@ import pytest
 from aegis_gov import (
     AgentConfig,
     AgentPool,
+    ChatResponse,
     CircuitState,
     CircuitStateChanged,
     Message,
     OpenMultiAgent,
     ProviderUnavailableError,
+    RateLimitError,
     RetryPolicy,
     RunEvent,
     ScriptedAdapter,
@@ -23,6 +25,7 @@ from aegis_gov import (
     TaskRetrying,
     TaskState,
     TaskSucceeded,
+    ToolSpec,
 )
 
 from tests.gov.conftest import FakeClock
@@ -446,3 +449,115 @@ def test_lone_429s_soon_after_an_answer_do_not_open_the_circuit(
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     oma.run_tasks([Task("a", agent="w")], team, on_event=events.append)
     assert _opened(events) is opens  # answered 0.5 s before: up, unless that is past the timeout
+
+
+class _HeldThenTogether(ScriptedAdapter):
+    """Refuses its first call with a 429 (Retry-After 0.2 s); answers the next ones only
+    once *together* of them are in flight at once (else, after 5 s, a 503)."""
+
+    def __init__(self, together: int) -> None:
+        super().__init__(["unused"], name="held")
+        self.together = together
+        self.refused = threading.Event()
+        self.barrier = threading.Barrier(together)
+        self.arrived = 0
+        self.all_in: asyncio.Event | None = None
+        self._once = threading.Lock()
+
+    def _first(self) -> bool:
+        with self._once:
+            first = not self.refused.is_set()
+            self.refused.set()
+        return first
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        if self._first():
+            raise RateLimitError("held", "slow down", status_code=429, retry_after_s=0.2)
+        try:
+            self.barrier.wait(timeout=5)
+        except threading.BrokenBarrierError:
+            raise ProviderUnavailableError("held", "not together", status_code=503) from None
+        return ChatResponse("ok")
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        if self._first():
+            raise RateLimitError("held", "slow down", status_code=429, retry_after_s=0.2)
+        if self.all_in is None:
+            self.all_in = asyncio.Event()
+        self.arrived += 1
+        if self.arrived == self.together:
+            self.all_in.set()
+        try:
+            await asyncio.wait_for(self.all_in.wait(), 5)
+        except TimeoutError:
+            raise ProviderUnavailableError("held", "not together", status_code=503) from None
+        return ChatResponse("ok")
+
+
+class _Gate(ScriptedAdapter):
+    """Answers once *opened* is set: what starts after it, starts while the endpoint waits."""
+
+    def __init__(self, opened: threading.Event) -> None:
+        super().__init__(["unused"], name="gate")
+        self.opened = opened
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        self.opened.wait(timeout=5)
+        return ChatResponse("open")
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        await asyncio.to_thread(self.opened.wait, 5)
+        return ChatResponse("open")
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_after_a_retry_after_every_waiting_task_goes_not_one_probe_at_a_time(
+    use_async: bool,
+) -> None:
+    # Task a draws a 429 asking for 0.2 s; b, c and d start during that hold. When it ends
+    # all four go at once. The hold used to force the endpoint's circuit open, so it ended
+    # half-open: one task went as its probe and the others waited for that call's answer —
+    # seconds, for a model — though the provider had only asked for 0.2 s. Here the provider
+    # answers only once all four are in flight together.
+    provider = _HeldThenTogether(together=4)
+    gate = _Gate(provider.refused)
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=8),
+        retry=RetryPolicy(max_attempts=1, initial_delay_s=0.01),
+    )
+    team = OpenMultiAgent.create_team(
+        "t", AgentConfig("held", adapter=provider), AgentConfig("gate", adapter=gate)
+    )
+    tasks = [
+        Task("a", agent="held"),
+        Task("gate", agent="gate"),
+        *(Task(name, agent="held", depends_on=["gate"]) for name in "bcd"),
+    ]
+    result = asyncio.run(oma.arun_tasks(tasks, team)) if use_async else oma.run_tasks(tasks, team)
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    assert {result[name].output for name in "abcd"} == {"ok"}
+    assert oma.get_status().endpoints[provider.endpoint.key].state == "closed"

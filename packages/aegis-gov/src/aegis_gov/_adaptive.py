@@ -5,8 +5,9 @@ When nobody declared what an endpoint can take, learn it, as Netflix's concurren
 at least half of it (additive increase) and is multiplied by 0.9 on each sign of overload —
 a 429, a 529 or 503, a timeout (multiplicative decrease) — never below one nor above the
 pool's ``max_concurrent``; once per burst, as TCP cuts once per round trip: an overload of a
-call started before the last cut answers the same question and cuts nothing more. A provider that *refuses* a call as one too many in flight (a
-503 or 529 while the endpoint's other calls are in flight) says more: it held at most those
+call started before the last cut answers the same question and cuts nothing more. A
+provider that *refuses* a call as one too many in flight (a 503 or 529 while the
+endpoint's other calls are in flight) says more: it held at most those
 others, so the limit drops to that count at once — a burst of refusals lands it on the
 provider's cap instead of cutting once per refusal. Growth is ten times slower near the
 level the last overload came at (a plateau, as TCP CUBIC's window flattens near where it
@@ -43,6 +44,13 @@ twice as many turns each time the next 429 measures about the same ceiling (up t
 that holds still is probed rarely), then probes above it gently. One from fewer answers (a
 run just starting) or none (nothing answered since the pace was cut) may be far too low: it
 is regained in a second and probed above fast.
+
+Answers come back a whole answer after their requests left: from a model that takes seconds
+to answer and refuses at once, they tell what a pace cut earlier sent then. So a cut also
+counts what the provider *took*: requests that left longer ago than its 429s take to come
+back (twice the slowest of the last few) and drew none, answered yet or not, over the window
+or the last ten while requests wait for their turns. Both are lower bounds on what the
+provider allows; the larger is the ceiling.
 
 The climb is capped at twice the rate the sender uses, so a pace the application does not use
 does not grow without bound (TCP CUBIC's check for an application-limited sender): what was
@@ -383,6 +391,12 @@ class LearnedRate:
         # Since when requests wait for their turns (the pace holds the sender back): None
         # while the sender leaves turns unused, or before the first 429.
         self._pressed_since: float | None = None
+        # When requests left, and when those answered with a 429 had left: what the provider
+        # admitted is known as soon as a 429 would have come back, not when the (slow) answer
+        # does. The 429s' round trips, to know when that is.
+        self._sent: collections.deque[float] = collections.deque(maxlen=_SENDS_KEPT)
+        self._refused: collections.deque[float] = collections.deque(maxlen=_SENDS_KEPT)
+        self._lags: collections.deque[float] = collections.deque(maxlen=_LAGS_KEPT)
 
     @property
     def epoch(self) -> int:
@@ -428,6 +442,12 @@ class LearnedRate:
             self._given = rate
             return start - now, self._epoch
 
+    def sent(self) -> float:
+        """A request leaves now (its turn, if paced, has come): count it; return the time."""
+        now = self._clock()
+        self._sent.append(now)  # one append: atomic, no lock on every request's way out
+        return now
+
     def answered(self) -> None:
         """The provider answered a request (not a 429): count it, let the rate grow."""
         with self._lock:
@@ -440,21 +460,31 @@ class LearnedRate:
             while answers and answers[0] <= now - self.window_s:  # _prune, inlined
                 answers.popleft()
 
-    def throttled(self, epoch: int, retry_after_s: float | None) -> bool:
+    def throttled(
+        self, epoch: int, retry_after_s: float | None, *, sent_at: float | None = None
+    ) -> bool:
         """A 429 to a request sent in *epoch*; return whether it cut the rate.
 
         A Retry-After holds every later turn until it has passed, whatever the epoch.
+        *sent_at*: when the request left (:meth:`sent`'s answer), to count what the provider
+        admitted of the requests sent since, before their answers come back.
         """
         with self._lock:
             now = self._clock()
             if self._first is None:
                 self._first = now
+            if sent_at is not None:
+                self._refused.append(sent_at)
+                self._lags.append(max(now - sent_at, 0.0))
             if retry_after_s:
                 self._hold_until = max(self._hold_until, now + retry_after_s)
                 self._next = max(self._next, self._hold_until)
             if epoch != self._epoch:
                 return False  # sent before the last cut: it says nothing about the new pace
             seen, sure = self._seen_at_cut(now)
+            admitted, admitted_sure = self._admitted_at_cut(now)
+            if admitted > seen:  # answers slow to come back: what was admitted says more
+                seen, sure = admitted, admitted_sure
             rate = self._now_rate(now)
             if seen <= 0.0:
                 if rate is None:
@@ -545,6 +575,37 @@ class LearnedRate:
         gaps = len(times) - 1
         span = max(times[-1] - times[0], now - times[1], 0.05 * self.window_s)
         return gaps / span, gaps >= _SEEN_TURNS
+
+    def _admitted_at_cut(self, now: float) -> tuple[float, bool]:
+        """The rate of requests the provider took, by when they left; whether enough say so.
+
+        A request that left longer ago than the 429s take to come back (twice the slowest
+        of the last few), and drew none, was taken, whether or not its answer has come:
+        against a provider that answers in seconds and refuses at once, answers tell what
+        was sent seconds ago (when a cut pace sent few), while this tells what is taken now.
+        Over the window; but while the pace holds the sender back and the window holds fewer
+        than ten such requests, over the last ten since it began to, as :meth:`_seen_at_cut`
+        does for answers. Only a lower bound on what the provider allows, as answers are:
+        the larger of the two is taken.
+        """
+        if not self._lags:
+            return 0.0, False
+        settled = now - 2.0 * max(self._lags)
+        start = settled - self.window_s
+        times = [at for at in self._sent if at <= settled]
+        recent = [at for at in times if at > start]
+        pressed = self._pressed_since
+        if len(recent) >= _SURE_AFTER or pressed is None:
+            refused = sum(1 for at in self._refused if start < at <= settled)
+            taken = len(recent) - refused
+            return max(taken, 0) / self.window_s, taken >= _SURE_AFTER
+        last = [at for at in times if at > pressed][-_SURE_AFTER:]
+        if len(last) < _SEEN_FEWEST or last[-1] <= last[0]:
+            return 0.0, False
+        # The requests after the first of them, over the time from it to the last.
+        first, end = last[0], last[-1]
+        taken = len(last) - 1 - sum(1 for at in self._refused if first < at <= end)
+        return max(taken, 0) / (end - first), taken >= _SEEN_TURNS
 
     def _prune(self, now: float) -> None:
         answers = self._answers
@@ -639,6 +700,8 @@ class Waiters:
 _NEVER = -float("inf")
 _PRUNE_AT = 64
 _SURE_AFTER = 10  # answers in the window that make a learned ceiling trustworthy
+_SENDS_KEPT = 64  # requests whose leaving time is kept, and 429s whose request's is
+_LAGS_KEPT = 8  # the last 429s' round trips kept
 _SEEN_TURNS = 3  # gaps between the last answers that measure a held-back sender's slow pace
 _SEEN_FEWEST = 3  # the fewest answers that measure it at all (two gaps; not trusted)
 _REGAIN_TURNS = 5  # turns at a trusted ceiling the pace takes to regain it

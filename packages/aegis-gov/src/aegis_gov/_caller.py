@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import random
 import threading
 import time
@@ -326,6 +327,7 @@ class EndpointCaller:
         self._free_turns: dict[str, _Turn] = {}  # a turn to go at once, by endpoint (see _pace)
         self._progress: dict[str, float] = {}  # when a call last started or ended, by endpoint
         self._answered_at: dict[str, float] = {}  # when a call last succeeded, by endpoint
+        self._held: dict[str, float] = {}  # until when a Retry-After holds each endpoint
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
         own_rule = pool.settings.is_failure
@@ -641,6 +643,7 @@ class EndpointCaller:
             return _send_streaming(adapter, request, sink, route.agent.name)
 
         def attempt(call: _Call) -> ChatResponse | _Declined:
+            call.sent()
             try:
                 if trace is not None:  # the provider call's span, inside breaker and bulkhead
                     streaming = sink is not None and executor is None
@@ -759,6 +762,7 @@ class EndpointCaller:
 
         A method given its arguments, not a closure made per request: the pool passes them on.
         """
+        call.sent()
         try:
             if trace is not None:  # the provider call's span, inside breaker and bulkhead
                 send = functools.partial(_asend_either, adapter, request, sink, route.agent.name)
@@ -822,7 +826,7 @@ class EndpointCaller:
                 pause(turn.wait)
                 if alarms is not None and alarms.abandoned:
                     raise _Abandoned  # noqa: TRY301  # the run gave the task up while it waited
-                turn = turn.again()
+                turn = self._again(key, turn)
         except BaseException:
             _give_back(turn)  # a task given up (deadline, Ctrl-C) leaves no phantom turn
             raise
@@ -844,7 +848,7 @@ class EndpointCaller:
                 await pause(turn.wait)
                 if alarms is not None and alarms.abandoned:
                     raise _Abandoned  # noqa: TRY301  # handed back below, like a cancellation
-                turn = turn.again()
+                turn = self._again(key, turn)
         except BaseException:
             _give_back(turn)  # cancelled while waiting: its reserved turn goes back
             raise
@@ -852,11 +856,32 @@ class EndpointCaller:
             self._count_paced(key, -1)
         return turn
 
+    def _again(self, key: str, turn: _Turn) -> _Turn:
+        """The turn after its wait, held longer if a Retry-After came meanwhile."""
+        turn = turn.again()
+        if turn.wait <= 0:
+            held = self._held_for(key)
+            if held > 0:
+                return attrs.evolve(turn, wait=held)
+        return turn
+
     def circuit_opened(self, key: str) -> None:
         """The endpoint's circuit opened: its recovery is ramped up (see ``recovered``)."""
         limit = self._adaptive.get(key)
         if limit is not None:
             limit.outage()
+
+    def _hold(self, key: str, seconds: float) -> None:
+        """Send no request to *key* for *seconds* (a Retry-After): its pace waits it out."""
+        until = self._clock() + seconds
+        with self._adaptive_lock:
+            if until > self._held.get(key, -math.inf):
+                self._held[key] = until
+
+    def _held_for(self, key: str) -> float:
+        """Seconds *key* is still held for (0.0: not held)."""
+        until = self._held.get(key)
+        return 0.0 if until is None else max(until - self._clock(), 0.0)
 
     def _count_paced(self, key: str, change: int) -> None:
         with self._adaptive_lock:
@@ -914,6 +939,8 @@ class EndpointCaller:
             else (0.0, 0.0)
         )
         go_at = self._clock() + wait if limiter else 0.0
+        if self._held:  # a Retry-After holds an endpoint (rare): wait it out first
+            wait = max(wait, self._held_for(key))
         learned = self._learned.get(key)
         if learned is None:
             learned = self._learned_rate(adapter, key)  # made at first use (None if declared)
@@ -1096,8 +1123,11 @@ class EndpointCaller:
         if isinstance(exc, RateLimitError) and exc.retry_after_s:
             # The provider asked every caller to wait: hold the whole endpoint back, but no
             # longer than the retry policy waits for anyone: a lying or broken Retry-After
-            # (a year, an HTTP date in 2099) must not close the endpoint for good.
-            self.pool.breaker(key).open_for(min(exc.retry_after_s, self.retry.max_delay_s))
+            # (a year, an HTTP date in 2099) must not close the endpoint for good. Held in
+            # the endpoint's pace, not by forcing its circuit open: an open circuit ends in
+            # a half-open probe, and every other task then waited for that one call's whole
+            # answer (seconds, for a model) although the provider had only asked for 0.2 s.
+            self._hold(key, min(exc.retry_after_s, self.retry.max_delay_s))
         # Only this turn's chunks matter: a request that follows a tool round and fails
         # before it streams anything can be retried without the reader seeing a seam.
         if sink is not None and sink.turn_emitted and not sink.restartable:
@@ -1257,10 +1287,17 @@ class _Call:
     turn: _Turn
     probe: bool = False  # sent while the circuit was half-open: it may be the probe
     since: int | None = None  # the limit's cuts when the call started
+    sent_at: float | None = None  # when the request left, by the learned pace's clock
     answer: ChatResponse | None = None
     overloaded: bool | None = None
     refused: bool = False  # turned away as one call too many
     unsent: bool = False  # turned away by the circuit: no request left
+
+    def sent(self) -> None:
+        """The request leaves now (inside the breaker): the learned pace counts it."""
+        learned = self.turn.learned
+        if learned is not None:
+            self.sent_at = learned.sent()
 
     def failed(self, exc: RetryableError) -> None:
         """The call ended in a retryable error: was that overload, and a 429 to learn from?"""
@@ -1282,7 +1319,7 @@ class _Call:
             hold = exc.retry_after_s
             if hold is not None and hold > self.caller.retry.max_delay_s:
                 hold = None
-            learned.throttled(self.turn.epoch or 0, hold)
+            learned.throttled(self.turn.epoch or 0, hold, sent_at=self.sent_at)
 
     def rejected(
         self,
