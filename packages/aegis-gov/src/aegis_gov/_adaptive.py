@@ -533,7 +533,10 @@ class LearnedRate:
         since = max(now - self._cut_at, 0.0) - regain
         steep = 1.0 - self.backoff_ratio if since < 0.0 or self._sure else 1.0
         rate = self._ceiling * (1.0 + steep * (since / regain) ** 3)
-        used = self._seen_rate(now)
+        # What the sender uses: what it sent over the window, or what was answered, if more
+        # (answers of a slow model come a whole answer late: read alone, they held a pace
+        # cut before the first answer came at its ceiling for that long).
+        used = max(self._seen_rate(now), self._sent_rate(now))
         recent = self._recent
         if self._pressed_since is not None and recent and recent[-1] > self._cut_at:
             # Requests wait for their turns and the provider answers them: every turn is
@@ -542,6 +545,20 @@ class LearnedRate:
             # for good (the slow-rate trap): count one more, up to the pace turns go at.
             used = max(used, min(self._given, used + 1.0 / self.window_s))
         return max(min(rate, max(2.0 * used, self._ceiling)), self.min_rate)
+
+    def _sent_rate(self, now: float) -> float:
+        """Requests sent a second over the last window (or since the first, if later)."""
+        sent = self._sent
+        if not sent:
+            return 0.0
+        start = now - self.window_s
+        count = 0
+        for at in reversed(sent):
+            if at <= start:
+                break
+            count += 1
+        span = min(self.window_s, now - sent[0]) if count == len(sent) else self.window_s
+        return count / max(span, 0.05 * self.window_s)
 
     def _seen_rate(self, now: float) -> float:
         """Answers a second over the last window, or since the provider first answered.
