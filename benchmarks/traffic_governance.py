@@ -31,7 +31,9 @@ The figures:
    (tenacity's ``wait_random_exponential``: ``uniform(0, min(30, 0.5 * 2 ** n))``), no shared
    limit, no retry-after. Also shown, not judged: the aegis run against the same server
    with its 429s carrying no ``retry-after`` (the issue's server sends one; some
-   OpenAI-compatible servers do not), where the pace is learned from the 429s alone. Then
+   OpenAI-compatible servers do not), where the pace is learned from the 429s alone; and
+   against a slow model (``SLOW_R`` requests/s, answers after ``SLOW_S``, 429s at once, as
+   hosted models behave), its makespan against the ideal. Then
    the same pair against the concurrency-capped endpoint (goodput as a share of
    ``C / latency``).
 3. **Neighbour isolation** -- ``max_concurrent=4``; a healthy endpoint's tasks (50 ms each)
@@ -110,6 +112,12 @@ N_RECOVERY = 320
 """Tasks in benchmark 4's long run: 2 s of work at 8 in flight, as long as the outage."""
 N_RECOVERY_SHORT = 40
 """Tasks in benchmark 4's short run: 0.3 s of work."""
+SLOW_R = 5.0
+"""Requests per second of the slow model (benchmark 2, shown): it answers in ``SLOW_S``."""
+SLOW_S = 2.0
+"""How long the slow model takes to answer; its 429s come at once."""
+N_SLOW = 100
+"""Tasks against the slow model: 20 s of work at ``SLOW_R``."""
 NAIVE_ATTEMPTS = 30
 """The naive peer gives up after this many attempts (bounds its loop)."""
 RUN_TIMEOUT_S = 30.0
@@ -517,6 +525,21 @@ def bench_adaptive(url: str, providers: dict[str, FakeProvider]) -> None:
     rate_figures(
         "adaptive, 429s without Retry-After", providers["bare_429"], elapsed, None, unjudged="shown"
     )
+    print(
+        f"   a slow model (shown): {N_SLOW} tasks, server {SLOW_R:g} req/s (burst {BURST:g}) "
+        f"answering in {SLOW_S:g} s, its 429s at once; max_concurrent 32 (ideal "
+        f"{N_SLOW / SLOW_R + SLOW_S:g} s: the last answer comes {SLOW_S:g} s after its request)"
+    )
+    elapsed = aegis_load(
+        url, providers["slow"], "slow", N_SLOW, AgentPool(max_concurrent=32), timeout_s=120.0
+    )
+    ideal = N_SLOW / SLOW_R + SLOW_S
+    report(
+        "adaptive, slow model: makespan / ideal",
+        f"{elapsed:.1f} s / {ideal:g} s = {elapsed / ideal:.2f}x",
+        "shown",
+        met=None,
+    )
 
     capacity = CAP / LATENCY_S
     print(
@@ -646,6 +669,7 @@ def main() -> None:
         "naive": FakeProvider(rate=R),
         "no_429_failures": FakeProvider(rate=R),
         "bare_429": FakeProvider(rate=R, retry_after=False),
+        "slow": FakeProvider(rate=SLOW_R, latency_s=SLOW_S),
         "capped": FakeProvider(max_in_flight=CAP, latency_s=LATENCY_S),
         "capped_naive": FakeProvider(max_in_flight=CAP, latency_s=LATENCY_S),
         "healthy": FakeProvider(latency_s=LATENCY_S),
