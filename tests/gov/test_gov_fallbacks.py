@@ -114,3 +114,60 @@ def test_fallbacks_are_checked() -> None:
         AgentConfig(name="w", fallbacks=ScriptedAdapter(["x"]))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="fallbacks must be adapters"):
         AgentConfig(name="w", fallbacks=["openai"])  # type: ignore[list-item]
+
+
+def _held_run(
+    retry_after_s: float, use_async: bool
+) -> tuple[dict[str, str | None], list[FellBack], int]:
+    """Eight tasks on a primary whose first answer is a 429 asking for *retry_after_s*, with
+    a fallback; returns (endpoint that answered each task, FellBack events, primary calls)."""
+    from aegis_gov import RateLimitError  # noqa: PLC0415
+
+    calls = 0
+
+    def primary_reply(_messages: Sequence[Message]) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RateLimitError("p", "slow down", status_code=429, retry_after_s=retry_after_s)
+        return "primary"
+
+    primary = ScriptedAdapter(primary_reply, name="primary")
+    backup = ScriptedAdapter(lambda _messages: "backup", name="backup")
+    events: list[RunEvent] = []
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1),
+        retry=RetryPolicy(max_attempts=3, initial_delay_s=0.1, max_delay_s=5.0),
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig("w", adapter=primary, fallbacks=[backup]))
+    tasks = [Task(f"t{i}", agent="w") for i in range(8)]
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, on_event=events.append))
+    else:
+        result = oma.run_tasks(tasks, team, on_event=events.append)
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    answered = {task_id: r.endpoint for task_id, r in result.items()}
+    return answered, [e for e in events if isinstance(e, FellBack)], calls
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_tasks_with_a_fallback_move_on_from_an_endpoint_held_by_a_long_retry_after(
+    use_async: bool,
+) -> None:
+    # The primary asks for 1 s (longer than a retry's first wait, 0.1 s): the tasks that
+    # meet it held move to the fallback at once, as from an open circuit, instead of
+    # queueing behind the hold (each 429 renewing it: 12 such tasks took 115 s).
+    answered, fell, _calls = _held_run(1.0, use_async)
+    by_backup = [t for t, endpoint in answered.items() if endpoint and "backup" in endpoint]
+    assert len(by_backup) >= 7  # all but (at most) the one that drew the 429
+    assert fell
+    assert any("held" in e.error and "Retry-After" in e.error for e in fell)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_short_hold_is_waited_out_not_fallen_over(use_async: bool) -> None:
+    # 0.05 s is less than a retry's first wait: not worth sending tasks to the fallback.
+    answered, fell, calls = _held_run(0.05, use_async)
+    assert fell == []
+    assert all(endpoint and "primary" in endpoint for endpoint in answered.values())
+    assert calls == 9  # the 429, then one answer per task

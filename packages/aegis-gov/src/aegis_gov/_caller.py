@@ -231,6 +231,22 @@ class _Throttled(BaseException):
         self.error = error
 
 
+class _HeldError(CircuitOpenError):
+    """The endpoint is held for a provider's Retry-After, and the task can move on instead.
+
+    A :class:`CircuitOpenError` (the endpoint turns calls away for a while, as an open
+    circuit does), so a conversation with a fallback left falls over to it.
+    """
+
+    def __init__(
+        self, key: str | None, retry_after_s: float, state: CircuitState | str = "open"
+    ) -> None:
+        super().__init__(key, retry_after_s, state)  # (the base's pickling passes all three)
+        self.args = (
+            f"endpoint {key!r} is held {retry_after_s:.3f} s more for the provider's Retry-After",
+        )
+
+
 class _Crowded(BaseException):
     """A "too busy" answer carried out of the guarded call as an outcome the breaker ignores.
 
@@ -634,6 +650,8 @@ class EndpointCaller:
         half-open circuit), the task leaves an alarm in *alarms* for its next wait.
         """
         adapter, key = route.target(request.endpoint)
+        if self._held:
+            self._move_on_if_held(route, request, key)
 
         def send() -> ChatResponse:
             if executor is not None:
@@ -708,6 +726,8 @@ class EndpointCaller:
             adapter, key = route.adapter, route.key
         else:
             adapter, key = route.target(request.endpoint)
+        if self._held:
+            self._move_on_if_held(route, request, key)
         loop = asyncio.get_running_loop()
         shared = self._rate_store is not None  # a round trip to Redis: keep it off the loop
         # A pace in memory is taken here: a turn with no wait then starts with no coroutine.
@@ -877,6 +897,18 @@ class EndpointCaller:
         with self._adaptive_lock:
             if until > self._held.get(key, -math.inf):
                 self._held[key] = until
+
+    def _move_on_if_held(self, route: Route, request: ChatRequest, key: str) -> None:
+        """Raise :class:`_HeldError` to move a task with a fallback left off a held *key*.
+
+        Only for a hold longer than a retry's first wait, as from an open circuit. A shorter
+        one is waited out: no task would retry sooner anyway, and a provider's passing 429
+        should not send every task to the (often dearer) fallback.
+        """
+        if request.endpoint < len(route.fallbacks):
+            held = self._held_for(key)
+            if held > self.retry.initial_delay_s:
+                raise _HeldError(key, held)
 
     def _held_for(self, key: str) -> float:
         """Seconds *key* is still held for (0.0: not held)."""
