@@ -366,7 +366,7 @@ def test_what_reads_as_one_call_too_many(error: RetryableError, busy: bool) -> N
 
 
 class _SlowAnswersQuickRefusals(_CappedProvider):
-    """Holds *cap* calls until ``release``; refuses *refusals* more with 429s, sent together.
+    """Holds *cap* calls until ``release``; refuses the next *refusals* with 429s, together.
 
     The refused calls are answered together, once all of them have arrived (a barrier), so
     they are one burst whatever the order the run's workers start in.
@@ -379,9 +379,13 @@ class _SlowAnswersQuickRefusals(_CappedProvider):
         self.arrived: asyncio.Event | None = None
 
     def _take(self) -> bool:
-        """Hold the call (True), or count it as refused (False)."""
+        """Hold the call (True), or count it as one of the burst refused (False).
+
+        Only the first *refusals* calls past the cap are refused: a retry that comes before
+        ``release`` (a short backoff, a loaded machine) is held like the rest.
+        """
         with self._count:
-            if self.held < self.cap or self.release.is_set():
+            if self.held < self.cap or self.refused >= self.refusals:
                 self.held += 1
                 return True
             self.refused += 1

@@ -154,10 +154,10 @@ def _held_run(
 def test_tasks_with_a_fallback_move_on_from_an_endpoint_held_by_a_long_retry_after(
     use_async: bool,
 ) -> None:
-    # The primary asks for 1 s (longer than a retry's first wait, 0.1 s): the tasks that
+    # The primary asks for 2 s (longer than a retry's first wait, 0.1 s): the tasks that
     # meet it held move to the fallback at once, as from an open circuit, instead of
     # queueing behind the hold (each 429 renewing it: 12 such tasks took 115 s).
-    answered, fell, _calls = _held_run(1.0, use_async)
+    answered, fell, _calls = _held_run(2.0, use_async)
     by_backup = [t for t, endpoint in answered.items() if endpoint and "backup" in endpoint]
     assert len(by_backup) >= 7  # all but (at most) the one that drew the 429
     assert fell
