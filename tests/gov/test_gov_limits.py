@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import Sequence
 
+import attrs
 import pytest
 from aegis_adapters import AnthropicAdapter
 from aegis_gov import (
@@ -246,6 +247,9 @@ def test_the_live_tables_limiter_column_shows_requests_paced() -> None:
         adaptive=AdaptiveStatus(limit=4, in_flight=1, overloads=0, max_limit=4, paced=2),
     )
     assert row.limiter() == "240 req/min, adaptive, 2 paced"
+    assert row.adaptive is not None
+    held = attrs.evolve(row, adaptive=attrs.evolve(row.adaptive, held_s=12.2))
+    assert held.limiter() == "240 req/min, adaptive, 2 paced, held 13 s by Retry-After"
 
 
 def test_one_endpoint_spelled_two_ways_shares_its_breaker_and_declared_limit(

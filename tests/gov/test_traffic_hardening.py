@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import attrs
 import pytest
 from aegis_gov import (
     AgentConfig,
@@ -196,11 +197,24 @@ def test_a_huge_retry_after_holds_the_endpoint_no_longer_than_the_policy_waits(
     # The endpoint is held (in its pace; the circuit stays closed) for the policy's
     # longest wait, not the billion seconds: the next task waits that, then is answered.
     assert oma.pool.breaker(adapter.endpoint.key).state is CircuitState.CLOSED
+    # The hold is visible: get_status() says how long is left, and so does the live table.
+    adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    assert adaptive is not None
+    assert adaptive.held_s == pytest.approx(30.0, abs=0.01)
+    assert oma.get_status().to_dict()["endpoints"] == {
+        adapter.endpoint.key: oma.get_status().endpoints[adapter.endpoint.key].to_dict()
+    }
+    assert oma.get_status().endpoints[adapter.endpoint.key].to_dict()["adaptive"] == (
+        attrs.asdict(adaptive)
+    )
     start = clock.now
     second = oma.run_tasks([Task("b", agent="w")], team)
     assert second["b"].status is TaskState.DONE
     assert second["b"].output == "fine"
     assert clock.now - start == pytest.approx(30.0, abs=0.01)
+    adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    assert adaptive is not None
+    assert adaptive.held_s == 0.0
 
 
 def test_a_request_bigger_than_a_seconds_tokens_is_charged_in_full(clock: FakeClock) -> None:

@@ -103,6 +103,8 @@ class AdaptiveStatus:
     """The request rate learned from 429s (requests a second), or None before the first."""
     paced: int = 0
     """Requests waiting now for their turn in the endpoint's pace (declared or learned)."""
+    held_s: float = 0.0
+    """Seconds a provider's Retry-After still holds the endpoint (0.0: not held)."""
 
     def to_dict(self) -> dict[str, int | float | None]:
         """The snapshot as a JSON-ready dict."""

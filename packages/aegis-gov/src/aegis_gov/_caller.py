@@ -1142,7 +1142,10 @@ class EndpointCaller:
             learned = self._learned.get(key)
             rate = learned.rate() if learned is not None else None
             status[key] = attrs.evolve(
-                limit.status(), rate_per_s=rate, paced=self._paced.get(key, 0)
+                limit.status(),
+                rate_per_s=rate,
+                paced=self._paced.get(key, 0),
+                held_s=self._held_for(key),
             )
         return status
 

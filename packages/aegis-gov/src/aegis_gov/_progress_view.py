@@ -8,6 +8,7 @@ when fewer than :data:`NOTE_MIN_WIDTH` columns would remain (an 80-column termin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -116,6 +117,8 @@ class EndpointRow:
         a = self.adaptive
         if a is not None and a.paced:
             words.append(f"{a.paced} paced")
+        if a is not None and a.held_s > 0.0:
+            words.append(f"held {math.ceil(a.held_s):d} s by Retry-After")
         if a is not None and a.overloads:
             words.append(f"{a.overloads} overloaded")
         if a is not None and a.rate_per_s is not None:
