@@ -128,6 +128,15 @@ def test_a_full_result_round_trips() -> None:
     assert again == result
 
 
+@pytest.mark.parametrize("calls", [False, 0, "", {}])
+def test_tool_calls_that_are_falsy_but_no_array_are_refused(calls: object) -> None:
+    # The one-pass reader took a falsy tool_calls as "none" (found by Hypothesis).
+    with pytest.raises(ResultFormatError) as info:
+        TaskResult.from_dict({"task_id": "t", "status": "done", "tool_calls": calls})
+    assert info.value.field == "tool_calls"
+    assert "must be an array" in info.value.problem
+
+
 def test_task_result_from_dict_names_the_field_alone() -> None:
     with pytest.raises(ResultFormatError) as info:
         TaskResult.from_dict({"task_id": "t", "status": "done", "attempts": 0.5})

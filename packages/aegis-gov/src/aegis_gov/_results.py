@@ -240,7 +240,10 @@ def _fast_task(data: object) -> TaskResult | None:  # noqa: C901, PLR0911, PLR09
         return None
     if type(status) is not str or status not in _FINAL_STATES:  # (a list is not hashable)
         return None
-    if get("tool_calls") or get("skip_reason") is not None or get("value") is not None:
+    calls = get("tool_calls")
+    if calls is not None and (type(calls) is not list or calls):
+        return None  # tool calls, or a falsy non-array (false, 0, ""): checked field by field
+    if get("skip_reason") is not None or get("value") is not None:
         return None  # the field-by-field reader checks these
     for key in _OPTIONAL_STR:
         value = get(key)
