@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
@@ -14,6 +15,7 @@ from aegis_gov import (
     AgentPool,
     ChatResponse,
     CircuitState,
+    Limits,
     Message,
     OpenMultiAgent,
     ProviderUnavailableError,
@@ -28,7 +30,8 @@ from aegis_gov import (
     ToolSpec,
 )
 from aegis_gov._adaptive import AdaptiveLimit
-from aegis_gov._caller import _says_busy
+from aegis_gov._caller import EndpointCaller, _says_busy
+from aegis_gov._errors import EndpointBusyError
 from hypothesis import given
 
 from tests.gov.conftest import FakeClock
@@ -446,3 +449,64 @@ def test_a_burst_of_429s_to_calls_sent_together_cuts_the_limit_once(use_async: b
     assert adaptive is not None
     assert adaptive.overloads == 10  # each 429 is still seen
     assert adaptive.limit >= 10  # but the burst cost one cut
+
+
+class _Slow(ScriptedAdapter):
+    """Answers every call after *latency_s* (the model's time; nothing waits on the clock)."""
+
+    def __init__(self, latency_s: float) -> None:
+        super().__init__(["unused"], name="slow")
+        self.latency_s = latency_s
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        threading.Event().wait(self.latency_s)
+        return ChatResponse("ok")
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        await asyncio.sleep(self.latency_s)
+        return ChatResponse("ok")
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_tasks_queued_for_a_busy_endpoint_are_woken_not_polling(
+    use_async: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 24 tasks, 2 calls at a time, 0.1 s each: 1.2 s of queue. A task turned away is woken
+    # when a call ends; it used to look again every 0.25-0.5 s as well (about 1 ms of CPU a
+    # look with hundreds queued), each look sending it to the back of the queue: 43-47
+    # turn-aways here, 1,700 for 320 tasks.
+    turned_away = 0
+    start = EndpointCaller._start
+
+    def counting(self: EndpointCaller, *args: Any, **kwargs: Any) -> Any:
+        nonlocal turned_away
+        try:
+            return start(self, *args, **kwargs)
+        except EndpointBusyError:
+            turned_away += 1
+            raise
+
+    monkeypatch.setattr(EndpointCaller, "_start", counting)
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=8),
+        default_adapter=_Slow(0.1),
+        limits={"slow": Limits(max_concurrent=2)},
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(24)]
+    result = asyncio.run(oma.arun_tasks(tasks, team)) if use_async else oma.run_tasks(tasks, team)
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    assert all(r.attempts == 1 for r in result.values())  # a wait in the queue is no attempt
+    assert 22 <= turned_away <= 33  # each of the 22 queued once, a few overtaken by newcomers

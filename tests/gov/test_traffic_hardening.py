@@ -32,7 +32,7 @@ from aegis_gov import (
     ToolSpec,
 )
 from aegis_gov._adaptive import AdaptiveLimit
-from aegis_gov._conversation import Conversation
+from aegis_gov._conversation import Conversation, Sleep
 from aegis_gov._errors import EndpointBusyError
 from aegis_gov._limits import EndpointLimiter
 from aegis_gov._outcome import Failure, Raised
@@ -119,6 +119,26 @@ def test_a_queue_that_has_not_moved_for_the_whole_budget_is_given_up(clock: Fake
     assert isinstance(outcome, Failure)
     assert outcome.error is stuck
     assert "none started or ended in 10.5 s" in str(stuck)
+
+
+@pytest.mark.parametrize(
+    ("queued", "max_delay_s", "low", "high"),
+    [(False, 30.0, 0.25, 0.5), (True, 30.0, 2.5, 5.0), (True, 2.0, 1.0, 2.0)],
+    ids=["not-queued", "queued", "queued-short-max-delay"],
+)
+def test_a_task_queued_for_a_busy_endpoint_looks_again_only_rarely(
+    clock: FakeClock, queued: bool, max_delay_s: float, low: float, high: float
+) -> None:
+    # Queued to be woken when a call ends, a task needs no half-second polling: the wait
+    # is a safety net (up to 5 s, at most max_delay_s), and it spends no budget.
+    retry = RetryPolicy(initial_delay_s=0.5, max_delay_s=max_delay_s, max_total_delay_s=10.0)
+    steps = _conversation(clock, retry).steps()
+    next(steps)
+    for _ in range(20):  # however many times: no budget spent, no failure
+        waited = steps.send(Raised(EndpointBusyError("e", 1, queued=queued)))
+        assert isinstance(waited, Sleep)
+        assert low <= waited.seconds <= high
+        next(steps)
 
 
 def test_the_caller_gives_up_a_queue_behind_a_call_that_never_ends(clock: FakeClock) -> None:

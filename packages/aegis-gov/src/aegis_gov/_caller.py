@@ -1023,7 +1023,9 @@ class EndpointCaller:
         stalled = now - self._progress.setdefault(key, now)
         if limit.limit >= limit.max_limit:
             stalled = 0.0
-        raise EndpointBusyError(key, limit.limit, stalled_s=max(stalled, 0.0))
+        raise EndpointBusyError(
+            key, limit.limit, stalled_s=max(stalled, 0.0), queued=alarms is not None
+        )
 
     def _end(self, call: _Call) -> None:
         """A call is over: settle it, then wake who can go now."""

@@ -46,6 +46,9 @@ _FLOOD_FACTOR = 4
 _MAX_LISTED_CHARS = 200  # a refusal names the agent's tools only while the list is short
 _SPENT = "error: refused (max_tool_output_chars reached)"
 _FELL_OVER = -1.0  # what _after returns when the conversation moved to its next endpoint
+# How long a task queued for a busy endpoint waits before looking again if no call's end
+# woke it (a safety net: a call's end wakes it first), at most RetryPolicy.max_delay_s.
+_QUEUED_LOOK_S = 5.0
 
 _FREE_429S_PER_ATTEMPT = 10
 """A task's 429s that cost no attempt are at most this many per ``RetryPolicy.max_attempts``."""
@@ -372,7 +375,7 @@ class Conversation:
             self.attempts -= 1
             if error.stalled_s > self.retry.max_total_delay_s:
                 return _FELL_OVER if self._fall_over(error) else self._failure(error)
-            delay = self.rng.uniform(0.5, 1.0) * self.retry.initial_delay_s
+            delay = self._queue_wait(error)
             self._waited_s -= delay
             return delay
         if isinstance(error, BreakerError):  # a full bulkhead, a declared rate: no request
@@ -409,6 +412,18 @@ class Conversation:
         elif not self.fall_back_on_permanent_errors:
             return self._failure(error)
         return _FELL_OVER if self._fall_over(error) else self._failure(error)
+
+    def _queue_wait(self, error: EndpointBusyError) -> float:
+        """How long a task turned away by a busy endpoint waits before looking again.
+
+        Queued to be woken when a call ends, it needs no quick look: the wait is a safety
+        net. Looking every half second (the first retry's wait) cost about 1 ms of CPU a
+        task with hundreds queued, and each look sent the task to the back of the queue.
+        """
+        base = self.retry.initial_delay_s
+        if error.queued:
+            base = max(base, min(_QUEUED_LOOK_S, self.retry.max_delay_s))
+        return self.rng.uniform(0.5, 1.0) * base
 
     def _pacing(self, served: int | None, *, answering: bool = False) -> bool:
         """Whether a 429 is the provider pacing: its endpoint answered others since the last.

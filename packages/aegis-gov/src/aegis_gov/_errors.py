@@ -133,24 +133,33 @@ class EndpointBusyError(BreakerError, AegisError):
     from the lower-level :class:`~aegis_gov._caller.EndpointCaller`.
     """
 
-    def __init__(self, endpoint: str, limit: int, *, stalled_s: float = 0.0) -> None:
+    def __init__(
+        self, endpoint: str, limit: int, *, stalled_s: float = 0.0, queued: bool = False
+    ) -> None:
         """Record the endpoint, its limit at the time and how long its calls made no progress.
 
         *stalled_s*: seconds since a call of the endpoint last started or ended. A task
         gives up (or falls back) once that exceeds its ``RetryPolicy.max_total_delay_s``.
+        *queued*: whether the task was queued to be woken, first come first served, when a
+        call of the endpoint ends (it then looks again only rarely, as a safety net).
         """
         stalled = f"; none started or ended in {stalled_s:.3g} s" if stalled_s >= 1.0 else ""
         super().__init__(f"endpoint {endpoint!r} has its {limit} call(s) in flight{stalled}")
         self.endpoint = endpoint
         self.limit = limit
         self.stalled_s = stalled_s
+        self.queued = queued
 
     def __reduce__(self) -> tuple[Callable[..., EndpointBusyError], tuple[object, ...]]:
         """Pickle with the constructor arguments."""
-        return (_busy, (type(self), self.endpoint, self.limit, self.stalled_s))
+        return (_busy, (type(self), self.endpoint, self.limit, self.stalled_s, self.queued))
 
 
-def _busy(
-    cls: type[EndpointBusyError], endpoint: str, limit: int, stalled_s: float
+def _busy(  # pickle passes the arguments by position
+    cls: type[EndpointBusyError],
+    endpoint: str,
+    limit: int,
+    stalled_s: float,
+    queued: bool,  # noqa: FBT001
 ) -> EndpointBusyError:
-    return cls(endpoint, limit, stalled_s=stalled_s)
+    return cls(endpoint, limit, stalled_s=stalled_s, queued=queued)
