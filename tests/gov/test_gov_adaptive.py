@@ -451,34 +451,6 @@ def test_a_burst_of_429s_to_calls_sent_together_cuts_the_limit_once(use_async: b
     assert adaptive.limit >= 10  # but the burst cost one cut
 
 
-class _Slow(ScriptedAdapter):
-    """Answers every call after *latency_s* (the model's time; nothing waits on the clock)."""
-
-    def __init__(self, latency_s: float) -> None:
-        super().__init__(["unused"], name="slow")
-        self.latency_s = latency_s
-
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        system: str | None = None,
-        tools: Sequence[ToolSpec] = (),
-    ) -> ChatResponse:
-        threading.Event().wait(self.latency_s)
-        return ChatResponse("ok")
-
-    async def achat(
-        self,
-        messages: Sequence[Message],
-        *,
-        system: str | None = None,
-        tools: Sequence[ToolSpec] = (),
-    ) -> ChatResponse:
-        await asyncio.sleep(self.latency_s)
-        return ChatResponse("ok")
-
-
 @pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
 def test_tasks_queued_for_a_busy_endpoint_are_woken_not_polling(
     use_async: bool, monkeypatch: pytest.MonkeyPatch
@@ -501,7 +473,7 @@ def test_tasks_queued_for_a_busy_endpoint_are_woken_not_polling(
     monkeypatch.setattr(EndpointCaller, "_start", counting)
     oma = OpenMultiAgent(
         AgentPool(max_concurrent=8),
-        default_adapter=_Slow(0.1),
+        default_adapter=ScriptedAdapter(["ok"], name="slow", delay_s=0.1, cycle=True),
         limits={"slow": Limits(max_concurrent=2)},
     )
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
