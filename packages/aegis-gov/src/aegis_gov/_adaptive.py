@@ -9,7 +9,9 @@ call started before the last cut answers the same question and cuts nothing more
 provider that *refuses* a call as one too many in flight (a 503 or 529 while the
 endpoint's other calls are in flight) says more: it held at most those
 others, so the limit drops to that count at once — a burst of refusals lands it on the
-provider's cap instead of cutting once per refusal. Growth is ten times slower near the
+provider's cap instead of cutting once per refusal — unless a call succeeded lately with as
+many in flight: then no cap refused it (busy hosted models refuse at random), and it is an
+overload like any other. Growth is ten times slower near the
 level the last overload came at (a plateau, as TCP CUBIC's window flattens near where it
 last lost), so a provider capped at C calls is asked for C + 1 about once per 10 C calls.
 After an outage (a half-open circuit's probe succeeded) the limit restarts at half of
@@ -154,6 +156,11 @@ class AdaptiveLimit:
         self._outages = 0  # times the endpoint's circuit opened
         self._before = float(max_limit)  # the limit when the current run of overloads began
         self._cuts = 0  # times the limit was cut: a call started before the last cut is stale
+        # The most calls in flight when one succeeded, this stretch of successes and the last
+        # (a stretch is twice max_limit successes): what the provider was seen to hold.
+        self._held_now = 0
+        self._held_last = 0
+        self._stretch = 0
         self._lock = threading.Lock()
 
     @property
@@ -239,15 +246,27 @@ class AdaptiveLimit:
         It then held at most as many as the endpoint's other calls in flight now, so the
         limit drops to that (rather than by the usual tenth) and grows slowly near it; a
         refusal that finds the limit already that low says nothing new. A burst of
-        refusals thus lands the limit on the provider's cap, however many come back.
+        refusals thus lands the limit on the provider's cap, however many come back. Unless
+        a call succeeded lately with as many in flight (this stretch of twice ``max_limit``
+        successes or the last): the provider held that many, so no cap refused this one —
+        it is an overload like any other (a provider turning calls away at random, as
+        busy hosted models do, ratcheted the limit down by one per refusal: 5% of 503s
+        took a limit of 16 to 2).
         """
         with self._lock:
             in_flight = self._in_flight
             self._in_flight = in_flight - 1 if in_flight > 0 else 0  # (no max(): a call each)
             if overloaded is False:  # the common case first
                 self._succeeded(in_flight)
-            elif overloaded and refused:
+            elif overloaded and refused and in_flight > max(self._held_now, self._held_last):
                 self._refused(in_flight - 1)
+            elif overloaded and refused:  # it held that many lately: no cap, a passing overload
+                self._refusals += 1
+                if since is not None and since < self._cuts:
+                    self._overloads += 1
+                else:
+                    self._overloaded()
+                    self._ceiling = 0  # no cap near here: grow back at the usual speed
             elif overloaded and since is not None and since < self._cuts:
                 self._overloads += 1  # stale: the last cut already answered it
             elif overloaded:
@@ -281,6 +300,10 @@ class AdaptiveLimit:
 
     def _succeeded(self, in_flight: int) -> None:
         self._answered += 1
+        self._held_now = max(self._held_now, in_flight)
+        self._stretch += 1
+        if self._stretch >= 2 * self.max_limit:
+            self._held_last, self._held_now, self._stretch = self._held_now, 0, 0
         self._throttles = 0
         self._streak = False
         self._refusals = 0
