@@ -257,8 +257,8 @@ class AdaptiveLimit:
             in_flight = self._in_flight
             self._in_flight = in_flight - 1 if in_flight > 0 else 0  # (no max(): a call each)
             if overloaded is False:  # the common case first
-                self._succeeded(in_flight)
-            elif overloaded and refused and in_flight > max(self._held_now, self._held_last):
+                self._succeeded(in_flight, since is None or since >= self._cuts)
+            elif overloaded and refused and not self._held(in_flight):
                 self._refused(in_flight - 1)
             elif overloaded and refused:  # it held that many lately: no cap, a passing overload
                 self._refusals += 1
@@ -266,7 +266,8 @@ class AdaptiveLimit:
                     self._overloads += 1
                 else:
                     self._overloaded()
-                    self._ceiling = 0  # no cap near here: grow back at the usual speed
+                    if in_flight < max(self._held_now, self._held_last):
+                        self._ceiling = 0  # it held more: no cap near here, grow back as usual
             elif overloaded and since is not None and since < self._cuts:
                 self._overloads += 1  # stale: the last cut already answered it
             elif overloaded:
@@ -298,9 +299,21 @@ class AdaptiveLimit:
         self._streak = True
         self._cuts += 1
 
-    def _succeeded(self, in_flight: int) -> None:
+    def _held(self, in_flight: int) -> bool:
+        """Whether a call succeeded lately with at least *in_flight* calls in flight.
+
+        Lately: this stretch of twice ``max_limit`` successes, or the last. A call refused
+        with *in_flight* counted (itself included) found the others held; a provider that
+        held as many as *in_flight* lately has no cap there, so the refusal is a passing
+        overload (see :meth:`release`). A success counts no more in flight than the limit:
+        calls refused at once in a burst are still counted until their refusals come back.
+        """
+        return in_flight <= max(self._held_now, self._held_last)
+
+    def _succeeded(self, in_flight: int, fresh: bool) -> None:  # noqa: FBT001  # hot path
         self._answered += 1
-        self._held_now = max(self._held_now, in_flight)
+        if fresh:  # (one started before the last cut may count a burst's refusals in flight)
+            self._held_now = max(self._held_now, min(in_flight, int(self._limit + 1e-9)))
         self._stretch += 1
         if self._stretch >= 2 * self.max_limit:
             self._held_last, self._held_now, self._stretch = self._held_now, 0, 0

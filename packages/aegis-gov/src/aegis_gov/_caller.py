@@ -929,13 +929,16 @@ class EndpointCaller:
         pool's own ``is_failure`` still decides whether it counts.
 
         An endpoint that refuses call after call and answers none in between is not full
-        but down: past :func:`_refusals_allowed` refusals since its last answer, "too busy"
-        is an ordinary failure again (it counts against the breaker and the retry budget).
+        but down: past :func:`_refusals_allowed` refusals (of the pool's ``max_concurrent``:
+        one burst of calls sent together is refused all at once) since its last answer, "too
+        busy" is an ordinary failure again (it counts against the breaker and the retry
+        budget). The limit, not this, tells a cap's refusal from a provider busy at random
+        (see :meth:`AdaptiveLimit.release`): either way the task waits for a call to end.
         """
         limit = call.limit
         if not (_says_busy(exc) and limit.in_flight > 1):
             return False
-        if limit.refusals >= _refusals_allowed(limit.limit):
+        if limit.refusals >= _refusals_allowed(limit.max_limit):
             return False
         call.refused = True
         return self._own_rule is None
