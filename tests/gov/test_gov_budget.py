@@ -15,6 +15,8 @@ from aegis_gov import (
     Message,
     OpenMultiAgent,
     Price,
+    ProviderUnavailableError,
+    RetryPolicy,
     RunResult,
     ScriptedAdapter,
     SkipReason,
@@ -52,6 +54,41 @@ def test_no_request_after_the_budget_is_spent(use_async: bool) -> None:
     assert result.spent is not None
     assert (result.spent.tokens, result.spent.requests) == (1500, 3)
     assert RunResult.from_json(result.to_json()) == result
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_request_the_open_circuit_turned_away_is_not_spent(use_async: bool) -> None:
+    # A primary that always fails opens its circuit; tasks then meet the open circuit (no
+    # request) and fall back. Each of those was counted as a request spent: with 40 tasks
+    # and max_requests=60, about 32 requests left and 12 tasks were skipped as out of budget.
+    primary_calls: list[int] = []
+
+    def broken(_messages: Sequence[Message]) -> ChatResponse:
+        primary_calls.append(1)
+        raise ProviderUnavailableError("p", "down", status_code=500)
+
+    primary = ScriptedAdapter(broken, name="primary")
+    backup_calls: list[int] = []
+    backup = _counting(backup_calls)
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=4, consecutive_failure_limit=2, recovery_timeout_s=60),
+        retry=RetryPolicy(max_attempts=2, initial_delay_s=0.001),
+    )
+    team = OpenMultiAgent.create_team(
+        "t", AgentConfig(name="w", adapter=primary, fallbacks=[backup])
+    )
+    tasks = [Task(f"t{i}", agent="w") for i in range(40)]
+    budget = Budget(max_requests=60)
+    result = (
+        asyncio.run(oma.arun_tasks(tasks, team, budget=budget))
+        if use_async
+        else oma.run_tasks(tasks, team, budget=budget)
+    )
+    sent = len(primary_calls) + len(backup_calls)
+    assert sent <= 60
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    assert result.spent is not None
+    assert result.spent.requests == sent  # only what left
 
 
 def test_a_task_needing_another_request_fails_with_the_budget_error() -> None:

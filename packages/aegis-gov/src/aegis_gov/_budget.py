@@ -164,6 +164,11 @@ class BudgetMeter:
                 return
         raise BudgetSpentError(reached, self.spent())
 
+    def give_back(self) -> None:
+        """Uncount a request :meth:`admit` counted that was never sent (an open circuit)."""
+        with self._lock:
+            self._requests = max(self._requests - 1, 0)
+
     def record(self, endpoint: Endpoint, key: str, usage: Usage) -> None:
         """Add what a finished request used."""
         price = self._price(endpoint, key)

@@ -680,9 +680,11 @@ class EndpointCaller:
         if turn.wait > 0:
             turn = self._wait_turn(key, turn, pause or self._sleep, alarms)
         call = self._start(adapter, key, turn, alarms, None)
+        admitted = False
         try:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
+                admitted = True
             answer = self.pool.run_on(key, attempt, call)
             if isinstance(answer, _Declined):  # not the breaker's business; still an error
                 raise answer.error
@@ -705,6 +707,8 @@ class EndpointCaller:
         except _Crowded as crowded:
             raise call.crowded(alarms, None, crowded.error) from crowded.error
         finally:
+            if budget is not None and admitted and not call.went:
+                budget.give_back()  # the circuit (or bulkhead) sent nothing: not spent
             self._end(call)
         return answer
 
@@ -738,9 +742,11 @@ class EndpointCaller:
             )
         else:
             call = self._start(adapter, key, turn, alarms, loop)
+        admitted = False
         try:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
+                admitted = True
             answer = await self.pool.arun_on(
                 key, self._aattempt, call, route, adapter, request, sink, trace
             )
@@ -763,6 +769,8 @@ class EndpointCaller:
         except _Crowded as crowded:
             raise call.crowded(alarms, loop, crowded.error) from crowded.error
         finally:
+            if budget is not None and admitted and not call.went:
+                budget.give_back()  # the circuit (or bulkhead) sent nothing: not spent
             if shared and call.turn.limiter is not None:
                 await asyncio.to_thread(self._end, call)  # reconciles its tokens in Redis
             else:
@@ -1332,9 +1340,11 @@ class _Call:
     overloaded: bool | None = None
     refused: bool = False  # turned away as one call too many
     unsent: bool = False  # turned away by the circuit: no request left
+    went: bool = False  # the breaker let the request go (it was sent)
 
     def sent(self) -> None:
         """The request leaves now (inside the breaker): the learned pace counts it."""
+        self.went = True
         learned = self.turn.learned
         if learned is not None:
             self.sent_at = learned.sent()
