@@ -429,3 +429,59 @@ def test_an_outage_remembers_the_limit_to_climb_back_to() -> None:
         for _ in range(limit.in_flight):
             limit.release(overloaded=False)
     assert limit.limit == 8
+
+
+def test_tasks_given_a_long_retry_after_move_to_their_fallback_at_once(
+    clock: FakeClock,
+) -> None:
+    # Every request to the primary draws a 429 asking for 20 s; the backup is healthy. The
+    # tasks whose own request drew the 429 used to sleep out the 20 s, retry, draw another,
+    # and fall over only after max_attempts (40 s in all); tasks arriving later moved on at
+    # once. Now every one moves on at once.
+    primary = ScriptedAdapter(
+        [RateLimitError("p", "slow down", status_code=429, retry_after_s=20.0)],
+        name="primary",
+        cycle=True,
+    )
+    backup = ScriptedAdapter(["ok"], name="backup", cycle=True)
+    oma = OpenMultiAgent(AgentPool(max_concurrent=4, clock=clock), clock=clock, sleep=clock.sleep)
+    team = OpenMultiAgent.create_team(
+        "t", AgentConfig(name="w", adapter=primary, fallbacks=[backup])
+    )
+    result = oma.run_tasks([Task(f"t{i}", agent="w") for i in range(8)], team)
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    assert {r.endpoint for r in result.values()} == {backup.endpoint.key}
+    assert max(clock.sleeps, default=0.0) < 1.0, clock.sleeps  # nobody waited the 20 s
+    assert len(primary.calls) <= 8
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_an_endpoint_answering_only_429s_with_retry_after_opens_its_circuit(
+    use_async: bool,
+) -> None:
+    # Every request draws a 429 with a short Retry-After and nothing is ever answered. Its
+    # 429s never counted against the breaker, and waits for its holds spend no budget, so
+    # the endpoint went one request per Retry-After and 50 tasks never gave up (the
+    # attacker's run: 56 requests in 90 s, none failed). Past the 429s a pacing provider
+    # may send with nothing answered, they count: the circuit opens and tasks give up.
+    provider = ScriptedAdapter(
+        [RateLimitError("m", "slow down", status_code=429, retry_after_s=0.05)],
+        name="m",
+        cycle=True,
+    )
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=4, recovery_timeout_s=60.0),
+        default_adapter=provider,
+        retry=RetryPolicy(max_attempts=3, max_total_delay_s=5.0),
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(20)]
+    result = (
+        asyncio.run(oma.arun_tasks(tasks, team, run_timeout_s=60))
+        if use_async
+        else oma.run_tasks(tasks, team, run_timeout_s=60)
+    )
+    assert {r.status for r in result.values()} == {TaskState.FAILED}
+    assert not result.cancelled
+    assert oma.pool.breaker(provider.endpoint.key).state is CircuitState.OPEN
+    assert len(provider.calls) <= 30

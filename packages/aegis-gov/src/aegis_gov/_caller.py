@@ -286,12 +286,10 @@ def _says_busy(exc: RetryableError) -> bool:
 
 def counts_against_breaker(exc: BaseException) -> bool:
     """The default rule: whether *exc* counts as a failure of its endpoint's breaker."""
-    # A 429 that says how long to wait is a provider at its limit, not a provider down: the
-    # endpoint is held for its Retry-After instead (a failing probe would reopen the circuit
-    # for the whole recovery timeout). Under this rule the caller also leaves out, without
-    # counting them either way, the 429s of an endpoint that still answers (see _paces).
-    if isinstance(exc, RateLimitError) and exc.retry_after_s:
-        return False
+    # Under this rule the caller also leaves out, without counting them either way, the 429s
+    # of an endpoint that may still be answering (see _paces); a Retry-After holds the
+    # endpoint in its pace. A provider answering nothing but 429s, Retry-After or not, is
+    # refusing everyone: those count, so its circuit opens and its tasks give up or move on.
     return isinstance(exc, RetryableError)
 
 
@@ -631,7 +629,7 @@ class EndpointCaller:
 
     # -- requests ------------------------------------------------------------------------
 
-    def chat(  # noqa: C901  # pacing, admission, budget, the call and its outcome, in order
+    def chat(  # noqa: C901, PLR0915  # pacing, admission, budget, the call and its outcome
         self,
         route: Route,
         request: ChatRequest,
@@ -670,7 +668,7 @@ class EndpointCaller:
             except Exception as exc:
                 if isinstance(exc, RetryableError) and self._refused(exc, call):
                     raise _Crowded(exc) from None
-                if isinstance(exc, RateLimitError) and self._paces(exc, call):
+                if isinstance(exc, RateLimitError) and self._paces(call):
                     raise _Throttled(exc) from None
                 if self._counts(exc):
                     raise
@@ -805,7 +803,7 @@ class EndpointCaller:
         except Exception as exc:
             if isinstance(exc, RetryableError) and self._refused(exc, call):
                 raise _Crowded(exc) from None
-            if isinstance(exc, RateLimitError) and self._paces(exc, call):
+            if isinstance(exc, RateLimitError) and self._paces(call):
                 raise _Throttled(exc) from None
             if self._counts(exc):
                 raise
@@ -951,13 +949,13 @@ class EndpointCaller:
         call.refused = True
         return self._own_rule is None
 
-    def _paces(self, exc: RateLimitError, call: _Call) -> bool:
-        """Whether the breaker should leave *exc* out: a 429 of a provider pacing, not down.
+    def _paces(self, call: _Call) -> bool:
+        """Whether the breaker should leave *call*'s 429 out: a provider pacing, not down.
 
         Under the default failure rule, a 429 neither counts nor resets the count while its
-        endpoint may still be answering: it has a Retry-After (the endpoint is held for it),
-        other calls of the endpoint are in flight (a burst, or slow answers on their way), or
-        no more than :func:`_refusals_allowed` of the pool's ``max_concurrent`` 429s came
+        endpoint may still be answering: other calls of the endpoint are in flight (a burst,
+        or slow answers on their way), or no more than :func:`_refusals_allowed` of the
+        pool's ``max_concurrent`` 429s came
         since the endpoint last answered, or it answered within the breaker's recovery
         timeout. Past that, a 429 alone in flight is a provider answering nothing but 429s,
         refusing everyone: it counts, so the circuit opens. The count is of the ceiling, not
@@ -967,7 +965,7 @@ class EndpointCaller:
             return False
         limit = call.limit
         throttles = limit.throttled()
-        if exc.retry_after_s or limit.in_flight > 1:
+        if limit.in_flight > 1:
             return True
         return throttles <= _refusals_allowed(limit.max_limit) or self._answering(call.key)
 

@@ -344,7 +344,7 @@ class Conversation:
             self._waited_s += delay
             yield Sleep(delay)
 
-    def _after(  # noqa: C901, PLR0911  # one per kind
+    def _after(  # noqa: C901, PLR0911, PLR0912  # one per kind
         self, error: Exception, served: int | None = None, *, answering: bool = False
     ) -> float | Failure | None:
         """What a failed request leads to.
@@ -405,6 +405,16 @@ class Conversation:
             return self.retry.next_delay_s(
                 self._throttles, error.retry_after_s, waited_s=self._waited_s, rng=self.rng
             )
+        if (
+            isinstance(error, RateLimitError)
+            and error.retry_after_s is not None
+            and error.retry_after_s > self.retry.initial_delay_s
+            and self._fall_over(error)
+        ):
+            # Asked to wait longer than a retry's first wait, with a fallback left: move on
+            # now, as a task arriving at the held endpoint does, rather than sleep out the
+            # Retry-After (and again after the next 429) before falling over.
+            return _FELL_OVER
         if isinstance(error, RetryableError):
             self._failures += 1
             if self._failures < self.retry.max_attempts:
