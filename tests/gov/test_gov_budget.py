@@ -91,6 +91,35 @@ def test_a_request_the_open_circuit_turned_away_is_not_spent(use_async: bool) ->
     assert result.spent.requests == sent  # only what left
 
 
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_provider_reporting_no_usage_still_spends_a_token_budget(use_async: bool) -> None:
+    # A gateway that leaves out `usage`: each answer used to count 0 tokens, so a token or
+    # cost budget never ran out. The usage is estimated instead (about 4 chars a token):
+    # here 100 tokens in (400 chars of prompt) and 100 out (400 chars of answer).
+    calls: list[int] = []
+
+    def reply(_messages: Sequence[Message]) -> ChatResponse:
+        calls.append(1)
+        return ChatResponse("y" * 400)  # no usage reported
+
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1), default_adapter=ScriptedAdapter(reply, name="gw")
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    chain = [Task("t0", "x" * 400, agent="w")]
+    chain += [Task(f"t{i}", "x" * 400, agent="w", depends_on=[f"t{i - 1}"]) for i in range(1, 6)]
+    budget = Budget(max_total_tokens=500)  # over 200 a call (with the prompt's framing)
+    result = (
+        asyncio.run(oma.arun_tasks(chain, team, budget=budget))
+        if use_async
+        else oma.run_tasks(chain, team, budget=budget)
+    )
+    assert 2 <= len(calls) <= 3  # then the budget is spent: no more requests
+    assert result["t5"].skip_reason is SkipReason.BUDGET_SPENT
+    assert result.spent is not None
+    assert result.spent.tokens >= 500
+
+
 def test_a_task_needing_another_request_fails_with_the_budget_error() -> None:
     calls: list[int] = []
     oma = OpenMultiAgent(AgentPool(max_concurrent=2), default_adapter=_counting(calls))

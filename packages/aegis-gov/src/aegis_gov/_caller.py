@@ -43,6 +43,7 @@ from aegis_adapters import (
     RetryableError,
     ToolCall,
     ToolSpec,
+    Usage,
     as_chat_adapter,
     is_chat_adapter,
     supports_output_schema,
@@ -687,7 +688,7 @@ class EndpointCaller:
             if isinstance(answer, _Declined):  # not the breaker's business; still an error
                 raise answer.error
             if budget is not None:
-                budget.record(adapter.endpoint, key, answer.usage)
+                budget.record(adapter.endpoint, key, _billed(request, answer))
             call.answer = answer
         except RetryableError as exc:
             if call.refused:  # a refusal a pool's own is_failure judged: still a wait
@@ -751,7 +752,7 @@ class EndpointCaller:
             if isinstance(answer, _Declined):  # not the breaker's business; still an error
                 raise answer.error
             if budget is not None:
-                budget.record(adapter.endpoint, key, answer.usage)
+                budget.record(adapter.endpoint, key, _billed(request, answer))
             call.answer = answer
         except RetryableError as exc:
             if call.refused:
@@ -1445,6 +1446,22 @@ _MIN_REFUSALS: Final = 8
 def _refusals_allowed(limit: int) -> int:
     """How many refusals with no answer between still read as "full", at *limit* in flight."""
     return max(2 * limit, _MIN_REFUSALS)
+
+
+def _billed(request: ChatRequest, answer: ChatResponse) -> Usage:
+    """What a budget counts for *answer*: its reported usage, else an estimate of it.
+
+    A provider (or gateway) that reports no usage must not leave token and cost budgets
+    unspent for ever: the input is estimated as a declared limit does (about four
+    characters a token), the output from the text and tool calls returned.
+    """
+    usage = answer.usage
+    if usage.input_tokens or usage.output_tokens:
+        return usage
+    out = len(answer.text) + sum(
+        len(call.name) + len(str(call.arguments)) for call in answer.tool_calls
+    )
+    return Usage(input_tokens=_estimate(request), output_tokens=(out + 3) // 4)
 
 
 def _estimate(request: ChatRequest) -> int:
