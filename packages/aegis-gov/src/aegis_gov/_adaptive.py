@@ -102,7 +102,8 @@ class AdaptiveStatus:
     max_limit: int
     """The ceiling: the pool's ``max_concurrent``."""
     rate_per_s: float | None = None
-    """The request rate learned from 429s (requests a second), or None before the first."""
+    """The request rate learned from 429s (requests a second); None until a 429 comes with
+    answers (or requests the provider took) to learn it from."""
     paced: int = 0
     """Requests waiting now for their turn in the endpoint's pace (declared or learned)."""
     held_s: float = 0.0
