@@ -39,7 +39,8 @@ from hypothesis import given
 from tests.gov.conftest import FakeClock
 
 steps = st.lists(
-    st.sampled_from(["acquire", "ok", "overload", "neutral", "recovered"]), max_size=200
+    st.sampled_from(["acquire", "ok", "overload", "timeout", "neutral", "recovered"]),
+    max_size=200,
 )
 
 
@@ -56,7 +57,8 @@ def test_the_limit_stays_in_bounds_and_is_never_exceeded(max_limit: int, ops: li
             limit.recovered()
         elif held:
             held -= 1
-            limit.release(overloaded={"ok": False, "overload": True, "neutral": None}[op])
+            overloaded = {"ok": False, "overload": True, "timeout": True, "neutral": None}[op]
+            limit.release(overloaded=overloaded, timed_out=op == "timeout")
         status = limit.status()
         assert 1 <= status.limit <= max_limit
         assert status.in_flight == held
@@ -81,6 +83,39 @@ def test_overload_cuts_a_tenth_and_used_successes_grow_it_back() -> None:
         for _ in range(limit.limit):
             limit.release(overloaded=False)
     assert limit.limit == 10
+
+
+def test_an_endpoint_that_answers_nothing_in_time_is_down_to_one_call() -> None:
+    # Calls to a hanging endpoint hold run slots for a whole timeout each. One timeout is an
+    # overload like any (a tenth off); a second with no answer between is an endpoint that
+    # answers nothing: one call at a time, so the other slots serve other endpoints. (A
+    # neighbour's 40 tasks of 50 ms beside 8 tasks on such an endpoint, 4 slots, 2 s
+    # timeouts: the last done at 4.1-7.2 s; at 2.8 s with this.)
+    limit = AdaptiveLimit(8)
+    started = []
+    for _ in range(8):
+        assert limit.try_acquire()
+        started.append(limit.cuts)
+    limit.release(overloaded=True, since=started[0], timed_out=True)
+    assert limit.limit == 7  # the first: an overload
+    limit.release(overloaded=True, since=started[1], timed_out=True)
+    assert limit.limit == 1  # the second, though started before the cut: nothing answers
+    for since in started[2:]:
+        limit.release(overloaded=True, since=since, timed_out=True)
+    assert limit.limit == 1
+    assert limit.status().overloads == 8
+    # Once it answers, the limit climbs back by one a success to where it was.
+    for expected in range(2, 9):
+        assert limit.try_acquire()
+        limit.release(overloaded=False, since=limit.cuts)
+        assert limit.limit == expected
+    # Timeouts with an answer between are overloads, a tenth off each.
+    for _ in range(2):
+        assert limit.try_acquire()
+        limit.release(overloaded=True, since=limit.cuts, timed_out=True)
+        assert limit.try_acquire()
+        limit.release(overloaded=False, since=limit.cuts)
+    assert limit.limit == 6  # 8 * 0.9 * 0.9
 
 
 def test_overloads_of_calls_started_before_the_last_cut_cut_nothing_more() -> None:

@@ -154,6 +154,7 @@ class AdaptiveLimit:
         self._refusals = 0  # refusals since the last success
         self._answered = 0  # calls that succeeded, ever
         self._throttles = 0  # 429s since the last success
+        self._timeouts = 0  # calls timed out since the last success
         self._outages = 0  # times the endpoint's circuit opened
         self._before = float(max_limit)  # the limit when the current run of overloads began
         self._cuts = 0  # times the limit was cut: a call started before the last cut is stale
@@ -232,7 +233,12 @@ class AdaptiveLimit:
             return True
 
     def release(
-        self, *, overloaded: bool | None, refused: bool = False, since: int | None = None
+        self,
+        *,
+        overloaded: bool | None,
+        refused: bool = False,
+        since: int | None = None,
+        timed_out: bool = False,
     ) -> None:
         """One call ended: ``True`` overloaded, ``False`` succeeded, ``None`` tells nothing.
 
@@ -253,12 +259,20 @@ class AdaptiveLimit:
         it is an overload like any other (a provider turning calls away at random, as
         busy hosted models do, ratcheted the limit down by one per refusal: 5% of 503s
         took a limit of 16 to 2).
+
+        *timed_out*: the (overloaded) call got no answer in time. A second one with no
+        success between is an endpoint that answers nothing: the limit drops to
+        ``min_limit`` (its calls would hold run slots for a whole timeout each, slots that
+        tasks of other endpoints could use) and climbs back by one a success once it
+        answers, to where it was.
         """
         with self._lock:
             in_flight = self._in_flight
             self._in_flight = in_flight - 1 if in_flight > 0 else 0  # (no max(): a call each)
             if overloaded is False:  # the common case first
                 self._succeeded(in_flight, since is None or since >= self._cuts)
+            elif overloaded and timed_out and self._timeouts >= 1:
+                self._unresponsive()
             elif overloaded and refused and not self._held(in_flight):
                 self._refused(in_flight - 1)
             elif overloaded and refused:  # it held that many lately: no cap, a passing overload
@@ -273,6 +287,20 @@ class AdaptiveLimit:
                 self._overloads += 1  # stale: the last cut already answered it
             elif overloaded:
                 self._overloaded()
+            if overloaded and timed_out:
+                self._timeouts += 1
+
+    def _unresponsive(self) -> None:
+        self._overloads += 1
+        if self._limit <= self.min_limit:
+            return
+        if not self._streak:
+            self._before = self._limit
+        self._threshold = max(self._threshold, self._before)  # back by one a success
+        self._ceiling = 0
+        self._limit = float(self.min_limit)
+        self._streak = True
+        self._cuts += 1
 
     def _overloaded(self) -> None:
         self._overloads += 1
@@ -319,6 +347,7 @@ class AdaptiveLimit:
         if self._stretch >= 2 * self.max_limit:
             self._held_last, self._held_now, self._stretch = self._held_now, 0, 0
         self._throttles = 0
+        self._timeouts = 0
         self._streak = False
         self._refusals = 0
         limit = self._limit

@@ -264,6 +264,7 @@ _TOO_MANY_REQUESTS = 429
 _OVERLOAD_STATUSES = frozenset({_TOO_MANY_REQUESTS, 503, 529})
 
 
+_TIMED_OUT: Final = "timed out"  # how the adapters word a call given up on waiting
 _BUSY_STATUSES = frozenset({503, 529})
 _CONCURRENCY_WORDS = ("concurren", "parallel", "in flight", "in-flight")
 
@@ -272,7 +273,7 @@ def _is_overload(exc: RetryableError) -> bool:
     """Whether *exc* says the endpoint has more than it can take (not that it is down)."""
     if isinstance(exc, RateLimitError) or exc.status_code in _OVERLOAD_STATUSES:
         return True
-    return "timed out" in exc.provider_message
+    return _TIMED_OUT in exc.provider_message
 
 
 def _says_busy(exc: RetryableError) -> bool:
@@ -595,6 +596,37 @@ class EndpointCaller:
             )
 
         return execute
+
+    def task_gate(self, routes: Mapping[str, Route]) -> Callable[[Work], bool]:
+        """Whether a task's endpoints would take its call now (for the thread driver)."""
+
+        def takes(work: Work) -> bool:
+            route = routes[work.agent.name]
+            return any(
+                self._takes_now(route.target(index)[1]) for index in range(len(route.fallbacks) + 1)
+            )
+
+        return takes
+
+    def _takes_now(self, key: str) -> bool:
+        """Whether *key* would let a new call through now (read only: nothing is taken).
+
+        Not if a Retry-After holds it, its adaptive limit is full, or its circuit is open
+        (or half-open with tasks already waiting for the probe). A forced-open circuit
+        turns a task away at once, so that task is let start: it ends or falls over.
+        """
+        if self._held and self._held_for(key) > 0.0:
+            return False
+        limit = self._adaptive.get(key)
+        if limit is not None and limit.free <= 0:
+            return False
+        breaker = self.pool.breakers.get(key)
+        if breaker is None:
+            return True
+        state = breaker.state
+        if state is CircuitState.OPEN:
+            return False
+        return not (state is CircuitState.HALF_OPEN and self._probing.get(key))
 
     def async_task_runner(
         self,
@@ -1340,6 +1372,7 @@ class _Call:
     refused: bool = False  # turned away as one call too many
     unsent: bool = False  # turned away by the circuit: no request left
     went: bool = False  # the breaker let the request go (it was sent)
+    timed_out: bool = False  # no answer came in time
 
     def sent(self) -> None:
         """The request leaves now (inside the breaker): the learned pace counts it."""
@@ -1351,6 +1384,7 @@ class _Call:
     def failed(self, exc: RetryableError) -> None:
         """The call ended in a retryable error: was that overload, and a 429 to learn from?"""
         self.overloaded = True if _is_overload(exc) else None  # a 500 says nothing of load
+        self.timed_out = _TIMED_OUT in exc.provider_message
         self.learn(exc)
 
     def learn(self, exc: RetryableError) -> None:
@@ -1422,7 +1456,12 @@ class _Call:
             self.overloaded = False
             if self.turn.learned is not None:
                 self.turn.learned.answered()
-        self.limit.release(overloaded=self.overloaded, refused=self.refused, since=self.since)
+        self.limit.release(
+            overloaded=self.overloaded,
+            refused=self.refused,
+            since=self.since,
+            timed_out=self.timed_out,
+        )
         if self.probe and self.answer is not None:
             self.limit.recovered()
         if self.turn.limiter is not None:

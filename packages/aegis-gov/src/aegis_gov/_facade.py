@@ -371,6 +371,7 @@ class OpenMultiAgent:
                 limits=limits,
                 clock=self._clock,
                 workers=self._workers,
+                gate=self._caller.task_gate(routes),
             )
         return state.result()
 

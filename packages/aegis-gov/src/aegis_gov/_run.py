@@ -474,12 +474,32 @@ class _Flight(Generic[H]):
     deadlines, cancellation and the run's slots. The drivers only decide how to wait.
     """
 
-    def __init__(self, state: RunState, limits: RunLimits, slots: Slots, *, started: float) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        limits: RunLimits,
+        slots: Slots,
+        *,
+        started: float,
+        gate: Callable[[Work], bool] | None = None,
+    ) -> None:
         self.state = state
         self.limits = limits
         self.slots = slots
         self.inflight: dict[H, tuple[Work, Slot]] = {}
         self.deadlines = _Deadlines(limits, started)
+        self.gate = gate
+        """Whether a task's endpoint would take its call now (threads only; see ``held``)."""
+        self.held: dict[str, collections.deque[tuple[Work, float]]] = {}
+        """Started tasks kept back without a thread, by agent, with when each started.
+
+        With ``max_parked`` tasks already parked (each in its thread), a new task whose
+        endpoints would all turn it away (held by a Retry-After, circuit open, at their
+        concurrency limit) is not given a thread to park in: it waits here, and tasks of
+        other endpoints start meanwhile. Without this, a run whose first hundreds of tasks
+        were on a sick endpoint started nothing else until they came back.
+        """
+        self._since: dict[int, float] = {}  # held tasks let go: when each started, by id()
 
     def ready(self, now: float) -> list[tuple[Work, Slot]]:
         """Apply cancellation and the run deadline, then claim work for the free slots."""
@@ -495,13 +515,74 @@ class _Flight(Generic[H]):
         budget = self.limits.budget
         if budget is not None and not self.state.stopped and budget.spent_out:
             self.state.stop(SkipReason.BUDGET_SPENT)  # no new task; calls in flight finish
-        work = self.state.take_ready(self.slots.claimable())
+        if self.gate is None:
+            work = self.state.take_ready(self.slots.claimable())
+        else:
+            work = self._gated(now)
         return list(zip(work, self.slots.claim_many(len(work)), strict=True))
+
+    def _gated(self, now: float) -> list[Work]:
+        """Held tasks the endpoint takes now first, then new work (held back if need be)."""
+        if self.held:
+            self._drop_held(now)
+        free = self.slots.claimable(past_lot=True)
+        gate = cast("Callable[[Work], bool]", self.gate)
+        work = self._release_held(free, gate) if self.held else []
+        free -= len(work)
+        verdicts: dict[str, bool] = {}
+        while free > 0 and (batch := self.state.take_ready(free)):
+            for item in batch:
+                name = item.agent.name
+                if self.slots.lot_full or name in self.held:
+                    takes = verdicts.get(name)
+                    if takes is None:
+                        takes = verdicts[name] = name not in self.held and gate(item)
+                    if not takes:
+                        self.held.setdefault(name, collections.deque()).append((item, now))
+                        continue
+                work.append(item)
+                free -= 1
+        return work
+
+    def _release_held(self, free: int, gate: Callable[[Work], bool]) -> list[Work]:
+        """Up to *free* held tasks, oldest first by agent, whose endpoint takes them now."""
+        work: list[Work] = []
+        for name, group in list(self.held.items()):
+            if len(work) >= free:
+                break
+            if self.slots.lot_full and not gate(group[0][0]):
+                continue
+            while group and len(work) < free:
+                item, since = group.popleft()
+                self._since[id(item)] = since
+                work.append(item)
+            if not group:
+                del self.held[name]
+        return work
+
+    def _drop_held(self, now: float) -> None:
+        """End held tasks the run gave up (cancelled, past its deadline) or past their own."""
+        if self.state.cancelled:
+            for group in self.held.values():
+                for item, _since in group:
+                    self.state.finish(item, _overrun(item, self.limits, cancelled=True))
+            self.held.clear()
+            return
+        timeout = self.limits.task_timeout_s
+        if timeout is None:
+            return
+        for name, group in list(self.held.items()):
+            while group and group[0][1] + timeout <= now:
+                item, _since = group.popleft()
+                self.state.finish(item, _overrun(item, self.limits, cancelled=False))
+            if not group:
+                del self.held[name]
 
     def launched(self, handle: H, work: Work, slot: Slot, now: float) -> None:
         self.inflight[handle] = (work, slot)
+        since = self._since.pop(id(work), now) if self._since else now
         if self.limits.task_timeout_s is not None:  # (no call for a run without one)
-            self.deadlines.track(handle, now)
+            self.deadlines.track(handle, since)
 
     def landed(self, handle: H, outcome: Callable[[], Outcome]) -> None:
         """A call finished; ignore it if it was already given up on."""
@@ -539,6 +620,7 @@ class _Flight(Generic[H]):
             work, slot = self.inflight.pop(handle)
             slot.leave()
             self.state.finish(work, _overrun(work, self.limits, cancelled=True))
+        self._drop_held(math.inf)
         return handles
 
 
@@ -546,7 +628,8 @@ def max_parked(max_concurrent: int) -> int:
     """How many tasks of a threaded run may wait without a slot (each keeps a thread).
 
     Threads start only as they are needed, so the cap costs nothing until a run parks that
-    many; past it, no new task starts until a parked one comes back.
+    many; past it, a new task starts only if one of its endpoints would take its call now
+    (the others wait without a thread until one would, or until parked tasks come back).
     """
     return max(64, 16 * max_concurrent)
 
@@ -610,6 +693,7 @@ def run_threads(
     limits: RunLimits,
     clock: Callable[[], float] = time.monotonic,
     workers: Workers | None = None,
+    gate: Callable[[Work], bool] | None = None,
 ) -> None:
     """Drive a run with threads: start each task as soon as it is ready, up to the limit.
 
@@ -623,13 +707,17 @@ def run_threads(
     run is cancelled with no grace and :class:`RunCancelledError` carries the partial result,
     in which every task is DONE, FAILED or SKIPPED. (A KeyboardInterrupt raised at an
     arbitrary bytecode could land between claiming a task and tracking it.)
+
+    *gate* tells whether a task's endpoint would take its call now: with it, once
+    :func:`max_parked` tasks are parked, tasks it turns away wait without a thread while
+    others start (without it, nothing starts until a parked task comes back).
     """
     parked = max_parked(max_concurrent)
     if workers is None or workers.size < max_concurrent + parked:
         workers = Workers(max_concurrent + parked)
         workers.close()  # used for this run only: shut down when it ends
     with workers.borrow() as (pool, retire):
-        _drive_threads(state, execute, pool, retire, max_concurrent, limits, clock)
+        _drive_threads(state, execute, pool, retire, max_concurrent, limits, clock, gate)
 
 
 def _drive_threads(  # noqa: PLR0917  # the driver's state, handed over once
@@ -640,11 +728,12 @@ def _drive_threads(  # noqa: PLR0917  # the driver's state, handed over once
     max_concurrent: int,
     limits: RunLimits,
     clock: Callable[[], float],
+    gate: Callable[[Work], bool] | None,
 ) -> None:
     parked = max_parked(max_concurrent)
     finished: queue.SimpleQueue[Future[Outcome] | None] = queue.SimpleQueue()
     slots = Slots(max_concurrent, max_parked=parked, wake=lambda: finished.put(None))
-    flight: _Flight[Future[Outcome]] = _Flight(state, limits, slots, started=clock())
+    flight: _Flight[Future[Outcome]] = _Flight(state, limits, slots, started=clock(), gate=gate)
     interrupted = threading.Event()
     interrupt: KeyboardInterrupt | None = None
     abandoned = False
@@ -656,8 +745,9 @@ def _drive_threads(  # noqa: PLR0917  # the driver's state, handed over once
                     future = pool.submit(execute, work, slot)
                     flight.launched(future, work, slot, now)
                     future.add_done_callback(finished.put)
-                if not flight.inflight:
+                if not flight.inflight and not flight.held:
                     break
+                # (at most _WAKE_S: held tasks are looked at again at least that often)
                 _land(flight, finished, flight.deadlines.wait_s(now))
                 if interrupted.is_set():
                     interrupt = KeyboardInterrupt()

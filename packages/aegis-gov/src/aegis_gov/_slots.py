@@ -54,12 +54,26 @@ class Slots:
         self._lock = threading.Lock()
         self._waiters: collections.deque[tuple[Slot, Callable[[], None]]] = collections.deque()
 
-    def claimable(self) -> int:
-        """How many new tasks may start now (none while a returning task waits for a slot)."""
+    def claimable(self, *, past_lot: bool = False) -> int:
+        """How many new tasks may start now (none while a returning task waits for a slot).
+
+        None either once ``max_parked`` tasks wait without a slot, unless *past_lot*: then as
+        many as there are slots and threads for (each parked task past the cap keeps one of
+        the threads that slots count on), for a driver that starts only the tasks an
+        endpoint will take at once (see :attr:`lot_full`).
+        """
         with self._lock:
-            if self._waiters or self.parked >= self.max_parked:
+            if self._waiters:
                 return 0
-            return self.limit - self.active
+            over = self.parked - self.max_parked
+            if over >= 0 and not past_lot:
+                return 0
+            return max(self.limit - self.active - max(over, 0), 0)
+
+    @property
+    def lot_full(self) -> bool:
+        """Whether ``max_parked`` tasks wait without a slot: a new task should not park."""
+        return self.parked >= self.max_parked
 
     def claim(self) -> Slot:
         """A slot for a task the driver is starting (it checked :meth:`claimable`)."""
