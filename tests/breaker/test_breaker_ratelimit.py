@@ -200,6 +200,75 @@ def test_cancel_with_later_reservations_keeps_their_slots() -> None:
     assert limit.reserve(2) == pytest.approx(4.0)  # at the end of the queue, not before
 
 
+@pytest.mark.parametrize("order", ["front first", "back first", "middle out"])
+def test_a_whole_line_given_up_leaves_the_bucket_as_before_it_formed(order: str) -> None:
+    # A run timed out with ten callers waiting in line gives them up front first. Each had
+    # later waiters scheduled behind it, so nothing came back, and the next caller waited
+    # for ten turns nobody would take (9.5 s instead of 0.5 s; 16 s for a facade's next
+    # one-task run at 60 requests a minute).
+    limit, clock = limiter(rate=1, per_s=1, burst=1)
+    limit.reserve()  # goes now: the bucket is empty
+    waits = [limit.reserve() for _ in range(10)]
+    assert waits == pytest.approx([float(n) for n in range(1, 11)])
+    clock.advance(0.5)
+    gos = waits  # their go times: the clock read 0 when they reserved
+    turn = {
+        "front first": gos,
+        "back first": gos[::-1],
+        "middle out": [
+            gos[5],
+            gos[4],
+            gos[6],
+            gos[3],
+            gos[7],
+            gos[2],
+            gos[8],
+            gos[1],
+            gos[9],
+            gos[0],
+        ],
+    }[order]
+    for go_at in turn:
+        limit.cancel(1.0, go_at)
+    assert limit.status().queued_s == 0.0
+    assert limit.status().available == pytest.approx(0.5)
+    assert limit.reserve() == pytest.approx(0.5)
+
+
+def test_a_line_partly_given_up_keeps_every_waiters_time_and_order() -> None:
+    # The same ten; three in the middle are given up. The waiters left keep their times;
+    # a newcomer goes after the last of them, never before anyone waiting (first come,
+    # first served). Once everyone behind them is given up too, their turns come back.
+    limit, _clock = limiter(rate=1, per_s=1, burst=1)
+    limit.reserve()
+    gos = [limit.reserve() for _ in range(10)]
+    for go_at in gos[3:6]:
+        assert limit.cancel(1.0, go_at) == 0.0  # later waiters are scheduled behind them
+    assert limit.status().queued_s == pytest.approx(10.0)
+    newcomer = limit.reserve(0.1)
+    assert newcomer == pytest.approx(10.1)
+    for go_at in [*gos[6:], *gos[:3]]:
+        limit.cancel(1.0, go_at)
+    assert limit.status().queued_s == pytest.approx(10.1)  # the newcomer keeps its time
+    limit.cancel(0.1, newcomer)  # the last in line: every turn given up comes back
+    assert limit.status().queued_s == 0.0
+    assert limit.status().available == pytest.approx(0.0)  # as after the first call
+
+
+def test_a_later_small_request_never_goes_before_an_earlier_one_after_a_cancel() -> None:
+    # B (1 token) cancelled in the middle gave back what C was not scheduled behind, and D,
+    # asking 0.1 after it, went at 1.1 s, before C (asked earlier, going at 1.5 s).
+    limit, clock = limiter(rate=1, per_s=1, burst=1)
+    limit.reserve(1.0)  # A, now
+    b = limit.reserve(1.0)  # B at 1.0
+    c = limit.reserve(0.5)  # C at 1.5
+    clock.advance(0.9)
+    limit.cancel(1.0, b)
+    d = clock.now + limit.reserve(0.1)
+    assert d >= c
+    assert not limit.try_acquire(0.0)  # nobody goes now either, ahead of C and D
+
+
 def test_cancel_after_the_go_time_gives_nothing_back() -> None:
     limit, clock = limiter(rate=1, per_s=1, burst=1)
     limit.reserve()
@@ -309,7 +378,7 @@ def test_refunds_never_exceed_capacity(
     for op, fraction, advance in ops:
         clock.advance(advance)
         amount = fraction * limit.capacity
-        before = limit.status().available
+        before, queued = limit.status().available, limit.status().queued_s
         if op == "reserve":
             assert limit.reserve(amount) >= 0.0
         elif op == "refund":
@@ -320,6 +389,7 @@ def test_refunds_never_exceed_capacity(
             limit.consume(amount)
         else:
             went = limit.try_acquire(amount)
-            # A shortfall below 1e-9 of the capacity is float rounding, and counts as none.
-            assert went == (before - amount >= -1e-9 * limit.capacity)
+            # A shortfall below 1e-9 of the capacity is float rounding, and counts as none;
+            # nobody goes before a caller waiting in line (first come, first served).
+            assert went == (before - amount >= -1e-9 * limit.capacity and queued == 0.0)
         assert limit.status().available <= limit.capacity

@@ -240,9 +240,9 @@ def test_a_huge_retry_after_holds_the_endpoint_no_longer_than_the_policy_waits(
 def test_a_request_bigger_than_a_seconds_tokens_is_charged_in_full(clock: FakeClock) -> None:
     # 600 tokens a minute: the bucket holds 10 (a second's worth) and refills 10 a second.
     limiter = EndpointLimiter(Limits(tokens_per_minute=600), name="m", clock=clock)
-    wait, taken = limiter.reserve(100)
+    wait, taken, _ = limiter.reserve(100)
     assert (wait, taken) == (0.0, 100.0)  # a full bucket: it goes now, the rest is debt
-    wait, _ = limiter.reserve(10)
+    wait, _, _ = limiter.reserve(10)
     # The next one waits for the debt of 90 and its own 10 to be refilled: 10 s.
     assert wait == pytest.approx(10.0)
 
@@ -289,11 +289,12 @@ def test_a_task_given_up_while_waiting_its_turn_gives_the_turn_back(
     from aegis_gov._caller import _Turn  # noqa: PLC0415
 
     limiter = EndpointLimiter(Limits(requests_per_minute=60), name="m", clock=clock)
-    assert limiter.reserve(0) == (0.0, 0.0)  # the one in the bucket
-    wait, taken = limiter.reserve(0)
+    assert limiter.reserve(0)[:2] == (0.0, 0.0)  # the one in the bucket
+    wait, taken, gos = limiter.reserve(0)
     assert wait == pytest.approx(1.0)  # the next turn, a second off: this task waits for it
+    assert gos == (pytest.approx(1.0), 0.0)
     caller = OpenMultiAgent(clock=clock)._caller
-    turn = _Turn(wait, limiter, taken, None, 0, go_at=clock.now + wait)
+    turn = _Turn(wait, limiter, taken, None, 0, go_at=gos)
 
     def cancelled(_seconds: float) -> None:
         raise KeyboardInterrupt  # Ctrl-C, a deadline: the task is given up mid-wait
@@ -311,6 +312,26 @@ def test_a_task_given_up_while_waiting_its_turn_gives_the_turn_back(
     assert limiter.reserve(0)[0] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("tokens", [False, True], ids=["requests", "requests+tokens"])
+def test_a_whole_queue_given_up_leaves_no_turns_behind(clock: FakeClock, tokens: bool) -> None:
+    # Found by an adversarial review: a run timed out with tasks waiting their turns at 60
+    # requests a minute gives them up front first. Each had later ones scheduled behind
+    # it, so no turn came back, and the facade's next one-task run waited 15.5-16.5 s for
+    # requests never sent (28 s with 150 tasks). Go times are read again after reserving
+    # (off by microseconds) and, with a token budget, differ between the two buckets.
+    limits = Limits(requests_per_minute=60, tokens_per_minute=60_000 if tokens else None)
+    limiter = EndpointLimiter(limits, name="m", clock=clock)
+    limiter.reserve(10)
+    turns = []
+    for _ in range(15):
+        _wait, taken, gos = limiter.reserve(10)
+        turns.append((taken, gos))
+    clock.sleep(0.5)
+    for taken, gos in turns:  # front first, as a run's deadline gives them up
+        limiter.cancel_waiting(taken, (gos[0] + 1e-6, gos[1] + 1e-6))
+    assert limiter.reserve(10)[0] == pytest.approx(0.5)  # the next second's turn, not 16 s
+
+
 def test_a_call_the_circuit_turns_away_gives_its_declared_turn_back(clock: FakeClock) -> None:
     # Found by an adversarial review: a task parked behind an open circuit spent a declared
     # turn each time it looked again, so the declared queue grew for as long as the circuit
@@ -319,14 +340,14 @@ def test_a_call_the_circuit_turns_away_gives_its_declared_turn_back(clock: FakeC
 
     limiter = EndpointLimiter(Limits(requests_per_minute=60), name="m", clock=clock)
     caller = OpenMultiAgent(clock=clock)._caller
-    wait, taken = limiter.reserve(0)
+    wait, taken, _ = limiter.reserve(0)
     assert wait == 0.0
     limit = AdaptiveLimit(max_limit=1)
     assert limit.try_acquire()
     call = _Call(caller, "m", limit, _Turn(wait, limiter, taken, None, 0))
     call.rejected(CircuitOpenError("m", 5.0), None, None)
     call.settle()
-    assert limiter.reserve(0) == (0.0, 0.0)  # the turn came back: the next one goes at once
+    assert limiter.reserve(0)[:2] == (0.0, 0.0)  # the turn came back: the next one goes at once
 
 
 def test_a_limits_key_that_is_not_a_name_is_blamed_not_its_value() -> None:

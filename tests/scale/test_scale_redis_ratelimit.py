@@ -149,7 +149,7 @@ def test_refund_cancel_and_consume_reach_the_shared_bucket(client: RedisClient, 
     assert limit.cancel(10, limit._clock() + wait) == pytest.approx(10.0, abs=0.01)
     status = other.status()
     assert status.available == pytest.approx(-80.0, abs=0.01)
-    assert status.queued_s == pytest.approx(80 * HOUR / 100, abs=0.5)  # the debt's length
+    assert status.queued_s == 0.0  # nobody waits in line (the debt still delays newcomers)
     assert limit.refund(1000) == pytest.approx(180.0, abs=0.01)  # up to capacity, no more
     with pytest.raises(ValueError, match="refund must be"):
         limit.refund(-1)

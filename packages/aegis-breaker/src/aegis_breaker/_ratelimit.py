@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -90,6 +91,21 @@ def _positive(name: str | None, what: str, value: float) -> float:
     return float(value)
 
 
+_NEAR_S = 1e-3
+"""A go time given back within this of a reservation's is that reservation's (callers that
+read the clock again after `reserve` are off by the time between the two readings)."""
+
+
+def _find(ahead: collections.deque[list[float]], amount: float, go_at: float) -> list[float] | None:
+    """The waiting reservation of *amount* going at (about) *go_at*, searched from the end."""
+    for entry in reversed(ahead):
+        if entry[0] < go_at - _NEAR_S:
+            break
+        if abs(entry[0] - go_at) <= _NEAR_S and entry[1] == amount and not entry[2]:
+            return entry
+    return None
+
+
 class RateLimiter:
     """A token bucket shared by threads and asyncio tasks: ``rate`` tokens every ``per_s``.
 
@@ -120,6 +136,8 @@ class RateLimiter:
     """
 
     __slots__ = (
+        "_ahead",
+        "_by_go",
         "_capacity",
         "_clock",
         "_last",
@@ -160,6 +178,11 @@ class RateLimiter:
         # The go time of the latest reservation: capacity up to it is promised to waiters.
         self._last_go = -math.inf
         self._waiting = 0
+        # Reservations that wait, in go-time order: [go time, amount, given back]. A waiter
+        # given back in the middle of the line leaves its turn to come back to the bucket at
+        # its go time; given-back ones at the end of the line are dropped at once.
+        self._ahead: collections.deque[list[float]] = collections.deque()
+        self._by_go: dict[float, list[float]] = {}  # the same, by go time (the latest)
 
     # -- settings --------------------------------------------------------------------------
 
@@ -204,18 +227,69 @@ class RateLimiter:
         tokens = self._tokens + (now - last) * self._per_second
         self._tokens = min(self._capacity, tokens)
         self._last = now
+        if self._ahead and self._ahead[0][0] <= now:
+            self._gone(now)
         return now
+
+    def _gone(self, now: float) -> None:
+        """Forget reservations whose time has come (a given-back one's turn went unused)."""
+        ahead = self._ahead
+        while ahead and ahead[0][0] <= now:
+            self._forget(ahead.popleft())
+
+    def _forget(self, entry: list[float]) -> None:
+        if self._by_go.get(entry[0]) is entry:
+            del self._by_go[entry[0]]
+
+    def _drop(self, amount: float, go_at: float, now: float) -> float | None:
+        """Give back the waiting reservation (*amount*, *go_at*); None if none is known.
+
+        The last in line comes back whole, with what is left of any given back before it
+        that nobody is scheduled behind any more. One with later reservations behind it
+        gives back only what they were not scheduled behind (see `_give_back_at`); the rest
+        comes back if every reservation behind it is given back before its go time.
+        Returns the tokens put back.
+        """
+        ahead = self._ahead
+        entry = self._by_go.get(go_at)
+        if entry is None or entry[1] != amount or entry[2]:
+            entry = _find(ahead, amount, go_at)  # one of several with that go time
+            if entry is None:
+                return None
+        entry[2] = 1.0
+        if ahead[-1] is not entry:
+            back = self._give_back_at(amount, go_at, now)
+            entry[1] = amount - back  # what comes back if all behind it are given back
+            self._last_go = max(self._last_go, ahead[-1][0])  # still someone's turn
+            return back
+        back = 0.0
+        while ahead and ahead[-1][2]:
+            gone = ahead.pop()
+            self._forget(gone)
+            back += gone[1]
+        self._tokens += back  # a debt paid back
+        if self._tokens > self._capacity:
+            back -= self._tokens - self._capacity
+            self._tokens = self._capacity
+        self._last_go = ahead[-1][0] if ahead else min(self._last_go, now)
+        return back
 
     def _reserve_at(self, amount: float, now: float, max_wait_s: float | None) -> float:
         """Reserve *amount* at *now*; the wait, or ``-retry_after`` when it exceeds the limit."""
         now = self._refill(now)
         left = self._tokens - amount
         wait = 0.0 if left >= -self._slack else -left / self._per_second
+        if self._last_go > now + wait:  # first come, first served: never before a waiter
+            wait = self._last_go - now
         if max_wait_s is not None and wait > max_wait_s:
             return -wait  # > max_wait_s >= 0, so never -0.0: refusal is unambiguous
         self._tokens = left
         go = now + wait
         self._last_go = max(self._last_go, go)
+        if wait > 0:
+            entry = [go, amount, 0.0]
+            self._ahead.append(entry)
+            self._by_go[go] = entry
         return wait
 
     def _give_back_at(self, amount: float, after: float, now: float) -> float:
@@ -275,12 +349,16 @@ class RateLimiter:
     def cancel(self, amount: float, go_at: float, *, now: float | None = None) -> float:
         """Give back a reservation of *amount* that was to go at clock time *go_at*.
 
-        *go_at* is the reservation's clock reading plus the wait `reserve` returned. A
+        *go_at* is the reservation's clock reading plus the wait `reserve` returned (a
+        reading taken just after `reserve`, within a millisecond, serves as well). A
         reservation whose time has come is spent; otherwise its capacity returns to the
         bucket, except the part later reservations were already scheduled behind (their
         callers sleep to fixed times, and letting newcomers use it would put more than the
-        bucket allows in one window). So cancelling the last reservation in line gives it
-        all back, and nobody who comes later is delayed by it. Thread-safe.
+        bucket allows in one window). That part comes back too once every reservation
+        behind it is given back: so cancelling the last reservation in line gives it all
+        back, with what is left of those given back before it, and a whole line given up
+        before its turns come, in any order, leaves the bucket as if it had never formed.
+        Thread-safe.
 
         Returns:
             The tokens put back.
@@ -289,6 +367,10 @@ class RateLimiter:
             now_ = self._clock() if now is None else now
             if go_at <= now_:
                 return 0.0
+            now_ = self._refill(now_)
+            back = self._drop(amount, go_at, now_)
+            if back is not None:
+                return back
             return self._give_back_at(amount, go_at, now_)
 
     def refund(self, amount: float, *, now: float | None = None) -> float:
@@ -347,10 +429,12 @@ class RateLimiter:
                     tokens = self._capacity
                 self._tokens = tokens
                 self._last = now
+                if self._ahead and self._ahead[0][0] <= now:
+                    self._gone(now)
             else:
                 now = last
             left = self._tokens - amount
-            if left < -self._slack:
+            if left < -self._slack or self._last_go > now:  # short, or someone waits
                 return False
             self._tokens = left
             if now > self._last_go:  # noqa: PLR1730  # cheaper than max() here

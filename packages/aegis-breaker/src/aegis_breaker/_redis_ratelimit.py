@@ -33,8 +33,9 @@ _MEMBER_WINDOW_S: Final = 60.0
 """A limiter counts as sharing the budget for this long after its last call to Redis."""
 
 # One script, the same bucket as `RateLimiter` (see its `_reserve_at`, `_give_back_at` and
-# `_SLACK`), on the Redis server's clock in microseconds. KEYS: the hash, and the sorted set
-# of the limiters using it (by their last call). ARGV: op, amount, capacity, tokens per
+# `_SLACK`), on the Redis server's clock in microseconds. KEYS: the hash, the sorted set
+# of the limiters using it (by their last call), and the list of reservations waiting in
+# line (the local core's `_ahead`). ARGV: op, amount, capacity, tokens per
 # microsecond, a number whose meaning depends on op (reserve: the longest wait in us, -1:
 # any; cancel: the reservation's go time; refund, consume, status: unused), the caller's
 # process id and how long (us) a process counts as sharing after its last call (a status
@@ -61,32 +62,79 @@ local slack = cap * 1e-9
 if now < ts then now = ts end
 tokens = math.min(cap, tokens + (now - ts) * per_us)
 local function f(x) return string.format('%.17g', x) end
+-- The reservations that wait, in line (a list of 'go amount given_back'), as the local core's
+-- `_ahead`: those whose time has come are forgotten.
+local line = KEYS[3]
+local function entry(i)
+  local raw = redis.call('LINDEX', line, i)
+  if not raw then return nil end
+  local go, amt, gone = string.match(raw, '(%S+) (%S+) (%S+)')
+  return tonumber(go), tonumber(amt), gone == '1'
+end
+while true do
+  local go = entry(0)
+  if go == nil or go > now then break end
+  redis.call('LPOP', line)
+end
+local function give_back(amt, after)
+  local promised = (last_go - after) * per_us
+  if promised <= slack then promised = 0 end
+  local back = amt - promised
+  if back <= 0 then return 0 end
+  if last_go > now and promised == 0 then last_go = math.max(now, last_go - back / per_us) end
+  if tokens + back > cap then back = cap - tokens end
+  tokens = tokens + back
+  return back
+end
 local value = 0
 if op == 'reserve' then
   local left, wait = tokens - amount, 0
   if left < -slack then wait = -left / per_us end
+  if last_go > now + wait then wait = last_go - now end  -- first come, first served
   if arg >= 0 and wait > arg then return {'1', f(wait), f(now), f(tokens), f(last_go), sharers} end
   tokens = left
   if now + wait > last_go then last_go = now + wait end
+  if wait > 0 then redis.call('RPUSH', line, f(now + wait) .. ' ' .. f(amount) .. ' 0') end
   value = wait
-elseif op == 'cancel' or op == 'refund' then
-  local after = now
-  if op == 'cancel' then
-    if arg <= now then return {'0', '0', f(now), f(tokens), f(last_go), sharers} end
-    after = arg
-    -- A go time converted from a client's clock is off by up to a round trip: within a
-    -- millisecond of the last go time, it is the last reservation.
-    if math.abs(last_go - after) <= 1000 then after = last_go end
+elseif op == 'cancel' then
+  if arg <= now then return {'0', '0', f(now), f(tokens), f(last_go), sharers} end
+  -- A go time converted from a client's clock is off by up to a round trip: the waiting
+  -- reservation of that amount going nearest to it, within 100 ms, is the one.
+  local n, found, best = redis.call('LLEN', line), nil, 100000
+  for i = n - 1, 0, -1 do
+    local go, amt, gone = entry(i)
+    if go < arg - 100000 then break end
+    if math.abs(go - arg) <= best and amt == amount and not gone then
+      found, best = i, math.abs(go - arg)
+    end
   end
-  local promised = (last_go - after) * per_us
-  if promised <= slack then promised = 0 end
-  local back = amount - promised
-  if back > 0 then
-    if last_go > now and promised == 0 then last_go = math.max(now, last_go - back / per_us) end
-    if tokens + back > cap then back = cap - tokens end
+  if found == nil then
+    local after = arg
+    if math.abs(last_go - after) <= 1000 then after = last_go end
+    value = give_back(amount, after)
+  elseif found < n - 1 then
+    local go = entry(found)
+    value = give_back(amount, go)
+    redis.call('LSET', line, found, f(go) .. ' ' .. f(amount - value) .. ' 1')
+    local tail = entry(n - 1)
+    if tail > last_go then last_go = tail end
+  else
+    local back = amount
+    redis.call('RPOP', line)
+    while true do
+      local go, amt, gone = entry(-1)
+      if go == nil or not gone then break end
+      back = back + amt
+      redis.call('RPOP', line)
+    end
     tokens = tokens + back
+    if tokens > cap then back = back - (tokens - cap) tokens = cap end
+    local tail = entry(-1)
+    if tail ~= nil then last_go = tail else last_go = math.min(last_go, now) end
     value = back
   end
+elseif op == 'refund' then
+  value = give_back(amount, now)
 elseif op == 'consume' then
   tokens = tokens - amount
 else
@@ -94,7 +142,9 @@ else
 end
 redis.call('HSET', key, 'tokens', f(tokens), 'ts', f(now), 'last_go', f(last_go))
 local idle = math.max((cap - tokens) / per_us, last_go - now)
-redis.call('PEXPIRE', key, string.format('%d', math.ceil(idle / 1000) + 1000))
+local ttl = string.format('%d', math.ceil(idle / 1000) + 1000)
+redis.call('PEXPIRE', key, ttl)
+if redis.call('EXISTS', line) == 1 then redis.call('PEXPIRE', line, ttl) end
 return {'0', f(value), f(now), f(tokens), f(last_go), sharers}
 """
 _SHA: Final = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
@@ -223,16 +273,16 @@ class RedisRateLimiter(RateLimiter):
         if retry_at > self._clock():
             return None
         args = (op, repr(amount), *self._settings_args, repr(arg), _process_id(), self._window)
-        keys = (self._key, f"{self._key}:sharers")
+        keys = (self._key, f"{self._key}:sharers", f"{self._key}:line")
         try:
             try:
-                raw = self._client.evalsha(_SHA, 2, *keys, *args)
+                raw = self._client.evalsha(_SHA, 3, *keys, *args)
             except Exception as exc:
                 if not _is_noscript(exc):
                     raise
                 # A restarted server has forgotten its scripts: load once and run again.
                 self._client.script_load(_SCRIPT)
-                raw = self._client.evalsha(_SHA, 2, *keys, *args)
+                raw = self._client.evalsha(_SHA, 3, *keys, *args)
             reply = _Reply.parse(raw)
         except Exception as exc:  # noqa: BLE001  # any store failure means: use local state
             self._store_failed(exc)

@@ -264,6 +264,7 @@ _TOO_MANY_REQUESTS = 429
 _OVERLOAD_STATUSES = frozenset({_TOO_MANY_REQUESTS, 503, 529})
 
 
+_NO_TURN: Final = (0.0, 0.0)
 _TIMED_OUT: Final = "timed out"  # how the adapters word a call given up on waiting
 _BUSY_STATUSES = frozenset({503, 529})
 _CONCURRENCY_WORDS = ("concurren", "parallel", "in flight", "in-flight")
@@ -1007,12 +1008,11 @@ class EndpointCaller:
         limiter = self._limiter(adapter, key) if self._limits else None
         # A declared limit is waited out within the retry policy's total budget; past it, the
         # limiter's RateLimitExceededError tells the conversation (as a full bulkhead would).
-        wait, taken = (
+        wait, taken, go_at = (
             limiter.reserve(_estimate(request), max_wait_s=self.retry.max_total_delay_s)
             if limiter
-            else (0.0, 0.0)
+            else (0.0, 0.0, _NO_TURN)
         )
-        go_at = self._clock() + wait if limiter else 0.0
         if self._held:  # a Retry-After holds an endpoint (rare): wait it out first
             wait = max(wait, self._held_for(key))
         learned = self._learned.get(key)
@@ -1269,7 +1269,7 @@ class _Turn:
     taken: float
     learned: LearnedRate | None
     epoch: int | None  # None: no turn taken yet (the queue was too long), look again
-    go_at: float = 0.0  # when the declared pace's turn comes, on the caller's clock
+    go_at: tuple[float, float] = (0.0, 0.0)  # when the declared buckets' turns come
 
     def again(self) -> _Turn:
         """After the wait: go, unless no turn was taken or a 429 cut the pace meanwhile."""

@@ -190,6 +190,7 @@ class EndpointLimiter:
 
         self.limits = limits
         self.shared = store is not None
+        self._clock = clock
 
         def bucket(what: str, per_minute: float, burst: float) -> RateLimiter:
             if store is not None:
@@ -205,8 +206,14 @@ class EndpointLimiter:
         self.tokens = None if tpm is None else bucket("tokens", tpm, _second_of(tpm))
         self._lock = threading.Lock()
 
-    def reserve(self, estimate: int, *, max_wait_s: float | None = None) -> tuple[float, float]:
-        """Reserve one request and *estimate* tokens; return (seconds to wait, tokens taken).
+    def reserve(
+        self, estimate: int, *, max_wait_s: float | None = None
+    ) -> tuple[float, float, tuple[float, float]]:
+        """Reserve one request and *estimate* tokens.
+
+        Returns:
+            The seconds to wait, the tokens taken, and when each bucket's turn comes on the
+            limiter's clock (requests, tokens; what :meth:`cancel_waiting` gives back).
 
         Raises:
             RateLimitExceededError: the wait would exceed *max_wait_s* (nothing is reserved).
@@ -214,8 +221,11 @@ class EndpointLimiter:
         from aegis_breaker import RateLimitExceededError  # noqa: PLC0415  # loaded by __init__
 
         wait = 0.0
+        now = self._clock()
+        gos = (now, now)
         if self.requests is not None:
             wait = self.requests.reserve(1.0, max_wait_s=max_wait_s)
+            gos = (now + wait, now)
         taken = 0.0
         if self.tokens is not None:
             # The bucket holds a second's worth; a request bigger than that waits for a full
@@ -224,14 +234,18 @@ class EndpointLimiter:
             taken = float(estimate)
             head = min(taken, self.tokens.capacity)
             try:
-                wait = max(wait, self.tokens.reserve(head, max_wait_s=max_wait_s))
+                token_wait = self.tokens.reserve(head, max_wait_s=max_wait_s)
             except RateLimitExceededError:
-                if self.requests is not None:
+                if self.requests is not None and wait > 0.0:
+                    self.requests.cancel(1.0, gos[0])  # its place in line, as if never taken
+                elif self.requests is not None:
                     self.requests.refund(1.0)
                 raise
+            gos = (gos[0], now + token_wait)
+            wait = max(wait, token_wait)
             if taken > head:
                 self.tokens.consume(taken - head)
-        return wait, taken
+        return wait, taken, gos
 
     def cancel(self, taken: float) -> None:
         """Give back a reservation that was not used (one request and *taken* tokens)."""
@@ -240,16 +254,20 @@ class EndpointLimiter:
         if self.tokens is not None and taken:
             self.tokens.refund(taken)
 
-    def cancel_waiting(self, taken: float, go_at: float) -> None:
-        """Give back a reservation whose caller was given up before its turn at *go_at*.
+    def cancel_waiting(self, taken: float, gos: tuple[float, float]) -> None:
+        """Give back a reservation whose caller was given up before its turn.
 
-        Unlike :meth:`cancel` (a turn whose time had come), the capacity it held in line
-        goes back, so the callers after it do not wait for a request never sent.
+        *gos* is what :meth:`reserve` returned. Unlike :meth:`cancel` (a turn whose time
+        had come), the capacity it held in line goes back, so the callers after it do not
+        wait for a request never sent.
         """
         if self.requests is not None:
-            self.requests.cancel(1.0, go_at)
+            self.requests.cancel(1.0, gos[0])
         if self.tokens is not None and taken:
-            self.tokens.cancel(taken, go_at)
+            head = min(taken, self.tokens.capacity)
+            self.tokens.cancel(head, gos[1])
+            if taken > head:
+                self.tokens.refund(taken - head)
 
     def reconcile(self, taken: float, response: ChatResponse | None) -> None:
         """Correct the token bucket with what the provider reports the call used."""
