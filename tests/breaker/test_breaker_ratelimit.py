@@ -269,6 +269,20 @@ def test_a_later_small_request_never_goes_before_an_earlier_one_after_a_cancel()
     assert not limit.try_acquire(0.0)  # nobody goes now either, ahead of C and D
 
 
+def test_a_rate_too_small_to_refill_is_refused_and_a_nan_reading_poisons_nothing() -> None:
+    # Found by an adversarial review: 5e-324 a minute passed the positive-finite check,
+    # then every reserve divided by a rate a second of 0; and one NaN clock reading made
+    # the bucket NaN, so every later call went at once.
+    with pytest.raises(ValueError, match="tokens a second"):
+        RateLimiter(5e-324, burst=1)
+    limit = RateLimiter(60, burst=1)
+    assert limit.reserve(1, now=100.0) == 0.0
+    limit.reserve(1, now=float("nan"))
+    waits = [limit.reserve(1, now=101.0) for _ in range(3)]
+    assert waits == pytest.approx([1.0, 2.0, 3.0])  # still one a second, behind the NaN one
+    assert math.isfinite(limit.status().available)
+
+
 def test_cancel_after_the_go_time_gives_nothing_back() -> None:
     limit, clock = limiter(rate=1, per_s=1, burst=1)
     limit.reserve()

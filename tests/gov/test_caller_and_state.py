@@ -221,3 +221,19 @@ def test_slots_claimed_in_a_batch_count_as_if_claimed_one_by_one() -> None:
     assert first.abandoned
     assert second.abandoned
     assert slots.claim_many(0) == []
+
+
+def test_a_task_given_up_while_it_waits_for_its_slot_back_is_woken() -> None:
+    # A parked task whose wait ended queues for a slot; given up then (a deadline, a
+    # cancel), its thread waited for a grant that never came, for ever: pytest's process
+    # could not exit, joining it (found when CI hung after the last test).
+    slots = Slots(1, max_parked=4, wake=lambda: None)
+    busy, waiting = slots.claim_many(2)
+    waiting.park()
+    woken: list[bool] = []
+    assert not waiting._queue(lambda: woken.append(True))  # queued behind the busy slot
+    waiting.leave()  # what unpark's thread waits on is granted
+    assert woken == [True]
+    assert waiting.abandoned
+    busy.leave()
+    assert (slots.active, slots.parked) == (0, 0)

@@ -87,8 +87,9 @@ def test_overload_cuts_a_tenth_and_used_successes_grow_it_back() -> None:
 
 def test_an_endpoint_that_answers_nothing_in_time_is_down_to_one_call() -> None:
     # Calls to a hanging endpoint hold run slots for a whole timeout each. One timeout is an
-    # overload like any (a tenth off); a second with no answer between is an endpoint that
-    # answers nothing: one call at a time, so the other slots serve other endpoints. (A
+    # overload like any (a tenth off); half the calls in flight timing out in a row, no
+    # answer between, is an endpoint that answers nothing: one call at a time, so the other
+    # slots serve other endpoints. (A
     # neighbour's 40 tasks of 50 ms beside 8 tasks on such an endpoint, 4 slots, 2 s
     # timeouts: the last done at 4.1-7.2 s; at 2.8 s with this.)
     limit = AdaptiveLimit(8)
@@ -98,9 +99,14 @@ def test_an_endpoint_that_answers_nothing_in_time_is_down_to_one_call() -> None:
         started.append(limit.cuts)
     limit.release(overloaded=True, since=started[0], timed_out=True)
     assert limit.limit == 7  # the first: an overload
-    limit.release(overloaded=True, since=started[1], timed_out=True)
-    assert limit.limit == 1  # the second, though started before the cut: nothing answers
-    for since in started[2:]:
+    for since in started[1:3]:
+        limit.release(overloaded=True, since=since, timed_out=True)
+        assert limit.limit == 7  # stale: the first cut answered them
+    # The fourth in a row, half the 8 in flight at the first, though started before the
+    # cut: nothing answers. (A slow endpoint answers some calls between its timeouts.)
+    limit.release(overloaded=True, since=started[3], timed_out=True)
+    assert limit.limit == 1
+    for since in started[4:]:
         limit.release(overloaded=True, since=since, timed_out=True)
     assert limit.limit == 1
     assert limit.status().overloads == 8

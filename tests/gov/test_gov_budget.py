@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -12,6 +13,7 @@ from aegis_gov import (
     Budget,
     BudgetSpentError,
     ChatResponse,
+    Limits,
     Message,
     OpenMultiAgent,
     Price,
@@ -54,6 +56,54 @@ def test_no_request_after_the_budget_is_spent(use_async: bool) -> None:
     assert result.spent is not None
     assert (result.spent.tokens, result.spent.requests) == (1500, 3)
     assert RunResult.from_json(result.to_json()) == result
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_tasks_waiting_their_turn_end_when_the_budget_is_spent(use_async: bool) -> None:
+    # Found by an adversarial review: tasks waiting for their turn in a declared pace only
+    # found the budget spent once their wait was over (30 tasks at 120 a minute under
+    # max_requests=3 took 16 s). They end at once now. Every wait below would run into its
+    # 5 s timeout on the old code; here the run returns while they still wait.
+    released = threading.Event()
+    timed_out: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if not released.wait(timeout=5):
+            timed_out.append(seconds)
+
+    async def async_sleep(seconds: float) -> None:
+        await asyncio.sleep(5)  # cancelled when the task is ended
+        timed_out.append(seconds)
+
+    calls: list[int] = []
+    adapter = _counting(calls)
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=4),
+        default_adapter=adapter,
+        limits={adapter.endpoint.key: Limits(requests_per_minute=60)},
+        sleep=sleep,
+        async_sleep=async_sleep,
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    work = [Task(f"t{i}", agent="w") for i in range(10)]
+    budget = Budget(max_requests=1)
+    try:
+        if use_async:
+            result = asyncio.run(oma.arun_tasks(work, team, budget=budget))
+        else:
+            result = oma.run_tasks(work, team, budget=budget)
+        assert not released.is_set()
+    finally:
+        released.set()
+    assert timed_out == []
+    assert len(calls) == 1
+    ended = {(r.status, r.error_type or r.skip_reason) for r in result.values()}
+    assert (TaskState.DONE, None) in ended
+    assert ended <= {
+        (TaskState.DONE, None),
+        (TaskState.FAILED, "BudgetSpentError"),
+        (TaskState.SKIPPED, SkipReason.BUDGET_SPENT),
+    }
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])

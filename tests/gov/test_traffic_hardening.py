@@ -10,6 +10,7 @@ declared tokens were paced as if they were small.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 import attrs
@@ -26,8 +27,10 @@ from aegis_gov import (
     ProviderUnavailableError,
     RateLimitError,
     RetryPolicy,
+    RunEvent,
     ScriptedAdapter,
     Task,
+    TaskStarted,
     TaskState,
     ToolSpec,
 )
@@ -330,6 +333,39 @@ def test_a_whole_queue_given_up_leaves_no_turns_behind(clock: FakeClock, tokens:
     for taken, gos in turns:  # front first, as a run's deadline gives them up
         limiter.cancel_waiting(taken, (gos[0] + 1e-6, gos[1] + 1e-6))
     assert limiter.reserve(10)[0] == pytest.approx(0.5)  # the next second's turn, not 16 s
+
+
+def test_a_threaded_run_returns_once_its_given_up_waiters_gave_their_turns_back() -> None:
+    # Found by an adversarial review: a threaded run cancelled with 35 tasks waiting their
+    # turns at 300 a minute returned before their threads woke to give the turns back, and
+    # a run started at once queued behind them (5.8-7.0 s for one task instead of 0.2 s).
+    cancel = threading.Event()
+    adapter = ScriptedAdapter(["ok"] * 100)
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=8),
+        default_adapter=adapter,
+        limits={adapter.endpoint.key: Limits(requests_per_minute=300)},
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+
+    started: list[str] = []
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, TaskStarted):
+            started.append(event.task_id)
+            if len(started) == 40:  # every task started; all but a few wait their turns
+                cancel.set()
+
+    work = [Task(f"t{i}", agent="w") for i in range(40)]
+    result = oma.run_tasks(work, team, on_event=on_event, cancel=cancel, cancel_grace_s=0.0)
+    assert sum(r.status is TaskState.FAILED for r in result.values()) > 30
+    status = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    assert status is not None
+    assert status.paced == 0  # every turn given back by the time the run returned
+    limiter = oma._caller._limiter(adapter, adapter.endpoint.key)
+    assert limiter is not None
+    assert limiter.requests is not None
+    assert limiter.requests.status().queued_s == 0.0
 
 
 def test_a_call_the_circuit_turns_away_gives_its_declared_turn_back(clock: FakeClock) -> None:

@@ -167,6 +167,11 @@ class RateLimiter:
         self._per_s = _positive(name, "per_s", per_s)
         self._capacity = self._rate if burst is None else _positive(name, "burst", burst)
         self._per_second = self._rate / self._per_s
+        if not self._per_second > 0 or not math.isfinite(self._per_second):
+            raise ValueError(
+                f"{self._who()}: rate / per_s must be a positive finite number of tokens a "
+                f"second, got {rate!r} / {per_s!r}"
+            )
         # Float rounding may leave a bucket a hair short of an amount that fits exactly (e.g.
         # 5 tokens a minute is not a binary fraction per second): a shortfall this small is
         # none, so a caller who should go now is not refused or sent to sleep for 1e-15 s.
@@ -222,7 +227,7 @@ class RateLimiter:
     def _refill(self, now: float) -> float:
         """Bring the bucket to *now* and return the (possibly earlier) time it is at."""
         last = self._last
-        if now <= last:  # a clock read before another thread's update: treat it as that time
+        if not now > last:  # read before another thread's update (or NaN): that time, then
             return last
         tokens = self._tokens + (now - last) * self._per_second
         self._tokens = min(self._capacity, tokens)
@@ -357,7 +362,9 @@ class RateLimiter:
         bucket allows in one window). That part comes back too once every reservation
         behind it is given back: so cancelling the last reservation in line gives it all
         back, with what is left of those given back before it, and a whole line given up
-        before its turns come, in any order, leaves the bucket as if it had never formed.
+        before the first of its turns comes, in any order, leaves the bucket as if it had
+        never formed (a given-up waiter whose time passes before the rest of the line is
+        given up is spent, as a turn nobody took).
         Thread-safe.
 
         Returns:

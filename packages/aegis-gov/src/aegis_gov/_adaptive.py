@@ -155,6 +155,7 @@ class AdaptiveLimit:
         self._answered = 0  # calls that succeeded, ever
         self._throttles = 0  # 429s since the last success
         self._timeouts = 0  # calls timed out since the last success
+        self._timeout_wave = 0  # calls in flight at the first of those
         self._outages = 0  # times the endpoint's circuit opened
         self._before = float(max_limit)  # the limit when the current run of overloads began
         self._cuts = 0  # times the limit was cut: a call started before the last cut is stale
@@ -260,8 +261,10 @@ class AdaptiveLimit:
         busy hosted models do, ratcheted the limit down by one per refusal: 5% of 503s
         took a limit of 16 to 2).
 
-        *timed_out*: the (overloaded) call got no answer in time. A second one with no
-        success between is an endpoint that answers nothing: the limit drops to
+        *timed_out*: the (overloaded) call got no answer in time. Timeouts in a row with no
+        success between, half the calls in flight at the first of them (at least two), are
+        an endpoint that answers nothing (a slow one answers most calls between its
+        timeouts): the limit drops to
         ``min_limit`` (its calls would hold run slots for a whole timeout each, slots that
         tasks of other endpoints could use) and climbs back by one a success once it
         answers, to where it was.
@@ -271,7 +274,7 @@ class AdaptiveLimit:
             self._in_flight = in_flight - 1 if in_flight > 0 else 0  # (no max(): a call each)
             if overloaded is False:  # the common case first
                 self._succeeded(in_flight, since is None or since >= self._cuts)
-            elif overloaded and timed_out and self._timeouts >= 1:
+            elif overloaded and timed_out and self._timeouts + 1 >= self._timeouts_down(in_flight):
                 self._unresponsive()
             elif overloaded and refused and not self._held(in_flight):
                 self._refused(in_flight - 1)
@@ -289,6 +292,12 @@ class AdaptiveLimit:
                 self._overloaded()
             if overloaded and timed_out:
                 self._timeouts += 1
+
+    def _timeouts_down(self, in_flight: int) -> int:
+        """Timeouts in a row, with no success between, that make an endpoint unresponsive."""
+        if self._timeouts == 0:
+            self._timeout_wave = in_flight
+        return max(2, (self._timeout_wave + 1) // 2)
 
     def _unresponsive(self) -> None:
         self._overloads += 1

@@ -164,6 +164,12 @@ class BudgetMeter:
                 return
         raise BudgetSpentError(reached, self.spent())
 
+    def spent_error(self) -> BudgetSpentError:
+        """The error a request refused now would get (call it once the budget is spent)."""
+        with self._lock:
+            reached = self._reached() or "the budget"
+        return BudgetSpentError(reached, self.spent())
+
     def give_back(self) -> None:
         """Uncount a request :meth:`admit` counted that was never sent (an open circuit)."""
         with self._lock:

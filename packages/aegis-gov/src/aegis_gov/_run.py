@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator, Mapping
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, cast
 
@@ -386,6 +387,7 @@ class _Flag(Protocol):
 
 _POLL_S = 0.05
 _WAKE_S = 0.25  # the longest the thread driver blocks without looking at its flags
+_SETTLE_S = 0.5  # the longest a threaded run waits for tasks it gave up mid-wait to leave
 
 
 @attrs.define
@@ -500,6 +502,10 @@ class _Flight(Generic[H]):
         were on a sick endpoint started nothing else until they came back.
         """
         self._since: dict[int, float] = {}  # held tasks let go: when each started, by id()
+        self._spent = False  # the run's budget ran out
+        self.left_waiting: list[H] = []
+        """Tasks given up while they waited without a call: they wake at once to leave."""
+        self._cut_by_budget: set[H] = set()
 
     def ready(self, now: float) -> list[tuple[Work, Slot]]:
         """Apply cancellation and the run deadline, then claim work for the free slots."""
@@ -513,8 +519,14 @@ class _Flight(Generic[H]):
             # call ended: parking wakes the driver) ends at once.
             deadlines.cut_all((h for h, (_, s) in self.inflight.items() if s.parked), now)
         budget = self.limits.budget
-        if budget is not None and not self.state.stopped and budget.spent_out:
-            self.state.stop(SkipReason.BUDGET_SPENT)  # no new task; calls in flight finish
+        if budget is not None and not self._spent and budget.spent_out:
+            self._spent = True
+            if not self.state.stopped:
+                self.state.stop(SkipReason.BUDGET_SPENT)  # no new task; calls in flight finish
+        if self._spent and not self.state.cancelled:
+            # A task waiting without a call (to retry, for its turn, a circuit) would only
+            # find the budget spent when its wait is over: it ends now.
+            self._end_waiting(now)
         if self.gate is None:
             work = self.state.take_ready(self.slots.claimable())
         else:
@@ -559,6 +571,19 @@ class _Flight(Generic[H]):
             if not group:
                 del self.held[name]
         return work
+
+    def _end_waiting(self, now: float) -> None:
+        """End the tasks waiting without a call, the budget being spent (see ``ready``)."""
+        budget = cast("BudgetMeter", self.limits.budget)
+        waiting = [h for h, (_, slot) in self.inflight.items() if slot.parked]
+        fresh = [h for h in waiting if h not in self._cut_by_budget]
+        if fresh:
+            self._cut_by_budget.update(fresh)
+            self.deadlines.cut_all(fresh, now)
+        for group in self.held.values():
+            for item, _since in group:
+                self.state.finish(item, Failure(budget.spent_error(), 0, Usage(), ()))
+        self.held.clear()
 
     def _drop_held(self, now: float) -> None:
         """End held tasks the run gave up (cancelled, past its deadline) or past their own."""
@@ -608,7 +633,13 @@ class _Flight(Generic[H]):
         for handle in expired:
             self.deadlines.forget(handle)
             work, slot = self.inflight.pop(handle)
+            if slot.parked:
+                self.left_waiting.append(handle)
             slot.leave()
+            if handle in self._cut_by_budget and not self.state.cancelled:
+                budget = cast("BudgetMeter", self.limits.budget)
+                self.state.finish(work, Failure(budget.spent_error(), 0, Usage(), ()))
+                continue
             self.state.finish(work, _overrun(work, self.limits, cancelled=self.state.cancelled))
         return expired
 
@@ -618,6 +649,8 @@ class _Flight(Generic[H]):
         handles = list(self.inflight)
         for handle in handles:
             work, slot = self.inflight.pop(handle)
+            if slot.parked:
+                self.left_waiting.append(handle)
             slot.leave()
             self.state.finish(work, _overrun(work, self.limits, cancelled=True))
         self._drop_held(math.inf)
@@ -760,10 +793,22 @@ def _drive_threads(  # noqa: PLR0917  # the driver's state, handed over once
             for future in flight.abort():
                 future.cancel()
             abandoned = True
+        _settle(flight.left_waiting)
         if abandoned:
             retire()
     if interrupt is not None:
         raise RunCancelledError(state.result()) from interrupt
+
+
+def _settle(left_waiting: list[Future[Outcome]]) -> None:
+    """Let tasks given up mid-wait leave before the run returns (at most ``_SETTLE_S``).
+
+    They wake at once and give back what they held (a turn in a declared pace), so the next
+    run does not queue behind turns no one will take (it waited up to 7 s). A wait that
+    cannot be cut short (an injected sleep) is not waited for long.
+    """
+    if left_waiting:
+        futures.wait(left_waiting, timeout=_SETTLE_S)
 
 
 def _land(

@@ -13,6 +13,7 @@ when it can take more (a call ended, a probe settled), and the wait ends early.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -181,6 +182,7 @@ class Slot:
         alarm = self._alarm
         if alarm is not None:
             alarm.ring()
+        grants: list[Callable[[], None]] = []
         with slots._lock:  # noqa: SLF001
             state, self.state = self.state, _GONE
             if state == _ACTIVE:
@@ -189,13 +191,21 @@ class Slot:
                 slots.parked -= 1
             elif state == _WAITING:
                 slots.parked -= 1
-                slots._waiters = collections.deque(  # noqa: SLF001
-                    (s, g)
-                    for s, g in slots._waiters  # noqa: SLF001
-                    if s is not self
-                )
+                kept: collections.deque[tuple[Slot, Callable[[], None]]] = collections.deque()
+                for waiter, grant in slots._waiters:  # noqa: SLF001
+                    if waiter is self:
+                        grants.append(grant)
+                    else:
+                        kept.append((waiter, grant))
+                slots._waiters = kept  # noqa: SLF001
             if slots._waiters:  # noqa: SLF001  # (no call when nobody waits: the common case)
                 slots._hand_over()  # noqa: SLF001
+        for grant in grants:
+            # Its thread blocks until granted: wake it, to find itself given up and leave
+            # (it waited for ever, and its process could not exit). A loop already closed
+            # has nothing left to wake.
+            with contextlib.suppress(RuntimeError):
+                grant()
         if wake and state in {_ACTIVE, _PARKED, _WAITING}:
             slots._wake()  # noqa: SLF001
 
