@@ -7,6 +7,7 @@ rule applied in the wrong order shows up as a difference.
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
@@ -25,6 +26,15 @@ from hypothesis.stateful import (
 from tests.breaker.support import FakeClock
 
 
+@dataclasses.dataclass
+class Waiter:
+    """A reservation waiting in line: when it goes, how much, whether it was given back."""
+
+    go: Fraction
+    amount: Fraction
+    gone: bool = False
+
+
 class Model:
     """A token bucket as 'empty at' virtual time: tokens(now) = min(cap, (now - empty_at) * r)."""
 
@@ -34,12 +44,12 @@ class Model:
         self.now = Fraction(0)
         self.empty_at = self.now - self.capacity / self.r  # starts full
         self.last_go = Fraction(-(10**9))
-        # Reservations still waiting, in line: [go time, amount, given back].
-        self.line: list[list[object]] = []
+        # Reservations still waiting, in line.
+        self.line: list[Waiter] = []
 
     def _refresh(self) -> None:
         self.empty_at = max(self.empty_at, self.now - self.capacity / self.r)
-        self.line = [entry for entry in self.line if entry[0] > self.now]  # type: ignore[operator]
+        self.line = [entry for entry in self.line if entry.go > self.now]
 
     def tokens(self) -> Fraction:
         self._refresh()
@@ -53,7 +63,7 @@ class Model:
         self.empty_at += amount / self.r
         self.last_go = max(self.last_go, go)
         if go > self.now:
-            self.line.append([go, amount, False])
+            self.line.append(Waiter(go, amount))
         return go - self.now
 
     def cancel(self, amount: Fraction, go: Fraction) -> Fraction:
@@ -61,19 +71,21 @@ class Model:
         self._refresh()
         if go <= self.now:
             return Fraction(0)
-        entry = next(e for e in reversed(self.line) if e[0] == go and e[1] == amount and not e[2])
-        entry[2] = True
+        entry = next(
+            e for e in reversed(self.line) if e.go == go and e.amount == amount and not e.gone
+        )
+        entry.gone = True
         if entry is not self.line[-1]:
             back = self.give_back(amount, go)
-            entry[1] = amount - back
-            self.last_go = max(self.last_go, self.line[-1][0])  # type: ignore[type-var]
+            entry.amount = amount - back
+            self.last_go = max(self.last_go, self.line[-1].go)
             return back
         back = Fraction(0)
-        while self.line and self.line[-1][2]:
-            back += self.line.pop()[1]  # type: ignore[operator]
+        while self.line and self.line[-1].gone:
+            back += self.line.pop().amount
         back = min(back, self.capacity - self.tokens())
         self.empty_at -= back / self.r
-        self.last_go = self.line[-1][0] if self.line else min(self.last_go, self.now)  # type: ignore[assignment]
+        self.last_go = self.line[-1].go if self.line else min(self.last_go, self.now)
         return back
 
     def give_back(self, amount: Fraction, after: Fraction) -> Fraction:
