@@ -527,8 +527,8 @@ class _Flight(Generic[H]):
             # A task waiting without a call (to retry, for its turn, a circuit) would only
             # find the budget spent when its wait is over: it ends now.
             self._end_waiting(now)
-        if self.gate is None:
-            work = self.state.take_ready(self.slots.claimable())
+        if self.gate is None or not (self.held or self.slots.lot_full):
+            work = self.state.take_ready(self.slots.claimable())  # the common case
         else:
             work = self._gated(now)
         return list(zip(work, self.slots.claim_many(len(work)), strict=True))
