@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from aegis_gov import (
@@ -26,6 +26,7 @@ from aegis_gov import (
     TaskStarted,
     TaskState,
     TaskSucceeded,
+    Team,
     ToolSpec,
 )
 
@@ -77,33 +78,13 @@ def test_tasks_waiting_on_a_failing_provider_do_not_hold_the_healthy_ones_back(
     assert waits_cut_short == [True, True]
 
 
-def test_hundreds_of_tasks_held_by_a_retry_after_do_not_hold_back_a_later_healthy_one(
-    clock: FakeClock,
-) -> None:
-    # A threaded run parks a waiting task in its thread, up to max_parked (64 at one slot).
-    # The first 70 tasks are on an endpoint whose 429 asks for 20 s: before, the first 64
-    # parked and nothing else started until they came back, so the healthy task at the end
-    # waited the 20 s out. Now, with the lot full, a task whose endpoint is held waits
-    # without a thread and the healthy one starts at once. Every wait below ends when the
-    # healthy task is done, so on the old code each would run into its 10 s timeout.
-    from aegis_gov import RateLimitError  # noqa: PLC0415
-
-    healthy_done = threading.Event()
-    waits_cut_short: list[bool] = []
-    started: list[str] = []
-
-    def sleep(seconds: float) -> None:
-        waits_cut_short.append(healthy_done.wait(timeout=10))
-        clock.sleep(seconds)
+def _held_then_healthy(
+    clock: FakeClock, sleep: Callable[[float], None]
+) -> tuple[Team, OpenMultiAgent, list[Task]]:
+    """70 tasks of an endpoint whose 429 asks for 20 s, then one of a healthy endpoint."""
 
     def held(_messages: Sequence[Message]) -> str:
         raise RateLimitError("held", "429 too many requests", retry_after_s=20.0)
-
-    def on_event(event: RunEvent) -> None:
-        if isinstance(event, TaskStarted):
-            started.append(event.task_id)
-        if isinstance(event, TaskSucceeded) and event.task_id == "good":
-            healthy_done.set()
 
     team = OpenMultiAgent.create_team(
         "t",
@@ -117,6 +98,33 @@ def test_hundreds_of_tasks_held_by_a_retry_after_do_not_hold_back_a_later_health
         clock=clock,
     )
     tasks = [*(Task(f"h{i}", agent="held") for i in range(70)), Task("good", agent="fine")]
+    return team, oma, tasks
+
+
+def test_hundreds_of_tasks_held_by_a_retry_after_do_not_hold_back_a_later_healthy_one(
+    clock: FakeClock,
+) -> None:
+    # A threaded run parks a waiting task in its thread, up to max_parked (64 at one slot).
+    # The first 70 tasks are on an endpoint whose 429 asks for 20 s: before, the first 64
+    # parked and nothing else started until they came back, so the healthy task at the end
+    # waited the 20 s out. Now, with the lot full, a task whose endpoint is held waits
+    # without a thread and the healthy one starts at once. Every wait below ends when the
+    # healthy task is done, so on the old code each would run into its 10 s timeout.
+    healthy_done = threading.Event()
+    waits_cut_short: list[bool] = []
+    started: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        waits_cut_short.append(healthy_done.wait(timeout=10))
+        clock.sleep(seconds)
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, TaskStarted):
+            started.append(event.task_id)
+        if isinstance(event, TaskSucceeded) and event.task_id == "good":
+            healthy_done.set()
+
+    team, oma, tasks = _held_then_healthy(clock, sleep)
     result = oma.run_tasks(tasks, team, on_event=on_event)
     assert result["good"].status is TaskState.DONE
     assert waits_cut_short
@@ -130,33 +138,17 @@ def test_tasks_held_without_a_thread_end_cancelled_with_the_run(clock: FakeClock
     # The run above, cancelled once the healthy task is done: the tasks held back without a
     # thread (past the 64 parked) are recorded FAILED as cancelled, like the parked ones,
     # and the run returns instead of waiting for them.
-    from aegis_gov import RateLimitError  # noqa: PLC0415
-
     cancel = threading.Event()
 
     def sleep(seconds: float) -> None:
         cancel.wait(timeout=10)
         clock.sleep(seconds)
 
-    def held(_messages: Sequence[Message]) -> str:
-        raise RateLimitError("held", "429 too many requests", retry_after_s=20.0)
-
     def on_event(event: RunEvent) -> None:
         if isinstance(event, TaskSucceeded) and event.task_id == "good":
             cancel.set()
 
-    team = OpenMultiAgent.create_team(
-        "t",
-        AgentConfig(name="held", adapter=ScriptedAdapter(held, name="held")),
-        AgentConfig(name="fine", adapter=ScriptedAdapter(["ok"], name="fine")),
-    )
-    oma = OpenMultiAgent(
-        AgentPool(max_concurrent=1, consecutive_failure_limit=1000, clock=clock),
-        retry=RetryPolicy(max_attempts=2, initial_delay_s=1.0, max_delay_s=30.0),
-        sleep=sleep,
-        clock=clock,
-    )
-    tasks = [*(Task(f"h{i}", agent="held") for i in range(70)), Task("good", agent="fine")]
+    team, oma, tasks = _held_then_healthy(clock, sleep)
     result = oma.run_tasks(tasks, team, on_event=on_event, cancel=cancel)
     assert result["good"].status is TaskState.DONE
     held_back = [result[f"h{i}"] for i in range(64, 70)]
