@@ -18,6 +18,7 @@ from aegis_gov import (
     Message,
     OpenMultiAgent,
     ProviderUnavailableError,
+    RateLimitError,
     RetryPolicy,
     RunEvent,
     ScriptedAdapter,
@@ -436,3 +437,70 @@ def test_a_provider_answering_slowly_is_paced_by_what_it_took_not_what_came_back
     answered, refused = _serve_slowly(rate, clock, allowed, latency_s, 300.0)
     assert answered >= 0.9
     assert refused <= 0.05
+
+
+def test_requests_that_failed_are_not_counted_as_taken_when_a_429_comes() -> None:
+    # Found by an adversarial review: a provider answered 503s for 2 s, then one 429 to the
+    # probe after it recovered. The 503'd requests were counted as taken (they drew no 429),
+    # so a rate of ~10/s was learned from failures, and the recovered endpoint crawled.
+    clock = FakeClock()
+    rate = LearnedRate(clock)
+    for _ in range(10):
+        sent_at = rate.sent()
+        clock.now += 0.2
+        rate.failed(sent_at)  # a 503
+    sent_at = rate.sent()
+    clock.now += 0.01
+    assert not rate.throttled(0, 1.0, sent_at=sent_at)  # nothing taken: no rate to learn
+    assert rate.rate() is None
+    assert rate.reserve()[0] == pytest.approx(1.0)  # the Retry-After still holds the turn
+
+
+def test_requests_leaving_while_others_take_turns_do_not_break_the_pace() -> None:
+    # Found while fixing the above: requests were counted on their way out without the
+    # lock, and a turn taken meanwhile (which reads them) raised "deque mutated during
+    # iteration" in the task's thread.
+    rate = LearnedRate()
+    rate.throttled(0, None)
+    start = threading.Barrier(4)
+    taken = threading.Event()
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        start.wait()
+        while not taken.is_set():
+            rate.sent()
+
+    def take() -> None:
+        start.wait()
+        try:
+            for _ in range(5_000):  # the race showed within 700-2,100 turns in five tries
+                rate.reserve()
+                rate.throttled(rate.epoch, None, sent_at=time.monotonic())
+        except RuntimeError as exc:
+            errors.append(exc)
+        finally:
+            taken.set()
+
+    threads = [threading.Thread(target=f) for f in (send, send, take, take)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_a_429_after_an_outage_of_503s_sets_no_rate_learned_from_them(clock: FakeClock) -> None:
+    down = ProviderUnavailableError("m", "HTTP 503", status_code=503)
+    adapter = ScriptedAdapter([*[down] * 10, RateLimitError("m", "429", retry_after_s=0.01), "ok"])
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1, consecutive_failure_limit=100, clock=clock),
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=20, initial_delay_s=0.01, multiplier=1.0),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert oma.run_agent(AgentConfig(name="w"), "hi").output == "ok"
+    status = oma.get_status().endpoints[adapter.endpoint.key]
+    assert status.adaptive is not None
+    assert status.adaptive.rate_per_s is None  # (before: ~9/s, from the ten 503s)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
+from aegis_adapters import TextDelta, ToolSpec
 from aegis_gov import (
     AgentConfig,
     AgentPool,
@@ -210,3 +211,64 @@ def test_budget_settings_are_checked() -> None:
         Budget(prices={"m": 1.0})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="input_per_million_usd must be >= 0"):
         Price(-1.0, 0.0)
+
+
+class _CutMidAnswer(ScriptedAdapter):
+    """Streams 100 chunks of 40 characters (about 1,000 tokens), then the connection drops."""
+
+    def __init__(self) -> None:
+        super().__init__(["never answered whole"], name="gpt-test")
+        self.streams = 0
+
+    def _chunks(self) -> Iterator[TextDelta]:
+        self.streams += 1
+        for _ in range(100):
+            yield TextDelta("x" * 40)
+
+    def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> Iterator[TextDelta | ChatResponse]:
+        yield from self._chunks()
+        raise ProviderUnavailableError("gpt-test", "connection reset mid-stream")
+
+    async def achat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> AsyncIterator[TextDelta | ChatResponse]:
+        for chunk in self._chunks():
+            yield chunk
+        raise ProviderUnavailableError("gpt-test", "connection reset mid-stream")
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_stream_broken_mid_answer_counts_what_came_against_the_budget(use_async: bool) -> None:
+    # Found by an adversarial review: streams reset after ~800 tokens counted nothing, so a
+    # token budget of 500 let 4 tasks stream 20 answers (16,000 tokens) until their
+    # attempts ran out; `spent` read 0 tokens.
+    adapter = _CutMidAnswer()
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1),
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=5, initial_delay_s=0.001, max_delay_s=0.001),
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(4)]
+    budget = Budget(max_total_tokens=500)
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, budget=budget, stream=True))
+    else:
+        result = oma.run_tasks(tasks, team, budget=budget, stream=True)
+    assert adapter.streams == 1  # the first broken stream spent the budget
+    assert result.spent is not None
+    assert result.spent.requests == 1
+    assert result.spent.tokens >= 1000  # 4,000 characters streamed, and the prompt
+    assert result.summary() == {"failed": 1, "skipped": 3}
+    assert result["t0"].error_type == "BudgetSpentError"
+    assert result["t0"].attempts == 1  # the broken stream; the retry was refused unsent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from collections.abc import Sequence
 
 import attrs
@@ -97,6 +98,51 @@ def test_a_limit_that_matches_no_model_of_a_run_is_named(clock: FakeClock) -> No
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     with pytest.warns(UserWarning, match=r"limits\['gpt-tset'\] matches no model .*'gpt-test'\?"):
         oma.run_tasks([Task("a", agent="w")], team)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_two_keys_naming_one_model_with_different_limits_are_named(
+    clock: FakeClock, use_async: bool
+) -> None:
+    # Found by an adversarial review: {"m": 6/min, "scripted:m": 6000/min} was taken
+    # silently, and which one applied was written nowhere.
+    model = ScriptedAdapter(["ok", "ok"], name="gpt-test")
+    slow, fast = Limits(requests_per_minute=6), Limits(requests_per_minute=6000)
+    oma = OpenMultiAgent(
+        AgentPool(clock=clock),
+        default_adapter=model,
+        sleep=clock.sleep,
+        async_sleep=clock.async_sleep,
+        clock=clock,
+        limits={"gpt-test": slow, f"{model.endpoint.provider}:gpt-test": fast},
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for run in range(2):  # said once, not at every run
+            tasks = [Task(f"a{run}", agent="w")]
+            if use_async:
+                asyncio.run(oma.arun_tasks(tasks, team))
+            else:
+                oma.run_tasks(tasks, team)
+    said = [w for w in caught if "different values" in str(w.message)]
+    assert len(said) == 1
+    assert str(said[0].message) == (
+        "limits 'scripted:gpt-test', 'gpt-test' all name the endpoint "
+        f"{model.endpoint.key!r} with different values: only limits['scripted:gpt-test'] "
+        "applies (an endpoint key wins over 'provider:model', which wins over a model name)"
+    )
+    if not use_async:  # (a coroutine's frames start at the event loop)
+        assert said[0].filename == __file__  # it points at the caller's line
+    # The same limits under two names are no conflict.
+    same = OpenMultiAgent(
+        default_adapter=model, limits={"gpt-test": fast, "scripted:gpt-test": fast}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same.run_tasks(
+            [Task("b", agent="w")], OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+        )
 
 
 def test_a_fallback_equal_to_the_primary_is_refused() -> None:

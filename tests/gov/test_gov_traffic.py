@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import pickle
 import threading
 from collections.abc import Callable, Sequence
 
@@ -18,6 +19,7 @@ from aegis_gov import (
     OpenMultiAgent,
     ProviderUnavailableError,
     RateLimitError,
+    RetryAfterTooLongError,
     RetryPolicy,
     RunEvent,
     ScriptedAdapter,
@@ -268,6 +270,7 @@ def test_a_task_the_run_gave_up_on_sends_no_more_requests(clock: FakeClock) -> N
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     result = oma.run_tasks([Task("a", agent="w")], team, task_timeout_s=30.0)
     assert result["a"].error_type == "DeadlineExceededError"
+    assert result["a"].attempts == 1  # what it did before it was given up is kept (was 0)
     release.set()
     oma.close()
     for worker in set(threading.enumerate()) - threads_before:  # this run's, not others'
@@ -390,9 +393,20 @@ def test_a_retry_after_longer_than_max_delay_still_ends_the_task_at_once(
         sleep=clock.sleep,
         clock=clock,
     )
-    with pytest.raises(RateLimitError):
+    with pytest.raises(RateLimitError) as raised:
         oma.run_agent(AgentConfig(name="a"), "hi")
     assert len(adapter.calls) == 1
+    # Found by an adversarial review: the error said only "429 too many requests", while the
+    # task's siblings waited out the (capped) hold and finished. It now says why it gave up.
+    error = raised.value
+    assert isinstance(error, RetryAfterTooLongError)
+    assert (error.retry_after_s, error.max_delay_s, error.status_code) == (3600.0, 30.0, None)
+    assert str(error) == (
+        "m: 429 too many requests; gave up: the provider asked to wait 3600 s, "
+        "more than RetryPolicy.max_delay_s=30"
+    )
+    copy = pickle.loads(pickle.dumps(error))  # errors cross process boundaries
+    assert (type(copy), str(copy)) == (RetryAfterTooLongError, str(error))
 
 
 def test_429s_count_as_failed_attempts_when_a_fallback_is_left(clock: FakeClock) -> None:
@@ -500,6 +514,61 @@ def test_429s_alone_in_flight_count_only_past_twice_the_pool_s_width(
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     oma.run_tasks([Task("a", agent="w")], team, on_event=events.append)
     assert _opened(events) is opens  # 16 (twice 8) are left out; the 17th and 18th open it
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+@pytest.mark.parametrize(
+    "retry_after_s", [None, 0.0, 0.05], ids=["no-retry-after", "retry-after-0", "retry-after"]
+)
+def test_a_circuit_429s_opened_is_probed_again_after_a_doubling_backoff(
+    clock: FakeClock, use_async: bool, retry_after_s: float | None
+) -> None:
+    # Found by an adversarial review: a run that started inside a provider's short window of
+    # 429s (a quota used up by another process) opened the circuit within 60 ms and then
+    # stood still for the whole 30 s recovery timeout, although the window ended at 3 s.
+    # One task, so the fake clock moves as one timeline (its waits are the only sleeps).
+    def reply(_messages: Sequence[Message]) -> str:
+        if len(adapter.calls) <= 14:
+            raise RateLimitError("m", "429 quota exceeded", retry_after_s=retry_after_s)
+        return "ok"
+
+    adapter = ScriptedAdapter(reply)
+    # 8 429s are taken as pacing, the next two open it (for 30 s, before); four probes fail.
+    pool = AgentPool(max_concurrent=2, consecutive_failure_limit=2, clock=clock)
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=30, initial_delay_s=0.01, multiplier=1.0),
+        sleep=clock.sleep,
+        async_sleep=clock.async_sleep,
+        clock=clock,
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    moves: list[tuple[CircuitState, float]] = []
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, CircuitStateChanged):
+            moves.append((event.new, clock.now))
+
+    tasks = [Task("a", agent="w")]
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, on_event=on_event))
+    else:
+        result = oma.run_tasks(tasks, team, on_event=on_event)
+    assert result.summary() == {"done": 1}, result["a"].error
+    assert [state for state, _ in moves] == [
+        *[CircuitState.OPEN, CircuitState.HALF_OPEN] * 5,  # each probe met a 429 but the last
+        CircuitState.CLOSED,
+    ]
+    opened = [at for state, at in moves if state is CircuitState.OPEN]
+    probed = [at for state, at in moves if state is CircuitState.HALF_OPEN]
+    waits = [probe - opening for opening, probe in zip(opened, probed, strict=True)]
+    # The retry's first wait doubled per opening in a row, or the Retry-After if longer (the
+    # task's own waits may run a little past it); all of them together are less than the
+    # one recovery timeout the circuit waited before.
+    least = [max(0.01 * 2**n, retry_after_s or 0.0) for n in range(len(waits))]
+    assert all(low - 1e-9 <= wait <= low + 0.011 for low, wait in zip(least, waits, strict=True))
+    assert sum(waits) < 30.0
 
 
 @pytest.mark.parametrize(("recovery_timeout_s", "opens"), [(30.0, False), (0.0, True)])

@@ -521,9 +521,20 @@ class LearnedRate:
 
     def sent(self) -> float:
         """A request leaves now (its turn, if paced, has come): count it; return the time."""
-        now = self._clock()
-        self._sent.append(now)  # one append: atomic, no lock on every request's way out
+        with self._lock:  # others read the deque under the lock: never append while they do
+            now = self._clock()
+            self._sent.append(now)
         return now
+
+    def failed(self, sent_at: float) -> None:
+        """The request that left at *sent_at* failed (not a 429): the provider did not take it.
+
+        A 429 says the same through :meth:`throttled`. Without this, an endpoint that
+        answered nothing but 503s had all those requests counted as taken, and the first 429
+        after the outage set a rate learned from failures.
+        """
+        with self._lock:
+            self._refused.append(sent_at)
 
     def answered(self) -> None:
         """The provider answered a request (not a 429): count it, let the rate grow."""

@@ -38,6 +38,7 @@ import attrs
 from aegis_adapters import (
     ChatAdapter,
     ChatResponse,
+    Endpoint,
     LLMAdapter,
     RateLimitError,
     RetryableError,
@@ -175,10 +176,12 @@ class Sink:
         self._separate = False
         self._ended = True  # the last request finished: the next one is a new turn
         self._turn_separate = False  # whether the current turn starts on a new line
+        self.turn_chars = 0  # characters the current request streamed (for a broken stream)
 
     def __call__(self, text: str) -> None:
         """Hand one chunk on."""
         self.emitted = self._turn_emitted = True
+        self.turn_chars += len(text)
         if self._separate:
             self._separate = False
             text = "\n" + text
@@ -201,6 +204,7 @@ class Sink:
         else:
             self._separate = self._turn_separate
         self._turn_emitted = False
+        self.turn_chars = 0
 
     def end_turn(self, response: ChatResponse) -> None:
         """A request finished: if it streamed text and called tools, another turn follows.
@@ -340,11 +344,13 @@ class EndpointCaller:
         self._adaptive_lock = threading.Lock()
         self._learned: dict[str, LearnedRate | None] = {}
         self._unmatched_warned: set[str] = set()
+        self._overlap_warned: set[str] = set()  # endpoints named by keys that disagree
         self._paced: dict[str, int] = {}  # requests waiting for their turn, by endpoint
         self._free_turns: dict[str, _Turn] = {}  # a turn to go at once, by endpoint (see _pace)
         self._progress: dict[str, float] = {}  # when a call last started or ended, by endpoint
         self._answered_at: dict[str, float] = {}  # when a call last succeeded, by endpoint
         self._held: dict[str, float] = {}  # until when a Retry-After holds each endpoint
+        self._reprobes: dict[str, _Reprobe] = {}  # circuits 429s opened: when to probe again
         self._busy: dict[str, Waiters] = {}  # tasks over an endpoint's adaptive limit
         self._probing: dict[str, Waiters] = {}  # tasks waiting on a half-open circuit
         own_rule = pool.settings.is_failure
@@ -401,7 +407,10 @@ class EndpointCaller:
         """
         if trace is not None:
             emit = trace.observe(emit)
-        steps = self.conversation(route, prompt, emit, task_id=task_id).steps()
+        conversation = self.conversation(route, prompt, emit, task_id=task_id)
+        if slot is not None:
+            slot.progress = conversation.given_up
+        steps = conversation.steps()
         job = _Job(self, route, sink, executor, slot, budget, trace)
         if trace is None:
             return self._drive(steps, job)
@@ -422,7 +431,10 @@ class EndpointCaller:
         """Run one agent's conversation on the running event loop; return its outcome."""
         if trace is not None:
             emit = trace.observe(emit)
-        steps = self.conversation(route, prompt, emit, task_id=task_id).steps()
+        conversation = self.conversation(route, prompt, emit, task_id=task_id)
+        if slot is not None:
+            slot.progress = conversation.given_up
+        steps = conversation.steps()
         job = _Job(self, route, sink, None, slot, budget, trace)
         if trace is None:
             return await self._adrive(steps, job)
@@ -626,7 +638,8 @@ class EndpointCaller:
             return True
         state = breaker.state
         if state is CircuitState.OPEN:
-            return False
+            reprobe = self._reprobes.get(key)
+            return reprobe is not None and reprobe.at <= self._clock()
         return not (state is CircuitState.HALF_OPEN and self._probing.get(key))
 
     def async_task_runner(
@@ -646,6 +659,7 @@ class EndpointCaller:
             sink = _delta_sink(emit, work.task.id) if streaming else None
             if trace is None:  # `arun`, inlined: one coroutine fewer a task
                 conversation = self.conversation(route, work.prompt, emit, task_id=work.task.id)
+                slot.progress = conversation.given_up
                 job = _Job(self, route, sink, None, slot, budget, None)
                 return await self._adrive(conversation.steps(), job)
             return await self.arun(
@@ -717,6 +731,7 @@ class EndpointCaller:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
                 admitted = True
+            self._probe_if_due(key)  # a circuit 429s opened, once its backoff is over
             answer = self.pool.run_on(key, attempt, call)
             if isinstance(answer, _Declined):  # not the breaker's business; still an error
                 raise answer.error
@@ -728,13 +743,16 @@ class EndpointCaller:
                 raise call.crowded(alarms, None, exc) from exc
             # Whether or not it counted against the breaker, a 429 still says "overloaded"
             # and its Retry-After still holds the endpoint.
-            self._after_retryable(route, call, exc, sink)
+            self._after_retryable(
+                route, call, exc, sink, counted=True, budget=budget, request=request
+            )
             raise
         except CircuitOpenError as exc:
-            call.rejected(exc, alarms, None)
-            raise
+            raise self._turned_away(call, exc, alarms, None) from None
         except _Throttled as throttled:
-            self._after_retryable(route, call, throttled.error, sink)
+            self._after_retryable(
+                route, call, throttled.error, sink, budget=budget, request=request
+            )
             raise throttled.error from None
         except _Crowded as crowded:
             raise call.crowded(alarms, None, crowded.error) from crowded.error
@@ -779,6 +797,7 @@ class EndpointCaller:
             if budget is not None:
                 budget.admit()  # raises once the run's budget is spent: nothing is sent
                 admitted = True
+            self._probe_if_due(key)  # a circuit 429s opened, once its backoff is over
             answer = await self.pool.arun_on(
                 key, self._aattempt, call, route, adapter, request, sink, trace
             )
@@ -790,13 +809,16 @@ class EndpointCaller:
         except RetryableError as exc:
             if call.refused:
                 raise call.crowded(alarms, loop, exc) from exc
-            self._after_retryable(route, call, exc, sink)
+            self._after_retryable(
+                route, call, exc, sink, counted=True, budget=budget, request=request
+            )
             raise
         except CircuitOpenError as exc:
-            call.rejected(exc, alarms, loop)
-            raise
+            raise self._turned_away(call, exc, alarms, loop) from None
         except _Throttled as throttled:
-            self._after_retryable(route, call, throttled.error, sink)
+            self._after_retryable(
+                route, call, throttled.error, sink, budget=budget, request=request
+            )
             raise throttled.error from None
         except _Crowded as crowded:
             raise call.crowded(alarms, loop, crowded.error) from crowded.error
@@ -955,6 +977,66 @@ class EndpointCaller:
         until = self._held.get(key)
         return 0.0 if until is None else max(until - self._clock(), 0.0)
 
+    def _throttle_opened(self, key: str, exc: RateLimitError) -> None:
+        """A 429 counted against *key*'s breaker: if it opened the circuit, probe it sooner.
+
+        An endpoint answering nothing but 429s is refusing everyone (a used-up quota, the rest
+        of a minute's window), not down: its circuit opens, so its tasks stop sending and wait
+        or move to a fallback, but it is probed again after a backoff -- the provider's
+        Retry-After, at least :attr:`RetryPolicy.initial_delay_s` doubled with each opening
+        since the endpoint last answered -- rather than the breaker's whole
+        ``recovery_timeout_s`` (30 s by default, for a window of 429s that ended in 3 s).
+        """
+        breaker = self.pool.breakers.get(key)
+        if breaker is None or breaker.state is not CircuitState.OPEN:
+            return
+        generation = breaker.generation
+        with self._adaptive_lock:
+            last = self._reprobes.get(key)
+            if last is not None and last.generation == generation:
+                return  # this opening's probe is already set
+            level = 0 if last is None else last.level + 1
+            backoff = self.retry.initial_delay_s * 2.0 ** min(level, 64)
+            wait = min(max(backoff, exc.retry_after_s or 0.0), breaker.settings.recovery_timeout_s)
+            self._reprobes[key] = _Reprobe(generation, self._clock() + wait, level)
+
+    def _probe_if_due(self, key: str) -> None:
+        """Move a circuit 429s opened to half-open once its backoff is over (this call probes)."""
+        if not self._reprobes:
+            return
+        reprobe = self._reprobes.get(key)
+        if reprobe is None or self._clock() < reprobe.at:
+            return
+        breaker = self.pool.breaker(key)
+        with self._adaptive_lock:
+            if self._reprobes.get(key) is not reprobe:
+                return  # another task got here first
+            self._reprobes[key] = attrs.evolve(reprobe, at=math.inf)  # one move per opening
+        if breaker.state is CircuitState.OPEN and breaker.generation == reprobe.generation:
+            breaker.transition_to_half_open()
+
+    def _turned_away(
+        self,
+        call: _Call,
+        exc: CircuitOpenError,
+        alarms: _AlarmBox | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> CircuitOpenError:
+        """The circuit turned *call* away: queue the task for its closing; what to raise."""
+        rejection = self._rejection(call.key, exc) if self._reprobes else exc
+        call.rejected(rejection, alarms, loop)
+        return rejection
+
+    def _rejection(self, key: str, exc: CircuitOpenError) -> CircuitOpenError:
+        """*exc*, or the same rejection saying when a circuit 429s opened is probed again."""
+        reprobe = self._reprobes.get(key)
+        if reprobe is None or exc.state is not CircuitState.OPEN:
+            return exc
+        left = reprobe.at - self._clock()
+        if not left < exc.retry_after_s or self.pool.breaker(key).generation != reprobe.generation:
+            return exc
+        return CircuitOpenError(exc.breaker_name, max(left, 0.0), exc.state)
+
     def _count_paced(self, key: str, change: int) -> None:
         with self._adaptive_lock:
             self._paced[key] = self._paced.get(key, 0) + change
@@ -1076,6 +1158,8 @@ class EndpointCaller:
         self._progress[key] = now = self._clock()
         if call.answer is not None:
             self._answered_at[key] = now
+            if self._reprobes:
+                self._reprobes.pop(key, None)  # answering again: the next 429s start afresh
         busy = self._busy.get(key)
         probing = self._probing.get(key)
         if not busy and not probing:  # nobody waits: no need to count what is free
@@ -1119,6 +1203,7 @@ class EndpointCaller:
             for route in routes
             for adapter, key in (route.target(i) for i in range(len(route.fallbacks) + 1))
         ]
+        self._warn_overlapping(endpoints)
         for name in self._limits:
             if name in self._unmatched_warned or any(
                 name in (key, f"{endpoint.provider}:{endpoint.model}", endpoint.model)
@@ -1137,6 +1222,31 @@ class EndpointCaller:
                 "(keys are a model name, 'provider:model' or an endpoint key)",
                 UserWarning,
                 stacklevel=4,
+            )
+
+    def _warn_overlapping(self, endpoints: Iterable[tuple[Endpoint, str]]) -> None:
+        """Warn (once per endpoint) when two keys that differ name one endpoint of a run.
+
+        The most specific applies (endpoint key, then ``provider:model``, then model): a
+        model's limits written twice with different values would otherwise be half ignored.
+        """
+        for endpoint, key in endpoints:
+            names = [
+                name
+                for name in (key, f"{endpoint.provider}:{endpoint.model}", endpoint.model)
+                if name in self._limits
+            ]
+            if key in self._overlap_warned or all(
+                self._limits[name] == self._limits[names[0]] for name in names
+            ):
+                continue
+            self._overlap_warned.add(key)
+            warnings.warn(
+                f"limits {', '.join(map(repr, names))} all name the endpoint {key!r} with "
+                f"different values: only limits[{names[0]!r}] applies (an endpoint key wins "
+                "over 'provider:model', which wins over a model name)",
+                UserWarning,
+                stacklevel=5,
             )
 
     def adaptive_limit(self, key: str, adapter: ChatAdapter | None = None) -> AdaptiveLimit:
@@ -1194,11 +1304,30 @@ class EndpointCaller:
         return status
 
     def _after_retryable(
-        self, route: Route, call: _Call, exc: RetryableError, sink: Sink | None
+        self,
+        route: Route,
+        call: _Call,
+        exc: RetryableError,
+        sink: Sink | None,
+        *,
+        counted: bool = False,
+        budget: BudgetMeter | None = None,
+        request: ChatRequest | None = None,
     ) -> None:
-        """*call* ended in *exc* (counted by the breaker or not): note it, hold the endpoint."""
+        """*call* ended in *exc* (*counted* by the breaker or not): note it, hold the endpoint.
+
+        A stream broken after some of its answer came is counted against *budget* by
+        estimate (its input, and the characters streamed): the provider bills what it
+        generated, and a retry streams it again.
+        """
         call.failed(exc)
         key = call.key
+        if budget is not None and request is not None and sink is not None and sink.turn_chars:
+            output = (sink.turn_chars + 3) // 4
+            usage = Usage(input_tokens=_estimate(request), output_tokens=output)
+            budget.record(route.target(request.endpoint)[0].endpoint, key, usage)
+        if counted and isinstance(exc, RateLimitError):
+            self._throttle_opened(key, exc)
         if isinstance(exc, RateLimitError) and exc.retry_after_s:
             # The provider asked every caller to wait: hold the whole endpoint back, but no
             # longer than the retry policy waits for anyone: a lying or broken Retry-After
@@ -1255,6 +1384,15 @@ def _delta_sink(emit: EventHandler, task_id: str) -> Sink:
 
 def _discard(_text: str) -> None:
     pass
+
+
+@attrs.frozen
+class _Reprobe:
+    """When a circuit that 429s opened is probed again (see ``EndpointCaller._throttle_opened``)."""
+
+    generation: int  # the breaker's generation the opening began
+    at: float  # when, on the caller's clock (inf: the probe is under way)
+    level: int  # openings by 429s in a row, since the endpoint last answered, less one
 
 
 @attrs.define
@@ -1385,10 +1523,14 @@ class _Call:
         """The call ended in a retryable error: was that overload, and a 429 to learn from?"""
         self.overloaded = True if _is_overload(exc) else None  # a 500 says nothing of load
         self.timed_out = _TIMED_OUT in exc.provider_message
-        self.learn(exc)
+        if not self.learn(exc) and self.sent_at is not None and self.turn.learned is not None:
+            self.turn.learned.failed(self.sent_at)  # not taken: no rate is learned from it
 
-    def learn(self, exc: RetryableError) -> None:
-        """If *exc* is a 429, let the endpoint's learned pace know (refusals included)."""
+    def learn(self, exc: RetryableError) -> bool:
+        """If *exc* is a 429, let the endpoint's learned pace know (refusals included).
+
+        Return whether it was one.
+        """
         learned = self.turn.learned
         if (
             learned is not None
@@ -1403,6 +1545,8 @@ class _Call:
             if hold is not None and hold > self.caller.retry.max_delay_s:
                 hold = None
             learned.throttled(self.turn.epoch or 0, hold, sent_at=self.sent_at)
+            return True
+        return False
 
     def rejected(
         self,

@@ -31,7 +31,12 @@ from aegis_adapters import (
 from aegis_breaker import BreakerError, CircuitOpenError
 
 from aegis_gov._budget import BudgetSpentError
-from aegis_gov._errors import CircuitWaitTooLongError, EndpointBusyError, ToolLoopError
+from aegis_gov._errors import (
+    CircuitWaitTooLongError,
+    EndpointBusyError,
+    RetryAfterTooLongError,
+    ToolLoopError,
+)
 from aegis_gov._events import EventHandler, FellBack, TaskRetrying, ToolCalled
 from aegis_gov._outcome import Failure, Outcome, Raised
 from aegis_gov._output import Invalid, OutputSpec, OutputValidationError
@@ -329,7 +334,7 @@ class Conversation:
             if delay is None:
                 if self._fall_over(error):
                     continue
-                return self._failure(error)
+                return self._failure(self._too_long(error))
             if self._emitting:
                 self.emit(
                     TaskRetrying(
@@ -423,6 +428,14 @@ class Conversation:
             return self._failure(error)
         return _FELL_OVER if self._fall_over(error) else self._failure(error)
 
+    def _too_long(self, error: Exception) -> Exception:
+        """*error*, or :class:`RetryAfterTooLongError` if its Retry-After is what ended it."""
+        if isinstance(error, RateLimitError) and not isinstance(error, RetryAfterTooLongError):
+            after = error.retry_after_s
+            if after is not None and after > self.retry.max_delay_s:
+                return RetryAfterTooLongError(error, self.retry.max_delay_s)
+        return error
+
     def _queue_wait(self, error: EndpointBusyError) -> float:
         """How long a task turned away by a busy endpoint waits before looking again.
 
@@ -465,6 +478,13 @@ class Conversation:
 
     def _failure(self, error: Exception) -> Failure:
         return Failure(error, self.attempts, self.usage, tuple(self.tool_calls))
+
+    def given_up(self, error: Exception) -> Failure:
+        """The failure *error* ends this conversation with if its run gives it up now.
+
+        What it did so far counts: its requests, usage and tool calls.
+        """
+        return self._failure(error)
 
     def _circuit_delay(self, error: CircuitOpenError) -> tuple[float | None, str]:
         """How long to wait for an open circuit, or None and the budget that forbids it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from aegis_adapters import RateLimitError
 from aegis_breaker import BreakerError, CircuitOpenError
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "DuplicateAgentError",
     "EndpointBusyError",
     "IncompatibleResumeError",
+    "RetryAfterTooLongError",
     "RunCancelledTaskError",
     "StreamInterruptedError",
     "ToolLoopError",
@@ -124,6 +126,33 @@ class CircuitWaitTooLongError(CircuitOpenError, AegisError):
     ) -> tuple[type[CircuitWaitTooLongError], tuple[str | None, float, str, str]]:
         """Pickle with the constructor arguments."""
         return (type(self), (self.breaker_name, self.retry_after_s, self.state, self.budget))
+
+
+class RetryAfterTooLongError(RateLimitError, AegisError):
+    """A task gave up on a 429 whose ``Retry-After`` is longer than it may wait.
+
+    A :class:`~aegis_adapters.RateLimitError` (catch either), with the provider's words and
+    ``retry_after_s``; ``max_delay_s`` is the :class:`~aegis_gov.RetryPolicy` setting the
+    wait would exceed. (Other tasks of the endpoint wait out a hold of at most that long
+    and try again: a provider may ask for more than it needs.)
+    """
+
+    def __init__(self, error: RateLimitError, max_delay_s: float) -> None:
+        """The task's *error*, and the ``max_delay_s`` its ``Retry-After`` exceeds."""
+        super().__init__(
+            error.provider,
+            error.provider_message,
+            status_code=error.status_code,
+            retry_after_s=error.retry_after_s,
+        )
+        self.max_delay_s = max_delay_s
+
+    def __str__(self) -> str:
+        """The provider's words, then why the task did not wait."""
+        return (
+            f"{super().__str__()}; gave up: the provider asked to wait "
+            f"{self.retry_after_s:g} s, more than RetryPolicy.max_delay_s={self.max_delay_s:g}"
+        )
 
 
 class EndpointBusyError(BreakerError, AegisError):

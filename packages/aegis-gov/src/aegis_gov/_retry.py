@@ -36,7 +36,8 @@ class RetryPolicy:
     The n-th retry waits a random time in ``[0, min(max_delay_s, initial_delay_s *
     multiplier ** (n - 1))]`` ("full jitter"), but never less than the error's
     ``retry_after_s``. A task gives up when ``max_attempts`` requests failed, when the
-    next wait would exceed ``max_delay_s`` (a Retry-After too long to honour), or when its
+    next wait would exceed ``max_delay_s`` (a Retry-After too long to honour: a 429's ends
+    the task with :class:`~aegis_gov.RetryAfterTooLongError`), or when its
     waits would add up to more than ``max_total_delay_s``. A 429 on an agent's last
     endpoint (no fallback left) while the endpoint answers others is not a failed attempt,
     only a wait: the provider is up and the endpoint's pace slows down, so only the two wait

@@ -454,7 +454,15 @@ class _Deadlines:
         return max(min(candidates), 0.0) if candidates else None
 
 
-def _overrun(work: Work, limits: RunLimits, *, cancelled: bool) -> Failure:
+def _given_up(slot: Slot | None, error: Exception) -> Failure:
+    """The failure of a task the run gave up, with what it did so far if it had started."""
+    progress = None if slot is None else slot.progress
+    return Failure(error, 0, Usage(), ()) if progress is None else progress(error)
+
+
+def _overrun(
+    work: Work, limits: RunLimits, *, cancelled: bool, slot: Slot | None = None
+) -> Failure:
     if cancelled or limits.task_timeout_s is None:
         error: Exception = (
             DeadlineExceededError(work.task.id, limits.run_timeout_s, scope="run")
@@ -463,7 +471,7 @@ def _overrun(work: Work, limits: RunLimits, *, cancelled: bool) -> Failure:
         )
     else:
         error = DeadlineExceededError(work.task.id, limits.task_timeout_s, scope="task")
-    return Failure(error, 0, Usage(), ())
+    return _given_up(slot, error)
 
 
 H = TypeVar("H", bound=Hashable)
@@ -623,7 +631,7 @@ class _Flight(Generic[H]):
                 logger.exception("task %r crashed", work.task.id)
                 result = Failure(exc)
             except BaseException:  # Ctrl-C raised inside the call: the task ends cancelled
-                self.state.finish(work, _overrun(work, self.limits, cancelled=True))
+                self.state.finish(work, _overrun(work, self.limits, cancelled=True, slot=slot))
                 raise
             self.state.finish(work, result)
 
@@ -638,9 +646,10 @@ class _Flight(Generic[H]):
             slot.leave()
             if handle in self._cut_by_budget and not self.state.cancelled:
                 budget = cast("BudgetMeter", self.limits.budget)
-                self.state.finish(work, Failure(budget.spent_error(), 0, Usage(), ()))
+                self.state.finish(work, _given_up(slot, budget.spent_error()))
                 continue
-            self.state.finish(work, _overrun(work, self.limits, cancelled=self.state.cancelled))
+            cancelled = self.state.cancelled
+            self.state.finish(work, _overrun(work, self.limits, cancelled=cancelled, slot=slot))
         return expired
 
     def abort(self) -> list[H]:
@@ -652,7 +661,7 @@ class _Flight(Generic[H]):
             if slot.parked:
                 self.left_waiting.append(handle)
             slot.leave()
-            self.state.finish(work, _overrun(work, self.limits, cancelled=True))
+            self.state.finish(work, _overrun(work, self.limits, cancelled=True, slot=slot))
         self._drop_held(math.inf)
         return handles
 

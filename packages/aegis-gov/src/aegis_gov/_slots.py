@@ -24,6 +24,8 @@ from aegis_gov._adaptive import Alarm
 if TYPE_CHECKING:
     import asyncio
 
+    from aegis_gov._outcome import Failure
+
 __all__ = ["Slot", "Slots", "asyncio_sleep"]
 
 _ACTIVE = "active"
@@ -101,12 +103,15 @@ class Slots:
 class Slot:
     """One task's hold on a slot of its run."""
 
-    __slots__ = ("_alarm", "_gone", "_slots", "state")
+    __slots__ = ("_alarm", "_gone", "_slots", "progress", "state")
 
     def __init__(self, slots: Slots) -> None:
         """Hold a slot of *slots* (see :meth:`Slots.claim`)."""
         self._slots = slots
         self.state = _ACTIVE
+        # What the task did so far, as the failure a run giving it up reports (its attempts,
+        # usage and tool calls); set by the task's conversation once it starts.
+        self.progress: Callable[[Exception], Failure] | None = None
         self._gone = False  # True once the run is done with the task (a flag: nobody waits on it)
         self._alarm: Alarm | None = None  # the alarm of the wait under way, if any
 
