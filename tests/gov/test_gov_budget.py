@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 
+import attrs
 import pytest
 from aegis_adapters import TextDelta, ToolSpec
 from aegis_gov import (
@@ -23,6 +24,7 @@ from aegis_gov import (
     RunResult,
     ScriptedAdapter,
     SkipReason,
+    Spent,
     Task,
     TaskState,
     Usage,
@@ -272,3 +274,35 @@ def test_a_stream_broken_mid_answer_counts_what_came_against_the_budget(use_asyn
     assert result.summary() == {"failed": 1, "skipped": 3}
     assert result["t0"].error_type == "BudgetSpentError"
     assert result["t0"].attempts == 1  # the broken stream; the retry was refused unsent
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_resumed_run_goes_on_spending_the_budget_of_the_run_it_resumes(use_async: bool) -> None:
+    # Found by an adversarial review: `aegis run --resume` gave a `max_requests = 2` file a
+    # fresh budget each time (6 requests in three invocations), and the result's `spent`
+    # (2 requests) disagreed with its tasks' usage.
+    calls: list[int] = []
+    oma = OpenMultiAgent(AgentPool(max_concurrent=1), default_adapter=_counting(calls))
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(6)]
+
+    def run(budget: Budget, resume: RunResult | None) -> RunResult:
+        if use_async:
+            return asyncio.run(oma.arun_tasks(tasks, team, budget=budget, resume=resume))
+        return oma.run_tasks(tasks, team, budget=budget, resume=resume)
+
+    first = run(Budget(max_requests=2), None)
+    assert (len(calls), first.summary()) == (2, {"done": 2, "skipped": 4})
+    again = run(Budget(max_requests=2), first)
+    assert len(calls) == 2  # nothing left of the budget: no request
+    assert again.spent == first.spent == Spent(tokens=1000, requests=2)
+    more = run(Budget(max_requests=4), again)  # a bigger budget: two more requests
+    assert len(calls) == 4
+    assert more.spent == Spent(tokens=2000, requests=4)
+    assert more.summary() == {"done": 4, "skipped": 2}
+    # A run killed before it could record what it spent: its results say.
+    killed = attrs.evolve(first, spent=None)
+    assert oma.plan_resume(tasks, team, killed).spent == Spent(tokens=1000, requests=2)
+    assert oma.plan_resume(tasks, team, first).explain()[-1] == (
+        "spent so far: 2 request(s), 1000 token(s) (a budget goes on from there)"
+    )

@@ -104,12 +104,12 @@ class BudgetSpentError(AegisError):
 class BudgetMeter:
     """Counts one run's spending against its :class:`Budget`; thread-safe."""
 
-    def __init__(self, budget: Budget) -> None:
-        """Start at nothing spent."""
+    def __init__(self, budget: Budget, *, spent: Spent | None = None) -> None:
+        """Start at *spent* (what the run this one resumes spent), else at nothing."""
         self.budget = budget
-        self._tokens = 0
-        self._requests = 0
-        self._cost = 0.0
+        self._tokens = 0 if spent is None else spent.tokens
+        self._requests = 0 if spent is None else spent.requests
+        self._cost = 0.0 if spent is None or spent.cost_usd is None else spent.cost_usd
         self._lock = threading.Lock()
 
     def check_prices(self, endpoints: Iterable[tuple[Endpoint, str]]) -> None:

@@ -589,7 +589,8 @@ def _meter(budget: Budget | None, routes: dict[str, Route], state: RunState) -> 
         return None
     if not isinstance(budget, Budget):
         raise TypeError(f"budget must be a Budget or None, got {budget!r:.80}")
-    meter = BudgetMeter(budget)
+    # A resumed run goes on spending the budget of the run it resumes, not a fresh one.
+    meter = BudgetMeter(budget, spent=None if state.plan is None else state.plan.spent)
     meter.check_prices(
         (adapter.endpoint, key)
         for route in routes.values()

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 from aegis_graph import Task, TaskState
 
+from aegis_gov._budget import Spent
 from aegis_gov._errors import IncompatibleResumeError
 from aegis_gov._prompt import build_prompt
 from aegis_gov._results import RunResult, TaskResult
@@ -109,6 +110,8 @@ class ResumePlan:
         previous: the earlier results a waiting task may be kept from.
         source: the stored run the earlier results come from (None: not from a store).
         definitions: each task's definition digests the plan was made for.
+        spent: what the earlier run spent (None: it recorded nothing): a run that resumes
+            it with a budget goes on from there, so ``--resume`` is no fresh budget.
     """
 
     kept: tuple[str, ...] = ()
@@ -118,12 +121,20 @@ class ResumePlan:
     previous: Mapping[str, TaskResult] = attrs.field(factory=dict, repr=False)
     source: str | None = None
     definitions: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict, repr=False)
+    spent: Spent | None = None
 
     def explain(self) -> list[str]:
         """The plan in words, one line per decision (what ``aegis run --resume`` prints)."""
         lines = [f"keep {task_id}: unchanged" for task_id in self.kept]
         lines += [f"run  {task_id}: {why}" for task_id, why in self.rerun.items()]
         lines += [f"drop {task_id}: no longer in the pipeline" for task_id in self.dropped]
+        spent = self.spent
+        if spent is not None and (spent.requests or spent.tokens):
+            cost = "" if spent.cost_usd is None else f", ${spent.cost_usd:.4f}"
+            lines.append(
+                f"spent so far: {spent.requests} request(s), {spent.tokens} token(s){cost} "
+                "(a budget goes on from there)"
+            )
         return lines
 
     def check_covers(
@@ -224,6 +235,23 @@ def plan_resume(
         previous=dict(previous.items()),
         source=previous.run_id,
         definitions=definitions,
+        spent=spent_before(previous),
+    )
+
+
+def spent_before(previous: RunResult) -> Spent | None:
+    """What *previous* spent: as it recorded, else (a run killed before it could) its results.
+
+    From results, tokens are their usage and requests their attempts; cost is not known.
+    """
+    if previous.spent is not None:
+        return previous.spent
+    results = list(previous.values())
+    if not results:
+        return None
+    return Spent(
+        tokens=sum(r.usage.input_tokens + r.usage.output_tokens for r in results),
+        requests=sum(r.attempts for r in results),
     )
 
 
