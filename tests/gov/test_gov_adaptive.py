@@ -85,6 +85,34 @@ def test_overload_cuts_a_tenth_and_used_successes_grow_it_back() -> None:
     assert limit.limit == 10
 
 
+@pytest.mark.parametrize("paced", [False, True])
+def test_a_429_a_learned_rate_took_cuts_the_limit_but_sets_no_plateau(paced: bool) -> None:
+    # Found by an adversarial review: against a provider allowing 2 requests a second and
+    # answering in 5 s (10 calls in flight needed), each 429 cut the limit and left a
+    # plateau where it grew ten times slower, so the limit only fell (16 to 6) and the run
+    # went at 55% of the provider's rate. The pace handles a rate limit: its 429s still cut
+    # the limit, but it grows back at the usual pace.
+    limit = AdaptiveLimit(16)
+    for _ in range(10):
+        assert limit.try_acquire()
+    limit.release(overloaded=True, paced=paced)
+    assert limit.limit == 14  # 16 x 0.9, whole
+    assert limit.status().overloads == 1
+    for _ in range(9):
+        limit.release(overloaded=False)
+    grown = 0
+    while limit.limit < 16:  # windows of busy successes (as many calls as the limit)
+        grown += 1
+        for _ in range(limit.limit):
+            assert limit.try_acquire()
+        for _ in range(limit.limit):
+            limit.release(overloaded=False)
+    if paced:
+        assert grown <= 3  # one window per call of the limit lost
+    else:
+        assert grown >= 15  # ten times slower near where the overload came (the plateau)
+
+
 def test_an_endpoint_that_answers_nothing_in_time_is_down_to_one_call() -> None:
     # Calls to a hanging endpoint hold run slots for a whole timeout each. One timeout is an
     # overload like any (a tenth off); half the calls in flight timing out in a row, no

@@ -13,7 +13,8 @@ provider's cap instead of cutting once per refusal — unless a call succeeded l
 many in flight: then no cap refused it (busy hosted models refuse at random), and it is an
 overload like any other. Growth is ten times slower near the
 level the last overload came at (a plateau, as TCP CUBIC's window flattens near where it
-last lost), so a provider capped at C calls is asked for C + 1 about once per 10 C calls.
+last lost), so a provider capped at C calls is asked for C + 1 about once per 10 C calls;
+not after a 429 the learned rate (below) took as a rate limit, which caps no calls in flight.
 After an outage (a half-open circuit's probe succeeded) the limit restarts at half of
 where the run of overloads began and climbs back by one per success, as TCP's slow start
 climbs to its threshold: a recovered endpoint is ramped up — not flooded — in a few round
@@ -240,6 +241,7 @@ class AdaptiveLimit:
         refused: bool = False,
         since: int | None = None,
         timed_out: bool = False,
+        paced: bool = False,
     ) -> None:
         """One call ended: ``True`` overloaded, ``False`` succeeded, ``None`` tells nothing.
 
@@ -268,6 +270,12 @@ class AdaptiveLimit:
         ``min_limit`` (its calls would hold run slots for a whole timeout each, slots that
         tasks of other endpoints could use) and climbs back by one a success once it
         answers, to where it was.
+
+        *paced*: the overload was a 429 that a learned rate took as a rate limit. The limit is
+        cut as for any overload but sets no plateau: the rate, not the calls in flight, is
+        what the provider limits, and a model that answers in seconds needs rate x latency
+        calls in flight. With a plateau at each 429 the limit only fell (16 to 6 against a
+        2 a second provider answering in 5 s, which then ran at 55% of its rate).
         """
         with self._lock:
             in_flight = self._in_flight
@@ -289,7 +297,7 @@ class AdaptiveLimit:
             elif overloaded and since is not None and since < self._cuts:
                 self._overloads += 1  # stale: the last cut already answered it
             elif overloaded:
-                self._overloaded()
+                self._overloaded(plateau=not paced)
             if overloaded and timed_out:
                 self._timeouts += 1
 
@@ -311,14 +319,16 @@ class AdaptiveLimit:
         self._streak = True
         self._cuts += 1
 
-    def _overloaded(self) -> None:
+    def _overloaded(self, *, plateau: bool = True) -> None:
         self._overloads += 1
         whole = _whole(self._limit)
         if self._streak:  # a burst of overloads: the last cut's level is the one to remember
-            self._ceiling = min(self._ceiling, whole)
+            if plateau:
+                self._ceiling = min(self._ceiling, whole)
         else:
             self._before = self._limit
-            self._ceiling = whole
+            if plateau:
+                self._ceiling = whole
         self._limit = max(float(self.min_limit), self._limit * self.backoff_ratio)
         self._threshold = 0.0  # overload while climbing back: stop climbing fast
         self._streak = True

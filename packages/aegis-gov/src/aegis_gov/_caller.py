@@ -1511,6 +1511,7 @@ class _Call:
     unsent: bool = False  # turned away by the circuit: no request left
     went: bool = False  # the breaker let the request go (it was sent)
     timed_out: bool = False  # no answer came in time
+    paced: bool = False  # a 429 its endpoint's learned pace took as a rate limit
 
     def sent(self) -> None:
         """The request leaves now (inside the breaker): the learned pace counts it."""
@@ -1523,7 +1524,9 @@ class _Call:
         """The call ended in a retryable error: was that overload, and a 429 to learn from?"""
         self.overloaded = True if _is_overload(exc) else None  # a 500 says nothing of load
         self.timed_out = _TIMED_OUT in exc.provider_message
-        if not self.learn(exc) and self.sent_at is not None and self.turn.learned is not None:
+        if self.learn(exc):
+            self.paced = True  # a rate limit: the pace deals with it, the limit sets no plateau
+        elif self.sent_at is not None and self.turn.learned is not None:
             self.turn.learned.failed(self.sent_at)  # not taken: no rate is learned from it
 
     def learn(self, exc: RetryableError) -> bool:
@@ -1605,6 +1608,7 @@ class _Call:
             refused=self.refused,
             since=self.since,
             timed_out=self.timed_out,
+            paced=self.paced,
         )
         if self.probe and self.answer is not None:
             self.limit.recovered()
