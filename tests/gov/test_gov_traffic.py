@@ -15,6 +15,7 @@ from aegis_gov import (
     ChatResponse,
     CircuitState,
     CircuitStateChanged,
+    Limits,
     Message,
     OpenMultiAgent,
     ProviderUnavailableError,
@@ -278,6 +279,34 @@ def test_a_task_the_run_gave_up_on_sends_no_more_requests(clock: FakeClock) -> N
     assert len(adapter.calls) == 1  # the abandoned task did not retry
 
 
+def test_a_task_given_up_while_waiting_for_its_turn_reports_no_request(clock: FakeClock) -> None:
+    # Found by an adversarial review: a task counts a request before its turn comes (a
+    # declared rate, the limit's queue, the budget's check); given up while it waited, it
+    # reported attempts=1 with nothing sent (12 attempts for the 3 requests a server got).
+    release = threading.Event()
+
+    def sleep(_seconds: float) -> None:
+        clock.now += 100.0  # past the task's deadline: the driver gives the task up
+        release.wait(timeout=10)
+
+    adapter = ScriptedAdapter(["ok", "ok"])
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=2),
+        default_adapter=adapter,
+        sleep=sleep,
+        clock=clock,
+        limits={adapter.endpoint.model: Limits(requests_per_minute=1)},  # one, then a minute
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task("a", agent="w"), Task("b", agent="w")]
+    result = oma.run_tasks(tasks, team, task_timeout_s=30.0)
+    release.set()
+    oma.close()
+    assert len(adapter.calls) == 1
+    assert (result["a"].status, result["a"].attempts) == (TaskState.DONE, 1)
+    assert (result["b"].error_type, result["b"].attempts) == ("DeadlineExceededError", 0)
+
+
 def test_repeated_short_retry_afters_are_honoured_not_turned_into_a_recovery_timeout(
     clock: FakeClock,
 ) -> None:
@@ -407,6 +436,10 @@ def test_a_retry_after_longer_than_max_delay_still_ends_the_task_at_once(
     )
     copy = pickle.loads(pickle.dumps(error))  # errors cross process boundaries
     assert (type(copy), str(copy)) == (RetryAfterTooLongError, str(error))
+    hair = RetryAfterTooLongError(RateLimitError("m", "429", retry_after_s=30.0000004), 30.0)
+    assert str(hair).endswith("wait 30.0000004 s, more than RetryPolicy.max_delay_s=30.0")
+    unsaid = RetryAfterTooLongError(RateLimitError("m", "429"), 30.0)
+    assert str(unsaid) == "m: 429; gave up: RetryPolicy.max_delay_s=30 was too short"
 
 
 def test_429s_count_as_failed_attempts_when_a_fallback_is_left(clock: FakeClock) -> None:
@@ -535,12 +568,23 @@ def test_a_circuit_429s_opened_is_probed_again_after_a_doubling_backoff(
     adapter = ScriptedAdapter(reply)
     # 8 429s are taken as pacing, the next two open it (for 30 s, before); four probes fail.
     pool = AgentPool(max_concurrent=2, consecutive_failure_limit=2, clock=clock)
+    shown: list[float] = []  # what get_status() says of the open circuit meanwhile
+
+    def sleep(seconds: float) -> None:
+        breaker = oma.get_status().endpoints[adapter.endpoint.key].breaker
+        if breaker.state is CircuitState.OPEN:
+            shown.append(breaker.retry_after_s)
+        clock.sleep(seconds)
+
+    async def async_sleep(seconds: float) -> None:
+        sleep(seconds)
+
     oma = OpenMultiAgent(
         pool,
         default_adapter=adapter,
         retry=RetryPolicy(max_attempts=30, initial_delay_s=0.01, multiplier=1.0),
-        sleep=clock.sleep,
-        async_sleep=clock.async_sleep,
+        sleep=sleep,
+        async_sleep=async_sleep,
         clock=clock,
     )
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
@@ -569,6 +613,92 @@ def test_a_circuit_429s_opened_is_probed_again_after_a_doubling_backoff(
     least = [max(0.01 * 2**n, retry_after_s or 0.0) for n in range(len(waits))]
     assert all(low - 1e-9 <= wait <= low + 0.011 for low, wait in zip(least, waits, strict=True))
     assert sum(waits) < 30.0
+    assert shown
+    assert max(shown) <= max(least) + 1e-9  # the early probe's time, not the breaker's 30 s
+
+
+def test_an_operator_s_open_for_is_kept_on_a_circuit_429s_opened(clock: FakeClock) -> None:
+    # Found by an adversarial review: open_for(60) on a circuit 429s had opened was cut
+    # short by the early probe (0.5 s, then 1, 2, 4 s).
+    def reply(_messages: Sequence[Message]) -> str:
+        if len(adapter.calls) <= 10:
+            raise RateLimitError("m", "429 quota exceeded")
+        return "ok"
+
+    adapter = ScriptedAdapter(reply)
+    pool = AgentPool(max_concurrent=2, consecutive_failure_limit=2, clock=clock)
+    breaker = pool.breaker(adapter.endpoint.key)
+
+    def sleep(seconds: float) -> None:
+        if breaker.state is CircuitState.OPEN and breaker.retry_after_s < 60.0:
+            breaker.open_for(60.0)  # the operator, while the task waits
+        clock.sleep(seconds)
+
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=30, initial_delay_s=0.01, multiplier=1.0),
+        sleep=sleep,
+        clock=clock,
+    )
+    moves: list[tuple[CircuitState, float]] = []
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, CircuitStateChanged):
+            moves.append((event.new, clock.now))
+
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    result = oma.run_tasks([Task("a", agent="w")], team, on_event=on_event)
+    assert result["a"].error_type == "CircuitWaitTooLongError"  # 60 s > max_delay_s 30
+    assert [state for state, _ in moves] == [CircuitState.OPEN]  # no early probe
+
+
+def test_a_late_answer_keeps_the_early_probe_of_a_circuit_429s_opened(clock: FakeClock) -> None:
+    # Found by an adversarial review: a call sent before 429s opened the circuit answered
+    # after it had; the answer dropped the early probe, and the circuit waited its whole
+    # recovery timeout (31.3 s against 2.2 s). A pool counting 429s makes that easy to see.
+    slow_may_answer = threading.Event()
+    slow_answered = threading.Event()
+    quick_calls: list[int] = []
+
+    def reply(messages: Sequence[Message]) -> str:
+        if "slow" in messages[-1].content:
+            slow_may_answer.wait(timeout=10)
+            return "slow ok"
+        quick_calls.append(1)
+        if len(quick_calls) <= 2:
+            raise RateLimitError("m", "429 quota exceeded")
+        return "ok"
+
+    def sleep(seconds: float) -> None:
+        if pool.breaker(adapter.endpoint.key).state is CircuitState.OPEN:
+            slow_may_answer.set()  # the slow call answers now, the circuit open
+            slow_answered.wait(timeout=10)
+        clock.sleep(seconds)
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, TaskSucceeded) and event.task_id == "slow":
+            slow_answered.set()
+
+    adapter = ScriptedAdapter(reply)
+    pool = AgentPool(
+        max_concurrent=4,
+        consecutive_failure_limit=2,
+        is_failure=lambda exc: isinstance(exc, RateLimitError),
+        clock=clock,
+    )
+    oma = OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=30, initial_delay_s=0.01, multiplier=1.0),
+        sleep=sleep,
+        clock=clock,
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task("slow", "slow", agent="w"), Task("quick", "quick", agent="w")]
+    result = oma.run_tasks(tasks, team, on_event=on_event)
+    assert result.summary() == {"done": 2}
+    assert clock.now < 5.0  # probed soon, not after the 30 s recovery timeout (30.0 before)
 
 
 @pytest.mark.parametrize(("recovery_timeout_s", "opens"), [(30.0, False), (0.0, True)])

@@ -49,7 +49,13 @@ from aegis_adapters import (
     is_chat_adapter,
     supports_output_schema,
 )
-from aegis_breaker import AgentPool, CircuitOpenError, CircuitState
+from aegis_breaker import (
+    AgentPool,
+    BreakerStatus,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+)
 
 from aegis_gov._adaptive import AdaptiveLimit, AdaptiveStatus, Alarm, LearnedRate, Waiters
 from aegis_gov._agents import AgentConfig, output_checks
@@ -65,7 +71,7 @@ from aegis_gov._limits import (
     resolve_limits,
     tools_chars,
 )
-from aegis_gov._outcome import Outcome, Raised
+from aegis_gov._outcome import Failure, Outcome, Raised
 from aegis_gov._output import OutputSpec
 from aegis_gov._requests import aopen_stream, asend, open_stream, send
 from aegis_gov._retry import RetryPolicy
@@ -269,6 +275,7 @@ _OVERLOAD_STATUSES = frozenset({_TOO_MANY_REQUESTS, 503, 529})
 
 
 _NO_TURN: Final = (0.0, 0.0)
+_OPEN_FOR_SLACK_S: Final = 0.001  # a breaker's open deadline moved later by more was moved
 _TIMED_OUT: Final = "timed out"  # how the adapters word a call given up on waiting
 _BUSY_STATUSES = frozenset({503, 529})
 _CONCURRENCY_WORDS = ("concurren", "parallel", "in flight", "in-flight")
@@ -408,10 +415,10 @@ class EndpointCaller:
         if trace is not None:
             emit = trace.observe(emit)
         conversation = self.conversation(route, prompt, emit, task_id=task_id)
-        if slot is not None:
-            slot.progress = conversation.given_up
         steps = conversation.steps()
         job = _Job(self, route, sink, executor, slot, budget, trace)
+        if slot is not None:
+            slot.progress = _progress(conversation, job)
         if trace is None:
             return self._drive(steps, job)
         return trace.run(functools.partial(self._drive, steps, job), prompt)
@@ -432,10 +439,10 @@ class EndpointCaller:
         if trace is not None:
             emit = trace.observe(emit)
         conversation = self.conversation(route, prompt, emit, task_id=task_id)
-        if slot is not None:
-            slot.progress = conversation.given_up
         steps = conversation.steps()
         job = _Job(self, route, sink, None, slot, budget, trace)
+        if slot is not None:
+            slot.progress = _progress(conversation, job)
         if trace is None:
             return await self._adrive(steps, job)
         return await trace.arun(functools.partial(self._adrive, steps, job), prompt)
@@ -659,8 +666,8 @@ class EndpointCaller:
             sink = _delta_sink(emit, work.task.id) if streaming else None
             if trace is None:  # `arun`, inlined: one coroutine fewer a task
                 conversation = self.conversation(route, work.prompt, emit, task_id=work.task.id)
-                slot.progress = conversation.given_up
                 job = _Job(self, route, sink, None, slot, budget, None)
+                slot.progress = _progress(conversation, job)
                 return await self._adrive(conversation.steps(), job)
             return await self.arun(
                 route,
@@ -998,7 +1005,9 @@ class EndpointCaller:
             level = 0 if last is None else last.level + 1
             backoff = self.retry.initial_delay_s * 2.0 ** min(level, 64)
             wait = min(max(backoff, exc.retry_after_s or 0.0), breaker.settings.recovery_timeout_s)
-            self._reprobes[key] = _Reprobe(generation, self._clock() + wait, level)
+            now = self._clock()
+            opened_for = now + breaker.retry_after_s
+            self._reprobes[key] = _Reprobe(generation, now + wait, level, opened_for)
 
     def _probe_if_due(self, key: str) -> None:
         """Move a circuit 429s opened to half-open once its backoff is over (this call probes)."""
@@ -1012,7 +1021,11 @@ class EndpointCaller:
             if self._reprobes.get(key) is not reprobe:
                 return  # another task got here first
             self._reprobes[key] = attrs.evolve(reprobe, at=math.inf)  # one move per opening
-        if breaker.state is CircuitState.OPEN and breaker.generation == reprobe.generation:
+        if (
+            breaker.state is CircuitState.OPEN
+            and breaker.generation == reprobe.generation
+            and not _held_open(breaker, reprobe, self._clock())
+        ):
             breaker.transition_to_half_open()
 
     def _turned_away(
@@ -1027,13 +1040,32 @@ class EndpointCaller:
         call.rejected(rejection, alarms, loop)
         return rejection
 
+    def probed_status(self, key: str, status: BreakerStatus) -> BreakerStatus:
+        """*key*'s breaker *status*, its ``retry_after_s`` the early probe's if 429s opened it."""
+        reprobe = self._reprobes.get(key) if self._reprobes else None
+        if reprobe is None or status.state is not CircuitState.OPEN:
+            return status
+        now = self._clock()
+        breaker = self.pool.breaker(key)
+        if breaker.generation != reprobe.generation or _held_open(breaker, reprobe, now):
+            return status
+        return attrs.evolve(
+            status, retry_after_s=min(status.retry_after_s, max(reprobe.at - now, 0.0))
+        )
+
     def _rejection(self, key: str, exc: CircuitOpenError) -> CircuitOpenError:
         """*exc*, or the same rejection saying when a circuit 429s opened is probed again."""
         reprobe = self._reprobes.get(key)
         if reprobe is None or exc.state is not CircuitState.OPEN:
             return exc
-        left = reprobe.at - self._clock()
-        if not left < exc.retry_after_s or self.pool.breaker(key).generation != reprobe.generation:
+        now = self._clock()
+        left = reprobe.at - now
+        breaker = self.pool.breaker(key)
+        if (
+            not left < exc.retry_after_s
+            or breaker.generation != reprobe.generation
+            or _held_open(breaker, reprobe, now)
+        ):
             return exc
         return CircuitOpenError(exc.breaker_name, max(left, 0.0), exc.state)
 
@@ -1135,7 +1167,7 @@ class EndpointCaller:
             # was ever cut (recovering a limit never cut changes nothing): the breaker's state
             # is not read otherwise.
             probe = limit.ever_cut and self.pool.breaker(key).state is CircuitState.HALF_OPEN
-            return _Call(self, key, limit, turn, probe=probe, since=limit.cuts)
+            return _Call(self, key, limit, turn, probe=probe, since=limit.cuts, box=alarms)
         if give_back and turn.limiter is not None:  # the turn goes unused: give it back
             turn.limiter.cancel(turn.taken)
         if alarms is not None:
@@ -1158,8 +1190,10 @@ class EndpointCaller:
         self._progress[key] = now = self._clock()
         if call.answer is not None:
             self._answered_at[key] = now
-            if self._reprobes:
-                self._reprobes.pop(key, None)  # answering again: the next 429s start afresh
+            if self._reprobes and self.pool.breaker(key).state is CircuitState.CLOSED:
+                # Answering again: the next 429s start afresh. (Not an answer to a call sent
+                # before the circuit opened: the probe it waits for would be lost.)
+                self._reprobes.pop(key, None)
         busy = self._busy.get(key)
         probing = self._probing.get(key)
         if not busy and not probing:  # nobody waits: no need to count what is free
@@ -1366,6 +1400,15 @@ class _Abandoned(Exception):  # noqa: N818  # a signal to stop, not an error of 
     """The run gave up on this task (its deadline, or a cancel): send no more requests."""
 
 
+def _progress(conversation: Conversation, job: _Job) -> Callable[[Exception], Failure]:
+    """What a run giving the task up reports: its usage and tools, and the requests that left.
+
+    Not the conversation's own count: a request waiting for its turn (a declared rate, a
+    place under the limit, the budget's check) is counted there before it goes.
+    """
+    return lambda error: conversation.given_up(error, sent=job.sent)
+
+
 def _task_trace(trace: RunTrace, work: Work, route: Route) -> TaskTrace:
     return trace.task(work.task.id, route.agent.name, route.adapter.endpoint)
 
@@ -1393,6 +1436,12 @@ class _Reprobe:
     generation: int  # the breaker's generation the opening began
     at: float  # when, on the caller's clock (inf: the probe is under way)
     level: int  # openings by 429s in a row, since the endpoint last answered, less one
+    opened_for: float  # until when the breaker itself meant to stay open
+
+
+def _held_open(breaker: CircuitBreaker, reprobe: _Reprobe, now: float) -> bool:
+    """Whether someone held the circuit open longer since 429s opened it (``open_for``)."""
+    return now + breaker.retry_after_s > reprobe.opened_for + _OPEN_FOR_SLACK_S
 
 
 @attrs.define
@@ -1420,11 +1469,12 @@ class _Turn:
 class _AlarmBox:
     """One task's alarm for its next wait, left by the request that was turned away."""
 
-    __slots__ = ("_alarm", "_slot")
+    __slots__ = ("_alarm", "_slot", "sent")
 
     def __init__(self, slot: Slot) -> None:
         self._alarm: Alarm | None = None
         self._slot = slot
+        self.sent = 0  # requests of the task that left (a run giving it up reports them)
 
     @property
     def abandoned(self) -> bool:
@@ -1478,6 +1528,7 @@ class _Job(_AlarmBox):
         self.trace = trace
         self._alarm = None
         self._slot = slot  # type: ignore[assignment]  # read only through alarms(): never None
+        self.sent = 0
 
     def alarms(self) -> _AlarmBox | None:
         """This task's alarm box: itself when it has a slot (its waits may be cut short)."""
@@ -1504,6 +1555,7 @@ class _Call:
     turn: _Turn
     probe: bool = False  # sent while the circuit was half-open: it may be the probe
     since: int | None = None  # the limit's cuts when the call started
+    box: _AlarmBox | None = None  # the task's, which counts its requests that left
     sent_at: float | None = None  # when the request left, by the learned pace's clock
     answer: ChatResponse | None = None
     overloaded: bool | None = None
@@ -1516,6 +1568,8 @@ class _Call:
     def sent(self) -> None:
         """The request leaves now (inside the breaker): the learned pace counts it."""
         self.went = True
+        if self.box is not None:
+            self.box.sent += 1
         learned = self.turn.learned
         if learned is not None:
             self.sent_at = learned.sent()

@@ -479,12 +479,15 @@ class Conversation:
     def _failure(self, error: Exception) -> Failure:
         return Failure(error, self.attempts, self.usage, tuple(self.tool_calls))
 
-    def given_up(self, error: Exception) -> Failure:
+    def given_up(self, error: Exception, *, sent: int | None = None) -> Failure:
         """The failure *error* ends this conversation with if its run gives it up now.
 
-        What it did so far counts: its requests, usage and tool calls.
+        What it did so far counts: its usage, tool calls and requests -- *sent*, if the
+        caller counted those that left (a request waiting to go is counted here already).
         """
-        return self._failure(error)
+        return Failure(
+            error, self.attempts if sent is None else sent, self.usage, tuple(self.tool_calls)
+        )
 
     def _circuit_delay(self, error: CircuitOpenError) -> tuple[float | None, str]:
         """How long to wait for an open circuit, or None and the budget that forbids it."""

@@ -149,9 +149,14 @@ class RetryAfterTooLongError(RateLimitError, AegisError):
 
     def __str__(self) -> str:
         """The provider's words, then why the task did not wait."""
+        after, most = self.retry_after_s, self.max_delay_s
+        if after is None:
+            return f"{super().__str__()}; gave up: RetryPolicy.max_delay_s={most:g} was too short"
+        # A hair over the setting reads as equal at six digits: show all of them then.
+        show = repr if f"{after:g}" == f"{most:g}" else "{:g}".format
         return (
-            f"{super().__str__()}; gave up: the provider asked to wait "
-            f"{self.retry_after_s:g} s, more than RetryPolicy.max_delay_s={self.max_delay_s:g}"
+            f"{super().__str__()}; gave up: the provider asked to wait {show(after)} s, more "
+            f"than RetryPolicy.max_delay_s={show(most)}"
         )
 
 

@@ -254,7 +254,7 @@ class OpenMultiAgent:
         pool = self._pool.snapshot()
         adaptive = self._caller.adaptive_status()
         endpoints = {
-            key: EndpointStatus(key, breaker, adaptive.get(key))
+            key: EndpointStatus(key, self._caller.probed_status(key, breaker), adaptive.get(key))
             for key, breaker in pool.breakers.items()
             if key != "default"  # it guards direct pool.run calls, not an endpoint
         }
