@@ -106,7 +106,7 @@ def test_two_keys_naming_one_model_with_different_limits_are_named(
 ) -> None:
     # Found by an adversarial review: {"m": 6/min, "scripted:m": 6000/min} was taken
     # silently, and which one applied was written nowhere.
-    model = ScriptedAdapter(["ok", "ok"], name="gpt-test")
+    model = ScriptedAdapter(["ok"], name="gpt-test", cycle=True)
     slow, fast = Limits(requests_per_minute=6), Limits(requests_per_minute=6000)
     oma = OpenMultiAgent(
         AgentPool(clock=clock),
@@ -134,6 +134,13 @@ def test_two_keys_naming_one_model_with_different_limits_are_named(
     )
     if not use_async:  # (a coroutine's frames start at the event loop)
         assert said[0].filename == __file__  # it points at the caller's line
+    # A single agent's call says so too, pointing at its caller.
+    lone = OpenMultiAgent(
+        default_adapter=model, limits={"gpt-test": slow, "scripted:gpt-test": fast}
+    )
+    with pytest.warns(UserWarning, match="different values") as agent_warned:
+        lone.run_agent(AgentConfig(name="w"), "hi")
+    assert agent_warned[0].filename == __file__
     # The same limits under two names are no conflict.
     same = OpenMultiAgent(
         default_adapter=model, limits={"gpt-test": fast, "scripted:gpt-test": fast}

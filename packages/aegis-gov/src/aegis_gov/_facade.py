@@ -498,7 +498,9 @@ class OpenMultiAgent:
             )
         if not isinstance(task, str):
             raise TypeError(f"task must be a string, got {type(task).__name__}: {task!r:.80}")
-        return Route.resolve(agent, self.adapter_for(agent), self._tool_specs(agent))
+        route = Route.resolve(agent, self.adapter_for(agent), self._tool_specs(agent))
+        self._caller.check_limits((route,))  # limits that match nothing, or disagree
+        return route
 
     def _prepare(
         self,
