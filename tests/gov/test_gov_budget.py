@@ -306,3 +306,44 @@ def test_a_resumed_run_goes_on_spending_the_budget_of_the_run_it_resumes(use_asy
     assert oma.plan_resume(tasks, team, first).explain()[-1] == (
         "spent so far: 2 request(s), 1000 token(s) (a budget goes on from there)"
     )
+
+
+def test_a_resume_chain_through_a_run_without_prices_keeps_counting_cost() -> None:
+    # Found by an adversarial review: a run in the chain that recorded no cost (no prices in
+    # its budget, or killed) made the next one start its cost at $0: 8 requests ($3.20)
+    # went out under a $1 budget. The earlier results are now priced at the endpoint each used.
+    calls: list[int] = []
+    oma = OpenMultiAgent(AgentPool(max_concurrent=1), default_adapter=_counting(calls))
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(6)]
+    prices = {"gpt-test": Price(1000.0, 1000.0)}  # 500 tokens a call: $0.50
+    first = oma.run_tasks(tasks, team, budget=Budget(max_cost_usd=1.0, prices=prices))
+    assert len(calls) == 2
+    second = oma.run_tasks(tasks, team, budget=Budget(max_requests=4), resume=first)
+    assert len(calls) == 4
+    assert second.spent is not None
+    assert second.spent.cost_usd is None  # no prices: no cost counted
+    third = oma.run_tasks(
+        tasks, team, budget=Budget(max_cost_usd=2.5, prices=prices), resume=second
+    )
+    assert len(calls) == 5  # $2.00 already spent by the four answers: one more
+    assert third.spent == Spent(tokens=2500, requests=5, cost_usd=2.5)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"tokens": -1}, ValueError),
+        ({"requests": -5}, ValueError),
+        ({"requests": 1.5}, TypeError),
+        ({"cost_usd": -2.0}, ValueError),
+        ({"cost_usd": float("nan")}, ValueError),
+    ],
+)
+def test_spent_refuses_what_would_add_budget_to_a_resumed_run(
+    fields: dict[str, float], error: type[Exception]
+) -> None:
+    # Found by an adversarial review: a resumed run starts from the earlier run's Spent, and a
+    # negative one (built in code) added budget; the result then could not be read back.
+    with pytest.raises(error, match=next(iter(fields))):
+        Spent(**fields)  # type: ignore[arg-type]

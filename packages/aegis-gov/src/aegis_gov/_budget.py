@@ -78,13 +78,26 @@ class Budget:
     """Price per model, ``"provider:model"`` or endpoint key."""
 
 
+def _spent_count(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    check_number(attribute.name, value, integer=True, positive=False)
+    if value < 0:  # a resumed run starts from it: a negative count would add budget
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _spent_cost(
+    _instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None:
+        _money(_instance, attribute, value)  # type: ignore[arg-type]  # None is handled
+
+
 @attrs.frozen
 class Spent:
     """What a run spent: tokens, requests sent and, with prices, cost."""
 
-    tokens: int = 0
-    requests: int = 0
-    cost_usd: float | None = None
+    tokens: int = attrs.field(default=0, validator=_spent_count)
+    requests: int = attrs.field(default=0, validator=_spent_count)
+    cost_usd: float | None = attrs.field(default=None, validator=_spent_cost)
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for JSON."""

@@ -16,7 +16,15 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Executor
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -24,6 +32,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 import attrs
 from aegis_adapters import (
     ChatAdapter,
+    Endpoint,
     LLMAdapter,
     ToolSpec,
     adapter_from_environment,
@@ -591,15 +600,39 @@ def _meter(budget: Budget | None, routes: dict[str, Route], state: RunState) -> 
         return None
     if not isinstance(budget, Budget):
         raise TypeError(f"budget must be a Budget or None, got {budget!r:.80}")
-    # A resumed run goes on spending the budget of the run it resumes, not a fresh one.
-    meter = BudgetMeter(budget, spent=None if state.plan is None else state.plan.spent)
-    meter.check_prices(
+    endpoints = [
         (adapter.endpoint, key)
         for route in routes.values()
         for adapter, key in ((route.adapter, route.key), *route.fallbacks)
-    )
+    ]
+    BudgetMeter(budget).check_prices(endpoints)
+    # A resumed run goes on spending the budget of the run it resumes, not a fresh one.
+    spent = None if state.plan is None else state.plan.spent
+    if spent is not None and spent.cost_usd is None and budget.prices and state.plan is not None:
+        # The run it resumes counted no cost (it had no prices, or was killed before it could
+        # say): price its tasks' usage now, at the endpoint each used.
+        spent = attrs.evolve(spent, cost_usd=_priced(budget, state.plan, routes, endpoints))
+    meter = BudgetMeter(budget, spent=spent)
     state.budget = meter
     return meter
+
+
+def _priced(
+    budget: Budget,
+    plan: ResumePlan,
+    routes: Mapping[str, Route],
+    endpoints: Sequence[tuple[Endpoint, str]],
+) -> float:
+    """What the earlier results of *plan* cost at *budget*'s prices (unknown ones: nothing)."""
+    by_key = {key: endpoint for endpoint, key in endpoints}
+    meter = BudgetMeter(budget)
+    for result in plan.previous.values():
+        route = routes.get(result.agent or "")
+        key = result.endpoint or (route.key if route is not None else None)
+        endpoint = None if key is None else by_key.get(key)
+        if endpoint is not None and key is not None:
+            meter.record(endpoint, key, result.usage)
+    return meter.spent().cost_usd or 0.0
 
 
 def _checked_limits(limits: Mapping[str, Limits] | None) -> dict[str, Limits]:
