@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import pickle
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 from aegis_gov import (
@@ -549,6 +549,24 @@ def test_429s_alone_in_flight_count_only_past_twice_the_pool_s_width(
     assert _opened(events) is opens  # 16 (twice 8) are left out; the 17th and 18th open it
 
 
+def _retrying_at_once(
+    pool: AgentPool,
+    adapter: ScriptedAdapter,
+    clock: FakeClock,
+    sleep: Callable[[float], None],
+    async_sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> OpenMultiAgent:
+    """A facade whose tasks retry after 0.01 s, up to 30 times: the circuit's waits show."""
+    return OpenMultiAgent(
+        pool,
+        default_adapter=adapter,
+        retry=RetryPolicy(max_attempts=30, initial_delay_s=0.01, multiplier=1.0),
+        sleep=sleep,
+        async_sleep=async_sleep or clock.async_sleep,
+        clock=clock,
+    )
+
+
 @pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
 @pytest.mark.parametrize(
     "retry_after_s", [None, 0.0, 0.05], ids=["no-retry-after", "retry-after-0", "retry-after"]
@@ -579,14 +597,7 @@ def test_a_circuit_429s_opened_is_probed_again_after_a_doubling_backoff(
     async def async_sleep(seconds: float) -> None:
         sleep(seconds)
 
-    oma = OpenMultiAgent(
-        pool,
-        default_adapter=adapter,
-        retry=RetryPolicy(max_attempts=30, initial_delay_s=0.01, multiplier=1.0),
-        sleep=sleep,
-        async_sleep=async_sleep,
-        clock=clock,
-    )
+    oma = _retrying_at_once(pool, adapter, clock, sleep, async_sleep)
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     moves: list[tuple[CircuitState, float]] = []
 
@@ -634,13 +645,7 @@ def test_an_operator_s_open_for_is_kept_on_a_circuit_429s_opened(clock: FakeCloc
             breaker.open_for(60.0)  # the operator, while the task waits
         clock.sleep(seconds)
 
-    oma = OpenMultiAgent(
-        pool,
-        default_adapter=adapter,
-        retry=RetryPolicy(max_attempts=30, initial_delay_s=0.01, multiplier=1.0),
-        sleep=sleep,
-        clock=clock,
-    )
+    oma = _retrying_at_once(pool, adapter, clock, sleep)
     moves: list[tuple[CircuitState, float]] = []
 
     def on_event(event: RunEvent) -> None:
@@ -687,13 +692,7 @@ def test_a_late_answer_keeps_the_early_probe_of_a_circuit_429s_opened(clock: Fak
         is_failure=lambda exc: isinstance(exc, RateLimitError),
         clock=clock,
     )
-    oma = OpenMultiAgent(
-        pool,
-        default_adapter=adapter,
-        retry=RetryPolicy(max_attempts=30, initial_delay_s=0.01, multiplier=1.0),
-        sleep=sleep,
-        clock=clock,
-    )
+    oma = _retrying_at_once(pool, adapter, clock, sleep)
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     tasks = [Task("slow", "slow", agent="w"), Task("quick", "quick", agent="w")]
     result = oma.run_tasks(tasks, team, on_event=on_event)
