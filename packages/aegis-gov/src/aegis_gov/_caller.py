@@ -1021,12 +1021,23 @@ class EndpointCaller:
             if self._reprobes.get(key) is not reprobe:
                 return  # another task got here first
             self._reprobes[key] = attrs.evolve(reprobe, at=math.inf)  # one move per opening
-        if (
-            breaker.state is CircuitState.OPEN
-            and breaker.generation == reprobe.generation
-            and not _held_open(breaker, reprobe, self._clock())
-        ):
+        if breaker.state is CircuitState.OPEN and self._probe_in(key) is not None:
             breaker.transition_to_half_open()
+
+    def _probe_in(self, key: str) -> float | None:
+        """Seconds until the early probe of *key*'s circuit (None: no early probe applies).
+
+        None when 429s did not open it, or the breaker moved on since they did (another
+        state), or someone held it open longer (``open_for``); inf while the probe is out.
+        """
+        reprobe = self._reprobes.get(key) if self._reprobes else None
+        if reprobe is None:
+            return None
+        breaker = self.pool.breaker(key)
+        now = self._clock()
+        if breaker.generation != reprobe.generation or _held_open(breaker, reprobe, now):
+            return None
+        return max(reprobe.at - now, 0.0)
 
     def _turned_away(
         self,
@@ -1036,38 +1047,20 @@ class EndpointCaller:
         loop: asyncio.AbstractEventLoop | None,
     ) -> CircuitOpenError:
         """The circuit turned *call* away: queue the task for its closing; what to raise."""
-        rejection = self._rejection(call.key, exc) if self._reprobes else exc
+        rejection = exc
+        if exc.state is CircuitState.OPEN:
+            left = self._probe_in(call.key)
+            if left is not None and left < exc.retry_after_s:  # it says when it is probed
+                rejection = CircuitOpenError(exc.breaker_name, left, exc.state)
         call.rejected(rejection, alarms, loop)
         return rejection
 
     def probed_status(self, key: str, status: BreakerStatus) -> BreakerStatus:
         """*key*'s breaker *status*, its ``retry_after_s`` the early probe's if 429s opened it."""
-        reprobe = self._reprobes.get(key) if self._reprobes else None
-        if reprobe is None or status.state is not CircuitState.OPEN:
+        left = self._probe_in(key) if status.state is CircuitState.OPEN else None
+        if left is None or not left < status.retry_after_s:
             return status
-        now = self._clock()
-        breaker = self.pool.breaker(key)
-        if breaker.generation != reprobe.generation or _held_open(breaker, reprobe, now):
-            return status
-        return attrs.evolve(
-            status, retry_after_s=min(status.retry_after_s, max(reprobe.at - now, 0.0))
-        )
-
-    def _rejection(self, key: str, exc: CircuitOpenError) -> CircuitOpenError:
-        """*exc*, or the same rejection saying when a circuit 429s opened is probed again."""
-        reprobe = self._reprobes.get(key)
-        if reprobe is None or exc.state is not CircuitState.OPEN:
-            return exc
-        now = self._clock()
-        left = reprobe.at - now
-        breaker = self.pool.breaker(key)
-        if (
-            not left < exc.retry_after_s
-            or breaker.generation != reprobe.generation
-            or _held_open(breaker, reprobe, now)
-        ):
-            return exc
-        return CircuitOpenError(exc.breaker_name, max(left, 0.0), exc.state)
+        return attrs.evolve(status, retry_after_s=left)
 
     def _count_paced(self, key: str, change: int) -> None:
         with self._adaptive_lock:
