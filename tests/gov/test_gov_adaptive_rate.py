@@ -457,8 +457,8 @@ def test_requests_that_failed_are_not_counted_as_taken_when_a_429_comes() -> Non
 
 
 def test_requests_leaving_while_others_take_turns_do_not_break_the_pace() -> None:
-    # Found while fixing the above: requests were counted on their way out without the
-    # lock, and a turn taken meanwhile (which reads them) raised "deque mutated during
+    # Found while fixing the above: requests are counted on their way out without the lock,
+    # and a turn taken meanwhile (which read them in place) raised "deque mutated during
     # iteration" in the task's thread.
     rate = LearnedRate()
     rate.throttled(0, None)
