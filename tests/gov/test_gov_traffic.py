@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import pickle
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -440,6 +441,17 @@ def test_a_retry_after_longer_than_max_delay_still_ends_the_task_at_once(
     assert str(hair).endswith("wait 30.0000004 s, more than RetryPolicy.max_delay_s=30.0")
     unsaid = RetryAfterTooLongError(RateLimitError("m", "429"), 30.0)
     assert str(unsaid) == "m: 429; gave up: RetryPolicy.max_delay_s=30 was too short"
+    huge = RetryAfterTooLongError(RateLimitError("m", "429", retry_after_s=123456789.0), 30.0)
+    assert "wait 123456789 s," in str(huge)  # not 1.23457e+08
+    # Found by an adversarial review: built by hand, it read "asked to wait 0 s, more than
+    # RetryPolicy.max_delay_s=30" (and -1 s, nan s). A Retry-After a task waits out, or a
+    # setting no RetryPolicy takes, is refused instead.
+    for after, most in ((0.0, 30.0), (-1.0, 30.0), (math.nan, 30.0), (30.0, 30.0)):
+        with pytest.raises(ValueError, match=r"retry_after_s=.* is not more than max_delay_s"):
+            RetryAfterTooLongError(RateLimitError("m", "429", retry_after_s=after), most)
+    for most in (math.nan, -1.0, 0.0, math.inf):
+        with pytest.raises(ValueError, match="max_delay_s must be a finite number > 0"):
+            RetryAfterTooLongError(RateLimitError("m", "429"), most)
 
 
 def test_429s_count_as_failed_attempts_when_a_fallback_is_left(clock: FakeClock) -> None:

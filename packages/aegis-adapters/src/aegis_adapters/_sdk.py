@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import importlib
+import json
 import os
 import sys
 import threading
@@ -132,6 +133,11 @@ class StreamAccumulator(abc.ABC):
         """The final response; raises ProviderUnavailableError if the stream was cut short."""
 
 
+def _decoded(provider: str, body: object) -> Mapping[str, object]:
+    """The JSON object a non-streamed reply's body holds (ValueError: not JSON)."""
+    return _as_dict(provider, json.loads(body) if isinstance(body, bytes | str) else body)
+
+
 def _as_dict(provider: str, value: object) -> Mapping[str, object]:
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
@@ -212,6 +218,13 @@ class SDKAdapter(BaseChatAdapter):
     @abc.abstractmethod
     def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
         """Call the SDK's create method (its coroutine for an async client)."""
+
+    def _post(self, client: Any, kwargs: dict[str, Any]) -> Any:
+        """Send a non-streamed call: the reply as the SDK's object, or its body as bytes.
+
+        A coroutine for an async client. By default the SDK's create method.
+        """
+        return self._create(client, kwargs)
 
     @abc.abstractmethod
     def _request(
@@ -314,8 +327,8 @@ class SDKAdapter(BaseChatAdapter):
         """
         kwargs = self._request(messages, system, tools, stream=False, output_schema=output_schema)
         with self._translating():
-            raw = self._create(self._sync_client(), kwargs)
-            return self._parse(_as_dict(self._provider, raw), output_schema)
+            body = self._post(self._sync_client(), kwargs)
+            return self._parse(_decoded(self._provider, body), output_schema)
 
     def chat_stream(
         self,
@@ -352,8 +365,8 @@ class SDKAdapter(BaseChatAdapter):
         """Async twin of :meth:`chat`, on the SDK's async client."""
         kwargs = self._request(messages, system, tools, stream=False, output_schema=output_schema)
         with self._translating():
-            raw = await self._create(await self._async_client(), kwargs)
-            return self._parse(_as_dict(self._provider, raw), output_schema)
+            body = await self._post(await self._async_client(), kwargs)
+            return self._parse(_decoded(self._provider, body), output_schema)
 
     async def achat_stream(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from aegis_adapters import RateLimitError
@@ -138,12 +139,26 @@ class RetryAfterTooLongError(RateLimitError, AegisError):
     """
 
     def __init__(self, error: RateLimitError, max_delay_s: float) -> None:
-        """The task's *error*, and the ``max_delay_s`` its ``Retry-After`` exceeds."""
+        """The task's *error*, and the ``max_delay_s`` its ``Retry-After`` exceeds.
+
+        Raises:
+            ValueError: *max_delay_s* is not a finite number > 0 (as ``RetryPolicy`` takes
+                it), or the error's ``retry_after_s`` is not more than it (that Retry-After
+                ended nothing).
+        """
+        if not (math.isfinite(max_delay_s) and max_delay_s > 0):  # as RetryPolicy takes it
+            raise ValueError(f"max_delay_s must be a finite number > 0, got {max_delay_s!r}")
+        after = error.retry_after_s
+        if after is not None and not after > max_delay_s:
+            raise ValueError(
+                f"retry_after_s={after!r} is not more than max_delay_s={max_delay_s!r}: "
+                "a task waits that out, it does not give up on it"
+            )
         super().__init__(
             error.provider,
             error.provider_message,
             status_code=error.status_code,
-            retry_after_s=error.retry_after_s,
+            retry_after_s=after,
         )
         self.max_delay_s = max_delay_s
 
@@ -152,12 +167,22 @@ class RetryAfterTooLongError(RateLimitError, AegisError):
         after, most = self.retry_after_s, self.max_delay_s
         if after is None:
             return f"{super().__str__()}; gave up: RetryPolicy.max_delay_s={most:g} was too short"
-        # A hair over the setting reads as equal at six digits: show all of them then.
-        show = repr if f"{after:g}" == f"{most:g}" else "{:g}".format
         return (
-            f"{super().__str__()}; gave up: the provider asked to wait {show(after)} s, more "
-            f"than RetryPolicy.max_delay_s={show(most)}"
+            f"{super().__str__()}; gave up: the provider asked to wait {_seconds(after, most)} s, "
+            f"more than RetryPolicy.max_delay_s={_seconds(most, after)}"
         )
+
+
+_WHOLE_FROM = 1e6  # seconds shown as a whole number from here on
+
+
+def _seconds(value: float, other: float) -> str:
+    """*value* in seconds, readably: all its digits if it would read like *other*."""
+    if f"{value:g}" == f"{other:g}":  # a hair over the setting reads as equal at six digits
+        return repr(value)
+    if _WHOLE_FROM <= value < math.inf:  # 123456789, not 1.23457e+08
+        return f"{value:.0f}"
+    return f"{value:g}"
 
 
 class EndpointBusyError(BreakerError, AegisError):
