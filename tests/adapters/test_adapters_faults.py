@@ -238,3 +238,27 @@ def test_refused_port_is_unavailable(wire: Wire, mode: Mode) -> None:
         run(wire.make(refused_url(), timeout_s=2.0), mode)
     assert caught.value.status_code is None
     assert "connection" in caught.value.provider_message.lower()
+
+
+@pytest.mark.parametrize("mode", ["chat", "achat"])
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
+def test_json_nested_too_deeply_is_malformed_not_a_recursion_error(
+    httpserver: HTTPServer, wire: Wire, mode: Mode
+) -> None:
+    # Found by an adversarial review: a bare RecursionError, outside the error taxonomy.
+    body = '{"choices": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    httpserver.expect_request(wire.path).respond_with_data(body, content_type="application/json")
+    with pytest.raises(InvalidRequestError, match="malformed"):
+        run(wire.make(httpserver.url_for("").rstrip("/")), mode)
+
+
+@pytest.mark.parametrize("mode", ["chat", "achat"])
+def test_openai_html_page_for_a_reply_is_malformed_and_quoted(
+    httpserver: HTTPServer, mode: Mode
+) -> None:
+    # A proxy's error page, sent with status 200: the message shows how it starts.
+    page = "<html><head><title>502 Bad Gateway</title></head></html>"
+    httpserver.expect_request(OPENAI.path).respond_with_data(page, content_type="text/html")
+    with pytest.raises(InvalidRequestError, match=r"malformed.*502 Bad Gateway") as caught:
+        run(OPENAI.make(httpserver.url_for("").rstrip("/")), mode)
+    assert caught.value.__cause__ is not None

@@ -159,3 +159,88 @@ def test_tool_call_values_are_frozen_copies() -> None:
     call = ToolCall("1", "get_weather", arguments)
     arguments["city"] = "Rome"
     assert call.arguments == {"city": "Paris"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_openai_calls_go_through_a_create_that_tracing_wrapped(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, mode: Mode
+) -> None:
+    # A non-streamed call skips the SDK's create while it is the SDK's own (see
+    # OpenAIAdapter._post); tracing integrations (Sentry, Datadog, OpenTelemetry) wrap it to
+    # record every call, and must still see each one, with the SDK's typed reply.
+    import functools  # noqa: PLC0415
+
+    from openai.resources.chat.completions import (  # noqa: PLC0415
+        AsyncCompletions,
+        Completions,
+    )
+
+    from tests.adapters._support import OPENAI  # noqa: PLC0415
+
+    seen: list[str] = []
+
+    def traced(cls: Any) -> None:  # the SDK's classes are untyped here
+        original = cls.create
+        if mode.startswith("a"):
+
+            @functools.wraps(original)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                result = await original(*args, **kwargs)
+                seen.append(type(result).__name__)
+                return result
+
+        else:
+
+            @functools.wraps(original)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                result = original(*args, **kwargs)
+                seen.append(type(result).__name__)
+                return result
+
+        monkeypatch.setattr(cls, "create", wrapper)
+
+    traced(AsyncCompletions if mode.startswith("a") else Completions)
+    _serve(httpserver, OPENAI)
+
+    response = run(OPENAI.make(httpserver.url_for("").rstrip("/")), mode)
+
+    assert seen == ["Stream" if mode == "stream" else "AsyncStream" if mode == "astream"
+                    else "ChatCompletion"]  # fmt: skip
+    assert (response.text, response.usage) == ("Hello world", Usage(12, 7))
+    OPENAI.check_request(_sent(httpserver), mode in {"stream", "astream"})
+
+
+@pytest.mark.parametrize("mode", ["chat", "achat"])
+def test_openai_subclass_adding_create_arguments_still_gets_them_sent(
+    httpserver: HTTPServer, mode: Mode
+) -> None:
+    # Found by an adversarial review: a subclass adding the SDK's extra_body in _request had
+    # it sent as a literal "extra_body" field, and one passing extra_headers from _create
+    # had them dropped, once non-streamed calls skipped create.
+    from aegis_adapters import OpenAIAdapter  # noqa: PLC0415
+
+    from tests.adapters._support import OPENAI  # noqa: PLC0415
+
+    class WithExtraBody(OpenAIAdapter):
+        def _request(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            sent = super()._request(*args, **kwargs)
+            sent["extra_body"] = {"top_k": 5}
+            return sent
+
+    class WithHeader(OpenAIAdapter):
+        def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
+            return super()._create(client, {**kwargs, "extra_headers": {"X-Trace": "t1"}})
+
+    _serve(httpserver, OPENAI)
+    url = httpserver.url_for("").rstrip("/") + "/v1"
+    for adapter in (WithExtraBody("m", base_url=url), WithHeader("m", base_url=url)):
+        httpserver.clear_log()
+        response = run(adapter, mode)
+        assert response.text == "Hello world"
+        request = httpserver.log[0][0]
+        body = json.loads(request.data)
+        assert "extra_body" not in body
+        if isinstance(adapter, WithExtraBody):
+            assert body["top_k"] == 5
+        else:
+            assert request.headers.get("X-Trace") == "t1"

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import math
 import pickle
+import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -33,6 +34,8 @@ from aegis_gov import (
     Team,
     ToolSpec,
 )
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 
 from tests.gov.conftest import FakeClock
 
@@ -452,6 +455,26 @@ def test_a_retry_after_longer_than_max_delay_still_ends_the_task_at_once(
     for most in (math.nan, -1.0, 0.0, math.inf):
         with pytest.raises(ValueError, match="max_delay_s must be a finite number > 0"):
             RetryAfterTooLongError(RateLimitError("m", "429"), most)
+
+
+@settings(max_examples=500, deadline=None)
+@example(most=1234564.6, over=0.8)  # the review's case: both rounded to 1234565
+@example(most=30.0, over=4e-7)  # a hair over reads as equal at six digits
+@given(
+    most=st.floats(min_value=1e-6, max_value=1e18, allow_nan=False, allow_infinity=False),
+    over=st.floats(min_value=0.0, max_value=1e18, allow_nan=False),
+)
+def test_retry_after_too_long_never_reads_as_waiting_no_longer_than_allowed(
+    most: float, over: float
+) -> None:
+    # Found by an adversarial review: rounded to whole seconds, 1234565 "more than" 1234565.
+    after = math.nextafter(most, math.inf) if over == 0.0 else most + over
+    assume(after > most)
+    text = str(RetryAfterTooLongError(RateLimitError("m", "429", retry_after_s=after), most))
+    waited, allowed = re.search(
+        r"wait (\S+) s, more than RetryPolicy.max_delay_s=(\S+)$", text
+    ).groups()  # type: ignore[union-attr]
+    assert float(waited) > float(allowed), text
 
 
 def test_429s_count_as_failed_attempts_when_a_fallback_is_left(clock: FakeClock) -> None:

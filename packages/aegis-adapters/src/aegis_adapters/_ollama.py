@@ -113,7 +113,7 @@ def _final(text: str, calls: Sequence[ToolCall], line: Mapping[str, object]) -> 
 def _decode(raw: str | bytes) -> Mapping[str, object]:
     try:
         value: object = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidRequestError(_PROVIDER, f"malformed JSON from Ollama: {raw[:200]!r}") from exc
     if not isinstance(value, Mapping):
         raise InvalidRequestError(_PROVIDER, f"malformed JSON from Ollama: {raw[:200]!r}")
@@ -400,7 +400,7 @@ def _raise_for_status(response: requests.Response) -> None:
 
     try:
         body: object = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = response.text
     kind, code, message = error_details(body)
     error = classify_failure(

@@ -106,8 +106,11 @@ def translate(
         if timeout_s is not None and _is_timeout(exc):
             return ProviderUnavailableError(provider, f"timed out after {timeout_s:g} s")
         return ProviderUnavailableError(provider, f"connection failed: {exc!r}")
-    if isinstance(exc, ValueError):  # JSON decoding and response validation errors
-        return InvalidRequestError(provider, f"malformed response: {exc}")
+    if isinstance(exc, ValueError | RecursionError):  # JSON decoding, response validation
+        deep = isinstance(exc, RecursionError)  # JSON nested too deeply for the SDK to decode
+        return InvalidRequestError(
+            provider, f"malformed response: {'nested too deeply to decode' if deep else exc}"
+        )
     return None
 
 
@@ -134,8 +137,22 @@ class StreamAccumulator(abc.ABC):
 
 
 def _decoded(provider: str, body: object) -> Mapping[str, object]:
-    """The JSON object a non-streamed reply's body holds (ValueError: not JSON)."""
-    return _as_dict(provider, json.loads(body) if isinstance(body, bytes | str) else body)
+    """The JSON object a non-streamed reply's body holds.
+
+    Raises:
+        InvalidRequestError: the body is not a JSON object; the message starts with what
+            it held (a proxy's HTML error page names itself there).
+    """
+    if not isinstance(body, bytes | str):
+        return _as_dict(provider, body)
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+        shown = body[:200].decode(errors="replace") if isinstance(body, bytes) else body[:200]
+        raise InvalidRequestError(
+            provider, f"malformed response, not JSON ({exc.__class__.__name__}): {shown!r}"
+        ) from exc
+    return _as_dict(provider, value)
 
 
 def _as_dict(provider: str, value: object) -> Mapping[str, object]:

@@ -167,22 +167,28 @@ class RetryAfterTooLongError(RateLimitError, AegisError):
         after, most = self.retry_after_s, self.max_delay_s
         if after is None:
             return f"{super().__str__()}; gave up: RetryPolicy.max_delay_s={most:g} was too short"
+        shown, limit = _seconds(after), _seconds(most)
+        if not float(shown) > float(limit):  # they read alike: a hair over, or both rounded
+            shown, limit = repr(after), repr(most)
         return (
-            f"{super().__str__()}; gave up: the provider asked to wait {_seconds(after, most)} s, "
-            f"more than RetryPolicy.max_delay_s={_seconds(most, after)}"
+            f"{super().__str__()}; gave up: the provider asked to wait {shown} s, "
+            f"more than RetryPolicy.max_delay_s={limit}"
         )
 
 
-_WHOLE_FROM = 1e6  # seconds shown as a whole number from here on
+def _seconds(value: float) -> str:
+    """*value* in seconds, readably.
 
-
-def _seconds(value: float, other: float) -> str:
-    """*value* in seconds, readably: all its digits if it would read like *other*."""
-    if f"{value:g}" == f"{other:g}":  # a hair over the setting reads as equal at six digits
-        return repr(value)
-    if _WHOLE_FROM <= value < math.inf:  # 123456789, not 1.23457e+08
+    Whole seconds from a million up to 1e15 (123456789, not 1.23457e+08; beyond, the float's
+    noise digits would show), else six significant digits.
+    """
+    if _WHOLE_FROM <= value < _WHOLE_UNTIL:
         return f"{value:.0f}"
     return f"{value:g}"
+
+
+_WHOLE_FROM = 1e6  # seconds shown as a whole number from here on
+_WHOLE_UNTIL = 1e15  # and up to here: beyond, the float's noise digits would show
 
 
 class EndpointBusyError(BreakerError, AegisError):
