@@ -244,3 +244,19 @@ def test_openai_subclass_adding_create_arguments_still_gets_them_sent(
             assert body["top_k"] == 5
         else:
             assert request.headers.get("X-Trace") == "t1"
+
+
+def test_openai_create_mocked_on_the_client_itself_sees_the_call(httpserver: HTTPServer) -> None:
+    # The same for a create replaced on the client's completions object, as
+    # mock.patch.object(client.chat.completions, "create") does.
+    from unittest import mock  # noqa: PLC0415
+
+    from tests.adapters._support import OPENAI  # noqa: PLC0415
+
+    _serve(httpserver, OPENAI)
+    adapter = OPENAI.make(httpserver.url_for("").rstrip("/"))
+    completions = adapter._sync_client().chat.completions  # the one it uses
+    with mock.patch.object(completions, "create", wraps=completions.create) as create:
+        response = run(adapter, "chat")
+    assert create.call_count == 1
+    assert response.text == "Hello world"

@@ -256,10 +256,12 @@ class OpenAIAdapter(SDKAdapter):
         # Also only for the plain JSON body this class builds: a subclass whose _create or
         # _request adds what create takes besides the body (extra_headers, extra_body,
         # timeout) gets create.
+        completions = client.chat.completions
         if (
             type(self)._create is not OpenAIAdapter._create  # noqa: SLF001  # overridden?
             or not _CREATE_ONLY.isdisjoint(kwargs)
-            or not _sdk_own(getattr(type(client.chat.completions), "create", None))
+            or "create" in getattr(completions, "__dict__", {})  # patched on the instance
+            or not _sdk_own(getattr(type(completions), "create", None))
         ):
             return self._create(client, kwargs)
         return client.post("/chat/completions", cast_to=bytes, body=kwargs)
