@@ -254,7 +254,10 @@ def test_openai_create_mocked_on_the_client_itself_sees_the_call(httpserver: HTT
     from tests.adapters._support import OPENAI  # noqa: PLC0415
 
     _serve(httpserver, OPENAI)
+    from aegis_adapters import OpenAIAdapter  # noqa: PLC0415
+
     adapter = OPENAI.make(httpserver.url_for("").rstrip("/"))
+    assert isinstance(adapter, OpenAIAdapter)
     completions = adapter._sync_client().chat.completions  # the one it uses
     with mock.patch.object(completions, "create", wraps=completions.create) as create:
         response = run(adapter, "chat")
