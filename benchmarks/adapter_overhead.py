@@ -6,10 +6,9 @@ the adapter's ``chat`` (request built from ``Message`` objects, the reply parsed
 ``ChatResponse``) and the SDK's ``client.chat.completions.create(...)`` with the same
 arguments, whose typed reply is not read further. CPU time is ``time.process_time`` of the
 whole process, so the server's share is in both sides alike. The figure is the adapter's
-CPU per call against the SDK's, median over ``ROUNDS`` rounds: below 1.0, the adapter costs
-less than the bare SDK call does (it posts through the SDK's public ``post`` and decodes
-the reply's JSON itself, instead of building the SDK's model and turning it back into a
-dict). Also the async twins, on one event loop.
+CPU per call against the SDK's, median over ``ROUNDS`` rounds: what the adapter adds to
+the SDK's own cost (building the request from ``Message`` objects, reading the reply back
+into a ``ChatResponse``, translating errors). Also the async twins, on one event loop.
 
 Run: ``python benchmarks/adapter_overhead.py`` (about 20 s on 2 cores; needs the
 ``openai`` extra of aegis-adapters).

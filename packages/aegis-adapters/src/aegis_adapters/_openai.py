@@ -3,13 +3,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sys
-import types
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from aegis_adapters._errors import InvalidRequestError, ProviderUnavailableError
@@ -39,28 +35,6 @@ _FINISH_REASONS: dict[str, StopReason] = {
     "function_call": "tool_use",
     "content_filter": "content_filter",
 }
-
-
-_CREATE_ONLY = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
-"""Arguments of the SDK's create that are not fields of the request body."""
-
-
-def _sdk_own(function: object) -> bool:
-    """Whether *function* is a plain function of the ``openai`` package, wrapped by nothing.
-
-    A wrapper put around it (``functools.wraps``, wrapt's proxies, a mock) is not: its type
-    or its code's file differs.
-    """
-    if type(function) is not types.FunctionType:
-        return False
-    init = getattr(sys.modules.get("openai"), "__file__", None)
-    return isinstance(init, str) and function.__code__.co_filename.startswith(_folder(init))
-
-
-@functools.cache
-def _folder(init: str) -> str:
-    """The folder of a package whose ``__init__`` is the file *init*, with a trailing slash."""
-    return str(Path(init).parent) + os.sep
 
 
 def _stop_reason(value: object) -> StopReason | None:
@@ -244,27 +218,6 @@ class OpenAIAdapter(SDKAdapter):
 
     def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
         return client.chat.completions.create(**kwargs)
-
-    def _post(self, client: Any, kwargs: dict[str, Any]) -> Any:
-        # The SDK's public post, as its create method sends it (same path, headers, timeout and
-        # error classes), without what create adds: converting the arguments, plain JSON
-        # already, through its typed parameters, and building its typed model of the reply,
-        # which _parse would only turn back into a dict. Per call, with openai 3.57 against a
-        # loopback server: 1.8-2.2 ms of CPU time instead of 2.5-3.6 ms. Only while create is
-        # the SDK's own: tracing integrations (Sentry's, Datadog's, OpenTelemetry's, Langfuse's)
-        # wrap it to record each call, and a call around them would go unrecorded.
-        # Also only for the plain JSON body this class builds: a subclass whose _create or
-        # _request adds what create takes besides the body (extra_headers, extra_body,
-        # timeout) gets create.
-        completions = client.chat.completions
-        if (
-            type(self)._create is not OpenAIAdapter._create  # noqa: SLF001  # overridden?
-            or not _CREATE_ONLY.isdisjoint(kwargs)
-            or "create" in getattr(completions, "__dict__", {})  # patched on the instance
-            or not _sdk_own(getattr(type(completions), "create", None))
-        ):
-            return self._create(client, kwargs)
-        return client.post("/chat/completions", cast_to=bytes, body=kwargs)
 
     def _request(
         self,

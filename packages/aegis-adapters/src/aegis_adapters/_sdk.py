@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import importlib
-import json
 import os
 import sys
 import threading
@@ -136,25 +135,6 @@ class StreamAccumulator(abc.ABC):
         """The final response; raises ProviderUnavailableError if the stream was cut short."""
 
 
-def _decoded(provider: str, body: object) -> Mapping[str, object]:
-    """The JSON object a non-streamed reply's body holds.
-
-    Raises:
-        InvalidRequestError: the body is not a JSON object; the message starts with what
-            it held (a proxy's HTML error page names itself there).
-    """
-    if not isinstance(body, bytes | str):
-        return _as_dict(provider, body)
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-        shown = body[:200].decode(errors="replace") if isinstance(body, bytes) else body[:200]
-        raise InvalidRequestError(
-            provider, f"malformed response, not JSON ({exc.__class__.__name__}): {shown!r}"
-        ) from exc
-    return _as_dict(provider, value)
-
-
 def _as_dict(provider: str, value: object) -> Mapping[str, object]:
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
@@ -235,13 +215,6 @@ class SDKAdapter(BaseChatAdapter):
     @abc.abstractmethod
     def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
         """Call the SDK's create method (its coroutine for an async client)."""
-
-    def _post(self, client: Any, kwargs: dict[str, Any]) -> Any:
-        """Send a non-streamed call: the reply as the SDK's object, or its body as bytes.
-
-        A coroutine for an async client. By default the SDK's create method.
-        """
-        return self._create(client, kwargs)
 
     @abc.abstractmethod
     def _request(
@@ -344,8 +317,8 @@ class SDKAdapter(BaseChatAdapter):
         """
         kwargs = self._request(messages, system, tools, stream=False, output_schema=output_schema)
         with self._translating():
-            body = self._post(self._sync_client(), kwargs)
-            return self._parse(_decoded(self._provider, body), output_schema)
+            raw = self._create(self._sync_client(), kwargs)
+            return self._parse(_as_dict(self._provider, raw), output_schema)
 
     def chat_stream(
         self,
@@ -382,8 +355,8 @@ class SDKAdapter(BaseChatAdapter):
         """Async twin of :meth:`chat`, on the SDK's async client."""
         kwargs = self._request(messages, system, tools, stream=False, output_schema=output_schema)
         with self._translating():
-            body = await self._post(await self._async_client(), kwargs)
-            return self._parse(_decoded(self._provider, body), output_schema)
+            raw = await self._create(await self._async_client(), kwargs)
+            return self._parse(_as_dict(self._provider, raw), output_schema)
 
     async def achat_stream(
         self,
