@@ -9,6 +9,7 @@ import pickle
 import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from fractions import Fraction
 
 import pytest
 from aegis_gov import (
@@ -455,6 +456,15 @@ def test_a_retry_after_longer_than_max_delay_still_ends_the_task_at_once(
     for most in (math.nan, -1.0, 0.0, math.inf):
         with pytest.raises(ValueError, match="max_delay_s must be a finite number > 0"):
             RetryAfterTooLongError(RateLimitError("m", "429"), most)
+    # Also from a review: numbers that are no floats. An int or a Fraction is converted;
+    # one too large for a float is refused (str() raised OverflowError or TypeError).
+    half = Fraction(61, 2)  # not a float, as a caller ignoring the annotations may pass
+    exact = RetryAfterTooLongError(RateLimitError("m", "429", retry_after_s=half), 30)  # type: ignore[arg-type]
+    assert (exact.retry_after_s, exact.max_delay_s) == (30.5, 30.0)
+    assert str(exact).endswith("wait 30.5 s, more than RetryPolicy.max_delay_s=30")
+    for after, most in ((10**400, 30), (40.0, 10**400)):
+        with pytest.raises(ValueError, match="too large for a float"):
+            RetryAfterTooLongError(RateLimitError("m", "429", retry_after_s=after), most)
 
 
 @settings(max_examples=500, deadline=None)

@@ -141,17 +141,26 @@ class RetryAfterTooLongError(RateLimitError, AegisError):
     def __init__(self, error: RateLimitError, max_delay_s: float) -> None:
         """The task's *error*, and the ``max_delay_s`` its ``Retry-After`` exceeds.
 
+        Both are kept as floats (an int or a Fraction is converted).
+
         Raises:
             ValueError: *max_delay_s* is not a finite number > 0 (as ``RetryPolicy`` takes
                 it), or the error's ``retry_after_s`` is not more than it (that Retry-After
-                ended nothing).
+                ended nothing), or either is too large for a float.
         """
-        if not (math.isfinite(max_delay_s) and max_delay_s > 0):  # as RetryPolicy takes it
-            raise ValueError(f"max_delay_s must be a finite number > 0, got {max_delay_s!r}")
-        after = error.retry_after_s
-        if after is not None and not after > max_delay_s:
+        try:
+            most = float(max_delay_s)
+            after = None if error.retry_after_s is None else float(error.retry_after_s)
+        except OverflowError as exc:
             raise ValueError(
-                f"retry_after_s={after!r} is not more than max_delay_s={max_delay_s!r}: "
+                f"max_delay_s={max_delay_s!r} or retry_after_s={error.retry_after_s!r} "
+                "is too large for a float"
+            ) from exc
+        if not (math.isfinite(most) and most > 0):  # as RetryPolicy takes it
+            raise ValueError(f"max_delay_s must be a finite number > 0, got {max_delay_s!r}")
+        if after is not None and not after > most:
+            raise ValueError(
+                f"retry_after_s={after!r} is not more than max_delay_s={most!r}: "
                 "a task waits that out, it does not give up on it"
             )
         super().__init__(
@@ -160,7 +169,7 @@ class RetryAfterTooLongError(RateLimitError, AegisError):
             status_code=error.status_code,
             retry_after_s=after,
         )
-        self.max_delay_s = max_delay_s
+        self.max_delay_s = most
 
     def __str__(self) -> str:
         """The provider's words, then why the task did not wait."""
