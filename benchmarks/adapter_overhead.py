@@ -1,7 +1,7 @@
 """CPU time of one ``OpenAIAdapter.chat`` against the bare ``openai`` SDK call, in one run.
 
-A loopback OpenAI-compatible server (``http.server`` on 127.0.0.1, a fixed reply, no delay)
-answers both. Each round times ``CALLS`` calls of each side, alternating which goes first:
+The loopback OpenAI-compatible server of ``traffic_governance.py`` (a healthy endpoint, no
+delay) answers both. Each round times ``CALLS`` calls of each side, alternating which goes first:
 the adapter's ``chat`` (request built from ``Message`` objects, the reply parsed into a
 ``ChatResponse``) and the SDK's ``client.chat.completions.create(...)`` with the same
 arguments, whose typed reply is not read further. CPU time is ``time.process_time`` of the
@@ -17,66 +17,16 @@ Run: ``python benchmarks/adapter_overhead.py`` (about 20 s on 2 cores; needs the
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
-from aegis_adapters import Message, OpenAIAdapter
+from aegis_adapters import Message
+from traffic_governance import FakeProvider, adapter, loopback  # this folder's loopback server
 
 CALLS = 200
 ROUNDS = 5
-REPLY = json.dumps(
-    {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "bench-model",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "pong"},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
-    }
-).encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    wbufsize = -1
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(REPLY)))
-        self.end_headers()
-        self.wfile.write(REPLY)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # the base's name
-        pass
-
-
-@contextmanager
-def loopback() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def cpu_per_call(call: Callable[[], object]) -> float:
@@ -104,8 +54,8 @@ def report(label: str, ours: list[float], sdk: list[float]) -> None:
 
 
 def main() -> None:
-    with loopback() as url:
-        chat = OpenAIAdapter("bench-model", base_url=url, api_key="sk-test")
+    with loopback(fast=FakeProvider()) as url:
+        chat = adapter(url, "fast")
         messages = [Message(role="user", content="ping")]
         kwargs = chat._request(messages, None, (), stream=False)  # noqa: SLF001  # the same body
         client = chat._sync_client()  # noqa: SLF001  # the adapter's own client, shared pool
