@@ -333,7 +333,10 @@ class OpenMultiAgent:
                 is kept when its definition and everything upstream are unchanged; the rest
                 runs again (see :class:`ResumePlan`).
             task_timeout_s: a task still running after this long is recorded FAILED with
-                :class:`DeadlineExceededError` (its thread is abandoned, not killed).
+                :class:`DeadlineExceededError` (its thread is abandoned, not killed, and its
+                call keeps its place under ``max_concurrent`` until it returns: a task waiting
+                for that place spends its own ``task_timeout_s`` waiting; ``arun_tasks``
+                cancels the call instead).
             run_timeout_s: the run stops after this long, as if cancelled with no grace.
             cancel: set it to cancel: nothing new starts, pending tasks are skipped as
                 cancelled, calls in flight get ``cancel_grace_s`` to finish (a task waiting to
