@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 
@@ -263,3 +264,91 @@ def test_openai_create_mocked_on_the_client_itself_sees_the_call(httpserver: HTT
         response = run(adapter, "chat")
     assert create.call_count == 1
     assert response.text == "Hello world"
+
+
+_USAGE_FIELDS = re.compile(
+    r'"(input_tokens|output_tokens|prompt_tokens|completion_tokens|total_tokens'
+    r'|prompt_eval_count|eval_count)": \d+'
+)
+
+
+@pytest.mark.parametrize("count", [2**64 - 1, 10**400], ids=["uint64-underflow", "10**400"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
+def test_a_usage_count_no_call_can_have_is_read_as_not_reported(
+    httpserver: HTTPServer, wire: Wire, mode: Mode, count: int
+) -> None:
+    # Found by an adversarial review: a gateway's uint64 underflow (2**64 - 1) went into the
+    # result, which the checkpoint store and RunResult.from_json then refused (2**63 - 1 at
+    # most), and 10**400 (valid JSON) crashed every budgeted run with an OverflowError.
+    def absurd(text: str) -> str:
+        return _USAGE_FIELDS.sub(lambda m: f'"{m.group(1)}": {count}', text)
+
+    reply, stream = absurd(json.dumps(wire.reply)), absurd(wire.stream_ok)
+    assert str(count) in reply
+    assert str(count) in stream
+
+    def handler(request: Request) -> Response:
+        if json.loads(request.data).get("stream"):
+            return Response(stream, content_type=wire.stream_type)
+        return Response(reply, content_type="application/json")
+
+    httpserver.expect_request(wire.path, method="POST").respond_with_handler(handler)
+
+    response = run(wire.make(httpserver.url_for("").rstrip("/")), mode)
+
+    assert response.text == "Hello world"
+    assert response.usage == Usage(0, 0)
+
+
+@pytest.mark.parametrize("count", [2**64 - 1, 10**400], ids=["uint64-underflow", "10**400"])
+@pytest.mark.parametrize("mode", MODES)
+def test_an_absurd_openai_usage_read_through_the_sdks_typed_reply_is_not_reported(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, mode: Mode, count: int
+) -> None:
+    # With create wrapped (as tracing integrations do), a reply comes through the SDK's typed
+    # ChatCompletion instead of the raw JSON: the same bound applies there.
+    import functools  # noqa: PLC0415
+
+    from openai.resources.chat.completions import (  # noqa: PLC0415
+        AsyncCompletions,
+        Completions,
+    )
+
+    from tests.adapters._support import OPENAI  # noqa: PLC0415
+
+    calls: list[int] = []
+    for cls in (Completions, AsyncCompletions):
+        original = cls.create
+        if cls is AsyncCompletions:
+
+            @functools.wraps(original)
+            async def wrapper(*args: Any, __create: Any = original, **kwargs: Any) -> Any:
+                calls.append(1)
+                return await __create(*args, **kwargs)
+
+        else:
+
+            @functools.wraps(original)
+            def wrapper(*args: Any, __create: Any = original, **kwargs: Any) -> Any:
+                calls.append(1)
+                return __create(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "create", wrapper)
+
+    def absurd(text: str) -> str:
+        return _USAGE_FIELDS.sub(lambda m: f'"{m.group(1)}": {count}', text)
+
+    reply, stream = absurd(json.dumps(OPENAI.reply)), absurd(OPENAI.stream_ok)
+
+    def handler(request: Request) -> Response:
+        if json.loads(request.data).get("stream"):
+            return Response(stream, content_type=OPENAI.stream_type)
+        return Response(reply, content_type="application/json")
+
+    httpserver.expect_request(OPENAI.path, method="POST").respond_with_handler(handler)
+
+    response = run(OPENAI.make(httpserver.url_for("").rstrip("/")), mode)
+
+    assert calls == [1]
+    assert (response.text, response.usage) == ("Hello world", Usage(0, 0))

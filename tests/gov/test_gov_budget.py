@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 
@@ -17,6 +18,7 @@ from aegis_gov import (
     ChatResponse,
     Limits,
     Message,
+    OpenAIAdapter,
     OpenMultiAgent,
     Price,
     ProviderUnavailableError,
@@ -29,6 +31,7 @@ from aegis_gov import (
     TaskState,
     Usage,
 )
+from pytest_httpserver import HTTPServer
 
 
 def _counting(calls: list[int]) -> ScriptedAdapter:
@@ -347,3 +350,43 @@ def test_spent_refuses_what_would_add_budget_to_a_resumed_run(
     # negative one (built in code) added budget; the result then could not be read back.
     with pytest.raises(error, match=next(iter(fields))):
         Spent(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("count", [2**64 - 1, 10**400], ids=["uint64-underflow", "10**400"])
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_run_with_a_budget_survives_an_absurd_usage_from_the_provider(
+    httpserver: HTTPServer, use_async: bool, count: int
+) -> None:
+    # Found by an adversarial review: a provider reporting 10**400 prompt tokens (valid JSON)
+    # made a budgeted run raise OverflowError at its end, losing every result; 2**64 - 1 (a
+    # gateway's uint64 underflow) gave a result that RunResult.from_json refused. Such a
+    # count is read as not reported, so the usage is estimated, as for a gateway sending none.
+    reply = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"},
+             "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": count, "completion_tokens": count, "total_tokens": count},
+    }  # fmt: skip
+    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_data(
+        json.dumps(reply), content_type="application/json"
+    )
+    adapter = OpenAIAdapter("m", api_key="k", base_url=httpserver.url_for("/v1"))
+    oma = OpenMultiAgent(AgentPool(max_concurrent=1), default_adapter=adapter)
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task("a", agent="w"), Task("b", agent="w", depends_on=["a"])]
+    budget = Budget(max_total_tokens=100_000)
+
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, budget=budget))
+    else:
+        result = oma.run_tasks(tasks, team, budget=budget)
+
+    assert result.summary() == {"done": 2}
+    assert result.spent is not None
+    assert 0 < result.spent.tokens < 1000  # estimated from the text, not the absurd count
+    assert RunResult.from_json(result.to_json()) == result

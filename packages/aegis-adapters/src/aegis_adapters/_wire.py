@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from aegis_adapters._errors import InvalidRequestError
 
-__all__ = ["as_int", "as_list", "as_map", "as_str", "error_details", "load_arguments"]
+__all__ = ["MAX_COUNT", "as_int", "as_list", "as_map", "as_str", "error_details", "load_arguments"]
 
 
 def as_map(value: object) -> Mapping[str, object]:
@@ -28,9 +28,23 @@ def as_str(value: object, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+MAX_COUNT = 2**40
+"""The largest count :func:`as_int` believes: about 10**12, far beyond any one call's tokens."""
+
+
 def as_int(value: object) -> int:
-    """*value* if it is a non-negative integer, else 0."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """*value* if it is an integer from 0 to :data:`MAX_COUNT` (2**40), else 0.
+
+    Providers' counts (usage, indexes) are read through this. A count that is negative, not a
+    whole number, or larger than any real call can have (a gateway's uint64 underflow sends
+    18446744073709551615; JSON allows 10**400) is not a count: it is read as not reported.
+    The bound keeps sums over millions of calls (2**23 calls at 2**40 each) within the
+    checkpoint store's and result files' 2**63 - 1, and within float range, where budgets and
+    prices compute with them.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_COUNT:
+        return value
+    return 0
 
 
 def error_details(body: object) -> tuple[str | None, str | None, str | None]:
