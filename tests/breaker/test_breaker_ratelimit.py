@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Callable
 
 import pytest
 from aegis_breaker import BreakerError, RateLimiter, RateLimiterStatus, RateLimitExceededError
@@ -275,12 +276,125 @@ def test_a_rate_too_small_to_refill_is_refused_and_a_nan_reading_poisons_nothing
     # the bucket NaN, so every later call went at once.
     with pytest.raises(ValueError, match="tokens a second"):
         RateLimiter(5e-324, burst=1)
-    limit = RateLimiter(60, burst=1)
-    assert limit.reserve(1, now=100.0) == 0.0
-    limit.reserve(1, now=float("nan"))
-    waits = [limit.reserve(1, now=101.0) for _ in range(3)]
+    readings = iter([100.0, math.nan, 101.0, 101.0, 101.0, 101.0])
+    limit = RateLimiter(60, burst=1, clock=lambda: next(readings))
+    assert limit.reserve(1) == 0.0
+    limit.reserve(1)  # read NaN, taken as the reading before it
+    waits = [limit.reserve(1) for _ in range(3)]
     assert waits == pytest.approx([1.0, 2.0, 3.0])  # still one a second, behind the NaN one
     assert math.isfinite(limit.status().available)
+
+
+_BAD_TIMES = [math.nan, math.inf, -math.inf]
+
+
+def _bad_calls(
+    limit: RateLimiter, bad: float, go_at: float
+) -> list[tuple[str, Callable[[], object]]]:
+    """Every public call given *bad* as a clock time, with the argument it names."""
+    return [
+        ("now", lambda: limit.reserve(1, now=bad)),
+        ("now", lambda: limit.reserve(1, now=bad, max_wait_s=0.0)),
+        ("go_at", lambda: limit.cancel(1, bad)),
+        ("go_at", lambda: limit.cancel(1, go_at=bad, now=0.0)),
+        ("now", lambda: limit.cancel(1, go_at, now=bad)),
+        ("now", lambda: limit.refund(1, now=bad)),
+        ("now", lambda: limit.consume(1, now=bad)),
+    ]
+
+
+@pytest.mark.parametrize("bad", _BAD_TIMES)
+def test_a_time_that_is_not_finite_is_refused_and_changes_nothing(bad: float) -> None:
+    # Found by an adversarial review: cancel(1, go_at=nan) made the bucket NaN for good
+    # (every wait came back NaN, try_acquire always said yes: no limit at all), and
+    # reserve(1, now=nan) admitted a request without taking capacity.
+    limit, clock = limiter(rate=1, per_s=1, burst=1, name="x")
+    limit.reserve()
+    go_at = clock.now + limit.reserve()  # one waiting in line, to be given back
+    before = limit.status()
+    for argument, call in _bad_calls(limit, bad, go_at):
+        with pytest.raises(ValueError, match=rf"rate limiter 'x': {argument} must be a finite"):
+            call()
+        assert limit.status() == before
+    with pytest.raises(ValueError, match="rate limiter 'x': amount must be a finite"):
+        limit.cancel(bad, go_at)
+    assert limit.status() == before
+    assert not limit.try_acquire()
+    assert limit.cancel(1, go_at) == pytest.approx(1.0)  # the reservation is still there
+    assert limit.reserve() == pytest.approx(1.0)
+
+
+def test_a_waiter_interrupted_after_a_nan_clock_reading_gives_its_turn_back() -> None:
+    # The driver's go time came from the reading (NaN + wait): giving it back made the bucket
+    # NaN, and with go times checked it would raise a ValueError over the interruption.
+    readings = iter([0.0, math.nan, math.nan, 0.0, 0.0])
+    limit = RateLimiter(1, 1, burst=1, clock=lambda: next(readings), name="x")
+    limit.reserve()
+
+    def interrupted(_seconds: float) -> None:
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        limit.acquire(sleep=interrupted)
+    status = limit.status()
+    assert (status.available, status.queued_s) == (0.0, 0.0)  # as before the acquire
+
+
+@st.composite
+def calls_with_rejected_ones(
+    draw: st.DrawFn,
+) -> tuple[float, float, list[tuple[float, str, float, int | None]]]:
+    rate, per_s = draw(rates), draw(periods)
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.floats(0.0, per_s),  # time to advance before the call
+                st.sampled_from(["reserve", "cancel", "refund", "consume", "try", "status"]),
+                st.floats(0.0, 1.0),  # the amount, as a fraction of the capacity
+                st.one_of(st.none(), st.integers(0, 6)),  # a refused call made first
+            ),
+            max_size=40,
+        )
+    )
+    return rate, per_s, steps
+
+
+@settings(max_examples=200, deadline=None)
+@given(calls_with_rejected_ones(), st.sampled_from(_BAD_TIMES))
+def test_refused_calls_leave_the_state_as_without_them(
+    work: tuple[float, float, list[tuple[float, str, float, int | None]]], bad: float
+) -> None:
+    rate, per_s, steps = work
+    clocks = FakeClock(0.0), FakeClock(0.0)
+    plain, poked = (RateLimiter(rate, per_s, burst=rate, clock=c) for c in clocks)
+    pending: list[tuple[float, float]] = []  # (go time, amount) of reservations that wait
+    for advance, op, fraction, refused in steps:
+        for clock in clocks:
+            clock.advance(advance)
+        now = clocks[0].now
+        pending = [p for p in pending if p[0] > now]
+        if refused is not None:
+            calls = _bad_calls(poked, bad, pending[-1][0] if pending else now + 1.0)
+            with pytest.raises(ValueError, match="must be a finite"):
+                calls[refused % len(calls)][1]()
+        amount = fraction * plain.capacity
+        if op == "reserve":
+            waits = [limit.reserve(amount) for limit in (plain, poked)]
+            assert waits[0] == waits[1]
+            if waits[0] > 0:
+                pending.append((now + waits[0], amount))
+        elif op == "cancel" and pending:
+            go_at, taken = pending.pop(len(pending) // 2)
+            assert plain.cancel(taken, go_at) == poked.cancel(taken, go_at)
+        elif op == "refund":
+            assert plain.refund(amount) == poked.refund(amount)
+        elif op == "consume":
+            plain.consume(amount)
+            poked.consume(amount)
+        elif op == "try":
+            assert plain.try_acquire(amount) == poked.try_acquire(amount)
+        assert plain.status() == poked.status()
+        assert math.isfinite(poked.status().available)
 
 
 def test_cancel_after_the_go_time_gives_nothing_back() -> None:

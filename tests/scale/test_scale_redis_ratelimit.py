@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import multiprocessing
 import threading
 import uuid
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from types import SimpleNamespace
@@ -155,6 +157,33 @@ def test_refund_cancel_and_consume_reach_the_shared_bucket(client: RedisClient, 
         limit.refund(-1)
     with pytest.raises(ValueError, match="consume must be"):
         limit.consume(float("nan"))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_time_that_is_not_finite_is_refused_before_reaching_redis(
+    client: RedisClient, name: str, bad: float
+) -> None:
+    # As RateLimiter: a NaN go time sent to the script came back NaN and left the shared
+    # bucket full, its line and debt forgotten; `now` is ignored here, but checked the same.
+    limit = RedisRateLimiter(client, name, 10, HOUR, burst=2)
+    limit.reserve(2)
+    wait = limit.reserve(1)
+    go_at = limit._clock() + wait
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("now", lambda: limit.reserve(1, now=bad)),
+        ("go_at", lambda: limit.cancel(1, bad)),
+        ("now", lambda: limit.cancel(1, go_at, now=bad)),
+        ("amount", lambda: limit.cancel(bad, go_at)),
+        ("now", lambda: limit.refund(1, now=bad)),
+        ("now", lambda: limit.consume(1, now=bad)),
+    ]
+    for argument, call in calls:
+        with pytest.raises(ValueError, match=rf"rate limiter '{name}': {argument} must be"):
+            call()
+    assert is_shared(limit)
+    assert limit.status().available == pytest.approx(-1.0, abs=0.01)
+    assert limit.cancel(1, go_at) == pytest.approx(1.0, abs=0.01)  # still in line
+    assert is_shared(limit)
 
 
 def test_an_idle_limiter_s_key_expires(redis_server: RedisServer, name: str) -> None:

@@ -224,6 +224,17 @@ class RateLimiter:
                 "it could never be admitted"
             )
 
+    def _check_time(self, what: str, value: float | None) -> None:
+        """Refuse a clock time given by a caller that is not a finite number (None is none).
+
+        A NaN or infinite time would stay in the bucket: a NaN ``now`` or go time disabled it
+        for good (every wait came back NaN, `try_acquire` always said yes). So it is refused,
+        with a ValueError naming *what*, before anything changes. A non-number raises a
+        TypeError.
+        """
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{self._who()}: {what} must be a finite number, got {value!r}")
+
     def _refill(self, now: float) -> float:
         """Bring the bucket to *now* and return the (possibly earlier) time it is at."""
         last = self._last
@@ -340,11 +351,12 @@ class RateLimiter:
             max_wait_s: Refuse, reserving nothing, when the wait would be longer.
 
         Raises:
-            ValueError: When *amount* is negative, not finite or above `capacity`, or the
-                wait limit is negative.
+            ValueError: When *amount* is negative, not finite or above `capacity`, the wait
+                limit is negative, or *now* is not finite.
             RateLimitExceededError: When the wait would exceed *max_wait_s*.
         """
         self._check(amount, max_wait_s)
+        self._check_time("now", now)
         with self._lock:
             wait = self._reserve_at(amount, self._clock() if now is None else now, max_wait_s)
         if wait < 0:
@@ -369,7 +381,15 @@ class RateLimiter:
 
         Returns:
             The tokens put back.
+
+        Raises:
+            ValueError: When *amount* is negative or not finite, or *go_at* or *now* is not
+                finite (nothing is given back).
         """
+        if not (math.isfinite(amount) and amount >= 0):
+            raise ValueError(f"{self._who()}: amount must be a finite number >= 0, got {amount!r}")
+        self._check_time("go_at", go_at)
+        self._check_time("now", now)
         with self._lock:
             now_ = self._clock() if now is None else now
             if go_at <= now_:
@@ -390,10 +410,11 @@ class RateLimiter:
             The tokens put back.
 
         Raises:
-            ValueError: When *amount* is negative or not finite.
+            ValueError: When *amount* is negative or not finite, or *now* is not finite.
         """
         if not (math.isfinite(amount) and amount >= 0):
             raise ValueError(f"{self._who()}: refund must be a finite number >= 0, got {amount!r}")
+        self._check_time("now", now)
         with self._lock:
             now_ = self._clock() if now is None else now
             return self._give_back_at(amount, now_, now_)
@@ -405,10 +426,11 @@ class RateLimiter:
         Any amount is accepted, even above `capacity`. Thread-safe.
 
         Raises:
-            ValueError: When *amount* is negative or not finite.
+            ValueError: When *amount* is negative or not finite, or *now* is not finite.
         """
         if not (math.isfinite(amount) and amount >= 0):
             raise ValueError(f"{self._who()}: consume must be a finite number >= 0, got {amount!r}")
+        self._check_time("now", now)
         with self._lock:
             self._refill(self._clock() if now is None else now)
             self._tokens -= amount
@@ -418,9 +440,11 @@ class RateLimiter:
     def _take(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
         """Reserve on the clock: (wait or -retry_after, go time, shared)."""
         with self._lock:
-            now = self._clock()
-            wait = self._reserve_at(amount, now, max_wait_s)
-        return wait, now + wait, False
+            wait = self._reserve_at(amount, self._clock(), max_wait_s)
+            # From the time the bucket is at, not the reading: one behind another thread's
+            # (or NaN) counts as that one, and the go time is the one the line holds.
+            go_at = self._last + wait
+        return wait, go_at, False
 
     async def _atake(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
         return self._take(amount, max_wait_s)
@@ -454,7 +478,8 @@ class RateLimiter:
 
     def _untake(self, amount: float, go_at: float, shared: bool) -> None:  # noqa: FBT001
         del shared  # one state here; the Redis limiter has two
-        self.cancel(amount, go_at)
+        if math.isfinite(go_at):  # not when the clock never read a finite time: none to find
+            self.cancel(amount, go_at)
 
     # -- drivers ----------------------------------------------------------------------------
 

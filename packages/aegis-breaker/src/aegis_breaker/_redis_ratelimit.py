@@ -409,7 +409,7 @@ class RedisRateLimiter(RateLimiter):
             return
         if not shared:
             if wait > 0:
-                self._fallback.bucket.cancel(amount, go_at)
+                self._fallback.bucket._untake(amount, go_at, shared=False)  # noqa: SLF001
             else:
                 self._fallback.bucket.refund(amount)
         elif wait > 0:
@@ -421,7 +421,7 @@ class RedisRateLimiter(RateLimiter):
         import asyncio  # noqa: PLC0415  # asyncio loads with the async API
 
         if not shared:
-            self._fallback.bucket.cancel(amount, go_at)
+            self._fallback.bucket._untake(amount, go_at, shared=False)  # noqa: SLF001
             return
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -440,12 +440,13 @@ class RedisRateLimiter(RateLimiter):
         """Reserve *amount* in the shared bucket; see `RateLimiter.reserve` (*now* is ignored).
 
         Raises:
-            ValueError: When *amount* is negative, not finite or above `capacity`, or the
-                wait limit is negative.
+            ValueError: When *amount* is negative, not finite or above `capacity`, the wait
+                limit is negative, or *now* is not finite (ignored, but checked as
+                `RateLimiter.reserve` checks it).
             RateLimitExceededError: When the wait would exceed *max_wait_s*.
         """
-        del now
         self._check(amount, max_wait_s)
+        self._check_time("now", now)
         wait = self._take(amount, max_wait_s)[0]
         if wait < 0:
             raise RateLimitExceededError(self._name, -wait, amount)
@@ -458,8 +459,15 @@ class RedisRateLimiter(RateLimiter):
 
         Returns:
             The tokens put back.
+
+        Raises:
+            ValueError: When *amount* is negative or not finite, or *go_at* or *now* is not
+                finite (nothing is sent).
         """
-        del now
+        if not (math.isfinite(amount) and amount >= 0):
+            raise ValueError(f"{self._who()}: amount must be a finite number >= 0, got {amount!r}")
+        self._check_time("go_at", go_at)
+        self._check_time("now", now)
         reply = self._eval("cancel", amount, (go_at + self._server_offset_s) * _US)
         if reply is None:
             return self._fallback.bucket.cancel(amount, go_at)
@@ -472,11 +480,11 @@ class RedisRateLimiter(RateLimiter):
             The tokens put back.
 
         Raises:
-            ValueError: When *amount* is negative or not finite.
+            ValueError: When *amount* is negative or not finite, or *now* is not finite.
         """
-        del now
         if not (math.isfinite(amount) and amount >= 0):
             return super().refund(amount)  # raises the ValueError
+        self._check_time("now", now)
         reply = self._eval("refund", amount)
         if reply is None:
             return self._fallback.bucket.refund(amount)
@@ -486,11 +494,11 @@ class RedisRateLimiter(RateLimiter):
         """Take *amount* more without waiting; see `RateLimiter.consume`.
 
         Raises:
-            ValueError: When *amount* is negative or not finite.
+            ValueError: When *amount* is negative or not finite, or *now* is not finite.
         """
-        del now
         if not (math.isfinite(amount) and amount >= 0):
             super().consume(amount)  # raises the ValueError
+        self._check_time("now", now)
         if self._eval("consume", amount) is None:
             self._fallback.bucket.consume(amount)
 
