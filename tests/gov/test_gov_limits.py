@@ -371,3 +371,69 @@ def test_prices_keyed_by_endpoint_match_however_the_url_is_spelled() -> None:
     meter = BudgetMeter(budget)
     endpoint = OpenAIAdapter("gpt-x", base_url=url, api_key="k").endpoint
     meter.check_prices([(endpoint, endpoint.key)])  # no ValueError: the price is found
+
+
+@pytest.mark.parametrize("key_url", ["plain", "with credentials"])
+def test_a_url_with_credentials_is_one_endpoint_with_the_same_url_without(
+    httpserver: HTTPServer, clock: FakeClock, key_url: str
+) -> None:
+    # Found by an adversarial review: "http://user:pw@host/v1" was the endpoint
+    # "http://***@host/v1", so the same server with and without credentials in its URL was
+    # two endpoints (two breakers, two limits), and a limits key written with the plain URL
+    # matched nothing. Credentials are not part of an endpoint.
+    secret = "pw-SECRET-42"
+    times: list[float] = []
+
+    def answer(_body: dict[str, object]) -> str:
+        times.append(clock.now)
+        return "ok"
+
+    serve_anthropic(httpserver, answer)
+    plain = httpserver.url_for("/").rstrip("/")
+    with_credentials = plain.replace("http://", f"http://user:{secret}@")
+    adapters = [
+        AnthropicAdapter("claude-t", api_key="k", base_url=u) for u in (with_credentials, plain)
+    ]
+    agents = [AgentConfig(f"a{i}", adapter=adapter) for i, adapter in enumerate(adapters)]
+    key = f"anthropic|{plain if key_url == 'plain' else with_credentials}|claude-t"
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=1, clock=clock), sleep=clock.sleep, clock=clock,
+        limits={key: LIMIT_60},
+    )  # fmt: skip
+    team = OpenMultiAgent.create_team("t", *agents)
+    tasks = [Task(f"t{i}", agent=f"a{i % 2}") for i in range(4)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = oma.run_tasks(tasks, team)
+    assert [str(w.message) for w in caught] == []  # the key matches
+    assert result.summary() == {"done": 4}
+    assert [adapter.endpoint.key for adapter in adapters] == [f"anthropic|{plain}|claude-t"] * 2
+    # One endpoint: one breaker, and one bucket of 60 a minute for both agents.
+    assert list(oma.get_status().endpoints) == [f"anthropic|{plain}|claude-t"]
+    assert times == pytest.approx([0, 1, 2, 3])
+    assert secret not in repr(oma.get_status())
+    assert secret not in result.to_json()
+
+
+def test_limits_keys_differing_only_by_credentials_name_one_endpoint() -> None:
+    # Two keys for one URL, with and without credentials, are one key; with different
+    # values they are refused, without quoting the credentials.
+    plain, secret = "openai|http://h:8080/v1|m", "pw-SECRET-43"
+    spelled = plain.replace("http://", f"http://u:{secret}@")
+    same = {plain: LIMIT_60, spelled: LIMIT_60}
+    assert list(OpenMultiAgent(limits=same)._caller._limits) == [plain]
+    with pytest.raises(ValueError, match="credentials are not part of it") as info:
+        OpenMultiAgent(limits={plain: LIMIT_60, spelled: Limits(requests_per_minute=61)})
+    assert secret not in str(info.value)
+    assert f"'{plain}'" in str(info.value)
+
+
+def test_the_live_table_shows_a_limit_keyed_by_another_spelling_of_the_url() -> None:
+    from aegis_gov._progress import ProgressTracker  # noqa: PLC0415
+
+    endpoint = "openai|http://h:8080/v1|m"
+    for key in (endpoint, "openai|HTTP://u:pw@H:8080/v1/|m"):
+        tracker = ProgressTracker(
+            [Task("t", agent="a")], {"a": endpoint}, clock=lambda: 0.0, limits={key: LIMIT_60}
+        )
+        assert [row.declared for row in tracker.endpoint_rows()] == [LIMIT_60]

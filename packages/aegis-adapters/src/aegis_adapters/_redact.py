@@ -6,7 +6,7 @@ import re
 import urllib.parse
 from typing import Final
 
-__all__ = ["REDACTED", "redact_text", "redact_url"]
+__all__ = ["REDACTED", "redact_text", "redact_url", "without_credentials"]
 
 REDACTED: Final = "***"
 """What a redacted credential is replaced with."""
@@ -29,6 +29,8 @@ _USERINFO: Final = re.compile(
 _QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&;#](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)")
 # API keys written into a path: "/sk-...", "/sk_live_..." and the like.
 _PATH_KEY: Final = re.compile(r"(?<=/)(?:sk|rk|pk)[-_][A-Za-z0-9_-]{8,}")
+# A redacted URL's userinfo, where a URL's userinfo is: "scheme://***@" at the start.
+_LEADING_USERINFO: Final = re.compile(r"^(?P<scheme>(?:[A-Za-z][A-Za-z0-9+.-]*:)?//)\*\*\*@")
 
 
 def redact_url(url: str) -> str:
@@ -49,6 +51,33 @@ def redact_url(url: str) -> str:
     query = _redact_query(parts.query)
     rebuilt = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     return redact_text(rebuilt)  # and whatever the structure missed (fragments, paths, ...)
+
+
+def without_credentials(url: str) -> str:
+    """*url* without its userinfo and credential-like query parameters (names included).
+
+    ``http://user:sk-1@host/v1?api_key=k&api-version=2`` becomes
+    ``http://host/v1?api-version=2``: what identifies a server, not who calls it. For keys
+    (an endpoint's), not for display, where :func:`redact_url`'s ``***`` tells a reader a
+    credential was there. Whatever this does not recognise as the URL's own userinfo or
+    query is redacted as :func:`redact_url` redacts it.
+    """
+    redacted = _LEADING_USERINFO.sub(r"\g<scheme>", redact_url(url), count=1)
+    head, question, rest = redacted.partition("?")
+    if not question:
+        return redacted
+    query, hash_, fragment = rest.partition("#")
+    pieces = re.split(r"([&;])", query)  # parameters, with the separators between them
+    kept: list[str] = []
+    for index in range(0, len(pieces), 2):
+        name, equals, value = pieces[index].partition("=")
+        if equals and value == REDACTED and _SECRET_PARAM.search(urllib.parse.unquote(name)):
+            continue
+        if kept:
+            kept.append(pieces[index - 1])
+        kept.append(pieces[index])
+    query = "".join(kept)
+    return f"{head}{'?' if query else ''}{query}{hash_}{fragment}"
 
 
 def redact_text(text: str) -> str:

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 import attrs
 
-from aegis_adapters._redact import redact_url
+from aegis_adapters._redact import without_credentials
 
 __all__ = [
     "STOP_REASONS",
@@ -259,8 +259,13 @@ def _redacted_url(value: object) -> str:
     # Redacting and respelling a malformed URL can expose a new match for either (an empty
     # fragment dropped, a userinfo found): repeat until nothing changes, so an endpoint's
     # URL read back (from a key, a result) gives the same endpoint.
+    # Credentials are dropped, not shown as "***": they say who calls, not where, so one
+    # server reached with a key in its URL and without (or with another key) is one
+    # endpoint, with one breaker and one limit. The same goes for a credential in the query
+    # (Gemini's "?key=", an Azure SAS "sig="): kept as "?key=***" it would split the URL
+    # with the key in a header from the same URL with the key in the query.
     for _ in range(8):
-        spelled = _canonical_url(redact_url(value))
+        spelled = _canonical_url(without_credentials(value))
         if spelled == value:
             break
         value = spelled
@@ -301,12 +306,15 @@ class Endpoint:
 
     Attributes:
         provider: ``"anthropic"``, ``"openai"``, ``"ollama"``, ``"scripted"``, ...
-        base_url: The provider's base URL, with any credentials in it (userinfo, a key in the
-            query) replaced by ``***`` (see :func:`redact_url`): an endpoint goes into breaker
-            names, messages, logs and results, so it never carries a secret. Adapters keep the
-            real URL to themselves. It is kept in one spelling (scheme and host lower-cased,
-            a default port and trailing slashes dropped), so ``http://host/v1/`` and
-            ``HTTP://Host:80/v1`` are one endpoint, with one breaker and one limit.
+        base_url: The provider's base URL without the credentials in it (userinfo, a
+            credential-like query parameter such as ``api_key=``; anything else that looks
+            like one is redacted as by :func:`redact_url`): an endpoint goes into breaker
+            names, messages, logs and results, so it never carries a secret, and credentials
+            are not part of it, so ``http://user:key@host/v1`` and ``http://host/v1`` are one
+            endpoint. Adapters keep the real URL to themselves. It is kept in one spelling
+            (scheme and host lower-cased, a default port and trailing slashes dropped), so
+            ``http://host/v1/`` and ``HTTP://Host:80/v1`` are one endpoint, with one breaker
+            and one limit.
         model: The model name.
     """
 

@@ -14,7 +14,7 @@ from aegis_adapters import Endpoint, redact_text
 
 from aegis_gov._display_names import endpoint_key_parts
 
-__all__ = ["check_bool", "check_not_text", "check_number", "endpoint_keyed"]
+__all__ = ["check_bool", "check_not_text", "check_number", "endpoint_keyed", "endpoint_spelling"]
 
 _V = TypeVar("_V")
 
@@ -51,9 +51,9 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
     """*value*, a mapping keyed by model name, ``"provider:model"`` or endpoint key, checked.
 
     A full endpoint key ``"provider|base_url|model"`` is spelled as endpoints spell it (see
-    ``Endpoint.base_url``: credentials redacted, scheme and host lower-cased, a default port
-    and trailing slashes dropped), so ``"openai|http://Host/v1/|gpt"`` matches the endpoint
-    ``http://host/v1``. Messages never quote a key's credentials.
+    ``Endpoint.base_url``: credentials dropped, scheme and host lower-cased, a default port
+    and trailing slashes dropped), so ``"openai|http://user:key@Host/v1/|gpt"`` matches the
+    endpoint ``http://host/v1``. Messages never quote a key's credentials.
 
     Raises:
         TypeError: *value* is not a mapping, a key is not a string or a value not a *kind*.
@@ -69,7 +69,7 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
         shown = redact_text(name)
         if not isinstance(item, kind):
             raise TypeError(f"{what}[{shown!r}] must be a {kind.__name__}, got {item!r:.80}")
-        key = _endpoint_spelling(name)
+        key = endpoint_spelling(name)
         if key in checked and checked[key] != item:
             raise ValueError(
                 f"{what}[{shown!r}] and {what}[{redact_text(written[key])!r}] name one "
@@ -81,7 +81,11 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
     return checked
 
 
-def _endpoint_spelling(name: str) -> str:
-    """A full endpoint key with its URL spelled as endpoints are; any other key as it is."""
+def endpoint_spelling(name: str) -> str:
+    """A full endpoint key with its URL spelled as endpoints are; any other key as it is.
+
+    As ``Endpoint.base_url`` spells it: credentials dropped (they are not part of an
+    endpoint), scheme and host lower-cased, a default port and trailing slashes dropped.
+    """
     parts = endpoint_key_parts(name)
     return name if parts is None else Endpoint(*parts).key  # else a model or "provider:model"

@@ -31,6 +31,7 @@ from aegis_gov._adaptive import AdaptiveStatus
 from aegis_gov._agents import Team
 from aegis_gov._budget import Budget, BudgetMeter, BudgetSpentError, Spent
 from aegis_gov._checkpoint import CheckpointStore
+from aegis_gov._checks import endpoint_spelling
 from aegis_gov._display_names import endpoint_display_names, endpoint_from_key, printable
 from aegis_gov._events import (
     CircuitStateChanged,
@@ -103,7 +104,9 @@ class ProgressTracker:
         self._names = endpoint_display_names(self._circuits)
         self._failures: dict[str, int] = {}
         self._adaptive: dict[str, AdaptiveStatus] = {}
-        self._limits = dict(limits or {})
+        # Keyed as the facade keys them, so a key written with another spelling of the URL
+        # (credentials, case, a trailing slash) shows against its endpoint here too.
+        self._limits = {endpoint_spelling(key): value for key, value in (limits or {}).items()}
         self._fell_from: Counter[str] = Counter()
         self._fell_to: Counter[str] = Counter()
         self._meter = BudgetMeter(budget) if budget is not None else None

@@ -81,7 +81,7 @@ class EndpointRow:
     """One endpoint as the table shows it: its short name and what governs its traffic."""
 
     key: str
-    """The full endpoint key (credentials redacted)."""
+    """The full endpoint key (never with credentials)."""
     name: str
     """The short name shown (see :mod:`aegis_gov._display_names`)."""
     circuit: CircuitState = CircuitState.CLOSED
