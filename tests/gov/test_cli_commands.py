@@ -448,3 +448,72 @@ def test_demo_no_checkpoint_writes_no_store(
     monkeypatch.setenv("AEGIS_CHECKPOINT", str(store))
     assert main(["demo", "--offline", "--plain", "--no-checkpoint"]) == 0
     assert not store.exists()
+
+
+LIMITS_PIPELINE = """\
+name = "p"
+[[agents]]
+name = "w"
+provider = "scripted"
+model = "m"
+replies = ["a", "b", "c"]
+[[tasks]]
+id = "a"
+description = "x"
+"""
+UNMATCHED = (
+    "aegis: warning: limits['mm'] matches no model of this run (its models: 'm'), so it "
+    "limits nothing; did you mean 'm'? (keys are a model name, 'provider:model' or an "
+    "endpoint key)"
+)
+DISAGREEING_LIMITS = (
+    '[limits."scripted:m"]\nrequests_per_minute = 600\n[limits."m"]\nrequests_per_minute = 300\n'
+)
+DISAGREEING = (
+    "aegis: warning: limits 'scripted:m', 'm' all name the endpoint 'scripted|scripted://m|m' "
+    "with different values: only limits['scripted:m'] applies"
+)
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ('[limits."mm"]\nrequests_per_minute = 600\n', UNMATCHED),
+        (DISAGREEING_LIMITS, DISAGREEING),
+    ],
+    ids=["unmatched", "disagreeing"],
+)
+@pytest.mark.parametrize("command", ["run", "graph"])
+def test_limits_warnings_are_one_aegis_line_in_run_and_graph(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, limits: str, expected: str
+) -> None:
+    # Found by an adversarial review: `aegis run` printed a raw UserWarning, with an
+    # internal file path and source line, and `aegis graph` said nothing of the key.
+    import warnings  # noqa: PLC0415
+
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(LIMITS_PIPELINE + limits, encoding="utf-8")
+    shown = warnings.showwarning
+    args = ["--plain", "--no-checkpoint"] if command == "run" else []
+    for _ in range(2):  # each command says it, however many ran before in the process
+        assert main([command, str(pipeline), *args]) == 0
+        captured = capsys.readouterr()
+        lines = captured.err.splitlines()
+        assert len(lines) == 1, captured.err
+        assert lines[0].startswith(expected), captured.err
+        assert "UserWarning" not in captured.err
+        assert ".py" not in captured.err
+        if command == "graph":
+            assert "pipeline 'p': 1 agents, 1 tasks, valid" in captured.out
+    assert warnings.showwarning is shown  # only for the command
+
+
+def test_a_limits_warning_in_a_subprocess_is_one_line(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "p.toml").write_text(
+        LIMITS_PIPELINE + '[limits."mm"]\nrequests_per_minute = 600\n', encoding="utf-8"
+    )
+    proc = aegis(offline_env, "run", "p.toml", "--plain", "--no-checkpoint", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [UNMATCHED]

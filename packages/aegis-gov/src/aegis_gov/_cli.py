@@ -21,8 +21,9 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Final, NoReturn, TextIO
 
 from aegis_adapters import as_chat_adapter, redact_text
@@ -351,13 +352,46 @@ def _configure_logging(*, verbose: bool) -> None:
         root.setLevel(logging.INFO)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show aegis's own ``UserWarning`` warnings as ``aegis: warning: ...`` lines on stderr.
+
+    Python shows a warning with the file, line and source line that raised it, which mean
+    nothing to a user of the command (``_progress.py:397: UserWarning: limits['mm'] ...``);
+    every other message of the command is one ``aegis: ...`` line. Other warnings keep
+    Python's form. Only for the command: the previous ``warnings.showwarning`` (and filters)
+    come back when it ends.
+    """
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(  # noqa: PLR0917  # warnings.showwarning's signature
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, UserWarning) and not _PACKAGES.isdisjoint(
+                PurePath(filename).parts
+            ):
+                text = printable(redact_text(str(message)), one_line=True)  # keys as typed
+                sys.stderr.write(f"aegis: warning: {text}\n")
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  # one per command
     """Run the ``aegis`` command on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
     _configure_logging(verbose=args.verbose)
     console = Console(highlight=False, soft_wrap=True)
     interrupts = Interrupts()
-    with interrupts.installed():
+    with interrupts.installed(), _warnings_as_lines():
         try:
             if args.command == "run":
                 return _run(args, console, interrupts)
@@ -645,6 +679,7 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
             _preflight(pipeline, tools=False)
         except (AegisError, ValueError) as exc:
             raise UsageError(f"{args.pipeline}: {exc}") from None
+    _check_limits(pipeline)
     with _open_output(args.output, "the graph") as output:  # a bad -o is found before drawing
         if args.format in {"svg", "png"}:
             try:
@@ -669,6 +704,29 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
             )
             return EXIT_OUTPUT_FAILED
     return EXIT_OK
+
+
+def _check_limits(pipeline: Pipeline) -> None:
+    """Warn about ``[limits]`` keys that limit nothing, as ``aegis run`` does at its start.
+
+    A key that matches no model of the run (a typo), or keys naming one endpoint with
+    different values. Warnings, not errors: the file is still valid. Skipped when the agents
+    cannot be made (an unset key variable, a fallback equal to its agent): ``aegis run``
+    reports those.
+    """
+    if not pipeline.limits:
+        return
+    used = {task.agent for task in pipeline.tasks}
+    try:
+        team, oma = _preflight(pipeline, tools=False)
+        routes = [
+            Route.resolve(agent, oma.adapter_for(agent), ())
+            for agent in team.values()
+            if agent.name in used
+        ]
+    except (AegisError, ValueError):
+        return
+    oma._caller.check_limits(routes)  # noqa: SLF001  # the check run_tasks makes, without a run
 
 
 def _to_stdout(data: bytes, console: Console) -> int:
