@@ -352,3 +352,26 @@ def test_an_absurd_openai_usage_read_through_the_sdks_typed_reply_is_not_reporte
 
     assert calls == [1]
     assert (response.text, response.usage) == ("Hello world", Usage(0, 0))
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_a_later_empty_usage_in_an_openai_stream_keeps_the_real_one(
+    httpserver: HTTPServer, mode: Mode
+) -> None:
+    # Found by an adversarial review: a chunk with "usage": {} after the real usage chunk
+    # (some gateways repeat the field) wiped it to Usage(0, 0), so the call was billed by
+    # estimate. Counts are taken one by one: a later unreadable or missing one keeps the last.
+    openai = next(wire for wire in WIRES if wire.name == "openai")
+    extra = (
+        'data: {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, '
+        '"model": "gpt-test", "choices": [], "usage": {}}\n\n'
+    )
+    stream = openai.stream_ok.replace("data: [DONE]", extra + "data: [DONE]", 1)
+    assert stream.count('"usage"') == 2
+    httpserver.expect_request(openai.path, method="POST").respond_with_data(
+        stream, content_type=openai.stream_type
+    )
+
+    response = run(openai.make(httpserver.url_for("").rstrip("/")), mode)
+
+    assert response.usage == Usage(12, 7)

@@ -390,3 +390,44 @@ def test_a_run_with_a_budget_survives_an_absurd_usage_from_the_provider(
     assert result.spent is not None
     assert 0 < result.spent.tokens < 1000  # estimated from the text, not the absurd count
     assert RunResult.from_json(result.to_json()) == result
+
+
+@pytest.mark.parametrize(
+    "prompt_tokens", [2**41, "1e400", '"10000"'], ids=["2**41", "1e400", "str"]
+)
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+# The SDK's pydantic model warns when it dumps a count sent as a string.
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+def test_one_unreadable_usage_count_is_estimated_on_its_own(
+    httpserver: HTTPServer, use_async: bool, prompt_tokens: object
+) -> None:
+    # Found by an adversarial review: with the prompt count unreadable (read as 0) and a
+    # completion count of 1, each answer spent 1 token of the budget: ten calls of about
+    # 2,500 tokens each went against a budget of 6,000. The prompt is estimated instead.
+    body = (
+        '{"id": "c1", "object": "chat.completion", "created": 0, "model": "m", "choices": '
+        '[{"index": 0, "message": {"role": "assistant", "content": "ok"}, '
+        '"finish_reason": "stop"}], '
+        f'"usage": {{"prompt_tokens": {prompt_tokens}, "completion_tokens": 1}}}}'
+    )
+    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_data(
+        body, content_type="application/json"
+    )
+    adapter = OpenAIAdapter("m", api_key="k", base_url=httpserver.url_for("/v1"))
+    oma = OpenMultiAgent(AgentPool(max_concurrent=1), default_adapter=adapter)
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task("t0", "x" * 10_000, agent="w")]
+    tasks += [
+        Task(f"t{i}", "x" * 10_000, agent="w", depends_on=[f"t{i - 1}"]) for i in range(1, 10)
+    ]
+    budget = Budget(max_total_tokens=6000)
+
+    if use_async:
+        result = asyncio.run(oma.arun_tasks(tasks, team, budget=budget))
+    else:
+        result = oma.run_tasks(tasks, team, budget=budget)
+
+    assert len(httpserver.log) <= 3  # then the budget is spent: no more requests
+    assert result["t9"].skip_reason is SkipReason.BUDGET_SPENT
+    assert result.spent is not None
+    assert result.spent.tokens >= 2 * 2500

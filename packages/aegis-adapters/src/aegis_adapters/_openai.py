@@ -93,7 +93,11 @@ class _Accumulator(StreamAccumulator):
     def feed(self, event: Mapping[str, object]) -> Iterator[TextDelta]:
         self.model = as_str(event.get("model")) or self.model
         if event.get("usage") is not None:
-            self.usage = _usage(event.get("usage"))
+            # Per count: a later chunk's empty or unreadable usage does not wipe a real one.
+            usage, last = _usage(event.get("usage")), self.usage
+            self.usage = Usage(
+                usage.input_tokens or last.input_tokens, usage.output_tokens or last.output_tokens
+            )
         for item in as_list(event.get("choices"))[:1]:
             choice = as_map(item)
             delta = as_map(choice.get("delta"))

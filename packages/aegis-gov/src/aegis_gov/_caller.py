@@ -67,6 +67,7 @@ from aegis_gov._limits import (
     EndpointLimiter,
     Limits,
     RedisRateStore,
+    estimate_output,
     estimate_tokens,
     resolve_limits,
     tools_chars,
@@ -1683,19 +1684,22 @@ def _refusals_allowed(limit: int) -> int:
 
 
 def _billed(request: ChatRequest, answer: ChatResponse) -> Usage:
-    """What a budget counts for *answer*: its reported usage, else an estimate of it.
+    """What a budget counts for *answer*: its reported usage, each count missing estimated.
 
     A provider (or gateway) that reports no usage must not leave token and cost budgets
     unspent for ever: the input is estimated as a declared limit does (about four
-    characters a token), the output from the text and tool calls returned.
+    characters a token), the output from the text and tool calls returned. So is a count
+    reported alone: adapters read one they cannot believe (over 2**40, not a number) as
+    0, and a prompt of 0 tokens beside a real output count is not one (an empty answer's
+    output estimate is 0).
     """
     usage = answer.usage
-    if usage.input_tokens or usage.output_tokens:
+    if usage.input_tokens and usage.output_tokens:
         return usage
-    out = len(answer.text) + sum(
-        len(call.name) + len(str(call.arguments)) for call in answer.tool_calls
+    return Usage(
+        input_tokens=usage.input_tokens or _estimate(request),
+        output_tokens=usage.output_tokens or estimate_output(answer),
     )
-    return Usage(input_tokens=_estimate(request), output_tokens=(out + 3) // 4)
 
 
 def _estimate(request: ChatRequest) -> int:

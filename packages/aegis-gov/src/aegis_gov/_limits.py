@@ -43,6 +43,7 @@ __all__ = [
     "EndpointLimiter",
     "Limits",
     "RedisRateStore",
+    "estimate_output",
     "estimate_tokens",
     "resolve_limits",
     "tools_chars",
@@ -173,6 +174,14 @@ def estimate_tokens(messages_chars: int, system: str | None, tools_json_chars: i
     return max(1, (messages_chars + len(system or "") + tools_json_chars) // 4)
 
 
+def estimate_output(response: ChatResponse) -> int:
+    """*response*'s output tokens, estimated from its text and tool calls (4 characters each)."""
+    chars = len(response.text) + sum(
+        len(call.name) + len(str(call.arguments)) for call in response.tool_calls
+    )
+    return (chars + 3) // 4
+
+
 class EndpointLimiter:
     """The request and token buckets of one endpoint with declared :class:`Limits`."""
 
@@ -273,9 +282,14 @@ class EndpointLimiter:
         """Correct the token bucket with what the provider reports the call used."""
         if self.tokens is None or response is None:
             return
-        used = float(response.usage.input_tokens + response.usage.output_tokens)
-        if not used:
+        usage = response.usage
+        if not (usage.input_tokens or usage.output_tokens):
             return  # the provider reported nothing: keep the estimate
+        # A count the adapter could not read (absurd, not a number) comes as 0: estimate
+        # that field alone, or one unreadable input count refunded the whole estimate.
+        used = float(
+            (usage.input_tokens or taken) + (usage.output_tokens or estimate_output(response))
+        )
         if used > taken:
             self.tokens.consume(used - taken)
         elif used < taken:
