@@ -517,3 +517,27 @@ def test_a_limits_warning_in_a_subprocess_is_one_line(
     proc = aegis(offline_env, "run", "p.toml", "--plain", "--no-checkpoint", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [UNMATCHED]
+
+
+def test_graph_refuses_limits_keys_for_one_endpoint_as_run_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by an adversarial review: two [limits] keys differing only by credentials, with
+    # different values, made `aegis run` exit 2 while `aegis graph` called the file valid.
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(
+        LIMITS_PIPELINE + '[limits."openai|http://u:pw-SECRET@h/v1|m"]\nrequests_per_minute = 5\n'
+        '[limits."openai|http://h/v1|m"]\nrequests_per_minute = 6\n',
+        encoding="utf-8",
+    )
+    said = {}
+    for command, args in (("run", ["--plain", "--no-checkpoint"]), ("graph", [])):
+        assert main([command, str(pipeline), *args]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        said[command] = captured.err.splitlines()
+        assert len(said[command]) == 1, captured.err
+        assert said[command][0].startswith(f"aegis: error: {pipeline}: limits["), captured.err
+        assert "name one endpoint" in captured.err
+        assert "SECRET" not in captured.err
+    assert said["graph"] == said["run"]

@@ -34,6 +34,7 @@ from aegis_gov._agents import Team
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._caller import Route, endpoint_key
 from aegis_gov._checkpoint import Checkpoint, CheckpointError
+from aegis_gov._checks import endpoint_keyed
 from aegis_gov._cli_report import (
     add_report_command,
     both,
@@ -66,6 +67,7 @@ from aegis_gov._facade import OpenMultiAgent
 from aegis_gov._files import AtomicOutput, read_regular_file
 from aegis_gov._graph_svg import GraphvizError, render_graph
 from aegis_gov._interrupt import Interrupts
+from aegis_gov._limits import Limits
 from aegis_gov._pipeline import (
     MAX_CONCURRENT,
     PROVIDERS,
@@ -679,7 +681,7 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
             _preflight(pipeline, tools=False)
         except (AegisError, ValueError) as exc:
             raise UsageError(f"{args.pipeline}: {exc}") from None
-    _check_limits(pipeline)
+    _check_limits(pipeline, args.pipeline)
     with _open_output(args.output, "the graph") as output:  # a bad -o is found before drawing
         if args.format in {"svg", "png"}:
             try:
@@ -706,16 +708,24 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _check_limits(pipeline: Pipeline) -> None:
-    """Warn about ``[limits]`` keys that limit nothing, as ``aegis run`` does at its start.
+def _check_limits(pipeline: Pipeline, path: str) -> None:
+    """Check ``[limits]`` as ``aegis run`` does at its start.
 
-    A key that matches no model of the run (a typo), or keys naming one endpoint with
-    different values. Warnings, not errors: the file is still valid. Skipped when the agents
-    cannot be made (an unset key variable, a fallback equal to its agent): ``aegis run``
-    reports those.
+    Two keys naming one endpoint with different values (a URL written with and without
+    credentials) are an error, as in ``aegis run``. A key that matches no model of the run
+    (a typo), or keys naming one model with different values, are warnings: the file is
+    still valid. Those are skipped when the agents cannot be made (an unset key variable, a
+    fallback equal to its agent): ``aegis run`` reports those.
+
+    Raises:
+        UsageError: two keys name one endpoint with different values.
     """
     if not pipeline.limits:
         return
+    try:
+        endpoint_keyed("limits", pipeline.limits, Limits)  # what OpenMultiAgent refuses
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
     used = {task.agent for task in pipeline.tasks}
     try:
         team, oma = _preflight(pipeline, tools=False)
