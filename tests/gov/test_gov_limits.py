@@ -459,3 +459,18 @@ def test_the_live_table_shows_a_limit_keyed_by_another_spelling_of_the_url() -> 
             [Task("t", agent="a")], {"a": endpoint}, clock=lambda: 0.0, limits={key: LIMIT_60}
         )
         assert [row.declared for row in tracker.endpoint_rows()] == [LIMIT_60]
+
+
+def test_keys_differing_only_by_credentials_are_told_apart_by_their_places() -> None:
+    # Found by an adversarial review: both keys read "openai|http://***@h/v1|m" once
+    # redacted, so the message did not say which two lines were meant.
+    limits = {
+        "openai|http://u:pw-SECRET-1@h/v1|m": LIMIT_60,
+        "m": LIMIT_60,
+        "openai|http://u:pw-SECRET-2@h/v1|m": Limits(requests_per_minute=61),
+    }
+    with pytest.raises(ValueError, match="credentials are not part of it") as info:
+        OpenMultiAgent(limits=limits)
+    message = str(info.value)
+    assert "SECRET" not in message
+    assert "(the 3rd and the 1st key of limits, in the order written)" in message

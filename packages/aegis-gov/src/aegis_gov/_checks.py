@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from aegis_adapters import Endpoint, redact_text
 
@@ -62,8 +62,8 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
     if not isinstance(value, Mapping):
         raise TypeError(f"{what} must map model names to {kind.__name__}, got {value!r:.80}")
     checked: dict[str, _V] = {}
-    written: dict[str, str] = {}  # endpoint key -> the key as the user wrote it
-    for name, item in cast("Mapping[object, object]", value).items():
+    written: dict[str, tuple[int, str]] = {}  # endpoint key -> (position, key as written)
+    for position, (name, item) in enumerate(cast("Mapping[object, object]", value).items(), 1):
         if not isinstance(name, str):
             raise TypeError(f"{what} keys must be model names (str), got {name!r:.80}")
         shown = redact_text(name)
@@ -71,14 +71,27 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
             raise TypeError(f"{what}[{shown!r}] must be a {kind.__name__}, got {item!r:.80}")
         key = endpoint_spelling(name)
         if key in checked and checked[key] != item:
+            first, first_name = written[key]
+            # Keys differing only by credentials read alike once redacted: their places in
+            # the table tell the user which two lines are meant.
             raise ValueError(
-                f"{what}[{shown!r}] and {what}[{redact_text(written[key])!r}] name one "
-                f"endpoint, {key!r} (an endpoint is its provider, URL and model; credentials "
-                f"are not part of it), with different values: keep one"
+                f"{what}[{shown!r}] and {what}[{redact_text(first_name)!r}] (the "
+                f"{_ordinal(position)} and the {_ordinal(first)} key of {what}, in the order "
+                f"written) name one endpoint, {key!r} (an endpoint is its provider, URL and "
+                f"model; credentials are not part of it), with different values: keep one"
             )
         checked[key] = item
-        written.setdefault(key, name)
+        written.setdefault(key, (position, name))
     return checked
+
+
+def _ordinal(number: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ... ``11th``, ``12th``, ``13th``, ``21st``, ..."""
+    suffix = "th" if number % 100 in {11, 12, 13} else _SUFFIXES.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+_SUFFIXES: Final = {1: "st", 2: "nd", 3: "rd"}
 
 
 def endpoint_spelling(name: str) -> str:
