@@ -313,3 +313,36 @@ def test_write_json_refuses_nan_like_to_json() -> None:
     written = stream.getvalue()  # what came before the bad task's batch, as documented
     assert written.endswith('"tasks": [')
     assert '"task_id": "b"' not in written
+
+
+@pytest.mark.parametrize("path", ["fast", "field by field"])
+def test_an_old_result_s_endpoints_read_back_as_endpoints_are_spelled_now(path: str) -> None:
+    # Found by an adversarial review: results written when endpoints showed credentials as
+    # "***" kept that spelling when read back, so endpoint-keyed prices did not apply and a
+    # report showed the one endpoint twice.
+    from aegis_adapters import Endpoint  # noqa: PLC0415
+    from aegis_gov import Budget, Price  # noqa: PLC0415
+    from aegis_gov._display_names import endpoint_display_names  # noqa: PLC0415
+    from aegis_gov._report import price_of  # noqa: PLC0415
+
+    old = "openai|http://***@gw.example/v1?api_key=***&api-version=2|m"
+    new = Endpoint("openai", "http://u:pw@gw.example/v1?api_key=k&api-version=2", "m").key
+    assert new == "openai|http://gw.example/v1?api-version=2|m"
+    task: dict[str, object] = {"task_id": "t", "status": "done", "output": "x", "endpoint": old}
+    if path == "field by field":
+        task["tool_calls"] = [{"tool": "f", "arguments": {}}]
+    timeline = {
+        "entries": [{"at_s": 0.5, "kind": "fell_back", "subject": "t", "endpoint": old}],
+        "dependencies": {"t": []},
+        "prices": {old: [1.0, 2.0]},
+    }
+    text = json.dumps({"format": 1, "tasks": [task], "timeline": timeline})
+    result = RunResult.from_json(text)
+    assert result["t"].endpoint == new
+    assert TaskResult.from_dict(task).endpoint == new  # as a checkpoint store reads a task
+    assert result.timeline is not None
+    assert [entry.endpoint for entry in result.timeline.entries] == [new]
+    assert list(result.timeline.prices) == [new]
+    prices = Budget(prices={"openai|http://u:pw@gw.example/v1?api-version=2|m": Price(3, 4)})
+    assert price_of(result["t"].endpoint or "", prices.prices) == Price(3, 4)
+    assert len(set(endpoint_display_names([result["t"].endpoint or "", new]))) == 1

@@ -14,7 +14,7 @@ import re
 import reprlib
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Final, Generic, NoReturn, cast
+from typing import IO, TYPE_CHECKING, Final, Generic, NoReturn, cast, overload
 
 import attrs
 from aegis_adapters import Usage
@@ -22,6 +22,7 @@ from aegis_graph import SkipReason, TaskState
 from typing_extensions import TypeVar, deprecated
 
 from aegis_gov._budget import Price, Spent
+from aegis_gov._checks import endpoint_spelling
 from aegis_gov._errors import AegisError
 
 if TYPE_CHECKING:
@@ -278,10 +279,27 @@ def _fast_task(data: object) -> TaskResult | None:  # noqa: C901, PLR0911, PLR09
         duration_s=duration,
         blamed=get("blamed"),
         fingerprint=get("fingerprint"),
-        endpoint=get("endpoint"),
+        endpoint=_endpoint_read_back(get("endpoint")),
         definition=definition,
         input_digest=get("input_digest"),
     )
+
+
+@overload
+def _endpoint_read_back(key: str) -> str: ...
+@overload
+def _endpoint_read_back(key: str | None) -> str | None: ...
+def _endpoint_read_back(key: str | None) -> str | None:
+    """An endpoint key read from a result, spelled as endpoints are now.
+
+    Results written before endpoints dropped credentials spell a URL's userinfo
+    ``http://***@host`` and a credential parameter ``?key=***``: respelled, such an
+    endpoint is the one a run makes today (its endpoint-keyed prices apply, a report shows
+    one endpoint, not two). Only those keys are respelled: others are already spelled so.
+    """
+    if key is None or "***" not in key:  # what older versions redacted credentials to
+        return key
+    return endpoint_spelling(key)
 
 
 def _task_from_dict(data: object, where: str) -> TaskResult:
@@ -324,7 +342,7 @@ def _task_from_dict(data: object, where: str) -> TaskResult:
         blamed=fields.optional_str("blamed"),
         skip_reason=fields.skip_reason("skip_reason"),
         fingerprint=fields.optional_str("fingerprint"),
-        endpoint=fields.optional_str("endpoint"),
+        endpoint=_endpoint_read_back(fields.optional_str("endpoint")),
         tool_calls=tuple(calls),
         definition=fields.strings("definition"),
         input_digest=fields.optional_str("input_digest"),
@@ -767,7 +785,7 @@ def read_timeline(data: object, where: str) -> Timeline | None:
                 subject=entry.required_str("subject"),
                 attempt=entry.count("attempt"),
                 delay_s=entry.seconds("delay_s"),
-                endpoint=entry.optional_str("endpoint") or "",
+                endpoint=_endpoint_read_back(entry.optional_str("endpoint")) or "",
                 error=entry.optional_str("error") or "",
                 state=entry.optional_str("state") or "",
                 previous_state=entry.optional_str("previous_state") or "",
@@ -788,7 +806,8 @@ def read_timeline(data: object, where: str) -> Timeline | None:
         if len(pair) != 2:  # noqa: PLR2004  # input and output price
             _fail(table.path(name), "must be [input, output] US dollars per million tokens")
         pair_fields = _Object({"input": pair[0], "output": pair[1]}, table.path(name))
-        prices[name] = Price(pair_fields.seconds("input"), pair_fields.seconds("output"))
+        price = Price(pair_fields.seconds("input"), pair_fields.seconds("output"))
+        prices[_endpoint_read_back(name)] = price
     return Timeline(entries=entries, dependencies=dependencies, prices=prices)
 
 
