@@ -122,3 +122,44 @@ def test_connection_errors_do_not_quote_credentials(make: type) -> None:
     assert isinstance(info.value, ProviderUnavailableError)
     assert "SECRET" not in str(info.value)
     assert "SECRET" not in info.value.provider_message
+
+
+@pytest.mark.parametrize(
+    ("url", "spelled"),
+    [
+        (
+            "http://[::1]:8080/v1/models/claude@20250514",
+            "http://[::1]:8080/v1/models/claude@20250514",
+        ),
+        ("http://[2001:db8::1]:8443/v1/models/m@v2", "http://[2001:db8::1]:8443/v1/models/m@v2"),
+        ("http://[::1]/v1@x", "http://[::1]/v1@x"),
+        ("http://hostA?tag=a:b@shared", "http://hosta?tag=a:b@shared"),
+        ("http://hostA/?tag=a:b@shared", "http://hosta?tag=a:b@shared"),
+        ("http://hostA#x:y@z", "http://hosta#x:y@z"),
+        ("http://h:8080/p:q@x", "http://h:8080/p:q@x"),
+    ],
+)
+def test_an_at_sign_after_the_host_is_not_a_password(url: str, spelled: str) -> None:
+    # Found by an adversarial review: "x:y@z" after the host was read as userinfo, so
+    # "http://[::1]:8080/v1/models/claude@20250514" became the endpoint "http://20250514",
+    # and servers with different hosts were one endpoint.
+    assert Endpoint("openai", url, "m").base_url == spelled
+    assert redact_url(url) == url
+    assert redact_text(f"see {url} there") == f"see {url} there"
+    # With credentials before the host, they still go, and the host stays.
+    with_credentials = url.replace("://", "://user:pw-SECRET@")
+    assert Endpoint("openai", with_credentials, "m").base_url == spelled
+    assert redact_url(with_credentials) == url.replace("://", "://***@")
+    assert "SECRET" not in redact_text(f"see {with_credentials} there")
+
+
+def test_hosts_differing_before_an_at_sign_are_different_endpoints() -> None:
+    urls = [
+        "http://[::1]:8080/v1/models/claude@20250514",
+        "http://[::2]:9090/other/claude@20250514",
+        "http://[::2]:9090/v1/models/claude@20250514",
+        "http://hostA?tag=a:b@shared",
+        "http://hostB?tag=a:b@shared",
+        "http://hostA#x:y@z",
+    ]
+    assert len({Endpoint("openai", url, "m") for url in urls}) == len(urls)
