@@ -541,3 +541,43 @@ def test_graph_refuses_limits_keys_for_one_endpoint_as_run_does(
         assert "name one endpoint" in captured.err
         assert "SECRET" not in captured.err
     assert said["graph"] == said["run"]
+
+
+def test_a_limits_warning_never_quotes_a_password_that_free_text_redaction_cuts_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by an adversarial review: a key that is not a full endpoint key was redacted as
+    # free text, where a URL's userinfo ends at the first '@', quote or space.
+    keys = [
+        "openai|http://user:p@SECRET-1@host/v1",
+        "openai|http://user:p'SECRET-2@host/v1",
+        "http://user:p SECRET-3@host/v1",
+        'openai|http://user:p"SECRET-4@host/v1|m',
+    ]
+    limits = "".join(f"[limits.{json.dumps(key)}]\nrequests_per_minute = 5\n" for key in keys)
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(LIMITS_PIPELINE + limits, encoding="utf-8")
+    assert main(["graph", str(pipeline)]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(keys), lines
+    assert all(line.startswith("aegis: warning: limits[") for line in lines), lines
+    assert "SECRET" not in "\n".join(lines)
+    assert "http://***@host/v1" in lines[0]
+
+
+def test_only_aegis_s_own_modules_make_aegis_warning_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by an adversarial review: a user's warning from a file under a folder named
+    # aegis_gov was relabelled "aegis: warning:".
+    import warnings  # noqa: PLC0415
+
+    import aegis_gov._cli as cli  # noqa: PLC0415
+
+    mine = tmp_path / "projects" / "aegis_gov" / "tool.py"
+    with warnings.catch_warnings(record=True) as passed_on, cli._warnings_as_lines():
+        warnings.simplefilter("always")
+        warnings.warn_explicit("user tool says", UserWarning, str(mine), 3)
+        warnings.warn_explicit("aegis says", UserWarning, cli.__file__, 3)
+    assert capsys.readouterr().err == "aegis: warning: aegis says\n"
+    assert [(str(w.message), w.filename) for w in passed_on] == [("user tool says", str(mine))]

@@ -474,3 +474,15 @@ def test_keys_differing_only_by_credentials_are_told_apart_by_their_places() -> 
     message = str(info.value)
     assert "SECRET" not in message
     assert "(the 3rd and the 1st key of limits, in the order written)" in message
+
+
+@pytest.mark.parametrize("password", ["p@SECRET", "p'SECRET", "p SECRET"])
+def test_a_key_that_is_not_an_endpoint_key_is_quoted_without_its_password(
+    password: str,
+) -> None:
+    # Found by an adversarial review: such a key was redacted as free text, where a URL's
+    # userinfo ends at the first '@', quote or space, and the rest of the password showed.
+    with pytest.raises(TypeError) as bad:
+        OpenMultiAgent(limits={f"openai|http://user:{password}@host/v1": 5})  # type: ignore[dict-item]
+    assert "SECRET" not in str(bad.value)
+    assert "http://***@host/v1" in str(bad.value)

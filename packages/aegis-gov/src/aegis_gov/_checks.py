@@ -7,14 +7,22 @@ AttributeError later or a setting that silently fails open.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Final, TypeVar, cast
 
-from aegis_adapters import Endpoint, redact_text
+from aegis_adapters import Endpoint, redact_text, redact_url
 
 from aegis_gov._display_names import endpoint_key_parts
 
-__all__ = ["check_bool", "check_not_text", "check_number", "endpoint_keyed", "endpoint_spelling"]
+__all__ = [
+    "check_bool",
+    "check_not_text",
+    "check_number",
+    "endpoint_keyed",
+    "endpoint_spelling",
+    "shown_key",
+]
 
 _V = TypeVar("_V")
 
@@ -66,7 +74,7 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
     for position, (name, item) in enumerate(cast("Mapping[object, object]", value).items(), 1):
         if not isinstance(name, str):
             raise TypeError(f"{what} keys must be model names (str), got {name!r:.80}")
-        shown = redact_text(name)
+        shown = shown_key(name)
         if not isinstance(item, kind):
             raise TypeError(f"{what}[{shown!r}] must be a {kind.__name__}, got {item!r:.80}")
         key = endpoint_spelling(name)
@@ -75,7 +83,7 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
             # Keys differing only by credentials read alike once redacted: their places in
             # the table tell the user which two lines are meant.
             raise ValueError(
-                f"{what}[{shown!r}] and {what}[{redact_text(first_name)!r}] (the "
+                f"{what}[{shown!r}] and {what}[{shown_key(first_name)!r}] (the "
                 f"{_ordinal(position)} and the {_ordinal(first)} key of {what}, in the order "
                 f"written) name one endpoint, {key!r} (an endpoint is its provider, URL and "
                 f"model; credentials are not part of it), with different values: keep one"
@@ -83,6 +91,26 @@ def endpoint_keyed(what: str, value: object, kind: type[_V]) -> dict[str, _V]:
         checked[key] = item
         written.setdefault(key, (position, name))
     return checked
+
+
+def shown_key(name: str) -> str:
+    """*name*, a ``limits`` or ``prices`` key as written, as messages quote it: no credentials.
+
+    The URL in a key is redacted as a URL (:func:`~aegis_adapters.redact_url`: the userinfo
+    ends at the host's ``@``), not as free text, where a URL's userinfo ends at the first
+    ``@``, quote or space: a password holding one of those would be quoted in part.
+    """
+    found = _URL_START.search(name)
+    if found is None:
+        return redact_text(name)
+    scheme = found[0]
+    shown = redact_url(name[found.start() :])
+    if shown[: len(scheme)].lower() == scheme.lower():
+        shown = scheme + shown[len(scheme) :]  # as written: urlsplit lower-cases a scheme
+    return redact_text(name[: found.start()]) + shown
+
+
+_URL_START: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _ordinal(number: int) -> str:

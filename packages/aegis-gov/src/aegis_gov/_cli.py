@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import functools
+import importlib
 import importlib.metadata
 import io
 import logging
@@ -22,8 +24,8 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path, PurePath
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Final, NoReturn, TextIO
 
 from aegis_adapters import as_chat_adapter, redact_text
@@ -34,7 +36,7 @@ from aegis_gov._agents import Team
 from aegis_gov._budget import BudgetMeter
 from aegis_gov._caller import Route, endpoint_key
 from aegis_gov._checkpoint import Checkpoint, CheckpointError
-from aegis_gov._checks import endpoint_keyed
+from aegis_gov._checks import endpoint_keyed, endpoint_spelling, shown_key
 from aegis_gov._cli_report import (
     add_report_command,
     both,
@@ -354,6 +356,13 @@ def _configure_logging(*, verbose: bool) -> None:
         root.setLevel(logging.INFO)
 
 
+# The [limits] keys of the file a command loaded, as written: a warning quoting one shows
+# it as errors do (see _warning_text). Set for the command by _warnings_as_lines.
+_LIMITS_KEYS: Final[contextvars.ContextVar[set[str] | None]] = contextvars.ContextVar(
+    "aegis_cli_limits_keys", default=None
+)
+
+
 @contextlib.contextmanager
 def _warnings_as_lines() -> Iterator[None]:
     """Show aegis's own ``UserWarning`` warnings as ``aegis: warning: ...`` lines on stderr.
@@ -364,27 +373,72 @@ def _warnings_as_lines() -> Iterator[None]:
     Python's form. Only for the command: the previous ``warnings.showwarning`` (and filters)
     come back when it ends.
     """
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
+    keys: set[str] = set()
+    token = _LIMITS_KEYS.set(keys)
+    try:
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
 
-        def show(  # noqa: PLR0917  # warnings.showwarning's signature
-            message: Warning | str,
-            category: type[Warning],
-            filename: str,
-            lineno: int,
-            file: TextIO | None = None,
-            line: str | None = None,
-        ) -> None:
-            if issubclass(category, UserWarning) and not _PACKAGES.isdisjoint(
-                PurePath(filename).parts
-            ):
-                text = printable(redact_text(str(message)), one_line=True)  # keys as typed
-                sys.stderr.write(f"aegis: warning: {text}\n")
-            else:
-                shown(message, category, filename, lineno, file, line)
+            def show(  # noqa: PLR0917  # warnings.showwarning's signature
+                message: Warning | str,
+                category: type[Warning],
+                filename: str,
+                lineno: int,
+                file: TextIO | None = None,
+                line: str | None = None,
+            ) -> None:
+                if issubclass(category, UserWarning) and _is_ours(filename):
+                    text = printable(_warning_text(str(message), keys), one_line=True)
+                    sys.stderr.write(f"aegis: warning: {text}\n")
+                else:
+                    shown(message, category, filename, lineno, file, line)
 
-        warnings.showwarning = show
-        yield
+            warnings.showwarning = show
+            yield
+    finally:
+        _LIMITS_KEYS.reset(token)
+
+
+def _warning_text(message: str, keys: Iterable[str]) -> str:
+    """*message* with the credentials of every key of *keys* it quotes hidden, as errors do.
+
+    A warning quotes a key as the facade holds it (an endpoint key spelled as endpoints
+    are, any other key as written), and free-text redaction ends a URL's userinfo at the
+    first ``@``, quote or space, where a careless password may go on: each key is shown
+    as :func:`shown_key` shows it in errors.
+    """
+    for written in sorted(keys, key=len, reverse=True):
+        for key in dict.fromkeys((written, endpoint_spelling(written))):
+            hidden = shown_key(key)
+            if hidden != key:
+                message = message.replace(repr(key), repr(hidden)).replace(key, hidden)
+    return redact_text(message)
+
+
+def _is_ours(filename: str) -> bool:
+    """Whether *filename* is a module of aegis's own packages (where they are installed).
+
+    Not a match on a folder's name: a user's ``projects/aegis_gov/tool.py`` is not aegis's.
+    """
+    try:
+        path = os.path.normcase(os.path.realpath(filename))
+    except (OSError, ValueError):
+        return False
+    for home in _package_homes():
+        with contextlib.suppress(ValueError):  # on another drive
+            if os.path.commonpath((home, path)) == home:
+                return True
+    return False
+
+
+@functools.cache
+def _package_homes() -> tuple[str, ...]:
+    """The folders aegis's packages are loaded from."""
+    return tuple(
+        os.path.normcase(os.path.realpath(folder))
+        for name in sorted(_PACKAGES)
+        for folder in importlib.import_module(name).__path__
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  # one per command
@@ -436,9 +490,13 @@ def console_main() -> NoReturn:
 
 def _load(path: str) -> Pipeline:
     try:
-        return load_pipeline(path)
+        pipeline = load_pipeline(path)
     except PipelineError as exc:
         raise UsageError(str(exc)) from None
+    keys = _LIMITS_KEYS.get()
+    if keys is not None:  # for the warnings that quote them
+        keys.update(pipeline.limits)
+    return pipeline
 
 
 def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:
