@@ -161,5 +161,25 @@ def test_hosts_differing_before_an_at_sign_are_different_endpoints() -> None:
         "http://hostA?tag=a:b@shared",
         "http://hostB?tag=a:b@shared",
         "http://hostA#x:y@z",
+        # Found by a later review: only ASCII names counted as a host, so these merged too.
+        "http://bücherA?tag=a:b@shared",
+        "http://bücherB?tag=a:b@shared",
+        "http://münchen-a.example:8080?x=a:b@shared",
+        "http://münchen-b.example:8080?x=a:b@shared",
+        "http://a!b?x=1:2@shared",
+        "http://a$b?x=1:2@shared",
+        # Hosts whose first label looks like an API key ("sk-...") were both "***".
+        "http://sk-aaaaaaaa1.example.com/v1",
+        "http://sk-bbbbbbbb2.example.com/v1",
     ]
     assert len({Endpoint("openai", url, "m") for url in urls}) == len(urls)
+
+
+def test_a_password_with_a_slash_is_still_redacted_and_a_path_key_too() -> None:
+    # The wider host names above must not let a careless password through: "pa/ss" is not
+    # a port, so "user:pa/ss@" is still taken for userinfo. And a key in the path still goes,
+    # after a double slash too.
+    assert "SECRET" not in Endpoint("openai", "http://user:pa/SECRET@host/v1", "m").key
+    assert "SECRET" not in redact_text("see http://user:pa/SECRET@host/v1")
+    assert "sk-SECRET" not in redact_url("http://host//sk-SECRET12345/v1")
+    assert "sk-SECRET" not in Endpoint("openai", "http://host/sk-SECRET12345/v1", "m").key

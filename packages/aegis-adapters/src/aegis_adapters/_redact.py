@@ -21,18 +21,20 @@ _SECRET_PARAM: Final = re.compile(
 # '?' or '#', so after "user:" everything up to the '@' counts, unless the ':' is a port's
 # (digits, then the path); with no such ':', the userinfo ends at the first '/', '?' or '#'.
 # So a path holding an '@' ("models/claude-sonnet-4@20250514" on Vertex AI) keeps its host.
-# An authority that is already a plain host[:port] (a name, or a bracketed IPv6 address)
-# followed by '/', '?' or '#' has no userinfo: an '@' after it is in the path, query or
-# fragment ("http://[::1]:8080/v1/m@v2", "http://host?tag=a:b@x"), not the end of a password.
+# An authority that is already a plain host[:port] (a name in any script, with RFC 3986's
+# sub-delims, or a bracketed IPv6 address) followed by '/', '?' or '#' has no userinfo: an
+# '@' after it is in the path, query or fragment ("http://[::1]:8080/v1/m@v2",
+# "http://host?tag=a:b@x"), not the end of a password.
 _USERINFO: Final = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
-    r"(?!(?:\[[0-9A-Za-z:.%_~-]+\]|[A-Za-z0-9._~%-]*)(?::[0-9]*)?[/?#])"
+    r"(?!(?:\[[0-9A-Za-z:.%_~-]+\]|[^\s@/?#:\[\]'\"\\]*)(?::[0-9]*)?[/?#])"
     r"(?:[^@/\s'\"]*:(?![0-9]*[/?#])[^@\s'\"]*|[^@/\s'\"?#]+)@"
 )
 # "?name=value", "&name=value" or "#name=value" anywhere in a text, credential-like names.
 _QUERY_PARAM: Final = re.compile(r"(?P<lead>[?&;#](?P<name>[^=&;#\s'\"]+)=)(?P<value>[^&;#\s'\"]*)")
 # API keys written into a path: "/sk-...", "/sk_live_..." and the like.
-_PATH_KEY: Final = re.compile(r"(?<=/)(?:sk|rk|pk)[-_][A-Za-z0-9_-]{8,}")
+# Not a host's first label ("//sk-team1.example.com"): hosts must stay apart.
+_PATH_KEY: Final = re.compile(r"(?<=/)(?<!://)(?:sk|rk|pk)[-_][A-Za-z0-9_-]{8,}")
 # A redacted URL's userinfo, where a URL's userinfo is: "scheme://***@" at the start.
 _LEADING_USERINFO: Final = re.compile(r"^(?P<scheme>(?:[A-Za-z][A-Za-z0-9+.-]*:)?//)\*\*\*@")
 
