@@ -183,3 +183,26 @@ def test_a_password_with_a_slash_is_still_redacted_and_a_path_key_too() -> None:
     assert "SECRET" not in redact_text("see http://user:pa/SECRET@host/v1")
     assert "sk-SECRET" not in redact_url("http://host//sk-SECRET12345/v1")
     assert "sk-SECRET" not in Endpoint("openai", "http://host/sk-SECRET12345/v1", "m").key
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("1http://u:SECRET@h/v1", "1http://***@h/v1"),
+        ("see xhttp://u:SECRET@h", "see xhttp://***@h"),
+        ("a1b2https://u:SECRET@h", "a1b2https://***@h"),
+        ("+.-http://SECRET@h", "+.-http://***@h"),
+        ("http://u:SECRET@h and https://k:SECRET@g", "http://***@h and https://***@g"),
+    ],
+)
+def test_a_scheme_after_digits_or_letters_is_still_found(text: str, redacted: str) -> None:
+    assert redact_text(text) == redacted
+
+
+def test_a_long_message_holding_an_at_sign_is_redacted_in_one_pass() -> None:
+    # Found by an adversarial review: the scheme was tried at every letter of a long run,
+    # each try reading the rest of it, so a 40 KB provider error holding an '@' took 3 s
+    # to redact (in LLMError's constructor) and 200 KB over a minute. Now each run is tried
+    # once, from its start: this returns at once (it did not finish in a minute before).
+    text = "write to admin@example.com: " + "A" * 200_000 + " http://u:SECRET@h"
+    assert redact_text(text).endswith(" http://***@h")

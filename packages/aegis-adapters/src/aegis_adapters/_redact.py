@@ -25,8 +25,11 @@ _SECRET_PARAM: Final = re.compile(
 # sub-delims, or a bracketed IPv6 address) followed by '/', '?' or '#' has no userinfo: an
 # '@' after it is in the path, query or fragment ("http://[::1]:8080/v1/m@v2",
 # "http://host?tag=a:b@x"), not the end of a password.
+# Tried only where a run of scheme characters begins (what a scheme could start within it,
+# after digits or "+.-", is the lead): tried at every letter, each try read the rest of the
+# run, and a 40 KB provider message holding an '@' took 3 s to redact.
 _USERINFO: Final = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
+    r"(?<![A-Za-z0-9+.-])(?P<lead>[0-9+.-]*)(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
     r"(?!(?:\[[0-9A-Za-z:.%_~-]+\]|[^\s@/?#:\[\]'\"\\]*)(?::[0-9]*)?[/?#])"
     r"(?:[^@/\s'\"]*:(?![0-9]*[/?#])[^@\s'\"]*|[^@/\s'\"?#]+)@"
 )
@@ -92,7 +95,7 @@ def redact_text(text: str) -> str:
     For messages built from a library's exception text, which may quote a URL.
     """
     if "@" in text:
-        text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+        text = _USERINFO.sub(lambda m: f"{m['lead']}{m['scheme']}{REDACTED}@", text)
     if "=" in text:
         text = _QUERY_PARAM.sub(_redact_param, text)
     if "k-" in text or "k_" in text:
