@@ -272,15 +272,9 @@ _USAGE_FIELDS = re.compile(
 )
 
 
-@pytest.mark.parametrize("count", [2**64 - 1, 10**400], ids=["uint64-underflow", "10**400"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
-def test_a_usage_count_no_call_can_have_is_read_as_not_reported(
-    httpserver: HTTPServer, wire: Wire, mode: Mode, count: int
-) -> None:
-    # Found by an adversarial review: a gateway's uint64 underflow (2**64 - 1) went into the
-    # result, which the checkpoint store and RunResult.from_json then refused (2**63 - 1 at
-    # most), and 10**400 (valid JSON) crashed every budgeted run with an OverflowError.
+def _serve_with_usage(httpserver: HTTPServer, wire: Wire, count: int) -> None:
+    """Serve *wire*'s reply and stream with every usage count replaced by *count*."""
+
     def absurd(text: str) -> str:
         return _USAGE_FIELDS.sub(lambda m: f'"{m.group(1)}": {count}', text)
 
@@ -294,6 +288,18 @@ def test_a_usage_count_no_call_can_have_is_read_as_not_reported(
         return Response(reply, content_type="application/json")
 
     httpserver.expect_request(wire.path, method="POST").respond_with_handler(handler)
+
+
+@pytest.mark.parametrize("count", [2**64 - 1, 10**400], ids=["uint64-underflow", "10**400"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.name)
+def test_a_usage_count_no_call_can_have_is_read_as_not_reported(
+    httpserver: HTTPServer, wire: Wire, mode: Mode, count: int
+) -> None:
+    # Found by an adversarial review: a gateway's uint64 underflow (2**64 - 1) went into the
+    # result, which the checkpoint store and RunResult.from_json then refused (2**63 - 1 at
+    # most), and 10**400 (valid JSON) crashed every budgeted run with an OverflowError.
+    _serve_with_usage(httpserver, wire, count)
 
     response = run(wire.make(httpserver.url_for("").rstrip("/")), mode)
 
@@ -336,17 +342,7 @@ def test_an_absurd_openai_usage_read_through_the_sdks_typed_reply_is_not_reporte
 
         monkeypatch.setattr(cls, "create", wrapper)
 
-    def absurd(text: str) -> str:
-        return _USAGE_FIELDS.sub(lambda m: f'"{m.group(1)}": {count}', text)
-
-    reply, stream = absurd(json.dumps(OPENAI.reply)), absurd(OPENAI.stream_ok)
-
-    def handler(request: Request) -> Response:
-        if json.loads(request.data).get("stream"):
-            return Response(stream, content_type=OPENAI.stream_type)
-        return Response(reply, content_type="application/json")
-
-    httpserver.expect_request(OPENAI.path, method="POST").respond_with_handler(handler)
+    _serve_with_usage(httpserver, OPENAI, count)
 
     response = run(OPENAI.make(httpserver.url_for("").rstrip("/")), mode)
 

@@ -161,44 +161,36 @@ def test_a_fallback_equal_to_the_primary_is_refused() -> None:
         oma.run_tasks([Task("a", agent="w")], team)
 
 
-def test_tokens_per_minute_use_the_reported_usage(clock: FakeClock) -> None:
+@pytest.mark.parametrize(
+    ("usage", "prompt"),
+    [
+        # Each call reports 600 tokens; 1,200 a minute allows two calls a minute.
+        (Usage(500, 100), ""),
+        # Found by an adversarial review: an input count the adapter cannot read (2**41,
+        # 1e400, "10000": read as 0) beside a real output count of 1 made the bucket refund
+        # the whole input estimate, so calls of about 600 tokens each went at once. The
+        # unread count is estimated on its own (2,400 characters: about 600 tokens).
+        (Usage(0, 1), "x" * 2400),
+    ],
+    ids=["reported", "input-unreadable"],
+)
+def test_tokens_per_minute_use_the_reported_usage(
+    clock: FakeClock, usage: Usage, prompt: str
+) -> None:
     times: list[float] = []
-    # Each call reports 600 tokens; 1,200 a minute allows two calls per minute (20 a second).
     oma = OpenMultiAgent(
         AgentPool(max_concurrent=1, clock=clock),
-        default_adapter=_recording(clock, times, usage=Usage(500, 100)),
+        default_adapter=_recording(clock, times, usage=usage),
         sleep=clock.sleep,
         clock=clock,
         limits={"gpt-test": Limits(tokens_per_minute=1200)},
     )
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
-    result = oma.run_tasks([Task(f"t{i}", agent="w") for i in range(4)], team)
+    result = oma.run_tasks([Task(f"t{i}", prompt, agent="w") for i in range(4)], team)
     assert {r.status for r in result.values()} == {TaskState.DONE}
     assert times[0] == 0
     # After the first two calls used the bucket up, later calls wait for it to refill.
     assert times[-1] >= 29.0
-
-
-def test_tokens_per_minute_keep_the_estimate_of_an_input_count_not_reported(
-    clock: FakeClock,
-) -> None:
-    # Found by an adversarial review: a provider reporting an input count the adapter cannot
-    # read (2**41, 1e400, "10000": read as 0) beside a real output count of 1 made the
-    # bucket refund the whole input estimate, so calls of about 600 tokens each went at
-    # once against 1,200 a minute. The unread count is estimated on its own.
-    times: list[float] = []
-    oma = OpenMultiAgent(
-        AgentPool(max_concurrent=1, clock=clock),
-        default_adapter=_recording(clock, times, usage=Usage(0, 1)),
-        sleep=clock.sleep,
-        clock=clock,
-        limits={"gpt-test": Limits(tokens_per_minute=1200)},
-    )
-    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
-    tasks = [Task(f"t{i}", "x" * 2400, agent="w") for i in range(4)]
-    result = oma.run_tasks(tasks, team)
-    assert {r.status for r in result.values()} == {TaskState.DONE}
-    assert times[-1] >= 29.0  # paced on about 600 tokens a call, not on 1
 
 
 def test_a_declared_max_concurrent_replaces_the_adaptive_limit(clock: FakeClock) -> None:
