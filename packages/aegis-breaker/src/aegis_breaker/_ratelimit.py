@@ -216,13 +216,17 @@ class RateLimiter:
     def _check(self, amount: float, max_wait_s: float | None = None) -> None:
         if max_wait_s is not None and not max_wait_s >= 0:  # NaN too
             raise ValueError(f"{self._who()}: the wait limit must be >= 0, got {max_wait_s!r}")
-        if not (math.isfinite(amount) and amount >= 0):
-            raise ValueError(f"{self._who()}: amount must be a finite number >= 0, got {amount!r}")
+        self._check_amount("amount", amount)
         if amount > self._capacity:
             raise ValueError(
                 f"{self._who()}: amount {amount:g} exceeds the capacity {self._capacity:g}; "
                 "it could never be admitted"
             )
+
+    def _check_amount(self, what: str, amount: float) -> None:
+        """Refuse an *amount* (named *what* in the message) that is negative or not finite."""
+        if not (math.isfinite(amount) and amount >= 0):
+            raise ValueError(f"{self._who()}: {what} must be a finite number >= 0, got {amount!r}")
 
     def _check_time(self, what: str, value: float | None) -> None:
         """Refuse a clock time given by a caller that is not a finite number (None is none).
@@ -386,8 +390,7 @@ class RateLimiter:
             ValueError: When *amount* is negative or not finite, or *go_at* or *now* is not
                 finite (nothing is given back).
         """
-        if not (math.isfinite(amount) and amount >= 0):
-            raise ValueError(f"{self._who()}: amount must be a finite number >= 0, got {amount!r}")
+        self._check_amount("amount", amount)
         self._check_time("go_at", go_at)
         self._check_time("now", now)
         with self._lock:
@@ -412,8 +415,7 @@ class RateLimiter:
         Raises:
             ValueError: When *amount* is negative or not finite, or *now* is not finite.
         """
-        if not (math.isfinite(amount) and amount >= 0):
-            raise ValueError(f"{self._who()}: refund must be a finite number >= 0, got {amount!r}")
+        self._check_amount("refund", amount)
         self._check_time("now", now)
         with self._lock:
             now_ = self._clock() if now is None else now
@@ -428,8 +430,7 @@ class RateLimiter:
         Raises:
             ValueError: When *amount* is negative or not finite, or *now* is not finite.
         """
-        if not (math.isfinite(amount) and amount >= 0):
-            raise ValueError(f"{self._who()}: consume must be a finite number >= 0, got {amount!r}")
+        self._check_amount("consume", amount)
         self._check_time("now", now)
         with self._lock:
             self._refill(self._clock() if now is None else now)

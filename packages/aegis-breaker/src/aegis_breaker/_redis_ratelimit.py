@@ -464,8 +464,7 @@ class RedisRateLimiter(RateLimiter):
             ValueError: When *amount* is negative or not finite, or *go_at* or *now* is not
                 finite (nothing is sent).
         """
-        if not (math.isfinite(amount) and amount >= 0):
-            raise ValueError(f"{self._who()}: amount must be a finite number >= 0, got {amount!r}")
+        self._check_amount("amount", amount)
         self._check_time("go_at", go_at)
         self._check_time("now", now)
         reply = self._eval("cancel", amount, (go_at + self._server_offset_s) * _US)
@@ -482,8 +481,7 @@ class RedisRateLimiter(RateLimiter):
         Raises:
             ValueError: When *amount* is negative or not finite, or *now* is not finite.
         """
-        if not (math.isfinite(amount) and amount >= 0):
-            return super().refund(amount)  # raises the ValueError
+        self._check_amount("refund", amount)
         self._check_time("now", now)
         reply = self._eval("refund", amount)
         if reply is None:
@@ -496,8 +494,7 @@ class RedisRateLimiter(RateLimiter):
         Raises:
             ValueError: When *amount* is negative or not finite, or *now* is not finite.
         """
-        if not (math.isfinite(amount) and amount >= 0):
-            super().consume(amount)  # raises the ValueError
+        self._check_amount("consume", amount)
         self._check_time("now", now)
         if self._eval("consume", amount) is None:
             self._fallback.bucket.consume(amount)

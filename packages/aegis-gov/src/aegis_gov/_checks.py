@@ -103,14 +103,18 @@ def shown_key(name: str) -> str:
     found = _URL_START.search(name)
     if found is None:
         return redact_text(name)
-    scheme = found[0]
-    shown = redact_url(name[found.start() :])
+    scheme, start = found["scheme"], found.start("scheme")
+    shown = redact_url(name[start:])
     if shown[: len(scheme)].lower() == scheme.lower():
         shown = scheme + shown[len(scheme) :]  # as written: urlsplit lower-cases a scheme
-    return redact_text(name[: found.start()]) + shown
+    return redact_text(name[:start]) + shown
 
 
-_URL_START: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# Tried where a run of scheme characters begins, as aegis_adapters' redaction does, so a
+# long key is searched in one pass (digits or "+.-" before the scheme's letter: the lead).
+_URL_START: Final = re.compile(
+    r"(?<![A-Za-z0-9+.-])[0-9+.-]*(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
+)
 
 
 def _ordinal(number: int) -> str:
