@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import math
+import numbers
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -39,9 +40,9 @@ class RateLimitExceededError(BreakerError):
         self.limiter_name = limiter_name
         self.retry_after_s = retry_after_s
         self.amount = amount
-        who = "rate limiter" if limiter_name is None else f"rate limiter {limiter_name!r}"
         super().__init__(
-            f"{who}: {amount:g} would have to wait {retry_after_s:.3f} s, past the wait limit"
+            f"{_who(limiter_name)}: {amount:g} would have to wait {retry_after_s:.3f} s, "
+            "past the wait limit"
         )
 
     def __reduce__(self) -> tuple[type[RateLimitExceededError], tuple[str | None, float, float]]:
@@ -83,13 +84,32 @@ async def _asyncio_sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def _positive(name: str | None, what: str, value: float) -> float:
-    # `not x > 0` also rejects NaN; a non-number fails in isfinite with a TypeError.
-    if not (math.isfinite(value) and value > 0):
-        who = "rate limiter" if name is None else f"rate limiter {name!r}"
-        raise ValueError(f"{who}: {what} must be a positive finite number, got {value!r}")
+def _who(name: str | None) -> str:
+    return "rate limiter" if name is None else f"rate limiter {name!r}"
+
+
+def _number(name: str | None, what: str, value: object) -> float:
+    """*value* as a float, or a TypeError naming *what* and the type when it is not a number.
+
+    Checked before anything changes: a string or a bool taken for a number would otherwise
+    fail deep inside (``"5" > 0``) with a message naming neither, or count as 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{_who(name)}: {what} must be a number, got {type(value).__name__} {value!r}"
+        )
     return float(value)
 
+
+def _positive(name: str | None, what: str, value: float) -> float:
+    value = _number(name, what, value)
+    if not (math.isfinite(value) and value > 0):  # `not x > 0` also rejects NaN
+        raise ValueError(f"{_who(name)}: {what} must be a positive finite number, got {value!r}")
+    return value
+
+
+_PLAIN = frozenset({float, int})
+"""The types `try_acquire` compares at once; others are checked first (a bool is no amount)."""
 
 _NEAR_S = 1e-3
 """A go time given back within this of a reservation's is that reservation's (callers that
@@ -131,8 +151,12 @@ class RateLimiter:
         clock: Monotonic seconds; tests pass a fake.
         name: Shown in errors and `status`.
 
+    Every method given a time, an amount or a wait limit that is not a number (a string,
+    a bool) raises a TypeError naming the argument and its type, before anything changes.
+
     Raises:
         ValueError: When *rate*, *per_s* or *burst* is not a positive finite number.
+        TypeError: When one of them is not a number.
     """
 
     __slots__ = (
@@ -214,7 +238,7 @@ class RateLimiter:
     # -- the sans-I/O core (callers hold the lock) ------------------------------------------
 
     def _check(self, amount: float, max_wait_s: float | None = None) -> None:
-        if max_wait_s is not None and not max_wait_s >= 0:  # NaN too
+        if max_wait_s is not None and not _number(self._name, "the wait limit", max_wait_s) >= 0:
             raise ValueError(f"{self._who()}: the wait limit must be >= 0, got {max_wait_s!r}")
         self._check_amount("amount", amount)
         if amount > self._capacity:
@@ -224,25 +248,39 @@ class RateLimiter:
             )
 
     def _check_amount(self, what: str, amount: float) -> None:
-        """Refuse an *amount* (named *what* in the message) that is negative or not finite."""
-        if not (math.isfinite(amount) and amount >= 0):
+        """Refuse an *amount* (named *what* in the message) that is negative or not finite.
+
+        A non-number raises a TypeError naming *what* and its type.
+        """
+        if not (math.isfinite(_number(self._name, what, amount)) and amount >= 0):
             raise ValueError(f"{self._who()}: {what} must be a finite number >= 0, got {amount!r}")
 
-    def _check_time(self, what: str, value: float | None) -> None:
-        """Refuse a clock time given by a caller that is not a finite number (None is none).
+    def _check_time(self, what: str, value: float | None, *, required: bool = False) -> None:
+        """Refuse a clock time given by a caller that is not a finite number.
+
+        None means "read the clock" and passes, unless the time is *required*.
 
         A NaN or infinite time would stay in the bucket: a NaN ``now`` or go time disabled it
         for good (every wait came back NaN, `try_acquire` always said yes). So it is refused,
         with a ValueError naming *what*, before anything changes. A non-number raises a
-        TypeError.
+        TypeError naming *what* and its type.
         """
-        if value is not None and not math.isfinite(value):
+        if (value is not None or required) and not math.isfinite(_number(self._name, what, value)):
             raise ValueError(f"{self._who()}: {what} must be a finite number, got {value!r}")
 
     def _refill(self, now: float) -> float:
-        """Bring the bucket to *now* and return the (possibly earlier) time it is at."""
+        """Bring the bucket to *now* and return the (possibly earlier) time it is at.
+
+        A reading that is not finite counts as the bucket's own time (it would stay in the
+        bucket: NaN disabled it, +inf froze it). One behind the bucket's by up to `_NEAR_S`
+        is a reading taken before another thread's update: that time, then. One further
+        behind is a clock that jumped back: the bucket re-anchors on it (see `_rewind`).
+        """
         last = self._last
-        if not now > last:  # read before another thread's update (or NaN): that time, then
+        if not last < now < math.inf:
+            if last - now > _NEAR_S and now > -math.inf:  # NaN fails both
+                self._rewind(now)
+                return now
             return last
         tokens = self._tokens + (now - last) * self._per_second
         self._tokens = min(self._capacity, tokens)
@@ -250,6 +288,26 @@ class RateLimiter:
         if self._ahead and self._ahead[0][0] <= now:
             self._gone(now)
         return now
+
+    def _rewind(self, now: float) -> None:
+        """Re-anchor the bucket's times on *now*, a reading before its own: no time passed.
+
+        Every time the bucket holds (its last reading, the line's go times) moves back by
+        the jump, so the waits already promised stay as long as they were, tokens stay as
+        they were and nothing refills. Keeping the old times instead froze the bucket
+        until the clock caught up with them (after one reading of 1e18, forever), and
+        newcomers waited behind go times that far away. Each time is moved as
+        ``now + (t - last)``, which stays exact where ``t - jump`` would round away a
+        small clock's precision against a huge one. Go times handed out before the jump
+        are on the old clock: `cancel` with one finds no reservation (see there).
+        """
+        last = self._last
+        self._last = now
+        self._last_go = now + (self._last_go - last)  # -inf (nobody ever queued) stays so
+        self._by_go.clear()
+        for entry in self._ahead:
+            entry[0] = now + (entry[0] - last)
+            self._by_go[entry[0]] = entry
 
     def _gone(self, now: float) -> None:
         """Forget reservations whose time has come (a given-back one's turn went unused)."""
@@ -336,7 +394,7 @@ class RateLimiter:
         return back
 
     def _who(self) -> str:
-        return "rate limiter" if self._name is None else f"rate limiter {self._name!r}"
+        return _who(self._name)
 
     # -- the sans-I/O API -------------------------------------------------------------------
 
@@ -381,27 +439,30 @@ class RateLimiter:
         before the first of its turns comes, in any order, leaves the bucket as if it had
         never formed (a given-up waiter whose time passes before the rest of the line is
         given up is spent, as a turn nobody took).
-        Thread-safe.
+
+        A go time and amount that match no waiting reservation (one whose turn came, one
+        given back already, one never granted, or one granted before the clock jumped back,
+        see `_rewind`) give back nothing: the bucket cannot tell them from a caller minting
+        tokens it never reserved, so the capacity stays spent, which only errs on the safe
+        side. Thread-safe.
 
         Returns:
-            The tokens put back.
+            The tokens put back (0.0 when no waiting reservation matches).
 
         Raises:
             ValueError: When *amount* is negative or not finite, or *go_at* or *now* is not
                 finite (nothing is given back).
+            TypeError: When *amount*, *go_at* or *now* is not a number.
         """
         self._check_amount("amount", amount)
-        self._check_time("go_at", go_at)
+        self._check_time("go_at", go_at, required=True)
         self._check_time("now", now)
         with self._lock:
             now_ = self._clock() if now is None else now
             if go_at <= now_:
                 return 0.0
-            now_ = self._refill(now_)
-            back = self._drop(amount, go_at, now_)
-            if back is not None:
-                return back
-            return self._give_back_at(amount, go_at, now_)
+            back = self._drop(amount, go_at, self._refill(now_))
+            return 0.0 if back is None else back
 
     def refund(self, amount: float, *, now: float | None = None) -> float:
         """Give back *amount* an admitted call did not use (its estimate was too high).
@@ -425,16 +486,32 @@ class RateLimiter:
         """Take *amount* more without waiting: usage beyond an admitted call's estimate.
 
         The bucket may go negative (debt), so callers after it wait until it is paid back.
-        Any amount is accepted, even above `capacity`. Thread-safe.
+        Any amount is accepted, even above `capacity`, short of a debt whose wait no float
+        can hold. Thread-safe.
 
         Raises:
-            ValueError: When *amount* is negative or not finite, or *now* is not finite.
+            ValueError: When *amount* is negative or not finite, *now* is not finite, or the
+                debt would take longer than a float can count to pay back (nothing is taken).
         """
         self._check_amount("consume", amount)
         self._check_time("now", now)
         with self._lock:
             self._refill(self._clock() if now is None else now)
+            self._check_debt(amount, self._tokens)
             self._tokens -= amount
+
+    def _check_debt(self, amount: float, tokens: float) -> None:
+        """Refuse taking *amount* from *tokens* when the wait to pay it back is not finite.
+
+        consume(1e308) made the next wait +inf, and the line's go time with it: the bucket
+        admitted nobody ever again.
+        """
+        # In microseconds, as the shared bucket counts: one check serves both.
+        if not math.isfinite((tokens - amount) / self._per_second * 1e6):
+            raise ValueError(
+                f"{self._who()}: consume {amount:g} would put the bucket in a debt that takes "
+                "longer than a float can count to pay back"
+            )
 
     # -- hooks the Redis limiter overrides --------------------------------------------------
 
@@ -455,7 +532,7 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             last = self._last
-            if now > last:
+            if last < now < math.inf:  # else not finite, or behind: see `_refill`
                 tokens = self._tokens + (now - last) * self._per_second
                 if tokens > self._capacity:  # noqa: PLR1730  # cheaper than min() here
                     tokens = self._capacity
@@ -464,7 +541,7 @@ class RateLimiter:
                 if self._ahead and self._ahead[0][0] <= now:
                     self._gone(now)
             else:
-                now = last
+                now = self._refill(now)
             left = self._tokens - amount
             if left < -self._slack or self._last_go > now:  # short, or someone waits
                 return False
@@ -490,8 +567,9 @@ class RateLimiter:
         Raises:
             ValueError: When *amount* is negative, not finite or above `capacity`.
         """
-        if not 0 <= amount <= self._capacity:  # NaN fails this too
-            self._check(amount)  # raises the ValueError
+        # NaN fails the range too; a bool or a str never reaches the comparison.
+        if type(amount) not in _PLAIN or not 0 <= amount <= self._capacity:
+            self._check(amount)  # raises, unless it is another kind of number in range
         return self._try_take(amount)
 
     def acquire(
