@@ -570,3 +570,96 @@ def test_the_script_and_the_local_bucket_agree(
         ours, theirs = local.status(), shared.status()
         assert theirs.available == pytest.approx(ours.available, abs=0.01)
         assert theirs.queued_s == pytest.approx(ours.queued_s, abs=0.5)
+
+
+def test_a_clock_reading_that_is_not_finite_never_reaches_the_shared_bucket(
+    redis_server: RedisServer, name: str
+) -> None:
+    # Found by an adversarial review: one NaN reading of the limiter's clock made its
+    # server-clock offset NaN; the next cancel sent a NaN go time, the script stored NaN,
+    # and the shared bucket read back as full, its line and debt forgotten.
+    raw = redis.Redis.from_url(redis_server.url)
+    clock = FakeClock()
+    limit = RedisRateLimiter(connect_redis(redis_server.url), name, 1, HOUR, burst=1, clock=clock)
+    limit.reserve()
+    for bad in (math.nan, math.inf, -math.inf):
+        clock.now = bad
+        limit.reserve()  # on the server's clock: fine; the offset keeps its last value
+    clock.now = 100.0
+    wait = limit.reserve()
+    assert limit.cancel(1, clock.now + wait) == pytest.approx(1.0, abs=0.01)  # found
+    fields = raw.hgetall(f"aegis:ratelimit:{{{name}}}")
+    assert all(math.isfinite(float(v)) for v in fields.values())
+    assert limit.status().available == pytest.approx(-3.0, abs=0.01)
+    with pytest.raises(ValueError, match=rf"rate limiter '{name}': go_at 1e\+303 is too large"):
+        limit.cancel(1, 1e303)
+    assert is_shared(limit)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("tokens", "nan"), ("tokens", "inf"), ("tokens", "-inf"), ("ts", "nan")]
+)
+def test_a_corrupt_stored_field_neither_resets_nor_freezes_the_bucket(
+    redis_server: RedisServer, name: str, field: str, value: str
+) -> None:
+    # A field that is not a finite number (written by someone else) read as missing, so
+    # NaN tokens reset the bucket to full; it now reads as empty, refilling from now.
+    raw = redis.Redis.from_url(redis_server.url)
+    limit = RedisRateLimiter(connect_redis(redis_server.url), name, 10, HOUR, burst=10)
+    limit.reserve(10)
+    raw.hset(f"aegis:ratelimit:{{{name}}}", field, value)
+    status = limit.status()
+    assert math.isfinite(status.available)
+    assert status.available <= 0.01  # not reset to full
+    assert limit.reserve(1) == pytest.approx(HOUR / 10, rel=0.01)  # one token's refill
+    assert is_shared(limit)
+
+
+def test_a_corrupt_go_time_neither_freezes_the_line_nor_is_kept(
+    redis_server: RedisServer, name: str
+) -> None:
+    # An infinite last_go made every wait infinite, for good.
+    raw = redis.Redis.from_url(redis_server.url)
+    key = f"aegis:ratelimit:{{{name}}}"
+    limit = RedisRateLimiter(connect_redis(redis_server.url), name, 10, HOUR, burst=10)
+    limit.reserve(5)
+    raw.hset(key, "last_go", "inf")
+    raw.rpush(f"{key}:line", "inf 1 0", "nan 1 0")
+    status = limit.status()
+    assert status.available == pytest.approx(5.0, abs=0.01)
+    assert status.queued_s == 0.0
+    assert limit.reserve(5) == 0.0
+    assert limit.reserve(1) == pytest.approx(HOUR / 10, rel=0.01)
+    line = [str(entry) for entry in raw.lrange(f"{key}:line", 0, -1)]
+    assert "inf" not in line[0]
+    assert "nan" not in line[0]  # the bad ones are gone
+    assert all(math.isfinite(float(v)) for v in raw.hgetall(key).values())
+
+
+def test_a_debt_no_float_can_count_is_refused_and_never_stored(
+    redis_server: RedisServer, name: str
+) -> None:
+    # consume(1e308) stored a debt whose wait was +inf: every later caller waited forever.
+    raw = redis.Redis.from_url(redis_server.url)
+    limit = RedisRateLimiter(connect_redis(redis_server.url), name, 10, HOUR, burst=10)
+    with pytest.raises(ValueError, match=rf"rate limiter '{name}': consume 1e\+308 would put"):
+        limit.consume(1e308)
+    limit.consume(4e299)
+    assert is_shared(limit)
+    # Deeper than the server counts: refused there (a store failure), then by the local
+    # bucket, which holds this process's share of the same debt.
+    with pytest.raises(ValueError, match="would put the bucket in a debt"):
+        limit.consume(4e299)
+    assert not is_shared(limit)
+    stored = float(raw.hget(f"aegis:ratelimit:{{{name}}}", "tokens") or "nan")
+    assert stored == pytest.approx(10 - 4e299)
+
+
+def test_cancelling_a_shared_reservation_never_granted_gives_nothing_back(
+    client: RedisClient, name: str
+) -> None:
+    # As RateLimiter: a go time matching none in line gave the amount back anyway.
+    limit = RedisRateLimiter(client, name, 10, HOUR)
+    limit.reserve(10)
+    assert limit.cancel(10, limit._clock() + 5.0) == 0.0
+    assert limit.status().available == pytest.approx(0.0, abs=0.01)

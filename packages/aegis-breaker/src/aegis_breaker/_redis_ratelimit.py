@@ -45,10 +45,23 @@ _MEMBER_WINDOW_S: Final = 60.0
 # back; sharers is how many limiters used the bucket within the window, this one included.
 # Every write sets the key to expire once the bucket would be full again with nobody queued,
 # plus a second: by then a missing key (a full bucket) means the same thing.
+# Nothing that is not a finite number is ever stored: an argument that is not one is refused
+# before any write, and so is a result that is not one (a debt too deep for a float). A
+# stored field that is not one (written by someone else) is corrupt, and read as the state
+# that grants least without freezing: no tokens, refilled from now, nobody queued past now.
+# A missing field, by contrast, is a bucket that expired full. (A NaN once stored read back
+# as missing and reset the bucket to full; an infinite go time froze it for good.)
 _SCRIPT: Final = """
+local function finite(x) return x ~= nil and x == x and x > -math.huge and x < math.huge end
+local function refuse(what)
+  return redis.error_reply('ERR aegis rate limiter: ' .. what .. ' is not a finite number')
+end
 local key, op = KEYS[1], ARGV[1]
 local amount, cap, per_us, arg = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
   tonumber(ARGV[5])
+if not (finite(amount) and finite(cap) and finite(per_us) and finite(arg)) then
+  return refuse('an argument')
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local window = tonumber(ARGV[7])
@@ -57,7 +70,14 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now - windo
 redis.call('PEXPIRE', KEYS[2], string.format('%d', math.ceil(window / 1000)))
 local sharers = tostring(redis.call('ZCARD', KEYS[2]))
 local h = redis.call('HMGET', key, 'tokens', 'ts', 'last_go')
-local tokens, ts, last_go = tonumber(h[1]) or cap, tonumber(h[2]) or now, tonumber(h[3]) or 0
+local function field(raw, missing, corrupt)
+  if not raw then return missing end
+  local x = tonumber(raw)
+  if finite(x) then return x end
+  return corrupt
+end
+local tokens = field(h[1], cap, 0)
+local ts, last_go = field(h[2], now, now), field(h[3], 0, now)
 local slack = cap * 1e-9
 if now < ts then now = ts end
 tokens = math.min(cap, tokens + (now - ts) * per_us)
@@ -65,15 +85,18 @@ local function f(x) return string.format('%.17g', x) end
 -- The reservations that wait, in line (a list of 'go amount given_back'), as the local core's
 -- `_ahead`: those whose time has come are forgotten.
 local line = KEYS[3]
+-- A corrupt entry reads as a go time of nil: it is forgotten as one whose time came.
 local function entry(i)
   local raw = redis.call('LINDEX', line, i)
   if not raw then return nil end
   local go, amt, gone = string.match(raw, '(%S+) (%S+) (%S+)')
-  return tonumber(go), tonumber(amt), gone == '1'
+  go, amt = tonumber(go), tonumber(amt)
+  if not (finite(go) and finite(amt)) then return nil, nil, true, raw end
+  return go, amt, gone == '1', raw
 end
 while true do
-  local go = entry(0)
-  if go == nil or go > now then break end
+  local go, _, _, raw = entry(0)
+  if raw == nil or (go ~= nil and go > now) then break end
   redis.call('LPOP', line)
 end
 local function give_back(amt, after)
@@ -91,6 +114,7 @@ if op == 'reserve' then
   local left, wait = tokens - amount, 0
   if left < -slack then wait = -left / per_us end
   if last_go > now + wait then wait = last_go - now end  -- first come, first served
+  if not finite(now + wait) then return refuse('the wait') end
   if arg >= 0 and wait > arg then return {'1', f(wait), f(now), f(tokens), f(last_go), sharers} end
   tokens = left
   if now + wait > last_go then last_go = now + wait end
@@ -103,21 +127,20 @@ elseif op == 'cancel' then
   local n, found, best = redis.call('LLEN', line), nil, 100000
   for i = n - 1, 0, -1 do
     local go, amt, gone = entry(i)
-    if go < arg - 100000 then break end
-    if math.abs(go - arg) <= best and amt == amount and not gone then
+    if go ~= nil and go < arg - 100000 then break end
+    if go ~= nil and math.abs(go - arg) <= best and amt == amount and not gone then
       found, best = i, math.abs(go - arg)
     end
   end
-  if found == nil then
-    local after = arg
-    if math.abs(last_go - after) <= 1000 then after = last_go end
-    value = give_back(amount, after)
-  elseif found < n - 1 then
+  -- None waiting matches: its turn came, or it was never granted; giving back anyway
+  -- minted tokens, so nothing comes back (as the local core's `cancel`).
+  if found == nil then return {'0', '0', f(now), f(tokens), f(last_go), sharers} end
+  if found < n - 1 then
     local go = entry(found)
     value = give_back(amount, go)
     redis.call('LSET', line, found, f(go) .. ' ' .. f(amount - value) .. ' 1')
     local tail = entry(n - 1)
-    if tail > last_go then last_go = tail end
+    if tail ~= nil and tail > last_go then last_go = tail end
   else
     local back = amount
     redis.call('RPOP', line)
@@ -140,9 +163,14 @@ elseif op == 'consume' then
 else
   return {'0', '0', f(now), f(tokens), f(last_go), sharers}
 end
+if not (finite(tokens) and finite(last_go) and finite((cap - tokens) / per_us)) then
+  return refuse('the new state')
+end
 redis.call('HSET', key, 'tokens', f(tokens), 'ts', f(now), 'last_go', f(last_go))
 local idle = math.max((cap - tokens) / per_us, last_go - now)
-local ttl = string.format('%d', math.ceil(idle / 1000) + 1000)
+-- Capped (at some 30,000 years): a deep debt's TTL overflowed '%d' to a negative one,
+-- which deleted the key, so the debt reset the bucket to full.
+local ttl = string.format('%d', math.min(math.ceil(idle / 1000), 1e15) + 1000)
 redis.call('PEXPIRE', key, ttl)
 if redis.call('EXISTS', line) == 1 then redis.call('PEXPIRE', line, ttl) end
 return {'0', f(value), f(now), f(tokens), f(last_go), sharers}
@@ -165,8 +193,9 @@ class _Reply:
     def parse(cls, raw: object) -> _Reply:
         if not isinstance(raw, list) or len(raw) != 6:  # noqa: PLR2004  # the script's reply shape
             raise TypeError(f"unexpected reply from the rate limiter script: {raw!r}")
-        refused, value, now, tokens, last_go, sharers = (float(x) for x in raw)
-        if not (math.isfinite(sharers) and sharers >= 1):
+        numbers = [float(x) for x in raw]
+        refused, value, now, tokens, last_go, sharers = numbers
+        if not (all(map(math.isfinite, numbers)) and sharers >= 1):
             raise TypeError(f"unexpected reply from the rate limiter script: {raw!r}")
         return cls(refused == 1, value, now / _US, tokens, last_go / _US, int(sharers))
 
@@ -268,7 +297,17 @@ class RedisRateLimiter(RateLimiter):
     # -- talking to Redis ----------------------------------------------------------------------
 
     def _eval(self, op: str, amount: float = 0.0, arg: float = 0.0) -> _Reply | None:
-        """Run the script; None when Redis failed (the caller falls back to local state)."""
+        """Run the script; None when Redis failed (the caller falls back to local state).
+
+        Raises:
+            ValueError: When *amount* or *arg* is not finite (nothing is sent): the script
+                refuses one too, but as a store failure, and it must never be stored.
+        """
+        if not (math.isfinite(amount) and math.isfinite(arg)):
+            raise ValueError(
+                f"{self._who()}: {op} with amount {amount!r} and argument {arg!r}: "
+                "not a finite number, not sent to Redis"
+            )
         retry_at = self._store_retry_at
         if retry_at > self._clock():
             return None
@@ -287,7 +326,9 @@ class RedisRateLimiter(RateLimiter):
         except Exception as exc:  # noqa: BLE001  # any store failure means: use local state
             self._store_failed(exc)
             return None
-        self._server_offset_s = reply.now_s - self._clock()
+        offset = reply.now_s - self._clock()
+        if math.isfinite(offset):  # a reading that is not finite keeps the last offset
+            self._server_offset_s = offset
         self._last_reply = reply
         _LAST_SEEN[self._key] = (reply, time.monotonic())
         if self._degraded and self._store_retry_at == retry_at:
@@ -298,7 +339,9 @@ class RedisRateLimiter(RateLimiter):
 
     def _store_failed(self, exc: Exception) -> None:
         with self._store_lock:
-            self._store_retry_at = self._clock() + self._reconnect_interval_s
+            retry_at = self._clock() + self._reconnect_interval_s
+            # NaN would retry at every call; +inf never again.
+            self._store_retry_at = retry_at if math.isfinite(retry_at) else -math.inf
             first = not self._degraded
             self._degraded = True
         if first:
@@ -342,9 +385,12 @@ class RedisRateLimiter(RateLimiter):
                 since = max(0.0, now + self._server_offset_s - reply.now_s)
             else:
                 since = max(0.0, time.monotonic() - received_at)
+            if not math.isfinite(since):  # a reading that is not finite: none passed
+                since = 0.0
             tokens = min(self._capacity, reply.tokens + since * self._full_per_second)
             bucket._tokens = tokens / sharers  # noqa: SLF001
-            bucket._last = now  # noqa: SLF001
+            if math.isfinite(now):  # else the bucket keeps its time, as `_refill` would
+                bucket._last = now  # noqa: SLF001
         return sharers
 
     def _store_recovered(self) -> None:
@@ -363,6 +409,8 @@ class RedisRateLimiter(RateLimiter):
 
     def _take(self, amount: float, max_wait_s: float | None) -> tuple[float, float, bool]:
         max_wait_us = -1.0 if max_wait_s is None else max_wait_s * _US
+        if max_wait_us == math.inf:  # a limit past what a float holds in us: none
+            max_wait_us = -1.0
         reply = self._eval("reserve", amount, max_wait_us)
         if reply is None:
             return self._fallback.bucket._take(amount, max_wait_s)  # noqa: SLF001
@@ -462,12 +510,18 @@ class RedisRateLimiter(RateLimiter):
 
         Raises:
             ValueError: When *amount* is negative or not finite, or *go_at* or *now* is not
-                finite (nothing is sent).
+                finite, or *go_at* is too large to convert to the server's clock (nothing
+                is sent).
         """
         self._check_amount("amount", amount)
-        self._check_time("go_at", go_at)
+        self._check_time("go_at", go_at, required=True)
         self._check_time("now", now)
-        reply = self._eval("cancel", amount, (go_at + self._server_offset_s) * _US)
+        go_at_us = (go_at + self._server_offset_s) * _US
+        if not math.isfinite(go_at_us):
+            raise ValueError(
+                f"{self._who()}: go_at {go_at!r} is too large to convert to the server's clock"
+            )
+        reply = self._eval("cancel", amount, go_at_us)
         if reply is None:
             return self._fallback.bucket.cancel(amount, go_at)
         return reply.value
@@ -492,10 +546,15 @@ class RedisRateLimiter(RateLimiter):
         """Take *amount* more without waiting; see `RateLimiter.consume`.
 
         Raises:
-            ValueError: When *amount* is negative or not finite, or *now* is not finite.
+            ValueError: When *amount* is negative or not finite, *now* is not finite, or
+                *amount* alone is a debt that takes longer than a float can count to pay
+                back (nothing is sent). A debt that grows that deep over several calls is
+                refused by the server, which counts as a Redis failure, and then by the
+                local bucket.
         """
         self._check_amount("consume", amount)
         self._check_time("now", now)
+        self._check_debt(amount, 0.0)  # the script refuses a deeper debt, as a store failure
         if self._eval("consume", amount) is None:
             self._fallback.bucket.consume(amount)
 
