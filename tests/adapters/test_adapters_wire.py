@@ -8,7 +8,14 @@ import threading
 from typing import Any
 
 import pytest
-from aegis_adapters import ChatAdapter, ChatResponse, LLMAdapter, ToolCall, Usage
+from aegis_adapters import (
+    ChatAdapter,
+    ChatResponse,
+    InvalidRequestError,
+    LLMAdapter,
+    ToolCall,
+    Usage,
+)
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -272,15 +279,15 @@ _USAGE_FIELDS = re.compile(
 )
 
 
-def _serve_with_usage(httpserver: HTTPServer, wire: Wire, count: int) -> None:
-    """Serve *wire*'s reply and stream with every usage count replaced by *count*."""
+def _serve_with_usage(httpserver: HTTPServer, wire: Wire, count: str) -> None:
+    """Serve *wire*'s reply and stream with every usage count replaced by *count* (JSON)."""
 
     def absurd(text: str) -> str:
         return _USAGE_FIELDS.sub(lambda m: f'"{m.group(1)}": {count}', text)
 
     reply, stream = absurd(json.dumps(wire.reply)), absurd(wire.stream_ok)
-    assert str(count) in reply
-    assert str(count) in stream
+    assert count in reply
+    assert count in stream
 
     def handler(request: Request) -> Response:
         if json.loads(request.data).get("stream"):
@@ -299,7 +306,7 @@ def test_a_usage_count_no_call_can_have_is_read_as_not_reported(
     # Found by an adversarial review: a gateway's uint64 underflow (2**64 - 1) went into the
     # result, which the checkpoint store and RunResult.from_json then refused (2**63 - 1 at
     # most), and 10**400 (valid JSON) crashed every budgeted run with an OverflowError.
-    _serve_with_usage(httpserver, wire, count)
+    _serve_with_usage(httpserver, wire, str(count))
 
     response = run(wire.make(httpserver.url_for("").rstrip("/")), mode)
 
@@ -342,12 +349,47 @@ def test_an_absurd_openai_usage_read_through_the_sdks_typed_reply_is_not_reporte
 
         monkeypatch.setattr(cls, "create", wrapper)
 
-    _serve_with_usage(httpserver, OPENAI, count)
+    _serve_with_usage(httpserver, OPENAI, str(count))
 
     response = run(OPENAI.make(httpserver.url_for("").rstrip("/")), mode)
 
     assert calls == [1]
     assert (response.text, response.usage) == ("Hello world", Usage(0, 0))
+
+
+_NOT_INTEGERS = {"str": '"5000"', "bool": "true", "float": "5000.0", "digits": "1" + "0" * 5000}
+"""Usage counts that are not plain JSON integers: the last is past Python's 4300-digit limit."""
+
+
+@pytest.mark.parametrize("count", _NOT_INTEGERS.values(), ids=_NOT_INTEGERS.keys())
+@pytest.mark.parametrize("mode", MODES)
+def test_a_usage_count_ollama_sends_that_is_not_an_integer_is_read_as_not_reported(
+    httpserver: HTTPServer, mode: Mode, count: str
+) -> None:
+    # Found by an adversarial review: an integer of more than 4300 digits (past Python's
+    # int-string conversion limit) failed the whole call with a permanent error, though the
+    # answer was fine. The adapter parses this JSON itself: the number stays text, which
+    # as_int reads as not reported, like any other unreadable count.
+    from tests.adapters._support import OLLAMA  # noqa: PLC0415
+
+    _serve_with_usage(httpserver, OLLAMA, count)
+
+    response = run(OLLAMA.make(httpserver.url_for("").rstrip("/")), mode)
+
+    assert (response.text, response.usage) == ("Hello world", Usage(0, 0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("wire", WIRES[:2], ids=lambda w: w.name)
+def test_a_usage_count_past_the_int_limit_in_an_sdk_reply_is_a_named_malformed_response(
+    httpserver: HTTPServer, wire: Wire, mode: Mode
+) -> None:
+    # The SDK parses the JSON and fails before the adapter sees it: the error says the
+    # response is malformed, and why.
+    _serve_with_usage(httpserver, wire, _NOT_INTEGERS["digits"])
+
+    with pytest.raises(InvalidRequestError, match=rf"{wire.name}: malformed response: .*4300 dig"):
+        run(wire.make(httpserver.url_for("").rstrip("/")), mode)
 
 
 @pytest.mark.parametrize("mode", ["stream", "astream"])

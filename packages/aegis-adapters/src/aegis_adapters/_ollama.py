@@ -29,7 +29,7 @@ from aegis_adapters._types import (
     ToolSpec,
     Usage,
 )
-from aegis_adapters._wire import as_int, as_list, as_map, as_str, error_details
+from aegis_adapters._wire import as_int, as_list, as_map, as_str, error_details, loads
 
 if TYPE_CHECKING:
     import requests
@@ -112,7 +112,7 @@ def _final(text: str, calls: Sequence[ToolCall], line: Mapping[str, object]) -> 
 
 def _decode(raw: str | bytes) -> Mapping[str, object]:
     try:
-        value: object = json.loads(raw)
+        value: object = loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidRequestError(_PROVIDER, f"malformed JSON from Ollama: {raw[:200]!r}") from exc
     if not isinstance(value, Mapping):

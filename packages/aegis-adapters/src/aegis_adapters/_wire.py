@@ -69,6 +69,29 @@ def error_details(body: object) -> tuple[str | None, str | None, str | None]:
     )
 
 
+def _json_int(digits: str) -> int | str:
+    """A JSON integer as an int, or as its text past Python's int-string conversion limit.
+
+    ``json.loads`` raised a ValueError on an integer of more than 4300 digits, failing the
+    whole reply over one absurd number (a usage count); kept as text, `as_int` reads it as
+    not reported, and the answer stays.
+    """
+    try:
+        return int(digits)
+    except ValueError:
+        return digits
+
+
+def loads(text: str | bytes) -> object:
+    """``json.loads``, except that an integer too long for `int` stays text (see `_json_int`).
+
+    Raises:
+        ValueError: *text* is not JSON.
+        RecursionError: *text* nests too deeply.
+    """
+    return json.loads(text, parse_int=_json_int)
+
+
 def load_arguments(provider: str, name: str, text: str) -> Mapping[str, object]:
     """Decode a tool call's JSON arguments (empty text means no arguments).
 
@@ -78,7 +101,7 @@ def load_arguments(provider: str, name: str, text: str) -> Mapping[str, object]:
     if not text.strip():
         return {}
     try:
-        value: object = json.loads(text)
+        value: object = loads(text)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested beyond reason
         raise InvalidRequestError(
             provider, f"tool call {name!r} has malformed JSON arguments: {text[:200]!r}"
