@@ -478,3 +478,22 @@ def test_a_key_that_is_not_an_endpoint_key_is_quoted_without_its_password(
         OpenMultiAgent(limits={f"openai|http://user:{password}@host/v1": 5})  # type: ignore[dict-item]
     assert "SECRET" not in str(bad.value)
     assert "http://***@host/v1" in str(bad.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://h/v1?pw=SECRET-1", "https://h/v1?pass=SECRET-1", "https://h/v1?sk-abcSECRET12345=1",
+     "https://h/gsk_SECRET1234567890/v1", "https://user:123/abcSECRET@host/v1"],
+)  # fmt: skip
+def test_a_key_is_quoted_with_its_model_and_without_its_credentials(url: str) -> None:
+    # Found by an adversarial review: these credentials were quoted, and a credential's
+    # value ("?pw=...|m") ran on over the model, which was then not quoted.
+    from aegis_gov._checks import shown_key  # noqa: PLC0415
+
+    shown = shown_key(f"openai|{url}|m")
+    assert "SECRET" not in shown
+    assert shown.startswith("openai|https://")
+    assert shown.endswith("|m")
+    with pytest.raises(TypeError) as bad:
+        OpenMultiAgent(limits={f"openai|{url}|m": 5})  # type: ignore[dict-item]
+    assert "SECRET" not in str(bad.value)

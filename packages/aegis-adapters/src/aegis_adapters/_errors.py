@@ -21,6 +21,7 @@ __all__ = [
     "RetryableError",
     "classify_failure",
     "parse_retry_after",
+    "unreadable_url_error",
 ]
 
 
@@ -209,4 +210,19 @@ def classify_failure(  # noqa: PLR0911  # one return per error class reads best
         return InvalidRequestError(provider, message, status_code=status_code)
     return ProviderUnavailableError(
         provider, message, status_code=status_code, retry_after_s=retry_after_s
+    )
+
+
+def unreadable_url_error(provider: str, exc: BaseException) -> InvalidRequestError:
+    """The error for an HTTP client that could not read the base URL (``InvalidURL``).
+
+    The client's own text is not quoted: it quotes the URL, or the part of a password it
+    took for a port (``Invalid port: 'pa'``), where a quote or a '/' in the password can
+    keep redaction from seeing a credential.
+    """
+    return InvalidRequestError(
+        provider,
+        f"bad request configuration: the HTTP client could not read the base URL "
+        f"({type(exc).__name__}; percent-encode any '/', '?', '#', '@', ':' or quote in "
+        f"its user name or password)",
     )

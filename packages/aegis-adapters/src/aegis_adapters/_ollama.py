@@ -17,7 +17,9 @@ from aegis_adapters._errors import (
     LLMError,
     ProviderUnavailableError,
     classify_failure,
+    unreadable_url_error,
 )
+from aegis_adapters._redact import checked_base_url
 from aegis_adapters._types import (
     ChatResponse,
     Endpoint,
@@ -171,7 +173,7 @@ class OllamaAdapter(BaseChatAdapter):
                 f"connect_timeout_s={connect_timeout_s}"
             )
         # The real URL may hold credentials; the endpoint's copy never does.
-        self._base_url = ollama_base_url(base_url)
+        self._base_url = checked_base_url(ollama_base_url(base_url))
         self._endpoint = Endpoint(_PROVIDER, self._base_url, model)
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -258,6 +260,8 @@ class OllamaAdapter(BaseChatAdapter):
                 yield response
         except LLMError:
             raise
+        except requests.exceptions.InvalidURL as exc:
+            raise unreadable_url_error(_PROVIDER, exc) from exc
         except config_errors as exc:
             raise InvalidRequestError(_PROVIDER, f"bad request configuration: {exc}") from exc
         except (requests.exceptions.RequestException, OSError) as exc:

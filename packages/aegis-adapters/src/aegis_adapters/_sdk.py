@@ -26,7 +26,9 @@ from aegis_adapters._errors import (
     LLMError,
     ProviderUnavailableError,
     classify_failure,
+    unreadable_url_error,
 )
+from aegis_adapters._redact import checked_base_url
 from aegis_adapters._types import (
     ChatResponse,
     Endpoint,
@@ -72,7 +74,7 @@ def _transport_errors(sdk: ModuleType) -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def translate(
+def translate(  # noqa: PLR0911  # one return per kind of failure
     provider: str,
     exc: Exception,
     transport: tuple[type[BaseException], ...],
@@ -85,6 +87,8 @@ def translate(
     """
     if isinstance(exc, LLMError):
         return exc
+    if type(exc).__name__ == "InvalidURL":  # httpx's, raised building the client
+        return unreadable_url_error(provider, exc)
     status = getattr(exc, "status_code", None)
     body = getattr(exc, "body", None)
     if isinstance(status, int) or (body is not None and hasattr(exc, "request")):
@@ -176,7 +180,8 @@ class SDKAdapter(BaseChatAdapter):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self._endpoint = endpoint
-        self._base_url = base_url  # the endpoint's URL is redacted; this one may hold a secret
+        # The endpoint's URL is redacted; this one may hold a secret.
+        self._base_url = checked_base_url(base_url)
         self._api_key = api_key
         self.timeout_s = timeout_s
         self.default_headers: dict[str, str] = dict(default_headers or {})

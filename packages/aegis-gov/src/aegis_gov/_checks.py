@@ -98,16 +98,26 @@ def shown_key(name: str) -> str:
 
     The URL in a key is redacted as a URL (:func:`~aegis_adapters.redact_url`: the userinfo
     ends at the host's ``@``), not as free text, where a URL's userinfo ends at the first
-    ``@``, quote or space: a password holding one of those would be quoted in part.
+    ``@`` or quote: a password holding one of those would be quoted in part. A full
+    endpoint key's URL ends at its last ``|``: read as free text, a credential's value
+    (``?pw=...|model``) ran on over the model, which was then not quoted.
     """
-    found = _URL_START.search(name)
+    parts = endpoint_key_parts(name)
+    if parts is not None:
+        provider, url, model = parts
+        return f"{redact_text(provider)}|{_shown_url(url)}|{redact_text(model)}"
+    return _shown_url(name)
+
+
+def _shown_url(text: str) -> str:
+    found = _URL_START.search(text)
     if found is None:
-        return redact_text(name)
+        return redact_text(text)
     scheme, start = found["scheme"], found.start("scheme")
-    shown = redact_url(name[start:])
+    shown = redact_url(text[start:])
     if shown[: len(scheme)].lower() == scheme.lower():
         shown = scheme + shown[len(scheme) :]  # as written: urlsplit lower-cases a scheme
-    return redact_text(name[:start]) + shown
+    return redact_text(text[:start]) + shown
 
 
 # Tried where a run of scheme characters begins, as aegis_adapters' redaction does, so a
