@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from aegis_gov import ResultFormatError, RunResult, TaskResult, TaskState, ToolCallRecord
+from aegis_gov import Price, ResultFormatError, RunResult, TaskResult, TaskState, ToolCallRecord
 from aegis_gov._cli import main
 from aegis_gov._results import _fast_task
 from hypothesis import given
@@ -321,7 +321,7 @@ def test_an_old_result_s_endpoints_read_back_as_endpoints_are_spelled_now(path: 
     # "***" kept that spelling when read back, so endpoint-keyed prices did not apply and a
     # report showed the one endpoint twice.
     from aegis_adapters import Endpoint  # noqa: PLC0415
-    from aegis_gov import Budget, Price  # noqa: PLC0415
+    from aegis_gov import Budget  # noqa: PLC0415
     from aegis_gov._display_names import endpoint_display_names  # noqa: PLC0415
     from aegis_gov._report import price_of  # noqa: PLC0415
 
@@ -346,3 +346,47 @@ def test_an_old_result_s_endpoints_read_back_as_endpoints_are_spelled_now(path: 
     prices = Budget(prices={"openai|http://u:pw@gw.example/v1?api-version=2|m": Price(3, 4)})
     assert price_of(result["t"].endpoint or "", prices.prices) == Price(3, 4)
     assert len(set(endpoint_display_names([result["t"].endpoint or "", new]))) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://u:pw@gw.example/v1?tag=a|b&api_key=k", "http://u:pw@gw.example/v1?x=1|m2",
+     "http://u:pw@gw.example/v1#a|b", "http://gw.example/a|b/v1?sig=s|t"],
+)  # fmt: skip
+def test_an_old_endpoint_key_with_a_bar_in_its_url_keeps_its_model(url: str) -> None:
+    # Found by an adversarial review (the key is "provider|url|model"; a '|' in the URL
+    # must not move the split): written in the old "***" spelling or today's, the key
+    # reads back as today's, with its provider and model.
+    from aegis_adapters import Endpoint, redact_url  # noqa: PLC0415
+
+    new = Endpoint("openai", url, "gpt-4o").key
+    old = f"openai|{redact_url(url)}|gpt-4o"
+    for written in (old, new):
+        task = {"task_id": "t", "status": "done", "endpoint": written}
+        timeline = {"entries": [], "dependencies": {}, "prices": {written: [1.0, 2.0]}}
+        result = RunResult.from_json(
+            json.dumps({"format": 1, "tasks": [task], "timeline": timeline})
+        )
+        assert result["t"].endpoint == new
+        assert new.endswith("|gpt-4o")
+        assert result.timeline is not None
+        assert list(result.timeline.prices) == [new]
+        assert RunResult.from_json(result.to_json())["t"].endpoint == new  # a round trip
+
+
+def test_old_price_keys_naming_one_endpoint_now_merge_or_are_refused() -> None:
+    # Found by an adversarial review: "http://***@h/v1" and "http://h/v1?api_key=***" are
+    # one endpoint now; their prices in an old timeline replaced one another silently.
+    first, second = "openai|http://***@h/v1|m", "openai|http://h/v1?api_key=***|m"
+
+    def read(prices: dict[str, list[float]]) -> RunResult:
+        timeline = {"entries": [], "dependencies": {}, "prices": prices}
+        return RunResult.from_json(json.dumps({"format": 1, "tasks": [], "timeline": timeline}))
+
+    same = read({first: [1.0, 2.0], second: [1.0, 2.0]}).timeline
+    assert same is not None
+    assert same.prices == {"openai|http://h/v1|m": Price(1.0, 2.0)}
+    with pytest.raises(ResultFormatError, match="different values") as info:
+        read({first: [1.0, 2.0], second: [3.0, 4.0]})
+    assert first in str(info.value)
+    assert second in str(info.value)

@@ -22,7 +22,7 @@ from aegis_graph import SkipReason, TaskState
 from typing_extensions import TypeVar, deprecated
 
 from aegis_gov._budget import Price, Spent
-from aegis_gov._checks import endpoint_spelling
+from aegis_gov._checks import endpoint_keyed, endpoint_spelling
 from aegis_gov._errors import AegisError
 
 if TYPE_CHECKING:
@@ -799,16 +799,26 @@ def read_timeline(data: object, where: str) -> Timeline | None:
             if not isinstance(dep, str):
                 _fail(graph.path(f"{task_id}[{j}]"), f"must be a task id, got {_kind(dep)}")
         dependencies[task_id] = tuple(cast("list[str]", deps))
-    prices: dict[str, Price] = {}
+    return Timeline(entries=entries, dependencies=dependencies, prices=_read_prices(fields))
+
+
+def _read_prices(fields: _Object) -> dict[str, Price]:
+    """A timeline's ``prices``, keyed by endpoints as they are spelled now."""
+    written: dict[str, Price] = {}
     table = fields.table("prices")
     for name in table.data:
         pair = table.array(name)
         if len(pair) != 2:  # noqa: PLR2004  # input and output price
             _fail(table.path(name), "must be [input, output] US dollars per million tokens")
         pair_fields = _Object({"input": pair[0], "output": pair[1]}, table.path(name))
-        price = Price(pair_fields.seconds("input"), pair_fields.seconds("output"))
-        prices[_endpoint_read_back(name)] = price
-    return Timeline(entries=entries, dependencies=dependencies, prices=prices)
+        written[name] = Price(pair_fields.seconds("input"), pair_fields.seconds("output"))
+    # Keys written as "http://***@host" by older versions respell to today's endpoint: two
+    # of them may now name one endpoint. One price is kept for both; different prices are
+    # refused, naming both keys, rather than one silently replacing the other.
+    try:
+        return endpoint_keyed(fields.path("prices"), written, Price)
+    except ValueError as exc:
+        _fail(fields.path("prices"), str(exc))
 
 
 def _load_object(text: str) -> Mapping[str, object]:
