@@ -84,6 +84,10 @@ async def _asyncio_sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+_PLAIN = frozenset({float, int})
+"""The types `try_acquire` compares at once; others are checked first (a bool is no amount)."""
+
+
 def _who(name: str | None) -> str:
     return "rate limiter" if name is None else f"rate limiter {name!r}"
 
@@ -94,6 +98,8 @@ def _number(name: str | None, what: str, value: object) -> float:
     Checked before anything changes: a string or a bool taken for a number would otherwise
     fail deep inside (``"5" > 0``) with a message naming neither, or count as 1.
     """
+    if type(value) in _PLAIN:  # the common case, without the ABC check's cost
+        return float(value)  # type: ignore[arg-type]  # an int or a float
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"{_who(name)}: {what} must be a number, got {type(value).__name__} {value!r}"
@@ -107,9 +113,6 @@ def _positive(name: str | None, what: str, value: float) -> float:
         raise ValueError(f"{_who(name)}: {what} must be a positive finite number, got {value!r}")
     return value
 
-
-_PLAIN = frozenset({float, int})
-"""The types `try_acquire` compares at once; others are checked first (a bool is no amount)."""
 
 _NEAR_S = 1e-3
 """A go time given back within this of a reservation's is that reservation's (callers that
