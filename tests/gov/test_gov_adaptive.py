@@ -206,6 +206,46 @@ def test_a_burst_of_refusals_lands_the_limit_on_the_providers_cap() -> None:
     assert not limit.try_acquire()  # the 4 in flight are all it allows
 
 
+def test_a_burst_refused_whole_is_no_cap_and_climbs_back_after_answers() -> None:
+    # 16 calls go at once to a provider that is restarting: every one is refused, the last
+    # alone (the caller marks a call refused only while others are in flight). The readings
+    # took the limit to 1 on the way; the provider held none of them, so 1 marks no cap: the
+    # next call goes alone, and once answers come the limit doubles each round trip back to
+    # 16. It used to plateau near 1 and take seconds to climb (a 0.3 s restart at the start
+    # of a run tripled it).
+    limit = AdaptiveLimit(16)
+    for _ in range(16):
+        assert limit.try_acquire()
+    for _ in range(15):
+        limit.release(overloaded=True, refused=True)
+    limit.release(overloaded=True)  # the last, alone
+    assert limit.limit == 1
+    assert limit.overloads == 16
+    trips = 0
+    while limit.limit < 16:
+        trips += 1
+        calls = limit.limit
+        for _ in range(calls):
+            assert limit.try_acquire()
+        for _ in range(calls):
+            limit.release(overloaded=False)
+    assert trips == 4  # 1, 2, 4, 8 in flight, then 16
+
+
+def test_a_burst_with_a_call_held_still_finds_the_cap() -> None:
+    # The same burst, but the provider held one call: the refusals' reading stands.
+    limit = AdaptiveLimit(16)
+    for _ in range(16):
+        assert limit.try_acquire()
+    for _ in range(15):
+        limit.release(overloaded=True, refused=True)
+    limit.release(overloaded=False)  # the held call answers
+    for _ in range(40):
+        assert limit.try_acquire()
+        limit.release(overloaded=False)
+    assert limit.limit <= 2  # near the cap it found, growing slowly
+
+
 def _serve_capped(cap: int, max_limit: int, completions: int) -> tuple[int, int, set[int]]:
     """A provider holding *cap* calls, refusing more at once; callers always have work.
 
@@ -610,6 +650,33 @@ def test_a_model_busy_at_random_keeps_most_of_the_limit_in_a_run(use_async: bool
     assert adaptive is not None
     assert adaptive.overloads >= 14  # each refusal is still an overload seen
     assert adaptive.limit >= 8
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_restart_at_the_start_of_a_run_leaves_the_full_limit(use_async: bool) -> None:
+    # The provider refuses the run's whole first wave (16 calls at once, answers in 20 ms
+    # after that). The wave looked like a cap of 1; the limit stayed near it for the run.
+    calls = itertools.count(1)
+
+    def reply(_messages: Sequence[Message]) -> ChatResponse:
+        if next(calls) <= 16:
+            raise ProviderUnavailableError("m", "restarting", status_code=503)
+        return ChatResponse("ok")
+
+    adapter = ScriptedAdapter(reply, name="m", delay_s=0.02)
+    oma = OpenMultiAgent(
+        AgentPool(max_concurrent=16),
+        default_adapter=adapter,
+        retry=RetryPolicy(initial_delay_s=0.01, max_total_delay_s=30.0),
+    )
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    tasks = [Task(f"t{i}", agent="w") for i in range(200)]
+    result = asyncio.run(oma.arun_tasks(tasks, team)) if use_async else oma.run_tasks(tasks, team)
+    assert {r.status for r in result.values()} == {TaskState.DONE}
+    adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    assert adaptive is not None
+    assert adaptive.overloads >= 16
+    assert adaptive.limit == 16
 
 
 class _BurstRefused(_CappedProvider):

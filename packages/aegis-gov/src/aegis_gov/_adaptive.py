@@ -11,7 +11,9 @@ endpoint's other calls are in flight) says more: it held at most those
 others, so the limit drops to that count at once — a burst of refusals lands it on the
 provider's cap instead of cutting once per refusal — unless a call succeeded lately with as
 many in flight: then no cap refused it (busy hosted models refuse at random), and it is an
-overload like any other. Growth is ten times slower near the
+overload like any other; and a burst refused whole (its last call back alone, nothing answered)
+held nothing, so its readings mark no cap: the limit climbs back as after an outage (below).
+Growth is ten times slower near the
 level the last overload came at (a plateau, as TCP CUBIC's window flattens near where it
 last lost), so a provider capped at C calls is asked for C + 1 about once per 10 C calls;
 not after a 429 the learned rate (below) took as a rate limit, which caps no calls in flight.
@@ -282,24 +284,36 @@ class AdaptiveLimit:
             self._in_flight = in_flight - 1 if in_flight > 0 else 0  # (no max(): a call each)
             if overloaded is False:  # the common case first
                 self._succeeded(in_flight, since is None or since >= self._cuts)
-            elif overloaded and timed_out and self._timeouts + 1 >= self._timeouts_down(in_flight):
-                self._unresponsive()
-            elif overloaded and refused and not self._held(in_flight):
-                self._refused(in_flight - 1)
-            elif overloaded and refused:  # it held that many lately: no cap, a passing overload
-                self._refusals += 1
-                if since is not None and since < self._cuts:
-                    self._overloads += 1
-                else:
-                    self._overloaded()
-                    if in_flight < max(self._held_now, self._held_last):
-                        self._ceiling = 0  # it held more: no cap near here, grow back as usual
-            elif overloaded and since is not None and since < self._cuts:
-                self._overloads += 1  # stale: the last cut already answered it
             elif overloaded:
-                self._overloaded(plateau=not paced)
-            if overloaded and timed_out:
-                self._timeouts += 1
+                stale = since is not None and since < self._cuts
+                self._overload(
+                    in_flight, refused=refused, stale=stale, timed_out=timed_out, paced=paced
+                )
+                if timed_out:
+                    self._timeouts += 1
+
+    def _overload(
+        self, in_flight: int, *, refused: bool, stale: bool, timed_out: bool, paced: bool
+    ) -> None:
+        """Settle an overloaded call (see :meth:`release`); *stale*: begun before the last cut."""
+        if timed_out and self._timeouts + 1 >= self._timeouts_down(in_flight):
+            self._unresponsive()
+        elif in_flight == 1 and self._refusals and not self._held(1):
+            self._refuted(refused=refused)
+        elif refused and not self._held(in_flight):
+            self._refused(in_flight - 1)
+        elif refused:  # it held that many lately: no cap, a passing overload
+            self._refusals += 1
+            if stale:
+                self._overloads += 1
+            else:
+                self._overloaded()
+                if in_flight < max(self._held_now, self._held_last):
+                    self._ceiling = 0  # it held more: no cap near here, grow back as usual
+        elif stale:
+            self._overloads += 1  # stale: the last cut already answered it
+        else:
+            self._overloaded(plateau=not paced)
 
     def _timeouts_down(self, in_flight: int) -> int:
         """Timeouts in a row, with no success between, that make an endpoint unresponsive."""
@@ -346,6 +360,26 @@ class AdaptiveLimit:
         self._threshold = 0.0
         self._streak = True
         self._cuts += 1
+
+    def _refuted(self, *, refused: bool) -> None:
+        """The last call of a burst came back overloaded alone, its refused fellows before it.
+
+        Each of those refusals lowered the limit to the calls still in flight (see
+        :meth:`_refused`), down to this one, and set a plateau there; but none of them was
+        held, since nothing answered: what turned them away was no cap on calls in flight but
+        a provider down or restarting (a 0.3 s restart at the start of a run left a limit of
+        32 at 1 for seconds and tripled the run). So the low limit stays — the next call goes
+        alone, as a probe would — but it marks no cap: once calls are answered the limit
+        climbs back by one per success (a doubling per round trip) to where the refusals
+        began, as after an outage.
+        """
+        self._overloads += 1
+        self._refusals += refused
+        if not self._streak:
+            self._before = self._limit
+        self._threshold = max(self._threshold, self._before)
+        self._ceiling = 0
+        self._streak = True
 
     def _held(self, in_flight: int) -> bool:
         """Whether a call succeeded lately with at least *in_flight* calls in flight.
