@@ -162,6 +162,22 @@ def test_fallback_mistakes_name_the_fallback(text: str, entry: str, problem: str
     assert "\n" not in str(error)
 
 
+def test_the_cli_docs_fallback_example_falls_back_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in docs.split("```toml\n")[1:]]
+    (example,) = [b for b in blocks if "from the fallback" in b]
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(example, encoding="utf-8")
+    output = tmp_path / "out.json"
+    status = main(["run", str(pipeline), "--plain", "--no-checkpoint", "--output", str(output)])
+    assert status == 0, capsys.readouterr().out
+    assert RunResult.from_json(output.read_text(encoding="utf-8"))["draft"].output == (
+        "from the fallback"
+    )
+
+
 def test_aegis_run_falls_back_when_the_primary_keeps_failing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

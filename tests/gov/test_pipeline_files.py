@@ -10,7 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 from aegis_adapters import EchoAdapter, LLMError, Message, RateLimitError, ScriptedAdapter
-from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter
+from aegis_gov import AgentConfig, OllamaAdapter, OpenAIAdapter, RunResult
+from aegis_gov._cli import main
 from aegis_gov._pipeline import Pipeline, PipelineError, load_pipeline, parse_pipeline
 from aegis_gov._pipeline_schema import PIPELINE_SCHEMA, SCRIPTED_ERRORS
 from hypothesis import given
@@ -111,6 +112,38 @@ def test_with_provider_puts_every_agent_offline() -> None:
     # Each agent is its own endpoint (named after it).
     keys = {a.adapter.endpoint.key for a in team.values() if isinstance(a.adapter, EchoAdapter)}
     assert len(keys) == 4
+
+
+@pytest.mark.parametrize("model", [None, "stand-in"])
+def test_a_dry_run_of_a_priced_pipeline_costs_nothing(
+    model: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--provider echo` is the dry run; a cost budget asked for a price of each agent's
+    # offline stand-in (keyed by the agent's name) and refused to start.
+    text = """
+    [budget]
+    max_cost_usd = 1.0
+    [budget.prices."gpt-4o"]
+    input_per_million_usd = 2.5
+    output_per_million_usd = 10
+    [[agents]]
+    name = "w"
+    provider = "openai"
+    model = "gpt-4o"
+    [[tasks]]
+    id = "t"
+    agent = "w"
+    """
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(text, encoding="utf-8")
+    output = tmp_path / "out.json"
+    override = ["--provider", "echo"] + ([] if model is None else ["--model", model])
+    argv = ["run", str(pipeline), *override, "--plain", "--no-checkpoint", "--output", str(output)]
+    assert main(argv) == 0, capsys.readouterr().out
+    spent = RunResult.from_json(output.read_text(encoding="utf-8")).spent
+    assert spent is not None
+    assert spent.cost_usd == 0.0
+    assert spent.requests == 1
 
 
 def test_auto_provider_leaves_the_adapter_to_the_run() -> None:

@@ -31,7 +31,7 @@ from aegis_breaker import AgentPool
 from aegis_graph import Task, TaskQueue
 
 from aegis_gov._agents import AgentConfig, Team
-from aegis_gov._budget import Budget
+from aegis_gov._budget import Budget, Price
 from aegis_gov._errors import AegisError
 from aegis_gov._limits import Limits
 from aegis_gov._mcp import MCPServerSpec
@@ -375,7 +375,8 @@ class Pipeline:
         """The same pipeline with every agent on ``provider`` (and ``model``, if given).
 
         Provider-specific settings (base URL, key variable, scripted replies) and the
-        ``fallbacks`` are dropped.
+        ``fallbacks`` are dropped. On ``echo`` or ``scripted`` (a dry run) every agent's
+        offline endpoint is priced at nothing, so a ``[budget]`` with ``max_cost_usd`` runs.
 
         Raises:
             PipelineError: for an unknown provider.
@@ -396,4 +397,12 @@ class Pipeline:
             )
             for agent in self.agents
         )
-        return attrs.evolve(self, agents=agents)
+        budget = self.budget
+        if budget is not None and provider in {"echo", "scripted"}:
+            # A dry run costs nothing: its offline endpoints are free, so a cost budget runs
+            # (and shows $0) instead of asking for a price of each agent's stand-in model.
+            free = Price(0.0, 0.0)
+            names = {model} if model is not None else {agent.name for agent in self.agents}
+            prices = {f"{provider}:{name}": free for name in names}
+            budget = attrs.evolve(budget, prices={**prices, **budget.prices})
+        return attrs.evolve(self, agents=agents, budget=budget)
