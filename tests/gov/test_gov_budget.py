@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import attrs
@@ -207,6 +208,25 @@ def test_a_cost_budget_without_a_price_is_refused_before_any_call() -> None:
     with pytest.raises(ValueError, match="cost budget needs a price for 'gpt-test'"):
         oma.run_tasks([Task("a", agent="w")], team, budget=Budget(max_cost_usd=1.0))
     assert calls == []
+
+
+def test_prices_that_miss_a_model_of_the_run_draw_a_warning_naming_it() -> None:
+    # Without max_cost_usd nothing refuses the run; a mistyped price key left the model's
+    # calls out of the cost, and the run reported $0 for the tokens it spent.
+    calls: list[int] = []
+    oma = OpenMultiAgent(default_adapter=_counting(calls))
+    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
+    budget = Budget(max_total_tokens=10**6, prices={"gpt-tset": Price(1.0, 2.0)})
+    with pytest.warns(UserWarning, match=r"no price for 'gpt-test'.*did you mean 'gpt-tset'"):
+        result = oma.run_tasks([Task("a", agent="w")], team, budget=budget)
+    assert result.spent is not None
+    assert result.spent.tokens == 500
+    priced = Budget(
+        max_total_tokens=10**6, prices={"gpt-test": Price(1.0, 2.0), "other": Price(1, 1)}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unused price (a shared table) is no mistake
+        oma.run_tasks([Task("b", agent="w")], team, budget=priced)
 
 
 def test_budget_settings_are_checked() -> None:

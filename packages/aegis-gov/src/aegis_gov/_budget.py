@@ -16,6 +16,7 @@ a model with no price is refused before the run starts.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterable, Mapping
 
 import attrs
@@ -128,18 +129,38 @@ class BudgetMeter:
     def check_prices(self, endpoints: Iterable[tuple[Endpoint, str]]) -> None:
         """Refuse, up front, a cost budget over an endpoint whose price is unknown.
 
+        Without ``max_cost_usd`` but with prices, an endpoint none of them matches draws a
+        ``UserWarning`` instead (its calls would count no cost, and a run on a mistyped key
+        would report $0 for tokens really spent), with the closest price key, if any.
+
         Raises:
             ValueError: a cost budget and an endpoint with no price in ``Budget.prices``.
         """
-        if self.budget.max_cost_usd is None:
+        budget = self.budget
+        if budget.max_cost_usd is None and not budget.prices:
             return
-        for endpoint, key in endpoints:
-            if self._price(endpoint, key) is None:
+        unpriced = {
+            (endpoint.provider, endpoint.model): None
+            for endpoint, key in endpoints
+            if self._price(endpoint, key) is None
+        }
+        for provider, model in unpriced:
+            if budget.max_cost_usd is not None:
                 raise ValueError(
-                    f"a cost budget needs a price for {endpoint.model!r} ({endpoint.provider}): "
-                    f'add it to Budget.prices ([budget.prices."{endpoint.model}"] in a '
+                    f"a cost budget needs a price for {model!r} ({provider}): "
+                    f'add it to Budget.prices ([budget.prices."{model}"] in a '
                     "pipeline file)"
                 )
+            import difflib  # noqa: PLC0415  # only for this warning
+
+            close = difflib.get_close_matches(model, list(budget.prices), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            warnings.warn(
+                f"Budget.prices has no price for {model!r} ({provider}){hint}: its calls "
+                "count no cost, so the run's cost leaves them out",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _price(self, endpoint: Endpoint, key: str) -> Price | None:
         prices = self.budget.prices
