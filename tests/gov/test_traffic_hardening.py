@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import attrs
 import pytest
+from aegis_breaker import RateLimitExceededError
 from aegis_gov import (
     AgentConfig,
     AgentPool,
@@ -248,6 +249,19 @@ def test_a_request_bigger_than_a_seconds_tokens_is_charged_in_full(clock: FakeCl
     wait, _, _ = limiter.reserve(10)
     # The next one waits for the debt of 90 and its own 10 to be refilled: 10 s.
     assert wait == pytest.approx(10.0)
+
+
+def test_a_token_wait_past_the_limit_names_the_requests_tokens(clock: FakeClock) -> None:
+    # The bucket is asked for at most its second's worth (10 here); the message quoted that
+    # ("10 would have to wait ...") instead of the request's own tokens.
+    limiter = EndpointLimiter(Limits(tokens_per_minute=600), name="m", clock=clock)
+    limiter.reserve(1000)  # an answer far over a second's worth: 99 s of debt
+    with pytest.raises(
+        RateLimitExceededError, match=r"tokens': 25 would have to wait 10\d\."
+    ) as info:
+        limiter.reserve(25, max_wait_s=5.0)
+    assert info.value.amount == 25
+    assert limiter.reserve(0)[0] == pytest.approx(99.0)  # nothing of the refused one stayed
 
 
 def test_an_async_run_parks_any_number_of_tasks_of_a_sick_endpoint() -> None:

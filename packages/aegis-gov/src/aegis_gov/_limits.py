@@ -244,12 +244,16 @@ class EndpointLimiter:
             head = min(taken, self.tokens.capacity)
             try:
                 token_wait = self.tokens.reserve(head, max_wait_s=max_wait_s)
-            except RateLimitExceededError:
+            except RateLimitExceededError as exc:
                 if self.requests is not None and wait > 0.0:
                     self.requests.cancel(1.0, gos[0])  # its place in line, as if never taken
                 elif self.requests is not None:
                     self.requests.refund(1.0)
-                raise
+                if head == taken:
+                    raise
+                # Name the request's tokens, not the bucket's second's worth it asked for
+                # (a message read "1.66667 would have to wait 600 s" at 100 a minute).
+                raise RateLimitExceededError(exc.limiter_name, exc.retry_after_s, taken) from None
             gos = (gos[0], now + token_wait)
             wait = max(wait, token_wait)
             if taken > head:
