@@ -652,28 +652,70 @@ def test_a_model_busy_at_random_keeps_most_of_the_limit_in_a_run(use_async: bool
     assert adaptive.limit >= 8
 
 
-@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
-def test_a_restart_at_the_start_of_a_run_leaves_the_full_limit(use_async: bool) -> None:
-    # The provider refuses the run's whole first wave (16 calls at once, answers in 20 ms
-    # after that). The wave looked like a cap of 1; the limit stayed near it for the run.
-    calls = itertools.count(1)
+class _Restarting(ScriptedAdapter):
+    """Refuses its first *wave* calls (503) once all of them are in flight; answers the rest."""
 
-    def reply(_messages: Sequence[Message]) -> ChatResponse:
-        if next(calls) <= 16:
+    def __init__(self, wave: int) -> None:
+        super().__init__(["unused"], name="m")
+        self.wave = wave
+        self.sent = 0
+        self._lock = threading.Lock()
+        self._barrier = threading.Barrier(wave, timeout=10)
+        self._arrived = 0
+        self._all_in: asyncio.Event | None = None
+
+    def _in_first_wave(self) -> bool:
+        with self._lock:
+            self.sent += 1
+            return self.sent <= self.wave
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        if self._in_first_wave():
+            self._barrier.wait()
             raise ProviderUnavailableError("m", "restarting", status_code=503)
         return ChatResponse("ok")
 
-    adapter = ScriptedAdapter(reply, name="m", delay_s=0.02)
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> ChatResponse:
+        if self._in_first_wave():
+            if self._all_in is None:
+                self._all_in = asyncio.Event()
+            self._arrived += 1
+            if self._arrived == self.wave:
+                self._all_in.set()
+            await asyncio.wait_for(self._all_in.wait(), 10)
+            raise ProviderUnavailableError("m", "restarting", status_code=503)
+        await asyncio.sleep(0)
+        return ChatResponse("ok")
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["threads", "asyncio"])
+def test_a_restart_at_the_start_of_a_run_leaves_the_full_limit(use_async: bool) -> None:
+    # The provider refuses the run's whole first wave (16 calls, all in flight together),
+    # then answers. The wave looked like a cap of 1; the limit stayed near it for the run.
+    provider = _Restarting(16)
     oma = OpenMultiAgent(
         AgentPool(max_concurrent=16),
-        default_adapter=adapter,
+        default_adapter=provider,
         retry=RetryPolicy(initial_delay_s=0.01, max_total_delay_s=30.0),
     )
     team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
     tasks = [Task(f"t{i}", agent="w") for i in range(200)]
-    result = asyncio.run(oma.arun_tasks(tasks, team)) if use_async else oma.run_tasks(tasks, team)
+    run = oma.arun_tasks(tasks, team, run_timeout_s=20) if use_async else None
+    result = asyncio.run(run) if run is not None else oma.run_tasks(tasks, team, run_timeout_s=20)
     assert {r.status for r in result.values()} == {TaskState.DONE}
-    adaptive = oma.get_status().endpoints[adapter.endpoint.key].adaptive
+    adaptive = oma.get_status().endpoints[provider.endpoint.key].adaptive
     assert adaptive is not None
     assert adaptive.overloads >= 16
     assert adaptive.limit == 16
