@@ -985,15 +985,17 @@ class EndpointCaller:
         until = self._held.get(key)
         return 0.0 if until is None else max(until - self._clock(), 0.0)
 
-    def _throttle_opened(self, key: str, exc: RateLimitError) -> None:
-        """A 429 counted against *key*'s breaker: if it opened the circuit, probe it sooner.
+    def _refusals_opened(self, key: str, exc: RetryableError) -> None:
+        """A refusal (429, 503, 529) counted against *key*'s breaker: if it opened it, probe sooner.
 
         An endpoint answering nothing but 429s is refusing everyone (a used-up quota, the rest
-        of a minute's window), not down: its circuit opens, so its tasks stop sending and wait
-        or move to a fallback, but it is probed again after a backoff -- the provider's
-        Retry-After, at least :attr:`RetryPolicy.initial_delay_s` doubled with each opening
-        since the endpoint last answered -- rather than the breaker's whole
-        ``recovery_timeout_s`` (30 s by default, for a window of 429s that ended in 3 s).
+        of a minute's window), and one answering 503 or 529 is overloaded or restarting: not
+        down for long, as a 500 or a refused connection may be. Its circuit opens, so its
+        tasks stop sending and wait or move to a fallback, but it is probed again after a
+        backoff -- the provider's Retry-After, at least :attr:`RetryPolicy.initial_delay_s`
+        doubled with each opening since the endpoint last answered -- rather than the
+        breaker's whole ``recovery_timeout_s`` (30 s by default, for a window of 429s that
+        ended in 3 s, or a 0.3 s restart answered with 503s in a millisecond each).
         """
         breaker = self.pool.breakers.get(key)
         if breaker is None or breaker.state is not CircuitState.OPEN:
@@ -1193,7 +1195,11 @@ class EndpointCaller:
         if not busy and not probing:  # nobody waits: no need to count what is free
             return
         free = call.limit.free
-        if busy:
+        if busy and not (call.overloaded and call.answer is None):
+            # Not after an overload: the next task would go at once into what just refused
+            # a call, and the next after its refusal, a chain of lone calls a millisecond
+            # apart that opened the circuit (for 30 s) within a 0.3 s restart. Queued tasks
+            # go when a call succeeds, or when their own wait (a retry's first) is over.
             free -= busy.wake(free)
         if probing and free > 0 and self.pool.breaker(key).state is CircuitState.CLOSED:
             probing.wake(free)  # the probe succeeded: as many as the limit lets in
@@ -1354,8 +1360,8 @@ class EndpointCaller:
             output = (sink.turn_chars + 3) // 4
             usage = Usage(input_tokens=_estimate(request), output_tokens=output)
             budget.record(route.target(request.endpoint)[0].endpoint, key, usage)
-        if counted and isinstance(exc, RateLimitError):
-            self._throttle_opened(key, exc)
+        if counted and (isinstance(exc, RateLimitError) or exc.status_code in _BUSY_STATUSES):
+            self._refusals_opened(key, exc)
         if isinstance(exc, RateLimitError) and exc.retry_after_s:
             # The provider asked every caller to wait: hold the whole endpoint back, but no
             # longer than the retry policy waits for anyone: a lying or broken Retry-After
@@ -1425,7 +1431,7 @@ def _discard(_text: str) -> None:
 
 @attrs.frozen
 class _Reprobe:
-    """When a circuit that 429s opened is probed again (see ``EndpointCaller._throttle_opened``)."""
+    """When a circuit refusals opened is probed again (see ``EndpointCaller._refusals_opened``)."""
 
     generation: int  # the breaker's generation the opening began
     at: float  # when, on the caller's clock (inf: the probe is under way)

@@ -189,8 +189,9 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
       (and the endpoint's breaker holds every caller back meanwhile), then succeeds.
     * ``fact_check`` asks for a model that does not exist (a 404, permanent): it fails at
       once and ``cite_sources`` is skipped, blaming it, while the other branches finish.
-    * ``headlines`` runs on a flaky endpoint that answers 503 twice: its breaker (limit 2,
-      recovery 1 s) opens, rejects, lets one probe through after a second and closes.
+    * ``headlines`` runs on a flaky endpoint that answers 500 twice: its breaker (limit 2,
+      recovery 1 s) opens, rejects, lets one probe through after a second and closes (a
+      circuit 503s opened would be probed sooner: the provider says it is only busy).
     * ``summary`` runs on an endpoint that stays down: once its circuit opens, the task falls
       back to the agent's backup adapter, which answers.
     * the three ``tags_*`` tasks are ready at once, on a model declared at 240 requests a
@@ -211,6 +212,9 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
     unavailable = ProviderUnavailableError(
         "offline", "service unavailable (simulated 503)", status_code=503
     )
+    failing = ProviderUnavailableError(
+        "offline", "internal server error (simulated 500)", status_code=500
+    )
     missing = ModelNotFoundError(
         "offline", "model 'fact-checker-xl' not found (simulated 404)", status_code=404
     )
@@ -220,7 +224,7 @@ def offline_demo(*, delay_s: float = OFFLINE_DELAY_S, seed: int | None = 7) -> D
         "translator": scripted([_TRANSLATION]),
         "publisher": scripted([_PUBLISHED]),
         "fact_checker": scripted([missing], name="fact-checker-xl"),
-        "editor": scripted([unavailable, unavailable, _HEADLINES], name="offline-flaky"),
+        "editor": scripted([failing, failing, _HEADLINES], name="offline-flaky"),
         "summarizer": scripted([unavailable] * 4, name="offline-down"),
         "tagger": ScriptedAdapter(_tags, name=TAGGER_MODEL, delay_s=delay_s),
     }
