@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
 from collections.abc import Callable
+from fractions import Fraction
 
 import pytest
-from aegis_breaker import RateLimiter
+from aegis_breaker import RateLimiter, RateLimitExceededError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,7 +149,9 @@ def test_any_finite_clock_gives_waits_the_reservations_justify(
         assert math.isfinite(status.available)
         assert status.available <= limit.capacity
         assert 0.0 <= status.queued_s <= reserved / per_second * (1 + 1e-9) + resolution + 1e-9
-    # Re-anchored on a reading of 0 (a jump either way), then idle long enough: full again.
+    # Re-anchored on a reading of 0 (a jump either way, confirmed by a second reading; one
+    # within a second of the bucket's time is that time), then idle long enough: full again.
+    limit.reserve(0.0, now=0.0)
     limit.reserve(0.0, now=0.0)
     later = (reserved + limit.capacity) / per_second + resolution + 1.0
     assert limit.reserve(limit.capacity, now=later) == 0.0
@@ -215,3 +220,160 @@ def test_cancelling_a_reservation_never_granted_gives_nothing_back() -> None:
     assert limit.cancel(2, go_at) == pytest.approx(2.0)
     assert limit.cancel(2, go_at) == 0.0
     assert limit.status().available == pytest.approx(0.0)
+
+
+# -- readings taken before the lock, and a clock that swings back ------------------------------
+
+
+def test_threads_passing_stale_readings_never_exceed_the_window_bound() -> None:
+    # Found by an adversarial review: a reading more than a millisecond behind the bucket's
+    # (a thread descheduled between its reading and the lock) re-anchored the bucket on it,
+    # and the next up-to-date reading refilled the same time again: 6875 admitted in a
+    # second against a bound of 1010. Here every thread passes an up-to-date reading, then
+    # one taken half a second earlier (as a thread stalled that long would), so whatever
+    # the interleaving, stale readings reach the bucket after fresher ones.
+    rate, burst, threads, steps = 1000.0, 10.0, 8, 200
+    limit = RateLimiter(rate, 1.0, burst=burst)
+    limit.reserve(0.0, now=0.5)  # the bucket's time starts at 0.5, full
+    barrier = threading.Barrier(threads)
+    admitted = [0] * threads
+
+    def work(me: int) -> None:
+        barrier.wait()
+        for k in range(steps):
+            fresh = 0.5 + k * 0.001
+            for reading in (fresh, fresh - 0.5):
+                try:
+                    limit.reserve(1, now=reading, max_wait_s=0)
+                except RateLimitExceededError:
+                    continue
+                admitted[me] += 1
+
+    workers = [threading.Thread(target=work, args=(me,)) for me in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    span = (steps - 1) * 0.001  # the bucket's time runs from 0.5 to the last fresh reading
+    assert sum(admitted) <= burst + rate * span + 1
+
+
+@pytest.mark.parametrize("behind", [0.5, 5.0])
+def test_a_clock_that_swings_back_every_other_reading_mints_nothing(behind: float) -> None:
+    # Found by an adversarial review: every backward swing re-anchored the bucket and the
+    # next forward reading refilled it: 201 admitted in a second at 10 a second, burst 1.
+    clock = FakeClock(10.0)
+    limit = RateLimiter(10, 1, burst=1, clock=clock)
+    admitted = 0
+    for i in range(1000):
+        for reading in (10.0 + i * 0.001, 10.0 + i * 0.001 - behind):
+            clock.now = reading
+            admitted += limit.try_acquire()
+    assert admitted <= 1 + 10 + 1
+
+
+def test_a_jump_back_is_confirmed_by_the_next_reading_and_refills_from_the_first() -> None:
+    clock = FakeClock(1000.0)
+    limit = RateLimiter(1, 1, burst=1, clock=clock)
+    assert limit.reserve() == 0.0
+    # The first reading far behind is the bucket's time (it may be a stale one)...
+    clock.now = 100.0
+    assert limit.reserve() == pytest.approx(1.0)
+    assert limit.status().queued_s == pytest.approx(1.0)  # confirmed: re-anchored on 100
+    # ...then refilled from the first of the two readings, as any other time.
+    clock.now = 102.0
+    assert limit.status().available == pytest.approx(1.0)
+
+
+# -- numbers past what a float holds -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "huge", [10**400, -(10**400), Fraction(10**400, 3)], ids=["int", "-int", "Fraction"]
+)
+def test_a_number_too_large_for_a_float_is_a_value_error_naming_it(huge: object) -> None:
+    # Found by an adversarial review: a bare OverflowError naming neither the limiter nor
+    # the argument.
+    limit = RateLimiter(10, 1, burst=5, clock=FakeClock(0.0), name="x")
+    wrong: float = huge  # type: ignore[assignment]  # on purpose
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("rate", lambda: RateLimiter(wrong, name="x")),
+        ("amount", lambda: limit.reserve(wrong)),
+        ("now", lambda: limit.reserve(1, now=wrong)),
+        ("amount", lambda: limit.try_acquire(wrong)),
+        ("go_at", lambda: limit.cancel(1, wrong)),
+        ("consume", lambda: limit.consume(wrong)),
+        ("refund", lambda: limit.refund(wrong)),
+        ("the wait limit", lambda: limit.acquire(1, timeout_s=wrong)),
+    ]
+    before = limit.status()
+    for what, call in calls:
+        with pytest.raises(ValueError, match=f"rate limiter 'x': {what} must be a finite"):
+            call()
+        assert limit.status() == before
+
+
+def test_a_debt_that_ends_past_the_largest_float_is_refused() -> None:
+    # Found by an adversarial review: a reading of the largest float plus a deep debt gave
+    # a go time of +inf, which stayed in the line for good (queued_s inf after the clock
+    # came back to normal).
+    clock = FakeClock(sys.float_info.max)
+    limit = RateLimiter(10, 1, burst=5, clock=clock, name="x")
+    with pytest.raises(ValueError, match=r"rate limiter 'x': consume 1e\+296 would put"):
+        limit.consume(1e296)
+    assert limit.reserve(5) == 0.0
+    assert limit.reserve(1) == pytest.approx(0.1)
+    clock.now = 100.0
+    limit.status()
+    clock.now = 101.0  # a confirmed jump back: re-anchored
+    assert math.isfinite(limit.status().queued_s)
+
+
+# -- a cancel matches only the reservation it was granted -----------------------------------------
+
+
+def test_cancelling_one_reservation_twice_never_gives_back_another_waiter_s() -> None:
+    # Found by an adversarial review: a go time within a millisecond of another waiting
+    # reservation of that amount took it, while that waiter still went: cancelling the
+    # first of 10 waiters ten times gave back [0, 1, 1, 1, 1, 1, 1, 1, 1, 2].
+    clock = FakeClock(0.0)
+    limit = RateLimiter(10_000, 1, burst=1, clock=clock)  # go times 0.1 ms apart
+    limit.reserve()
+    gos = [limit.reserve() for _ in range(10)]
+    assert [limit.cancel(1, gos[0]) for _ in range(10)] == [0.0] * 10  # others behind it
+    assert [limit.cancel(1, gos[-1]) for _ in range(3)] == [1.0, 0.0, 0.0]
+    assert limit.status().queued_s == pytest.approx(gos[-2])  # the rest still wait
+    assert not limit.try_acquire()
+
+
+def test_repeated_cancels_never_exceed_the_window_bound() -> None:
+    # Each step reserves two waiters and cancels the first twice (a cleanup in both an
+    # `except` and a `finally`); the second still goes. 9997 went in a second at 5000 a
+    # second, burst 1, against a bound of 5001.
+    rate, burst, step = 5000.0, 1.0, 0.0002
+    clock = FakeClock(0.0)
+    limit = RateLimiter(rate, 1.0, burst=burst, clock=clock)
+    admitted = 0.0
+    while clock.now < 1.0 - 2 * step:
+        while limit.try_acquire():
+            admitted += 1
+        first, second = (clock.now + limit.reserve() for _ in range(2))
+        limit.cancel(1, first)
+        limit.cancel(1, first)
+        admitted += second < 1.0
+        clock.now += step
+    assert admitted <= burst + rate
+
+
+def test_a_go_time_read_on_the_caller_s_clock_still_finds_its_reservation() -> None:
+    # aegis-gov reads the clock before `reserve` and adds the wait: a go time a few
+    # milliseconds early (a thread switch between the two) still finds the reservation,
+    # when reservations of that amount are further apart than twice that.
+    clock = FakeClock(0.0)
+    limit = RateLimiter(60, burst=1, clock=clock)  # one a second
+    limit.reserve()
+    go_at = limit.reserve()
+    limit.reserve()
+    assert limit.cancel(1, go_at - 0.005) == 0.0  # found; one behind it keeps its slot
+    assert limit.cancel(1, go_at - 0.005) == 0.0
+    assert limit.cancel(1, go_at + 1.0 + 0.004) == pytest.approx(2.0)  # the last: all back

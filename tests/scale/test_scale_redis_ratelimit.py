@@ -159,6 +159,24 @@ def test_refund_cancel_and_consume_reach_the_shared_bucket(client: RedisClient, 
         limit.consume(float("nan"))
 
 
+def test_cancelling_one_shared_reservation_twice_never_gives_back_another_s(
+    client: RedisClient, name: str
+) -> None:
+    # Found by an adversarial review: the script took the waiting reservation of that
+    # amount nearest the go time within 100 ms, so a cancel repeated gave back the next
+    # waiter's reservation while that waiter still went (172 in a second against 101).
+    limit = RedisRateLimiter(client, name, 20, 1.0, burst=1)  # go times 50 ms apart
+    limit.reserve()
+    first = limit._clock() + limit.reserve()
+    last = limit._clock() + limit.reserve()
+    assert limit.cancel(1, first) == 0.0  # the one behind it keeps its slot
+    assert limit.cancel(1, first) == 0.0  # not the last one's, 50 ms later
+    assert limit.cancel(1, first + 0.02) == 0.0  # nearer the first, given back already
+    assert limit.status().queued_s == pytest.approx(0.1, abs=0.02)
+    assert limit.cancel(1, last) == pytest.approx(2.0)  # the last: its own and the first's
+    assert limit.cancel(1, last) == 0.0
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_time_that_is_not_finite_is_refused_before_reaching_redis(
     client: RedisClient, name: str, bad: float

@@ -96,15 +96,22 @@ def _number(name: str | None, what: str, value: object) -> float:
     """*value* as a float, or a TypeError naming *what* and the type when it is not a number.
 
     Checked before anything changes: a string or a bool taken for a number would otherwise
-    fail deep inside (``"5" > 0``) with a message naming neither, or count as 1.
+    fail deep inside (``"5" > 0``) with a message naming neither, or count as 1. A number
+    too large for a float (``10**400``) raises a ValueError naming *what*, not a bare
+    OverflowError.
     """
-    if type(value) in _PLAIN:  # the common case, without the ABC check's cost
-        return float(value)  # type: ignore[arg-type]  # an int or a float
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{_who(name)}: {what} must be a number, got {type(value).__name__} {value!r}"
-        )
-    return float(value)
+    try:
+        if type(value) in _PLAIN:  # the common case, without the ABC check's cost
+            return float(value)  # type: ignore[arg-type]  # an int or a float
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"{_who(name)}: {what} must be a number, got {type(value).__name__} {value!r}"
+            )
+        return float(value)
+    except OverflowError:  # an int (or a Fraction) past what a float holds: 10**400
+        raise ValueError(
+            f"{_who(name)}: {what} must be a finite number, got one too large for a float"
+        ) from None
 
 
 def _positive(name: str | None, what: str, value: float) -> float:
@@ -114,19 +121,29 @@ def _positive(name: str | None, what: str, value: float) -> float:
     return value
 
 
-_NEAR_S = 1e-3
-"""A go time given back within this of a reservation's is that reservation's (callers that
-read the clock again after `reserve` are off by the time between the two readings)."""
+_JUMP_S = 1.0
+"""A reading this far behind the bucket's time, twice in a row, is a clock that jumped back.
+
+Nearer ones are readings taken before another thread's update (a thread descheduled between
+its reading and the lock: milliseconds, not seconds): the bucket's own time, then.
+"""
 
 
-def _find(ahead: collections.deque[list[float]], amount: float, go_at: float) -> list[float] | None:
-    """The waiting reservation of *amount* going at (about) *go_at*, searched from the end."""
+def _find(
+    ahead: collections.deque[list[float]], amount: float, go_at: float, near: float
+) -> list[float] | None:
+    """The waiting reservation of *amount* going nearest *go_at*, if less than *near* from it.
+
+    Searched from the end of the line (go times only grow along it).
+    """
+    found, best = None, near
     for entry in reversed(ahead):
-        if entry[0] < go_at - _NEAR_S:
+        if entry[0] <= go_at - near:
             break
-        if abs(entry[0] - go_at) <= _NEAR_S and entry[1] == amount and not entry[2]:
-            return entry
-    return None
+        off = abs(entry[0] - go_at)
+        if off < best and entry[1] == amount and not entry[2]:
+            found, best = entry, off
+    return found
 
 
 class RateLimiter:
@@ -167,6 +184,8 @@ class RateLimiter:
         "_by_go",
         "_capacity",
         "_clock",
+        "_jump_from",
+        "_jump_to",
         "_last",
         "_last_go",
         "_lock",
@@ -207,6 +226,9 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._tokens = self._capacity
         self._last = -math.inf
+        # A first reading far behind the bucket (`_JUMP_S`): the bucket's time then, and it.
+        self._jump_from = math.nan
+        self._jump_to = math.nan
         # The go time of the latest reservation: capacity up to it is promised to waiters.
         self._last_go = -math.inf
         self._waiting = 0
@@ -275,16 +297,34 @@ class RateLimiter:
         """Bring the bucket to *now* and return the (possibly earlier) time it is at.
 
         A reading that is not finite counts as the bucket's own time (it would stay in the
-        bucket: NaN disabled it, +inf froze it). One behind the bucket's by up to `_NEAR_S`
-        is a reading taken before another thread's update: that time, then. One further
-        behind is a clock that jumped back: the bucket re-anchors on it (see `_rewind`).
+        bucket: NaN disabled it, +inf froze it). So does one behind the bucket's by up to
+        `_JUMP_S` (a second): a reading taken before another thread's update, whose thread
+        was descheduled before it got the lock. Re-anchoring on one of those minted tokens:
+        the next up-to-date reading refilled the same time again (6875 admitted in a second
+        against a bound of 1010). One further behind is a clock that jumped back, once the
+        next reading confirms it (is as far behind, with no reading in between moving the
+        bucket on): the bucket re-anchors on the first of the two (see `_rewind`) and
+        refills up to the second. Until then it keeps its time, so a clock that swings back
+        and forth (every other reading behind) neither re-anchors nor refills twice.
+
+        What a re-anchor can still mint, when the two readings were stale ones after all
+        (two threads in a row each descheduled for over a second, or a clock that swings
+        back for two readings at a time): the time it moved back by is refilled again, so
+        at most ``jump * rate / per_s`` tokens, and never more than `capacity` once an
+        up-to-date reading has come (the bucket holds no more). A reading of 1e18 and then
+        normal ones cost one reading's worth of refill, not a frozen bucket.
         """
         last = self._last
         if not last < now < math.inf:
-            if last - now > _NEAR_S and now > -math.inf:  # NaN fails both
-                self._rewind(now)
-                return now
-            return last
+            if not (last - now > _JUMP_S and now > -math.inf):  # NaN fails both
+                return last
+            if self._jump_from != last:  # the first that far behind (NaN: none yet)
+                self._jump_from, self._jump_to = last, now
+                return last
+            self._rewind(min(self._jump_to, now))
+            last = self._last
+            if not last < now:
+                return last
         tokens = self._tokens + (now - last) * self._per_second
         self._tokens = min(self._capacity, tokens)
         self._last = now
@@ -306,6 +346,7 @@ class RateLimiter:
         """
         last = self._last
         self._last = now
+        self._jump_from = self._jump_to = math.nan
         self._last_go = now + (self._last_go - last)  # -inf (nobody ever queued) stays so
         self._by_go.clear()
         for entry in self._ahead:
@@ -334,12 +375,16 @@ class RateLimiter:
         ahead = self._ahead
         entry = self._by_go.get(go_at)
         if entry is None or entry[1] != amount or entry[2]:
-            entry = _find(ahead, amount, go_at)  # one of several with that go time
+            # Reservations of *amount* go at least ``amount / rate`` apart (each waits for
+            # its own amount to refill): within half that of *go_at* is at most one of them.
+            # One of nothing gives back no tokens, only its place in line: within 1 ms.
+            near = 0.5 * amount / self._per_second if amount else 1e-3
+            entry = _find(ahead, amount, go_at, near)
             if entry is None:
                 return None
         entry[2] = 1.0
         if ahead[-1] is not entry:
-            back = self._give_back_at(amount, go_at, now)
+            back = self._give_back_at(amount, entry[0], now)
             entry[1] = amount - back  # what comes back if all behind it are given back
             self._last_go = max(self._last_go, ahead[-1][0])  # still someone's turn
             return back
@@ -432,7 +477,14 @@ class RateLimiter:
         """Give back a reservation of *amount* that was to go at clock time *go_at*.
 
         *go_at* is the reservation's clock reading plus the wait `reserve` returned (a
-        reading taken just after `reserve`, within a millisecond, serves as well). A
+        reading taken just before or after `reserve` serves as well): the waiting
+        reservation of *amount* going nearest to it is the one, if it is less than half
+        ``amount / rate * per_s`` away. Reservations of one amount go at least that far
+        apart (each waits for its own amount to refill), so at most one is that near: a
+        cancel repeated, or given a go time made up near another waiter's, gives back
+        nothing rather than that waiter's reservation (who would still go: tokens minted).
+        Two reservations of one amount can share a go time (a `refund` while others wait
+        lets the next one in at the last one's time); those the bucket cannot tell apart. A
         reservation whose time has come is spent; otherwise its capacity returns to the
         bucket, except the part later reservations were already scheduled behind (their
         callers sleep to fixed times, and letting newcomers use it would put more than the
@@ -499,18 +551,20 @@ class RateLimiter:
         self._check_amount("consume", amount)
         self._check_time("now", now)
         with self._lock:
-            self._refill(self._clock() if now is None else now)
-            self._check_debt(amount, self._tokens)
+            now_ = self._refill(self._clock() if now is None else now)
+            self._check_debt(amount, self._tokens, now_)
             self._tokens -= amount
 
-    def _check_debt(self, amount: float, tokens: float) -> None:
+    def _check_debt(self, amount: float, tokens: float, now: float = 0.0) -> None:
         """Refuse taking *amount* from *tokens* when the wait to pay it back is not finite.
 
         consume(1e308) made the next wait +inf, and the line's go time with it: the bucket
-        admitted nobody ever again.
+        admitted nobody ever again. The same when the wait is finite but the time it ends,
+        from the clock reading *now*, is not (a reading near the float's largest).
         """
+        wait = (amount - tokens) / self._per_second
         # In microseconds, as the shared bucket counts: one check serves both.
-        if not math.isfinite((tokens - amount) / self._per_second * 1e6):
+        if not (math.isfinite(wait * 1e6) and now + wait < math.inf):
             raise ValueError(
                 f"{self._who()}: consume {amount:g} would put the bucket in a debt that takes "
                 "longer than a float can count to pay back"

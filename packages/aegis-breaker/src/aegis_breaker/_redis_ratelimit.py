@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from aegis_breaker._ratelimit import RateLimiter, RateLimiterStatus, RateLimitExceededError
+from aegis_breaker._ratelimit import (
+    RateLimiter,
+    RateLimiterStatus,
+    RateLimitExceededError,
+    _number,
+)
 from aegis_breaker._redis import RedisClient
 
 if TYPE_CHECKING:
@@ -123,12 +128,18 @@ if op == 'reserve' then
 elseif op == 'cancel' then
   if arg <= now then return {'0', '0', f(now), f(tokens), f(last_go), sharers} end
   -- A go time converted from a client's clock is off by up to a round trip: the waiting
-  -- reservation of that amount going nearest to it, within 100 ms, is the one.
-  local n, found, best = redis.call('LLEN', line), nil, 100000
+  -- reservation of that amount going nearest to it is the one, if less than half the
+  -- spacing of such reservations (each waits for its own amount: amount / per_us) away.
+  -- At most one is that near, so a cancel repeated, or a go time made up, never takes
+  -- another waiter's reservation (that waiter would still go: tokens minted).
+  local near = 0.5 * amount / per_us
+  -- A reservation of nothing gives back nothing, only its place in line: within 100 ms.
+  if near == 0 then near = 100000 end
+  local n, found, best = redis.call('LLEN', line), nil, near
   for i = n - 1, 0, -1 do
     local go, amt, gone = entry(i)
-    if go ~= nil and go < arg - 100000 then break end
-    if go ~= nil and math.abs(go - arg) <= best and amt == amount and not gone then
+    if go ~= nil and go <= arg - near then break end
+    if go ~= nil and math.abs(go - arg) < best and amt == amount and not gone then
       found, best = i, math.abs(go - arg)
     end
   end
@@ -214,8 +225,9 @@ class RedisRateLimiter(RateLimiter):
     The ``now`` arguments of the sans-I/O methods are ignored (the server's clock is used);
     `cancel` takes a go time on this limiter's *clock* (its reading plus the wait `reserve`
     returned) and converts it with the server's clock seen on the latest reply, so it is
-    exact to within a round trip (a go time within a millisecond of the last one in line is
-    taken to be the last one). The drivers (`acquire`, `aacquire`, `try_acquire`) keep the
+    exact to within a round trip: the waiting reservation of that amount nearest to it is
+    the one, if less than half ``amount / rate * per_s`` away (as `RateLimiter.cancel`).
+    The drivers (`acquire`, `aacquire`, `try_acquire`) keep the
     server's go time and give back exactly. `aacquire` runs its round trip in the event
     loop's default executor, so the loop never waits on the network.
 
@@ -275,7 +287,7 @@ class RedisRateLimiter(RateLimiter):
         """Build the limiter; nothing is sent to Redis until the first call."""
         if not name:
             raise ValueError("a Redis rate limiter needs a non-empty name")
-        if not reconnect_interval_s >= 0:
+        if not _number(name, "reconnect_interval_s", reconnect_interval_s) >= 0:
             raise ValueError(
                 f"rate limiter {name!r}: reconnect_interval_s must be >= 0, "
                 f"got {reconnect_interval_s}"
