@@ -7,10 +7,11 @@ import json
 import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 
 import attrs
 import pytest
-from aegis_adapters import TextDelta, ToolSpec
+from aegis_adapters import Endpoint, TextDelta, ToolSpec
 from aegis_gov import (
     AgentConfig,
     AgentPool,
@@ -32,6 +33,8 @@ from aegis_gov import (
     TaskState,
     Usage,
 )
+from aegis_gov._budget import BudgetMeter
+from aegis_gov._cli import main
 from pytest_httpserver import HTTPServer
 
 
@@ -213,20 +216,49 @@ def test_a_cost_budget_without_a_price_is_refused_before_any_call() -> None:
 def test_prices_that_miss_a_model_of_the_run_draw_a_warning_naming_it() -> None:
     # Without max_cost_usd nothing refuses the run; a mistyped price key left the model's
     # calls out of the cost, and the run reported $0 for the tokens it spent.
-    calls: list[int] = []
-    oma = OpenMultiAgent(default_adapter=_counting(calls))
-    team = OpenMultiAgent.create_team("t", AgentConfig(name="w"))
-    budget = Budget(max_total_tokens=10**6, prices={"gpt-tset": Price(1.0, 2.0)})
+    real = Endpoint("openai", "https://api.openai.com/v1", "gpt-test")
+    offline = _counting([]).endpoint
+    meter = BudgetMeter(Budget(max_total_tokens=10**6, prices={"gpt-tset": Price(1.0, 2.0)}))
     with pytest.warns(UserWarning, match=r"no price for 'gpt-test'.*did you mean 'gpt-tset'"):
-        result = oma.run_tasks([Task("a", agent="w")], team, budget=budget)
-    assert result.spent is not None
-    assert result.spent.tokens == 500
-    priced = Budget(
-        max_total_tokens=10**6, prices={"gpt-test": Price(1.0, 2.0), "other": Price(1, 1)}
-    )
+        meter.check_prices([(real, real.key)])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # an unused price (a shared table) is no mistake
-        oma.run_tasks([Task("b", agent="w")], team, budget=priced)
+        warnings.simplefilter("error")
+        meter.check_prices([(offline, offline.key)])  # an offline stand-in costs nothing
+        meter.check_prices([(real, real.key)], warn=False)  # a check before the run's own
+        shared = {"gpt-test": Price(1.0, 2.0), "other": Price(1, 1)}  # a shared table
+        BudgetMeter(Budget(max_requests=9, prices=shared)).check_prices([(real, real.key)])
+
+
+def test_aegis_run_warns_once_about_a_model_without_a_price(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(
+        """
+        [budget]
+        max_requests = 5
+        [budget.prices."gpt4o-mini"]
+        input_per_million_usd = 0.15
+        output_per_million_usd = 0.6
+        [[agents]]
+        name = "w"
+        provider = "openai"
+        model = "gpt-4o-mini"
+        base_url = "http://127.0.0.1:9/v1"
+        api_key_env = "AEGIS_TEST_KEY"
+        timeout_s = 1
+        [[tasks]]
+        id = "t"
+        agent = "w"
+        [retry]
+        max_attempts = 1
+        """,
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("AEGIS_TEST_KEY", "k")
+    main(["run", str(pipeline), "--plain", "--no-checkpoint"])
+    err = capsys.readouterr().err
+    assert err.count("no price for 'gpt-4o-mini'") == 1, err
 
 
 def test_budget_settings_are_checked() -> None:

@@ -115,6 +115,10 @@ class BudgetSpentError(AegisError):
         self.spent = spent
 
 
+_OFFLINE = frozenset({"echo", "scripted"})
+"""Providers of the offline adapters: no request leaves the process, nothing is billed."""
+
+
 class BudgetMeter:
     """Counts one run's spending against its :class:`Budget`; thread-safe."""
 
@@ -126,12 +130,14 @@ class BudgetMeter:
         self._cost = 0.0 if spent is None or spent.cost_usd is None else spent.cost_usd
         self._lock = threading.Lock()
 
-    def check_prices(self, endpoints: Iterable[tuple[Endpoint, str]]) -> None:
+    def check_prices(self, endpoints: Iterable[tuple[Endpoint, str]], *, warn: bool = True) -> None:
         """Refuse, up front, a cost budget over an endpoint whose price is unknown.
 
         Without ``max_cost_usd`` but with prices, an endpoint none of them matches draws a
         ``UserWarning`` instead (its calls would count no cost, and a run on a mistyped key
-        would report $0 for tokens really spent), with the closest price key, if any.
+        would report $0 for tokens really spent), with the closest price key, if any; not
+        for an offline endpoint (``echo``, ``scripted``), which costs nothing unless priced,
+        nor when *warn* is false (a check before the run, which warns itself).
 
         Raises:
             ValueError: a cost budget and an endpoint with no price in ``Budget.prices``.
@@ -151,6 +157,8 @@ class BudgetMeter:
                     f'add it to Budget.prices ([budget.prices."{model}"] in a '
                     "pipeline file)"
                 )
+            if not warn or provider in _OFFLINE:
+                continue
             import difflib  # noqa: PLC0415  # only for this warning
 
             close = difflib.get_close_matches(model, list(budget.prices), n=1)

@@ -717,10 +717,13 @@ def _preflight(
             Route.resolve(agent, oma.adapter_for(agent), ())  # a fallback equal to its primary
         if pipeline.budget is not None:  # a cost budget needs every model's price, up front
             BudgetMeter(pipeline.budget).check_prices(
-                (chat.endpoint, endpoint_key(adapter))
-                for agent in team.values()
-                for adapter in (oma.adapter_for(agent), *agent.fallbacks)
-                for chat in (as_chat_adapter(adapter),)
+                (
+                    (chat.endpoint, endpoint_key(adapter))
+                    for agent in team.values()
+                    for adapter in (oma.adapter_for(agent), *agent.fallbacks)
+                    for chat in (as_chat_adapter(adapter),)
+                ),
+                warn=False,  # the run checks again, and warns then: once
             )
     except BaseException:
         oma.tools.close()  # end the MCP servers' sessions the registry opened
