@@ -136,7 +136,7 @@ def test_connection_errors_do_not_quote_credentials(make: type) -> None:
         ("http://hostA?tag=a:b@shared", "http://hosta?tag=a:b@shared"),
         ("http://hostA/?tag=a:b@shared", "http://hosta?tag=a:b@shared"),
         ("http://hostA#x:y@z", "http://hosta#x:y@z"),
-        ("http://h/p:q@x", "http://h/p:q@x"),
+        ("http://h/v1/p:q@x", "http://h/v1/p:q@x"),
     ],
 )
 def test_an_at_sign_after_the_host_is_not_a_password(url: str, spelled: str) -> None:
@@ -237,6 +237,12 @@ def test_a_long_message_holding_an_at_sign_is_redacted_in_one_pass() -> None:
         "https://user:123/abcSECRET@host/v1",
         "https://user:123/a/bSECRET@host/v1",
         "https://user:pa ss SECRET@host/v1",
+        # A scheme without "//" was respelled "http:///user:pw@host", a user name holding
+        # '/' read as a host and a path (the adapters refuse both).
+        "http:/user:SECRET@host/v1",
+        "http:user:SECRET@host/v1",
+        "HTTPS:/user:SECRET@host/v1",
+        "http://us/er:SECRET@host/v1",
     ],
 )
 def test_more_credential_shapes_are_dropped_and_redacted(url: str) -> None:
@@ -274,6 +280,9 @@ def test_a_parameter_name_merely_holding_a_credential_word_is_kept(query: str, o
         "http://user:pw#SECRET@host/v1",
         "http://user:pa?SECRET@host/v1",
         "http://h:8080/p:q@x",
+        "http:/user:SECRET@host/v1",
+        "HTTPS:/user:SECRET@host/v1",
+        "http://us/er:SECRET@host/v1",
     ],
 )
 @pytest.mark.parametrize("make", [OllamaAdapter, OpenAIAdapter, AnthropicAdapter])
@@ -287,7 +296,8 @@ def test_a_url_clients_read_two_ways_is_refused(make: type, url: str) -> None:
     assert "abc" not in str(info.value)
     assert "pa/" not in str(info.value)
     # A text quoting it is redacted conservatively: nothing before the last '@' shows.
-    assert redact_text(f"see {url}").startswith(("see http://***@", "see http://h:8080"))
+    shown = ("see http://***@", "see http://h:8080", "see http:/***@", "see HTTPS:/***@")
+    assert redact_text(f"see {url}").startswith((*shown, "see http://us/***@"))
     assert "SECRET" not in redact_text(f"see {url}")
 
 
@@ -361,3 +371,102 @@ def test_redact_text_is_linear_on_adversarial_inputs(text: str) -> None:
     # As the 200 KB test above: each of these returns at once; a regex reading up to the
     # next '@' from every authority start took minutes on them.
     assert "@" in redact_text(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "=" + "?" * 200_000,
+        "=" + "?a" * 100_000,
+        "http://h/v1?x=1#" + "?" * 200_000,
+        "=?" * 100_000,
+        "=" + "&" * 200_000,
+        "=&" * 100_000,
+        "=" + ";" * 200_000,
+        "=" + "#" * 200_000,
+        "?=" + "%" * 200_000,
+        "?=@:/" * 40_000,
+        "=" + "?@:/a" * 40_000,
+        "sk-" * 70_000,
+        "Bearer " * 30_000,
+        "basic" + " " * 200_000,
+        "http:" * 40_000 + "@",
+        "http:/a/" * 25_000 + "@",
+        "http://h" + "/x:" * 70_000 + "@",
+    ],
+)
+def test_redact_text_is_linear_on_query_like_inputs(text: str) -> None:
+    # Found by an adversarial review: a parameter's name could hold '?', so every '?' of
+    # "=???..." began a name read to the end of the text: 40 KB took 8 s, in LLMError's
+    # constructor for a provider's error message, holding the GIL. Each returns at once.
+    for shown in (redact_text(text), Endpoint("openai", text, "m").base_url):
+        assert len(shown) <= len(text) + 16
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (
+            (
+                "Incorrect API key provided: sk-proj-AbCdEf0123456789xyz. Received API Key = "
+                "sk-proj-AbCdEf0123456789xyz"
+            ),
+            "Incorrect API key provided: ***. Received API Key = ***",
+        ),
+        ("auth=Bearer sk-proj-AbCdEf0123456789xyz", "auth=Bearer ***"),
+        ("Authorization: Basic dXNlcjQ6U0VDUkVUT0xMQU1B", "Authorization: Basic ***"),
+        ("authorization: bearer eyJhbGciOiJIUzI1NiJ9.e30.abc", "authorization: bearer ***"),
+        ("see /v1/Bearer%20tok3nSECRETvalue", "see /v1/Bearer%20***"),
+        ("Passed in: sk-ant-api03-AbCdEf0123456789", "Passed in: ***"),
+        ("keys gsk_AbCdEf0123456789xyz xai-AbCdEf0123456789xyz", "keys *** ***"),
+        ("keys pplx-AbCdEf0123456789 nvapi-AbCdEf0123456789", "keys *** ***"),
+        ("keys csk-abcdef0123456789 AIzaSyD-0123456789abcdefghijklmnopqrs", "keys *** ***"),
+        ("keys hf_AbCdEfGhIjKlMnOpQr r8_AbCdEf0123456789xyz", "keys *** ***"),
+        ("keys fw_AbCdEf0123456789xyz ghp_AbCdEf0123456789xyz", "keys *** ***"),
+        ("keys github_pat_11AbCdEf0123456789_xyz", "keys ***"),
+        ("(key: 'sk-AbCdEf0123456789xyz')", "(key: '***')"),
+        # Words with a key's prefix, and an authorization scheme with no credential, stay.
+        ("try sk-learn-models or risk-scoring-model-v2", None),
+        ("the xai-compatible-endpoints and pk_prod_models pages", None),
+        ("basic usage, a Bearer token, Basic auth", None),
+    ],
+)
+def test_keys_in_running_text_are_redacted(text: str, redacted: str | None) -> None:
+    # Found by an adversarial review: a provider key was only found after '/', '?', '&',
+    # ';', '=' or '#', so a provider echoing it ("Incorrect API key provided: sk-...") or a
+    # gateway quoting its header ("Bearer sk-...", "Basic <base64 of user:password>") had
+    # it printed, stored in the result file and in the checkpoint.
+    assert redact_text(text) == (text if redacted is None else redacted)
+
+
+def test_a_slashed_user_name_keeps_the_host_apart() -> None:
+    # Only what follows the '/' is taken for userinfo: other hosts stay other endpoints.
+    assert Endpoint("openai", "http://h/p:q@x", "m").base_url == "http://h/***@x"
+    assert Endpoint("openai", "http://us/er:SECRET@host/v1", "m").base_url == (
+        "http://us/***@host/v1"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["passcode", "access_code", "accesscode", "pin", "otp", "hmac", "cred", "creds",
+     "client_assertion", "api_keys", "apiKeys", "tokens",
+     "keys", "secrets", "passwords"],
+)  # fmt: skip
+def test_more_credential_parameter_names_are_dropped(name: str) -> None:
+    url = f"https://h/v1?region=eu&{name}=SECRET"
+    assert Endpoint("openai", url, "m").base_url == "https://h/v1?region=eu"
+    assert redact_text(f"see {url}") == f"see https://h/v1?region=eu&{name}=***"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://h/v1?key_id=a", "https://h/v1?tokenId=a", "https://h/v1?model_key=a",
+     "https://h/v1?pass_through=1", "https://h/v1/sk-learn-models", "https://h/pk_prod_models/v1",
+     "https://h/v1/xai-compatible-endpoints"],
+)  # fmt: skip
+def test_public_names_with_credential_words_are_kept(url: str) -> None:
+    # Found by an adversarial review: these were dropped or redacted to "***", so servers
+    # told apart by them were one endpoint.
+    assert Endpoint("openai", url, "m").base_url == url
+    assert redact_text(f"see {url}") == f"see {url}"
