@@ -192,15 +192,21 @@ def test_a_burst_sent_together_costs_one_cut_whatever_comes_back(
     assert limit.limit >= max(1, int(max_limit * 0.9 + 1e-9))
 
 
+def _refused_burst(*, sent: int, refused: int) -> AdaptiveLimit:
+    """A limit of *sent* that sent that many calls at once, *refused* of them refused."""
+    limit = AdaptiveLimit(sent)
+    for _ in range(sent):
+        assert limit.try_acquire()
+    for _ in range(refused):
+        limit.release(overloaded=True, refused=True)
+    return limit
+
+
 def test_a_burst_of_refusals_lands_the_limit_on_the_providers_cap() -> None:
     # 16 calls go at once to a provider that holds 4; the 12 it refuses come back while the
     # 4 it took are in flight. Each says "no more than the others in flight now", so the
     # limit ends at 4 — not at 16 * 0.9 ** 12, nor at the floor.
-    limit = AdaptiveLimit(16)
-    for _ in range(16):
-        assert limit.try_acquire()
-    for _ in range(12):
-        limit.release(overloaded=True, refused=True)
+    limit = _refused_burst(sent=16, refused=12)
     assert limit.limit == 4
     assert limit.status().overloads == 12
     assert not limit.try_acquire()  # the 4 in flight are all it allows
@@ -213,11 +219,7 @@ def test_a_burst_refused_whole_is_no_cap_and_climbs_back_after_answers() -> None
     # next call goes alone, and once answers come the limit doubles each round trip back to
     # 16. It used to plateau near 1 and take seconds to climb (a 0.3 s restart at the start
     # of a run tripled it).
-    limit = AdaptiveLimit(16)
-    for _ in range(16):
-        assert limit.try_acquire()
-    for _ in range(15):
-        limit.release(overloaded=True, refused=True)
+    limit = _refused_burst(sent=16, refused=15)
     limit.release(overloaded=True)  # the last, alone
     assert limit.limit == 1
     assert limit.overloads == 16
@@ -234,11 +236,7 @@ def test_a_burst_refused_whole_is_no_cap_and_climbs_back_after_answers() -> None
 
 def test_a_burst_with_a_call_held_still_finds_the_cap() -> None:
     # The same burst, but the provider held one call: the refusals' reading stands.
-    limit = AdaptiveLimit(16)
-    for _ in range(16):
-        assert limit.try_acquire()
-    for _ in range(15):
-        limit.release(overloaded=True, refused=True)
+    limit = _refused_burst(sent=16, refused=15)
     limit.release(overloaded=False)  # the held call answers
     for _ in range(40):
         assert limit.try_acquire()
