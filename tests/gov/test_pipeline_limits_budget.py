@@ -102,6 +102,25 @@ def test_a_cost_budget_without_prices_is_refused_before_the_run(
     assert capsys.readouterr().err == run_error
 
 
+def test_graph_names_the_file_once_when_a_cost_budget_cannot_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unset key variable: `aegis graph` said "p.toml: p.toml: agent 'w': ...".
+    monkeypatch.delenv("AEGIS_UNSET_KEY", raising=False)
+    path = tmp_path / "p.toml"
+    path.write_text(
+        '[budget]\nmax_cost_usd = 1.0\n[budget.prices."m"]\ninput_per_million_usd = 1\n'
+        'output_per_million_usd = 1\n[[agents]]\nname = "w"\nprovider = "openai"\n'
+        'model = "m"\napi_key_env = "AEGIS_UNSET_KEY"\n[[tasks]]\nid = "t"\nagent = "w"\n'
+    )
+    assert main(["run", str(path), "--plain"]) == 2
+    run_error = capsys.readouterr().err
+    assert main(["graph", str(path)]) == 2
+    graph_error = capsys.readouterr().err
+    assert graph_error == run_error
+    assert graph_error.count(str(path)) == 1, graph_error
+
+
 def test_a_fallback_equal_to_the_agent_s_own_model_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

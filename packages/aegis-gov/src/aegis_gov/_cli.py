@@ -740,6 +740,8 @@ def _graph(args: argparse.Namespace, console: Console) -> int:
     if pipeline.budget is not None and pipeline.budget.max_cost_usd is not None:
         try:  # what `aegis run` would refuse before starting, `aegis graph` refuses too
             _preflight(pipeline, tools=False)
+        except PipelineError as exc:  # names the file itself
+            raise UsageError(str(exc)) from None
         except (AegisError, ValueError) as exc:
             raise UsageError(f"{args.pipeline}: {exc}") from None
     _check_limits(pipeline, args.pipeline)
