@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 import attrs
 from aegis_adapters import Endpoint, Usage
@@ -115,7 +116,7 @@ class BudgetSpentError(AegisError):
         self.spent = spent
 
 
-_OFFLINE = frozenset({"echo", "scripted"})
+OFFLINE_PROVIDERS: Final = frozenset({"echo", "scripted"})
 """Providers of the offline adapters: no request leaves the process, nothing is billed."""
 
 
@@ -157,14 +158,13 @@ class BudgetMeter:
                     f'add it to Budget.prices ([budget.prices."{model}"] in a '
                     "pipeline file)"
                 )
-            if not warn or provider in _OFFLINE:
+            if not warn or provider in OFFLINE_PROVIDERS:
                 continue
-            import difflib  # noqa: PLC0415  # only for this warning
+            from aegis_gov._pipeline_validate import suggest  # noqa: PLC0415  # for this only
 
-            close = difflib.get_close_matches(model, list(budget.prices), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             warnings.warn(
-                f"Budget.prices has no price for {model!r} ({provider}){hint}: its calls "
+                f"Budget.prices has no price for {model!r} ({provider})"
+                f"{suggest(model, budget.prices)}: its calls "
                 "count no cost, so the run's cost leaves them out",
                 UserWarning,
                 stacklevel=3,

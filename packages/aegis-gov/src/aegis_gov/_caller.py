@@ -1195,7 +1195,7 @@ class EndpointCaller:
         if not busy and not probing:  # nobody waits: no need to count what is free
             return
         free = call.limit.free
-        if busy and not (call.overloaded and call.answer is None):
+        if busy and not call.overloaded:  # (settled: an answered call is not overloaded)
             # Not after an overload: the next task would go at once into what just refused
             # a call, and the next after its refusal, a chain of lone calls a millisecond
             # apart that opened the circuit (for 30 s) within a 0.3 s restart. Queued tasks

@@ -31,7 +31,7 @@ from aegis_breaker import AgentPool
 from aegis_graph import Task, TaskQueue
 
 from aegis_gov._agents import AgentConfig, Team
-from aegis_gov._budget import Budget, Price
+from aegis_gov._budget import OFFLINE_PROVIDERS, Budget, Price
 from aegis_gov._errors import AegisError
 from aegis_gov._limits import Limits
 from aegis_gov._mcp import MCPServerSpec
@@ -102,7 +102,7 @@ class ProviderSpec:
         """
         if self.provider == "auto":
             return None
-        if self.provider in {"echo", "scripted"}:
+        if self.provider in OFFLINE_PROVIDERS:
             # Each offline model is its own endpoint: one agent's scripted 429 holds back no other.
             name = self.model or offline_name
             if self.provider == "echo":
@@ -398,7 +398,7 @@ class Pipeline:
             for agent in self.agents
         )
         budget = self.budget
-        if budget is not None and provider in {"echo", "scripted"}:
+        if budget is not None and provider in OFFLINE_PROVIDERS:
             # A dry run costs nothing: its offline endpoints are free, so a cost budget runs
             # (and shows $0) instead of asking for a price of each agent's stand-in model.
             free = Price(0.0, 0.0)
